@@ -1,0 +1,126 @@
+// Argument checks both backends run before touching memory or launching anything.
+// One function per op, so the CPU and CUDA entry points rely on exactly the same guarantees.
+// (The TypeScript wrappers in src/ops check the same things first, with tensor shapes in the message.)
+#pragma once
+#include "error.h"
+
+namespace gk {
+
+inline bool is_float_dtype(int32_t d) { return d == GK_F32 || d == GK_F16 || d == GK_BF16; }
+
+inline gk_status validate_stream(const void* s, const char* op) {
+  GK_REQUIRE(s != nullptr, "%s: stream is NULL", op);
+  return GK_OK;
+}
+
+inline gk_status validate_embedding(const void* table, int32_t dtype, int32_t vocab, int32_t dim,
+                                    const int32_t* ids, int32_t n, const float* out) {
+  GK_REQUIRE(table && ids && out, "gk_embedding: NULL table, ids or out");
+  GK_REQUIRE(is_float_dtype(dtype), "gk_embedding: table dtype %d is not f32, f16 or bf16", dtype);
+  GK_REQUIRE(vocab > 0 && dim > 0 && n > 0, "gk_embedding: vocab=%d dim=%d n=%d must be positive", vocab, dim, n);
+  return GK_OK;
+}
+
+inline gk_status validate_rms_norm(const float* x, const void* w, int32_t dtype, int32_t mode, float eps,
+                                   int32_t rows, int32_t dim, const float* y) {
+  GK_REQUIRE(x && y, "gk_rms_norm: NULL x or y");
+  GK_REQUIRE(mode == GK_NORM_PLAIN || mode == GK_NORM_SCALE || mode == GK_NORM_ONE_PLUS,
+             "gk_rms_norm: unknown mode %d", mode);
+  GK_REQUIRE(mode == GK_NORM_PLAIN || w != nullptr, "gk_rms_norm: mode %d needs a weight", mode);
+  GK_REQUIRE(mode == GK_NORM_PLAIN || is_float_dtype(dtype), "gk_rms_norm: weight dtype %d is not f32, f16 or bf16", dtype);
+  GK_REQUIRE(rows > 0 && dim > 0, "gk_rms_norm: rows=%d dim=%d must be positive", rows, dim);
+  GK_REQUIRE(eps >= 0.0f, "gk_rms_norm: eps=%g must be >= 0", (double)eps);
+  return GK_OK;
+}
+
+inline gk_status validate_layer_norm(const float* x, const void* w, int32_t dtype, float eps, int32_t rows,
+                                     int32_t dim, const float* y) {
+  GK_REQUIRE(x && w && y, "gk_layer_norm: NULL x, weight or y");
+  GK_REQUIRE(is_float_dtype(dtype), "gk_layer_norm: param dtype %d is not f32, f16 or bf16", dtype);
+  GK_REQUIRE(rows > 0 && dim > 0, "gk_layer_norm: rows=%d dim=%d must be positive", rows, dim);
+  GK_REQUIRE(eps >= 0.0f, "gk_layer_norm: eps=%g must be >= 0", (double)eps);
+  return GK_OK;
+}
+
+inline gk_status validate_linear(const float* x, const void* w, int32_t dtype, int32_t m, int32_t n, int32_t k,
+                                 const float* y) {
+  GK_REQUIRE(x && w && y, "gk_linear: NULL x, weight or y");
+  GK_REQUIRE(is_float_dtype(dtype), "gk_linear: weight dtype %d is not f32, f16 or bf16", dtype);
+  GK_REQUIRE(m > 0 && n > 0 && k > 0, "gk_linear: m=%d n=%d k=%d must be positive", m, n, k);
+  GK_REQUIRE((const void*)x != (const void*)y, "gk_linear: y must not alias x");
+  return GK_OK;
+}
+
+inline gk_status validate_rope(const float* x, int32_t tokens, int32_t heads, int32_t head_dim, int32_t rotary_dim,
+                               const int32_t* positions, const float* inv_freq) {
+  GK_REQUIRE(x && positions && inv_freq, "gk_rope: NULL x, positions or inv_freq");
+  GK_REQUIRE(tokens > 0 && heads > 0 && head_dim > 0, "gk_rope: tokens=%d heads=%d head_dim=%d must be positive",
+             tokens, heads, head_dim);
+  GK_REQUIRE(rotary_dim > 0 && rotary_dim <= head_dim && rotary_dim % 2 == 0,
+             "gk_rope: rotary_dim=%d must be even and in (0, head_dim=%d]", rotary_dim, head_dim);
+  return GK_OK;
+}
+
+inline gk_status validate_attention_prefill(const float* q, const float* k, const float* v, const float* out,
+                                            int32_t q_len, int32_t kv_len, int32_t q_heads, int32_t kv_heads,
+                                            int32_t head_dim, int32_t q_pos0, int32_t window, float scale,
+                                            float softcap) {
+  GK_REQUIRE(q && k && v && out, "gk_attention_prefill: NULL q, k, v or out");
+  GK_REQUIRE(q_len > 0 && kv_len > 0 && q_heads > 0 && kv_heads > 0,
+             "gk_attention_prefill: q_len=%d kv_len=%d q_heads=%d kv_heads=%d must be positive", q_len, kv_len,
+             q_heads, kv_heads);
+  GK_REQUIRE(q_heads % kv_heads == 0, "gk_attention_prefill: q_heads=%d is not a multiple of kv_heads=%d", q_heads,
+             kv_heads);
+  GK_REQUIRE(head_dim > 0 && head_dim <= 512, "gk_attention_prefill: head_dim=%d must be in [1, 512]", head_dim);
+  GK_REQUIRE(q_pos0 >= 0 && (int64_t)q_pos0 + q_len <= kv_len,
+             "gk_attention_prefill: queries at positions %d..%d fall outside kv_len=%d", q_pos0, q_pos0 + q_len - 1,
+             kv_len);
+  GK_REQUIRE(window >= 0, "gk_attention_prefill: window=%d must be >= 0", window);
+  GK_REQUIRE(scale == scale && softcap >= 0.0f, "gk_attention_prefill: scale must be a number, softcap >= 0");
+  GK_REQUIRE(out != q && out != k && out != v, "gk_attention_prefill: out must not alias q, k or v");
+  return GK_OK;
+}
+
+inline gk_status validate_attention_decode(const float* q, const float* kc, const float* vc, const float* out,
+                                           int32_t q_heads, int32_t kv_heads, int32_t head_dim, int32_t capacity,
+                                           int32_t window, const int32_t* position, float scale, float softcap) {
+  GK_REQUIRE(q && kc && vc && out && position, "gk_attention_decode: NULL q, caches, out or position");
+  GK_REQUIRE(q_heads > 0 && kv_heads > 0 && q_heads % kv_heads == 0,
+             "gk_attention_decode: q_heads=%d must be a positive multiple of kv_heads=%d", q_heads, kv_heads);
+  GK_REQUIRE(head_dim > 0 && head_dim <= 512, "gk_attention_decode: head_dim=%d must be in [1, 512]", head_dim);
+  GK_REQUIRE(capacity > 0, "gk_attention_decode: capacity=%d must be positive", capacity);
+  GK_REQUIRE(window >= 0, "gk_attention_decode: window=%d must be >= 0", window);
+  GK_REQUIRE(scale == scale && softcap >= 0.0f, "gk_attention_decode: scale must be a number, softcap >= 0");
+  GK_REQUIRE(out != q, "gk_attention_decode: out must not alias q");
+  return GK_OK;
+}
+
+inline gk_status validate_kv_cache_write(const float* src, const float* cache, int32_t tokens, int32_t row_elems,
+                                         int32_t capacity, const int32_t* position0) {
+  GK_REQUIRE(src && cache && position0, "gk_kv_cache_write: NULL src, cache or position0");
+  GK_REQUIRE(tokens > 0 && row_elems > 0 && capacity > 0,
+             "gk_kv_cache_write: tokens=%d row_elems=%d capacity=%d must be positive", tokens, row_elems, capacity);
+  return GK_OK;
+}
+
+inline gk_status validate_binary(const char* op, const float* a, const float* b, const float* y, int64_t n,
+                                 int64_t b_n) {
+  GK_REQUIRE(a && b && y, "%s: NULL a, b or y", op);
+  GK_REQUIRE(n > 0 && b_n > 0 && n % b_n == 0, "%s: n=%lld must be a positive multiple of b_n=%lld", op,
+             (long long)n, (long long)b_n);
+  return GK_OK;
+}
+
+inline gk_status validate_unary(const char* op, const float* x, const float* y, int64_t n) {
+  GK_REQUIRE(x && y, "%s: NULL x or y", op);
+  GK_REQUIRE(n > 0, "%s: n=%lld must be positive", op, (long long)n);
+  return GK_OK;
+}
+
+inline gk_status validate_rows(const char* op, const void* x, const void* y, int32_t rows, int32_t cols) {
+  GK_REQUIRE(x && y, "%s: NULL input or output", op);
+  GK_REQUIRE(rows > 0 && cols > 0, "%s: rows=%d cols=%d must be positive", op, rows, cols);
+  return GK_OK;
+}
+
+}  // namespace gk

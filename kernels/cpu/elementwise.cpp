@@ -1,0 +1,60 @@
+// Elementwise f32 ops: add, mul, scale, GELU-tanh, the gated MLP product, tanh softcap.
+#include "cpu.h"
+
+namespace {
+
+constexpr int64_t kParallelMin = 1 << 16;  // below this, threads cost more than they save
+
+template <typename F>
+gk_status binary(const char* op, gk_stream* s, const float* a, const float* b, float* y, int64_t n, int64_t b_n,
+                 F f) {
+  GK_TRY(gk::validate_stream(s, op));
+  GK_TRY(gk::validate_binary(op, a, b, y, n, b_n));
+  if (b_n == n) {
+#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+    for (int64_t i = 0; i < n; ++i) y[i] = f(a[i], b[i]);
+  } else {
+    const int64_t rows = n / b_n;
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t j = 0; j < b_n; ++j) y[r * b_n + j] = f(a[r * b_n + j], b[j]);
+  }
+  return GK_OK;
+}
+
+template <typename F>
+gk_status unary(const char* op, gk_stream* s, const float* x, float* y, int64_t n, F f) {
+  GK_TRY(gk::validate_stream(s, op));
+  GK_TRY(gk::validate_unary(op, x, y, n));
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) y[i] = f(x[i]);
+  return GK_OK;
+}
+
+}  // namespace
+
+GK_API gk_status gk_add(gk_stream* s, const float* a, const float* b, float* y, int64_t n, int64_t b_n) {
+  return binary("gk_add", s, a, b, y, n, b_n, [](float u, float v) { return u + v; });
+}
+
+GK_API gk_status gk_mul(gk_stream* s, const float* a, const float* b, float* y, int64_t n, int64_t b_n) {
+  return binary("gk_mul", s, a, b, y, n, b_n, [](float u, float v) { return u * v; });
+}
+
+GK_API gk_status gk_gelu_tanh_mul(gk_stream* s, const float* gate, const float* up, float* y, int64_t n) {
+  return binary("gk_gelu_tanh_mul", s, gate, up, y, n, n, [](float g, float u) { return gk::cpu::gelu_tanh(g) * u; });
+}
+
+GK_API gk_status gk_scale(gk_stream* s, const float* x, float* y, int64_t n, float alpha) {
+  return unary("gk_scale", s, x, y, n, [alpha](float v) { return v * alpha; });
+}
+
+GK_API gk_status gk_gelu_tanh(gk_stream* s, const float* x, float* y, int64_t n) {
+  return unary("gk_gelu_tanh", s, x, y, n, [](float v) { return gk::cpu::gelu_tanh(v); });
+}
+
+GK_API gk_status gk_softcap(gk_stream* s, const float* x, float* y, int64_t n, float cap) {
+  GK_REQUIRE(cap > 0.0f, "gk_softcap: cap=%g must be > 0", (double)cap);
+  const float inv = 1.0f / cap;
+  return unary("gk_softcap", s, x, y, n, [cap, inv](float v) { return cap * std::tanh(v * inv); });
+}

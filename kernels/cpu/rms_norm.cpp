@@ -1,0 +1,28 @@
+// gk_rms_norm: both Gemma conventions (x·w for Gemma 4, x·(1+w) for Gemma 3) and the weightless form.
+#include <vector>
+
+#include "cpu.h"
+
+GK_API gk_status gk_rms_norm(gk_stream* s, const float* x, const void* weight, int32_t weight_dtype, int32_t mode,
+                             float eps, int32_t rows, int32_t dim, float* y) {
+  GK_TRY(gk::validate_stream(s, "gk_rms_norm"));
+  GK_TRY(gk::validate_rms_norm(x, weight, weight_dtype, mode, eps, rows, dim, y));
+  // The multiplier is computed once in f32, as transformers does (1 + w.float()).
+  std::vector<float> w(dim, 1.0f);
+  if (mode != GK_NORM_PLAIN) {
+    gk::cpu::load_row_f32(weight, weight_dtype, 0, dim, w.data());
+    if (mode == GK_NORM_ONE_PLUS)
+      for (float& v : w) v += 1.0f;
+  }
+#pragma omp parallel for schedule(static) if ((int64_t)rows * dim > 65536)
+  for (int32_t r = 0; r < rows; ++r) {
+    const float* xr = x + (int64_t)r * dim;
+    float* yr = y + (int64_t)r * dim;
+    float ss = 0.0f;
+#pragma omp simd reduction(+ : ss)
+    for (int32_t j = 0; j < dim; ++j) ss += xr[j] * xr[j];
+    const float inv = 1.0f / std::sqrt(ss / (float)dim + eps);
+    for (int32_t j = 0; j < dim; ++j) yr[j] = xr[j] * inv * w[j];
+  }
+  return GK_OK;
+}

@@ -1,0 +1,166 @@
+/*
+ * gemmakit.h — the one C ABI behind both native libraries.
+ *
+ * libgemmakit_cpu.so (g++, kernels/cpu) and libgemmakit_cuda.so (nvcc, kernels/cuda) export exactly
+ * these symbols; src/ffi/symbols.ts mirrors this file row for row.
+ *
+ * Conventions
+ * - Every entry returns a gk_status (0 = GK_OK). On failure, gk_last_error() returns a message for
+ *   the calling thread (with file:line for CUDA failures) until the next failing call.
+ * - Pointers named "device" live in memory from gk_malloc of the same context (host memory on CPU).
+ *   Host pointers are only the `host_*` arguments of the copy functions.
+ * - Activations, KV caches and outputs are f32. Weights (embedding tables, norm and linear params)
+ *   are read in their stored dtype (f32, f16, bf16) and accumulated in f32.
+ * - Values that change every decode step (token ids, positions) are read from device memory, so a
+ *   recorded decode step can be replayed without re-recording.
+ * - Ops are enqueued on a stream. On CPU a stream runs synchronously; on CUDA call
+ *   gk_stream_synchronize (or a d2h copy, which synchronizes) before reading results on the host.
+ *
+ * Adding an op: declare it here, validate its arguments in kernels/common/validate.h, implement
+ * kernels/cpu/<op>.cpp and kernels/cuda/<op>.cu, mirror it in src/ffi/symbols.ts, wrap it in
+ * src/ops/, and add rows to tests/ops/cases.ts.
+ */
+#ifndef GEMMAKIT_H
+#define GEMMAKIT_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+#define GK_EXTERN extern "C"
+#else
+#define GK_EXTERN
+#endif
+#define GK_API GK_EXTERN __attribute__((visibility("default")))
+
+/* Bumped whenever a signature below changes; the loader refuses a library of another version. */
+#define GK_ABI_VERSION 1
+
+typedef int32_t gk_status;
+enum {
+  GK_OK = 0,
+  GK_ERR_INVALID_ARGUMENT = 1, /* a shape, dtype, pointer or parameter the op cannot take */
+  GK_ERR_OUT_OF_MEMORY = 2,
+  GK_ERR_DEVICE = 3,      /* the CUDA runtime reported a failure */
+  GK_ERR_NO_DEVICE = 4,   /* no usable device for this backend */
+  GK_ERR_UNSUPPORTED = 5, /* valid request this build cannot serve */
+  GK_ERR_INTERNAL = 6,
+};
+
+typedef enum {
+  GK_F32 = 0,
+  GK_F16 = 1,
+  GK_BF16 = 2,
+  GK_I32 = 3,
+} gk_dtype;
+
+typedef enum {
+  GK_NORM_PLAIN = 0,    /* y = x / rms(x)                (Gemma 4 v_norm, router norm) */
+  GK_NORM_SCALE = 1,    /* y = x / rms(x) * w            (Gemma 4 Gemma4RMSNorm) */
+  GK_NORM_ONE_PLUS = 2, /* y = x / rms(x) * (1 + w)      (Gemma 3 Gemma3RMSNorm) */
+} gk_norm_mode;
+
+typedef struct gk_context gk_context;
+typedef struct gk_stream gk_stream;
+
+/* ---- library, errors, devices ------------------------------------------------------------- */
+GK_API int32_t gk_abi_version(void);
+GK_API const char* gk_backend_kind(void); /* "cpu" or "cuda" */
+GK_API const char* gk_last_error(void);   /* never NULL; "" when no error was recorded */
+GK_API gk_status gk_device_count(int32_t* out_count);
+/* Writes a NUL-terminated description (name, compute capability, memory) into buf. */
+GK_API gk_status gk_device_name(int32_t device, char* buf, int32_t buf_len);
+
+/* ---- contexts and streams ----------------------------------------------------------------- */
+GK_API gk_status gk_context_create(int32_t device, gk_context** out_ctx);
+/* Frees every allocation still owned by the context, then the context itself. */
+GK_API gk_status gk_context_destroy(gk_context* ctx);
+GK_API gk_status gk_context_default_stream(gk_context* ctx, gk_stream** out_stream);
+GK_API gk_status gk_stream_create(gk_context* ctx, gk_stream** out_stream);
+GK_API gk_status gk_stream_destroy(gk_stream* stream);
+GK_API gk_status gk_stream_synchronize(gk_stream* stream);
+
+/* ---- memory ------------------------------------------------------------------------------- */
+/* 256-byte aligned. Zero bytes is an error. */
+GK_API gk_status gk_malloc(gk_context* ctx, uint64_t bytes, void** out_ptr);
+/* Only pointers gk_malloc returned for this context; anything else is GK_ERR_INVALID_ARGUMENT. */
+GK_API gk_status gk_free(gk_context* ctx, void* ptr);
+/* Both copies return once the bytes have arrived (h2d: the host buffer may be reused). */
+GK_API gk_status gk_memcpy_h2d(gk_stream* stream, void* dst_device, const void* src_host, uint64_t bytes);
+GK_API gk_status gk_memcpy_d2h(gk_stream* stream, void* dst_host, const void* src_device, uint64_t bytes);
+GK_API gk_status gk_memcpy_d2d(gk_stream* stream, void* dst_device, const void* src_device, uint64_t bytes);
+GK_API gk_status gk_memset(gk_stream* stream, void* dst_device, int32_t byte_value, uint64_t bytes);
+/* out[0] bytes in use, out[1] peak bytes in use, out[2] live allocations, out[3] device total. */
+GK_API gk_status gk_memory_stats(gk_context* ctx, uint64_t* out4);
+GK_API gk_status gk_memory_reset_peak(gk_context* ctx);
+
+/* ---- ops ---------------------------------------------------------------------------------- */
+
+/* out[i, :] = table[ids[i], :] * scale.  table [vocab, dim] (f32/f16/bf16), ids [n] i32, out [n, dim].
+ * An id outside [0, vocab) is an error on CPU; on CUDA (ids are on the device) its row is zeros. */
+GK_API gk_status gk_embedding(gk_stream* s, const void* table, int32_t table_dtype, int32_t vocab,
+                              int32_t dim, const int32_t* ids, int32_t n, float scale, float* out);
+
+/* Row-wise RMSNorm in f32: y = x * rsqrt(mean(x^2) + eps) [* w | * (1 + w)] per gk_norm_mode.
+ * x, y [rows, dim] (may alias); weight [dim] (NULL for GK_NORM_PLAIN). */
+GK_API gk_status gk_rms_norm(gk_stream* s, const float* x, const void* weight, int32_t weight_dtype,
+                             int32_t mode, float eps, int32_t rows, int32_t dim, float* y);
+
+/* Row-wise LayerNorm: y = (x - mean) * rsqrt(var + eps) * w + b. weight, bias [dim] (bias may be NULL). */
+GK_API gk_status gk_layer_norm(gk_stream* s, const float* x, const void* weight, const void* bias,
+                               int32_t param_dtype, float eps, int32_t rows, int32_t dim, float* y);
+
+/* y [m, n] = x [m, k] · W [n, k]^T (+ bias [n]). W and bias in weight_dtype; bias may be NULL.
+ * m == 1 takes the matrix-vector path; m > 1 the tiled (tensor-core on CUDA) path. y must not alias x. */
+GK_API gk_status gk_linear(gk_stream* s, const float* x, const void* weight, int32_t weight_dtype,
+                           const void* bias, int32_t m, int32_t n, int32_t k, float* y);
+
+/* In-place rotary embedding, transformers' half-rotation layout, on x [tokens, heads, head_dim].
+ * Pairs (j, j + rotary_dim/2) for j < rotary_dim/2 rotate by angle positions[t] * inv_freq[j]
+ * (angle and cos/sin in f32); dims >= rotary_dim pass through. inv_freq [rotary_dim/2] f32 carries
+ * theta, linear scaling and Gemma 4's proportional rope (zeros past the rotated fraction). */
+GK_API gk_status gk_rope(gk_stream* s, float* x, int32_t tokens, int32_t heads, int32_t head_dim,
+                         int32_t rotary_dim, const int32_t* positions, const float* inv_freq);
+
+/* Prefill attention. q [q_len, q_heads, head_dim], k/v [kv_len, kv_heads, head_dim],
+ * out [q_len, q_heads, head_dim]. Query i sits at position q_pos0 + i (q_pos0 + q_len <= kv_len),
+ * key j at position j. Key j is visible to query position p when
+ *   ((!causal || j <= p) && (window == 0 || j > p - window))
+ *   || (span_ids && span_ids[j] != 0 && span_ids[j] == span_ids[p])
+ * (span_ids [kv_len] i32 or NULL: bidirectional blocks such as an image's soft tokens).
+ * score = (q·k) * scale, then softcap·tanh(score/softcap) when softcap > 0, softmax in f32.
+ * Grouped-query: q head h reads kv head h / (q_heads / kv_heads). head_dim in [1, 512]. */
+GK_API gk_status gk_attention_prefill(gk_stream* s, const float* q, const float* k, const float* v,
+                                      float* out, int32_t q_len, int32_t kv_len, int32_t q_heads,
+                                      int32_t kv_heads, int32_t head_dim, int32_t q_pos0, int32_t causal,
+                                      int32_t window, const int32_t* span_ids, float scale, float softcap);
+
+/* One decode query over a KV cache. q, out [q_heads, head_dim]; caches [capacity, kv_heads, head_dim]
+ * where position p lives in slot p % capacity (a ring buffer when capacity < context).
+ * *position (device i32) is the query's position; its K/V must already be written. Keys at
+ * positions max(0, position - span + 1) .. position are read, span = min(window or ∞, capacity). */
+GK_API gk_status gk_attention_decode(gk_stream* s, const float* q, const float* k_cache,
+                                     const float* v_cache, float* out, int32_t q_heads, int32_t kv_heads,
+                                     int32_t head_dim, int32_t capacity, int32_t window,
+                                     const int32_t* position, float scale, float softcap);
+
+/* cache[(position0 + t) % capacity, :] = src[t, :] for t < tokens (row_elems floats per row);
+ * *position0 is read from device memory. When tokens > capacity only the last capacity rows land. */
+GK_API gk_status gk_kv_cache_write(gk_stream* s, const float* src, float* cache, int32_t tokens,
+                                   int32_t row_elems, int32_t capacity, const int32_t* position0);
+
+/* Elementwise, all f32, y may alias an input. b is broadcast cyclically: y[i] = a[i] op b[i % b_n]. */
+GK_API gk_status gk_add(gk_stream* s, const float* a, const float* b, float* y, int64_t n, int64_t b_n);
+GK_API gk_status gk_mul(gk_stream* s, const float* a, const float* b, float* y, int64_t n, int64_t b_n);
+GK_API gk_status gk_scale(gk_stream* s, const float* x, float* y, int64_t n, float alpha);
+/* GELU with the tanh approximation (transformers gelu_pytorch_tanh). */
+GK_API gk_status gk_gelu_tanh(gk_stream* s, const float* x, float* y, int64_t n);
+/* y = gelu_tanh(gate) * up: the gated MLP product. */
+GK_API gk_status gk_gelu_tanh_mul(gk_stream* s, const float* gate, const float* up, float* y, int64_t n);
+/* y = cap * tanh(x / cap), cap > 0. */
+GK_API gk_status gk_softcap(gk_stream* s, const float* x, float* y, int64_t n, float cap);
+/* Row-wise softmax over cols. */
+GK_API gk_status gk_softmax(gk_stream* s, const float* x, float* y, int32_t rows, int32_t cols);
+/* out[r] = index of the largest x[r, :] (first one on ties; NaN counts as largest, as torch). */
+GK_API gk_status gk_argmax(gk_stream* s, const float* x, int32_t* out, int32_t rows, int32_t cols);
+
+#endif /* GEMMAKIT_H */

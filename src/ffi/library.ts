@@ -1,0 +1,116 @@
+/**
+ * Finds and opens the native library: CUDA when a device answers, the CPU twin otherwise.
+ * `GEMMAKIT_BACKEND=cpu|cuda` forces one; `GEMMAKIT_LIB_DIR` points at a directory of built libraries
+ * (default: build/out/ of this package).
+ * @module
+ */
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { LibraryError } from "./errors.ts";
+import { ABI_VERSION, type Symbols, symbols } from "./symbols.ts";
+
+export type BackendKind = "cpu" | "cuda";
+/** What a caller may ask for: a backend, or "auto" (CUDA when present, else CPU). */
+export type BackendChoice = BackendKind | "auto";
+
+/** An opened native library. Libraries stay open for the life of the process. */
+export interface NativeLibrary {
+  readonly kind: BackendKind;
+  readonly path: string;
+  readonly symbols: Symbols;
+  /** Number of devices this library can drive (1 for CPU). */
+  readonly deviceCount: number;
+}
+
+const BUILD_HINT = "run `deno task build` in the gemmakit checkout (or set GEMMAKIT_LIB_DIR to the built libraries)";
+
+/** Directory the libraries are loaded from. */
+export function libraryDir(): string {
+  const fromEnv = Deno.env.get("GEMMAKIT_LIB_DIR");
+  if (fromEnv) return fromEnv;
+  const here = new URL("../../build/out/", import.meta.url);
+  if (here.protocol !== "file:") {
+    throw new LibraryError("load", `gemmakit was imported from ${here.origin}, which holds no native libraries`, {
+      hint: "build the libraries from a checkout (`deno task build`) and set GEMMAKIT_LIB_DIR to its build/out",
+    });
+  }
+  return fileURLToPath(here);
+}
+
+export function libraryPath(kind: BackendKind): string {
+  return join(libraryDir(), `libgemmakit_${kind}.so`);
+}
+
+/** Reads a NUL-terminated string the library returned. */
+export function cString(ptr: Deno.PointerValue): string {
+  return ptr === null ? "" : Deno.UnsafePointerView.getCString(ptr);
+}
+
+const opened = new Map<BackendKind, NativeLibrary>();
+
+/** Opens the library of one backend. Throws LibraryError when it is missing, stale or has no device. */
+export function openLibrary(kind: BackendKind): NativeLibrary {
+  const cached = opened.get(kind);
+  if (cached) return cached;
+  const path = libraryPath(kind);
+  try {
+    Deno.statSync(path);
+  } catch {
+    throw new LibraryError("load", `the ${kind} library is not built: ${path} does not exist`, {
+      hint: kind === "cuda"
+        ? `${BUILD_HINT}; the CUDA library needs nvcc (see README), or use GEMMAKIT_BACKEND=cpu`
+        : BUILD_HINT,
+    });
+  }
+  let dylib: Deno.DynamicLibrary<typeof symbols>;
+  try {
+    dylib = Deno.dlopen(path, symbols);
+  } catch (e) {
+    throw new LibraryError("load", `cannot open ${path}: ${e instanceof Error ? e.message : e}`, {
+      hint: `the library may be stale or from another version: ${BUILD_HINT}`,
+      cause: e,
+    });
+  }
+  const abi = dylib.symbols.gk_abi_version();
+  if (abi !== ABI_VERSION) {
+    dylib.close();
+    throw new LibraryError("load", `${path} speaks ABI ${abi}, this gemmakit needs ${ABI_VERSION}`, {
+      hint: BUILD_HINT,
+    });
+  }
+  const count = new Int32Array(1);
+  const status = dylib.symbols.gk_device_count(count);
+  if (status !== 0 || count[0] < 1) {
+    const why = cString(dylib.symbols.gk_last_error()) || "no device";
+    dylib.close();
+    throw new LibraryError("load", `the ${kind} backend has no usable device: ${why}`, {
+      hint: "use GEMMAKIT_BACKEND=cpu to run on the CPU",
+    });
+  }
+  const lib: NativeLibrary = { kind, path, symbols: dylib.symbols, deviceCount: count[0] };
+  opened.set(kind, lib);
+  return lib;
+}
+
+function parseChoice(value: string | undefined, source: string): BackendChoice {
+  const v = (value ?? "auto").trim().toLowerCase();
+  if (v === "auto" || v === "cpu" || v === "cuda") return v;
+  throw new LibraryError("load", `${source} is "${value}"; expected cpu, cuda or auto`);
+}
+
+/**
+ * Opens the library for a choice. "auto" (the default, or GEMMAKIT_BACKEND) takes CUDA when its library
+ * is built and a device answers, and the CPU library otherwise; an explicit choice never falls back.
+ */
+export function loadLibrary(choice?: BackendChoice): NativeLibrary {
+  const wanted = choice === undefined
+    ? parseChoice(Deno.env.get("GEMMAKIT_BACKEND"), "GEMMAKIT_BACKEND")
+    : parseChoice(choice, "backend");
+  if (wanted !== "auto") return openLibrary(wanted);
+  try {
+    return openLibrary("cuda");
+  } catch (e) {
+    if (!(e instanceof LibraryError)) throw e;
+    return openLibrary("cpu");
+  }
+}

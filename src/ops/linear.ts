@@ -1,0 +1,39 @@
+import { ShapeError } from "../ffi/errors.ts";
+import { DTYPE_CODE, FLOAT_DTYPES } from "../runtime/dtype.ts";
+import type { Tensor } from "../runtime/tensor.ts";
+import { expectDType, expectRank, expectSameBackend, expectShape, fmt, output, run } from "./check.ts";
+
+/**
+ * `y = x · Wᵀ (+ bias)` as nn.Linear computes it: x f32 [..., k], weight [n, k] and bias [n] in f32,
+ * f16 or bf16, y f32 [..., n]. One row takes the matrix-vector kernel, several the tiled one.
+ */
+export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null, out?: Tensor): Tensor {
+  const op = "linear";
+  const backend = expectSameBackend(op, { x, weight, bias: bias ?? undefined, out });
+  expectDType(op, "x", x, ["f32"]);
+  expectDType(op, "weight", weight, FLOAT_DTYPES);
+  expectRank(op, "weight", weight, 2);
+  const [n, k] = weight.shape;
+  if (x.shape.at(-1) !== k) {
+    throw new ShapeError(op, `x is ${fmt(x)} but weight is ${fmt(weight)}: x's last axis must be ${k}`);
+  }
+  if (bias) {
+    expectDType(op, "bias", bias, [weight.dtype]);
+    expectShape(op, "bias", bias, [n]);
+  }
+  const m = x.size / k;
+  const y = output(op, backend, [...x.shape.slice(0, -1), n], "f32", out);
+  if (out && Deno.UnsafePointer.equals(out.pointer, x.pointer)) throw new ShapeError(op, "out must not be x");
+  return run(op, backend, y, !out, () =>
+    backend.symbols.gk_linear(
+      backend.stream,
+      x.pointer,
+      weight.pointer,
+      DTYPE_CODE[weight.dtype],
+      bias?.pointer ?? null,
+      m,
+      n,
+      k,
+      y.pointer,
+    ));
+}

@@ -1,0 +1,131 @@
+/**
+ * Element types of device tensors and host-side conversions between them.
+ * @module
+ */
+
+/** Element type of a tensor. Activations are f32; weights may be f32, f16 or bf16. */
+export type DType = "f32" | "f16" | "bf16" | "i32";
+
+/** The gk_dtype code of kernels/include/gemmakit.h. */
+export const DTYPE_CODE: Readonly<Record<DType, number>> = { f32: 0, f16: 1, bf16: 2, i32: 3 };
+
+/** Bytes per element. */
+export const DTYPE_BYTES: Readonly<Record<DType, number>> = { f32: 4, f16: 2, bf16: 2, i32: 4 };
+
+/** Weight dtypes the kernels read directly. */
+export const FLOAT_DTYPES: readonly DType[] = ["f32", "f16", "bf16"];
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+/** f32 → bf16 bits, round to nearest even (as torch's `.to(torch.bfloat16)`); NaN stays NaN. */
+export function f32ToBf16(src: ArrayLike<number>): Uint16Array {
+  const out = new Uint16Array(src.length);
+  for (let i = 0; i < src.length; i++) {
+    f32[0] = src[i];
+    const bits = u32[0];
+    if ((bits & 0x7f800000) === 0x7f800000 && (bits & 0x7fffff) !== 0) {
+      out[i] = (bits >>> 16) | 0x40; // quiet NaN
+    } else {
+      out[i] = (bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16;
+    }
+  }
+  return out;
+}
+
+/** bf16 bits → f32 (exact). */
+export function bf16ToF32(src: Uint16Array): Float32Array {
+  const out = new Float32Array(src.length);
+  const bits = new Uint32Array(out.buffer);
+  for (let i = 0; i < src.length; i++) bits[i] = src[i] << 16;
+  return out;
+}
+
+/** IEEE half bits → f32 (exact, subnormals included). */
+export function f16ToF32(src: Uint16Array): Float32Array {
+  const out = new Float32Array(src.length);
+  for (let i = 0; i < src.length; i++) {
+    const h = src[i];
+    const sign = h & 0x8000 ? -1 : 1;
+    const exp = (h >> 10) & 0x1f;
+    const man = h & 0x3ff;
+    if (exp === 0) out[i] = sign * man * 2 ** -24;
+    else if (exp === 0x1f) out[i] = man ? NaN : sign * Infinity;
+    else out[i] = sign * (1 + man / 1024) * 2 ** (exp - 15);
+  }
+  return out;
+}
+
+/** f32 → IEEE half bits, round to nearest even; overflow goes to infinity. */
+export function f32ToF16(src: ArrayLike<number>): Uint16Array {
+  const out = new Uint16Array(src.length);
+  for (let i = 0; i < src.length; i++) {
+    f32[0] = src[i];
+    const x = u32[0];
+    const sign = (x >>> 16) & 0x8000;
+    const exp = (x >>> 23) & 0xff;
+    let man = x & 0x7fffff;
+    if (exp === 0xff) {
+      out[i] = sign | 0x7c00 | (man ? 0x200 : 0);
+      continue;
+    }
+    const e = exp - 127 + 15;
+    if (e >= 0x1f) {
+      out[i] = sign | 0x7c00;
+      continue;
+    }
+    if (e <= 0) {
+      if (e < -10) {
+        out[i] = sign;
+        continue;
+      }
+      man |= 0x800000;
+      const shift = 14 - e;
+      const half = 1 << (shift - 1);
+      const rest = man & ((1 << shift) - 1);
+      let h = man >>> shift;
+      if (rest > half || (rest === half && (h & 1))) h++;
+      out[i] = sign | h;
+      continue;
+    }
+    let h = (e << 10) | (man >>> 13);
+    const rest = man & 0x1fff;
+    if (rest > 0x1000 || (rest === 0x1000 && (h & 1))) h++; // a carry into the exponent rounds correctly
+    out[i] = sign | h;
+  }
+  return out;
+}
+
+/** Values in `dtype` as the bytes a tensor of that dtype holds. */
+export function encode(values: ArrayLike<number>, dtype: DType): Uint8Array {
+  switch (dtype) {
+    case "f32":
+      return new Uint8Array(Float32Array.from(values).buffer);
+    case "i32":
+      return new Uint8Array(Int32Array.from(values).buffer);
+    case "bf16":
+      return new Uint8Array(f32ToBf16(values).buffer);
+    case "f16":
+      return new Uint8Array(f32ToF16(values).buffer);
+  }
+}
+
+/** Bytes of a tensor of `dtype` as numbers (f32 for float dtypes). */
+export function decode(bytes: Uint8Array, dtype: DType): Float32Array | Int32Array {
+  const aligned = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
+  switch (dtype) {
+    case "f32":
+      return new Float32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 4);
+    case "i32":
+      return new Int32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 4);
+    case "bf16":
+      return bf16ToF32(new Uint16Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 2));
+    case "f16":
+      return f16ToF32(new Uint16Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 2));
+  }
+}
+
+/** Rounds values to what `dtype` can hold, back as f32 (what a kernel will read from such a weight). */
+export function roundTo(values: ArrayLike<number>, dtype: DType): Float32Array {
+  return Float32Array.from(decode(encode(values, dtype), dtype));
+}

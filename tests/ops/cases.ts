@@ -1,0 +1,479 @@
+/**
+ * The op-parity table: one row per op and case. parity_test.ts runs every row on the CPU library
+ * against reference.ts, and on CUDA against the CPU library when a GPU is present.
+ *
+ * Adding an op: declare it in kernels/include/gemmakit.h, validate it in kernels/common/validate.h,
+ * write kernels/cpu/<op>.cpp and kernels/cuda/<op>.cu, add the symbol to src/ffi/symbols.ts and a
+ * wrapper to src/ops/, a reference to reference.ts, and rows here: shapes that are odd and not
+ * multiples of any tile, every weight dtype, every parameter that changes the arithmetic.
+ *
+ * Limits are NMSE = Σ(out − ref)² / Σ ref². Reference weights are the dtype-rounded values the kernel
+ * reads, so a row measures kernel arithmetic, not bf16 storage. f32 accumulation over k terms gives
+ * NMSE around k·ε² ≈ 1e-12; any indexing or masking mistake gives 1e-4 or worse.
+ */
+import type { Backend } from "../../src/runtime/backend.ts";
+import { type DType, roundTo } from "../../src/runtime/dtype.ts";
+import { Tensor } from "../../src/runtime/tensor.ts";
+import * as ops from "../../src/ops/mod.ts";
+import * as ref from "./reference.ts";
+
+export interface OpCase {
+  op: string;
+  /** Parameters, printed with every result. */
+  name: string;
+  /** NMSE limit against the reference (CPU) and, unless `cudaNmse` says otherwise, CUDA against CPU. */
+  nmse: number;
+  /** Looser CUDA-vs-CPU limit where the GPU path rounds differently on purpose (bf16 tensor cores). */
+  cudaNmse?: number;
+  /** Integer outputs: compared exactly. */
+  exact?: boolean;
+  /** Builds the inputs from a seeded generator. */
+  setup(rng: Rng): Prepared;
+}
+
+export interface Prepared {
+  reference(): ArrayLike<number>;
+  run(backend: Backend): ArrayLike<number>;
+}
+
+export class Rng {
+  #s: number;
+  constructor(seed: number) {
+    this.#s = seed >>> 0;
+  }
+  /** mulberry32 */
+  next(): number {
+    let t = (this.#s = (this.#s + 0x6d2b79f5) >>> 0);
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+  floats(n: number, lo = -1, hi = 1): Float32Array {
+    return Float32Array.from({ length: n }, () => lo + (hi - lo) * this.next());
+  }
+  ints(n: number, lo: number, hi: number): Int32Array {
+    return Int32Array.from({ length: n }, () => lo + Math.floor((hi - lo) * this.next()));
+  }
+}
+
+/** Tensors made during one run, all disposed at the end (so a leak shows in the memory check). */
+class Scope {
+  #made: Tensor[] = [];
+  constructor(readonly backend: Backend) {}
+  t(values: ArrayLike<number>, shape: number[], dtype: DType = "f32"): Tensor {
+    return this.keep(Tensor.fromArray(this.backend, values, shape, dtype));
+  }
+  keep(t: Tensor): Tensor {
+    this.#made.push(t);
+    return t;
+  }
+  [Symbol.dispose]() {
+    for (const t of this.#made) t.dispose();
+  }
+}
+
+function run(backend: Backend, body: (s: Scope) => Tensor): ArrayLike<number> {
+  using s = new Scope(backend);
+  return s.keep(body(s)).toArray();
+}
+
+const WEIGHT_DTYPES: DType[] = ["f32", "bf16", "f16"];
+const cases: OpCase[] = [];
+const add = (c: OpCase) => cases.push(c);
+
+// ---- embedding ------------------------------------------------------------------------------------
+for (const dtype of WEIGHT_DTYPES) {
+  for (const [vocab, dim, n] of [[37, 19, 5], [1000, 640, 7]]) {
+    const scale = Math.fround(Math.sqrt(dim));
+    add({
+      op: "embedding",
+      name: `vocab=${vocab} dim=${dim} n=${n} ${dtype} scale=${scale.toFixed(3)}`,
+      nmse: 1e-12,
+      setup(rng) {
+        const table = rng.floats(vocab * dim), ids = rng.ints(n, 0, vocab);
+        ids[0] = vocab - 1;
+        return {
+          reference: () => ref.embedding(roundTo(table, dtype), dim, ids, scale),
+          run: (b) => run(b, (s) => ops.embedding(s.t(table, [vocab, dim], dtype), s.t(ids, [n], "i32"), scale)),
+        };
+      },
+    });
+  }
+}
+
+// ---- rms_norm -------------------------------------------------------------------------------------
+for (const mode of ["plain", "scale", "one_plus"] as const) {
+  for (const dtype of mode === "plain" ? ["f32" as DType] : WEIGHT_DTYPES) {
+    for (const [rows, dim] of [[3, 1], [5, 7], [33, 256], [4, 1152]]) {
+      add({
+        op: "rms_norm",
+        name: `${mode} ${dtype} rows=${rows} dim=${dim}`,
+        nmse: 1e-11,
+        setup(rng) {
+          const x = rng.floats(rows * dim, -3, 3), w = rng.floats(dim, -0.5, 0.5);
+          const eps = 1e-6;
+          return {
+            reference: () => ref.rmsNorm(x, roundTo(w, dtype), mode, eps, dim),
+            run: (b) =>
+              run(b, (s) => ops.rmsNorm(s.t(x, [rows, dim]), mode === "plain" ? null : s.t(w, [dim], dtype), { mode, eps })),
+          };
+        },
+      });
+    }
+  }
+}
+
+// ---- layer_norm -----------------------------------------------------------------------------------
+for (const dtype of WEIGHT_DTYPES) {
+  for (const [rows, dim, bias] of [[3, 7, true], [9, 1152, true], [2, 72, false]] as const) {
+    add({
+      op: "layer_norm",
+      name: `${dtype} rows=${rows} dim=${dim} bias=${bias}`,
+      nmse: 1e-11,
+      setup(rng) {
+        const x = rng.floats(rows * dim, -2, 4), w = rng.floats(dim, 0.5, 1.5), bb = rng.floats(dim);
+        return {
+          reference: () => ref.layerNorm(x, roundTo(w, dtype), bias ? roundTo(bb, dtype) : null, 1e-6, dim),
+          run: (b) =>
+            run(b, (s) => ops.layerNorm(s.t(x, [rows, dim]), s.t(w, [dim], dtype), bias ? s.t(bb, [dim], dtype) : null, 1e-6)),
+        };
+      },
+    });
+  }
+}
+
+// ---- linear: m = 1 takes the matrix-vector path, m > 1 the tiled one ---------------------------------
+const LINEAR_SHAPES: [m: number, n: number, k: number, bias: boolean][] = [
+  [1, 1, 1, false],
+  [1, 17, 33, true],
+  [1, 1000, 257, false],
+  [1, 2048, 640, false],
+  [1, 513, 1152, true],
+  [2, 3, 5, true],
+  [3, 17, 33, false],
+  [33, 65, 129, true],
+  [64, 128, 256, false],
+  [17, 1000, 257, false],
+  [100, 640, 2048, true],
+];
+for (const dtype of WEIGHT_DTYPES) {
+  for (const [m, n, k, bias] of LINEAR_SHAPES) {
+    add({
+      op: "linear",
+      name: `m=${m} n=${n} k=${k} ${dtype}${bias ? " +bias" : ""}`,
+      nmse: 1e-10,
+      // On CUDA, bf16/f16 weights with m > 1 run on tensor cores with x rounded to the weight dtype, as
+      // transformers computes a bf16 model: about ε(bf16)² ≈ 1e-5 against the f32 CPU path.
+      cudaNmse: dtype !== "f32" && m > 1 ? 1e-4 : 1e-10,
+      setup(rng) {
+        const x = rng.floats(m * k), w = rng.floats(n * k, -0.2, 0.2), bb = rng.floats(n);
+        return {
+          reference: () => ref.linear(x, roundTo(w, dtype), bias ? roundTo(bb, dtype) : null, m, n, k),
+          run: (b) =>
+            run(b, (s) => ops.linear(s.t(x, [m, k]), s.t(w, [n, k], dtype), bias ? s.t(bb, [n], dtype) : null)),
+        };
+      },
+    });
+  }
+}
+
+// ---- rope -----------------------------------------------------------------------------------------
+const ROPE_CASES: { label: string; tokens: number; heads: number; spec: ops.RopeSpec; rotaryDim?: number; pos0: number }[] = [
+  { label: "tiny", tokens: 5, heads: 3, spec: { headDim: 8, theta: 10000 }, pos0: 0 },
+  { label: "gemma3 local", tokens: 7, heads: 4, spec: { headDim: 256, theta: 10000 }, pos0: 3 },
+  { label: "gemma3 global linear x8", tokens: 6, heads: 2, spec: { headDim: 256, theta: 1e6, factor: 8 }, pos0: 1000 },
+  {
+    label: "gemma4 global proportional 0.25",
+    tokens: 4,
+    heads: 2,
+    spec: { headDim: 512, theta: 1e6, partialRotaryFactor: 0.25 },
+    pos0: 70000,
+  },
+  { label: "rotary_dim < head_dim", tokens: 3, heads: 5, spec: { headDim: 64, theta: 10000 }, rotaryDim: 32, pos0: 11 },
+];
+for (const c of ROPE_CASES) {
+  const rot = c.rotaryDim ?? c.spec.headDim;
+  add({
+    op: "rope",
+    name: `${c.label}: tokens=${c.tokens} heads=${c.heads} head_dim=${c.spec.headDim} rotary_dim=${rot} from ${c.pos0}`,
+    // angle = pos·inv_freq is f32 by definition; cos/sin of large angles amplify libm's last ulp.
+    nmse: 1e-11,
+    setup(rng) {
+      const { tokens, heads } = c, d = c.spec.headDim;
+      const x = rng.floats(tokens * heads * d);
+      const positions = Int32Array.from({ length: tokens }, (_, i) => c.pos0 + 2 * i);
+      const invFreq = ops.ropeInvFreq({ ...c.spec, headDim: rot });
+      return {
+        reference: () => ref.rope(x, tokens, heads, d, rot, positions, invFreq),
+        run: (b) =>
+          run(b, (s) =>
+            ops.rope(s.t(x, [tokens, heads, d]), s.t(positions, [tokens], "i32"), s.t(invFreq, [rot / 2]), rot)),
+      };
+    },
+  });
+}
+
+// ---- attention (prefill) --------------------------------------------------------------------------
+interface PrefillCase {
+  label: string;
+  qLen: number;
+  kvLen: number;
+  qHeads: number;
+  kvHeads: number;
+  headDim: number;
+  causal?: boolean;
+  window?: number;
+  softcap?: number;
+  /** [start, end) position ranges that attend bidirectionally, as an image's soft tokens. */
+  spans?: [number, number][];
+}
+const PREFILL_CASES: PrefillCase[] = [
+  { label: "causal GQA", qLen: 37, kvLen: 37, qHeads: 4, kvHeads: 2, headDim: 64 },
+  { label: "causal MQA hd256", qLen: 19, kvLen: 19, qHeads: 4, kvHeads: 1, headDim: 256 },
+  { label: "sliding window 8", qLen: 41, kvLen: 41, qHeads: 2, kvHeads: 1, headDim: 32, window: 8 },
+  { label: "image spans (bidirectional blocks)", qLen: 30, kvLen: 30, qHeads: 2, kvHeads: 2, headDim: 16, spans: [[3, 12], [18, 25]] },
+  { label: "image span + sliding window", qLen: 30, kvLen: 30, qHeads: 2, kvHeads: 1, headDim: 16, window: 4, spans: [[5, 20]] },
+  { label: "bidirectional (vision tower) hd72", qLen: 23, kvLen: 23, qHeads: 3, kvHeads: 3, headDim: 72, causal: false },
+  { label: "queries at the end (chunk after a cached prefix)", qLen: 5, kvLen: 40, qHeads: 4, kvHeads: 2, headDim: 48 },
+  { label: "softcap 50", qLen: 13, kvLen: 13, qHeads: 2, kvHeads: 1, headDim: 32, softcap: 50 },
+  { label: "global hd512", qLen: 9, kvLen: 9, qHeads: 2, kvHeads: 1, headDim: 512 },
+  { label: "odd head dim", qLen: 7, kvLen: 7, qHeads: 3, kvHeads: 1, headDim: 5 },
+];
+for (const c of PREFILL_CASES) {
+  add({
+    op: "attention_prefill",
+    name: `${c.label}: q=${c.qLen} kv=${c.kvLen} heads=${c.qHeads}/${c.kvHeads} hd=${c.headDim}` +
+      `${c.window ? ` window=${c.window}` : ""}${c.softcap ? ` softcap=${c.softcap}` : ""}`,
+    nmse: 1e-10,
+    setup(rng) {
+      const q = rng.floats(c.qLen * c.qHeads * c.headDim, -2, 2);
+      const k = rng.floats(c.kvLen * c.kvHeads * c.headDim, -2, 2);
+      const v = rng.floats(c.kvLen * c.kvHeads * c.headDim);
+      const spanIds = c.spans ? new Int32Array(c.kvLen) : null;
+      c.spans?.forEach(([a, e], i) => spanIds!.fill(i + 1, a, e));
+      const o = {
+        qLen: c.qLen,
+        kvLen: c.kvLen,
+        qHeads: c.qHeads,
+        kvHeads: c.kvHeads,
+        headDim: c.headDim,
+        qPos0: c.kvLen - c.qLen,
+        causal: c.causal ?? true,
+        window: c.window ?? 0,
+        spanIds,
+        scale: 1 / Math.sqrt(c.headDim),
+        softcap: c.softcap ?? 0,
+      };
+      return {
+        reference: () => ref.attentionPrefill(q, k, v, o),
+        run: (b) =>
+          run(b, (s) =>
+            ops.attentionPrefill(
+              s.t(q, [c.qLen, c.qHeads, c.headDim]),
+              s.t(k, [c.kvLen, c.kvHeads, c.headDim]),
+              s.t(v, [c.kvLen, c.kvHeads, c.headDim]),
+              { ...o, spanIds: spanIds ? s.t(spanIds, [c.kvLen], "i32") : undefined },
+            )),
+      };
+    },
+  });
+}
+
+// ---- attention (decode over a KV cache) -------------------------------------------------------------
+const DECODE_CASES = [
+  { label: "full cache", qHeads: 4, kvHeads: 2, headDim: 64, capacity: 64, window: 0, position: 40 },
+  { label: "first token", qHeads: 2, kvHeads: 1, headDim: 32, capacity: 16, window: 0, position: 0 },
+  { label: "ring buffer, wrapped", qHeads: 4, kvHeads: 1, headDim: 256, capacity: 16, window: 16, position: 100 },
+  { label: "window smaller than ring", qHeads: 2, kvHeads: 2, headDim: 40, capacity: 16, window: 8, position: 37 },
+  { label: "global hd512 softcap", qHeads: 2, kvHeads: 1, headDim: 512, capacity: 48, window: 0, position: 47, softcap: 30 },
+];
+for (const c of DECODE_CASES) {
+  add({
+    op: "attention_decode",
+    name: `${c.label}: heads=${c.qHeads}/${c.kvHeads} hd=${c.headDim} capacity=${c.capacity} window=${c.window} ` +
+      `position=${c.position}`,
+    nmse: 1e-10,
+    setup(rng) {
+      const row = c.kvHeads * c.headDim;
+      const q = rng.floats(c.qHeads * c.headDim, -2, 2);
+      // The history of K/V rows for positions 0..position; the cache holds them at p % capacity.
+      const kHist = rng.floats((c.position + 1) * row, -2, 2), vHist = rng.floats((c.position + 1) * row);
+      const kCache = new Float32Array(c.capacity * row).fill(NaN), vCache = new Float32Array(c.capacity * row).fill(NaN);
+      for (let p = 0; p <= c.position; p++) {
+        kCache.set(kHist.subarray(p * row, (p + 1) * row), (p % c.capacity) * row);
+        vCache.set(vHist.subarray(p * row, (p + 1) * row), (p % c.capacity) * row);
+      }
+      const o = { ...c, scale: 1 / Math.sqrt(c.headDim), softcap: c.softcap ?? 0 };
+      return {
+        reference: () => ref.attentionDecode(q, kHist, vHist, o),
+        run: (b) =>
+          run(b, (s) =>
+            ops.attentionDecode(
+              s.t(q, [c.qHeads, c.headDim]),
+              s.t(kCache, [c.capacity, c.kvHeads, c.headDim]),
+              s.t(vCache, [c.capacity, c.kvHeads, c.headDim]),
+              s.t([c.position], [1], "i32"),
+              o,
+            )),
+      };
+    },
+  });
+}
+
+// ---- kv cache write -------------------------------------------------------------------------------
+for (const [tokens, capacity, position0] of [[5, 16, 3], [5, 16, 14], [40, 16, 3], [1, 8, 1000]]) {
+  const row = 2 * 12;
+  add({
+    op: "kv_cache_write",
+    name: `tokens=${tokens} capacity=${capacity} position0=${position0} row=${row}`,
+    nmse: 0,
+    setup(rng) {
+      const cache = rng.floats(capacity * row), src = rng.floats(tokens * row);
+      return {
+        reference: () => ref.kvCacheWrite(cache, src, tokens, row, capacity, position0),
+        run: (b) =>
+          run(b, (s) =>
+            ops.kvCacheWrite(s.t(src, [tokens, 2, 12]), s.t(cache, [capacity, 2, 12]), s.t([position0], [1], "i32"))),
+      };
+    },
+  });
+}
+
+// ---- elementwise ----------------------------------------------------------------------------------
+for (const n of [1, 1001, 100003]) {
+  const bn = n === 100003 ? 1 : n === 1001 ? 7 : 1;
+  add({
+    op: "add",
+    name: `n=${n} b broadcast from ${bn}`,
+    nmse: 0,
+    setup(rng) {
+      const a = rng.floats(n), b = rng.floats(bn);
+      return {
+        reference: () => Float32Array.from(ref.map2(a, b, (u, v) => u + v)),
+        run: (be) => run(be, (s) => ops.add(s.t(a, [n / bn, bn]), s.t(b, [bn]))),
+      };
+    },
+  });
+  add({
+    op: "add",
+    name: `n=${n} same shape`,
+    nmse: 0,
+    setup(rng) {
+      const a = rng.floats(n), b = rng.floats(n);
+      return {
+        reference: () => Float32Array.from(ref.map2(a, b, (u, v) => u + v)),
+        run: (be) => run(be, (s) => ops.add(s.t(a, [n]), s.t(b, [n]))),
+      };
+    },
+  });
+  add({
+    op: "mul",
+    name: `n=${n} b broadcast from ${bn}`,
+    nmse: 0,
+    setup(rng) {
+      const a = rng.floats(n), b = rng.floats(bn);
+      return {
+        reference: () => Float32Array.from(ref.map2(a, b, (u, v) => u * v)),
+        run: (be) => run(be, (s) => ops.mul(s.t(a, [n / bn, bn]), s.t(b, [bn]))),
+      };
+    },
+  });
+  add({
+    op: "scale",
+    name: `n=${n} alpha=-0.7071`,
+    nmse: 1e-14,
+    setup(rng) {
+      const x = rng.floats(n);
+      return {
+        reference: () => Float64Array.from(x, (v) => v * Math.fround(-0.7071)),
+        run: (be) => run(be, (s) => ops.scale(s.t(x, [n]), -0.7071)),
+      };
+    },
+  });
+  add({
+    op: "gelu_tanh",
+    // Inputs stay in [-3, 3]: further out 1 + tanh(·) cancels in f32 (in torch too), and on a single
+    // element that relative error is all NMSE sees.
+    name: `n=${n} x in [-3, 3]`,
+    nmse: 1e-9,
+    setup(rng) {
+      const x = rng.floats(n, -3, 3);
+      return { reference: () => Float64Array.from(x, ref.geluTanh), run: (be) => run(be, (s) => ops.geluTanh(s.t(x, [n]))) };
+    },
+  });
+  add({
+    op: "gelu_tanh_mul",
+    name: `n=${n} gate in [-3, 3]`,
+    nmse: 1e-9,
+    setup(rng) {
+      const g = rng.floats(n, -3, 3), u = rng.floats(n, -3, 3);
+      return {
+        reference: () => ref.map2(g, u, (a, b) => ref.geluTanh(a) * b),
+        run: (be) => run(be, (s) => ops.geluTanhMul(s.t(g, [n]), s.t(u, [n]))),
+      };
+    },
+  });
+  add({
+    op: "softcap",
+    name: `n=${n} cap=30 x in [-200, 200]`,
+    nmse: 1e-12,
+    setup(rng) {
+      const x = rng.floats(n, -200, 200);
+      return {
+        reference: () => Float64Array.from(x, (v) => 30 * Math.tanh(v / 30)),
+        run: (be) => run(be, (s) => ops.softcap(s.t(x, [n]), 30)),
+      };
+    },
+  });
+}
+
+// ---- softmax / argmax -----------------------------------------------------------------------------
+for (const [rows, cols, spread] of [[3, 1, 1], [4, 7, 5], [2, 50000, 40]]) {
+  add({
+    op: "softmax",
+    name: `rows=${rows} cols=${cols} logits in ±${spread}`,
+    nmse: 1e-11,
+    setup(rng) {
+      const x = rng.floats(rows * cols, -spread, spread);
+      return { reference: () => ref.softmax(x, cols), run: (b) => run(b, (s) => ops.softmax(s.t(x, [rows, cols]))) };
+    },
+  });
+}
+const ARGMAX_CASES: { label: string; rows: number; cols: number; edit?: (x: Float32Array, cols: number) => void }[] = [
+  { label: "lm_head-sized rows", rows: 3, cols: 262144 },
+  {
+    label: "ties take the first",
+    rows: 2,
+    cols: 1001,
+    edit: (x, cols) => {
+      x[17] = x[900] = 5;
+      x[cols + 1000] = x[cols + 3] = 5;
+    },
+  },
+  {
+    label: "NaN wins, -inf and +inf",
+    rows: 3,
+    cols: 64,
+    edit: (x, cols) => {
+      x[10] = NaN;
+      x[40] = Infinity;
+      x.fill(-Infinity, cols, 2 * cols);
+      x[2 * cols + 63] = Infinity;
+    },
+  },
+];
+for (const c of ARGMAX_CASES) {
+  add({
+    op: "argmax",
+    name: `${c.label}: rows=${c.rows} cols=${c.cols}`,
+    nmse: 0,
+    exact: true,
+    setup(rng) {
+      const x = rng.floats(c.rows * c.cols, -10, 10);
+      c.edit?.(x, c.cols);
+      return { reference: () => ref.argmax(x, c.cols), run: (b) => run(b, (s) => ops.argmax(s.t(x, [c.rows, c.cols]))) };
+    },
+  });
+}
+
+export const OP_CASES: readonly OpCase[] = cases;

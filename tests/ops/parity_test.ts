@@ -1,0 +1,105 @@
+/**
+ * Op parity: every row of cases.ts on the CPU library against the TypeScript reference, and on the
+ * CUDA library against the CPU library when a GPU answers. Without one, each CUDA row is reported as
+ * ignored and the reason is printed once.
+ */
+import assert from "node:assert/strict";
+import { Backend } from "../../src/runtime/backend.ts";
+import { openLibrary } from "../../src/ffi/library.ts";
+import { OP_CASES, type OpCase, Rng } from "./cases.ts";
+
+export function nmse(out: ArrayLike<number>, want: ArrayLike<number>): number {
+  let err = 0, norm = 0;
+  for (let i = 0; i < want.length; i++) {
+    err += (out[i] - want[i]) ** 2;
+    norm += want[i] ** 2;
+  }
+  return norm === 0 ? err : err / norm;
+}
+
+function compare(c: OpCase, out: ArrayLike<number>, want: ArrayLike<number>, limit: number, against: string): void {
+  const label = `${c.op} [${c.name}] vs ${against}`;
+  assert.equal(out.length, want.length, `${label}: ${out.length} outputs, expected ${want.length}`);
+  for (let i = 0; i < out.length; i++) {
+    if (!Number.isFinite(out[i]) && Number.isFinite(want[i])) {
+      assert.fail(`${label}: output[${i}] is ${out[i]} where ${against} has ${want[i]}`);
+    }
+  }
+  if (c.exact) {
+    const bad = Array.from(want).findIndex((w, i) => out[i] !== w);
+    assert.equal(bad, -1, `${label}: output[${bad}] = ${out[bad]}, expected ${want[bad]}`);
+    return;
+  }
+  const e = nmse(out, want);
+  assert.ok(e <= limit, `${label}: NMSE ${e.toExponential(2)} exceeds ${limit.toExponential(0)}`);
+}
+
+/** Runs a case on one backend and checks it frees everything it allocated. */
+function runChecked(backend: Backend, c: OpCase, seed: number): ArrayLike<number> {
+  const before = backend.memoryStats().inUse;
+  const out = c.setup(new Rng(seed)).run(backend);
+  assert.equal(backend.memoryStats().inUse, before, `${c.op} [${c.name}] leaked device memory`);
+  return out;
+}
+
+const seedOf = (i: number) => 1000 + i;
+const cpu = Backend.open({ backend: "cpu" });
+
+for (const [i, c] of OP_CASES.entries()) {
+  Deno.test({
+    name: `[cpu] ${c.op}: ${c.name}`,
+    fn() {
+      const want = c.setup(new Rng(seedOf(i))).reference();
+      compare(c, runChecked(cpu, c, seedOf(i)), want, c.nmse, "reference");
+    },
+  });
+}
+
+let cuda: Backend | undefined;
+let cudaMissing = "";
+try {
+  openLibrary("cuda");
+  cuda = Backend.open({ backend: "cuda" });
+} catch (e) {
+  cudaMissing = e instanceof Error ? e.message.split("\n")[0] : String(e);
+  console.log(`CUDA op-parity rows skipped: ${cudaMissing}`);
+}
+
+for (const [i, c] of OP_CASES.entries()) {
+  Deno.test({
+    name: `[cuda] ${c.op}: ${c.name}${cuda ? "" : " (skipped: no CUDA device)"}`,
+    ignore: !cuda,
+    fn() {
+      const want = runChecked(cpu, c, seedOf(i));
+      compare(c, runChecked(cuda!, c, seedOf(i)), want, c.cudaNmse ?? c.nmse, "cpu library");
+    },
+  });
+}
+
+Deno.test("op table covers every op of the C header", () => {
+  const header = Deno.readTextFileSync(new URL("../../kernels/include/gemmakit.h", import.meta.url));
+  const runtime = new Set([
+    "abi_version",
+    "backend_kind",
+    "last_error",
+    "device_count",
+    "device_name",
+    "context_create",
+    "context_destroy",
+    "context_default_stream",
+    "stream_create",
+    "stream_destroy",
+    "stream_synchronize",
+    "malloc",
+    "free",
+    "memcpy_h2d",
+    "memcpy_d2h",
+    "memcpy_d2d",
+    "memset",
+    "memory_stats",
+    "memory_reset_peak",
+  ]);
+  const declared = [...header.matchAll(/GK_API [^(]*\bgk_(\w+)\(/g)].map((m) => m[1]).filter((n) => !runtime.has(n));
+  const covered = new Set(OP_CASES.map((c) => c.op));
+  assert.deepEqual(declared.filter((op) => !covered.has(op)), [], "ops declared in gemmakit.h without parity rows");
+});
