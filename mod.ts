@@ -32,8 +32,8 @@ export {
 export {
   add,
   argmax,
-  type AttentionOptions,
   attentionDecode,
+  type AttentionOptions,
   attentionPrefill,
   embedding,
   geluTanh,

@@ -13,36 +13,36 @@ export const symbols = {
   gk_backend_kind: { parameters: [], result: "pointer" },
   gk_last_error: { parameters: [], result: "pointer" },
   gk_device_count: { parameters: ["buffer" /* int32_t* out_count */], result: "i32" },
-  gk_device_name: { parameters: ["i32" /* device */, "buffer" /* buf */, "i32" /* buf_len */], result: "i32" },
+  gk_device_name: { parameters: ["i32", /* device */ "buffer", /* buf */ "i32" /* buf_len */], result: "i32" },
 
   // contexts and streams
-  gk_context_create: { parameters: ["i32" /* device */, "buffer" /* gk_context** out */], result: "i32" },
+  gk_context_create: { parameters: ["i32", /* device */ "buffer" /* gk_context** out */], result: "i32" },
   gk_context_destroy: { parameters: ["pointer" /* ctx */], result: "i32" },
-  gk_context_default_stream: { parameters: ["pointer" /* ctx */, "buffer" /* gk_stream** out */], result: "i32" },
-  gk_stream_create: { parameters: ["pointer" /* ctx */, "buffer" /* gk_stream** out */], result: "i32" },
+  gk_context_default_stream: { parameters: ["pointer", /* ctx */ "buffer" /* gk_stream** out */], result: "i32" },
+  gk_stream_create: { parameters: ["pointer", /* ctx */ "buffer" /* gk_stream** out */], result: "i32" },
   gk_stream_destroy: { parameters: ["pointer" /* stream */], result: "i32" },
   gk_stream_synchronize: { parameters: ["pointer" /* stream */], result: "i32" },
 
   // memory
-  gk_malloc: { parameters: ["pointer" /* ctx */, "u64" /* bytes */, "buffer" /* void** out */], result: "i32" },
-  gk_free: { parameters: ["pointer" /* ctx */, "pointer" /* ptr */], result: "i32" },
+  gk_malloc: { parameters: ["pointer", /* ctx */ "u64", /* bytes */ "buffer" /* void** out */], result: "i32" },
+  gk_free: { parameters: ["pointer", /* ctx */ "pointer" /* ptr */], result: "i32" },
   gk_memcpy_h2d: {
-    parameters: ["pointer" /* stream */, "pointer" /* dst_device */, "buffer" /* src_host */, "u64" /* bytes */],
+    parameters: ["pointer", /* stream */ "pointer", /* dst_device */ "buffer", /* src_host */ "u64" /* bytes */],
     result: "i32",
   },
   gk_memcpy_d2h: {
-    parameters: ["pointer" /* stream */, "buffer" /* dst_host */, "pointer" /* src_device */, "u64" /* bytes */],
+    parameters: ["pointer", /* stream */ "buffer", /* dst_host */ "pointer", /* src_device */ "u64" /* bytes */],
     result: "i32",
   },
   gk_memcpy_d2d: {
-    parameters: ["pointer" /* stream */, "pointer" /* dst_device */, "pointer" /* src_device */, "u64" /* bytes */],
+    parameters: ["pointer", /* stream */ "pointer", /* dst_device */ "pointer", /* src_device */ "u64" /* bytes */],
     result: "i32",
   },
   gk_memset: {
-    parameters: ["pointer" /* stream */, "pointer" /* dst_device */, "i32" /* byte_value */, "u64" /* bytes */],
+    parameters: ["pointer", /* stream */ "pointer", /* dst_device */ "i32", /* byte_value */ "u64" /* bytes */],
     result: "i32",
   },
-  gk_memory_stats: { parameters: ["pointer" /* ctx */, "buffer" /* uint64_t out4[4] */], result: "i32" },
+  gk_memory_stats: { parameters: ["pointer", /* ctx */ "buffer" /* uint64_t out4[4] */], result: "i32" },
   gk_memory_reset_peak: { parameters: ["pointer" /* ctx */], result: "i32" },
 
   // ops
@@ -167,32 +167,46 @@ export const symbols = {
     result: "i32",
   },
   gk_add: {
-    parameters: ["pointer" /* s */, "pointer" /* a */, "pointer" /* b */, "pointer" /* y */, "i64" /* n */, "i64" /* b_n */],
+    parameters: [
+      "pointer", /* s */
+      "pointer", /* a */
+      "pointer", /* b */
+      "pointer", /* y */
+      "i64", /* n */
+      "i64", /* b_n */
+    ],
     result: "i32",
   },
   gk_mul: {
-    parameters: ["pointer" /* s */, "pointer" /* a */, "pointer" /* b */, "pointer" /* y */, "i64" /* n */, "i64" /* b_n */],
+    parameters: [
+      "pointer", /* s */
+      "pointer", /* a */
+      "pointer", /* b */
+      "pointer", /* y */
+      "i64", /* n */
+      "i64", /* b_n */
+    ],
     result: "i32",
   },
   gk_scale: {
-    parameters: ["pointer" /* s */, "pointer" /* x */, "pointer" /* y */, "i64" /* n */, "f32" /* alpha */],
+    parameters: ["pointer", /* s */ "pointer", /* x */ "pointer", /* y */ "i64", /* n */ "f32" /* alpha */],
     result: "i32",
   },
-  gk_gelu_tanh: { parameters: ["pointer" /* s */, "pointer" /* x */, "pointer" /* y */, "i64" /* n */], result: "i32" },
+  gk_gelu_tanh: { parameters: ["pointer", /* s */ "pointer", /* x */ "pointer", /* y */ "i64" /* n */], result: "i32" },
   gk_gelu_tanh_mul: {
-    parameters: ["pointer" /* s */, "pointer" /* gate */, "pointer" /* up */, "pointer" /* y */, "i64" /* n */],
+    parameters: ["pointer", /* s */ "pointer", /* gate */ "pointer", /* up */ "pointer", /* y */ "i64" /* n */],
     result: "i32",
   },
   gk_softcap: {
-    parameters: ["pointer" /* s */, "pointer" /* x */, "pointer" /* y */, "i64" /* n */, "f32" /* cap */],
+    parameters: ["pointer", /* s */ "pointer", /* x */ "pointer", /* y */ "i64", /* n */ "f32" /* cap */],
     result: "i32",
   },
   gk_softmax: {
-    parameters: ["pointer" /* s */, "pointer" /* x */, "pointer" /* y */, "i32" /* rows */, "i32" /* cols */],
+    parameters: ["pointer", /* s */ "pointer", /* x */ "pointer", /* y */ "i32", /* rows */ "i32" /* cols */],
     result: "i32",
   },
   gk_argmax: {
-    parameters: ["pointer" /* s */, "pointer" /* x */, "pointer" /* out */, "i32" /* rows */, "i32" /* cols */],
+    parameters: ["pointer", /* s */ "pointer", /* x */ "pointer", /* out */ "i32", /* rows */ "i32" /* cols */],
     result: "i32",
   },
 } as const satisfies Deno.ForeignLibraryInterface;

@@ -25,7 +25,9 @@ export interface PrefillOptions extends AttentionOptions {
 }
 
 function checkHeads(op: string, qHeads: number, kvHeads: number, headDim: number): void {
-  if (qHeads % kvHeads !== 0) throw new ShapeError(op, `${qHeads} query heads are not a multiple of ${kvHeads} kv heads`);
+  if (qHeads % kvHeads !== 0) {
+    throw new ShapeError(op, `${qHeads} query heads are not a multiple of ${kvHeads} kv heads`);
+  }
   if (headDim > 512) throw new ShapeError(op, `head dim ${headDim} exceeds 512`);
 }
 

@@ -33,7 +33,9 @@ export function expectSameBackend(op: string, tensors: Record<string, Tensor | u
   let backend: Backend | undefined;
   for (const [name, t] of Object.entries(tensors)) {
     if (!t) continue;
-    if (backend && t.backend !== backend) throw new ShapeError(op, `${name} lives on another backend than the other inputs`);
+    if (backend && t.backend !== backend) {
+      throw new ShapeError(op, `${name} lives on another backend than the other inputs`);
+    }
     backend ??= t.backend;
   }
   return backend!;

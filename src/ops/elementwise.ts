@@ -19,7 +19,9 @@ function binary(op: string, symbol: Binary, a: Tensor, b: Tensor, out: Tensor | 
   const y = output(op, backend, a.shape, "f32", out);
   return run(op, backend, y, !out, () => {
     const s = backend.symbols;
-    if (symbol === "gk_gelu_tanh_mul") return s.gk_gelu_tanh_mul(backend.stream, a.pointer, b.pointer, y.pointer, BigInt(a.size));
+    if (symbol === "gk_gelu_tanh_mul") {
+      return s.gk_gelu_tanh_mul(backend.stream, a.pointer, b.pointer, y.pointer, BigInt(a.size));
+    }
     return s[symbol](backend.stream, a.pointer, b.pointer, y.pointer, BigInt(a.size), BigInt(b.size));
   });
 }
@@ -49,16 +51,31 @@ export function geluTanhMul(gate: Tensor, up: Tensor, out?: Tensor): Tensor {
 /** x · alpha. */
 export function scale(x: Tensor, alpha: number, out?: Tensor): Tensor {
   if (!Number.isFinite(alpha)) throw new ShapeError("scale", `alpha=${alpha} must be finite`);
-  return unary("scale", x, out, (y) => x.backend.symbols.gk_scale(x.backend.stream, x.pointer, y.pointer, BigInt(x.size), alpha));
+  return unary(
+    "scale",
+    x,
+    out,
+    (y) => x.backend.symbols.gk_scale(x.backend.stream, x.pointer, y.pointer, BigInt(x.size), alpha),
+  );
 }
 
 /** GELU, tanh approximation (transformers `gelu_pytorch_tanh`). */
 export function geluTanh(x: Tensor, out?: Tensor): Tensor {
-  return unary("geluTanh", x, out, (y) => x.backend.symbols.gk_gelu_tanh(x.backend.stream, x.pointer, y.pointer, BigInt(x.size)));
+  return unary(
+    "geluTanh",
+    x,
+    out,
+    (y) => x.backend.symbols.gk_gelu_tanh(x.backend.stream, x.pointer, y.pointer, BigInt(x.size)),
+  );
 }
 
 /** cap · tanh(x / cap): Gemma's logit softcapping. */
 export function softcap(x: Tensor, cap: number, out?: Tensor): Tensor {
   expectPositive("softcap", "cap", cap);
-  return unary("softcap", x, out, (y) => x.backend.symbols.gk_softcap(x.backend.stream, x.pointer, y.pointer, BigInt(x.size), cap));
+  return unary(
+    "softcap",
+    x,
+    out,
+    (y) => x.backend.symbols.gk_softcap(x.backend.stream, x.pointer, y.pointer, BigInt(x.size), cap),
+  );
 }

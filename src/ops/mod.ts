@@ -6,7 +6,7 @@ export { embedding } from "./embedding.ts";
 export { layerNorm, rmsNorm, type RmsNormMode } from "./norm.ts";
 export { linear } from "./linear.ts";
 export { rope, ropeInvFreq, type RopeSpec } from "./rope.ts";
-export { type AttentionOptions, attentionDecode, attentionPrefill, type PrefillOptions } from "./attention.ts";
+export { attentionDecode, type AttentionOptions, attentionPrefill, type PrefillOptions } from "./attention.ts";
 export { kvCacheWrite } from "./kv_cache.ts";
 export { add, geluTanh, geluTanhMul, mul, scale, softcap } from "./elementwise.ts";
 export { argmax, softmax } from "./reduce.ts";

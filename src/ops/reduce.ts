@@ -8,8 +8,13 @@ export function softmax(x: Tensor, out?: Tensor): Tensor {
   expectDType(op, "x", x, ["f32"]);
   const cols = x.shape.at(-1)!;
   const y = output(op, backend, x.shape, "f32", out);
-  return run(op, backend, y, !out, () =>
-    backend.symbols.gk_softmax(backend.stream, x.pointer, y.pointer, x.size / cols, cols));
+  return run(
+    op,
+    backend,
+    y,
+    !out,
+    () => backend.symbols.gk_softmax(backend.stream, x.pointer, y.pointer, x.size / cols, cols),
+  );
 }
 
 /** Index of the largest value along the last axis (first on ties, NaN largest): i32 [...leading]. */

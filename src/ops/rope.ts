@@ -57,6 +57,21 @@ export function rope(x: Tensor, positions: Tensor, invFreq: Tensor, rotaryDim?: 
   expectShape(op, "positions", positions, [tokens]);
   expectDType(op, "invFreq", invFreq, ["f32"]);
   expectShape(op, "invFreq", invFreq, [rot / 2]);
-  return run(op, backend, x, false, () =>
-    backend.symbols.gk_rope(backend.stream, x.pointer, tokens, heads, headDim, rot, positions.pointer, invFreq.pointer));
+  return run(
+    op,
+    backend,
+    x,
+    false,
+    () =>
+      backend.symbols.gk_rope(
+        backend.stream,
+        x.pointer,
+        tokens,
+        heads,
+        headDim,
+        rot,
+        positions.pointer,
+        invFreq.pointer,
+      ),
+  );
 }

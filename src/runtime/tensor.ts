@@ -52,7 +52,13 @@ export class Tensor {
   readonly #owner: Tensor | null; // set for views: keeps the owner (and its memory) alive
   #token = {};
 
-  private constructor(backend: Backend, ptr: Deno.PointerObject, dtype: DType, shape: readonly number[], owner: Tensor | null) {
+  private constructor(
+    backend: Backend,
+    ptr: Deno.PointerObject,
+    dtype: DType,
+    shape: readonly number[],
+    owner: Tensor | null,
+  ) {
     this.backend = backend;
     this.#ptr = ptr;
     this.dtype = dtype;
@@ -76,10 +82,18 @@ export class Tensor {
   }
 
   /** Uploads numbers, converted to `dtype` (bf16/f16 round to nearest even). */
-  static fromArray(backend: Backend, values: ArrayLike<number>, shape: readonly number[], dtype: DType = "f32"): Tensor {
+  static fromArray(
+    backend: Backend,
+    values: ArrayLike<number>,
+    shape: readonly number[],
+    dtype: DType = "f32",
+  ): Tensor {
     const n = checkShape(shape);
     if (values.length !== n) {
-      throw new ShapeError("Tensor.fromArray", `${values.length} values do not fill shape [${shape.join(", ")}] (${n})`);
+      throw new ShapeError(
+        "Tensor.fromArray",
+        `${values.length} values do not fill shape [${shape.join(", ")}] (${n})`,
+      );
     }
     return Tensor.fromBytes(backend, encode(values, dtype), shape, dtype);
   }
@@ -123,7 +137,10 @@ export class Tensor {
   reshape(shape: readonly number[]): Tensor {
     const n = checkShape(shape);
     if (n !== this.size) {
-      throw new ShapeError("reshape", `cannot view [${this.shape.join(", ")}] (${this.size}) as [${shape.join(", ")}] (${n})`);
+      throw new ShapeError(
+        "reshape",
+        `cannot view [${this.shape.join(", ")}] (${this.size}) as [${shape.join(", ")}] (${n})`,
+      );
     }
     return new Tensor(this.backend, this.pointer, this.dtype, shape, this.#owner ?? this);
   }
@@ -132,9 +149,12 @@ export class Tensor {
   rows(start: number, count: number): Tensor {
     const rows = this.shape[0];
     if (!Number.isInteger(start) || !Number.isInteger(count) || start < 0 || count < 1 || start + count > rows) {
-      throw new ShapeError("rows", `rows ${start}..${start + count - 1} are outside [0, ${rows}) of [${this.shape.join(", ")}]`);
+      throw new ShapeError(
+        "rows",
+        `rows ${start}..${start + count - 1} are outside [0, ${rows}) of [${this.shape.join(", ")}]`,
+      );
     }
-    const rowBytes = (this.byteLength / rows);
+    const rowBytes = this.byteLength / rows;
     const ptr = Deno.UnsafePointer.offset(this.pointer, start * rowBytes) as Deno.PointerObject;
     return new Tensor(this.backend, ptr, this.dtype, [count, ...this.shape.slice(1)], this.#owner ?? this);
   }

@@ -115,7 +115,10 @@ for (const mode of ["plain", "scale", "one_plus"] as const) {
           return {
             reference: () => ref.rmsNorm(x, roundTo(w, dtype), mode, eps, dim),
             run: (b) =>
-              run(b, (s) => ops.rmsNorm(s.t(x, [rows, dim]), mode === "plain" ? null : s.t(w, [dim], dtype), { mode, eps })),
+              run(
+                b,
+                (s) => ops.rmsNorm(s.t(x, [rows, dim]), mode === "plain" ? null : s.t(w, [dim], dtype), { mode, eps }),
+              ),
           };
         },
       });
@@ -135,7 +138,11 @@ for (const dtype of WEIGHT_DTYPES) {
         return {
           reference: () => ref.layerNorm(x, roundTo(w, dtype), bias ? roundTo(bb, dtype) : null, 1e-6, dim),
           run: (b) =>
-            run(b, (s) => ops.layerNorm(s.t(x, [rows, dim]), s.t(w, [dim], dtype), bias ? s.t(bb, [dim], dtype) : null, 1e-6)),
+            run(
+              b,
+              (s) =>
+                ops.layerNorm(s.t(x, [rows, dim]), s.t(w, [dim], dtype), bias ? s.t(bb, [dim], dtype) : null, 1e-6),
+            ),
         };
       },
     });
@@ -178,7 +185,14 @@ for (const dtype of WEIGHT_DTYPES) {
 }
 
 // ---- rope -----------------------------------------------------------------------------------------
-const ROPE_CASES: { label: string; tokens: number; heads: number; spec: ops.RopeSpec; rotaryDim?: number; pos0: number }[] = [
+const ROPE_CASES: {
+  label: string;
+  tokens: number;
+  heads: number;
+  spec: ops.RopeSpec;
+  rotaryDim?: number;
+  pos0: number;
+}[] = [
   { label: "tiny", tokens: 5, heads: 3, spec: { headDim: 8, theta: 10000 }, pos0: 0 },
   { label: "gemma3 local", tokens: 7, heads: 4, spec: { headDim: 256, theta: 10000 }, pos0: 3 },
   { label: "gemma3 global linear x8", tokens: 6, heads: 2, spec: { headDim: 256, theta: 1e6, factor: 8 }, pos0: 1000 },
@@ -206,8 +220,10 @@ for (const c of ROPE_CASES) {
       return {
         reference: () => ref.rope(x, tokens, heads, d, rot, positions, invFreq),
         run: (b) =>
-          run(b, (s) =>
-            ops.rope(s.t(x, [tokens, heads, d]), s.t(positions, [tokens], "i32"), s.t(invFreq, [rot / 2]), rot)),
+          run(
+            b,
+            (s) => ops.rope(s.t(x, [tokens, heads, d]), s.t(positions, [tokens], "i32"), s.t(invFreq, [rot / 2]), rot),
+          ),
       };
     },
   });
@@ -231,9 +247,34 @@ const PREFILL_CASES: PrefillCase[] = [
   { label: "causal GQA", qLen: 37, kvLen: 37, qHeads: 4, kvHeads: 2, headDim: 64 },
   { label: "causal MQA hd256", qLen: 19, kvLen: 19, qHeads: 4, kvHeads: 1, headDim: 256 },
   { label: "sliding window 8", qLen: 41, kvLen: 41, qHeads: 2, kvHeads: 1, headDim: 32, window: 8 },
-  { label: "image spans (bidirectional blocks)", qLen: 30, kvLen: 30, qHeads: 2, kvHeads: 2, headDim: 16, spans: [[3, 12], [18, 25]] },
-  { label: "image span + sliding window", qLen: 30, kvLen: 30, qHeads: 2, kvHeads: 1, headDim: 16, window: 4, spans: [[5, 20]] },
-  { label: "bidirectional (vision tower) hd72", qLen: 23, kvLen: 23, qHeads: 3, kvHeads: 3, headDim: 72, causal: false },
+  {
+    label: "image spans (bidirectional blocks)",
+    qLen: 30,
+    kvLen: 30,
+    qHeads: 2,
+    kvHeads: 2,
+    headDim: 16,
+    spans: [[3, 12], [18, 25]],
+  },
+  {
+    label: "image span + sliding window",
+    qLen: 30,
+    kvLen: 30,
+    qHeads: 2,
+    kvHeads: 1,
+    headDim: 16,
+    window: 4,
+    spans: [[5, 20]],
+  },
+  {
+    label: "bidirectional (vision tower) hd72",
+    qLen: 23,
+    kvLen: 23,
+    qHeads: 3,
+    kvHeads: 3,
+    headDim: 72,
+    causal: false,
+  },
   { label: "queries at the end (chunk after a cached prefix)", qLen: 5, kvLen: 40, qHeads: 4, kvHeads: 2, headDim: 48 },
   { label: "softcap 50", qLen: 13, kvLen: 13, qHeads: 2, kvHeads: 1, headDim: 32, softcap: 50 },
   { label: "global hd512", qLen: 9, kvLen: 9, qHeads: 2, kvHeads: 1, headDim: 512 },
@@ -285,7 +326,16 @@ const DECODE_CASES = [
   { label: "first token", qHeads: 2, kvHeads: 1, headDim: 32, capacity: 16, window: 0, position: 0 },
   { label: "ring buffer, wrapped", qHeads: 4, kvHeads: 1, headDim: 256, capacity: 16, window: 16, position: 100 },
   { label: "window smaller than ring", qHeads: 2, kvHeads: 2, headDim: 40, capacity: 16, window: 8, position: 37 },
-  { label: "global hd512 softcap", qHeads: 2, kvHeads: 1, headDim: 512, capacity: 48, window: 0, position: 47, softcap: 30 },
+  {
+    label: "global hd512 softcap",
+    qHeads: 2,
+    kvHeads: 1,
+    headDim: 512,
+    capacity: 48,
+    window: 0,
+    position: 47,
+    softcap: 30,
+  },
 ];
 for (const c of DECODE_CASES) {
   add({
@@ -298,7 +348,8 @@ for (const c of DECODE_CASES) {
       const q = rng.floats(c.qHeads * c.headDim, -2, 2);
       // The history of K/V rows for positions 0..position; the cache holds them at p % capacity.
       const kHist = rng.floats((c.position + 1) * row, -2, 2), vHist = rng.floats((c.position + 1) * row);
-      const kCache = new Float32Array(c.capacity * row).fill(NaN), vCache = new Float32Array(c.capacity * row).fill(NaN);
+      const kCache = new Float32Array(c.capacity * row).fill(NaN),
+        vCache = new Float32Array(c.capacity * row).fill(NaN);
       for (let p = 0; p <= c.position; p++) {
         kCache.set(kHist.subarray(p * row, (p + 1) * row), (p % c.capacity) * row);
         vCache.set(vHist.subarray(p * row, (p + 1) * row), (p % c.capacity) * row);
@@ -332,8 +383,11 @@ for (const [tokens, capacity, position0] of [[5, 16, 3], [5, 16, 14], [40, 16, 3
       return {
         reference: () => ref.kvCacheWrite(cache, src, tokens, row, capacity, position0),
         run: (b) =>
-          run(b, (s) =>
-            ops.kvCacheWrite(s.t(src, [tokens, 2, 12]), s.t(cache, [capacity, 2, 12]), s.t([position0], [1], "i32"))),
+          run(
+            b,
+            (s) =>
+              ops.kvCacheWrite(s.t(src, [tokens, 2, 12]), s.t(cache, [capacity, 2, 12]), s.t([position0], [1], "i32")),
+          ),
       };
     },
   });
@@ -398,7 +452,10 @@ for (const n of [1, 1001, 100003]) {
     nmse: 1e-9,
     setup(rng) {
       const x = rng.floats(n, -3, 3);
-      return { reference: () => Float64Array.from(x, ref.geluTanh), run: (be) => run(be, (s) => ops.geluTanh(s.t(x, [n]))) };
+      return {
+        reference: () => Float64Array.from(x, ref.geluTanh),
+        run: (be) => run(be, (s) => ops.geluTanh(s.t(x, [n]))),
+      };
     },
   });
   add({
@@ -471,7 +528,10 @@ for (const c of ARGMAX_CASES) {
     setup(rng) {
       const x = rng.floats(c.rows * c.cols, -10, 10);
       c.edit?.(x, c.cols);
-      return { reference: () => ref.argmax(x, c.cols), run: (b) => run(b, (s) => ops.argmax(s.t(x, [c.rows, c.cols]))) };
+      return {
+        reference: () => ref.argmax(x, c.cols),
+        run: (b) => run(b, (s) => ops.argmax(s.t(x, [c.rows, c.cols]))),
+      };
     },
   });
 }

@@ -55,7 +55,15 @@ export function linear(x: Arr, w: Arr, b: Arr | null, m: number, n: number, k: n
 }
 
 /** transformers forms the angle `position * inv_freq` in f32; cos and sin are then exact here. */
-export function rope(x: Arr, tokens: number, heads: number, headDim: number, rotaryDim: number, positions: Arr, invFreq: Arr) {
+export function rope(
+  x: Arr,
+  tokens: number,
+  heads: number,
+  headDim: number,
+  rotaryDim: number,
+  positions: Arr,
+  invFreq: Arr,
+) {
   const out = Float64Array.from(x);
   const half = rotaryDim / 2;
   for (let t = 0; t < tokens; t++) {
@@ -146,7 +154,16 @@ export function attentionDecode(
   q: Arr,
   kHistory: Arr,
   vHistory: Arr,
-  o: { qHeads: number; kvHeads: number; headDim: number; capacity: number; window: number; position: number; scale: number; softcap: number },
+  o: {
+    qHeads: number;
+    kvHeads: number;
+    headDim: number;
+    capacity: number;
+    window: number;
+    position: number;
+    scale: number;
+    softcap: number;
+  },
 ): Float64Array {
   const out = new Float64Array(o.qHeads * o.headDim);
   const span = Math.min(o.window > 0 ? o.window : Infinity, o.capacity);
@@ -161,7 +178,14 @@ export function attentionDecode(
   return out;
 }
 
-export function kvCacheWrite(cache: Arr, src: Arr, tokens: number, rowElems: number, capacity: number, position0: number) {
+export function kvCacheWrite(
+  cache: Arr,
+  src: Arr,
+  tokens: number,
+  rowElems: number,
+  capacity: number,
+  position0: number,
+) {
   const out = Float64Array.from(cache);
   for (let t = 0; t < tokens; t++) {
     const slot = (position0 + t) % capacity;

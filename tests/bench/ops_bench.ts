@@ -1,0 +1,131 @@
+/**
+ * `deno task bench`: the matrix-vector product in GB/s of weights read and the matrix product in
+ * GFLOP/s, on Gemma-sized shapes, for each backend this machine has. Prints a markdown table.
+ *
+ *   --gpu           CUDA only (fails when there is no GPU)
+ *   --cpu           CPU only
+ *   --quick         fewer repetitions
+ *   --json PATH     also write the rows as JSON
+ */
+import { Backend } from "../../src/runtime/backend.ts";
+import type { DType } from "../../src/runtime/dtype.ts";
+import { Tensor } from "../../src/runtime/tensor.ts";
+import { linear } from "../../src/ops/linear.ts";
+import { openLibrary } from "../../src/ffi/library.ts";
+
+interface Shape {
+  label: string;
+  m: number;
+  n: number;
+  k: number;
+}
+
+// Gemma 3 270M (hidden 640, MLP 2048), 1B (hidden 1152, MLP 6912), and the 262,144-row lm_head of 4B.
+const GEMV: Shape[] = [
+  { label: "270M mlp up (2048×640)", m: 1, n: 2048, k: 640 },
+  { label: "270M mlp down (640×2048)", m: 1, n: 640, k: 2048 },
+  { label: "1B mlp up (6912×1152)", m: 1, n: 6912, k: 1152 },
+  { label: "1B mlp down (1152×6912)", m: 1, n: 1152, k: 6912 },
+  { label: "4B lm_head (262144×2560)", m: 1, n: 262144, k: 2560 },
+];
+const GEMM: Shape[] = [
+  { label: "270M mlp up, 128 tokens", m: 128, n: 2048, k: 640 },
+  { label: "1B mlp up, 128 tokens", m: 128, n: 6912, k: 1152 },
+  { label: "1B mlp up, 512 tokens", m: 512, n: 6912, k: 1152 },
+  { label: "1B mlp down, 512 tokens", m: 512, n: 1152, k: 6912 },
+];
+
+const args = Deno.args;
+const quick = args.includes("--quick");
+const jsonPath = args.includes("--json") ? args[args.indexOf("--json") + 1] : undefined;
+
+interface Row {
+  backend: string;
+  device: string;
+  kind: "gemv" | "gemm";
+  shape: string;
+  dtype: DType;
+  ms: number;
+  figure: number;
+  unit: "GB/s" | "GFLOP/s";
+}
+
+/** Median time of `fn` in ms, after warm-up, over at least `minReps` runs and ~`budgetMs`. */
+function time(backend: Backend, fn: () => void, budgetMs: number, minReps: number): number {
+  fn();
+  backend.synchronize();
+  const times: number[] = [];
+  const start = performance.now();
+  while (times.length < minReps || (performance.now() - start < budgetMs && times.length < 200)) {
+    const t0 = performance.now();
+    fn();
+    backend.synchronize();
+    times.push(performance.now() - t0);
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)];
+}
+
+function benchBackend(backend: Backend): Row[] {
+  const rows: Row[] = [];
+  const budget = quick ? 200 : 1000;
+  const dtypes: DType[] = ["bf16", "f32"];
+  for (const [kind, shapes] of [["gemv", GEMV], ["gemm", GEMM]] as const) {
+    for (const shape of shapes) {
+      for (const dtype of dtypes) {
+        // Contents do not matter for timing: fill with a byte pattern instead of uploading random data.
+        using w = Tensor.empty(backend, [shape.n, shape.k], dtype);
+        backend.fill(w.pointer, 0x3c, w.byteLength);
+        using x = Tensor.empty(backend, [shape.m, shape.k]);
+        backend.fill(x.pointer, 0x3c, x.byteLength);
+        using y = Tensor.empty(backend, [shape.m, shape.n]);
+        const ms = time(backend, () => linear(x, w, null, y), budget, quick ? 2 : 3);
+        const figure = kind === "gemv" ? w.byteLength / (ms * 1e6) : (2 * shape.m * shape.n * shape.k) / (ms * 1e6);
+        const row: Row = {
+          backend: backend.kind,
+          device: backend.deviceName,
+          kind,
+          shape: shape.label,
+          dtype,
+          ms,
+          figure,
+          unit: kind === "gemv" ? "GB/s" : "GFLOP/s",
+        };
+        rows.push(row);
+        console.log(
+          `| ${row.backend} | ${row.kind} | ${row.shape} | ${row.dtype} | ${row.ms.toFixed(3)} | ${
+            row.figure.toFixed(1)
+          } ${row.unit} |`,
+        );
+      }
+    }
+  }
+  return rows;
+}
+
+const wanted: ("cpu" | "cuda")[] = args.includes("--gpu")
+  ? ["cuda"]
+  : args.includes("--cpu")
+  ? ["cpu"]
+  : ["cpu", "cuda"];
+const all: Row[] = [];
+console.log(`gemmakit op benchmarks, ${new Date().toISOString().slice(0, 10)}`);
+for (const kind of wanted) {
+  try {
+    openLibrary(kind);
+  } catch (e) {
+    const why = e instanceof Error ? e.message.split("\n")[0] : String(e);
+    if (args.includes("--gpu")) {
+      console.error(`--gpu: ${why}`);
+      Deno.exit(1);
+    }
+    console.log(`\n${kind}: skipped (${why})`);
+    continue;
+  }
+  using backend = Backend.open({ backend: kind });
+  console.log(`\n${kind}: ${backend.deviceName}\n`);
+  console.log("| backend | op | shape | weights | ms (median) | throughput |");
+  console.log("| --- | --- | --- | --- | ---: | ---: |");
+  all.push(...benchBackend(backend));
+}
+if (jsonPath) Deno.writeTextFileSync(jsonPath, JSON.stringify(all, null, 2));
