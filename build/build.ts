@@ -117,11 +117,21 @@ async function buildLibrary(lib: Library, jobs: number): Promise<string> {
   await Promise.all(workers);
   const objects = lib.units.map((u) => u.object);
   const libTime = mtime(output);
-  if (todo.length > 0 || libTime === 0 || objects.some((o) => mtime(o) > libTime)) {
+  const linkStamp = `${output}.cmd`;
+  const linkCmd = lib.link(objects, output).join(" ");
+  const linkChanged = (() => {
+    try {
+      return Deno.readTextFileSync(linkStamp) !== linkCmd;
+    } catch {
+      return true;
+    }
+  })();
+  if (todo.length > 0 || libTime === 0 || linkChanged || objects.some((o) => mtime(o) > libTime)) {
     const tmp = `${output}.tmp-${Deno.pid}`;
     try {
       await run(lib.link(objects, tmp));
       Deno.renameSync(tmp, output);
+      Deno.writeTextFileSync(linkStamp, linkCmd);
     } finally {
       try {
         Deno.removeSync(tmp);
@@ -150,7 +160,9 @@ function cpuLibrary(cxx: string): Library {
   return {
     name: "libgemmakit_cpu.so",
     units,
-    link: (objects, output) => [cxx, "-shared", "-fopenmp", "-Wl,--no-undefined", ...objects, "-o", output],
+    // -z nodelete: Deno unloads libraries at exit while OpenMP's worker threads still sit in libgomp;
+    // unmapping it under them segfaults the process. A library that is never unloaded cannot.
+    link: (objects, output) => [cxx, "-shared", "-fopenmp", "-Wl,--no-undefined,-z,nodelete", ...objects, "-o", output],
   };
 }
 
@@ -192,6 +204,8 @@ function cudaLibrary(cxx: string, nvcc: Nvcc): Library {
       "-shared",
       "-cudart",
       "static",
+      "-Xlinker",
+      "-z,nodelete", // the CUDA runtime's threads must not outlive its code either
       ...nvcc.libDirs.map((d) => `-L${d}`),
       ...gencode,
       ...objects,

@@ -51,6 +51,23 @@ inline vf vload_bf16(const uint16_t* p) {
 inline vf vload_f16(const uint16_t* p) {
   return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)p));
 }
+// 16×16 transpose: stage b swaps bit b of the register index with bit b of the lane index.
+inline void transpose(vf r[16]) {
+  for (int b = 1; b < 16; b <<= 1) {
+    alignas(64) int32_t lo[16], hi[16];
+    for (int l = 0; l < 16; ++l) {
+      lo[l] = (l & b) ? 16 + (l ^ b) : l;
+      hi[l] = (l & b) ? 16 + l : (l ^ b);
+    }
+    const __m512i vlo = _mm512_load_si512(lo), vhi = _mm512_load_si512(hi);
+    for (int i = 0; i < 16; ++i) {
+      if (i & b) continue;
+      const vf a = r[i], c = r[i | b];
+      r[i] = _mm512_permutex2var_ps(a, vlo, c);
+      r[i | b] = _mm512_permutex2var_ps(a, vhi, c);
+    }
+  }
+}
 #elif defined(__AVX2__) && defined(__FMA__)
 using vf = __m256;
 constexpr int kW = 8;
@@ -70,6 +87,23 @@ inline float vsum(vf a) {
 inline vf vload_bf16(const uint16_t* p) {
   const __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)p));
   return _mm256_castsi256_ps(_mm256_slli_epi32(u, 16));
+}
+inline void transpose(vf r[8]) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+    u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);
+    u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+    r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+  }
 }
 #if defined(__F16C__)
 inline vf vload_f16(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)p)); }
@@ -137,6 +171,10 @@ inline vf vload_f16(const uint16_t* p) {
   vf r;
   for (int i = 0; i < kW; ++i) r.v[i] = f16_fast(p[i]);
   return r;
+}
+inline void transpose(vf r[kW]) {
+  for (int i = 0; i < kW; ++i)
+    for (int j = i + 1; j < kW; ++j) std::swap(r[i].v[j], r[j].v[i]);
 }
 #endif
 
@@ -227,20 +265,27 @@ void gemv(const float* x, const void* w, const void* bias, int64_t n, int64_t k,
 
 // W[n0 .. n0+nb, k0 .. k0+kb] as f32, in slivers of kNR rows laid out [kb][kNR] (rows past n are 0),
 // so the micro-kernel reads kNR consecutive outputs' weights for one k with plain vector loads.
+// kW×kW blocks are transposed in registers: the naive strided scatter thrashes L1 (stride 128 B).
 template <int DT>
-void pack_panel(const void* w, int64_t k, int64_t n0, int nb, int64_t k0, int kb, float* panel, float* rowbuf) {
+void pack_panel(const void* w, int64_t k, int64_t n0, int nb, int64_t k0, int kb, float* panel) {
   for (int s = 0; s * kNR < nb; ++s) {
     float* dst = panel + (int64_t)s * kb * kNR;
-    for (int r = 0; r < kNR; ++r) {
-      const int row = s * kNR + r;
-      if (row < nb) {
-        const int64_t base = (n0 + row) * k + k0;
-        int i = 0;
-        for (; i + kW <= kb; i += kW) vstore(rowbuf + i, vloadw<DT>(w, base + i));
-        for (; i < kb; ++i) rowbuf[i] = gk::load_f32(w, DT, base + i);
-        for (i = 0; i < kb; ++i) dst[(int64_t)i * kNR + r] = rowbuf[i];
-      } else {
-        for (int i = 0; i < kb; ++i) dst[(int64_t)i * kNR + r] = 0.0f;
+    int i = 0;
+    for (; i + kW <= kb; i += kW) {
+      for (int h = 0; h < kNR; h += kW) {
+        vf r[kW];
+        for (int j = 0; j < kW; ++j) {
+          const int row = s * kNR + h + j;
+          r[j] = row < nb ? vloadw<DT>(w, (n0 + row) * k + k0 + i) : vzero();
+        }
+        transpose(r);
+        for (int j = 0; j < kW; ++j) vstore(dst + (int64_t)(i + j) * kNR + h, r[j]);
+      }
+    }
+    for (; i < kb; ++i) {
+      for (int r = 0; r < kNR; ++r) {
+        const int row = s * kNR + r;
+        dst[(int64_t)i * kNR + r] = row < nb ? gk::load_f32(w, DT, (n0 + row) * k + k0 + i) : 0.0f;
       }
     }
   }
@@ -281,13 +326,13 @@ inline MicroFn micro_for(int rows) { return micro_for(rows, std::make_integer_se
 // Rows [m0, m1) × columns [n0, n0+nb) of y, the whole k range.
 template <int DT>
 void gemm_task(const float* x, const void* w, const void* bias, int64_t m0, int64_t m1, int64_t n0, int nb,
-               int64_t k, float* y, int64_t n, float* panel, float* rowbuf) {
+               int64_t k, float* y, int64_t n, float* panel) {
   for (int64_t i = m0; i < m1; ++i)
     for (int j = 0; j < nb; ++j) y[i * n + n0 + j] = bias_at(bias, DT, n0 + j);
   alignas(64) float tile[kMR * kNR];
   for (int64_t k0 = 0; k0 < k; k0 += kKB) {
     const int kb = (int)std::min<int64_t>(kKB, k - k0);
-    pack_panel<DT>(w, k, n0, nb, k0, kb, panel, rowbuf);
+    pack_panel<DT>(w, k, n0, nb, k0, kb, panel);
     for (int s = 0; s * kNR < nb; ++s) {
       const float* sliver = panel + (int64_t)s * kb * kNR;
       const int cols = std::min(kNR, nb - s * kNR);
@@ -325,8 +370,7 @@ gk_status gemm(const float* x, const void* w, const void* bias, int64_t m, int64
   bool oom = false;
 #pragma omp parallel if (par) reduction(|| : oom)
   {
-    const size_t panel_floats = (size_t)kNB * kKB, rowbuf_floats = kKB;
-    float* buf = (float*)std::aligned_alloc(64, (panel_floats + rowbuf_floats) * sizeof(float));
+    float* buf = (float*)std::aligned_alloc(64, (size_t)kNB * kKB * sizeof(float));
     if (!buf) {
       oom = true;
     } else {
@@ -334,8 +378,7 @@ gk_status gemm(const float* x, const void* w, const void* bias, int64_t m, int64
       for (int64_t t = 0; t < tasks; ++t) {
         const int64_t nbi = t % n_blocks, mci = t / n_blocks;
         const int64_t n0 = nbi * kNB, m0 = mci * mc;
-        gemm_task<DT>(x, w, bias, m0, std::min(m, m0 + mc), n0, (int)std::min<int64_t>(kNB, n - n0), k, y, n, buf,
-                      buf + panel_floats);
+        gemm_task<DT>(x, w, bias, m0, std::min(m, m0 + mc), n0, (int)std::min<int64_t>(kNB, n - n0), k, y, n, buf);
       }
     }
     std::free(buf);

@@ -75,3 +75,23 @@ Deno.test("an unknown backend name is rejected", async () => {
   const r2 = await openIn({}, "metal");
   assert.match(r2.text, /backend is "metal"; expected cpu, cuda or auto/);
 });
+
+Deno.test("a process that ran multi-threaded kernels exits cleanly (the library is never unloaded)", async () => {
+  // Regression: unloading libgomp under its parked worker threads segfaulted Deno at exit.
+  const url = (p: string) => new URL(`../../src/${p}`, import.meta.url);
+  const script = `
+    import { Backend } from "${url("runtime/backend.ts")}";
+    import { Tensor } from "${url("runtime/tensor.ts")}";
+    import { scale } from "${url("ops/elementwise.ts")}";
+    const b = Backend.open({ backend: "cpu" });
+    scale(Tensor.zeros(b, [1 << 20]), 2);`;
+  for (let i = 0; i < 3; i++) {
+    const r = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", script],
+      env: { OMP_NUM_THREADS: "2" },
+      stderr: "piped",
+    }).output();
+    assert.equal(r.signal, null, `killed by ${r.signal}`);
+    assert.equal(r.code, 0, new TextDecoder().decode(r.stderr));
+  }
+});
