@@ -117,6 +117,12 @@ inline gk_status validate_unary(const char* op, const float* x, const float* y, 
   return GK_OK;
 }
 
+inline gk_status validate_softcap(const float* x, const float* y, int64_t n, float cap) {
+  GK_TRY(validate_unary("gk_softcap", x, y, n));
+  GK_REQUIRE(cap > 0.0f, "gk_softcap: cap=%g must be > 0", (double)cap);
+  return GK_OK;
+}
+
 inline gk_status validate_rows(const char* op, const void* x, const void* y, int32_t rows, int32_t cols) {
   GK_REQUIRE(x && y, "%s: NULL input or output", op);
   GK_REQUIRE(rows > 0 && cols > 0, "%s: rows=%d cols=%d must be positive", op, rows, cols);

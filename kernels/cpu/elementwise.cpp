@@ -54,7 +54,7 @@ GK_API gk_status gk_gelu_tanh(gk_stream* s, const float* x, float* y, int64_t n)
 }
 
 GK_API gk_status gk_softcap(gk_stream* s, const float* x, float* y, int64_t n, float cap) {
-  GK_REQUIRE(cap > 0.0f, "gk_softcap: cap=%g must be > 0", (double)cap);
-  const float inv = 1.0f / cap;
-  return unary("gk_softcap", s, x, y, n, [cap, inv](float v) { return cap * std::tanh(v * inv); });
+  GK_TRY(gk::validate_softcap(x, y, n, cap));
+  // x / cap, not x * (1 / cap): the same rounding as torch's `tanh(logits / cap) * cap`.
+  return unary("gk_softcap", s, x, y, n, [cap](float v) { return cap * std::tanh(v / cap); });
 }

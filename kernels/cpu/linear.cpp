@@ -19,6 +19,7 @@
 // flags every inlined use; the pragma covers only the header's own lines.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 #pragma GCC diagnostic pop
 #endif
@@ -52,21 +53,30 @@ inline vf vload_f16(const uint16_t* p) {
   return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)p));
 }
 // 16×16 transpose: stage b swaps bit b of the register index with bit b of the lane index.
-inline void transpose(vf r[16]) {
-  for (int b = 1; b < 16; b <<= 1) {
-    alignas(64) int32_t lo[16], hi[16];
-    for (int l = 0; l < 16; ++l) {
-      lo[l] = (l & b) ? 16 + (l ^ b) : l;
-      hi[l] = (l & b) ? 16 + l : (l ^ b);
-    }
-    const __m512i vlo = _mm512_load_si512(lo), vhi = _mm512_load_si512(hi);
-    for (int i = 0; i < 16; ++i) {
-      if (i & b) continue;
-      const vf a = r[i], c = r[i | b];
-      r[i] = _mm512_permutex2var_ps(a, vlo, c);
-      r[i | b] = _mm512_permutex2var_ps(a, vhi, c);
-    }
+template <int B>
+inline void transpose_stage(vf r[16]) {
+  alignas(64) static const int32_t lo[16] = {
+      (0 & B) ? 16 + (0 ^ B) : 0,    (1 & B) ? 16 + (1 ^ B) : 1,    (2 & B) ? 16 + (2 ^ B) : 2,
+      (3 & B) ? 16 + (3 ^ B) : 3,    (4 & B) ? 16 + (4 ^ B) : 4,    (5 & B) ? 16 + (5 ^ B) : 5,
+      (6 & B) ? 16 + (6 ^ B) : 6,    (7 & B) ? 16 + (7 ^ B) : 7,    (8 & B) ? 16 + (8 ^ B) : 8,
+      (9 & B) ? 16 + (9 ^ B) : 9,    (10 & B) ? 16 + (10 ^ B) : 10, (11 & B) ? 16 + (11 ^ B) : 11,
+      (12 & B) ? 16 + (12 ^ B) : 12, (13 & B) ? 16 + (13 ^ B) : 13, (14 & B) ? 16 + (14 ^ B) : 14,
+      (15 & B) ? 16 + (15 ^ B) : 15};
+  const __m512i vlo = _mm512_load_si512(lo);
+  // The partner register takes the other lane of each swapped pair: flip bit B of every index.
+  const __m512i vhi = _mm512_xor_si512(vlo, _mm512_set1_epi32(B));
+  for (int i = 0; i < 16; ++i) {
+    if (i & B) continue;
+    const vf a = r[i], c = r[i | B];
+    r[i] = _mm512_permutex2var_ps(a, vlo, c);
+    r[i | B] = _mm512_permutex2var_ps(a, vhi, c);
   }
+}
+inline void transpose(vf r[16]) {
+  transpose_stage<1>(r);
+  transpose_stage<2>(r);
+  transpose_stage<4>(r);
+  transpose_stage<8>(r);
 }
 #elif defined(__AVX2__) && defined(__FMA__)
 using vf = __m256;
@@ -181,6 +191,9 @@ inline void transpose(vf r[kW]) {
 constexpr int kNR = 2 * kW;  // output columns per micro-tile
 constexpr int kKB = 256;     // k block: an L1-sized kKB×kNR sliver of the packed panel
 constexpr int kNB = 128;     // n block: one thread's packed panel (kNB×kKB f32, L2-resident)
+constexpr int kPrefetch = 128;  // W elements ahead of the packing loads
+constexpr int kPfLocality = 1;
+constexpr int kSmallM = 5;       // m below this streams W (see linear_dt)
 constexpr int kMC = 512;     // x rows per task: kMC×kKB of x stays in L2 while a panel is swept
 
 template <int DT>
@@ -194,70 +207,58 @@ inline float bias_at(const void* bias, int32_t dtype, int64_t j) {
   return bias ? gk::load_f32(bias, dtype, j) : 0.0f;
 }
 
-// ---- m == 1: y[r] = W[r, :] · x for rows [r0, r1), four rows at a time sharing each x load ----
-template <int DT>
-void gemv_rows(const float* x, const void* w, const void* bias, int64_t r0, int64_t r1, int64_t k, float* y) {
-  int64_t r = r0;
-  for (; r + 4 <= r1; r += 4) {
-    const int64_t b0 = r * k, b1 = b0 + k, b2 = b1 + k, b3 = b2 + k;
-    vf a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero();
-    vf c0 = vzero(), c1 = vzero(), c2 = vzero(), c3 = vzero();
-    int64_t i = 0;
-    for (; i + 2 * kW <= k; i += 2 * kW) {
-      const vf x0 = vload(x + i), x1 = vload(x + i + kW);
-      a0 = vfma(vloadw<DT>(w, b0 + i), x0, a0);
-      a1 = vfma(vloadw<DT>(w, b1 + i), x0, a1);
-      a2 = vfma(vloadw<DT>(w, b2 + i), x0, a2);
-      a3 = vfma(vloadw<DT>(w, b3 + i), x0, a3);
-      c0 = vfma(vloadw<DT>(w, b0 + i + kW), x1, c0);
-      c1 = vfma(vloadw<DT>(w, b1 + i + kW), x1, c1);
-      c2 = vfma(vloadw<DT>(w, b2 + i + kW), x1, c2);
-      c3 = vfma(vloadw<DT>(w, b3 + i + kW), x1, c3);
+// ---- small m (1 = decode): stream W once, R rows of it at a time against all M rows of x ----
+
+// y[i, r .. r+R) for i < M. M·R independent FMA chains hide the FMA latency; each W vector is loaded
+// (and widened) once and used M times.
+template <int DT, int M, int R>
+inline void dot_block(const float* x, const void* w, const void* bias, int64_t r, int64_t n, int64_t k, float* y) {
+  vf acc[M][R];
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < R; ++j) acc[i][j] = vzero();
+  // The block's R rows are R short streams, too many for the hardware prefetcher to follow well: pull the
+  // next block into L2 at the rate this one is consumed (one block of look-ahead).
+  constexpr int64_t esz = DT == GK_F32 ? 4 : 2;
+  const char* next = (const char*)w + (r + R) * k * esz;
+  int64_t c = 0;
+  for (; c + kW <= k; c += kW) {
+    for (int64_t b = 0; b < R * kW * esz; b += 64) __builtin_prefetch(next + c * R * esz + b, 0, kPfLocality);
+    vf wv[R];
+    for (int j = 0; j < R; ++j) wv[j] = vloadw<DT>(w, (r + j) * k + c);
+    for (int i = 0; i < M; ++i) {
+      const vf xv = vload(x + i * k + c);
+      for (int j = 0; j < R; ++j) acc[i][j] = vfma(wv[j], xv, acc[i][j]);
     }
-    for (; i + kW <= k; i += kW) {
-      const vf x0 = vload(x + i);
-      a0 = vfma(vloadw<DT>(w, b0 + i), x0, a0);
-      a1 = vfma(vloadw<DT>(w, b1 + i), x0, a1);
-      a2 = vfma(vloadw<DT>(w, b2 + i), x0, a2);
-      a3 = vfma(vloadw<DT>(w, b3 + i), x0, a3);
-    }
-    float s0 = vsum(vadd(a0, c0)), s1 = vsum(vadd(a1, c1)), s2 = vsum(vadd(a2, c2)), s3 = vsum(vadd(a3, c3));
-    for (; i < k; ++i) {
-      s0 += gk::load_f32(w, DT, b0 + i) * x[i];
-      s1 += gk::load_f32(w, DT, b1 + i) * x[i];
-      s2 += gk::load_f32(w, DT, b2 + i) * x[i];
-      s3 += gk::load_f32(w, DT, b3 + i) * x[i];
-    }
-    y[r] = s0 + bias_at(bias, DT, r);
-    y[r + 1] = s1 + bias_at(bias, DT, r + 1);
-    y[r + 2] = s2 + bias_at(bias, DT, r + 2);
-    y[r + 3] = s3 + bias_at(bias, DT, r + 3);
   }
-  for (; r < r1; ++r) {
-    const int64_t b0 = r * k;
-    vf a0 = vzero(), c0 = vzero();
-    int64_t i = 0;
-    for (; i + 2 * kW <= k; i += 2 * kW) {
-      a0 = vfma(vloadw<DT>(w, b0 + i), vload(x + i), a0);
-      c0 = vfma(vloadw<DT>(w, b0 + i + kW), vload(x + i + kW), c0);
+  for (int i = 0; i < M; ++i) {
+    for (int j = 0; j < R; ++j) {
+      float s = vsum(acc[i][j]);
+      for (int64_t t = c; t < k; ++t) s += gk::load_f32(w, DT, (r + j) * k + t) * x[i * k + t];
+      y[i * n + r + j] = s + bias_at(bias, DT, r + j);
     }
-    for (; i + kW <= k; i += kW) a0 = vfma(vloadw<DT>(w, b0 + i), vload(x + i), a0);
-    float s0 = vsum(vadd(a0, c0));
-    for (; i < k; ++i) s0 += gk::load_f32(w, DT, b0 + i) * x[i];
-    y[r] = s0 + bias_at(bias, DT, r);
   }
 }
 
-template <int DT>
+// Rows per block for M rows of x: as many accumulators as the register file comfortably holds.
+template <int M>
+constexpr int rows_per_block() {
+  constexpr int acc = kW == 16 ? 16 : 8;
+  return M == 1 ? 8 : std::max(1, acc / M);
+}
+
+template <int DT, int M>
 void gemv(const float* x, const void* w, const void* bias, int64_t n, int64_t k, float* y) {
-  // Contiguous row ranges per thread (multiples of 4) keep each thread on one sequential stream.
-  const bool par = n * k >= (1 << 15) && n >= 8;
+  constexpr int R = rows_per_block<M>();
+  // Contiguous row ranges per thread keep each thread on a few sequential streams.
+  const bool par = n * k * M >= (1 << 15) && n >= 2 * R;
 #pragma omp parallel if (par)
   {
     const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
-    const int64_t groups = (n + 3) / 4;
-    const int64_t g0 = groups * t / nt, g1 = groups * (t + 1) / nt;
-    gemv_rows<DT>(x, w, bias, g0 * 4, std::min(n, g1 * 4), k, y);
+    const int64_t blocks = (n + R - 1) / R;
+    const int64_t r0 = blocks * t / nt * R, r1 = std::min(n, blocks * (t + 1) / nt * R);
+    int64_t r = r0;
+    for (; r + R <= r1; r += R) dot_block<DT, M, R>(x, w, bias, r, n, k, y);
+    for (; r < r1; ++r) dot_block<DT, M, 1>(x, w, bias, r, n, k, y);
   }
 }
 
@@ -276,7 +277,10 @@ void pack_panel(const void* w, int64_t k, int64_t n0, int nb, int64_t k0, int kb
         vf r[kW];
         for (int j = 0; j < kW; ++j) {
           const int row = s * kNR + h + j;
-          r[j] = row < nb ? vloadw<DT>(w, (n0 + row) * k + k0 + i) : vzero();
+          const int64_t at = (n0 + row) * k + k0 + i;
+          // kW rows are kW concurrent streams, more than the hardware prefetcher follows.
+          __builtin_prefetch((const char*)w + (at + kPrefetch) * (DT == GK_F32 ? 4 : 2));
+          r[j] = row < nb ? vloadw<DT>(w, at) : vzero();
         }
         transpose(r);
         for (int j = 0; j < kW; ++j) vstore(dst + (int64_t)(i + j) * kNR + h, r[j]);
@@ -389,8 +393,18 @@ gk_status gemm(const float* x, const void* w, const void* bias, int64_t m, int64
 
 template <int DT>
 gk_status linear_dt(const float* x, const void* w, const void* bias, int64_t m, int64_t n, int64_t k, float* y) {
-  if (m == 1) {
-    gemv<DT>(x, w, bias, n, k, y);
+  // Below kSmallM rows, packing W costs more than streaming it once per group of up to 4 x rows.
+  if (m < kSmallM) {
+    for (int64_t i = 0; i < m; i += 4) {
+      const float* xi = x + i * k;
+      float* yi = y + i * n;
+      switch (std::min<int64_t>(4, m - i)) {
+        case 1: gemv<DT, 1>(xi, w, bias, n, k, yi); break;
+        case 2: gemv<DT, 2>(xi, w, bias, n, k, yi); break;
+        case 3: gemv<DT, 3>(xi, w, bias, n, k, yi); break;
+        default: gemv<DT, 4>(xi, w, bias, n, k, yi); break;
+      }
+    }
     return GK_OK;
   }
   return gemm<DT>(x, w, bias, m, n, k, y);

@@ -105,7 +105,8 @@ GK_API gk_status gk_embedding(gk_stream* s, const void* table, int32_t table_dty
 GK_API gk_status gk_rms_norm(gk_stream* s, const float* x, const void* weight, int32_t weight_dtype,
                              int32_t mode, float eps, int32_t rows, int32_t dim, float* y);
 
-/* Row-wise LayerNorm: y = (x - mean) * rsqrt(var + eps) * w + b. weight, bias [dim] (bias may be NULL). */
+/* Row-wise LayerNorm: y = (x - mean) * rsqrt(var + eps) * w + b. weight, bias [dim] (bias may be NULL).
+ * y may alias x. */
 GK_API gk_status gk_layer_norm(gk_stream* s, const float* x, const void* weight, const void* bias,
                                int32_t param_dtype, float eps, int32_t rows, int32_t dim, float* y);
 
@@ -158,7 +159,7 @@ GK_API gk_status gk_gelu_tanh(gk_stream* s, const float* x, float* y, int64_t n)
 GK_API gk_status gk_gelu_tanh_mul(gk_stream* s, const float* gate, const float* up, float* y, int64_t n);
 /* y = cap * tanh(x / cap), cap > 0. */
 GK_API gk_status gk_softcap(gk_stream* s, const float* x, float* y, int64_t n, float cap);
-/* Row-wise softmax over cols. */
+/* Row-wise softmax over cols. y may alias x. */
 GK_API gk_status gk_softmax(gk_stream* s, const float* x, float* y, int32_t rows, int32_t cols);
 /* out[r] = index of the largest x[r, :] (first one on ties; NaN counts as largest, as torch). */
 GK_API gk_status gk_argmax(gk_stream* s, const float* x, int32_t* out, int32_t rows, int32_t cols);

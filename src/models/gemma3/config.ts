@@ -1,0 +1,237 @@
+/**
+ * Gemma 3 text configuration: HF `config.json` (`gemma3_text`, or `gemma3` with the text model under
+ * `text_config`) parsed once into a typed object and per-layer facts the layers read.
+ * ref: transformers models/gemma3/configuration_gemma3.py (Gemma3TextConfig).
+ * @module
+ */
+import { GemmakitError } from "../../ffi/errors.ts";
+
+/** A config.json that is not a Gemma 3 text model we can run; lists every problem found. */
+export class ConfigError extends GemmakitError {
+  override name = "ConfigError";
+  readonly problems: string[];
+  constructor(source: string, problems: string[]) {
+    super("config", `${source}:\n  - ${problems.join("\n  - ")}`);
+    this.problems = problems;
+  }
+}
+
+export type LayerType = "sliding_attention" | "full_attention";
+
+/** RoPE of one layer type. Only the kinds Gemma 3 checkpoints use; others are refused at parse time. */
+export interface RopeParams {
+  type: "default" | "linear";
+  theta: number;
+  /** Linear scaling divides inv_freq by this (1 for "default"). */
+  factor: number;
+}
+
+export interface Gemma3TextConfig {
+  vocabSize: number;
+  hiddenSize: number;
+  intermediateSize: number;
+  numHiddenLayers: number;
+  numAttentionHeads: number;
+  numKeyValueHeads: number;
+  headDim: number;
+  rmsNormEps: number;
+  /** Attention scores are multiplied by queryPreAttnScalar^-0.5 (not head_dim^-0.5). */
+  queryPreAttnScalar: number;
+  slidingWindow: number;
+  maxPositionEmbeddings: number;
+  finalLogitSoftcapping: number | null;
+  layerTypes: LayerType[];
+  rope: Record<LayerType, RopeParams>;
+  tieWordEmbeddings: boolean;
+  bosTokenId: number;
+  eosTokenIds: number[];
+  padTokenId: number;
+}
+
+/** Facts of one decoder layer, derived once. */
+export interface LayerSpec {
+  index: number;
+  type: LayerType;
+  /** Sliding window in tokens; 0 for full attention. */
+  window: number;
+  rope: RopeParams;
+}
+
+export interface Gemma3Model {
+  /** "causal_lm" (Gemma3ForCausalLM) or "conditional_generation" (Gemma3ForConditionalGeneration). */
+  architecture: "causal_lm" | "conditional_generation";
+  text: Gemma3TextConfig;
+  layers: LayerSpec[];
+}
+
+type Json = Record<string, unknown>;
+
+class Reader {
+  problems: string[] = [];
+  constructor(readonly obj: Json, readonly prefix: string) {}
+
+  int(key: string, fallback?: number, min = 1): number {
+    const v = this.obj[key] ?? fallback;
+    if (typeof v !== "number" || !Number.isInteger(v) || v < min) {
+      this.problems.push(`${this.prefix}${key} must be an integer >= ${min}, got ${JSON.stringify(v)}`);
+      return min;
+    }
+    return v;
+  }
+
+  num(key: string, fallback?: number): number {
+    const v = this.obj[key] ?? fallback;
+    if (typeof v !== "number" || !Number.isFinite(v)) {
+      this.problems.push(`${this.prefix}${key} must be a number, got ${JSON.stringify(v)}`);
+      return 0;
+    }
+    return v;
+  }
+
+  optionalPositive(key: string): number | null {
+    const v = this.obj[key];
+    if (v === undefined || v === null) return null;
+    if (typeof v !== "number" || !(v > 0)) {
+      this.problems.push(`${this.prefix}${key} must be a positive number or null, got ${JSON.stringify(v)}`);
+      return null;
+    }
+    return v;
+  }
+}
+
+function parseRope(r: Reader, raw: unknown, where: string, theta: number): RopeParams {
+  if (raw === undefined || raw === null) return { type: "default", theta, factor: 1 };
+  if (typeof raw !== "object") {
+    r.problems.push(`${where} must be an object, got ${JSON.stringify(raw)}`);
+    return { type: "default", theta, factor: 1 };
+  }
+  const o = raw as Json;
+  const type = o.rope_type ?? o.type ?? "default";
+  const ropeTheta = typeof o.rope_theta === "number" ? o.rope_theta : theta;
+  if (type === "default") return { type, theta: ropeTheta, factor: 1 };
+  if (type === "linear") {
+    const factor = o.factor;
+    if (typeof factor !== "number" || !(factor > 0)) {
+      r.problems.push(`${where}.factor must be a positive number for linear RoPE, got ${JSON.stringify(factor)}`);
+      return { type, theta: ropeTheta, factor: 1 };
+    }
+    return { type, theta: ropeTheta, factor };
+  }
+  r.problems.push(`${where}.rope_type "${type}" is not supported for Gemma 3 (expected "default" or "linear")`);
+  return { type: "default", theta: ropeTheta, factor: 1 };
+}
+
+/** Parses a config.json object; `source` names it in errors. Throws ConfigError listing every problem. */
+export function parseGemma3Config(json: unknown, source = "config.json"): Gemma3Model {
+  if (typeof json !== "object" || json === null) throw new ConfigError(source, ["config is not a JSON object"]);
+  const top = json as Json;
+  const modelType = top.model_type;
+  let architecture: Gemma3Model["architecture"];
+  let text: Json;
+  let prefix = "";
+  if (modelType === "gemma3_text") {
+    architecture = "causal_lm";
+    text = top;
+  } else if (modelType === "gemma3") {
+    architecture = "conditional_generation";
+    if (typeof top.text_config !== "object" || top.text_config === null) {
+      throw new ConfigError(source, ['model_type "gemma3" needs a text_config object']);
+    }
+    text = top.text_config as Json;
+    prefix = "text_config.";
+  } else {
+    throw new ConfigError(source, [
+      `model_type ${JSON.stringify(modelType)} is not a Gemma 3 model (gemma3_text or gemma3)`,
+    ]);
+  }
+  const r = new Reader(text, prefix);
+  const numHiddenLayers = r.int("num_hidden_layers", 26);
+  const numAttentionHeads = r.int("num_attention_heads", 8);
+  const numKeyValueHeads = r.int("num_key_value_heads", numAttentionHeads);
+  if (numAttentionHeads % numKeyValueHeads !== 0) {
+    r.problems.push(
+      `${prefix}num_attention_heads=${numAttentionHeads} is not a multiple of num_key_value_heads=${numKeyValueHeads}`,
+    );
+  }
+  const headDim = r.int("head_dim", 256);
+  if (headDim % 2 !== 0 || headDim > 512) r.problems.push(`${prefix}head_dim=${headDim} must be even and <= 512`);
+  const activation = text.hidden_activation ?? text.hidden_act ?? "gelu_pytorch_tanh";
+  if (activation !== "gelu_pytorch_tanh") {
+    r.problems.push(`${prefix}hidden_activation "${activation}" is not supported (Gemma 3 uses "gelu_pytorch_tanh")`);
+  }
+  if (text.attention_bias === true) r.problems.push(`${prefix}attention_bias=true is not supported (Gemma 3 has none)`);
+
+  // Layer kinds: explicit layer_types, else the sliding_window_pattern rule (every Nth layer is full).
+  let layerTypes: LayerType[];
+  if (Array.isArray(text.layer_types)) {
+    layerTypes = text.layer_types.map((t, i) => {
+      if (t === "sliding_attention" || t === "full_attention") return t;
+      r.problems.push(`${prefix}layer_types[${i}] "${t}" is not sliding_attention or full_attention`);
+      return "full_attention";
+    });
+    if (layerTypes.length !== numHiddenLayers) {
+      r.problems.push(`${prefix}layer_types has ${layerTypes.length} entries for ${numHiddenLayers} layers`);
+    }
+  } else {
+    const pattern = r.int("sliding_window_pattern", 6);
+    layerTypes = Array.from(
+      { length: numHiddenLayers },
+      (_, i) => (i + 1) % pattern ? "sliding_attention" : "full_attention",
+    );
+  }
+
+  // RoPE: transformers 5 writes rope_parameters per layer type; older configs use rope_theta,
+  // rope_scaling (global layers only) and rope_local_base_freq (sliding layers, always default).
+  const ropeTheta = typeof text.rope_theta === "number" ? text.rope_theta : 1e6;
+  const localTheta = typeof text.rope_local_base_freq === "number" ? text.rope_local_base_freq : 1e4;
+  let rope: Record<LayerType, RopeParams>;
+  const params = text.rope_parameters as Json | undefined;
+  if (params && typeof params === "object" && ("full_attention" in params || "sliding_attention" in params)) {
+    rope = {
+      full_attention: parseRope(r, params.full_attention, `${prefix}rope_parameters.full_attention`, ropeTheta),
+      sliding_attention: parseRope(
+        r,
+        params.sliding_attention,
+        `${prefix}rope_parameters.sliding_attention`,
+        localTheta,
+      ),
+    };
+  } else {
+    rope = {
+      full_attention: parseRope(r, text.rope_scaling ?? params, `${prefix}rope_scaling`, ropeTheta),
+      sliding_attention: { type: "default", theta: localTheta, factor: 1 },
+    };
+  }
+
+  const eos = text.eos_token_id ?? top.eos_token_id ?? 1;
+  const eosTokenIds = (Array.isArray(eos) ? eos : [eos]).filter((v): v is number => typeof v === "number");
+  const config: Gemma3TextConfig = {
+    vocabSize: r.int("vocab_size", 262208),
+    hiddenSize: r.int("hidden_size", 2304),
+    intermediateSize: r.int("intermediate_size", 9216),
+    numHiddenLayers,
+    numAttentionHeads,
+    numKeyValueHeads,
+    headDim,
+    rmsNormEps: r.num("rms_norm_eps", 1e-6),
+    queryPreAttnScalar: r.num("query_pre_attn_scalar", 256),
+    slidingWindow: r.int("sliding_window", 4096),
+    maxPositionEmbeddings: r.int("max_position_embeddings", 131072),
+    finalLogitSoftcapping: r.optionalPositive("final_logit_softcapping"),
+    layerTypes,
+    rope,
+    tieWordEmbeddings: (text.tie_word_embeddings ?? top.tie_word_embeddings ?? true) !== false,
+    bosTokenId: typeof text.bos_token_id === "number" ? text.bos_token_id : 2,
+    eosTokenIds,
+    padTokenId: typeof text.pad_token_id === "number" ? text.pad_token_id : 0,
+  };
+  if (!(config.queryPreAttnScalar > 0)) r.problems.push(`${prefix}query_pre_attn_scalar must be positive`);
+  if (r.problems.length > 0) throw new ConfigError(source, r.problems);
+  const layers: LayerSpec[] = layerTypes.map((type, index) => ({
+    index,
+    type,
+    window: type === "sliding_attention" ? config.slidingWindow : 0,
+    rope: rope[type],
+  }));
+  return { architecture, text: config, layers };
+}
