@@ -1,0 +1,65 @@
+/**
+ * Loads a Gemma 3 text checkpoint directory (config.json + safetensors, single or sharded) onto a
+ * backend: config parsed and checked, every weight checked against the table in one pass, then
+ * streamed to the device.
+ * @module
+ */
+import { join } from "node:path";
+import { openSafetensorsDir } from "../../formats/safetensors.ts";
+import type { Backend } from "../../runtime/backend.ts";
+import type { Tensor } from "../../runtime/tensor.ts";
+import { loadWeights, type LoadWeightsOptions } from "../weights.ts";
+import { ConfigError, parseGemma3Config } from "./config.ts";
+import { Gemma3TextModel } from "./model.ts";
+import { gemma3TextWeights, rowName } from "./weights.ts";
+
+export interface LoadGemma3Options extends LoadWeightsOptions {
+  /** Context length to allocate the KV cache for. Default: the config's max_position_embeddings, at most 8192. */
+  maxContext?: number;
+}
+
+export function readConfig(dir: string): unknown {
+  const path = join(dir, "config.json");
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(path);
+  } catch (e) {
+    throw new ConfigError(path, [`cannot read it: ${e instanceof Error ? e.message : e}`]);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError(path, [`not valid JSON: ${e instanceof Error ? e.message : e}`]);
+  }
+}
+
+export function loadGemma3Text(backend: Backend, dir: string, options: LoadGemma3Options = {}): Gemma3TextModel {
+  const config = parseGemma3Config(readConfig(dir), join(dir, "config.json"));
+  const limit = config.text.maxPositionEmbeddings;
+  const maxContext = options.maxContext ?? Math.min(limit, 8192);
+  if (!Number.isInteger(maxContext) || maxContext < 1 || maxContext > limit) {
+    throw new ConfigError(dir, [
+      `maxContext=${maxContext} must be an integer in [1, max_position_embeddings=${limit}]`,
+    ]);
+  }
+  using source = openSafetensorsDir(dir);
+  const weights = loadWeights(backend, source, gemma3TextWeights(config), options);
+  const lookup = (name: string): Tensor => {
+    const t = weights.get(rowName(name)) ?? weights.get(name);
+    if (!t) throw new Error(`weight ${name} is not in the table`);
+    return t;
+  };
+  try {
+    const model = new Gemma3TextModel(backend, config, lookup, maxContext);
+    const dispose = model.dispose.bind(model);
+    // The model owns its weights from here on.
+    model.dispose = () => {
+      dispose();
+      for (const t of weights.values()) t.dispose();
+    };
+    return model;
+  } catch (e) {
+    for (const t of weights.values()) t.dispose();
+    throw e;
+  }
+}

@@ -1,0 +1,184 @@
+/**
+ * Gemma 3 text (Gemma3ForCausalLM), as transformers computes it, composed from src/ops.
+ * ref: transformers models/gemma3/modeling_gemma3.py — Gemma3TextModel, Gemma3DecoderLayer,
+ * Gemma3Attention, Gemma3MLP, Gemma3RMSNorm (x·(1+w)), Gemma3TextScaledWordEmbedding.
+ *
+ * The same layer code serves prefill (all prompt tokens at once, attention over the fresh K/V) and the
+ * decode step (one token at the position held in device memory, attention over the KV cache), so the
+ * decode step can be recorded once and replayed natively.
+ * @module
+ */
+import type { Backend } from "../../runtime/backend.ts";
+import { roundTo } from "../../runtime/dtype.ts";
+import { KvCache } from "../../runtime/kv_cache.ts";
+import { Tensor } from "../../runtime/tensor.ts";
+import { Workspace } from "../../runtime/workspace.ts";
+import {
+  add,
+  attentionDecode,
+  attentionPrefill,
+  embedding,
+  geluTanhMul,
+  kvCacheWrite,
+  linear,
+  rmsNorm,
+  rope,
+  ropeInvFreq,
+  softcap,
+} from "../../ops/mod.ts";
+import type { Gemma3Model, LayerType } from "./config.ts";
+
+/** Weights by their name under the text model (`embed_tokens.weight`, `layers.0.mlp.up_proj.weight`, …). */
+export type WeightLookup = (name: string) => Tensor;
+
+/** Where a forward pass runs: the whole prompt, or one decode step. */
+interface Step {
+  ws: Workspace;
+  tokens: number;
+  /** i32 [tokens]: absolute positions (RoPE). */
+  positions: Tensor;
+  /** i32 [1]: position of the first token (KV cache slot; the decode query's position). */
+  position0: Tensor;
+  decode: boolean;
+}
+
+export class Gemma3TextModel {
+  readonly config: Gemma3Model;
+  readonly backend: Backend;
+  readonly maxContext: number;
+  readonly cache: KvCache;
+  readonly #w: WeightLookup;
+  readonly #invFreq: Record<LayerType, Tensor>;
+  readonly #embedScale: number;
+
+  constructor(backend: Backend, config: Gemma3Model, weights: WeightLookup, maxContext: number) {
+    const c = config.text;
+    this.backend = backend;
+    this.config = config;
+    this.#w = weights;
+    this.maxContext = maxContext;
+    // sqrt(hidden) is cast to the embedding dtype before the multiply (55.4256 -> 55.5 in bf16).
+    this.#embedScale = roundTo([Math.sqrt(c.hiddenSize)], weights("embed_tokens.weight").dtype)[0];
+    const freq = (t: LayerType) =>
+      ropeInvFreq({ headDim: c.headDim, theta: c.rope[t].theta, factor: c.rope[t].factor });
+    this.#invFreq = {
+      sliding_attention: Tensor.fromArray(backend, freq("sliding_attention"), [c.headDim / 2]),
+      full_attention: Tensor.fromArray(backend, freq("full_attention"), [c.headDim / 2]),
+    };
+    this.cache = new KvCache(
+      backend,
+      config.layers.map((l) => ({
+        capacity: l.window > 0 ? Math.min(l.window, maxContext) : maxContext,
+        kvHeads: c.numKeyValueHeads,
+        headDim: c.headDim,
+      })),
+    );
+  }
+
+  #norm(x: Tensor, weight: string, out: Tensor): Tensor {
+    return rmsNorm(x, this.#w(weight), { mode: "one_plus", eps: this.config.text.rmsNormEps }, out);
+  }
+
+  /** Gemma3Attention: q/k norms, RoPE, cache write, attention, o_proj. Returns the o_proj output. */
+  #attention(i: number, x: Tensor, s: Step): Tensor {
+    const c = this.config.text, spec = this.config.layers[i], T = s.tokens;
+    const [nH, nKV, hd] = [c.numAttentionHeads, c.numKeyValueHeads, c.headDim];
+    const p = `layers.${i}.self_attn.`;
+    const q = linear(x, this.#w(`${p}q_proj.weight`), null, s.ws.get("q", [T, nH * hd])).reshape([T, nH, hd]);
+    const k = linear(x, this.#w(`${p}k_proj.weight`), null, s.ws.get("k", [T, nKV * hd])).reshape([T, nKV, hd]);
+    const v = linear(x, this.#w(`${p}v_proj.weight`), null, s.ws.get("v", [T, nKV * hd])).reshape([T, nKV, hd]);
+    this.#norm(q, `${p}q_norm.weight`, q);
+    this.#norm(k, `${p}k_norm.weight`, k);
+    rope(q, s.positions, this.#invFreq[spec.type]);
+    rope(k, s.positions, this.#invFreq[spec.type]);
+    const cache = this.cache.layer(i);
+    kvCacheWrite(k, cache.k, s.position0);
+    kvCacheWrite(v, cache.v, s.position0);
+    // Gemma 3 scales scores by query_pre_attn_scalar^-0.5 and applies no attention softcap.
+    const options = { scale: c.queryPreAttnScalar ** -0.5, window: spec.window };
+    const attn = s.ws.get("attn", [T, nH, hd]);
+    if (s.decode) attentionDecode(q.reshape([nH, hd]), cache.k, cache.v, s.position0, options, attn.reshape([nH, hd]));
+    else attentionPrefill(q, k, v, { ...options, causal: true, qPos0: 0 }, attn);
+    return linear(attn.reshape([T, nH * hd]), this.#w(`${p}o_proj.weight`), null, s.ws.get("o", [T, c.hiddenSize]));
+  }
+
+  /** Gemma3MLP: down_proj(gelu_tanh(gate_proj(x)) * up_proj(x)). */
+  #mlp(i: number, x: Tensor, s: Step): Tensor {
+    const c = this.config.text, T = s.tokens, p = `layers.${i}.mlp.`;
+    const gate = linear(x, this.#w(`${p}gate_proj.weight`), null, s.ws.get("gate", [T, c.intermediateSize]));
+    const up = linear(x, this.#w(`${p}up_proj.weight`), null, s.ws.get("up", [T, c.intermediateSize]));
+    geluTanhMul(gate, up, gate);
+    return linear(gate, this.#w(`${p}down_proj.weight`), null, s.ws.get("down", [T, c.hiddenSize]));
+  }
+
+  /** Gemma3DecoderLayer: the sandwich norms around attention and MLP, each added to the residual h. */
+  #layer(i: number, h: Tensor, s: Step): void {
+    const H = this.config.text.hiddenSize, p = `layers.${i}.`;
+    const x = this.#norm(h, `${p}input_layernorm.weight`, s.ws.get("x", [s.tokens, H]));
+    const attn = this.#attention(i, x, s);
+    add(h, this.#norm(attn, `${p}post_attention_layernorm.weight`, attn), h);
+    this.#norm(h, `${p}pre_feedforward_layernorm.weight`, x);
+    const mlp = this.#mlp(i, x, s);
+    add(h, this.#norm(mlp, `${p}post_feedforward_layernorm.weight`, mlp), h);
+  }
+
+  /** Embeddings → layers → final norm → tied lm_head (→ softcap). Logits f32 [rows, vocab]. */
+  #forward(ids: Tensor, s: Step, logitsRows: "last" | "all", logits: Tensor): Tensor {
+    const c = this.config.text, T = s.tokens;
+    const h = embedding(this.#w("embed_tokens.weight"), ids, this.#embedScale, s.ws.get("h", [T, c.hiddenSize]));
+    for (let i = 0; i < c.numHiddenLayers; i++) this.#layer(i, h, s);
+    const last = logitsRows === "last" ? h.rows(T - 1, 1) : h;
+    const normed = this.#norm(last, "norm.weight", s.ws.get("final", last.shape));
+    const head = c.tieWordEmbeddings ? this.#w("embed_tokens.weight") : this.#w("lm_head.weight");
+    linear(normed, head, null, logits);
+    if (c.finalLogitSoftcapping !== null) softcap(logits, c.finalLogitSoftcapping, logits);
+    return logits;
+  }
+
+  /**
+   * Runs the whole prompt from position 0, filling the KV cache. Returns logits of the last position
+   * (f32 [1, vocab]) or, with `all`, of every position (f32 [T, vocab]). The caller disposes them.
+   */
+  prefill(ids: ArrayLike<number>, logitsRows: "last" | "all" = "last"): Tensor {
+    const T = ids.length;
+    if (T < 1 || T > this.maxContext) {
+      throw new RangeError(`prefill: ${T} tokens do not fit the context of ${this.maxContext}`);
+    }
+    using ws = new Workspace(this.backend);
+    const idsT = ws.get("ids", [T], "i32");
+    idsT.write(ids);
+    const positions = ws.get("positions", [T], "i32");
+    positions.write(Int32Array.from({ length: T }, (_, i) => i));
+    const step: Step = { ws, tokens: T, positions, position0: positions.rows(0, 1), decode: false };
+    const logits = Tensor.empty(this.backend, [logitsRows === "last" ? 1 : T, this.config.text.vocabSize]);
+    try {
+      return this.#forward(idsT, step, logitsRows, logits);
+    } catch (e) {
+      logits.dispose();
+      throw e;
+    }
+  }
+
+  /**
+   * One decode step for the token in `token` (i32 [1]) at the position in `position` (i32 [1]), both in
+   * device memory, writing f32 [1, vocab] into `logits`. Allocates only on its first call (`ws`).
+   */
+  decodeStep(token: Tensor, position: Tensor, ws: Workspace, logits: Tensor): Tensor {
+    return this.#forward(
+      token,
+      { ws, tokens: 1, positions: position, position0: position, decode: true },
+      "all",
+      logits,
+    );
+  }
+
+  dispose(): void {
+    this.cache.dispose();
+    this.#invFreq.full_attention.dispose();
+    this.#invFreq.sliding_attention.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
