@@ -64,3 +64,13 @@ export class LibraryError extends GemmakitError {
 export class DisposedError extends GemmakitError {
   override name = "DisposedError";
 }
+
+/** A prompt (plus what must be generated) that does not fit the model's context. */
+export class ContextLengthError extends GemmakitError {
+  override name = "ContextLengthError";
+  constructor(op: string, readonly promptTokens: number, readonly limit: number) {
+    super(op, `the prompt is ${promptTokens} tokens, over the context limit of ${limit}`, {
+      hint: "shorten the prompt, or load the model with a larger maxContext (up to max_position_embeddings)",
+    });
+  }
+}

@@ -160,6 +160,9 @@ export function parseGemma3Config(json: unknown, source = "config.json"): Gemma3
     r.problems.push(`${prefix}hidden_activation "${activation}" is not supported (Gemma 3 uses "gelu_pytorch_tanh")`);
   }
   if (text.attention_bias === true) r.problems.push(`${prefix}attention_bias=true is not supported (Gemma 3 has none)`);
+  if (text.use_bidirectional_attention === true) {
+    r.problems.push(`${prefix}use_bidirectional_attention=true (an encoder such as EmbeddingGemma) is not supported`);
+  }
 
   // Layer kinds: explicit layer_types, else the sliding_window_pattern rule (every Nth layer is full).
   let layerTypes: LayerType[];

@@ -8,6 +8,7 @@
  * decode step can be recorded once and replayed natively.
  * @module
  */
+import { ContextLengthError, ShapeError } from "../../ffi/errors.ts";
 import type { Backend } from "../../runtime/backend.ts";
 import { roundTo } from "../../runtime/dtype.ts";
 import { KvCache } from "../../runtime/kv_cache.ts";
@@ -141,9 +142,8 @@ export class Gemma3TextModel {
    */
   prefill(ids: ArrayLike<number>, logitsRows: "last" | "all" = "last"): Tensor {
     const T = ids.length;
-    if (T < 1 || T > this.maxContext) {
-      throw new RangeError(`prefill: ${T} tokens do not fit the context of ${this.maxContext}`);
-    }
+    if (T < 1) throw new ShapeError("prefill", "the prompt is empty");
+    if (T > this.maxContext) throw new ContextLengthError("prefill", T, this.maxContext);
     using ws = new Workspace(this.backend);
     const idsT = ws.get("ids", [T], "i32");
     idsT.write(ids);
