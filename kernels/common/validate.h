@@ -2,6 +2,8 @@
 // One function per op, so the CPU and CUDA entry points rely on exactly the same guarantees.
 // (The TypeScript wrappers in src/ops check the same things first, with tensor shapes in the message.)
 #pragma once
+#include <cmath>
+
 #include "error.h"
 
 namespace gk {
@@ -126,6 +128,36 @@ inline gk_status validate_softcap(const float* x, const float* y, int64_t n, flo
 inline gk_status validate_rows(const char* op, const void* x, const void* y, int32_t rows, int32_t cols) {
   GK_REQUIRE(x && y, "%s: NULL input or output", op);
   GK_REQUIRE(rows > 0 && cols > 0, "%s: rows=%d cols=%d must be positive", op, rows, cols);
+  return GK_OK;
+}
+
+// Everything gk_sample can check without reading device memory. The parameters are copied (params is
+// read here, on the host), so a recorded sample keeps the values it was recorded with.
+inline gk_status validate_sample(const float* logits, int32_t vocab, const gk_sampling* params, const int32_t* state,
+                                 const int32_t* history, int32_t history_capacity, const int32_t* stop_ids,
+                                 int32_t n_stop) {
+  GK_REQUIRE(logits && params && state && history, "gk_sample: NULL logits, params, state or history");
+  // Masses are at most 2^40 each (kernels/common/sampling.h): fewer than 2^24 of them sum exactly in 64 bits.
+  GK_REQUIRE(vocab > 0 && vocab < (1 << 24), "gk_sample: vocab=%d must be in [1, 2^24)", vocab);
+  GK_REQUIRE(history_capacity > 0, "gk_sample: history_capacity=%d must be positive", history_capacity);
+  GK_REQUIRE(n_stop >= 0, "gk_sample: n_stop=%d must be >= 0", n_stop);
+  GK_REQUIRE(n_stop == 0 || stop_ids != nullptr, "gk_sample: stop_ids is NULL but n_stop=%d", n_stop);
+  const gk_sampling& p = *params;
+  const bool finite = std::isfinite(p.temperature) && std::isfinite(p.top_p) && std::isfinite(p.min_p) &&
+                      std::isfinite(p.repetition_penalty);
+  GK_REQUIRE(finite, "gk_sample: temperature=%g top_p=%g min_p=%g repetition_penalty=%g must be finite",
+             (double)p.temperature, (double)p.top_p, (double)p.min_p, (double)p.repetition_penalty);
+  GK_REQUIRE(p.top_k >= 0, "gk_sample: top_k=%d must be >= 0 (0: off)", p.top_k);
+  GK_REQUIRE(p.top_p > 0.0f, "gk_sample: top_p=%g must be > 0 (>= 1: off)", (double)p.top_p);
+  GK_REQUIRE(p.min_p >= 0.0f && p.min_p <= 1.0f, "gk_sample: min_p=%g must be in [0, 1] (0: off)", (double)p.min_p);
+  GK_REQUIRE(p.repetition_penalty > 0.0f, "gk_sample: repetition_penalty=%g must be > 0 (1: off)",
+             (double)p.repetition_penalty);
+  return GK_OK;
+}
+
+inline gk_status validate_program_run(const void* program, const void* s, int32_t steps) {
+  GK_REQUIRE(program && s, "gk_program_run: NULL program or stream");
+  GK_REQUIRE(steps >= 0, "gk_program_run: steps=%d must be >= 0", steps);
   return GK_OK;
 }
 

@@ -4,11 +4,53 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <functional>
+#include <new>
+#include <utility>
+#include <vector>
 
 #include "../common/dtype.h"
 #include "../common/validate.h"
 
+// One recorded call of a decode program: the op's entry point with its arguments captured by value,
+// re-invoked on the stream gk_program_run is given (kernels/cpu/program.cpp).
+using gk_cpu_call = std::function<gk_status(gk_stream*)>;
+
+// The CPU stream runs each op synchronously when it is called; between gk_program_begin and
+// gk_program_end it records the calls instead (GK_CPU_RECORD) and runs none of them.
+struct gk_stream {
+  gk_stream(gk_context* c, bool d) : ctx(c), is_default(d) {}
+  gk_context* ctx;
+  bool is_default;
+  bool recording = false;
+  std::vector<gk_cpu_call> recorded;
+};
+
+// First line of every CPU op entry point after its argument validation (and before it reads any data):
+// while `stream` is recording, appends a call that re-invokes the entry point with the same arguments
+// and returns GK_OK without running anything. `stream` must be the name of the entry's gk_stream*
+// parameter: the recorded lambda takes the replaying stream under that name and captures everything
+// else by value, e.g.
+//   GK_CPU_RECORD(s, gk_rms_norm(s, x, weight, weight_dtype, mode, eps, rows, dim, y));
+// Arguments that point at host-side parameter blocks must be copied into a local first (gk_sample).
+#define GK_CPU_RECORD(stream, call)                                                    \
+  do {                                                                                 \
+    if ((stream)->recording) {                                                         \
+      return gk::cpu::record((stream), [=](gk_stream* stream) -> gk_status { return call; }); \
+    }                                                                                  \
+  } while (0)
+
 namespace gk::cpu {
+
+template <typename F>
+gk_status record(gk_stream* s, F&& call) {
+  try {
+    s->recorded.emplace_back(std::forward<F>(call));
+  } catch (const std::bad_alloc&) {
+    return gk_fail(GK_ERR_OUT_OF_MEMORY, "gk_program: out of host memory recording call %zu", s->recorded.size());
+  }
+  return GK_OK;
+}
 
 inline uint64_t physical_memory_bytes() {
   return (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGE_SIZE);

@@ -5,11 +5,9 @@ namespace {
 
 constexpr int64_t kParallelMin = 1 << 16;  // below this, threads cost more than they save
 
+// The entry points validate and record (GK_CPU_RECORD); these helpers only compute.
 template <typename F>
-gk_status binary(const char* op, gk_stream* s, const float* a, const float* b, float* y, int64_t n, int64_t b_n,
-                 F f) {
-  GK_TRY(gk::validate_stream(s, op));
-  GK_TRY(gk::validate_binary(op, a, b, y, n, b_n));
+gk_status binary(const float* a, const float* b, float* y, int64_t n, int64_t b_n, F f) {
   if (b_n == n) {
 #pragma omp parallel for simd schedule(static) if (n > kParallelMin)
     for (int64_t i = 0; i < n; ++i) y[i] = f(a[i], b[i]);
@@ -23,9 +21,7 @@ gk_status binary(const char* op, gk_stream* s, const float* a, const float* b, f
 }
 
 template <typename F>
-gk_status unary(const char* op, gk_stream* s, const float* x, float* y, int64_t n, F f) {
-  GK_TRY(gk::validate_stream(s, op));
-  GK_TRY(gk::validate_unary(op, x, y, n));
+gk_status unary(const float* x, float* y, int64_t n, F f) {
 #pragma omp parallel for schedule(static) if (n > kParallelMin)
   for (int64_t i = 0; i < n; ++i) y[i] = f(x[i]);
   return GK_OK;
@@ -34,27 +30,44 @@ gk_status unary(const char* op, gk_stream* s, const float* x, float* y, int64_t 
 }  // namespace
 
 GK_API gk_status gk_add(gk_stream* s, const float* a, const float* b, float* y, int64_t n, int64_t b_n) {
-  return binary("gk_add", s, a, b, y, n, b_n, [](float u, float v) { return u + v; });
+  GK_TRY(gk::validate_stream(s, "gk_add"));
+  GK_TRY(gk::validate_binary("gk_add", a, b, y, n, b_n));
+  GK_CPU_RECORD(s, gk_add(s, a, b, y, n, b_n));
+  return binary(a, b, y, n, b_n, [](float u, float v) { return u + v; });
 }
 
 GK_API gk_status gk_mul(gk_stream* s, const float* a, const float* b, float* y, int64_t n, int64_t b_n) {
-  return binary("gk_mul", s, a, b, y, n, b_n, [](float u, float v) { return u * v; });
+  GK_TRY(gk::validate_stream(s, "gk_mul"));
+  GK_TRY(gk::validate_binary("gk_mul", a, b, y, n, b_n));
+  GK_CPU_RECORD(s, gk_mul(s, a, b, y, n, b_n));
+  return binary(a, b, y, n, b_n, [](float u, float v) { return u * v; });
 }
 
 GK_API gk_status gk_gelu_tanh_mul(gk_stream* s, const float* gate, const float* up, float* y, int64_t n) {
-  return binary("gk_gelu_tanh_mul", s, gate, up, y, n, n, [](float g, float u) { return gk::cpu::gelu_tanh(g) * u; });
+  GK_TRY(gk::validate_stream(s, "gk_gelu_tanh_mul"));
+  GK_TRY(gk::validate_binary("gk_gelu_tanh_mul", gate, up, y, n, n));
+  GK_CPU_RECORD(s, gk_gelu_tanh_mul(s, gate, up, y, n));
+  return binary(gate, up, y, n, n, [](float g, float u) { return gk::cpu::gelu_tanh(g) * u; });
 }
 
 GK_API gk_status gk_scale(gk_stream* s, const float* x, float* y, int64_t n, float alpha) {
-  return unary("gk_scale", s, x, y, n, [alpha](float v) { return v * alpha; });
+  GK_TRY(gk::validate_stream(s, "gk_scale"));
+  GK_TRY(gk::validate_unary("gk_scale", x, y, n));
+  GK_CPU_RECORD(s, gk_scale(s, x, y, n, alpha));
+  return unary(x, y, n, [alpha](float v) { return v * alpha; });
 }
 
 GK_API gk_status gk_gelu_tanh(gk_stream* s, const float* x, float* y, int64_t n) {
-  return unary("gk_gelu_tanh", s, x, y, n, [](float v) { return gk::cpu::gelu_tanh(v); });
+  GK_TRY(gk::validate_stream(s, "gk_gelu_tanh"));
+  GK_TRY(gk::validate_unary("gk_gelu_tanh", x, y, n));
+  GK_CPU_RECORD(s, gk_gelu_tanh(s, x, y, n));
+  return unary(x, y, n, [](float v) { return gk::cpu::gelu_tanh(v); });
 }
 
 GK_API gk_status gk_softcap(gk_stream* s, const float* x, float* y, int64_t n, float cap) {
+  GK_TRY(gk::validate_stream(s, "gk_softcap"));
   GK_TRY(gk::validate_softcap(x, y, n, cap));
+  GK_CPU_RECORD(s, gk_softcap(s, x, y, n, cap));
   // x / cap, not x * (1 / cap): the same rounding as torch's `tanh(logits / cap) * cap`.
-  return unary("gk_softcap", s, x, y, n, [cap](float v) { return cap * std::tanh(v / cap); });
+  return unary(x, y, n, [cap](float v) { return cap * std::tanh(v / cap); });
 }

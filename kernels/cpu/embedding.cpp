@@ -5,6 +5,7 @@ GK_API gk_status gk_embedding(gk_stream* s, const void* table, int32_t table_dty
                               const int32_t* ids, int32_t n, float scale, float* out) {
   GK_TRY(gk::validate_stream(s, "gk_embedding"));
   GK_TRY(gk::validate_embedding(table, table_dtype, vocab, dim, ids, n, out));
+  GK_CPU_RECORD(s, gk_embedding(s, table, table_dtype, vocab, dim, ids, n, scale, out));
   // ids are host-readable here, so a bad id is an error rather than the zero row CUDA writes.
   for (int32_t i = 0; i < n; ++i) {
     GK_REQUIRE(ids[i] >= 0 && ids[i] < vocab, "gk_embedding: id %d at index %d is outside [0, %d)", ids[i], i, vocab);

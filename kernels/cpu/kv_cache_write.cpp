@@ -7,6 +7,7 @@ GK_API gk_status gk_kv_cache_write(gk_stream* s, const float* src, float* cache,
                                    int32_t capacity, const int32_t* position0) {
   GK_TRY(gk::validate_stream(s, "gk_kv_cache_write"));
   GK_TRY(gk::validate_kv_cache_write(src, cache, tokens, row_elems, capacity, position0));
+  GK_CPU_RECORD(s, gk_kv_cache_write(s, src, cache, tokens, row_elems, capacity, position0));
   const int64_t p0 = *position0;
   GK_REQUIRE(p0 >= 0, "gk_kv_cache_write: position %lld is negative", (long long)p0);
   // Rows older than the last `capacity` would be overwritten anyway; skipping them matches CUDA.

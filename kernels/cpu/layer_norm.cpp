@@ -7,6 +7,7 @@ GK_API gk_status gk_layer_norm(gk_stream* s, const float* x, const void* weight,
                                int32_t param_dtype, float eps, int32_t rows, int32_t dim, float* y) {
   GK_TRY(gk::validate_stream(s, "gk_layer_norm"));
   GK_TRY(gk::validate_layer_norm(x, weight, param_dtype, eps, rows, dim, y));
+  GK_CPU_RECORD(s, gk_layer_norm(s, x, weight, bias, param_dtype, eps, rows, dim, y));
   std::vector<float> w(dim), b(dim, 0.0f);
   gk::cpu::load_row_f32(weight, param_dtype, 0, dim, w.data());
   if (bias) gk::cpu::load_row_f32(bias, param_dtype, 0, dim, b.data());

@@ -7,6 +7,7 @@ GK_API gk_status gk_rms_norm(gk_stream* s, const float* x, const void* weight, i
                              float eps, int32_t rows, int32_t dim, float* y) {
   GK_TRY(gk::validate_stream(s, "gk_rms_norm"));
   GK_TRY(gk::validate_rms_norm(x, weight, weight_dtype, mode, eps, rows, dim, y));
+  GK_CPU_RECORD(s, gk_rms_norm(s, x, weight, weight_dtype, mode, eps, rows, dim, y));
   // The multiplier is computed once in f32, as transformers does (1 + w.float()).
   std::vector<float> w(dim, 1.0f);
   if (mode != GK_NORM_PLAIN) {

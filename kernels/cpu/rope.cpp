@@ -5,6 +5,7 @@ GK_API gk_status gk_rope(gk_stream* s, float* x, int32_t tokens, int32_t heads, 
                          const int32_t* positions, const float* inv_freq) {
   GK_TRY(gk::validate_stream(s, "gk_rope"));
   GK_TRY(gk::validate_rope(x, tokens, heads, head_dim, rotary_dim, positions, inv_freq));
+  GK_CPU_RECORD(s, gk_rope(s, x, tokens, heads, head_dim, rotary_dim, positions, inv_freq));
   const int32_t half = rotary_dim / 2;
 #pragma omp parallel for schedule(static) if ((int64_t)tokens * heads * head_dim > 65536)
   for (int32_t t = 0; t < tokens; ++t) {

@@ -1,4 +1,5 @@
 // CPU backend runtime: contexts, the (synchronous) stream, host memory standing in for device memory.
+// struct gk_stream lives in cpu.h (ops record into it); decode programs are in program.cpp.
 #include <omp.h>
 
 #include <cstdio>
@@ -10,11 +11,6 @@
 
 #include "../common/error.h"
 #include "cpu.h"
-
-struct gk_stream {
-  gk_context* ctx;
-  bool is_default;
-};
 
 struct gk_context {
   std::mutex mu;
@@ -85,6 +81,7 @@ GK_API gk_status gk_stream_destroy(gk_stream* stream) {
 
 GK_API gk_status gk_stream_synchronize(gk_stream* stream) {
   GK_REQUIRE(stream, "gk_stream_synchronize: NULL stream");
+  GK_REQUIRE(!stream->recording, "gk_stream_synchronize: not allowed while recording a program");
   return GK_OK;  // CPU ops complete before they return
 }
 
@@ -115,24 +112,29 @@ GK_API gk_status gk_free(gk_context* ctx, void* ptr) {
 
 GK_API gk_status gk_memcpy_h2d(gk_stream* s, void* dst, const void* src, uint64_t bytes) {
   GK_REQUIRE(s && dst && src, "gk_memcpy_h2d: NULL stream, dst or src");
+  // As on CUDA, where host copies synchronize: the host buffer would be gone by the time a replay ran.
+  GK_REQUIRE(!s->recording, "gk_memcpy_h2d: not allowed while recording a program (copies from host memory)");
   memcpy(dst, src, bytes);
   return GK_OK;
 }
 
 GK_API gk_status gk_memcpy_d2h(gk_stream* s, void* dst, const void* src, uint64_t bytes) {
   GK_REQUIRE(s && dst && src, "gk_memcpy_d2h: NULL stream, dst or src");
+  GK_REQUIRE(!s->recording, "gk_memcpy_d2h: not allowed while recording a program (copies to host memory)");
   memcpy(dst, src, bytes);
   return GK_OK;
 }
 
 GK_API gk_status gk_memcpy_d2d(gk_stream* s, void* dst, const void* src, uint64_t bytes) {
   GK_REQUIRE(s && dst && src, "gk_memcpy_d2d: NULL stream, dst or src");
+  GK_CPU_RECORD(s, gk_memcpy_d2d(s, dst, src, bytes));
   memmove(dst, src, bytes);
   return GK_OK;
 }
 
 GK_API gk_status gk_memset(gk_stream* s, void* dst, int32_t value, uint64_t bytes) {
   GK_REQUIRE(s && dst, "gk_memset: NULL stream or dst");
+  GK_CPU_RECORD(s, gk_memset(s, dst, value, bytes));
   memset(dst, value, bytes);
   return GK_OK;
 }

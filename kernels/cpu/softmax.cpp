@@ -4,6 +4,7 @@
 GK_API gk_status gk_softmax(gk_stream* s, const float* x, float* y, int32_t rows, int32_t cols) {
   GK_TRY(gk::validate_stream(s, "gk_softmax"));
   GK_TRY(gk::validate_rows("gk_softmax", x, y, rows, cols));
+  GK_CPU_RECORD(s, gk_softmax(s, x, y, rows, cols));
 #pragma omp parallel for schedule(static) if ((int64_t)rows * cols > 65536)
   for (int32_t r = 0; r < rows; ++r) {
     const float* xr = x + (int64_t)r * cols;

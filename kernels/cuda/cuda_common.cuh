@@ -70,6 +70,32 @@ inline gk_status begin_op(const gk_stream* s, const char* op, cudaStream_t* out)
   return GK_OK;
 }
 
+// The stream's capture status: None, Active (recording a program) or Invalidated.
+inline gk_status capture_status(cudaStream_t st, cudaStreamCaptureStatus* out) {
+  GK_CUDA_CHECK(cudaStreamIsCapturing(st, out));
+  return GK_OK;
+}
+
+// Host-synchronising calls (h2d/d2h copies, gk_stream_synchronize) would invalidate a capture: refuse them.
+inline gk_status refuse_while_capturing(cudaStream_t st, const char* op) {
+  cudaStreamCaptureStatus cs;
+  GK_TRY(capture_status(st, &cs));
+  GK_REQUIRE(cs == cudaStreamCaptureStatusNone, "%s: not allowed while recording a program (it synchronizes with the host)",
+             op);
+  return GK_OK;
+}
+
+// Ends a capture on the stream, if there is one, and throws its graph away: the stream is usable again.
+inline void abandon_capture(cudaStream_t st) {
+  cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(st, &cs) == cudaSuccess && cs != cudaStreamCaptureStatusNone) {
+    cudaGraph_t g = nullptr;
+    cudaStreamEndCapture(st, &g);
+    if (g) cudaGraphDestroy(g);
+  }
+  (void)cudaGetLastError();
+}
+
 template <typename T>
 __host__ __device__ __forceinline__ T ceil_div(T a, T b) {
   return (a + b - 1) / b;

@@ -83,6 +83,7 @@ GK_API gk_status gk_context_destroy(gk_context* ctx) {
       what = call;
     }
   };
+  gk::cuda::abandon_capture(ctx->default_stream.stream);  // a recording nobody ended
   note(cudaStreamSynchronize(ctx->default_stream.stream), "cudaStreamSynchronize");
   for (auto& entry : ctx->live) note(cudaFree(entry.first), "cudaFree");
   note(cudaStreamDestroy(ctx->default_stream.stream), "cudaStreamDestroy");
@@ -118,6 +119,7 @@ GK_API gk_status gk_stream_create(gk_context* ctx, gk_stream** out_stream) {
 GK_API gk_status gk_stream_destroy(gk_stream* stream) {
   GK_REQUIRE(stream, "gk_stream_destroy: NULL stream");
   if (stream->is_default) return GK_OK;  // owned by its context
+  gk::cuda::abandon_capture(stream->stream);  // a recording nobody ended
   // cudaStreamDestroy returns at once; work already queued still completes.
   cudaError_t err = cudaStreamDestroy(stream->stream);
   delete stream;
@@ -127,6 +129,7 @@ GK_API gk_status gk_stream_destroy(gk_stream* stream) {
 
 GK_API gk_status gk_stream_synchronize(gk_stream* stream) {
   GK_REQUIRE(stream, "gk_stream_synchronize: NULL stream");
+  GK_TRY(gk::cuda::refuse_while_capturing(stream->stream, "gk_stream_synchronize"));
   GK_CUDA_CHECK(cudaStreamSynchronize(stream->stream));
   return GK_OK;
 }
@@ -172,6 +175,7 @@ GK_API gk_status gk_free(gk_context* ctx, void* ptr) {
 GK_API gk_status gk_memcpy_h2d(gk_stream* s, void* dst, const void* src, uint64_t bytes) {
   GK_REQUIRE(s && s->ctx && dst && src, "gk_memcpy_h2d: NULL stream, dst or src");
   GK_TRY(use_device(s->ctx->device));
+  GK_TRY(gk::cuda::refuse_while_capturing(s->stream, "gk_memcpy_h2d"));
   if (bytes == 0) return GK_OK;
   GK_CUDA_CHECK(cudaMemcpyAsync(dst, src, (size_t)bytes, cudaMemcpyHostToDevice, s->stream));
   GK_CUDA_CHECK(cudaStreamSynchronize(s->stream));  // the host buffer may be reused on return
@@ -181,6 +185,7 @@ GK_API gk_status gk_memcpy_h2d(gk_stream* s, void* dst, const void* src, uint64_
 GK_API gk_status gk_memcpy_d2h(gk_stream* s, void* dst, const void* src, uint64_t bytes) {
   GK_REQUIRE(s && s->ctx && dst && src, "gk_memcpy_d2h: NULL stream, dst or src");
   GK_TRY(use_device(s->ctx->device));
+  GK_TRY(gk::cuda::refuse_while_capturing(s->stream, "gk_memcpy_d2h"));
   if (bytes == 0) return GK_OK;
   GK_CUDA_CHECK(cudaMemcpyAsync(dst, src, (size_t)bytes, cudaMemcpyDeviceToHost, s->stream));
   GK_CUDA_CHECK(cudaStreamSynchronize(s->stream));

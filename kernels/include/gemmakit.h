@@ -33,7 +33,7 @@
 #define GK_API GK_EXTERN __attribute__((visibility("default")))
 
 /* Bumped whenever a signature below changes; the loader refuses a library of another version. */
-#define GK_ABI_VERSION 1
+#define GK_ABI_VERSION 2
 
 typedef int32_t gk_status;
 enum {
@@ -111,7 +111,8 @@ GK_API gk_status gk_layer_norm(gk_stream* s, const float* x, const void* weight,
                                int32_t param_dtype, float eps, int32_t rows, int32_t dim, float* y);
 
 /* y [m, n] = x [m, k] · W [n, k]^T (+ bias [n]). W and bias in weight_dtype; bias may be NULL.
- * m == 1 takes the matrix-vector path; m > 1 the tiled (tensor-core on CUDA) path. y must not alias x. */
+ * A few rows (m == 1 on CUDA, m <= 4 on CPU) stream W once through the matrix-vector path; more rows take
+ * the tiled path (tensor cores on CUDA for f16/bf16 weights). y must not alias x. */
 GK_API gk_status gk_linear(gk_stream* s, const float* x, const void* weight, int32_t weight_dtype,
                            const void* bias, int32_t m, int32_t n, int32_t k, float* y);
 
@@ -163,5 +164,48 @@ GK_API gk_status gk_softcap(gk_stream* s, const float* x, float* y, int64_t n, f
 GK_API gk_status gk_softmax(gk_stream* s, const float* x, float* y, int32_t rows, int32_t cols);
 /* out[r] = index of the largest x[r, :] (first one on ties; NaN counts as largest, as torch). */
 GK_API gk_status gk_argmax(gk_stream* s, const float* x, int32_t* out, int32_t rows, int32_t cols);
+
+/* ---- decode programs ------------------------------------------------------------------------
+ * A decode step is recorded once and replayed natively many times per FFI call. Between
+ * gk_program_begin and gk_program_end, ops enqueued on the stream are recorded instead of run (their
+ * arguments are validated when recorded): CUDA captures them into a CUDA graph, CPU keeps the list of
+ * calls. Everything that changes per step lives in device memory — the decode state below — so the
+ * recording stays valid. */
+typedef struct gk_program gk_program;
+
+GK_API gk_status gk_program_begin(gk_stream* s);
+GK_API gk_status gk_program_end(gk_stream* s, gk_program** out_program);
+/* Replays the program `steps` times on s, back to back (no host synchronisation in between on CUDA),
+ * then waits for the last one. */
+GK_API gk_status gk_program_run(gk_program* program, gk_stream* s, int32_t steps);
+GK_API gk_status gk_program_destroy(gk_program* program);
+
+/* The decode state: int32 fields in device memory, read and written by the recorded step. */
+enum {
+  GK_STATE_POSITION = 0, /* position of STATE_TOKEN, i.e. of the next step's input */
+  GK_STATE_TOKEN = 1,    /* the next step's input token (the last one sampled) */
+  GK_STATE_HISTORY = 2,  /* valid entries of the history buffer (prompt + sampled tokens) */
+  GK_STATE_DONE = 3,     /* 1 once a stop token was sampled or the history is full: later samples do nothing */
+  GK_STATE_STEP = 4,     /* samples drawn so far: the position of the RNG stream */
+  GK_STATE_FIELDS = 8,
+};
+
+/* Sampling parameters, copied when gk_sample is enqueued or recorded. */
+typedef struct {
+  float temperature;        /* <= 0: greedy (argmax; ties to the lowest id) */
+  int32_t top_k;            /* keep the k most likely; 0: off */
+  float top_p;              /* keep the smallest most-likely set with mass >= top_p; >= 1: off */
+  float min_p;              /* drop tokens below min_p * max probability; 0: off */
+  float repetition_penalty; /* tokens in the history: logit / p if > 0 else logit * p; 1: off */
+  uint32_t seed;            /* the RNG: uniform u = hash(seed, STATE_STEP); same on every backend */
+} gk_sampling;
+
+/* Draws the next token from logits [vocab] (modified in place: penalty, temperature) as transformers'
+ * processors do, in their order: repetition penalty, temperature, top-k, top-p, min-p; then the token
+ * whose cumulative kept probability, in id order, first exceeds u. Then: STATE_TOKEN = token,
+ * history[STATE_HISTORY++] = token, STATE_POSITION++, STATE_STEP++, and STATE_DONE = 1 when the token
+ * is one of stop_ids [n_stop] (device) or the history is full. Does nothing when STATE_DONE is set. */
+GK_API gk_status gk_sample(gk_stream* s, float* logits, int32_t vocab, const gk_sampling* params, int32_t* state,
+                           int32_t* history, int32_t history_capacity, const int32_t* stop_ids, int32_t n_stop);
 
 #endif /* GEMMAKIT_H */

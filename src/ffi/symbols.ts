@@ -5,7 +5,7 @@
  */
 
 /** ABI version this table matches; the loader refuses a library reporting another. */
-export const ABI_VERSION = 1;
+export const ABI_VERSION = 2;
 
 export const symbols = {
   // library, errors, devices
@@ -207,6 +207,26 @@ export const symbols = {
   },
   gk_argmax: {
     parameters: ["pointer", /* s */ "pointer", /* x */ "pointer", /* out */ "i32", /* rows */ "i32" /* cols */],
+    result: "i32",
+  },
+
+  // decode programs
+  gk_program_begin: { parameters: ["pointer" /* s */], result: "i32" },
+  gk_program_end: { parameters: ["pointer", /* s */ "buffer" /* gk_program** out_program */], result: "i32" },
+  gk_program_run: { parameters: ["pointer", /* program */ "pointer", /* s */ "i32" /* steps */], result: "i32" },
+  gk_program_destroy: { parameters: ["pointer" /* program */], result: "i32" },
+  gk_sample: {
+    parameters: [
+      "pointer", /* s */
+      "pointer", /* logits */
+      "i32", /* vocab */
+      "buffer", /* const gk_sampling* params (24 bytes, see src/ops/sample.ts) */
+      "pointer", /* state */
+      "pointer", /* history */
+      "i32", /* history_capacity */
+      "pointer", /* stop_ids */
+      "i32", /* n_stop */
+    ],
     result: "i32",
   },
 } as const satisfies Deno.ForeignLibraryInterface;

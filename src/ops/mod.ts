@@ -10,3 +10,4 @@ export { attentionDecode, type AttentionOptions, attentionPrefill, type PrefillO
 export { kvCacheWrite } from "./kv_cache.ts";
 export { add, geluTanh, geluTanhMul, mul, scale, softcap } from "./elementwise.ts";
 export { argmax, softmax } from "./reduce.ts";
+export { DECODE_STATE, packSamplingParams, sample, type SamplingParams } from "./sample.ts";

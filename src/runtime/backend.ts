@@ -3,7 +3,7 @@
  * symbols. Every native status passes through `check`, which turns it into a typed error.
  * @module
  */
-import { DisposedError, NativeError } from "../ffi/errors.ts";
+import { DisposedError, GemmakitError, NativeError } from "../ffi/errors.ts";
 import { type BackendChoice, type BackendKind, cString, loadLibrary, type NativeLibrary } from "../ffi/library.ts";
 import type { Symbols } from "../ffi/symbols.ts";
 
@@ -49,6 +49,7 @@ export class Backend {
   #lib: NativeLibrary;
   #ctx: Deno.PointerObject | null;
   #stream: Deno.PointerObject;
+  #recording = false;
 
   private constructor(lib: NativeLibrary, device: number) {
     this.#lib = lib;
@@ -87,6 +88,40 @@ export class Backend {
     return this.#ctx === null;
   }
 
+  /** True while a decode program is being recorded on the stream (see DecodeProgram.record). */
+  get recording(): boolean {
+    return this.#recording;
+  }
+
+  /**
+   * Starts recording the ops enqueued on the stream into a decode program instead of running them.
+   * Prefer `DecodeProgram.record`, which always ends the recording.
+   */
+  beginRecording(): void {
+    this.#live("beginRecording");
+    this.#check("gk_program_begin", this.#lib.symbols.gk_program_begin(this.#stream));
+    this.#recording = true;
+  }
+
+  /** Ends the recording and returns the native program (gk_program*), which the caller must destroy. */
+  endRecording(): Deno.PointerObject {
+    this.#live("endRecording");
+    this.#recording = false;
+    const out = new BigUint64Array(1);
+    this.#check("gk_program_end", this.#lib.symbols.gk_program_end(this.#stream, out));
+    return readPointer(out);
+  }
+
+  // Memory that a recorded op uses must exist for as long as the program does: no allocation or free in
+  // between (on CUDA, cudaMalloc and cudaFree would also invalidate the capture).
+  #notRecording(op: string): void {
+    if (this.#recording) {
+      throw new GemmakitError(op, "not allowed while recording a decode program", {
+        hint: "allocate every tensor the recorded step uses before DecodeProgram.record, and free them after",
+      });
+    }
+  }
+
   /** Throws NativeError (with the native message) when `status` is not OK. */
   check(op: string, status: number): void {
     this.#check(op, status);
@@ -107,6 +142,7 @@ export class Backend {
   /** Allocates `bytes` of device memory. */
   alloc(bytes: number): Deno.PointerObject {
     const ctx = this.#live("alloc");
+    this.#notRecording("alloc");
     const out = new BigUint64Array(1);
     this.#check("gk_malloc", this.#lib.symbols.gk_malloc(ctx, BigInt(bytes), out));
     return readPointer(out);
@@ -115,6 +151,7 @@ export class Backend {
   /** Frees memory from `alloc`. After dispose() this is a no-op: the context freed everything. */
   free(ptr: Deno.PointerObject): void {
     if (this.#ctx === null) return;
+    this.#notRecording("free");
     this.#check("gk_free", this.#lib.symbols.gk_free(this.#ctx, ptr));
   }
 
@@ -167,6 +204,7 @@ export class Backend {
     if (this.#ctx === null) return;
     const ctx = this.#ctx;
     this.#ctx = null;
+    this.#recording = false; // the native context ends (and discards) a recording in progress
     this.#check("gk_context_destroy", this.#lib.symbols.gk_context_destroy(ctx));
   }
 

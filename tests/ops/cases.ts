@@ -536,4 +536,226 @@ for (const c of ARGMAX_CASES) {
   });
 }
 
+// ---- sample: the chosen token, the state, the history and the scaled logits, compared exactly ---------
+interface SampleCase {
+  label: string;
+  vocab: number;
+  params: ref.SampleRef;
+  /** Logits drawn in [-spread, spread], then edited. */
+  spread?: number;
+  edit?: (logits: Float32Array, rng: Rng) => void;
+  /** Initial history (its length is STATE_HISTORY) and capacity. */
+  history?: number[];
+  capacity?: number;
+  stopIds?: number[];
+  /** Initial STATE_STEP (the RNG position) and STATE_POSITION. */
+  step?: number;
+  /** Consecutive calls; before each call after the first the original logits are written back. */
+  calls?: number;
+  done?: boolean;
+}
+const SAMPLE_OFF: ref.SampleRef = { temperature: 1, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, seed: 0 };
+const SAMPLE_CASES: SampleCase[] = [
+  { label: "greedy", vocab: 1000, params: { ...SAMPLE_OFF, temperature: 0 } },
+  {
+    label: "greedy: ties take the lowest id",
+    vocab: 1001,
+    params: { ...SAMPLE_OFF, temperature: 0 },
+    edit: (x) => {
+      x[700] = x[12] = x[999] = 50;
+    },
+  },
+  {
+    label: "greedy: NaN wins, as torch.argmax",
+    vocab: 300,
+    params: { ...SAMPLE_OFF, temperature: -1 },
+    edit: (x) => {
+      x[200] = NaN;
+      x[5] = Infinity;
+    },
+  },
+  { label: "temperature 0.7", vocab: 5000, params: { ...SAMPLE_OFF, temperature: 0.7, seed: 7 }, step: 3 },
+  { label: "temperature 1, 20 draws", vocab: 777, params: { ...SAMPLE_OFF, seed: 123 }, calls: 20, capacity: 64 },
+  { label: "temperature 2.5, flat logits", vocab: 4096, spread: 0.01, params: { ...SAMPLE_OFF, temperature: 2.5 } },
+  { label: "top-k 40", vocab: 3000, spread: 3, params: { ...SAMPLE_OFF, topK: 40, seed: 99 }, calls: 8 },
+  {
+    label: "top-k 5: ties at the k-th logit keep the lowest ids",
+    vocab: 500,
+    params: { ...SAMPLE_OFF, topK: 5, seed: 5 },
+    edit: (x) => {
+      x[400] = 30;
+      x[10] = 29;
+      x.fill(28, 100, 110); // the 3rd..5th places go to ids 100, 101, 102
+    },
+    calls: 16,
+    capacity: 32,
+  },
+  { label: "top-k 1 is greedy", vocab: 2000, params: { ...SAMPLE_OFF, topK: 1, seed: 1 }, calls: 4 },
+  { label: "top-p 0.9", vocab: 3000, spread: 6, params: { ...SAMPLE_OFF, topP: 0.9, seed: 31 }, calls: 8 },
+  {
+    label: "top-p 0.5: equal logits at the boundary",
+    vocab: 64,
+    spread: 0.5,
+    params: { ...SAMPLE_OFF, topP: 0.5, seed: 77 },
+    edit: (x) => {
+      x.fill(4, 20, 30);
+    },
+    calls: 12,
+    capacity: 16,
+  },
+  { label: "top-p tiny keeps one token", vocab: 900, params: { ...SAMPLE_OFF, topP: 1e-6, seed: 4 }, calls: 3 },
+  { label: "min-p 0.05", vocab: 3000, spread: 5, params: { ...SAMPLE_OFF, minP: 0.05, seed: 11 }, calls: 8 },
+  { label: "min-p 1 keeps the maxima", vocab: 300, params: { ...SAMPLE_OFF, minP: 1, seed: 12 }, calls: 3 },
+  {
+    label: "repetition penalty 1.3, greedy: a repeated top token loses",
+    vocab: 400,
+    params: { ...SAMPLE_OFF, temperature: 0, repetitionPenalty: 1.3 },
+    edit: (x) => {
+      x[17] = 6; // top, but in the history (twice: penalised once)
+      x[18] = 5;
+      x[19] = -2; // negative: multiplied
+    },
+    history: [17, 3, 17, 19, 399, 0],
+    capacity: 16,
+  },
+  {
+    label: "repetition penalty 0.8 with sampling",
+    vocab: 1000,
+    spread: 4,
+    params: { ...SAMPLE_OFF, repetitionPenalty: 0.8, seed: 3 },
+    history: [1, 2, 3, 3, 500, 999],
+    calls: 10,
+    capacity: 32,
+  },
+  {
+    label: "all combined",
+    vocab: 20000,
+    spread: 8,
+    params: { temperature: 0.8, topK: 50, topP: 0.95, minP: 0.02, repetitionPenalty: 1.2, seed: 2024 },
+    history: [5, 6, 7, 8, 9, 10, 11, 12],
+    calls: 6,
+    capacity: 100,
+    step: 1000,
+  },
+  {
+    label: "stop token: done is set and later calls do nothing",
+    vocab: 200,
+    params: { ...SAMPLE_OFF, temperature: 0 },
+    edit: (x) => {
+      x[42] = 20;
+    },
+    stopIds: [1, 42],
+    calls: 3,
+  },
+  {
+    label: "history full after this token",
+    vocab: 200,
+    params: { ...SAMPLE_OFF, seed: 8 },
+    history: [1, 2, 3],
+    capacity: 4,
+    calls: 2,
+  },
+  { label: "history already full: no append, done", vocab: 200, params: SAMPLE_OFF, history: [1, 2], capacity: 2 },
+  { label: "done already: nothing changes", vocab: 200, params: SAMPLE_OFF, done: true },
+  {
+    label: "only -inf and NaN: greedy's choice",
+    vocab: 50,
+    params: { ...SAMPLE_OFF, topK: 3 },
+    edit: (x) => {
+      x.fill(-Infinity);
+      x[30] = NaN;
+    },
+  },
+  {
+    label: "+inf logits share the mass",
+    vocab: 50,
+    params: { ...SAMPLE_OFF, seed: 9 },
+    edit: (x) => {
+      x[3] = x[20] = x[44] = Infinity;
+    },
+    calls: 10,
+    capacity: 16,
+  },
+  {
+    // Uniform weights over 256 ids: R = u24 · 2^24 and id i ends at (i + 1) · 2^40. Seed 107511 draws
+    // u24 = 120 · 2^16 at step 0, exactly on the end of id 119: "exceeds" picks id 120.
+    label: "draw exactly on a boundary",
+    vocab: 256,
+    params: { ...SAMPLE_OFF, seed: 107511 },
+    edit: (x) => {
+      x.fill(0);
+    },
+  },
+  {
+    label: "top-p reached exactly: two of four equal tokens",
+    vocab: 4,
+    params: { ...SAMPLE_OFF, topP: 0.5, seed: 21 },
+    edit: (x) => {
+      x.fill(1);
+    },
+    calls: 24,
+    capacity: 32,
+  },
+  { label: "vocab 262144, temperature 1", vocab: 262144, spread: 12, params: { ...SAMPLE_OFF, seed: 42 }, calls: 3 },
+  {
+    label: "vocab 262144, all combined",
+    vocab: 262144,
+    spread: 15,
+    params: { temperature: 0.7, topK: 64, topP: 0.9, minP: 0.01, repetitionPenalty: 1.1, seed: 0xdeadbeef },
+    history: [0, 1, 2, 262143, 100000],
+    calls: 3,
+    capacity: 16,
+  },
+];
+for (const c of SAMPLE_CASES) {
+  add({
+    op: "sample",
+    name: `${c.label}: vocab=${c.vocab} ${JSON.stringify(c.params)}`,
+    nmse: 0,
+    exact: true,
+    setup(rng) {
+      const spread = c.spread ?? 10;
+      const logits = rng.floats(c.vocab, -spread, spread);
+      c.edit?.(logits, rng);
+      const capacity = c.capacity ?? 8;
+      const history = new Int32Array(capacity).fill(-7);
+      history.set(c.history ?? []);
+      const state = new Int32Array(8);
+      state[ref.STATE_POSITION] = 100 + (c.history?.length ?? 0);
+      state[ref.STATE_TOKEN] = c.history?.at(-1) ?? 0;
+      state[ref.STATE_HISTORY] = c.history?.length ?? 0;
+      state[ref.STATE_DONE] = c.done ? 1 : 0;
+      state[ref.STATE_STEP] = c.step ?? 0;
+      const stops = c.stopIds ?? [];
+      const calls = c.calls ?? 1;
+      // NaN never equals itself: compared as a sentinel.
+      const result = (st: ArrayLike<number>, hist: ArrayLike<number>, lg: ArrayLike<number>) => [
+        ...Array.from(st),
+        ...Array.from(hist),
+        ...Array.from(lg, (v) => Number.isNaN(v) ? -12345 : v),
+      ];
+      return {
+        reference: () => {
+          const lg = Float32Array.from(logits), st = Int32Array.from(state), hist = Int32Array.from(history);
+          for (let i = 0; i < calls; i++) {
+            if (i > 0) lg.set(logits);
+            ref.sample(lg, c.params, st, hist, stops);
+          }
+          return result(st, hist, lg);
+        },
+        run: (b) => {
+          using s = new Scope(b);
+          const lg = s.t(logits, [c.vocab]), st = s.t(state, [8], "i32"), hist = s.t(history, [capacity], "i32");
+          const stopIds = stops.length ? s.t(stops, [stops.length], "i32") : null;
+          for (let i = 0; i < calls; i++) {
+            if (i > 0) lg.write(logits);
+            ops.sample(lg, c.params, st, hist, stopIds);
+          }
+          return result(st.toArray(), hist.toArray(), lg.toArray());
+        },
+      };
+    },
+  });
+}
+
 export const OP_CASES: readonly OpCase[] = cases;

@@ -231,3 +231,170 @@ export function argmax(x: Arr, cols: number): Int32Array {
   }
   return out;
 }
+
+// ---- sampling -------------------------------------------------------------------------------------
+// gk_sample restated from its documentation (kernels/include/gemmakit.h, kernels/common/sampling.h):
+// the same RNG hash and the same f32 exp, reimplemented here, and the plainest selection — a full sort
+// — where the kernels use nth_element or bisection. Exact f32 arithmetic: every basic operation is done
+// in f64 and rounded with Math.fround (innocuous double rounding for + − × ÷); FMA is emulated exactly.
+
+const f32 = Math.fround;
+const f32Bits = new Float32Array(1);
+const u32Bits = new Uint32Array(f32Bits.buffer);
+
+/** lowbias32, as sample_mix32. */
+export function sampleMix32(x: number): number {
+  x = (x ^ (x >>> 16)) >>> 0;
+  x = Math.imul(x, 0x7feb352d) >>> 0;
+  x = (x ^ (x >>> 15)) >>> 0;
+  x = Math.imul(x, 0x846ca68b) >>> 0;
+  return (x ^ (x >>> 16)) >>> 0;
+}
+
+/** The sampler's RNG: u = sampleU24(seed, step) / 2^24. */
+export function sampleU24(seed: number, step: number): number {
+  const h = sampleMix32((sampleMix32((seed ^ 0x9e3779b9) >>> 0) + (step >>> 0)) >>> 0);
+  return h >>> 8;
+}
+
+/** The f32 neighbour of the f32 value x towards +inf (dir 1) or -inf (dir -1); x finite. */
+function nextF32(x: number, dir: 1 | -1): number {
+  if (x === 0) return dir * 2 ** -149;
+  f32Bits[0] = x;
+  u32Bits[0] += (x > 0) === (dir > 0) ? 1 : -1;
+  return f32Bits[0];
+}
+
+/** fmaf: a·b + c rounded once to f32 (a, b, c f32). */
+export function fmaF32(a: number, b: number, c: number): number {
+  const p = a * b; // exact: two 24-bit significands
+  const s = p + c;
+  const bb = s - p;
+  const e = (p - (s - bb)) + (c - bb); // s + e = p + c exactly (TwoSum)
+  const r = f32(s);
+  if (e === 0 || r === s || !Number.isFinite(r)) return r;
+  // s is exact to 53 bits; only when it sits exactly halfway between two f32 values does e decide.
+  const other = nextF32(r, s > r ? 1 : -1);
+  if (s !== (r + other) / 2) return r;
+  return (e > 0) === (other > r) ? other : r;
+}
+
+/** rintf in round-to-nearest-even. */
+function rintEven(x: number): number {
+  const r = Math.round(x);
+  return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/** sample_exp: exp(x) for x <= 0 in f32, bit for bit as the kernels compute it. */
+export function sampleExp(x: number): number {
+  if (!(x >= -28)) return 0;
+  if (x >= 0) return 1;
+  const k = rintEven(f32(x * f32(1.44269502)));
+  let r = fmaF32(k, f32(-0.693145752), x);
+  r = fmaF32(k, f32(-1.42860677e-6), r);
+  let p = f32(1.38888889e-3);
+  for (const c of [8.33333333e-3, 4.16666667e-2, 1.66666667e-1, 0.5, 1, 1]) p = fmaF32(p, r, f32(c));
+  return f32(p * 2 ** k);
+}
+
+export interface SampleRef {
+  temperature: number;
+  topK: number;
+  topP: number;
+  minP: number;
+  repetitionPenalty: number;
+  seed: number;
+}
+
+export const STATE_POSITION = 0, STATE_TOKEN = 1, STATE_HISTORY = 2, STATE_DONE = 3, STATE_STEP = 4;
+
+/**
+ * One gk_sample call: updates `logits` (f32, penalty and temperature), `state` and `history` in place.
+ */
+export function sample(
+  logits: Float32Array,
+  params: SampleRef,
+  state: Int32Array,
+  history: Int32Array,
+  stopIds: Arr,
+): void {
+  if (state[STATE_DONE] !== 0) return;
+  const vocab = logits.length, cap = history.length;
+  const temperature = f32(params.temperature), penalty = f32(params.repetitionPenalty);
+  const topP = f32(params.topP), minP = f32(params.minP);
+
+  // transformers' RepetitionPenaltyLogitsProcessor: each distinct id of the history once.
+  if (penalty !== 1) {
+    const seen = new Set<number>();
+    for (let j = 0; j < Math.min(Math.max(state[STATE_HISTORY], 0), cap); j++) {
+      const id = history[j];
+      if (id < 0 || id >= vocab || seen.has(id)) continue;
+      seen.add(id);
+      const l = logits[id];
+      logits[id] = l < 0 ? l * penalty : l / penalty; // Float32Array stores round to f32
+    }
+  }
+
+  let token: number;
+  if (!(temperature > 0)) {
+    token = argmax(logits, vocab)[0];
+  } else {
+    for (let i = 0; i < vocab; i++) logits[i] = logits[i] / temperature;
+    const rank = (l: number) => Number.isNaN(l) ? -Infinity : l;
+    let m = -Infinity;
+    for (let i = 0; i < vocab; i++) m = Math.max(m, rank(logits[i]));
+    if (m === -Infinity) {
+      token = argmax(logits, vocab)[0];
+    } else {
+      const w = new Float32Array(vocab);
+      const mass: bigint[] = new Array(vocab);
+      for (let i = 0; i < vocab; i++) {
+        w[i] = logits[i] === m ? 1 : sampleExp(f32(logits[i] - m));
+        mass[i] = BigInt(Math.floor(w[i] * 2 ** 40)); // exact: a power-of-two scale of an f32
+      }
+      const kept = new Uint8Array(vocab).fill(1);
+      const topK = params.topK > 0 && params.topK < vocab;
+      if (topK || topP < 1) {
+        // Most likely first; equal logits (and -0 = +0) go by id.
+        const order = Array.from({ length: vocab }, (_, i) => i);
+        order.sort((a, b) => rank(logits[b]) - rank(logits[a]) || a - b);
+        let survivors = topK ? order.slice(0, params.topK) : order;
+        if (topP < 1) {
+          let total = 0n;
+          for (const i of survivors) total += mass[i];
+          const target = topP * Number(total);
+          let cum = 0n, n = 0;
+          while (n < survivors.length) {
+            cum += mass[survivors[n++]];
+            if (Number(cum) >= target) break;
+          }
+          survivors = survivors.slice(0, n);
+        }
+        kept.fill(0);
+        for (const i of survivors) kept[i] = 1;
+      }
+      // min-p: the most likely token has weight 1.
+      for (let i = 0; i < vocab; i++) if (w[i] < minP) kept[i] = 0;
+      let total = 0n;
+      for (let i = 0; i < vocab; i++) if (kept[i]) total += mass[i];
+      const r = (BigInt(sampleU24(params.seed, state[STATE_STEP])) * total) >> 24n;
+      let cum = 0n;
+      token = -1;
+      for (let i = 0; i < vocab && token < 0; i++) {
+        if (!kept[i]) continue;
+        cum += mass[i];
+        if (cum > r) token = i;
+      }
+    }
+  }
+
+  state[STATE_TOKEN] = token;
+  let h = state[STATE_HISTORY];
+  if (h >= 0 && h < cap) {
+    history[h] = token;
+    state[STATE_HISTORY] = ++h;
+  }
+  state[STATE_POSITION] += 1;
+  state[STATE_STEP] += 1;
+  if (h >= cap || Array.from(stopIds).includes(token)) state[STATE_DONE] = 1;
+}

@@ -1,0 +1,59 @@
+// Decode programs on the CPU: between gk_program_begin and gk_program_end, every op called on the stream
+// appends a call to the stream's list (GK_CPU_RECORD, cpu.h) instead of running; gk_program_run replays
+// the list. The CPU stream is synchronous, so nothing recorded runs at record time.
+//
+// A recorded call re-invokes the op's entry point with the arguments it was recorded with, on the stream
+// gk_program_run is given (any CPU stream that is not itself recording). Replays re-validate (cheap) and
+// read the per-step values — token ids, positions, the decode state — from memory when they run.
+#include <string>
+
+#include "../common/error.h"
+#include "cpu.h"
+
+struct gk_program {
+  std::vector<gk_cpu_call> calls;
+};
+
+GK_API gk_status gk_program_begin(gk_stream* s) {
+  GK_TRY(gk::validate_stream(s, "gk_program_begin"));
+  GK_REQUIRE(!s->recording, "gk_program_begin: the stream is already recording a program");
+  s->recorded.clear();
+  s->recording = true;
+  return GK_OK;
+}
+
+GK_API gk_status gk_program_end(gk_stream* s, gk_program** out_program) {
+  GK_TRY(gk::validate_stream(s, "gk_program_end"));
+  GK_REQUIRE(s->recording, "gk_program_end: the stream is not recording a program (gk_program_begin first)");
+  // Recording stops whatever happens below, so the stream is usable again.
+  s->recording = false;
+  std::vector<gk_cpu_call> calls = std::move(s->recorded);
+  s->recorded.clear();
+  GK_REQUIRE(out_program, "gk_program_end: NULL out_program (the recording was discarded)");
+  gk_program* p = new (std::nothrow) gk_program();
+  if (!p) return gk_fail(GK_ERR_OUT_OF_MEMORY, "gk_program_end: out of host memory");
+  p->calls = std::move(calls);
+  *out_program = p;
+  return GK_OK;
+}
+
+GK_API gk_status gk_program_run(gk_program* program, gk_stream* s, int32_t steps) {
+  GK_TRY(gk::validate_program_run(program, s, steps));
+  GK_REQUIRE(!s->recording, "gk_program_run: the stream is recording a program; end the recording first");
+  for (int32_t step = 0; step < steps; ++step) {
+    for (size_t i = 0; i < program->calls.size(); ++i) {
+      const gk_status st = program->calls[i](s);
+      if (st != GK_OK) {
+        const std::string why = gk_last_error();  // copied: gk_fail rewrites the same buffer
+        return gk_fail(st, "gk_program_run: step %d of %d, recorded op %zu: %s", step, steps, i, why.c_str());
+      }
+    }
+  }
+  return GK_OK;
+}
+
+GK_API gk_status gk_program_destroy(gk_program* program) {
+  GK_REQUIRE(program, "gk_program_destroy: NULL program");
+  delete program;
+  return GK_OK;
+}
