@@ -18,6 +18,7 @@
  */
 export { Backend, type BackendOptions, defaultBackend, type MemoryStats } from "./src/runtime/backend.ts";
 export { Tensor } from "./src/runtime/tensor.ts";
+export { DecodeProgram } from "./src/runtime/program.ts";
 export { type DType, DTYPE_BYTES } from "./src/runtime/dtype.ts";
 export { type BackendChoice, type BackendKind, libraryDir } from "./src/ffi/library.ts";
 export {
@@ -35,6 +36,7 @@ export {
   attentionDecode,
   type AttentionOptions,
   attentionPrefill,
+  DECODE_STATE,
   embedding,
   geluTanh,
   geluTanhMul,
@@ -48,6 +50,8 @@ export {
   rope,
   ropeInvFreq,
   type RopeSpec,
+  sample,
+  type SamplingParams,
   scale,
   softcap,
   softmax,

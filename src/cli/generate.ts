@@ -1,32 +1,87 @@
 /**
- * `deno task generate [--model PATH] [--backend auto|cpu|cuda] PROMPT`
- *
- * Text generation arrives with the Gemma 3 text model (issue #4) and the default Gemma 3 270M model
- * (issue #6). Until then this command checks its arguments, opens the backend, and says plainly that
- * no model can be loaded yet, exiting non-zero.
+ * `deno task generate`: load a model, stream its answer to stdout, a load progress bar and a one-line
+ * speed summary to stderr. Exit codes: 0 done, 2 bad arguments, 3 bad model (config, weights, files,
+ * tokenizer), 1 runtime failure.
  */
 import { parseArgs } from "node:util";
-import { Backend } from "../runtime/backend.ts";
-import { GemmakitError } from "../ffi/errors.ts";
+import { GemmakitError, LibraryError } from "../ffi/errors.ts";
 import type { BackendChoice } from "../ffi/library.ts";
+import { FormatError } from "../formats/errors.ts";
+import type { GenerateInput } from "../generate/model.ts";
+import type { GenerateOptions } from "../generate/options.ts";
+import { ConfigError } from "../models/gemma3/config.ts";
+import { loadModel } from "../models/load.ts";
+import { WeightsError } from "../models/weights.ts";
+import type { ChatMessage } from "../tokenizer/chat_template.ts";
 
-const USAGE = `usage: deno task generate [options] PROMPT
+const USAGE = `usage: deno task generate [options] [PROMPT]
 
-  --model PATH        GGUF file or Hugging Face checkpoint directory
-  --backend NAME      auto (default), cpu or cuda (also GEMMAKIT_BACKEND)
-  --max-tokens N      maximum new tokens (default 256)
-  -h, --help          this text
+  --model PATH            Hugging Face checkpoint directory (config.json, tokenizer, safetensors)
+  --prompt TEXT           the user message (or give it as PROMPT, or on stdin)
+  --system TEXT           a system prompt
+  --raw                   send PROMPT as is, without the chat template
+  --max-tokens N          most new tokens (default 256)
+  --temperature T         0 = greedy (default: the checkpoint's generation_config.json, else greedy)
+  --top-k K  --top-p P  --min-p P  --repetition-penalty R
+  --seed N                make sampling reproducible
+  --stop TEXT             stop at this text (repeatable)
+  --backend auto|cpu|cuda (default auto, or GEMMAKIT_BACKEND)
+  --max-context N         KV cache length (default min(model limit, 8192))
+  -h, --help
 
-example: deno task generate "Why is the sky blue?"`;
+exit codes: 0 done, 2 bad arguments, 3 bad model, 1 runtime failure
 
-function main(argv: string[]): number {
+example: deno task generate --model tests/fixtures/gemma3-text-mixed --prompt "hi" --max-tokens 16`;
+
+class UsageError extends Error {}
+
+function number(values: Record<string, unknown>, key: string, integer = false): number | undefined {
+  const v = values[key];
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (v === "" || !Number.isFinite(n) || (integer && !Number.isInteger(n))) {
+    throw new UsageError(`--${key} must be ${integer ? "an integer" : "a number"}, got "${v}"`);
+  }
+  return n;
+}
+
+async function readStdin(): Promise<string> {
+  if (Deno.stdin.isTerminal()) return "";
+  return (await new Response(Deno.stdin.readable).text()).trim();
+}
+
+function progressBar(): (done: number, total: number) => void {
+  let last = -1;
+  const enc = new TextEncoder();
+  return (done, total) => {
+    const pct = Math.floor((100 * done) / Math.max(total, 1));
+    if (pct === last) return;
+    last = pct;
+    const bar = "#".repeat(Math.floor(pct / 4)).padEnd(25, ".");
+    Deno.stderr.writeSync(enc.encode(`\rloading [${bar}] ${pct}% of ${(total / 2 ** 20).toFixed(1)} MiB`));
+    if (done >= total) Deno.stderr.writeSync(enc.encode("\n"));
+  };
+}
+
+async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
     options: {
       model: { type: "string" },
-      backend: { type: "string", default: Deno.env.get("GEMMAKIT_BACKEND") ?? "auto" },
-      "max-tokens": { type: "string", default: "256" },
+      prompt: { type: "string" },
+      system: { type: "string" },
+      raw: { type: "boolean" },
+      "max-tokens": { type: "string" },
+      temperature: { type: "string" },
+      "top-k": { type: "string" },
+      "top-p": { type: "string" },
+      "min-p": { type: "string" },
+      "repetition-penalty": { type: "string" },
+      seed: { type: "string" },
+      stop: { type: "string", multiple: true },
+      backend: { type: "string" },
+      "max-context": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -34,31 +89,63 @@ function main(argv: string[]): number {
     console.log(USAGE);
     return 0;
   }
-  const prompt = positionals.join(" ").trim();
-  if (!prompt) {
-    console.error(`generate: no prompt given\n\n${USAGE}`);
-    return 2;
+  const prompt = values.prompt ?? (positionals.length ? positionals.join(" ") : await readStdin());
+  if (!prompt) throw new UsageError("no prompt: give --prompt, a PROMPT argument, or text on stdin");
+  if (!values.model) {
+    throw new UsageError("no --model given (the default Gemma 3 270M download is not available yet)");
   }
-  const maxTokens = Number(values["max-tokens"]);
-  if (!Number.isInteger(maxTokens) || maxTokens < 1) {
-    console.error(`generate: --max-tokens must be a positive integer, got "${values["max-tokens"]}"`);
-    return 2;
-  }
-  using backend = Backend.open({ backend: values.backend as BackendChoice });
-  console.error(`backend: ${backend.kind} (${backend.deviceName})`);
+  const backend = values.backend ?? Deno.env.get("GEMMAKIT_BACKEND") ?? "auto";
+  if (!["auto", "cpu", "cuda"].includes(backend)) throw new UsageError(`--backend must be auto, cpu or cuda`);
+  const options: GenerateOptions = {
+    maxTokens: number(values, "max-tokens", true),
+    temperature: number(values, "temperature"),
+    topK: number(values, "top-k", true),
+    topP: number(values, "top-p"),
+    minP: number(values, "min-p"),
+    repetitionPenalty: number(values, "repetition-penalty"),
+    seed: number(values, "seed", true),
+    stop: values.stop,
+  };
+  const messages: ChatMessage[] = [
+    ...(values.system ? [{ role: "system", content: values.system }] : []),
+    { role: "user", content: prompt },
+  ];
+  const input: GenerateInput = values.raw ? { prompt } : { messages };
+
+  using model = await loadModel(values.model, {
+    backend: backend as BackendChoice,
+    maxContext: number(values, "max-context", true),
+    onProgress: Deno.stderr.isTerminal() ? progressBar() : undefined,
+  });
+  const enc = new TextEncoder();
+  const r = await model.generate(input, { ...options, onText: (t) => Deno.stdout.writeSync(enc.encode(t)) });
+  Deno.stdout.writeSync(enc.encode("\n"));
+  const t = r.timings;
   console.error(
-    "generate: no model family is implemented yet — this build has the kernel pack and runtime only.\n" +
-      "  Gemma 3 text (issue #4) and the default Gemma 3 270M download (issue #6) come next.",
+    `[${model.backend.kind}] prompt ${r.promptTokens} tokens at ${t.prefillTokensPerSecond.toFixed(1)} tok/s, ` +
+      `generated ${r.completionTokens} at ${t.decodeTokensPerSecond.toFixed(1)} tok/s ` +
+      `(${t.decodeCalls} decode calls), finish: ${r.finishReason}`,
   );
-  return 1;
+  return 0;
+}
+
+function isModelError(e: unknown): boolean {
+  return e instanceof ConfigError || e instanceof WeightsError || e instanceof FormatError ||
+    (e instanceof GemmakitError && e.op.startsWith("tokenizer"));
 }
 
 try {
-  Deno.exit(main(Deno.args));
+  Deno.exit(await main(Deno.args));
 } catch (e) {
-  if (e instanceof GemmakitError || (e instanceof TypeError && "code" in e)) {
-    console.error(`generate: ${e.message}`);
+  const message = e instanceof Error ? e.message : String(e);
+  if (e instanceof UsageError || (e instanceof TypeError && "code" in e)) {
+    console.error(`generate: ${message}\n(see --help)`);
     Deno.exit(2);
   }
-  throw e;
+  if (isModelError(e) || e instanceof Deno.errors.NotFound) {
+    console.error(`generate: bad model: ${message}`);
+    Deno.exit(3);
+  }
+  console.error(`generate: ${e instanceof LibraryError || e instanceof GemmakitError ? message : e}`);
+  Deno.exit(1);
 }

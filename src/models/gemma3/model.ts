@@ -76,6 +76,10 @@ export class Gemma3TextModel {
     );
   }
 
+  get vocabSize(): number {
+    return this.config.text.vocabSize;
+  }
+
   #norm(x: Tensor, weight: string, out: Tensor): Tensor {
     return rmsNorm(x, this.#w(weight), { mode: "one_plus", eps: this.config.text.rmsNormEps }, out);
   }

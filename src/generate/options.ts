@@ -1,0 +1,92 @@
+/**
+ * Generation options: sampling parameters (validated once), limits, stop conditions.
+ * @module
+ */
+import { GemmakitError } from "../ffi/errors.ts";
+
+export interface SamplingOptions {
+  /** 0 = greedy. Default: the checkpoint's generation_config.json, else greedy. */
+  temperature?: number;
+  /** Keep the k most likely tokens; 0 = off. */
+  topK?: number;
+  /** Nucleus sampling mass; 1 = off. */
+  topP?: number;
+  /** Drop tokens below minP × the top probability; 0 = off. */
+  minP?: number;
+  /** > 1 discourages tokens already in the prompt or output; 1 = off. */
+  repetitionPenalty?: number;
+  /** RNG seed: the same seed, prompt and options give the same text. Default: random. */
+  seed?: number;
+}
+
+export interface GenerateOptions extends SamplingOptions {
+  /** Most new tokens to generate. Default 256. */
+  maxTokens?: number;
+  /** Stop when the text contains one of these (it is not included in the output). */
+  stop?: string[];
+  /** Aborts between decode chunks; the result so far is returned with finishReason "abort". */
+  signal?: AbortSignal;
+  /** Decode steps per native call. Default 16. */
+  chunkSize?: number;
+}
+
+/** The resolved sampling parameters handed to the device. */
+export interface Sampling {
+  temperature: number;
+  topK: number;
+  topP: number;
+  minP: number;
+  repetitionPenalty: number;
+  seed: number;
+}
+
+/** Sampling defaults a checkpoint's generation_config.json asks for (Gemma: top_k 64, top_p 0.95). */
+export function samplingDefaults(generationConfig: Record<string, unknown> | undefined): SamplingOptions {
+  const g = generationConfig ?? {};
+  if (g.do_sample !== true) return { temperature: 0 };
+  const num = (v: unknown) => (typeof v === "number" ? v : undefined);
+  return {
+    temperature: num(g.temperature) ?? 1,
+    topK: num(g.top_k),
+    topP: num(g.top_p),
+    minP: num(g.min_p),
+    repetitionPenalty: num(g.repetition_penalty),
+  };
+}
+
+function check(ok: boolean, message: string) {
+  if (!ok) throw new GemmakitError("generate", message);
+}
+
+/** Merges options over defaults and checks every value. */
+export function resolveSampling(options: SamplingOptions, defaults: SamplingOptions): Sampling {
+  const o = { ...defaults, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) };
+  const s: Sampling = {
+    temperature: o.temperature ?? 0,
+    topK: o.topK ?? 0,
+    topP: o.topP ?? 1,
+    minP: o.minP ?? 0,
+    repetitionPenalty: o.repetitionPenalty ?? 1,
+    seed: o.seed ?? Math.floor(Math.random() * 2 ** 32),
+  };
+  check(Number.isFinite(s.temperature) && s.temperature >= 0, `temperature=${s.temperature} must be >= 0`);
+  check(Number.isInteger(s.topK) && s.topK >= 0, `topK=${s.topK} must be an integer >= 0`);
+  check(s.topP > 0 && s.topP <= 1, `topP=${s.topP} must be in (0, 1]`);
+  check(s.minP >= 0 && s.minP <= 1, `minP=${s.minP} must be in [0, 1]`);
+  check(Number.isFinite(s.repetitionPenalty) && s.repetitionPenalty > 0, `repetitionPenalty must be > 0`);
+  check(Number.isInteger(s.seed) && s.seed >= 0 && s.seed < 2 ** 32, `seed=${s.seed} must be an integer in [0, 2^32)`);
+  return s;
+}
+
+export function resolveLimits(options: GenerateOptions): { maxTokens: number; chunkSize: number; stop: string[] } {
+  const maxTokens = options.maxTokens ?? 256;
+  const chunkSize = options.chunkSize ?? 16;
+  check(Number.isInteger(maxTokens) && maxTokens >= 1, `maxTokens=${maxTokens} must be a positive integer`);
+  check(Number.isInteger(chunkSize) && chunkSize >= 1, `chunkSize=${chunkSize} must be a positive integer`);
+  const stop = options.stop ?? [];
+  check(
+    Array.isArray(stop) && stop.every((s) => typeof s === "string" && s.length > 0),
+    "stop must be non-empty strings",
+  );
+  return { maxTokens, chunkSize, stop };
+}
