@@ -1,10 +1,22 @@
 /**
  * gemmakit: Gemma 3 and Gemma 4 on CUDA kernels (and their C++ CPU twins), from Deno.
  *
- * This module only re-exports. The foundation layers are available today: backends (device contexts),
- * device tensors, and the kernel ops the model graphs are built from.
+ * This module only re-exports: models and generation, the tokenizer, and the layers they are built
+ * from (backends, device tensors, kernel ops, decode programs).
  *
- * @example
+ * @example Generate text
+ * ```ts
+ * import { loadModel } from "@gemmakit/gemmakit";
+ *
+ * using model = await loadModel("path/to/gemma-3-checkpoint", { backend: "auto" });
+ * for await (const text of model.stream({ messages: [{ role: "user", content: "Why is the sky blue?" }] })) {
+ *   Deno.stdout.writeSync(new TextEncoder().encode(text));
+ * }
+ * const r = await model.generate("Once upon a time", { maxTokens: 64, temperature: 0.7, seed: 1 });
+ * console.log(r.text, r.completionTokens, r.timings.decodeTokensPerSecond);
+ * ```
+ *
+ * @example Kernels directly
  * ```ts
  * import { Backend, linear, Tensor } from "@gemmakit/gemmakit";
  *
@@ -16,12 +28,21 @@
  * ```
  * @module
  */
+export { loadModel, type LoadModelOptions } from "./src/models/load.ts";
+export { type GenerateCallOptions, type GenerateInput, Model } from "./src/generate/model.ts";
+export type { FinishReason, GenerationResult } from "./src/generate/generator.ts";
+export type { GenerateOptions, SamplingOptions } from "./src/generate/options.ts";
+export { type ChatMessage, StreamDecoder, Tokenizer } from "./src/tokenizer/mod.ts";
+export { ConfigError } from "./src/models/gemma3/config.ts";
+export { WeightsError } from "./src/models/weights.ts";
+export { FormatError } from "./src/formats/errors.ts";
 export { Backend, type BackendOptions, defaultBackend, type MemoryStats } from "./src/runtime/backend.ts";
 export { Tensor } from "./src/runtime/tensor.ts";
 export { DecodeProgram } from "./src/runtime/program.ts";
 export { type DType, DTYPE_BYTES } from "./src/runtime/dtype.ts";
 export { type BackendChoice, type BackendKind, libraryDir } from "./src/ffi/library.ts";
 export {
+  ContextLengthError,
   DisposedError,
   DTypeError,
   GemmakitError,

@@ -23,12 +23,16 @@ Deno.test("a consumer project adds, type-checks and runs gemmakit", async () => 
     );
     await Deno.writeTextFile(
       `${dir}/main.ts`,
-      `import { Backend, linear, Tensor, type DType } from "${config.name}";
+      `import { Backend, linear, loadModel, Tensor, type DType } from "${config.name}";
 const dtype: DType = "bf16";
 using backend = Backend.open({ backend: "cpu" });
 using x = Tensor.fromArray(backend, [1, 2, 3], [1, 3]);
 using w = Tensor.fromArray(backend, [1, 0, 0, 0, 1, 1], [2, 3], dtype);
 using y = linear(x, w);
+console.log(JSON.stringify(Array.from(y.toArray())));
+using model = await loadModel(${JSON.stringify(`${ROOT}tests/fixtures/gemma3-text-mixed`)}, { backend: "cpu" });
+const r = await model.generate({ messages: [{ role: "user", content: "hi" }] }, { maxTokens: 4, temperature: 0 });
+console.log(r.completionTokens, r.finishReason);
 console.log(JSON.stringify(Array.from(y.toArray())));
 `,
     );
@@ -37,6 +41,7 @@ console.log(JSON.stringify(Array.from(y.toArray())));
     const run = await deno(["run", "-A", "main.ts"], dir);
     assert.equal(run.code, 0, run.out);
     assert.equal(run.out.trim().split("\n").at(-1), "[1,5]");
+    assert.match(run.out, /^[1-4] (length|stop)$/m, "the consumer's generation did not finish");
     // A type error in the consumer must be caught against gemmakit's declared types.
     await Deno.writeTextFile(`${dir}/bad.ts`, `import { Tensor } from "${config.name}";\nTensor.zeros("cpu", [1]);\n`);
     const bad = await deno(["check", "bad.ts"], dir);

@@ -108,3 +108,32 @@ Deno.test("op table covers every op of the C header", () => {
   const covered = new Set(OP_CASES.map((c) => c.op));
   assert.deepEqual(declared.filter((op) => !covered.has(op)), [], "ops declared in gemmakit.h without parity rows");
 });
+
+Deno.test("every CPU op records itself when a decode program is being recorded", () => {
+  // An op without GK_CPU_RECORD would run once at record time and never on replay: silent wrong output.
+  const dir = new URL("../../kernels/cpu/", import.meta.url);
+  const notRecorded = new Set([
+    "gk_stream_destroy",
+    "gk_stream_synchronize",
+    "gk_memcpy_h2d",
+    "gk_memcpy_d2h",
+    "gk_program_begin",
+    "gk_program_end",
+    "gk_program_run",
+  ]);
+  const missing: string[] = [];
+  let ops = 0;
+  for (const entry of Deno.readDirSync(dir)) {
+    if (!entry.name.endsWith(".cpp")) continue;
+    const source = Deno.readTextFileSync(new URL(entry.name, dir));
+    for (const [, name] of source.matchAll(/GK_API gk_status (gk_\w+)\(gk_stream\* s\b/g)) {
+      if (notRecorded.has(name)) continue;
+      ops++;
+      if (!new RegExp(`^\\s*GK_CPU_RECORD\\(\\s*s,\\s*${name}\\(`, "m").test(source)) {
+        missing.push(`${entry.name}: ${name}`);
+      }
+    }
+  }
+  assert.ok(ops >= 17, `found only ${ops} CPU ops; has the entry-point signature style changed?`);
+  assert.deepEqual(missing, [], "CPU ops without GK_CPU_RECORD");
+});
