@@ -5,6 +5,7 @@
 // A recorded call re-invokes the op's entry point with the arguments it was recorded with, on the stream
 // gk_program_run is given (any CPU stream that is not itself recording). Replays re-validate (cheap) and
 // read the per-step values — token ids, positions, the decode state — from memory when they run.
+#include <cstdio>
 #include <string>
 
 #include "../common/error.h"
@@ -12,6 +13,7 @@
 
 struct gk_program {
   std::vector<gk_cpu_call> calls;
+  char error[1024] = "";  // the last run's failure, readable from any thread
 };
 
 GK_API gk_status gk_program_begin(gk_stream* s) {
@@ -37,7 +39,7 @@ GK_API gk_status gk_program_end(gk_stream* s, gk_program** out_program) {
   return GK_OK;
 }
 
-GK_API gk_status gk_program_run(gk_program* program, gk_stream* s, int32_t steps) {
+static gk_status run_steps(gk_program* program, gk_stream* s, int32_t steps) {
   GK_TRY(gk::validate_program_run(program, s, steps));
   GK_REQUIRE(!s->recording, "gk_program_run: the stream is recording a program; end the recording first");
   for (int32_t step = 0; step < steps; ++step) {
@@ -57,3 +59,13 @@ GK_API gk_status gk_program_destroy(gk_program* program) {
   delete program;
   return GK_OK;
 }
+
+// Deno may run gk_program_run on a worker thread (a nonblocking FFI call), where the thread-local last
+// error cannot be read afterwards; the program keeps its own copy of the last failure.
+GK_API gk_status gk_program_run(gk_program* program, gk_stream* s, int32_t steps) {
+  const gk_status st = run_steps(program, s, steps);
+  if (program) snprintf(program->error, sizeof program->error, "%s", st == GK_OK ? "" : gk_last_error());
+  return st;
+}
+
+GK_API const char* gk_program_last_error(gk_program* program) { return program ? program->error : ""; }

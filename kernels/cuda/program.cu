@@ -5,6 +5,7 @@
 // values read from device memory — and the runtime refuses the host copies and stream synchronisation
 // while the stream is capturing (kernels/cuda/runtime.cu), so a recording fails with a clear message
 // instead of an invalidated capture.
+#include <cstdio>
 #include "cuda_common.cuh"
 
 using gk::cuda::begin_op;
@@ -12,6 +13,7 @@ using gk::cuda::begin_op;
 struct gk_program {
   cudaGraphExec_t exec;
   int device;
+  char error[1024] = "";  // the last run's failure, readable from any thread
 };
 
 GK_API gk_status gk_program_begin(gk_stream* s) {
@@ -66,7 +68,7 @@ GK_API gk_status gk_program_end(gk_stream* s, gk_program** out_program) {
   return GK_OK;
 }
 
-GK_API gk_status gk_program_run(gk_program* program, gk_stream* s, int32_t steps) {
+static gk_status run_steps(gk_program* program, gk_stream* s, int32_t steps) {
   GK_TRY(gk::validate_program_run(program, s, steps));
   cudaStream_t st;
   GK_TRY(begin_op(s, "gk_program_run", &st));
@@ -103,3 +105,13 @@ GK_API gk_status gk_program_destroy(gk_program* program) {
   GK_CUDA_CHECK(err);
   return GK_OK;
 }
+
+// Deno may run gk_program_run on a worker thread (a nonblocking FFI call), where the thread-local last
+// error cannot be read afterwards; the program keeps its own copy of the last failure.
+GK_API gk_status gk_program_run(gk_program* program, gk_stream* s, int32_t steps) {
+  const gk_status st = run_steps(program, s, steps);
+  if (program) snprintf(program->error, sizeof program->error, "%s", st == GK_OK ? "" : gk_last_error());
+  return st;
+}
+
+GK_API const char* gk_program_last_error(gk_program* program) { return program ? program->error : ""; }

@@ -178,6 +178,9 @@ GK_API gk_status gk_program_end(gk_stream* s, gk_program** out_program);
 /* Replays the program `steps` times on s, back to back (no host synchronisation in between on CUDA),
  * then waits for the last one. */
 GK_API gk_status gk_program_run(gk_program* program, gk_stream* s, int32_t steps);
+/* The message of this program's last failed run ("" after a successful one). Unlike gk_last_error it
+ * can be read from another thread than the one that ran the program (Deno's nonblocking calls). */
+GK_API const char* gk_program_last_error(gk_program* program);
 GK_API gk_status gk_program_destroy(gk_program* program);
 
 /* The decode state: int32 fields in device memory, read and written by the recorded step. */

@@ -215,6 +215,14 @@ export const symbols = {
   gk_program_end: { parameters: ["pointer", /* s */ "buffer" /* gk_program** out_program */], result: "i32" },
   gk_program_run: { parameters: ["pointer", /* program */ "pointer", /* s */ "i32" /* steps */], result: "i32" },
   gk_program_destroy: { parameters: ["pointer" /* program */], result: "i32" },
+  // The same entry run on a worker thread, so a chunk of decode steps does not block the event loop.
+  gk_program_run_nonblocking: {
+    name: "gk_program_run",
+    parameters: ["pointer", /* program */ "pointer", /* s */ "i32" /* steps */],
+    result: "i32",
+    nonblocking: true,
+  },
+  gk_program_last_error: { parameters: ["pointer" /* program */], result: "pointer" },
   gk_sample: {
     parameters: [
       "pointer", /* s */

@@ -155,13 +155,12 @@ export async function* generateTokens(
         // One eager step allocates the workspace, so the recording allocates nothing.
         step();
         program = DecodeProgram.record(backend, step);
-        if (steps > 1) program.run(steps - 1);
+        if (steps > 1) await program.runAsync(steps - 1);
       } else {
-        program.run(steps);
+        // A worker thread runs the chunk: the event loop (abort signals, other requests) stays free.
+        await program.runAsync(steps);
       }
       decodeCalls++;
-      // Let the event loop run (abort signals, other requests) between chunks.
-      await new Promise((r) => setTimeout(r, 0));
     }
     if (finishReason !== "stop" || !stop.length) {
       const { out } = scanner.push(decoder.flush(), true);

@@ -9,7 +9,8 @@
  * freed, uploaded or downloaded: create every tensor the step uses first.
  * @module
  */
-import { DisposedError, GemmakitError } from "../ffi/errors.ts";
+import { DisposedError, GemmakitError, NativeError } from "../ffi/errors.ts";
+import { cString } from "../ffi/library.ts";
 import type { Symbols } from "../ffi/symbols.ts";
 import type { Backend } from "./backend.ts";
 
@@ -90,6 +91,23 @@ export class DecodeProgram {
     if (this.#ptr === null) throw new DisposedError("DecodeProgram.run", "the program was disposed");
     const stream = this.backend.stream; // throws DisposedError once the backend is gone
     this.backend.check("gk_program_run", this.#symbols.gk_program_run(this.#ptr, stream, steps));
+  }
+
+  /**
+   * Like `run`, on a worker thread: the event loop stays free while the steps run. Nothing else may be
+   * enqueued on this backend's stream until the promise settles (generation holds the model's lock).
+   */
+  async runAsync(steps: number): Promise<void> {
+    if (!Number.isInteger(steps) || steps < 0 || steps > 0x7fffffff) {
+      throw new GemmakitError("DecodeProgram.runAsync", `steps=${steps} must be an integer in [0, 2^31)`);
+    }
+    if (this.#ptr === null) throw new DisposedError("DecodeProgram.runAsync", "the program was disposed");
+    const ptr = this.#ptr;
+    const status = await this.#symbols.gk_program_run_nonblocking(ptr, this.backend.stream, steps);
+    // The thread-local last error lives on the worker thread; the program keeps its own copy.
+    if (status !== 0) {
+      throw new NativeError("gk_program_run", status, cString(this.#symbols.gk_program_last_error(ptr)));
+    }
   }
 
   /** Frees the native program. Idempotent. */

@@ -102,6 +102,7 @@ Deno.test("op table covers every op of the C header", () => {
     "program_begin",
     "program_end",
     "program_run",
+    "program_last_error",
     "program_destroy",
   ]);
   const declared = [...header.matchAll(/GK_API [^(]*\bgk_(\w+)\(/g)].map((m) => m[1]).filter((n) => !runtime.has(n));

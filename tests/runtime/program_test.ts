@@ -267,3 +267,26 @@ test("an empty recording is a program that does nothing", (backend) => {
   using program = DecodeProgram.record(backend, () => {});
   program.run(3);
 });
+
+Deno.test("[cpu] runAsync continues the same sequence as run() and carries a failure's message back", async () => {
+  const backend = cpu;
+  const v = 512, rows = v / 2;
+  const table = new Float32Array(rows * v);
+  for (let t = 0; t < rows; t++) table[t * v + t + 1] = 1;
+  using tableT = Tensor.fromArray(backend, table, [rows, v]);
+  using logits = Tensor.zeros(backend, [1, v]);
+  using state = Tensor.fromArray(backend, [0, 10, 0, 0, 0, 0, 0, 0], [DECODE_STATE.fields], "i32");
+  using history = Tensor.zeros(backend, [300], "i32");
+  using program = DecodeProgram.record(backend, () => {
+    ops.embedding(tableT, state.rows(DECODE_STATE.token, 1), 1, logits);
+    ops.sample(logits, { temperature: 0 }, state, history);
+  });
+  await program.runAsync(3);
+  program.run(2);
+  await program.runAsync(200);
+  // Greedy walks 11, 12, ... : the async and sync runs continued one sequence.
+  assert.deepEqual(Array.from(history.toArray()).slice(0, 5), [11, 12, 13, 14, 15]);
+  const err = await program.runAsync(100).then(() => undefined, (e) => e);
+  assert.ok(err instanceof NativeError, String(err));
+  assert.match(err.message, /gk_program_run: step \d+ of 100, recorded op 0: gk_embedding: id 256 at index 0/);
+});
