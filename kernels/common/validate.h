@@ -9,6 +9,19 @@
 namespace gk {
 
 inline bool is_float_dtype(int32_t d) { return d == GK_F32 || d == GK_F16 || d == GK_BF16; }
+inline bool is_quant_dtype(int32_t d) { return d == GK_Q5_0 || d == GK_Q8_0 || d == GK_Q4_K || d == GK_Q6_K; }
+/* Elements per block of a quantized dtype (1 for float dtypes). */
+inline int32_t block_elems(int32_t d) { return d == GK_Q4_K || d == GK_Q6_K ? 256 : is_quant_dtype(d) ? 32 : 1; }
+/* Bytes per block of a quantized dtype. */
+inline int32_t block_bytes(int32_t d) {
+  switch (d) {
+    case GK_Q5_0: return 22;
+    case GK_Q8_0: return 34;
+    case GK_Q4_K: return 144;
+    case GK_Q6_K: return 210;
+    default: return 0;
+  }
+}
 
 inline gk_status validate_stream(const void* s, const char* op) {
   GK_REQUIRE(s != nullptr, "%s: stream is NULL", op);
@@ -18,7 +31,10 @@ inline gk_status validate_stream(const void* s, const char* op) {
 inline gk_status validate_embedding(const void* table, int32_t dtype, int32_t vocab, int32_t dim,
                                     const int32_t* ids, int32_t n, const float* out) {
   GK_REQUIRE(table && ids && out, "gk_embedding: NULL table, ids or out");
-  GK_REQUIRE(is_float_dtype(dtype), "gk_embedding: table dtype %d is not f32, f16 or bf16", dtype);
+  GK_REQUIRE(is_float_dtype(dtype) || is_quant_dtype(dtype),
+             "gk_embedding: table dtype %d is not f32, f16, bf16 or a supported GGUF quantization", dtype);
+  GK_REQUIRE(dim % block_elems(dtype) == 0, "gk_embedding: dim=%d is not a multiple of the %d-element blocks of dtype %d",
+             dim, block_elems(dtype), dtype);
   GK_REQUIRE(vocab > 0 && dim > 0 && n > 0, "gk_embedding: vocab=%d dim=%d n=%d must be positive", vocab, dim, n);
   return GK_OK;
 }
@@ -47,7 +63,10 @@ inline gk_status validate_layer_norm(const float* x, const void* w, int32_t dtyp
 inline gk_status validate_linear(const float* x, const void* w, int32_t dtype, int32_t m, int32_t n, int32_t k,
                                  const float* y) {
   GK_REQUIRE(x && w && y, "gk_linear: NULL x, weight or y");
-  GK_REQUIRE(is_float_dtype(dtype), "gk_linear: weight dtype %d is not f32, f16 or bf16", dtype);
+  GK_REQUIRE(is_float_dtype(dtype) || is_quant_dtype(dtype),
+             "gk_linear: weight dtype %d is not f32, f16, bf16 or a supported GGUF quantization", dtype);
+  GK_REQUIRE(k % block_elems(dtype) == 0, "gk_linear: k=%d is not a multiple of the %d-element blocks of dtype %d", k,
+             block_elems(dtype), dtype);
   GK_REQUIRE(m > 0 && n > 0 && k > 0, "gk_linear: m=%d n=%d k=%d must be positive", m, n, k);
   GK_REQUIRE((const void*)x != (const void*)y, "gk_linear: y must not alias x");
   return GK_OK;

@@ -33,7 +33,7 @@
 #define GK_API GK_EXTERN __attribute__((visibility("default")))
 
 /* Bumped whenever a signature below changes; the loader refuses a library of another version. */
-#define GK_ABI_VERSION 2
+#define GK_ABI_VERSION 3
 
 typedef int32_t gk_status;
 enum {
@@ -51,6 +51,12 @@ typedef enum {
   GK_F16 = 1,
   GK_BF16 = 2,
   GK_I32 = 3,
+  /* GGUF block-quantized weights, stored exactly as in the file; codes are ggml's type ids. A row of
+   * k elements is k / block_elems blocks (k must be a multiple of block_elems). */
+  GK_Q5_0 = 6,  /* 32 elems, 22 bytes: f16 d, u8 qh[4], u8 qs[16]; x = (q5 - 16) * d */
+  GK_Q8_0 = 8,  /* 32 elems, 34 bytes: f16 d, i8 qs[32];          x = q * d */
+  GK_Q4_K = 12, /* 256 elems, 144 bytes: f16 d, f16 dmin, u8 scales[12] (6-bit), u8 qs[128] */
+  GK_Q6_K = 14, /* 256 elems, 210 bytes: u8 ql[128], u8 qh[64], i8 scales[16], f16 d */
 } gk_dtype;
 
 typedef enum {
@@ -95,7 +101,8 @@ GK_API gk_status gk_memory_reset_peak(gk_context* ctx);
 
 /* ---- ops ---------------------------------------------------------------------------------- */
 
-/* out[i, :] = table[ids[i], :] * scale.  table [vocab, dim] (f32/f16/bf16), ids [n] i32, out [n, dim].
+/* out[i, :] = table[ids[i], :] * scale.  table [vocab, dim] (f32/f16/bf16 or a GGUF quantized dtype),
+ * ids [n] i32, out [n, dim].
  * An id outside [0, vocab) is an error on CPU; on CUDA (ids are on the device) its row is zeros. */
 GK_API gk_status gk_embedding(gk_stream* s, const void* table, int32_t table_dtype, int32_t vocab,
                               int32_t dim, const int32_t* ids, int32_t n, float scale, float* out);
@@ -110,7 +117,8 @@ GK_API gk_status gk_rms_norm(gk_stream* s, const float* x, const void* weight, i
 GK_API gk_status gk_layer_norm(gk_stream* s, const float* x, const void* weight, const void* bias,
                                int32_t param_dtype, float eps, int32_t rows, int32_t dim, float* y);
 
-/* y [m, n] = x [m, k] · W [n, k]^T (+ bias [n]). W and bias in weight_dtype; bias may be NULL.
+/* y [m, n] = x [m, k] · W [n, k]^T (+ bias [n]). W in weight_dtype: f32/f16/bf16, or a GGUF quantized
+ * dtype read block by block as stored (then bias, if any, is f32). bias may be NULL.
  * A few rows (m == 1 on CUDA, m <= 4 on CPU) stream W once through the matrix-vector path; more rows take
  * the tiled path (tensor cores on CUDA for f16/bf16 weights). y must not alias x. */
 GK_API gk_status gk_linear(gk_stream* s, const float* x, const void* weight, int32_t weight_dtype,

@@ -5,7 +5,7 @@
  */
 
 /** ABI version this table matches; the loader refuses a library reporting another. */
-export const ABI_VERSION = 2;
+export const ABI_VERSION = 3;
 
 export const symbols = {
   // library, errors, devices

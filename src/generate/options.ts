@@ -3,21 +3,10 @@
  * @module
  */
 import { GemmakitError } from "../ffi/errors.ts";
+import type { SamplingParams } from "../ops/sample.ts";
 
-export interface SamplingOptions {
-  /** 0 = greedy. Default: the checkpoint's generation_config.json, else greedy. */
-  temperature?: number;
-  /** Keep the k most likely tokens; 0 = off. */
-  topK?: number;
-  /** Nucleus sampling mass; 1 = off. */
-  topP?: number;
-  /** Drop tokens below minP × the top probability; 0 = off. */
-  minP?: number;
-  /** > 1 discourages tokens already in the prompt or output; 1 = off. */
-  repetitionPenalty?: number;
-  /** RNG seed: the same seed, prompt and options give the same text. Default: random. */
-  seed?: number;
-}
+/** Sampling parameters as the device sampler takes them (src/ops/sample.ts). */
+export type SamplingOptions = SamplingParams;
 
 export interface GenerateOptions extends SamplingOptions {
   /** Most new tokens to generate. Default 256. */

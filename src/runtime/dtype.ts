@@ -2,18 +2,59 @@
  * Element types of device tensors and host-side conversions between them.
  * @module
  */
+import { dequantize } from "./quant.ts";
 
-/** Element type of a tensor. Activations are f32; weights may be f32, f16 or bf16. */
-export type DType = "f32" | "f16" | "bf16" | "i32";
+/** Float element types: activations are f32; weights may be f32, f16 or bf16. */
+export type FloatDType = "f32" | "f16" | "bf16";
+/** GGUF block-quantized weight types, stored as in the file (kernels/include/gemmakit.h). */
+export type QuantDType = "q5_0" | "q8_0" | "q4_k" | "q6_k";
+/** Element type of a tensor. */
+export type DType = FloatDType | "i32" | QuantDType;
 
-/** The gk_dtype code of kernels/include/gemmakit.h. */
-export const DTYPE_CODE: Readonly<Record<DType, number>> = { f32: 0, f16: 1, bf16: 2, i32: 3 };
+/** The gk_dtype code of kernels/include/gemmakit.h (quantized codes are ggml's type ids). */
+export const DTYPE_CODE: Readonly<Record<DType, number>> = {
+  f32: 0,
+  f16: 1,
+  bf16: 2,
+  i32: 3,
+  q5_0: 6,
+  q8_0: 8,
+  q4_k: 12,
+  q6_k: 14,
+};
 
-/** Bytes per element. */
-export const DTYPE_BYTES: Readonly<Record<DType, number>> = { f32: 4, f16: 2, bf16: 2, i32: 4 };
+/** Bytes per element of the unquantized dtypes. */
+export const DTYPE_BYTES: Readonly<Record<FloatDType | "i32", number>> = { f32: 4, f16: 2, bf16: 2, i32: 4 };
+
+/** Block geometry of the quantized dtypes: `elems` values stored in `bytes` bytes. */
+export const QUANT_BLOCKS: Readonly<Record<QuantDType, { elems: number; bytes: number }>> = {
+  q5_0: { elems: 32, bytes: 22 },
+  q8_0: { elems: 32, bytes: 34 },
+  q4_k: { elems: 256, bytes: 144 },
+  q6_k: { elems: 256, bytes: 210 },
+};
 
 /** Weight dtypes the kernels read directly. */
 export const FLOAT_DTYPES: readonly DType[] = ["f32", "f16", "bf16"];
+export const QUANT_DTYPES: readonly QuantDType[] = ["q5_0", "q8_0", "q4_k", "q6_k"];
+/** Weights a matrix product or embedding gather reads as stored. */
+export const MATMUL_WEIGHT_DTYPES: readonly DType[] = [...FLOAT_DTYPES, ...QUANT_DTYPES];
+
+export function isQuantized(dtype: DType): dtype is QuantDType {
+  return dtype in QUANT_BLOCKS;
+}
+
+/**
+ * Bytes a tensor of `dtype` and `shape` occupies, or undefined when a quantized tensor's innermost
+ * dimension is not a whole number of blocks.
+ */
+export function byteLengthOf(dtype: DType, shape: readonly number[]): number | undefined {
+  const count = shape.reduce((a, b) => a * b, 1);
+  if (!isQuantized(dtype)) return count * DTYPE_BYTES[dtype];
+  const { elems, bytes } = QUANT_BLOCKS[dtype];
+  const inner = shape.at(-1) ?? 1;
+  return inner % elems === 0 ? (count / elems) * bytes : undefined;
+}
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
@@ -96,8 +137,11 @@ export function f32ToF16(src: ArrayLike<number>): Uint16Array {
   return out;
 }
 
-/** Values in `dtype` as the bytes a tensor of that dtype holds. */
+/** Values in `dtype` as the bytes a tensor of that dtype holds (not for quantized dtypes: quantizing is lossy). */
 export function encode(values: ArrayLike<number>, dtype: DType): Uint8Array {
+  if (isQuantized(dtype)) {
+    throw new TypeError(`encode: cannot quantize to ${dtype}; upload GGUF blocks with Tensor.fromBytes`);
+  }
   switch (dtype) {
     case "f32":
       return new Uint8Array(Float32Array.from(values).buffer);
@@ -110,8 +154,9 @@ export function encode(values: ArrayLike<number>, dtype: DType): Uint8Array {
   }
 }
 
-/** Bytes of a tensor of `dtype` as numbers (f32 for float dtypes). */
+/** Bytes of a tensor of `dtype` as numbers (f32 for float and quantized dtypes). */
 export function decode(bytes: Uint8Array, dtype: DType): Float32Array | Int32Array {
+  if (isQuantized(dtype)) return dequantize(bytes, dtype);
   const aligned = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
   switch (dtype) {
     case "f32":

@@ -6,7 +6,7 @@
  */
 import { DisposedError, ShapeError } from "../ffi/errors.ts";
 import type { Backend } from "./backend.ts";
-import { decode, type DType, DTYPE_BYTES, encode } from "./dtype.ts";
+import { byteLengthOf, decode, type DType, encode } from "./dtype.ts";
 
 interface Allocation {
   backend: Backend;
@@ -30,6 +30,14 @@ function checkShape(shape: readonly number[]): number {
     n *= d;
   }
   return n;
+}
+
+function bytesOf(dtype: DType, shape: readonly number[]): number {
+  const bytes = byteLengthOf(dtype, shape);
+  if (bytes === undefined) {
+    throw new ShapeError("tensor", `${dtype}[${shape.join(", ")}]: the last dimension is not a whole number of blocks`);
+  }
+  return bytes;
 }
 
 /**
@@ -70,7 +78,8 @@ export class Tensor {
 
   /** An uninitialised tensor. */
   static empty(backend: Backend, shape: readonly number[], dtype: DType = "f32"): Tensor {
-    const bytes = checkShape(shape) * DTYPE_BYTES[dtype];
+    checkShape(shape);
+    const bytes = bytesOf(dtype, shape);
     return new Tensor(backend, backend.alloc(bytes), dtype, shape, null);
   }
 
@@ -100,7 +109,8 @@ export class Tensor {
 
   /** Uploads raw bytes already in `dtype` (e.g. bf16 weights straight from a file). */
   static fromBytes(backend: Backend, bytes: Uint8Array, shape: readonly number[], dtype: DType): Tensor {
-    const expected = checkShape(shape) * DTYPE_BYTES[dtype];
+    checkShape(shape);
+    const expected = bytesOf(dtype, shape);
     if (bytes.byteLength !== expected) {
       throw new ShapeError(
         "Tensor.fromBytes",
@@ -118,7 +128,7 @@ export class Tensor {
   }
 
   get byteLength(): number {
-    return this.size * DTYPE_BYTES[this.dtype];
+    return bytesOf(this.dtype, this.shape);
   }
 
   get disposed(): boolean {

@@ -11,7 +11,7 @@ import { Workspace } from "../../src/runtime/workspace.ts";
 import { argmax } from "../../src/ops/reduce.ts";
 import { loadGemma3Text } from "../../src/models/gemma3/load.ts";
 import type { Gemma3TextModel } from "../../src/models/gemma3/model.ts";
-import { openLibrary } from "../../src/ffi/library.ts";
+import { cudaOrSkip } from "../helpers.ts";
 
 const FIXTURES = new URL("../fixtures/", import.meta.url).pathname;
 const TOLERANCE = 1e-4;
@@ -70,12 +70,8 @@ const fixtureDirs = [...Deno.readDirSync(FIXTURES)]
   .map((e) => e.name)
   .sort();
 
-let cudaSkip = "";
-try {
-  openLibrary("cuda");
-} catch (e) {
-  cudaSkip = e instanceof Error ? e.message.split("\n")[0] : String(e);
-}
+const { cuda, skip: cudaSkip } = cudaOrSkip("CUDA Gemma 3 parity");
+cuda?.dispose();
 
 for (const kind of ["cpu", "cuda"] as const) {
   for (const name of fixtureDirs) {

@@ -33,7 +33,7 @@ class FakeSource implements WeightSource {
       name,
       dtype,
       shape,
-      bytes: shape.reduce((a, b) => a * b, 1) * (DTYPE_BYTES[dtype as DType] ?? 8),
+      bytes: shape.reduce((a, b) => a * b, 1) * (DTYPE_BYTES[dtype as "f32"] ?? 8),
     }));
   }
 

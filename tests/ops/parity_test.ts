@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { Backend } from "../../src/runtime/backend.ts";
-import { openLibrary } from "../../src/ffi/library.ts";
+import { cudaOrSkip } from "../helpers.ts";
 import { OP_CASES, type OpCase, Rng } from "./cases.ts";
 
 export function nmse(out: ArrayLike<number>, want: ArrayLike<number>): number {
@@ -55,15 +55,7 @@ for (const [i, c] of OP_CASES.entries()) {
   });
 }
 
-let cuda: Backend | undefined;
-let cudaMissing = "";
-try {
-  openLibrary("cuda");
-  cuda = Backend.open({ backend: "cuda" });
-} catch (e) {
-  cudaMissing = e instanceof Error ? e.message.split("\n")[0] : String(e);
-  console.log(`CUDA op-parity rows skipped: ${cudaMissing}`);
-}
+const { cuda } = cudaOrSkip("CUDA op-parity rows");
 
 for (const [i, c] of OP_CASES.entries()) {
   Deno.test({

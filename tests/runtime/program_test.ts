@@ -8,24 +8,15 @@ import assert from "node:assert/strict";
 import { Backend } from "../../src/runtime/backend.ts";
 import { DecodeProgram } from "../../src/runtime/program.ts";
 import { Tensor } from "../../src/runtime/tensor.ts";
-import { openLibrary } from "../../src/ffi/library.ts";
 import { DisposedError, GemmakitError, NativeError } from "../../src/ffi/errors.ts";
 import * as ops from "../../src/ops/mod.ts";
 import { DECODE_STATE, type SamplingParams } from "../../src/ops/mod.ts";
 import { sampleU24 } from "../ops/reference.ts";
 import { Rng } from "../ops/cases.ts";
-import { thrown } from "../helpers.ts";
+import { cudaOrSkip, thrown } from "../helpers.ts";
 
 const cpu = Backend.open({ backend: "cpu" });
-let cuda: Backend | undefined;
-let cudaMissing = "";
-try {
-  openLibrary("cuda");
-  cuda = Backend.open({ backend: "cuda" });
-} catch (e) {
-  cudaMissing = e instanceof Error ? e.message.split("\n")[0] : String(e);
-  console.log(`CUDA decode-program tests skipped: ${cudaMissing}`);
-}
+const { cuda } = cudaOrSkip("CUDA decode-program tests");
 
 /** Registers `fn` once per backend; the CUDA one is ignored (with the reason in its name) without a GPU. */
 function test(name: string, fn: (backend: Backend) => void, options: { cpuOnly?: string } = {}) {

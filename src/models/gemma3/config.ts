@@ -60,6 +60,11 @@ export interface LayerSpec {
 export interface Gemma3Model {
   /** "causal_lm" (Gemma3ForCausalLM) or "conditional_generation" (Gemma3ForConditionalGeneration). */
   architecture: "causal_lm" | "conditional_generation";
+  /**
+   * How stored RMSNorm weights apply: HF checkpoints hold w for Gemma3RMSNorm's x·(1 + w) ("one_plus");
+   * llama.cpp's GGUF converter stores 1 + w, applied as x·w ("scale").
+   */
+  normMode: "one_plus" | "scale";
   text: Gemma3TextConfig;
   layers: LayerSpec[];
 }
@@ -236,5 +241,5 @@ export function parseGemma3Config(json: unknown, source = "config.json"): Gemma3
     window: type === "sliding_attention" ? config.slidingWindow : 0,
     rope: rope[type],
   }));
-  return { architecture, text: config, layers };
+  return { architecture, normMode: "one_plus", text: config, layers };
 }

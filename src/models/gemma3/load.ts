@@ -8,8 +8,8 @@ import { join } from "node:path";
 import { openSafetensorsDir } from "../../formats/safetensors.ts";
 import type { Backend } from "../../runtime/backend.ts";
 import type { Tensor } from "../../runtime/tensor.ts";
-import { loadWeights, type LoadWeightsOptions } from "../weights.ts";
-import { ConfigError, parseGemma3Config } from "./config.ts";
+import { loadWeights, type LoadWeightsOptions, type WeightSource } from "../weights.ts";
+import { ConfigError, type Gemma3Model, parseGemma3Config } from "./config.ts";
 import { Gemma3TextModel } from "./model.ts";
 import { gemma3TextWeights, rowName } from "./weights.ts";
 
@@ -35,14 +35,24 @@ export function readConfig(dir: string): unknown {
 
 export function loadGemma3Text(backend: Backend, dir: string, options: LoadGemma3Options = {}): Gemma3TextModel {
   const config = parseGemma3Config(readConfig(dir), join(dir, "config.json"));
+  using source = openSafetensorsDir(dir);
+  return buildGemma3(backend, config, source, options);
+}
+
+/** Checks the context, loads every weight of the table from `source`, and builds the model around them. */
+export function buildGemma3(
+  backend: Backend,
+  config: Gemma3Model,
+  source: WeightSource,
+  options: LoadGemma3Options = {},
+): Gemma3TextModel {
   const limit = config.text.maxPositionEmbeddings;
   const maxContext = options.maxContext ?? Math.min(limit, 8192);
   if (!Number.isInteger(maxContext) || maxContext < 1 || maxContext > limit) {
-    throw new ConfigError(dir, [
+    throw new ConfigError(source.path ?? "model", [
       `maxContext=${maxContext} must be an integer in [1, max_position_embeddings=${limit}]`,
     ]);
   }
-  using source = openSafetensorsDir(dir);
   const weights = loadWeights(backend, source, gemma3TextWeights(config), options);
   const lookup = (name: string): Tensor => {
     const t = weights.get(rowName(name)) ?? weights.get(name);

@@ -10,7 +10,7 @@
  */
 import { ContextLengthError, ShapeError } from "../../ffi/errors.ts";
 import type { Backend } from "../../runtime/backend.ts";
-import { roundTo } from "../../runtime/dtype.ts";
+import { isQuantized, roundTo } from "../../runtime/dtype.ts";
 import { KvCache } from "../../runtime/kv_cache.ts";
 import { Tensor } from "../../runtime/tensor.ts";
 import { Workspace } from "../../runtime/workspace.ts";
@@ -58,8 +58,10 @@ export class Gemma3TextModel {
     this.config = config;
     this.#w = weights;
     this.maxContext = maxContext;
-    // sqrt(hidden) is cast to the embedding dtype before the multiply (55.4256 -> 55.5 in bf16).
-    this.#embedScale = roundTo([Math.sqrt(c.hiddenSize)], weights("embed_tokens.weight").dtype)[0];
+    // sqrt(hidden) is cast to the embedding dtype before the multiply (55.4256 -> 55.5 in bf16); a
+    // quantized table is dequantized to f32 first (as transformers loads a GGUF), so f32 rounding then.
+    const embedDType = weights("embed_tokens.weight").dtype;
+    this.#embedScale = roundTo([Math.sqrt(c.hiddenSize)], isQuantized(embedDType) ? "f32" : embedDType)[0];
     const freq = (t: LayerType) =>
       ropeInvFreq({ headDim: c.headDim, theta: c.rope[t].theta, factor: c.rope[t].factor });
     this.#invFreq = {
@@ -81,7 +83,7 @@ export class Gemma3TextModel {
   }
 
   #norm(x: Tensor, weight: string, out: Tensor): Tensor {
-    return rmsNorm(x, this.#w(weight), { mode: "one_plus", eps: this.config.text.rmsNormEps }, out);
+    return rmsNorm(x, this.#w(weight), { mode: this.config.normMode, eps: this.config.text.rmsNormEps }, out);
   }
 
   /** Gemma3Attention: q/k norms, RoPE, cache write, attention, o_proj. Returns the o_proj output. */
