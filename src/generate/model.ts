@@ -25,11 +25,23 @@ export class Model {
   #queue: Promise<void> = Promise.resolve();
   #disposed = false;
 
-  constructor(lm: CausalLM & { dispose(): void }, tokenizer: Tokenizer, defaults: SamplingOptions) {
+  /**
+   * Whether the checkpoint is meant for conversations (has a chat template). Base (pretrained) models are
+   * not: give them plain prompts.
+   */
+  readonly supportsChat: boolean;
+
+  constructor(
+    lm: CausalLM & { dispose(): void },
+    tokenizer: Tokenizer,
+    defaults: SamplingOptions,
+    options: { supportsChat?: boolean } = {},
+  ) {
     this.#lm = lm;
     this.backend = lm.backend;
     this.tokenizer = tokenizer;
     this.#defaults = defaults;
+    this.supportsChat = (options.supportsChat ?? true) && tokenizer.chatTemplate !== undefined;
   }
 
   /** Context length the KV cache holds (prompt + generated tokens). */
@@ -41,8 +53,11 @@ export class Model {
   encode(input: GenerateInput): number[] {
     if (typeof input === "string") return this.tokenizer.encode(input);
     if ("prompt" in input) return this.tokenizer.encode(input.prompt);
-    if (!this.tokenizer.chatTemplate) {
-      throw new GemmakitError("generate", "this checkpoint has no chat template; pass a prompt string instead");
+    if (!this.supportsChat) {
+      throw new GemmakitError(
+        "generate",
+        "this checkpoint is not a chat model (no chat template); pass a prompt string",
+      );
     }
     return this.tokenizer.encodeChat(input.messages, { addGenerationPrompt: true });
   }

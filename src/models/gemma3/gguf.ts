@@ -1,0 +1,299 @@
+/**
+ * Gemma 3 from a llama.cpp GGUF: the config (GGUF metadata → a transformers-style config, parsed by
+ * `parseGemma3Config` so validation is shared with config.json) and a WeightSource that lists the GGUF tensors
+ * under the Hugging Face names of the weight table (src/models/gemma3/weights.ts), in our orientation.
+ *
+ * References (llama.cpp, ggml-org/llama.cpp):
+ * - src/llama-model.cpp @00342301, `llama_model::load_hparams`: the generic keys (context_length,
+ *   embedding_length, block_count, feed_forward_length, attention.head_count[_kv], attention.key_length
+ *   defaulting to n_embd / n_head, rope.freq_base defaulting to 10000, rope.scaling.type defaulting to
+ *   "linear", rope.scaling.factor or the older rope.scale_linear, 0 meaning none); and `case LLM_ARCH_GEMMA3`:
+ *   `set_swa_pattern(6)`, `rope_freq_base_train_swa = 10000.0f`, `rope_freq_scale_train_swa = 1.0f`,
+ *   attention.sliding_window and attention.layer_norm_rms_epsilon required, and
+ *   `f_attention_scale = type == LLM_TYPE_27B ? 1/sqrt(float(n_embd / n_head(0))) : 1/sqrt(float(n_embd_head_k))`
+ *   with LLM_TYPE_27B ⇔ n_layer == 62.
+ * - src/llama-hparams.cpp `set_swa_pattern(n)`: layer il slides iff `il % n < n - 1`, i.e. `(il + 1) % n != 0`.
+ * - convert_hf_to_gguf.py @0024aa74, `Gemma3Model`: `norm_shift` returns 1.0 for names ending in
+ *   "norm.weight" and `modify_tensors` adds it ("Gemma3RMSNorm adds 1.0 to the norm value"), so every
+ *   norm weight in the file is already `1 + w`; token_embd is trimmed to the real vocabulary; q/k are not
+ *   permuted (unlike LLaMA's converter), so they keep the Hugging Face layout.
+ * @module
+ */
+import type { Backend } from "../../runtime/backend.ts";
+import type { DType } from "../../runtime/dtype.ts";
+import type { Tensor } from "../../runtime/tensor.ts";
+import { FormatError } from "../../formats/errors.ts";
+import type { GgufFile, GgufValue } from "../../formats/gguf.ts";
+import type { SourceTensor, WeightSource } from "../weights.ts";
+import { ConfigError, type Gemma3Model, parseGemma3Config } from "./config.ts";
+
+/**
+ * Facts of a Gemma 3 GGUF that neither the config nor the weight table carries.
+ * `normAlreadyOffset`: every RMSNorm weight is stored as `1 + w` (convert_hf_to_gguf.py adds the 1), so the
+ * model must scale by the weight as stored, not by `1 + weight` as for Hugging Face checkpoints. Verified on
+ * gemma-3-270m Q4_K_M: for every one of the 55,936 norm values v, v − 1 is exactly a bf16 number (the HF
+ * checkpoint is bf16), while v itself is for only 75% of them.
+ */
+export const GEMMA3_GGUF_FACTS = Object.freeze({ normAlreadyOffset: true } as const);
+
+/** llama.cpp's sliding-window pattern for gemma3: every 6th layer is global. */
+const SLIDING_WINDOW_PATTERN = 6;
+/** llama.cpp's `rope_freq_base_train_swa` for gemma3 (sliding layers, never scaled). */
+const LOCAL_ROPE_BASE = 10_000;
+/** llama.cpp's default `rope_freq_base_train` when rope.freq_base is absent. */
+const DEFAULT_ROPE_BASE = 10_000;
+/** llama.cpp treats a 62-layer gemma3 as 27B, whose attention scale uses hidden / heads (5376 / 32 = 168). */
+const LAYERS_27B = 62;
+
+/** Per-layer GGUF tensor name → HF name suffix under `model.layers.{i}.`. */
+const LAYER_TENSORS: Readonly<Record<string, string>> = {
+  "attn_q.weight": "self_attn.q_proj.weight",
+  "attn_k.weight": "self_attn.k_proj.weight",
+  "attn_v.weight": "self_attn.v_proj.weight",
+  "attn_output.weight": "self_attn.o_proj.weight",
+  "attn_q_norm.weight": "self_attn.q_norm.weight",
+  "attn_k_norm.weight": "self_attn.k_norm.weight",
+  "attn_norm.weight": "input_layernorm.weight",
+  "post_attention_norm.weight": "post_attention_layernorm.weight",
+  "ffn_norm.weight": "pre_feedforward_layernorm.weight",
+  "post_ffw_norm.weight": "post_feedforward_layernorm.weight",
+  "ffn_gate.weight": "mlp.gate_proj.weight",
+  "ffn_up.weight": "mlp.up_proj.weight",
+  "ffn_down.weight": "mlp.down_proj.weight",
+};
+
+/** Top-level GGUF tensor name → HF name. */
+const TOP_TENSORS: Readonly<Record<string, string>> = {
+  "token_embd.weight": "model.embed_tokens.weight",
+  "output_norm.weight": "model.norm.weight",
+  "output.weight": "lm_head.weight",
+};
+
+/**
+ * The HF name of a GGUF tensor of a Gemma 3 model with `layers` layers, or undefined when it is not a tensor
+ * of the text model (or its block index is out of range).
+ *
+ * @example
+ * ```ts
+ * gemma3HfName("blk.3.ffn_norm.weight", 18); // "model.layers.3.pre_feedforward_layernorm.weight"
+ * ```
+ */
+export function gemma3HfName(ggufName: string, layers: number): string | undefined {
+  const top = TOP_TENSORS[ggufName];
+  if (top !== undefined) return top;
+  const m = /^blk\.(0|[1-9]\d*)\.(.+)$/.exec(ggufName);
+  if (!m) return undefined;
+  const i = Number(m[1]);
+  const suffix = Object.hasOwn(LAYER_TENSORS, m[2]) ? LAYER_TENSORS[m[2]] : undefined;
+  return suffix !== undefined && i < layers ? `model.layers.${i}.${suffix}` : undefined;
+}
+
+const describe = (v: GgufValue) =>
+  v.type === "array"
+    ? `an array of ${v.itemType}`
+    : `${v.type} ${v.type === "string" ? JSON.stringify(v.value) : String(v.value)}`;
+
+/**
+ * The shortest decimal that is the same f32 as `x`: the converter stored a decimal (e.g. rms_norm_eps 1e-6)
+ * as f32, and this gives the decimal back (f32(1e-6) is 9.99999997e-7), the same number to an f32 kernel.
+ */
+function shortestF32(x: number): number {
+  if (!Number.isFinite(x)) return x;
+  for (let digits = 1; digits < 17; digits++) {
+    const d = Number(x.toPrecision(digits));
+    if (Math.fround(d) === x) return d;
+  }
+  return x;
+}
+
+/** Collects every problem of the metadata the config needs, instead of stopping at the first. */
+class MetaReader {
+  readonly problems: string[] = [];
+  constructor(readonly gguf: GgufFile) {}
+
+  #get(key: string, required: boolean): GgufValue | undefined {
+    const v = this.gguf.metadata.get(key);
+    if (v === undefined && required) this.problems.push(`${key} is missing`);
+    return v;
+  }
+
+  /** A number (any numeric type; 64-bit within 2^53), or undefined after recording why not. */
+  num(key: string, required = true): number | undefined {
+    const v = this.#get(key, required);
+    if (v === undefined) return undefined;
+    const x = v.type === "array" ? undefined : v.value;
+    if (v.type === "f32") return shortestF32(x as number);
+    if (typeof x === "number") return x;
+    if (typeof x === "bigint" && Number.isSafeInteger(Number(x))) return Number(x);
+    this.problems.push(`${key} is ${describe(v)}, not a number`);
+    return undefined;
+  }
+
+  /**
+   * A per-model count that llama.cpp also accepts as a per-layer array (`get_key_or_arr`); Gemma 3 needs
+   * it uniform, so an array must hold one value throughout.
+   */
+  uniform(key: string, required = true): number | undefined {
+    const v = this.gguf.metadata.get(key);
+    if (v?.type !== "array") return this.num(key, required);
+    const items = Array.from(v.items as ArrayLike<unknown>, (x) => typeof x === "bigint" ? Number(x) : x);
+    if (items.length > 0 && items.every((x) => typeof x === "number" && x === items[0])) return items[0] as number;
+    this.problems.push(`${key} varies per layer (${items.slice(0, 8).join(", ")}…); Gemma 3 needs one value`);
+    return undefined;
+  }
+
+  str(key: string, required = true): string | undefined {
+    const v = this.#get(key, required);
+    if (v === undefined) return undefined;
+    if (v.type === "string") return v.value;
+    this.problems.push(`${key} is ${describe(v)}, not a string`);
+    return undefined;
+  }
+}
+
+/**
+ * The Gemma 3 config a llama.cpp GGUF describes: its `gemma3.*` metadata plus what llama.cpp hard-codes for
+ * gemma3 (sliding pattern 6, local RoPE base 10000, query_pre_attn_scalar = head_dim except for 27B), mapped
+ * to a transformers `gemma3_text` config and parsed by `parseGemma3Config`. Throws ConfigError listing every
+ * problem (another architecture, missing or mistyped keys, values the model cannot run).
+ *
+ * @example
+ * ```ts
+ * using gguf = openGguf("gemma-3-270m-q4_k_m.gguf");
+ * const config = gemma3ConfigFromGguf(gguf);
+ * console.log(config.text.hiddenSize, config.layers.filter((l) => l.type === "full_attention").length); // 640 3
+ * ```
+ */
+export function gemma3ConfigFromGguf(gguf: GgufFile): Gemma3Model {
+  const m = new MetaReader(gguf);
+  const arch = m.str("general.architecture");
+  if (arch !== undefined && arch !== "gemma3") {
+    throw new ConfigError(gguf.path, [
+      `general.architecture is ${JSON.stringify(arch)}, not Gemma 3 ("gemma3")`,
+    ]);
+  }
+  if (arch === undefined) throw new ConfigError(gguf.path, m.problems);
+  const k = (key: string) => `gemma3.${key}`;
+
+  const hidden = m.num(k("embedding_length"));
+  const layers = m.num(k("block_count"));
+  const intermediate = m.uniform(k("feed_forward_length"));
+  const heads = m.uniform(k("attention.head_count"));
+  const kvHeads = m.uniform(k("attention.head_count_kv"), false) ?? heads;
+  const defaultHeadDim = hidden !== undefined && heads ? Math.floor(hidden / heads) : undefined;
+  const headDim = m.num(k("attention.key_length"), false) ?? defaultHeadDim;
+  const valueDim = m.num(k("attention.value_length"), false);
+  if (valueDim !== undefined && headDim !== undefined && valueDim !== headDim) {
+    m.problems.push(`${k("attention.value_length")} ${valueDim} differs from key_length ${headDim}; Gemma 3 has one`);
+  }
+  const ropeDims = m.num(k("rope.dimension_count"), false);
+  if (ropeDims !== undefined && headDim !== undefined && ropeDims !== headDim) {
+    m.problems.push(`${k("rope.dimension_count")} ${ropeDims} differs from head_dim ${headDim} (partial RoPE)`);
+  }
+  const eps = m.num(k("attention.layer_norm_rms_epsilon"));
+  const window = m.num(k("attention.sliding_window"));
+  const context = m.num(k("context_length"));
+  const ropeBase = m.num(k("rope.freq_base"), false) ?? DEFAULT_ROPE_BASE;
+  const scalingType = m.str(k("rope.scaling.type"), false) ?? "linear";
+  const factor = m.num(k("rope.scaling.factor"), false) ?? m.num(k("rope.scale_linear"), false) ?? 0;
+  const softcap = m.num(k("final_logit_softcapping"), false);
+
+  // Vocabulary: the embedding's rows (the converter trims it to the tokenizer's size).
+  const embed = gguf.get("token_embd.weight");
+  const tokens = gguf.metadata.get("tokenizer.ggml.tokens");
+  const vocab = embed?.shape[0] ?? (tokens?.type === "array" ? tokens.items.length : undefined);
+  if (vocab === undefined) m.problems.push("token_embd.weight is missing, so the vocabulary size is unknown");
+  if (m.problems.length > 0) throw new ConfigError(gguf.path, m.problems);
+
+  // A GGUF with rope.scaling.type "none", or a zero factor, has no scaling (llama.cpp: freq_scale 1).
+  const ropeScaling = scalingType === "none" || factor === 0 || (scalingType === "linear" && factor === 1)
+    ? null
+    : { rope_type: scalingType, factor };
+  const tokenId = (key: string) => {
+    const v = gguf.metadata.get(`tokenizer.ggml.${key}`);
+    return v !== undefined && v.type !== "array" && typeof v.value === "number" ? v.value : undefined;
+  };
+  const eos = tokenId("eos_token_id");
+  const eot = tokenId("eot_token_id");
+  const json = {
+    model_type: "gemma3_text",
+    architectures: ["Gemma3ForCausalLM"],
+    vocab_size: vocab,
+    hidden_size: hidden,
+    intermediate_size: intermediate,
+    num_hidden_layers: layers,
+    num_attention_heads: heads,
+    num_key_value_heads: kvHeads,
+    head_dim: headDim,
+    rms_norm_eps: eps,
+    query_pre_attn_scalar: layers === LAYERS_27B && heads ? Math.floor(hidden! / heads) : headDim,
+    sliding_window: window,
+    sliding_window_pattern: SLIDING_WINDOW_PATTERN,
+    max_position_embeddings: context,
+    rope_theta: ropeBase,
+    rope_local_base_freq: LOCAL_ROPE_BASE,
+    rope_scaling: ropeScaling,
+    final_logit_softcapping: softcap ?? null,
+    hidden_activation: "gelu_pytorch_tanh",
+    tie_word_embeddings: gguf.get("output.weight") === undefined,
+    bos_token_id: tokenId("bos_token_id"),
+    eos_token_id: eos !== undefined && eot !== undefined && eot !== eos ? [eos, eot] : eos,
+    pad_token_id: tokenId("padding_token_id"),
+  };
+  return parseGemma3Config(json, gguf.path);
+}
+
+/** A Gemma 3 GGUF seen as a WeightSource under Hugging Face names. */
+export interface Gemma3GgufSource extends WeightSource {
+  readonly path: string;
+  /** Text-model tensors under their HF names; other tensors (if any) under their GGUF names. File order. */
+  readonly tensors: readonly SourceTensor[];
+  /** See GEMMA3_GGUF_FACTS: norm weights are stored as `1 + w`. */
+  readonly normAlreadyOffset: true;
+  /** The GGUF name behind a listed name, e.g. "model.norm.weight" → "output_norm.weight". */
+  ggufName(name: string): string | undefined;
+  loadTensor(backend: Backend, name: string, options?: { dtype?: DType }): Tensor;
+}
+
+/**
+ * The GGUF's tensors under the HF names of `gemma3TextWeights(config)` (shapes already outermost first), so
+ * `loadWeights(backend, ggufWeightSource(gguf, config), rows)` works as for safetensors. The GGUF stays
+ * owned by the caller (close it after loading).
+ *
+ * @example
+ * ```ts
+ * using gguf = openGguf("gemma-3-270m-q4_k_m.gguf");
+ * const config = gemma3ConfigFromGguf(gguf);
+ * const weights = loadWeights(backend, ggufWeightSource(gguf, config), gemma3TextWeights(config));
+ * ```
+ */
+export function ggufWeightSource(gguf: GgufFile, config: Gemma3Model): Gemma3GgufSource {
+  const layers = config.text.numHiddenLayers;
+  const toGguf = new Map<string, string>();
+  const tensors: SourceTensor[] = [];
+  const problems: string[] = [];
+  for (const t of gguf.tensors) {
+    const name = gemma3HfName(t.name, layers) ?? t.name;
+    const other = toGguf.get(name);
+    if (other !== undefined) {
+      problems.push(`tensors ${other} and ${t.name} both map to ${name}`);
+      continue;
+    }
+    toGguf.set(name, t.name);
+    tensors.push(Object.freeze({ name, dtype: t.dtype, shape: t.shape, bytes: t.bytes }));
+  }
+  if (problems.length > 0) throw new FormatError("gguf", gguf.path, problems);
+  return {
+    path: gguf.path,
+    tensors: Object.freeze(tensors),
+    normAlreadyOffset: GEMMA3_GGUF_FACTS.normAlreadyOffset,
+    ggufName: (name) => toGguf.get(name),
+    loadTensor(backend, name, options) {
+      const ggufName = toGguf.get(name);
+      if (ggufName === undefined) {
+        throw new FormatError("gguf", gguf.path, `no tensor ${name} (${tensors.length} tensors)`);
+      }
+      return gguf.loadTensor(backend, ggufName, options);
+    },
+  };
+}
