@@ -138,7 +138,7 @@ async function main(argv: string[]): Promise<number> {
 
 function isModelError(e: unknown): boolean {
   return e instanceof ConfigError || e instanceof WeightsError || e instanceof FormatError || e instanceof HubError ||
-    (e instanceof GemmakitError && e.op.startsWith("tokenizer"));
+    (e instanceof GemmakitError && (e.op === "model" || e.op.startsWith("tokenizer")));
 }
 
 try {

@@ -46,7 +46,7 @@ Deno.test("exit codes: 2 for bad arguments, 3 for a bad model", async () => {
   assert.equal(unknown.code, 2);
   const missing = await cli(["--model", "/nonexistent/model", "hi"]);
   assert.equal(missing.code, 3);
-  assert.match(missing.stderr, /bad model: .*config\.json/);
+  assert.match(missing.stderr, /bad model: model: \/nonexistent\/model does not exist/);
   const help = await cli(["--help"]);
   assert.equal(help.code, 0);
   assert.match(help.stdout, /examples: deno task generate "Why is the sky blue\?"/);
