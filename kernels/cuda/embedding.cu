@@ -1,5 +1,6 @@
 // Token embedding lookup: out[i, :] = table[ids[i], :] * scale.
 #include "cuda_common.cuh"
+#include "quant.cuh"
 
 namespace {
 
@@ -21,6 +22,31 @@ __global__ void embedding_kernel(const void* __restrict__ table, int32_t vocab, 
   for (int32_t j = threadIdx.x; j < dim; j += blockDim.x) dst[j] = load_w<DT>(table, base + j) * scale;
 }
 
+// GGUF-quantized table: only the selected rows are decoded, one 8-element group per thread step, with the same
+// values as ggml's dequantize_row_* (then * scale, like the float path). A lookup reads a few KB, so loads are
+// byte-wise (quant::ByteLoad): no alignment requirement on the table, unlike gk_linear.
+template <int DT>
+__global__ void embedding_quant_kernel(const uint8_t* __restrict__ table, int32_t vocab, int32_t dim,
+                                       const int32_t* __restrict__ ids, float scale, float* __restrict__ out) {
+  namespace q = gk::cuda::quant;
+  constexpr int BE = q::block_elems(DT), BB = q::block_bytes(DT);
+  const int64_t row = blockIdx.x;
+  const int32_t id = ids[row];
+  float* dst = out + row * (int64_t)dim;
+  if (id < 0 || id >= vocab) {
+    for (int32_t j = threadIdx.x; j < dim; j += blockDim.x) dst[j] = 0.0f;
+    return;
+  }
+  const uint8_t* src = table + (int64_t)id * (dim / BE) * BB;
+  for (int32_t g = threadIdx.x; g < dim / 8; g += blockDim.x) {
+    const int32_t e = 8 * g;
+    float v[8];
+    q::decode8<DT>(q::load_raw8<DT, q::ByteLoad>(src + (int64_t)(e / BE) * BB, e % BE), e % BE, v);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) dst[e + i] = v[i] * scale;
+  }
+}
+
 }  // namespace
 
 GK_API gk_status gk_embedding(gk_stream* s, const void* table, int32_t table_dtype, int32_t vocab, int32_t dim,
@@ -29,7 +55,13 @@ GK_API gk_status gk_embedding(gk_stream* s, const void* table, int32_t table_dty
   GK_TRY(begin_op(s, "gk_embedding", &st));
   GK_TRY(gk::validate_embedding(table, table_dtype, vocab, dim, ids, n, out));
   const int threads = row_threads(dim);
+  const int qthreads = row_threads(dim / 8);  // quantized: dim is a multiple of 32 (validated), one thread per 8
+  const uint8_t* qt = (const uint8_t*)table;
   switch (table_dtype) {
+    case GK_Q8_0: embedding_quant_kernel<GK_Q8_0><<<n, qthreads, 0, st>>>(qt, vocab, dim, ids, scale, out); break;
+    case GK_Q5_0: embedding_quant_kernel<GK_Q5_0><<<n, qthreads, 0, st>>>(qt, vocab, dim, ids, scale, out); break;
+    case GK_Q4_K: embedding_quant_kernel<GK_Q4_K><<<n, qthreads, 0, st>>>(qt, vocab, dim, ids, scale, out); break;
+    case GK_Q6_K: embedding_quant_kernel<GK_Q6_K><<<n, qthreads, 0, st>>>(qt, vocab, dim, ids, scale, out); break;
     case GK_F32: embedding_kernel<GK_F32><<<n, threads, 0, st>>>(table, vocab, dim, ids, scale, out); break;
     case GK_F16: embedding_kernel<GK_F16><<<n, threads, 0, st>>>(table, vocab, dim, ids, scale, out); break;
     default: embedding_kernel<GK_BF16><<<n, threads, 0, st>>>(table, vocab, dim, ids, scale, out); break;
