@@ -1,5 +1,7 @@
 // gk_embedding: token rows gathered from the table and scaled (Gemma multiplies by sqrt(hidden)).
+// A quantized table's rows are decoded block by block (kernels/cpu/quant.h).
 #include "cpu.h"
+#include "quant.h"
 
 GK_API gk_status gk_embedding(gk_stream* s, const void* table, int32_t table_dtype, int32_t vocab, int32_t dim,
                               const int32_t* ids, int32_t n, float scale, float* out) {
@@ -13,7 +15,11 @@ GK_API gk_status gk_embedding(gk_stream* s, const void* table, int32_t table_dty
 #pragma omp parallel for schedule(static) if ((int64_t)n * dim > 65536)
   for (int32_t i = 0; i < n; ++i) {
     float* row = out + (int64_t)i * dim;
-    gk::cpu::load_row_f32(table, table_dtype, (int64_t)ids[i] * dim, dim, row);
+    if (gk::quant::is_quant(table_dtype)) {
+      gk::quant::decode_range(table, table_dtype, (int64_t)ids[i] * dim, dim, row);
+    } else {
+      gk::cpu::load_row_f32(table, table_dtype, (int64_t)ids[i] * dim, dim, row);
+    }
     for (int32_t j = 0; j < dim; ++j) row[j] *= scale;
   }
   return GK_OK;

@@ -1,8 +1,13 @@
-// gk_linear on the CPU: y[m, n] = x[m, k] · W[n, k]^T (+ bias), W in f32/f16/bf16, f32 accumulation.
+// gk_linear on the CPU: y[m, n] = x[m, k] · W[n, k]^T (+ bias), W in f32/f16/bf16 or a GGUF block
+// quantization (Q8_0, Q5_0, Q4_K, Q6_K), f32 accumulation.
 //
 // m == 1 is memory-bound (every weight is read once), so it streams W rows and keeps several FMA chains
 // in flight. m > 1 is compute-bound: a W panel is converted to f32 once into a k-major layout and an
 // MR×NR register-blocked outer-product kernel reuses it across all rows of x.
+// Quantized W takes the same two paths: the streaming one decodes each 32-element group of a block to f32
+// in registers (scale · q + offset, exactly the dequantized value) and FMAs it against x, which stays f32;
+// the packed one decodes a panel's rows once and packs them like f32 weights. So a quantized product
+// equals the f32 product with the dequantized W, up to f32 summation order.
 // Every y element is produced by one thread in a fixed order, so results do not depend on thread count.
 #include <omp.h>
 
@@ -13,6 +18,7 @@
 
 #include "../common/error.h"
 #include "cpu.h"
+#include "quant.h"
 
 #if defined(__AVX512F__) || defined(__AVX2__) || defined(__F16C__)
 // GCC 12's AVX-512 intrinsics self-initialise their `__Y` operand (PR 105593) and -Wmaybe-uninitialized
@@ -75,6 +81,68 @@ inline void transpose(vf r[16]) {
   transpose_stage<4>(r);
   transpose_stage<8>(r);
 }
+// ---- quantized blocks, decoded in registers: unit u of a block (unit_elems<DT>() elements) to f32 ----
+// A unit is the span whose codes come from the same loaded bytes: a Q8_0 / Q5_0 block, a Q4_K pair of
+// sub-blocks (the low and high nibbles of 32 bytes), half a Q6_K block (64 ql bytes, 32 qh bytes). Codes
+// are widened to 32-bit lanes, assembled there, converted, and scaled: scale * q + offset (quant.h).
+template <int DT>
+constexpr int unit_elems() {
+  return DT == GK_Q4_K ? 64 : DT == GK_Q6_K ? 128 : 32;
+}
+inline __m512i u8x16(const uint8_t* p) { return _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)p)); }
+inline vf scaled(__m512i q, float scale, float offset) {
+  return vfma(_mm512_cvtepi32_ps(q), vset1(scale), vset1(offset));
+}
+template <int DT>
+inline void decode_unit(const uint8_t* blk, int u, vf* w) {
+  using namespace gk::quant;
+  const __m512i low4 = _mm512_set1_epi32(0xF);
+  if constexpr (DT == GK_Q8_0) {
+    (void)u;
+    const vf d = vset1(f16_at(blk));
+    for (int v = 0; v < 2; ++v) {
+      w[v] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(blk + 2 + 16 * v)))), d);
+    }
+  } else if constexpr (DT == GK_Q5_0) {
+    (void)u;
+    // Element e takes bit e of qh as its fifth bit: a lane mask per vector.
+    const GroupParams p = group_params<DT>(blk, 0);
+    const uint32_t qh = u32_at(blk + 2);
+    const __m512i b = u8x16(blk + 6), sixteen = _mm512_set1_epi32(16);
+    const __m512i lo = _mm512_and_si512(b, low4), hi = _mm512_srli_epi32(b, 4);
+    w[0] = scaled(_mm512_mask_or_epi32(lo, (__mmask16)(qh & 0xFFFF), lo, sixteen), p.scale[0], p.offset[0]);
+    w[1] = scaled(_mm512_mask_or_epi32(hi, (__mmask16)(qh >> 16), hi, sixteen), p.scale[0], p.offset[0]);
+  } else if constexpr (DT == GK_Q4_K) {
+    // Sub-blocks 2u (low nibbles) and 2u + 1 (high nibbles) of qs[32u .. 32u + 32).
+    const GroupParams p0 = group_params<DT>(blk, 2 * u), p1 = group_params<DT>(blk, 2 * u + 1);
+    for (int v = 0; v < 2; ++v) {
+      const __m512i b = u8x16(blk + 16 + 32 * u + 16 * v);
+      w[v] = scaled(_mm512_and_si512(b, low4), p0.scale[0], p0.offset[0]);
+      w[2 + v] = scaled(_mm512_srli_epi32(b, 4), p1.scale[0], p1.offset[0]);
+    }
+  } else {
+    // Half u: group t (elements 32t .. 32t + 32 of the half) takes nibble t >> 1 of ql[32(t & 1) + l] and
+    // bits 2t, 2t + 1 of qh[l]; vector v of a group (16 elements) has its own scale.
+    const uint8_t* ql = blk + 64 * u;
+    const uint8_t* qh = blk + 128 + 32 * u;
+    const float d = f16_at(blk + 208);
+    const int8_t* sc = (const int8_t*)(blk + 192) + 8 * u;
+    const __m512i top2 = _mm512_set1_epi32(0x30);
+    for (int v = 0; v < 2; ++v) {
+      const __m512i a = u8x16(ql + 16 * v), b = u8x16(ql + 32 + 16 * v), h = u8x16(qh + 16 * v);
+      const __m512i q[4] = {
+          _mm512_or_si512(_mm512_and_si512(a, low4), _mm512_and_si512(_mm512_slli_epi32(h, 4), top2)),
+          _mm512_or_si512(_mm512_and_si512(b, low4), _mm512_and_si512(_mm512_slli_epi32(h, 2), top2)),
+          _mm512_or_si512(_mm512_srli_epi32(a, 4), _mm512_and_si512(h, top2)),
+          _mm512_or_si512(_mm512_srli_epi32(b, 4), _mm512_and_si512(_mm512_srli_epi32(h, 2), top2)),
+      };
+      for (int t = 0; t < 4; ++t) {
+        const float scale = d * (float)sc[2 * t + v];
+        w[2 * t + v] = scaled(q[t], scale, -32.0f * scale);
+      }
+    }
+  }
+}
 #elif defined(__AVX2__) && defined(__FMA__)
 using vf = __m256;
 constexpr int kW = 8;
@@ -121,6 +189,61 @@ inline vf vload_f16(const uint16_t* p) {
   return _mm256_loadu_ps(t);
 }
 #endif
+// ---- quantized blocks, decoded in registers (see the AVX-512 version); Q6_K in 32-element groups here,
+// as a 128-element unit would need 16 of the 16 ymm registers ----
+template <int DT>
+constexpr int unit_elems() {
+  return DT == GK_Q4_K ? 64 : 32;
+}
+inline __m256i u8x8(const uint8_t* p) { return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)p)); }
+inline vf scaled(__m256i q, float scale, float offset) {
+  return vfma(_mm256_cvtepi32_ps(q), vset1(scale), vset1(offset));
+}
+template <int DT>
+inline void decode_unit(const uint8_t* blk, int u, vf* w) {
+  using namespace gk::quant;
+  const __m256i low4 = _mm256_set1_epi32(0xF);
+  if constexpr (DT == GK_Q8_0) {
+    (void)u;
+    const vf d = vset1(f16_at(blk));
+    for (int v = 0; v < 4; ++v) {
+      w[v] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i*)(blk + 2 + 8 * v)))), d);
+    }
+  } else if constexpr (DT == GK_Q5_0) {
+    (void)u;
+    // Element e = 8v + lane: nibble (v >> 1) of qs[8(v & 1) + lane], fifth bit = bit e of qh.
+    const GroupParams p = group_params<DT>(blk, 0);
+    const __m256i qh = _mm256_set1_epi32((int)u32_at(blk + 2));
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int v = 0; v < 4; ++v) {
+      const __m256i b = u8x8(blk + 6 + 8 * (v & 1));
+      const __m256i nib = v < 2 ? _mm256_and_si256(b, low4) : _mm256_srli_epi32(b, 4);
+      const __m256i bit = _mm256_srlv_epi32(qh, _mm256_add_epi32(lane, _mm256_set1_epi32(8 * v)));
+      w[v] = scaled(_mm256_or_si256(nib, _mm256_slli_epi32(_mm256_and_si256(bit, _mm256_set1_epi32(1)), 4)), p.scale[0],
+                    p.offset[0]);
+    }
+  } else if constexpr (DT == GK_Q4_K) {
+    const GroupParams p0 = group_params<DT>(blk, 2 * u), p1 = group_params<DT>(blk, 2 * u + 1);
+    for (int v = 0; v < 4; ++v) {
+      const __m256i b = u8x8(blk + 16 + 32 * u + 8 * v);
+      w[v] = scaled(_mm256_and_si256(b, low4), p0.scale[0], p0.offset[0]);
+      w[4 + v] = scaled(_mm256_srli_epi32(b, 4), p1.scale[0], p1.offset[0]);
+    }
+  } else {
+    // Group u = 4h + t: nibble t >> 1 of ql[64h + 32(t & 1) + l], bits 2t, 2t + 1 of qh[32h + l].
+    const GroupParams p = group_params<DT>(blk, u);
+    const int h = u >> 2, t = u & 3;
+    const uint8_t* ql = blk + 64 * h + 32 * (t & 1);
+    const uint8_t* qh = blk + 128 + 32 * h;
+    const __m128i lshift = _mm_cvtsi32_si128(4 * (t >> 1)), hshift = _mm_cvtsi32_si128(2 * t);
+    for (int v = 0; v < 4; ++v) {
+      const __m256i hi2 = _mm256_and_si256(_mm256_srl_epi32(u8x8(qh + 8 * v), hshift), _mm256_set1_epi32(3));
+      const __m256i q = _mm256_or_si256(_mm256_and_si256(_mm256_srl_epi32(u8x8(ql + 8 * v), lshift), low4),
+                                        _mm256_slli_epi32(hi2, 4));
+      w[v] = scaled(q, p.scale[v >> 1], p.offset[v >> 1]);
+    }
+  }
+}
 #else
 // Portable: fixed-width lanes in plain loops, which GCC turns into whatever SIMD -march allows.
 struct vf {
@@ -183,6 +306,18 @@ inline void transpose(vf r[kW]) {
   for (int i = 0; i < kW; ++i)
     for (int j = i + 1; j < kW; ++j) std::swap(r[i].v[j], r[j].v[i]);
 }
+// ---- quantized blocks: 32-element groups from quant.h's plain decoders ----
+template <int DT>
+constexpr int unit_elems() {
+  return 32;
+}
+template <int DT>
+inline void decode_unit(const uint8_t* blk, int u, vf* w) {
+  const gk::quant::GroupParams p = gk::quant::group_params<DT>(blk, u);
+  int32_t q[32];
+  gk::quant::group_codes<DT>(blk, u, q);
+  for (int l = 0; l < 32; ++l) w[l / kW].v[l % kW] = p.scale[l >> 4] * (float)q[l] + p.offset[l >> 4];
+}
 #endif
 
 constexpr int kNR = 2 * kW;         // output columns per micro-tile
@@ -202,6 +337,14 @@ inline vf vloadw(const void* w, int64_t i) {
 inline float bias_at(const void* bias, int32_t dtype, int64_t j) {
   return bias ? gk::load_f32(bias, dtype, j) : 0.0f;
 }
+
+using gk::quant::is_quant;
+template <int DT>
+constexpr int unit_vectors() {
+  return unit_elems<DT>() / kW;
+}
+// The bias is stored like the weight for float weights and as f32 for quantized ones (the header's rule).
+constexpr int bias_dtype(int DT) { return is_quant(DT) ? GK_F32 : DT; }
 
 // ---- small m (1 = decode): stream W once, R rows of it at a time against all M rows of x ----
 
@@ -236,6 +379,43 @@ inline void dot_block(const float* x, const void* w, const void* bias, int64_t r
   }
 }
 
+// Quantized W: y[i, r .. r+R) for i < M, block by block. Each unit of a row is decoded to f32 in registers
+// once and FMA'd against the M rows of x.
+template <int DT, int M, int R>
+inline void qdot_block(const float* x, const void* w, const void* bias, int64_t r, int64_t n, int64_t k, float* y) {
+  using B = gk::quant::Block<DT>;
+  constexpr int U = unit_elems<DT>();
+  const int64_t blocks = k / B::elems, row_bytes = blocks * B::bytes;
+  const uint8_t* rows = (const uint8_t*)w + r * row_bytes;
+  vf acc[M][R];
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < R; ++j) acc[i][j] = vzero();
+  // As dot_block: pull the next R rows in at the rate these are consumed (R blocks' bytes per block), here
+  // all the way to L1 (prefetcht0): on the Q8_0 lm_head that measured ~18 GB/s per core against ~13 for
+  // prefetcht1, neutral for the K-quants, which decode longer per byte.
+  const char* next = (const char*)rows + R * row_bytes;
+  for (int64_t b = 0; b < blocks; ++b) {
+    for (int64_t at = 0; at < R * B::bytes; at += 64) __builtin_prefetch(next + b * R * B::bytes + at, 0, 3);
+    for (int u = 0; u < B::elems / U; ++u) {
+      const int64_t c = b * B::elems + U * u;
+      // Fully unrolled, so acc stays in registers (GCC keeps a rolled loop's acc[j] on the stack).
+#pragma GCC unroll 16
+      for (int j = 0; j < R; ++j) {
+        vf wv[unit_vectors<DT>()];
+        decode_unit<DT>(rows + j * row_bytes + b * B::bytes, u, wv);
+#pragma GCC unroll 4
+        for (int i = 0; i < M; ++i) {
+          // (A constant trip count, often 1: GCC unrolls it without a pragma, and warns on one.)
+          for (int v = 0; v < unit_vectors<DT>(); ++v) acc[i][j] = vfma(wv[v], vload(x + i * k + c + v * kW), acc[i][j]);
+        }
+      }
+    }
+  }
+  for (int i = 0; i < M; ++i) {
+    for (int j = 0; j < R; ++j) y[i * n + r + j] = vsum(acc[i][j]) + bias_at(bias, GK_F32, r + j);
+  }
+}
+
 // Rows per block for M rows of x: as many accumulators as the register file comfortably holds.
 template <int M>
 constexpr int rows_per_block() {
@@ -254,8 +434,13 @@ void gemv(const float* x, const void* w, const void* bias, int64_t n, int64_t k,
     const int64_t blocks = (n + R - 1) / R;
     const int64_t r0 = blocks * t / nt * R, r1 = std::min(n, blocks * (t + 1) / nt * R);
     int64_t r = r0;
-    for (; r + R <= r1; r += R) dot_block<DT, M, R>(x, w, bias, r, n, k, y);
-    for (; r < r1; ++r) dot_block<DT, M, 1>(x, w, bias, r, n, k, y);
+    if constexpr (is_quant(DT)) {
+      for (; r + R <= r1; r += R) qdot_block<DT, M, R>(x, w, bias, r, n, k, y);
+      for (; r < r1; ++r) qdot_block<DT, M, 1>(x, w, bias, r, n, k, y);
+    } else {
+      for (; r + R <= r1; r += R) dot_block<DT, M, R>(x, w, bias, r, n, k, y);
+      for (; r < r1; ++r) dot_block<DT, M, 1>(x, w, bias, r, n, k, y);
+    }
   }
 }
 
@@ -292,6 +477,27 @@ void pack_panel(const void* w, int64_t k, int64_t n0, int nb, int64_t k0, int kb
   }
 }
 
+// Quantized W: rows n0 .. n0+nb, columns k0 .. k0+kb (whole blocks) decoded into `rows` ([kNR][kb] f32,
+// one sliver at a time), then packed like f32 weights.
+template <int DT>
+void pack_panel_quant(const void* w, int64_t k, int64_t n0, int nb, int64_t k0, int kb, float* panel, float* rows) {
+  using B = gk::quant::Block<DT>;
+  const int64_t row_bytes = k / B::elems * B::bytes;
+  for (int s = 0; s * kNR < nb; ++s) {
+    const int count = std::min(kNR, nb - s * kNR);
+    for (int r = 0; r < count; ++r) {
+      const uint8_t* src = (const uint8_t*)w + (n0 + s * kNR + r) * row_bytes + k0 / B::elems * B::bytes;
+      float* dst = rows + (int64_t)r * kb;
+      for (int c = 0; c < kb; c += unit_elems<DT>()) {
+        vf wv[unit_vectors<DT>()];
+        decode_unit<DT>(src + c / B::elems * B::bytes, c % B::elems / unit_elems<DT>(), wv);
+        for (int v = 0; v < unit_vectors<DT>(); ++v) vstore(dst + c + v * kW, wv[v]);
+      }
+    }
+    pack_panel<GK_F32>(rows, kb, 0, count, 0, kb, panel + (int64_t)s * kb * kNR);
+  }
+}
+
 // c[R, kNR] += x[R, kb] · sliver[kb, kNR]; x rows are ldx apart, c rows ldc apart.
 template <int R>
 void micro(const float* x, int64_t ldx, const float* b, int kb, float* c, int64_t ldc) {
@@ -325,15 +531,22 @@ MicroFn micro_for(int rows, std::integer_sequence<int, Rs...>) {
 inline MicroFn micro_for(int rows) { return micro_for(rows, std::make_integer_sequence<int, kMR>{}); }
 
 // Rows [m0, m1) × columns [n0, n0+nb) of y, the whole k range.
+// `panel` holds kNB×kKB floats, followed by kNR×kKB more for quantized weights.
 template <int DT>
 void gemm_task(const float* x, const void* w, const void* bias, int64_t m0, int64_t m1, int64_t n0, int nb,
                int64_t k, float* y, int64_t n, float* panel) {
   for (int64_t i = m0; i < m1; ++i)
-    for (int j = 0; j < nb; ++j) y[i * n + n0 + j] = bias_at(bias, DT, n0 + j);
+    for (int j = 0; j < nb; ++j) y[i * n + n0 + j] = bias_at(bias, bias_dtype(DT), n0 + j);
   alignas(64) float tile[kMR * kNR];
   for (int64_t k0 = 0; k0 < k; k0 += kKB) {
+    // kKB is a whole number of blocks of every quantized dtype, so each k slab is too.
+    static_assert(kKB % 256 == 0, "k slabs must hold whole quantized blocks");
     const int kb = (int)std::min<int64_t>(kKB, k - k0);
-    pack_panel<DT>(w, k, n0, nb, k0, kb, panel);
+    if constexpr (is_quant(DT)) {
+      pack_panel_quant<DT>(w, k, n0, nb, k0, kb, panel, panel + kNB * kKB);
+    } else {
+      pack_panel<DT>(w, k, n0, nb, k0, kb, panel);
+    }
     for (int s = 0; s * kNR < nb; ++s) {
       const float* sliver = panel + (int64_t)s * kb * kNR;
       const int cols = std::min(kNR, nb - s * kNR);
@@ -371,7 +584,8 @@ gk_status gemm(const float* x, const void* w, const void* bias, int64_t m, int64
   bool oom = false;
 #pragma omp parallel if (par) reduction(|| : oom)
   {
-    float* panel = (float*)std::aligned_alloc(64, (size_t)kNB * kKB * sizeof(float));
+    const size_t floats = (size_t)(kNB + (is_quant(DT) ? kNR : 0)) * kKB;
+    float* panel = (float*)std::aligned_alloc(64, floats * sizeof(float));
     oom = panel == nullptr;
     // Every thread must reach the worksharing loop, so one without a panel just skips its tasks.
 #pragma omp for schedule(dynamic, 1)
@@ -410,6 +624,10 @@ GK_API gk_status gk_linear(gk_stream* s, const float* x, const void* weight, int
   switch (weight_dtype) {
     case GK_F32: return linear_dt<GK_F32>(x, weight, bias, m, n, k, y);
     case GK_F16: return linear_dt<GK_F16>(x, weight, bias, m, n, k, y);
-    default: return linear_dt<GK_BF16>(x, weight, bias, m, n, k, y);
+    case GK_BF16: return linear_dt<GK_BF16>(x, weight, bias, m, n, k, y);
+    case GK_Q8_0: return linear_dt<GK_Q8_0>(x, weight, bias, m, n, k, y);
+    case GK_Q5_0: return linear_dt<GK_Q5_0>(x, weight, bias, m, n, k, y);
+    case GK_Q4_K: return linear_dt<GK_Q4_K>(x, weight, bias, m, n, k, y);
+    default: return linear_dt<GK_Q6_K>(x, weight, bias, m, n, k, y);
   }
 }

@@ -1,24 +1,34 @@
 import { ShapeError } from "../ffi/errors.ts";
-import { DTYPE_CODE, FLOAT_DTYPES } from "../runtime/dtype.ts";
+import { DTYPE_CODE, isQuantized, MATMUL_WEIGHT_DTYPES, QUANT_BLOCKS } from "../runtime/dtype.ts";
 import type { Tensor } from "../runtime/tensor.ts";
 import { expectDType, expectRank, expectSameBackend, expectShape, fmt, output, run } from "./check.ts";
 
 /**
- * `y = x · Wᵀ (+ bias)` as nn.Linear computes it: x f32 [..., k], weight [n, k] and bias [n] in f32,
- * f16 or bf16, y f32 [..., n]. One row takes the matrix-vector kernel, several the tiled one.
+ * `y = x · Wᵀ (+ bias)` as nn.Linear computes it: x f32 [..., k], weight [n, k], y f32 [..., n].
+ * The weight is f32, f16 or bf16 (then bias [n] has the weight's dtype), or a GGUF block quantization
+ * (q8_0, q5_0, q4_k, q6_k: k a whole number of blocks, bias f32), read as stored and accumulated in f32.
+ * A few rows take the matrix-vector kernel, more the tiled one.
  */
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null, out?: Tensor): Tensor {
   const op = "linear";
   const backend = expectSameBackend(op, { x, weight, bias: bias ?? undefined, out });
   expectDType(op, "x", x, ["f32"]);
-  expectDType(op, "weight", weight, FLOAT_DTYPES);
+  expectDType(op, "weight", weight, MATMUL_WEIGHT_DTYPES);
   expectRank(op, "weight", weight, 2);
   const [n, k] = weight.shape;
   if (x.shape.at(-1) !== k) {
     throw new ShapeError(op, `x is ${fmt(x)} but weight is ${fmt(weight)}: x's last axis must be ${k}`);
   }
+  const quantized = isQuantized(weight.dtype);
+  if (quantized && k % QUANT_BLOCKS[weight.dtype].elems !== 0) {
+    const { elems } = QUANT_BLOCKS[weight.dtype];
+    throw new ShapeError(
+      op,
+      `x is ${fmt(x)}, weight is ${fmt(weight)}: k=${k} is not a whole number of ${elems}-element blocks`,
+    );
+  }
   if (bias) {
-    expectDType(op, "bias", bias, [weight.dtype]);
+    expectDType(op, "bias", bias, [quantized ? "f32" : weight.dtype]);
     expectShape(op, "bias", bias, [n]);
   }
   const m = x.size / k;

@@ -12,7 +12,8 @@
  * NMSE around k·ε² ≈ 1e-12; any indexing or masking mistake gives 1e-4 or worse.
  */
 import type { Backend } from "../../src/runtime/backend.ts";
-import { type DType, roundTo } from "../../src/runtime/dtype.ts";
+import { type DType, f32ToF16, QUANT_BLOCKS, QUANT_DTYPES, type QuantDType, roundTo } from "../../src/runtime/dtype.ts";
+import { dequantize } from "../../src/runtime/quant.ts";
 import { Tensor } from "../../src/runtime/tensor.ts";
 import * as ops from "../../src/ops/mod.ts";
 import * as ref from "./reference.ts";
@@ -56,12 +57,46 @@ export class Rng {
   }
 }
 
+/**
+ * Valid GGUF blocks of `dtype` for a [rows, cols] tensor: random codes (every bit pattern of qs, qh and the
+ * packed scales), f16 block scales of realistic size, log-uniform (K-quants reach f16 subnormals, as real
+ * files do), never NaN or infinite.
+ */
+export function randomQuantBlocks(rng: Rng, dtype: QuantDType, rows: number, cols: number): Uint8Array {
+  const { elems, bytes } = QUANT_BLOCKS[dtype];
+  if (cols % elems !== 0) throw new RangeError(`randomQuantBlocks: cols=${cols} is not whole ${dtype} blocks`);
+  const blocks = (rows * cols) / elems;
+  const out = new Uint8Array(blocks * bytes);
+  for (let i = 0; i < out.length; i++) out[i] = Math.floor(rng.next() * 256);
+  const scale = (lo: number, hi: number, signed: boolean) =>
+    (signed && rng.next() < 0.5 ? -1 : 1) * 10 ** (lo + (hi - lo) * rng.next());
+  const put = (at: number, value: number) => {
+    const h = f32ToF16([value])[0];
+    out[at] = h & 0xff;
+    out[at + 1] = h >> 8;
+  };
+  for (let b = 0; b < blocks; b++) {
+    const at = b * bytes;
+    if (dtype === "q8_0" || dtype === "q5_0") put(at, scale(-3, -2, true));
+    else if (dtype === "q6_k") put(at + 208, scale(-5, -2, true));
+    else {
+      put(at, scale(-5, -2, false)); // d
+      put(at + 2, scale(-5, -2, false)); // dmin
+    }
+  }
+  return out;
+}
+
 /** Tensors made during one run, all disposed at the end (so a leak shows in the memory check). */
 class Scope {
   #made: Tensor[] = [];
   constructor(readonly backend: Backend) {}
   t(values: ArrayLike<number>, shape: number[], dtype: DType = "f32"): Tensor {
     return this.keep(Tensor.fromArray(this.backend, values, shape, dtype));
+  }
+  /** Raw bytes already in `dtype` (GGUF blocks). */
+  raw(bytes: Uint8Array, shape: number[], dtype: DType): Tensor {
+    return this.keep(Tensor.fromBytes(this.backend, bytes, shape, dtype));
   }
   keep(t: Tensor): Tensor {
     this.#made.push(t);
@@ -95,6 +130,28 @@ for (const dtype of WEIGHT_DTYPES) {
         return {
           reference: () => ref.embedding(roundTo(table, dtype), dim, ids, scale),
           run: (b) => run(b, (s) => ops.embedding(s.t(table, [vocab, dim], dtype), s.t(ids, [n], "i32"), scale)),
+        };
+      },
+    });
+  }
+}
+
+// Quantized tables: the reference gathers from the dequantized table (src/runtime/quant.ts, checked
+// against ggml's dequantize_row_* layouts), so a row measures the native block decoding.
+for (const dtype of QUANT_DTYPES) {
+  const elems = QUANT_BLOCKS[dtype].elems;
+  for (const [vocab, dim, n] of [[37, elems, 5], [300, elems === 32 ? 640 : 512, 7]]) {
+    add({
+      op: "embedding",
+      name: `vocab=${vocab} dim=${dim} n=${n} ${dtype} scale=25.298`,
+      nmse: 1e-12,
+      setup(rng) {
+        const table = randomQuantBlocks(rng, dtype, vocab, dim), ids = rng.ints(n, 0, vocab);
+        ids[0] = vocab - 1;
+        const scale = Math.fround(Math.sqrt(640));
+        return {
+          reference: () => ref.embedding(dequantize(table, dtype), dim, ids, scale),
+          run: (b) => run(b, (s) => ops.embedding(s.raw(table, [vocab, dim], dtype), s.t(ids, [n], "i32"), scale)),
         };
       },
     });
@@ -182,6 +239,76 @@ for (const dtype of WEIGHT_DTYPES) {
       },
     });
   }
+}
+
+// Quantized weights (GGUF blocks, bias f32): m <= 4 streams W decoding each block in registers, m >= 5
+// decodes panels into the tiled path. Odd n, several blocks per row and k slabs past the 256-wide panel;
+// the last rows are the real Gemma 3 270M shapes at decode (the Q8_0 lm_head cut to 4096 of its 262144
+// rows to keep the reference quick). The reference multiplies by the dequantized W, which the kernels
+// read exactly, so the limit is the float rows' f32-summation one.
+const QUANT_LINEAR_SHAPES: Record<32 | 256, [m: number, n: number, k: number, bias: boolean][]> = {
+  32: [
+    [1, 1, 32, false],
+    [1, 17, 96, true],
+    [1, 300, 640, false],
+    [2, 17, 640, true],
+    [3, 300, 96, false],
+    [4, 17, 320, false],
+    [7, 17, 32, true],
+    [7, 300, 640, false],
+    [33, 17, 640, false],
+    [33, 300, 96, true],
+  ],
+  256: [
+    [1, 1, 256, false],
+    [1, 17, 512, true],
+    [1, 300, 768, false],
+    [2, 17, 256, true],
+    [3, 300, 512, false],
+    [4, 17, 768, false],
+    [7, 17, 256, true],
+    [7, 300, 768, false],
+    [33, 17, 512, false],
+    [33, 300, 256, true],
+  ],
+};
+const QUANT_MODEL_SHAPES: [QuantDType, n: number, k: number][] = [
+  ["q8_0", 4096, 640], // lm_head / tied embedding (262144 rows in the model)
+  ["q4_k", 640, 1024], // o_proj
+  ["q6_k", 640, 2048], // down_proj
+  ["q5_0", 2048, 640], // gate_proj, up_proj
+  ["q5_0", 1024, 640], // q_proj
+  ["q8_0", 256, 640], // k_proj, v_proj
+  // Short rows over many outputs: the CUDA GEMV packs several rows into one warp when a row is a few
+  // blocks, so these reach the multi-row indexing that the model shapes do not.
+  ["q8_0", 16384, 64],
+  ["q4_k", 4096, 256],
+];
+const quantLinearRows: [QuantDType, m: number, n: number, k: number, bias: boolean][] = [
+  ...QUANT_DTYPES.flatMap((dtype) =>
+    QUANT_LINEAR_SHAPES[QUANT_BLOCKS[dtype].elems as 32 | 256].map(([m, n, k, bias]) =>
+      [dtype, m, n, k, bias] as [QuantDType, number, number, number, boolean]
+    )
+  ),
+  ...QUANT_MODEL_SHAPES.map(([dtype, n, k]) =>
+    [dtype, 1, n, k, false] as [QuantDType, number, number, number, boolean]
+  ),
+];
+for (const [dtype, m, n, k, bias] of quantLinearRows) {
+  add({
+    op: "linear",
+    name: `m=${m} n=${n} k=${k} ${dtype}${bias ? " +bias f32" : ""}`,
+    nmse: 1e-10,
+    // As the float rows: a tiled CUDA path may round x to 16 bits for tensor cores.
+    cudaNmse: m > 1 ? 1e-4 : 1e-10,
+    setup(rng) {
+      const x = rng.floats(m * k), w = randomQuantBlocks(rng, dtype, n, k), bb = rng.floats(n);
+      return {
+        reference: () => ref.linear(x, dequantize(w, dtype), bias ? bb : null, m, n, k),
+        run: (b) => run(b, (s) => ops.linear(s.t(x, [m, k]), s.raw(w, [n, k], dtype), bias ? s.t(bb, [n]) : null)),
+      };
+    },
+  });
 }
 
 // ---- rope -----------------------------------------------------------------------------------------
