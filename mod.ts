@@ -32,10 +32,38 @@ export { loadModel, type LoadModelOptions } from "./src/models/load.ts";
 export { type GenerateCallOptions, type GenerateInput, Model } from "./src/generate/model.ts";
 export type { FinishReason, GenerationResult } from "./src/generate/generator.ts";
 export type { GenerateOptions, SamplingOptions } from "./src/generate/options.ts";
+export type { ChatOptions, StreamOptions } from "./src/generate/model.ts";
+export type { ResponseEvent } from "./src/generate/parsers/gemma4_response.ts";
+export { type ToolCall, ToolCallParseError, type ToolSpec, type ToolValue } from "./src/generate/parsers/tool_calls.ts";
 export { type ChatMessage, StreamDecoder, Tokenizer } from "./src/tokenizer/mod.ts";
 export { ConfigError } from "./src/models/gemma3/config.ts";
+export {
+  type Gemma4LayerSpec,
+  type Gemma4Model,
+  type Gemma4MoeSpec,
+  type Gemma4TextConfig,
+  parseGemma4Config,
+} from "./src/models/gemma4/config.ts";
+export { Gemma4TextModel } from "./src/models/gemma4/model.ts";
+export { type LoadGemma4Options, loadGemma4Text } from "./src/models/gemma4/load.ts";
 export { WeightsError } from "./src/models/weights.ts";
 export { FormatError } from "./src/formats/errors.ts";
+export {
+  decodeImage,
+  GEMMA3_IMAGE_TOKENS,
+  Gemma3ImageProcessorConfig,
+  gemma3ImagePromptText,
+  type Gemma3PixelValues,
+  type Gemma3ProcessorOverrides,
+  ImageError,
+  type ImageErrorKind,
+  type ImageSource,
+  loadImage,
+  type LoadImageOptions,
+  panAndScanCrops,
+  preprocessGemma3,
+  type RgbImage,
+} from "./src/vision/mod.ts";
 export { Backend, type BackendOptions, defaultBackend, type MemoryStats } from "./src/runtime/backend.ts";
 export { Tensor } from "./src/runtime/tensor.ts";
 export { DecodeProgram } from "./src/runtime/program.ts";

@@ -1,33 +1,370 @@
 /**
- * The embeddable Hono app of the server example. Today it reports health and the (empty) model list;
- * the OpenAI-compatible routes arrive with the models (issue #9).
+ * The embeddable Hono app of the server example: OpenAI-compatible chat and text completions over one
+ * loaded model, the model list, health, Prometheus metrics, and a browser chat page.
  *
- * @example
+ * One model holds one KV cache, so generations run one at a time; the rest wait in a bounded first-come
+ * first-served queue (queue.ts) and are refused with 503 + Retry-After past its bound. A client that
+ * disconnects aborts its generation, or leaves the queue. Every limit is in limits.ts.
+ *
+ * @example Mount it in your own Hono app
  * ```ts
  * import { Hono } from "hono";
+ * import { loadModel } from "@gemmakit/gemmakit";
  * import { createApp } from "./app.ts";
- * const main = new Hono().route("/llm", createApp({ backend }));
+ *
+ * const model = await loadModel("path/to/gemma-3-checkpoint");
+ * const main = new Hono().route("/llm", createApp({ model, modelId: "gemma-3" }));
+ * Deno.serve(main.fetch);
  * ```
  */
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
 import type { Backend } from "../../mod.ts";
+import { ApiError, toApiError } from "./errors.ts";
+import { chatOptions, type GenerationOutcome, libraryInput, runGeneration, type ServedModel } from "./generation.ts";
+import { DEFAULT_LIMITS, type Limits, type RemoteImages } from "./limits.ts";
+import { Metrics } from "./metrics.ts";
+import {
+  ChatChunks,
+  chatCompletion,
+  finishOf,
+  textCompletion,
+  textCompletionChunk,
+  textCompletionUsage,
+} from "./openai.ts";
+import { FairQueue } from "./queue.ts";
+import { type GenerationRequest, parseChatRequest, parseCompletionRequest } from "./request.ts";
+import { chatPageHtml, chatPageScript } from "./web/bundle.ts";
 
 export interface AppOptions {
-  backend: Backend;
+  /** The model to serve (from `loadModel`). Without one the app answers health and an empty model list. */
+  model?: ServedModel;
+  /** The name clients ask for in `model` and see in /v1/models. Default "gemmakit". */
+  modelId?: string;
+  /** Backend to report in /health when no model is given. */
+  backend?: Backend;
+  /** When set, every route but /health (and the static chat page) needs `Authorization: Bearer <apiKey>`. */
+  apiKey?: string;
+  limits?: Partial<Limits>;
+  /** http(s) image URLs: refused unless `allow` (default false). */
+  remoteImages?: Partial<RemoteImages>;
+  /** Whether the model takes image parts. Default: the model's `supportsImages`, else false. */
+  acceptsImages?: boolean;
+  /** Serve the browser chat page at / (default true). */
+  chatPage?: boolean;
 }
 
-export function createApp({ backend }: AppOptions): Hono {
+/** Known routes, for metric labels (unknown paths are one label, so a scanner cannot blow up the series). */
+const ROUTES = ["/chat.js", "/health", "/metrics", "/v1/models", "/v1/chat/completions", "/v1/completions"];
+
+/** The route a path is (the app may be mounted under a prefix). */
+function routeLabel(path: string): string {
+  if (path.endsWith("/")) return "/";
+  if (/\/v1\/models\/.+/.test(path)) return "/v1/models/:id";
+  return ROUTES.find((r) => path.endsWith(r)) ?? "other";
+}
+
+/** The chat page's static files hold no data and reach no model: they stay open so a browser can load them. */
+function isStaticPage(method: string, path: string): boolean {
+  return method === "GET" && !path.includes("/v1/") && (path.endsWith("/") || path.endsWith("/chat.js"));
+}
+
+/** The client went away before we answered: nothing to send. */
+class ClientGone extends Error {}
+
+function sameKey(given: string, expected: string): boolean {
+  // Constant time in the key's length: no early exit on the first differing byte.
+  const a = new TextEncoder().encode(given), b = new TextEncoder().encode(expected);
+  let diff = a.length ^ b.length;
+  for (let i = 0; i < b.length; i++) diff |= (a[i] ?? 0) ^ b[i];
+  return diff === 0;
+}
+
+async function readJson(c: Context, maxBytes: number): Promise<unknown> {
+  const declared = Number(c.req.header("content-length") ?? "0");
+  const tooLarge = () =>
+    new ApiError(413, `the request body is over the limit of ${maxBytes} bytes`, { code: "request_too_large" });
+  if (declared > maxBytes) throw tooLarge();
+  const body = c.req.raw.body;
+  if (!body) throw new ApiError(400, "the request has no body; send a JSON object");
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  const reader = body.getReader();
+  while (true) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.length;
+    if (total > maxBytes) {
+      await reader.cancel();
+      throw tooLarge();
+    }
+    chunks.push(value);
+  }
+  const bytes = new Uint8Array(total);
+  let at = 0;
+  for (const chunk of chunks) bytes.set(chunk, (at += chunk.length) - chunk.length);
+  try {
+    return JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+  } catch (e) {
+    throw new ApiError(400, `the request body is not valid JSON: ${e instanceof Error ? e.message : e}`, {
+      code: "invalid_json",
+    });
+  }
+}
+
+export function createApp(options: AppOptions = {}): Hono {
+  const { model, apiKey } = options;
+  const modelId = options.modelId ?? "gemmakit";
+  const backend = model?.backend ?? options.backend;
+  const limits: Limits = { ...DEFAULT_LIMITS, ...options.limits };
+  const remote: RemoteImages = { allow: false, timeoutMs: 10_000, ...options.remoteImages };
+  const acceptsImages = options.acceptsImages ?? model?.supportsImages === true;
+  const queue = new FairQueue(limits.maxQueue);
+  const metrics = new Metrics();
+  const created = Math.floor(Date.now() / 1000);
+  let counter = 0;
+
   const app = new Hono();
+
+  app.use(async (c, next) => {
+    await next();
+    metrics.request(routeLabel(c.req.path), c.res.status);
+  });
+
+  app.use(async (c, next) => {
+    const open = c.req.path.endsWith("/health") ||
+      (options.chatPage !== false && isStaticPage(c.req.method, c.req.path));
+    if (!apiKey || open) return await next();
+    const header = c.req.header("authorization") ?? "";
+    const m = /^Bearer\s+(.+)$/i.exec(header);
+    if (!m) {
+      return new ApiError(401, "missing API key: send it as `Authorization: Bearer <key>`", {
+        type: "authentication_error",
+        code: "invalid_api_key",
+      }).toResponse();
+    }
+    if (!sameKey(m[1].trim(), apiKey)) {
+      return new ApiError(401, "incorrect API key", { type: "authentication_error", code: "invalid_api_key" })
+        .toResponse();
+    }
+    await next();
+  });
+
+  app.onError((e) => {
+    const error = toApiError(e);
+    if (!(e instanceof ApiError) && error.status >= 500) console.error(e);
+    return error.toResponse();
+  });
+
+  app.notFound((c) => new ApiError(404, `no route ${c.req.method} ${c.req.path}`).toResponse());
+
   app.get("/health", (c) =>
     c.json({
       status: "ok",
-      backend: backend.kind,
-      device: backend.deviceName,
-      memory: backend.memoryStats(),
+      model: model ? modelId : null,
+      backend: backend?.kind ?? null,
+      device: backend?.deviceName ?? null,
+      memory: backend?.memoryStats() ?? null,
+      queue: { depth: queue.depth, busy: queue.busy },
     }));
-  app.get("/v1/models", (c) => c.json({ object: "list", data: [] }));
-  app.notFound((c) =>
-    c.json({ error: { message: `no route ${c.req.method} ${c.req.path}`, type: "invalid_request_error" } }, 404)
-  );
+
+  const modelCard = () => ({ id: modelId, object: "model", created, owned_by: "gemmakit" });
+  app.get("/v1/models", (c) => c.json({ object: "list", data: model ? [modelCard()] : [] }));
+  app.get("/v1/models/:id{.+}", (c) => {
+    if (!model || c.req.param("id") !== modelId) throw unknownModel(c.req.param("id"));
+    return c.json(modelCard());
+  });
+
+  app.get("/metrics", (c) =>
+    c.text(
+      metrics.render({
+        queueDepth: queue.depth,
+        inFlight: queue.busy ? 1 : 0,
+        nativeMemoryBytes: backend?.memoryStats().inUse ?? 0,
+      }),
+      200,
+      { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
+    ));
+
+  function unknownModel(name: string): ApiError {
+    return new ApiError(
+      404,
+      `The model '${name}' does not exist; this server serves ${model ? `'${modelId}'` : "no model"}`,
+      { param: "model", code: "model_not_found" },
+    );
+  }
+
+  /** Checks a parsed request against the model; returns max_tokens to use. */
+  function admit(request: GenerationRequest, chat: boolean): { model: ServedModel; maxTokens: number } {
+    if (!model || request.model !== modelId) throw unknownModel(request.model);
+    if (chat && !model.supportsChat) {
+      throw new ApiError(400, `'${modelId}' is a base model (no chat template): use /v1/completions with a prompt`, {
+        param: "messages",
+      });
+    }
+    if (request.images && !acceptsImages) {
+      throw new ApiError(400, `'${modelId}' is a text-only model and does not take images`, {
+        param: "messages",
+        code: "images_not_supported",
+      });
+    }
+    const promptTokens = model.encode(libraryInput(request), chatOptions(request)).length;
+    const limit = Math.min(model.maxContext - 1, limits.maxPromptTokens);
+    if (promptTokens > limit) {
+      throw new ApiError(
+        400,
+        `This model's maximum context length is ${limit} tokens, but the prompt is ${promptTokens} tokens.`,
+        { param: chat ? "messages" : "prompt", code: "context_length_exceeded" },
+      );
+    }
+    const maxTokens = Math.min(request.maxTokens ?? limits.defaultMaxTokens, model.maxContext - promptTokens);
+    return { model, maxTokens };
+  }
+
+  async function acquire(signal: AbortSignal): Promise<() => void> {
+    try {
+      return await queue.acquire(signal);
+    } catch (e) {
+      if (signal.aborted) throw new ClientGone();
+      throw e;
+    }
+  }
+
+  function record(o: GenerationOutcome): void {
+    metrics.generation({
+      promptTokens: o.promptTokens,
+      completionTokens: o.completionTokens,
+      ttftSeconds: o.ttftSeconds,
+      decodeTps: o.decodeTokensPerSecond,
+    });
+  }
+
+  async function serve(c: Context, chat: boolean): Promise<Response> {
+    const startedAt = performance.now();
+    const clientSignal = c.req.raw.signal;
+    try {
+      const raw = await readJson(c, limits.maxBodyBytes);
+      const request = chat
+        ? await parseChatRequest(raw, limits, remote, clientSignal)
+        : parseCompletionRequest(raw, limits);
+      const { model, maxTokens } = admit(request, chat);
+      const release = await acquire(clientSignal);
+      const meta = {
+        id: `${chat ? "chatcmpl" : "cmpl"}-${Date.now().toString(36)}${(++counter).toString(36)}`,
+        created: Math.floor(Date.now() / 1000),
+        model: modelId,
+      };
+      if (!request.stream) {
+        let outcome: GenerationOutcome;
+        try {
+          outcome = await runGeneration(model, request, maxTokens, clientSignal, startedAt, () => {});
+        } finally {
+          release();
+        }
+        record(outcome);
+        if (clientSignal.aborted) throw new ClientGone();
+        return c.json(chat ? chatCompletion(meta, outcome) : textCompletion(meta, outcome));
+      }
+      return await sse(model, request, maxTokens, release, meta, chat, clientSignal, startedAt);
+    } catch (e) {
+      // Nobody reads this answer; 499 (client closed request) keeps the metrics honest.
+      if (e instanceof ClientGone || clientSignal.aborted) return new Response(null, { status: 499 });
+      throw e;
+    }
+  }
+
+  /**
+   * Streams a generation as SSE. The 200 and its headers go out only once the model has produced
+   * something (or finished): a prompt the library refuses on its way in (over the context once images are
+   * expanded, an image that does not decode, a template that rejects the turns) still gets its own status.
+   */
+  async function sse(
+    model: ServedModel,
+    request: GenerationRequest,
+    maxTokens: number,
+    release: () => void,
+    meta: { id: string; created: number; model: string },
+    chat: boolean,
+    clientSignal: AbortSignal,
+    startedAt: number,
+  ): Promise<Response> {
+    const cancelled = new AbortController();
+    const signal = AbortSignal.any([clientSignal, cancelled.signal]);
+    const encoder = new TextEncoder();
+    const chunks = new ChatChunks(meta);
+    const pending: Uint8Array[] = [];
+    let controller: ReadableStreamDefaultController<Uint8Array> | undefined;
+    let closed = false;
+    const send = (data: unknown) => {
+      if (closed) return;
+      const bytes = encoder.encode(`data: ${typeof data === "string" ? data : JSON.stringify(data)}\n\n`);
+      try {
+        if (controller) controller.enqueue(bytes);
+        else pending.push(bytes);
+      } catch {
+        closed = true; // the client is gone; the signal stops the generation
+      }
+    };
+    const finished = Promise.withResolvers<void>();
+    let began = false;
+    const ready = Promise.withResolvers<void>();
+    const begin = () => {
+      if (began) return;
+      began = true;
+      if (chat) send(chunks.start());
+      ready.resolve();
+    };
+    (async () => {
+      try {
+        const outcome = await runGeneration(model, request, maxTokens, signal, startedAt, (e) => {
+          begin();
+          if (chat) send(chunks.event(e));
+          else if (e.type === "content") send(textCompletionChunk(meta, e.text));
+        });
+        begin();
+        record(outcome);
+        send(chat ? chunks.finish(outcome) : textCompletionChunk(meta, "", finishOf(outcome)));
+        if (request.includeUsage) send(chat ? chunks.usage(outcome) : textCompletionUsage(meta, outcome));
+      } catch (e) {
+        if (!began) return ready.reject(e);
+        const err = toApiError(e);
+        if (!(e instanceof ApiError) && err.status >= 500) console.error(e);
+        send(err.body);
+      } finally {
+        release();
+        send("[DONE]");
+        finished.resolve();
+      }
+    })();
+    await ready.promise;
+    const body = new ReadableStream<Uint8Array>({
+      start(c) {
+        controller = c;
+        for (const bytes of pending.splice(0)) c.enqueue(bytes);
+        finished.promise.then(() => {
+          if (closed) return;
+          closed = true;
+          c.close();
+        });
+      },
+      cancel() {
+        closed = true;
+        cancelled.abort();
+      },
+    });
+    return new Response(body, {
+      headers: { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache" },
+    });
+  }
+
+  app.post("/v1/chat/completions", (c) => serve(c, true));
+  app.post("/v1/completions", (c) => serve(c, false));
+
+  if (options.chatPage !== false) {
+    app.get("/", async (c) => c.html(await chatPageHtml()));
+    app.get(
+      "/chat.js",
+      async (c) => c.body(await chatPageScript(), 200, { "content-type": "text/javascript; charset=utf-8" }),
+    );
+  }
   return app;
 }

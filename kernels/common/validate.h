@@ -60,6 +60,28 @@ inline gk_status validate_layer_norm(const float* x, const void* w, int32_t dtyp
   return GK_OK;
 }
 
+inline gk_status validate_patch_extract(const float* pixels, int32_t n, int32_t channels, int32_t height,
+                                        int32_t width, int32_t patch, const float* out) {
+  GK_REQUIRE(pixels && out, "gk_patch_extract: NULL pixels or out");
+  GK_REQUIRE(n > 0 && channels > 0 && height > 0 && width > 0 && patch > 0,
+             "gk_patch_extract: n=%d channels=%d height=%d width=%d patch=%d must be positive", n, channels, height,
+             width, patch);
+  GK_REQUIRE(height % patch == 0 && width % patch == 0,
+             "gk_patch_extract: %dx%d pixels are not a whole number of %dx%d patches", height, width, patch, patch);
+  return GK_OK;
+}
+
+inline gk_status validate_avg_pool2d(const float* x, int32_t n, int32_t grid_h, int32_t grid_w, int32_t channels,
+                                     int32_t kernel, const float* y) {
+  GK_REQUIRE(x && y, "gk_avg_pool2d: NULL x or y");
+  GK_REQUIRE(n > 0 && grid_h > 0 && grid_w > 0 && channels > 0 && kernel > 0,
+             "gk_avg_pool2d: n=%d grid=%dx%d channels=%d kernel=%d must be positive", n, grid_h, grid_w, channels,
+             kernel);
+  GK_REQUIRE(grid_h % kernel == 0 && grid_w % kernel == 0,
+             "gk_avg_pool2d: the %dx%d grid is not a whole number of %dx%d windows", grid_h, grid_w, kernel, kernel);
+  return GK_OK;
+}
+
 inline gk_status validate_linear(const float* x, const void* w, int32_t dtype, int32_t m, int32_t n, int32_t k,
                                  const float* y) {
   GK_REQUIRE(x && w && y, "gk_linear: NULL x, weight or y");

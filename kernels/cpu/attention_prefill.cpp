@@ -230,8 +230,9 @@ int visible_keys(const Params& a, int64_t p, int32_t* idx) {
     for (int64_t j = lo; j <= hi; ++j) idx[nk++] = (int32_t)j;
     return nk;
   }
-  for (int64_t j = 0; j < a.kv_len; ++j) {
-    if ((j >= lo && j <= hi) || a.span_ids[j] == own) idx[nk++] = (int32_t)j;
+  // The span lifts only the causal bound; the window still applies (AND(window, OR(causal, same span))).
+  for (int64_t j = lo; j < a.kv_len; ++j) {
+    if (j <= hi || a.span_ids[j] == own) idx[nk++] = (int32_t)j;
   }
   return nk;
 }

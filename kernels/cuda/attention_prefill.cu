@@ -11,8 +11,8 @@ constexpr int kKeys = 4;   // keys scored together, so their warp reductions ove
 // The header's visibility rule, verbatim.
 __device__ __forceinline__ bool visible(int32_t j, int32_t p, bool causal, int32_t window,
                                         const int32_t* __restrict__ span_ids, int32_t span_p) {
-  if ((!causal || j <= p) && (window == 0 || (int64_t)j > (int64_t)p - window)) return true;
-  return span_p != 0 && span_ids[j] == span_p;
+  if (window > 0 && (int64_t)j <= (int64_t)p - window) return false;
+  return !causal || j <= p || (span_p != 0 && span_ids[j] == span_p);
 }
 
 // Warp w handles query w / q_heads and head w % q_heads, so consecutive warps of a block are heads of one
@@ -33,12 +33,11 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int32_t p = q_pos0 + i;
   const int32_t span_p = span_ids ? span_ids[p] : 0;
 
-  // Keys outside [lo, hi] are masked unless p sits in a span, which may reach anywhere.
+  // Keys outside [lo, hi] are masked. A span lifts only the causal bound (its later keys); the window
+  // bounds every query.
   int32_t lo = 0, hi = kv_len - 1;
-  if (span_p == 0) {
-    if (causal) hi = p;
-    if (window > 0 && (int64_t)p - window + 1 > 0) lo = p - window + 1;
-  }
+  if (span_p == 0 && causal) hi = p;
+  if (window > 0 && (int64_t)p - window + 1 > 0) lo = p - window + 1;
 
   const float* qr = q + wid * head_dim;
   float qv[D], acc[D];

@@ -33,7 +33,7 @@
 #define GK_API GK_EXTERN __attribute__((visibility("default")))
 
 /* Bumped whenever a signature below changes; the loader refuses a library of another version. */
-#define GK_ABI_VERSION 3
+#define GK_ABI_VERSION 4
 
 typedef int32_t gk_status;
 enum {
@@ -117,6 +117,18 @@ GK_API gk_status gk_rms_norm(gk_stream* s, const float* x, const void* weight, i
 GK_API gk_status gk_layer_norm(gk_stream* s, const float* x, const void* weight, const void* bias,
                                int32_t param_dtype, float eps, int32_t rows, int32_t dim, float* y);
 
+/* im2col of a Conv2d with kernel = stride = patch (the SigLIP patch embedding): pixels [n, channels,
+ * height, width] f32 -> out [n, (height/patch)·(width/patch), channels·patch·patch], patches in row-major grid
+ * order, each row in the conv weight's (channel, ky, kx) order. height and width are multiples of patch. */
+GK_API gk_status gk_patch_extract(gk_stream* s, const float* pixels, int32_t n, int32_t channels, int32_t height,
+                                  int32_t width, int32_t patch, float* out);
+
+/* AvgPool2d(kernel, stride = kernel) over a token-major grid: x [n, grid_h, grid_w, channels] ->
+ * y [n, grid_h/kernel, grid_w/kernel, channels] (the Gemma 3 projector's pooling). The grid sides are
+ * multiples of kernel. */
+GK_API gk_status gk_avg_pool2d(gk_stream* s, const float* x, int32_t n, int32_t grid_h, int32_t grid_w,
+                               int32_t channels, int32_t kernel, float* y);
+
 /* y [m, n] = x [m, k] · W [n, k]^T (+ bias [n]). W in weight_dtype: f32/f16/bf16, or a GGUF quantized
  * dtype read block by block as stored (then bias, if any, is f32). bias may be NULL.
  * A few rows (m == 1 on CUDA, m <= 4 on CPU) stream W once through the matrix-vector path; more rows take
@@ -134,9 +146,10 @@ GK_API gk_status gk_rope(gk_stream* s, float* x, int32_t tokens, int32_t heads, 
 /* Prefill attention. q [q_len, q_heads, head_dim], k/v [kv_len, kv_heads, head_dim],
  * out [q_len, q_heads, head_dim]. Query i sits at position q_pos0 + i (q_pos0 + q_len <= kv_len),
  * key j at position j. Key j is visible to query position p when
- *   ((!causal || j <= p) && (window == 0 || j > p - window))
- *   || (span_ids && span_ids[j] != 0 && span_ids[j] == span_ids[p])
- * (span_ids [kv_len] i32 or NULL: bidirectional blocks such as an image's soft tokens).
+ *   ((!causal || j <= p) || (span_ids && span_ids[j] != 0 && span_ids[j] == span_ids[p]))
+ *   && (window == 0 || j > p - window)
+ * (span_ids [kv_len] i32 or NULL: bidirectional blocks such as an image's soft tokens; the window still
+ * applies inside them, as transformers composes sliding masks: AND(window, OR(causal, same block))).
  * score = (q·k) * scale, then softcap·tanh(score/softcap) when softcap > 0, softmax in f32.
  * Grouped-query: q head h reads kv head h / (q_heads / kv_heads). head_dim in [1, 512]. */
 GK_API gk_status gk_attention_prefill(gk_stream* s, const float* q, const float* k, const float* v,
@@ -172,6 +185,27 @@ GK_API gk_status gk_softcap(gk_stream* s, const float* x, float* y, int64_t n, f
 GK_API gk_status gk_softmax(gk_stream* s, const float* x, float* y, int32_t rows, int32_t cols);
 /* out[r] = index of the largest x[r, :] (first one on ties; NaN counts as largest, as torch). */
 GK_API gk_status gk_argmax(gk_stream* s, const float* x, int32_t* out, int32_t rows, int32_t cols);
+
+/* ---- mixture of experts (Gemma 4: Gemma4TextRouter's tail and Gemma4TextExperts) ----------------- */
+/* Per token t: p = softmax(logits[t, :]) in f32; the top_k largest p, in descending order (equal values to
+ * the lower expert id, NaN largest: torch.topk leaves the order of ties unspecified), go to ids [tokens, top_k]
+ * i32; their p, divided by their f32 sum and then multiplied by per_expert_scale[id] ([experts] f32/f16/bf16;
+ * NULL: 1), go to weights [tokens, top_k] f32. 1 <= top_k <= min(experts, 64). */
+GK_API gk_status gk_moe_route(gk_stream* s, const float* logits, const void* per_expert_scale, int32_t scale_dtype,
+                              int32_t tokens, int32_t experts, int32_t top_k, int32_t* ids, float* weights);
+
+/* Scratch gk_moe_experts needs, in bytes (P = tokens * top_k): 4·(P·(2·hidden + 3·inter) + 4·(experts + P) + 256). */
+/* out[t, :] = Σ_j weights[t, j] · down[e] · (gelu_tanh(g) ⊙ u) with e = ids[t, j] and [g; u] = gate_up[e] · x[t, :]
+ * (rows 0..inter of gate_up[e] are the gate, inter..2·inter the up projection). x, out [tokens, hidden] f32 (out
+ * must not alias x); ids, weights [tokens, top_k] from gk_moe_route, read on the device (a recorded decode step
+ * replays the router's fresh choice; ids within a token must be distinct). gate_up [experts, 2·inter, hidden],
+ * down [experts, hidden, inter] in weight_dtype: f32/f16/bf16, or on CPU a GGUF quantization (hidden and inter
+ * whole blocks). Terms are added in ascending expert id, transformers' loop order. An id outside [0, experts)
+ * is an error on CPU; on CUDA its term is skipped. scratch [scratch_bytes] is device memory the op may overwrite. */
+GK_API gk_status gk_moe_experts(gk_stream* s, const float* x, const int32_t* ids, const float* weights, int32_t tokens,
+                                int32_t top_k, const void* gate_up, const void* down, int32_t weight_dtype,
+                                int32_t experts, int32_t hidden, int32_t inter, void* scratch, uint64_t scratch_bytes,
+                                float* out);
 
 /* ---- decode programs ------------------------------------------------------------------------
  * A decode step is recorded once and replayed natively many times per FFI call. Between

@@ -9,12 +9,14 @@ import type { BackendChoice } from "../ffi/library.ts";
 import { FormatError } from "../formats/errors.ts";
 import type { GenerateInput } from "../generate/model.ts";
 import type { GenerateOptions } from "../generate/options.ts";
+import { type ToolSpec, validateTools } from "../generate/parsers/tool_calls.ts";
 import { ConfigError } from "../models/gemma3/config.ts";
 import { loadModel } from "../models/load.ts";
 import { stderrProgress } from "../hub/progress.ts";
 import { HubError } from "../hub/errors.ts";
 import { WeightsError } from "../models/weights.ts";
 import type { ChatMessage } from "../tokenizer/chat_template.ts";
+import { responsePrinter } from "./response_printer.ts";
 
 const USAGE = `usage: deno task generate [options] [PROMPT]
 
@@ -23,6 +25,13 @@ const USAGE = `usage: deno task generate [options] [PROMPT]
   --prompt TEXT           the user message (or give it as PROMPT, or on stdin)
   --system TEXT           a system prompt
   --raw                   send PROMPT as is, without the chat template
+  --think                 let the model think first (Gemma 4; reasoning shows dimmed, or
+                          between [reasoning] lines when stdout is not a terminal)
+  --hide-reasoning        do not print the model's reasoning
+  --tools FILE            a JSON file with tool specs [{type: "function", function: {...}}];
+                          tool calls print as JSON lines {"tool_call": {"name", "arguments"}}
+  --image PATH            an image for the prompt, placed before its text (repeatable; Gemma 3 4B+)
+  --pan-and-scan          add pan-and-scan crops of images far from square
   --max-tokens N          most new tokens (default 256)
   --temperature T         0 = greedy (default: the checkpoint's generation_config.json, else greedy)
   --top-k K  --top-p P  --min-p P  --repetition-penalty R
@@ -67,6 +76,21 @@ function progressBar(): (done: number, total: number) => void {
   };
 }
 
+async function readTools(path: string): Promise<ToolSpec[]> {
+  let tools: unknown;
+  try {
+    tools = JSON.parse(await Deno.readTextFile(path));
+  } catch (e) {
+    throw new UsageError(`--tools ${path}: ${e instanceof Error ? e.message : e}`);
+  }
+  try {
+    validateTools(tools);
+  } catch (e) {
+    throw new UsageError(`--tools ${path}: ${e instanceof Error ? e.message : e}`);
+  }
+  return tools;
+}
+
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -76,6 +100,11 @@ async function main(argv: string[]): Promise<number> {
       prompt: { type: "string" },
       system: { type: "string" },
       raw: { type: "boolean" },
+      think: { type: "boolean" },
+      "hide-reasoning": { type: "boolean" },
+      tools: { type: "string" },
+      image: { type: "string", multiple: true },
+      "pan-and-scan": { type: "boolean" },
       "max-tokens": { type: "string" },
       temperature: { type: "string" },
       "top-k": { type: "string" },
@@ -109,8 +138,14 @@ async function main(argv: string[]): Promise<number> {
   };
   const messages: ChatMessage[] = [
     ...(values.system ? [{ role: "system", content: values.system }] : []),
-    { role: "user", content: prompt },
+    {
+      role: "user",
+      content: values.image?.length
+        ? [...values.image.map((path) => ({ type: "image", path })), { type: "text", text: prompt }]
+        : prompt,
+    },
   ];
+  const tools = values.tools === undefined ? undefined : await readTools(values.tools);
   using model = await loadModel(values.model, {
     backend: backend as BackendChoice,
     maxContext: number(values, "max-context", true),
@@ -124,9 +159,20 @@ async function main(argv: string[]): Promise<number> {
   const input: GenerateInput = raw
     ? { prompt: values.system ? `${values.system}\n\n${prompt}` : prompt }
     : { messages };
+  if (raw && (values.think || tools)) throw new UsageError("--think and --tools need the chat template (not --raw)");
+  if (raw && values.image?.length) throw new UsageError("--image needs the chat template (not --raw)");
   const enc = new TextEncoder();
-  const r = await model.generate(input, { ...options, onText: (t) => Deno.stdout.writeSync(enc.encode(t)) });
-  Deno.stdout.writeSync(enc.encode("\n"));
+  const write = (t: string) => Deno.stdout.writeSync(enc.encode(t));
+  // Gemma 4 answers arrive as events (reasoning, content, tool calls); other models only as text.
+  const printer = responsePrinter({ write, ansi: Deno.stdout.isTerminal(), hideReasoning: values["hide-reasoning"] });
+  const r = await model.generate(input, {
+    ...options,
+    ...(raw ? {} : { thinking: values.think, tools }),
+    ...(values["pan-and-scan"] ? { panAndScan: true } : {}),
+    ...(model.parsesResponses ? { onEvent: printer.onEvent } : { onText: write }),
+  });
+  printer.end();
+  write("\n");
   const t = r.timings;
   console.error(
     `[${model.backend.kind}] prompt ${r.promptTokens} tokens at ${t.prefillTokensPerSecond.toFixed(1)} tok/s, ` +

@@ -5,7 +5,7 @@
  */
 
 /** ABI version this table matches; the loader refuses a library reporting another. */
-export const ABI_VERSION = 3;
+export const ABI_VERSION = 4;
 
 export const symbols = {
   // library, errors, devices
@@ -70,6 +70,32 @@ export const symbols = {
       "f32", /* eps */
       "i32", /* rows */
       "i32", /* dim */
+      "pointer", /* y */
+    ],
+    result: "i32",
+  },
+  gk_patch_extract: {
+    parameters: [
+      "pointer", /* s */
+      "pointer", /* pixels */
+      "i32", /* n */
+      "i32", /* channels */
+      "i32", /* height */
+      "i32", /* width */
+      "i32", /* patch */
+      "pointer", /* out */
+    ],
+    result: "i32",
+  },
+  gk_avg_pool2d: {
+    parameters: [
+      "pointer", /* s */
+      "pointer", /* x */
+      "i32", /* n */
+      "i32", /* grid_h */
+      "i32", /* grid_w */
+      "i32", /* channels */
+      "i32", /* kernel */
       "pointer", /* y */
     ],
     result: "i32",
@@ -207,6 +233,40 @@ export const symbols = {
   },
   gk_argmax: {
     parameters: ["pointer", /* s */ "pointer", /* x */ "pointer", /* out */ "i32", /* rows */ "i32" /* cols */],
+    result: "i32",
+  },
+  gk_moe_route: {
+    parameters: [
+      "pointer", /* s */
+      "pointer", /* logits */
+      "pointer", /* per_expert_scale */
+      "i32", /* scale_dtype */
+      "i32", /* tokens */
+      "i32", /* experts */
+      "i32", /* top_k */
+      "pointer", /* ids */
+      "pointer", /* weights */
+    ],
+    result: "i32",
+  },
+  gk_moe_experts: {
+    parameters: [
+      "pointer", /* s */
+      "pointer", /* x */
+      "pointer", /* ids */
+      "pointer", /* weights */
+      "i32", /* tokens */
+      "i32", /* top_k */
+      "pointer", /* gate_up */
+      "pointer", /* down */
+      "i32", /* weight_dtype */
+      "i32", /* experts */
+      "i32", /* hidden */
+      "i32", /* inter */
+      "pointer", /* scratch */
+      "u64", /* scratch_bytes */
+      "pointer", /* out */
+    ],
     result: "i32",
   },
 

@@ -12,6 +12,8 @@ import type { Tensor } from "../runtime/tensor.ts";
 import { Workspace } from "../runtime/workspace.ts";
 import { type StreamDecodable, StreamDecoder } from "../tokenizer/stream_decoder.ts";
 import { type GenerateOptions, resolveLimits, resolveSampling, type SamplingOptions } from "./options.ts";
+import type { ParsedResponse, ResponseEvent } from "./parsers/gemma4_response.ts";
+import type { ToolCall, ToolCallParseError } from "./parsers/tool_calls.ts";
 
 /** What the loop needs of a model: a prefill and a decode step over device-resident token and position. */
 export interface CausalLM {
@@ -25,7 +27,14 @@ export interface CausalLM {
 export type FinishReason = "stop" | "length" | "abort";
 
 export interface GenerationResult {
+  /** The answer. With a response parser (Gemma 4): the content only, without reasoning or tool calls. */
   text: string;
+  /** Gemma 4: the thought blocks' text (trimmed; blocks joined with "\n"). Absent for other models. */
+  reasoning?: string;
+  /** Gemma 4: the tool calls the model made, in order. Absent for other models. */
+  toolCalls?: ToolCall[];
+  /** Gemma 4: tool calls that did not parse (or were cut off); never executed. Absent for other models. */
+  toolCallErrors?: ToolCallParseError[];
   /** Generated token ids (a final stop token included). */
   tokens: number[];
   finishReason: FinishReason;
@@ -71,9 +80,18 @@ class StopScanner {
   }
 }
 
+/** Splits generated ids into reasoning, content and tool calls (src/generate/parsers/gemma4_response.ts). */
+export interface ResponseParser {
+  push(id: number): ResponseEvent[];
+  finish(): ResponseEvent[];
+  readonly result: ParsedResponse;
+}
+
 /**
  * Generates from prompt token ids, yielding text pieces; the generator's return value is the result.
  * The model's KV cache is overwritten from position 0.
+ * With `response`, ids go through its parser: only content is yielded (and stop strings look only at
+ * content); every event, content included, goes to `onEvent`.
  */
 export async function* generateTokens(
   lm: CausalLM,
@@ -82,6 +100,7 @@ export async function* generateTokens(
   stopTokenIds: readonly number[],
   options: GenerateOptions,
   defaults: SamplingOptions,
+  response?: { parser: ResponseParser; onEvent?: (event: ResponseEvent) => void },
 ): AsyncGenerator<string, GenerationResult> {
   const sampling = resolveSampling(options, defaults);
   const { maxTokens, chunkSize, stop } = resolveLimits(options);
@@ -109,6 +128,19 @@ export async function* generateTokens(
   }
   const decoder = new StreamDecoder(tokenizer, { skipSpecialTokens: true });
   const scanner = new StopScanner(stop);
+  // Content text of the parser's events (reasoning and tool calls go straight to onEvent).
+  const route = (events: ResponseEvent[]): string => {
+    let content = "";
+    for (const e of events) {
+      if (e.type === "content") content += e.text;
+      else response!.onEvent?.(e);
+    }
+    return content;
+  };
+  const emit = (out: string) => {
+    if (out) response?.onEvent?.({ type: "content", text: out });
+    return out;
+  };
   const tokens: number[] = [];
   let finishReason: FinishReason | undefined;
   let prefillMs = 0, decodeCalls = 0, tDecode = 0;
@@ -126,8 +158,8 @@ export async function* generateTokens(
           finishReason = "stop";
           break;
         }
-        const { out, stopped } = scanner.push(decoder.push(id));
-        if (out) yield out;
+        const { out, stopped } = scanner.push(response ? route(response.parser.push(id)) : decoder.push(id));
+        if (emit(out)) yield out;
         if (stopped) {
           finishReason = "stop";
           break;
@@ -163,15 +195,21 @@ export async function* generateTokens(
       decodeCalls++;
     }
     if (finishReason !== "stop" || !stop.length) {
-      const { out } = scanner.push(decoder.flush(), true);
-      if (out) yield out;
+      const { out } = scanner.push(response ? route(response.parser.finish()) : decoder.flush(), true);
+      if (emit(out)) yield out;
+    } else if (response) {
+      route(response.parser.finish()); // a stop string ended the content; reasoning and calls still count
     }
   } finally {
     program?.dispose();
   }
   const decodeMs = tDecode ? performance.now() - tDecode : 0;
+  const parsed = response?.parser.result;
   return {
     text: scanner.text,
+    ...(parsed
+      ? { reasoning: parsed.reasoning, toolCalls: parsed.toolCalls, toolCallErrors: parsed.toolCallErrors }
+      : {}),
     tokens,
     finishReason,
     promptTokens: T,

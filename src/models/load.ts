@@ -10,11 +10,15 @@ import { samplingDefaults } from "../generate/options.ts";
 import { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { ConfigError } from "./gemma3/config.ts";
 import { loadGemma3Gguf, loadGemma3Text, readConfig } from "./gemma3/load.ts";
+import { loadGemma4Text } from "./gemma4/load.ts";
 import { resolveModel } from "./resolve.ts";
 import { openGguf } from "../formats/gguf.ts";
 import type { ProgressCallback } from "../hub/progress.ts";
 import type { SamplingOptions } from "../generate/options.ts";
 import { gemma3TokenizerDir } from "../tokenizer/gemma3_files.ts";
+import { processorConfigFrom, type VisionSupport } from "../generate/images.ts";
+import { isGemma3Multimodal, loadGemma3Multimodal } from "./multimodal.ts";
+import { parseGemma3VisionConfig } from "./gemma3/vision_config.ts";
 
 export interface LoadModelOptions {
   /** A Backend to load onto, or which one to open ("auto" by default). */
@@ -59,6 +63,8 @@ export async function loadModel(path?: string, options: LoadModelOptions = {}): 
   let tokenizer: Tokenizer;
   let defaults: SamplingOptions;
   let supportsChat = true;
+  let vision: VisionSupport | undefined;
+  let gemma4 = false;
   if (resolved.format === "gguf") {
     tokenizer = await Tokenizer.fromFiles(await gemma3TokenizerDir());
     defaults = GEMMA3_SAMPLING;
@@ -67,25 +73,42 @@ export async function loadModel(path?: string, options: LoadModelOptions = {}): 
     supportsChat = gguf.has("tokenizer.chat_template");
   } else {
     const config = readConfig(resolved.path) as Record<string, unknown>;
-    if (config.model_type !== "gemma3_text" && config.model_type !== "gemma3") {
+    gemma4 = config.model_type === "gemma4_text" || config.model_type === "gemma4";
+    if (config.model_type !== "gemma3_text" && config.model_type !== "gemma3" && !gemma4) {
       throw new ConfigError(join(resolved.path, "config.json"), [
         `model_type ${JSON.stringify(config.model_type)} is not supported (yet)`,
       ]);
     }
     tokenizer = await Tokenizer.fromFiles(resolved.path);
     defaults = samplingDefaults(readOptionalJson(join(resolved.path, "generation_config.json")));
+    // Gemma3ForConditionalGeneration: the vision tower, and the image processor settings of the checkpoint.
+    if (isGemma3Multimodal(config)) {
+      const visionConfig = parseGemma3VisionConfig(config, join(resolved.path, "config.json"));
+      vision = {
+        config: visionConfig,
+        processor: processorConfigFrom(
+          readOptionalJson(join(resolved.path, "preprocessor_config.json")),
+          readOptionalJson(join(resolved.path, "processor_config.json")),
+          visionConfig,
+        ),
+      };
+    }
   }
   const owned = !(options.backend instanceof Backend);
   const backend = options.backend instanceof Backend ? options.backend : Backend.open({ backend: options.backend });
   try {
-    const load = resolved.format === "gguf" ? loadGemma3Gguf : loadGemma3Text;
+    const load = resolved.format === "gguf" ? loadGemma3Gguf : gemma4
+      ? loadGemma4Text // Gemma 4's text model; a gemma4 checkpoint's vision/audio towers are left unloaded
+      : vision
+      ? loadGemma3Multimodal
+      : loadGemma3Text;
     const lm = load(backend, resolved.path, { maxContext: options.maxContext, onProgress: options.onProgress });
     const dispose = lm.dispose.bind(lm);
     lm.dispose = () => {
       dispose();
       if (owned) backend.dispose();
     };
-    return new Model(lm, tokenizer, defaults, { supportsChat });
+    return new Model(lm, tokenizer, defaults, { supportsChat, vision });
   } catch (e) {
     if (owned) backend.dispose();
     throw e;

@@ -5,9 +5,11 @@
 export { embedding } from "./embedding.ts";
 export { layerNorm, rmsNorm, type RmsNormMode } from "./norm.ts";
 export { linear } from "./linear.ts";
+export { avgPool2d, patchExtract } from "./vision.ts";
 export { rope, ropeInvFreq, type RopeSpec } from "./rope.ts";
 export { attentionDecode, type AttentionOptions, attentionPrefill, type PrefillOptions } from "./attention.ts";
 export { kvCacheWrite } from "./kv_cache.ts";
 export { add, geluTanh, geluTanhMul, mul, scale, softcap } from "./elementwise.ts";
 export { argmax, softmax } from "./reduce.ts";
+export { MOE_MAX_TOP_K, moeExperts, moeRoute, moeScratchBytes } from "./moe.ts";
 export { DECODE_STATE, packSamplingParams, sample, type SamplingParams } from "./sample.ts";

@@ -35,7 +35,7 @@ import { parseArgs } from "node:util";
 export const NODE_LLAMA_CPP = "npm:node-llama-cpp@3.21.1";
 
 /** Repeated to make the prompt; any fixed text would do (speed does not depend on it). */
-const PROMPT_TEXT = "The old lighthouse keeper walked down to the harbor every morning. He counted the boats, " +
+export const PROMPT_TEXT = "The old lighthouse keeper walked down to the harbor every morning. He counted the boats, " +
   "listened to the gulls, and wrote the weather in a small blue notebook before the fog rolled in from the sea. ";
 
 export interface LlamaCppOptions {
@@ -45,6 +45,11 @@ export interface LlamaCppOptions {
   threads?: number;
   /** Prompt length in tokens, <bos> included (default 128). */
   promptTokens?: number;
+  /**
+   * The prompt's token ids (then `promptTokens` is their count): the same ids gemmakit's bench prefills, so
+   * both engines see identical input. Default: <bos> + PROMPT_TEXT repeated, tokenized by the GGUF.
+   */
+  tokens?: number[];
   /** Greedy tokens to generate (default 64); the first comes from prefill. */
   decodeTokens?: number;
   /** Timed runs after one warm-up (default 5). */
@@ -102,7 +107,9 @@ export async function runLlamaCpp(options: LlamaCppOptions): Promise<LlamaCppRes
     decodeTokens: options.decodeTokens ?? 64,
     runs: options.runs ?? 5,
     flashAttention: options.flashAttention ?? "auto",
+    tokens: options.tokens ?? null,
   };
+  if (opts.tokens) opts.promptTokens = opts.tokens.length;
   if (!(opts.promptTokens >= 2 && opts.decodeTokens >= 2 && opts.threads >= 1 && opts.runs >= 1)) {
     throw new Error(`runLlamaCpp: bad options ${JSON.stringify(opts)}`);
   }
@@ -133,7 +140,10 @@ export async function runLlamaCpp(options: LlamaCppOptions): Promise<LlamaCppRes
 // deno-lint-ignore no-explicit-any
 type Any = any;
 
-async function measure(opts: Required<LlamaCppOptions> & { runs: number }, outPath: string): Promise<void> {
+async function measure(
+  opts: Required<Omit<LlamaCppOptions, "tokens">> & { tokens: number[] | null },
+  outPath: string,
+): Promise<void> {
   // A non-literal specifier: type checking or linting this file never resolves (or downloads) the package.
   const spec: string = NODE_LLAMA_CPP;
   const { getLlama, LlamaLogLevel } = await import(spec) as Any;
@@ -160,7 +170,7 @@ async function measure(opts: Required<LlamaCppOptions> & { runs: number }, outPa
   const textTokens: number[] = [];
   const piece: number[] = Array.from(model.tokenize(PROMPT_TEXT, false));
   while (textTokens.length < opts.promptTokens) textTokens.push(...piece);
-  const prompt = [model.tokens.bos, ...textTokens].slice(0, opts.promptTokens);
+  const prompt = opts.tokens ?? [model.tokens.bos, ...textTokens].slice(0, opts.promptTokens);
 
   const runs: LlamaCppRun[] = [];
   let sampleText = "";

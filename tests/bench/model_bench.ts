@@ -3,8 +3,16 @@
  * first token and peak memory, with decode beside its bound (bytes read per token ÷ measured memory
  * bandwidth). `--model PATH` loads a checkpoint; `--synthetic NAME` builds a released Gemma 3
  * configuration with seeded random bf16 weights of the real shapes (speed does not depend on values).
+ * A `.gguf` model runs through the GGUF loader (quantized weights kept quantized), and `--peer llama.cpp`
+ * runs llama.cpp (node-llama-cpp, tests/bench/llama_cpp.ts) on the same file with the same prompt token ids,
+ * thread count and token counts, and prints both engines' prefill and decode tokens/s and our ratio.
  *
  *   deno task bench --synthetic gemma3-270m [--prompt-tokens 128] [--decode-tokens 64] [--backend cpu] [--json PATH]
+ *   deno task bench --model /path/gemma-3-270m-q4_k_m.gguf --backend cpu --peer llama.cpp \
+ *     [--prompt-tokens 6,32,128,512] [--decode-tokens 64] [--runs 3] [--threads 2]
+ *
+ * --threads sets OMP_NUM_THREADS for gemmakit's CPU library (read by bench.ts before the library loads) and
+ * llama.cpp's thread count; default: all cores.
  */
 import { parseArgs } from "node:util";
 import { Backend } from "../../src/runtime/backend.ts";
@@ -16,8 +24,13 @@ import { linear } from "../../src/ops/linear.ts";
 import { parseGemma3Config } from "../../src/models/gemma3/config.ts";
 import { Gemma3TextModel } from "../../src/models/gemma3/model.ts";
 import { gemma3TextWeights, rowName } from "../../src/models/gemma3/weights.ts";
-import { loadGemma3Text } from "../../src/models/gemma3/load.ts";
+import { loadGemma3Gguf, loadGemma3Text } from "../../src/models/gemma3/load.ts";
 import type { BackendChoice } from "../../src/ffi/library.ts";
+import { Tokenizer } from "../../src/tokenizer/tokenizer.ts";
+import { gemma3TokenizerDir } from "../../src/tokenizer/gemma3_files.ts";
+import { PROMPT_TEXT, runLlamaCpp } from "./llama_cpp.ts";
+import { GEMMA4_SYNTHETIC, syntheticGemma4 } from "./gemma4_synthetic.ts";
+import type { Gemma3TextConfig } from "../../src/models/gemma3/config.ts";
 
 /** The released text configurations (google/gemma-3-{270m,1b,4b}-it config.json, text part). */
 const SYNTHETIC: Record<string, Record<string, unknown>> = {
@@ -136,96 +149,193 @@ const { values } = parseArgs({
     backend: { type: "string", default: "auto" },
     "prompt-tokens": { type: "string", default: "128" },
     "decode-tokens": { type: "string", default: "64" },
+    runs: { type: "string", default: "3" },
+    peer: { type: "string" },
+    threads: { type: "string" },
     json: { type: "string" },
   },
 });
-const promptTokens = Number(values["prompt-tokens"]), decodeTokens = Number(values["decode-tokens"]);
-if (!values.model && !(values.synthetic && SYNTHETIC[values.synthetic])) {
-  console.error(`model bench: give --model PATH or --synthetic ${Object.keys(SYNTHETIC).join("|")}`);
+const promptLengths = values["prompt-tokens"].split(",").map(Number);
+const decodeTokens = Number(values["decode-tokens"]), runs = Number(values.runs);
+const gemma4Synthetic = values.synthetic !== undefined && GEMMA4_SYNTHETIC[values.synthetic] !== undefined;
+if (!values.model && !(values.synthetic && (SYNTHETIC[values.synthetic] || gemma4Synthetic))) {
+  const names = [...Object.keys(SYNTHETIC), ...Object.keys(GEMMA4_SYNTHETIC)];
+  console.error(`model bench: give --model PATH or --synthetic ${names.join("|")}`);
+  Deno.exit(2);
+}
+if (!promptLengths.every((n) => Number.isInteger(n) && n >= 2) || !(decodeTokens >= 2) || !(runs >= 1)) {
+  console.error("model bench: --prompt-tokens N[,N...] (each >= 2), --decode-tokens >= 2, --runs >= 1");
+  Deno.exit(2);
+}
+const gguf = values.model?.endsWith(".gguf") ?? false;
+if (values.peer !== undefined && (values.peer !== "llama.cpp" || !gguf)) {
+  console.error("model bench: --peer llama.cpp needs --model FILE.gguf (the file both engines run)");
   Deno.exit(2);
 }
 using backend = Backend.open({ backend: values.backend as BackendChoice });
-const maxContext = promptTokens + decodeTokens + 1;
+const maxContext = Math.max(...promptLengths) + decodeTokens + 1;
 const loadStart = performance.now();
-const { model, bytes } = values.model
+const g4 = gemma4Synthetic ? syntheticGemma4(backend, values.synthetic!, maxContext) : undefined;
+const { model, bytes } = g4 ? g4 : values.model
   ? (() => {
-    const m = loadGemma3Text(backend, values.model!, { maxContext });
+    const load = gguf ? loadGemma3Gguf : loadGemma3Text;
+    const m = load(backend, values.model!, { maxContext });
     return { model: m, bytes: backend.memoryStats().inUse - m.cache.bytes };
   })()
   : syntheticModel(backend, values.synthetic!, maxContext);
 const loadMs = performance.now() - loadStart;
 const c = model.config.text;
-const prompt = Array.from({ length: promptTokens }, (_, i) => 2 + ((i * 7919) % (c.vocabSize - 2)));
 
-using ws = new Workspace(backend);
-const state = ws.get("state", [8], "i32");
-const history = ws.get("history", [maxContext], "i32");
-history.write(Int32Array.from({ length: maxContext }, (_, i) => prompt[i] ?? 0));
-state.write([promptTokens - 1, prompt.at(-1)!, promptTokens, 0, 0, 0, 0, 0]);
-const logits = ws.get("logits", [1, c.vocabSize]);
-const greedy = { temperature: 0 };
-backend.resetPeak();
-
-const t0 = performance.now();
-{
-  using first = model.prefill(prompt);
-  sample(first, greedy, state, history, null);
+/**
+ * The prompt: for a real model, <bos> + an English text repeated, tokenized by the Gemma 3 tokenizer (the
+ * ids llama.cpp also gets with --peer); for synthetic weights, spread-out ids (speed does not depend on them).
+ */
+async function promptIds(length: number): Promise<number[]> {
+  if (!values.model) return Array.from({ length }, (_, i) => 2 + ((i * 7919) % (c.vocabSize - 2)));
+  const tokenizer = await Tokenizer.fromFiles(gguf ? await gemma3TokenizerDir() : values.model);
+  const piece = tokenizer.encode(PROMPT_TEXT, { addSpecialTokens: false });
+  const ids = [c.bosTokenId];
+  while (ids.length < length) ids.push(...piece);
+  return ids.slice(0, length);
 }
-backend.synchronize();
-const ttftMs = performance.now() - t0;
-const step = () => {
-  model.decodeStep(state.rows(1, 1), state.rows(0, 1), ws, logits);
-  sample(logits, greedy, state, history, null);
-};
-step(); // allocates the decode workspace
-using program = DecodeProgram.record(backend, step);
-const t1 = performance.now();
-program.run(decodeTokens - 1);
-const decodeMs = performance.now() - t1;
-const decodeTps = (decodeTokens - 1) / (decodeMs / 1000);
 
-// Bytes read per decode token: every weight once (the tied head reads the whole embedding table) plus
-// the K/V the attention reads at the average position of the run.
-const avgPos = promptTokens + decodeTokens / 2;
-const kvPerToken = model.config.layers.reduce((sum, l) => {
-  const keys = l.window > 0 ? Math.min(avgPos, l.window) : avgPos;
-  return sum + 2 * keys * c.numKeyValueHeads * c.headDim * 4;
-}, 0);
-const bandwidth = measureBandwidth(backend);
-const boundTps = bandwidth / (bytes + kvPerToken);
-const row = {
-  date: new Date().toISOString().slice(0, 10),
-  backend: backend.kind,
-  device: backend.deviceName,
-  model: values.model ?? `${values.synthetic} (synthetic bf16)`,
-  weightsGiB: bytes / 2 ** 30,
-  loadMs,
-  promptTokens,
-  prefillTokensPerSecond: promptTokens / (ttftMs / 1000),
-  ttftMs,
-  decodeTokens,
-  decodeTokensPerSecond: decodeTps,
-  decodeBoundTokensPerSecond: boundTps,
-  decodePercentOfBound: (100 * decodeTps) / boundTps,
-  bandwidthGBs: bandwidth / 1e9,
-  peakMemoryGiB: backend.memoryStats().peak / 2 ** 30,
-  decodeCallsPerToken: 1 / (decodeTokens - 1),
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
+
+/** One warm-up, then `runs` timed runs of prefill + greedy decode; medians, as llama_cpp.ts measures. */
+function measure(prompt: number[]) {
+  const promptTokens = prompt.length;
+  using ws = new Workspace(backend);
+  const state = ws.get("state", [8], "i32");
+  const history = ws.get("history", [maxContext], "i32");
+  const logits = ws.get("logits", [1, c.vocabSize]);
+  const greedy = { temperature: 0 };
+  const reset = () => {
+    history.write(Int32Array.from({ length: maxContext }, (_, i) => prompt[i] ?? 0));
+    state.write([promptTokens - 1, prompt.at(-1)!, promptTokens, 0, 0, 0, 0, 0]);
+  };
+  const step = () => {
+    model.decodeStep(state.rows(1, 1), state.rows(0, 1), ws, logits);
+    sample(logits, greedy, state, history, null);
+  };
+  let program: DecodeProgram | undefined;
+  const ttft: number[] = [], decode: number[] = [];
+  backend.resetPeak();
+  try {
+    for (let r = 0; r <= runs; r++) {
+      reset();
+      const t0 = performance.now();
+      {
+        using first = model.prefill(prompt);
+        sample(first, greedy, state, history, null);
+      }
+      backend.synchronize();
+      const t1 = performance.now();
+      if (!program) {
+        step(); // allocates the decode workspace; the warm-up run's decode is not timed
+        program = DecodeProgram.record(backend, step);
+        continue;
+      }
+      program.run(decodeTokens - 1);
+      backend.synchronize();
+      const t2 = performance.now();
+      if (r === 0) continue;
+      ttft.push(t1 - t0);
+      decode.push(t2 - t1);
+    }
+  } finally {
+    program?.dispose();
+  }
+  const ttftMs = median(ttft);
+  return {
+    promptTokens,
+    ttftMs,
+    prefillTokensPerSecond: median(ttft.map((ms) => promptTokens / (ms / 1000))),
+    decodeTokensPerSecond: median(decode.map((ms) => (decodeTokens - 1) / (ms / 1000))),
+    bestPrefillTokensPerSecond: Math.max(...ttft.map((ms) => promptTokens / (ms / 1000))),
+    bestDecodeTokensPerSecond: Math.max(...decode.map((ms) => (decodeTokens - 1) / (ms / 1000))),
+    sampleIds: Array.from(history.rows(promptTokens, decodeTokens).toArray()),
+  };
+}
+
+const bandwidth = measureBandwidth(backend);
+const threads = values.threads ? Number(values.threads) : navigator.hardwareConcurrency;
+const modelName = values.model ?? `${values.synthetic} (synthetic bf16)`;
+const rows = [];
 console.log(
-  "| model | backend | prompt | prefill tok/s | TTFT ms | decode tok/s | bound tok/s (% of bound) | peak GiB |",
+  `model ${modelName}, backend ${backend.kind} (${backend.deviceName}), ${threads} threads, ${decodeTokens} greedy ` +
+    `tokens, medians of ${runs} runs after a warm-up; load ${loadMs.toFixed(0)} ms; KV cache ` +
+    `${(model.cache.bytes / 2 ** 20).toFixed(1)} MiB for ${maxContext} tokens; memory bandwidth ` +
+    `${(bandwidth / 1e9).toFixed(1)} GB/s`,
 );
-console.log("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
-console.log(
-  `| ${row.model} | ${row.backend} | ${promptTokens} | ${row.prefillTokensPerSecond.toFixed(1)} | ${
-    ttftMs.toFixed(0)
-  } | ` +
-    `${decodeTps.toFixed(1)} | ${boundTps.toFixed(1)} (${row.decodePercentOfBound.toFixed(0)}%) | ` +
-    `${row.peakMemoryGiB.toFixed(2)} |`,
-);
-console.log(
-  `device: ${row.device}; measured memory bandwidth ${row.bandwidthGBs.toFixed(1)} GB/s; 1 native call per ${
-    decodeTokens - 1
-  } decode tokens`,
-);
-if (values.json) Deno.writeTextFileSync(values.json, JSON.stringify(row, null, 2));
+const header = values.peer
+  ? "| prompt | gemmakit prefill tok/s | llama.cpp prefill tok/s | ratio | gemmakit decode tok/s | llama.cpp decode tok/s | ratio | bound tok/s |"
+  : "| prompt | prefill tok/s | TTFT ms | decode tok/s | bound tok/s (% of bound) | peak GiB |";
+console.log(header);
+console.log(header.replace(/[^|]+/g, (cell) => (cell.includes("prompt") ? " --- " : " ---: ")));
+for (const length of promptLengths) {
+  const prompt = await promptIds(length);
+  const ours = measure(prompt);
+  // Bytes read per decode token: every weight once (the tied head reads the whole embedding table) plus
+  // the K/V the attention reads at the average position of the run.
+  const avgPos = length + decodeTokens / 2;
+  const kvPerToken = g4 ? 0 : model.config.layers.reduce((sum, l) => {
+    const keys = l.window > 0 ? Math.min(avgPos, l.window) : avgPos;
+    return sum + 2 * keys * (c as Gemma3TextConfig).numKeyValueHeads * (c as Gemma3TextConfig).headDim * 4;
+  }, 0);
+  // Gemma 4 reads only top_k experts and one row of the per-layer-input table per token.
+  const boundTps = bandwidth / (g4 ? g4.decodeReadBytes(avgPos) : bytes + kvPerToken);
+  const peer = values.peer
+    ? await runLlamaCpp({ gguf: values.model!, threads, tokens: prompt, decodeTokens, runs })
+    : undefined;
+  const row = {
+    date: new Date().toISOString().slice(0, 10),
+    backend: backend.kind,
+    device: backend.deviceName,
+    model: modelName,
+    threads,
+    weightsGiB: bytes / 2 ** 30,
+    kvCacheBytes: model.cache.bytes,
+    loadMs,
+    decodeTokens,
+    runs,
+    ...ours,
+    decodeBoundTokensPerSecond: boundTps,
+    decodePercentOfBound: (100 * ours.decodeTokensPerSecond) / boundTps,
+    bandwidthGBs: bandwidth / 1e9,
+    peakMemoryGiB: backend.memoryStats().peak / 2 ** 30,
+    peer: peer && {
+      version: peer.version,
+      prefillTokensPerSecond: peer.prefillTokensPerSecond,
+      decodeTokensPerSecond: peer.decodeTokensPerSecond,
+      bestPrefillTokensPerSecond: peer.bestPrefillTokensPerSecond,
+      bestDecodeTokensPerSecond: peer.bestDecodeTokensPerSecond,
+      medianTtftMs: peer.medianTtftMs,
+      flashAttention: peer.flashAttention,
+      sampleText: peer.sampleText,
+    },
+  };
+  rows.push(row);
+  const f = (x: number) => x.toFixed(1);
+  if (peer) {
+    console.log(
+      `| ${length} | ${f(ours.prefillTokensPerSecond)} | ${f(peer.prefillTokensPerSecond)} | ${
+        (ours.prefillTokensPerSecond / peer.prefillTokensPerSecond).toFixed(2)
+      }x | ${f(ours.decodeTokensPerSecond)} | ${f(peer.decodeTokensPerSecond)} | ${
+        (ours.decodeTokensPerSecond / peer.decodeTokensPerSecond).toFixed(2)
+      }x | ${f(boundTps)} |`,
+    );
+  } else {
+    console.log(
+      `| ${length} | ${f(ours.prefillTokensPerSecond)} | ${ours.ttftMs.toFixed(0)} | ${
+        f(ours.decodeTokensPerSecond)
+      } | ` +
+        `${f(boundTps)} (${row.decodePercentOfBound.toFixed(0)}%) | ${row.peakMemoryGiB.toFixed(2)} |`,
+    );
+  }
+}
+if (values.peer) console.log(`peer: ${rows[0].peer!.version}; flash attention ${rows[0].peer!.flashAttention}`);
+if (values.json) Deno.writeTextFileSync(values.json, JSON.stringify(rows.length === 1 ? rows[0] : rows, null, 2));
 model.dispose();

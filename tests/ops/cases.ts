@@ -206,6 +206,36 @@ for (const dtype of WEIGHT_DTYPES) {
   }
 }
 
+// ---- vision: SigLIP patch im2col, Gemma 3 projector pooling -------------------------------------------
+for (const [n, c, h, w, p] of [[1, 3, 8, 8, 4], [2, 3, 12, 20, 4], [1, 3, 28, 28, 14], [1, 1, 5, 5, 1]]) {
+  add({
+    op: "patch_extract",
+    name: `n=${n} c=${c} ${h}x${w} patch=${p}`,
+    nmse: 1e-13, // a pure copy: only the reference's f64 inputs differ from the stored f32
+    setup(rng) {
+      const px = rng.floats(n * c * h * w, -1, 1);
+      return {
+        reference: () => ref.patchExtract(px, n, c, h, w, p),
+        run: (b) => run(b, (s) => ops.patchExtract(s.t(px, [n, c, h, w]), p)),
+      };
+    },
+  });
+}
+for (const [n, gh, gw, c, k] of [[1, 8, 8, 32, 2], [2, 6, 9, 5, 3], [1, 64, 64, 72, 4], [1, 3, 3, 7, 1]]) {
+  add({
+    op: "avg_pool2d",
+    name: `n=${n} grid=${gh}x${gw} c=${c} kernel=${k}`,
+    nmse: 1e-12,
+    setup(rng) {
+      const x = rng.floats(n * gh * gw * c, -3, 3);
+      return {
+        reference: () => ref.avgPool2d(x, n, gh, gw, c, k),
+        run: (b) => run(b, (s) => ops.avgPool2d(s.t(x, [n, gh * gw, c]), { gridH: gh, gridW: gw, kernel: k })),
+      };
+    },
+  });
+}
+
 // ---- linear: m = 1 takes the matrix-vector path, m > 1 the tiled one ---------------------------------
 const LINEAR_SHAPES: [m: number, n: number, k: number, bias: boolean][] = [
   [1, 1, 1, false],
@@ -880,6 +910,130 @@ for (const c of SAMPLE_CASES) {
           }
           return result(st.toArray(), hist.toArray(), lg.toArray());
         },
+      };
+    },
+  });
+}
+
+// ---- moe_route / moe_experts (Gemma 4 mixture of experts) -------------------------------------------
+// Router rows check the chosen ids exactly and, separately, the weights. Ties (equal logits, hence equal
+// probabilities) go to the lower expert id on every backend; the last case straddles the top-k boundary.
+const MOE_ROUTE_CASES: {
+  label: string;
+  tokens: number;
+  experts: number;
+  topK: number;
+  scale: DType | null;
+  edit?: (x: Float32Array) => void;
+}[] = [
+  { label: "26B-A4B decode", tokens: 1, experts: 128, topK: 8, scale: "f32" },
+  { label: "26B-A4B prefill", tokens: 5, experts: 128, topK: 8, scale: "bf16" },
+  { label: "all experts, no scale", tokens: 4, experts: 7, topK: 7, scale: null },
+  {
+    label: "ties",
+    tokens: 3,
+    experts: 16,
+    topK: 4,
+    scale: "f16",
+    edit: (x) => {
+      x.fill(0, 0, 16); // row 0: all equal
+      for (const j of [9, 2, 14, 5, 7]) x[16 + j] = 5; // row 1: five equal maxima
+      x.fill(-3, 32, 48); // row 2: three clear winners, then three equal for the last slot (id 4 wins)
+      x.set([4, 3.5, 3], 32 + 10);
+      for (const j of [13, 4, 8]) x[32 + j] = 2.5;
+    },
+  },
+];
+for (const c of MOE_ROUTE_CASES) {
+  for (const part of ["ids", "weights"] as const) {
+    add({
+      op: "moe_route",
+      name: `${c.label}: tokens=${c.tokens} experts=${c.experts} top_k=${c.topK} scale=${c.scale ?? "none"} (${part})`,
+      nmse: 1e-12,
+      exact: part === "ids",
+      setup(rng) {
+        const logits = rng.floats(c.tokens * c.experts, -4, 4), scale = rng.floats(c.experts, 0.5, 1.5);
+        c.edit?.(logits);
+        return {
+          reference: () => {
+            const r = ref.moeRoute(logits, c.scale ? roundTo(scale, c.scale) : null, c.experts, c.topK);
+            return part === "ids" ? r.ids : r.weights;
+          },
+          run: (b) => {
+            using s = new Scope(b);
+            const sc = c.scale ? s.t(scale, [c.experts], c.scale) : null;
+            const r = ops.moeRoute(s.t(logits, [c.tokens, c.experts]), sc, c.topK);
+            s.keep(r.ids);
+            s.keep(r.weights);
+            return (part === "ids" ? r.ids : r.weights).toArray();
+          },
+        };
+      },
+    });
+  }
+}
+
+// Experts: tokens <= 4 take the per-(token, slot) path on CUDA, more the expert-grouped GEMMs; shapes off every
+// tile; 26B-A4B's E=128, k=8 with hidden/inter cut from 2816/704 to 128/48 to keep the reference quick. Tokens share
+// experts (the grouped path's several rows per expert).
+const MOE_EXPERT_SHAPES: [tokens: number, experts: number, topK: number, hidden: number, inter: number][] = [
+  [1, 4, 2, 19, 7],
+  [1, 128, 8, 128, 48],
+  [3, 128, 8, 128, 48],
+  [9, 6, 3, 33, 17],
+  [40, 8, 2, 72, 24],
+];
+function moeIds(rng: Rng, tokens: number, experts: number, topK: number): Int32Array {
+  const ids = new Int32Array(tokens * topK);
+  for (let t = 0; t < tokens; t++) {
+    // Every other token reuses half of the previous token's experts.
+    const pool = Array.from({ length: experts }, (_, j) => j);
+    const chosen: number[] = t % 2 === 1 ? Array.from(ids.subarray((t - 1) * topK, (t - 1) * topK + (topK >> 1))) : [];
+    const free = pool.filter((j) => !chosen.includes(j));
+    while (chosen.length < topK) chosen.push(free.splice(Math.floor(rng.next() * free.length), 1)[0]);
+    ids.set(chosen, t * topK);
+  }
+  return ids;
+}
+const moeExpertRows: [DType, number, number, number, number, number][] = [
+  ...WEIGHT_DTYPES.flatMap((d) =>
+    MOE_EXPERT_SHAPES.map((s) => [d, ...s] as [DType, number, number, number, number, number])
+  ),
+  ["q8_0", 3, 8, 2, 64, 32],
+  ["q5_0", 6, 5, 3, 96, 64],
+  ["q4_k", 5, 4, 2, 256, 256],
+  ["q6_k", 1, 4, 2, 256, 512],
+];
+for (const [dtype, tokens, experts, topK, hidden, inter] of moeExpertRows) {
+  add({
+    op: "moe_experts",
+    name: `tokens=${tokens} experts=${experts} top_k=${topK} hidden=${hidden} inter=${inter} ${dtype}`,
+    nmse: 1e-10,
+    setup(rng) {
+      const x = rng.floats(tokens * hidden), ids = moeIds(rng, tokens, experts, topK);
+      const weights = rng.floats(tokens * topK, 0, 1);
+      const quant = QUANT_DTYPES.includes(dtype as QuantDType);
+      const gu = quant
+        ? randomQuantBlocks(rng, dtype as QuantDType, experts * 2 * inter, hidden)
+        : rng.floats(experts * 2 * inter * hidden, -0.2, 0.2);
+      const dn = quant
+        ? randomQuantBlocks(rng, dtype as QuantDType, experts * hidden, inter)
+        : rng.floats(experts * hidden * inter, -0.2, 0.2);
+      const values = (w: Float32Array | Uint8Array) =>
+        quant ? dequantize(w as Uint8Array, dtype as QuantDType) : roundTo(w as Float32Array, dtype);
+      const tensor = (s: Scope, w: Float32Array | Uint8Array, shape: number[]) =>
+        quant ? s.raw(w as Uint8Array, shape, dtype) : s.t(w as Float32Array, shape, dtype);
+      return {
+        reference: () => ref.moeExperts(x, ids, weights, values(gu), values(dn), topK, hidden, inter),
+        run: (b) =>
+          run(b, (s) =>
+            ops.moeExperts(
+              s.t(x, [tokens, hidden]),
+              s.t(ids, [tokens, topK], "i32"),
+              s.t(weights, [tokens, topK]),
+              tensor(s, gu, [experts, 2 * inter, hidden]),
+              tensor(s, dn, [experts, hidden, inter]),
+            )),
       };
     },
   });

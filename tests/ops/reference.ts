@@ -42,6 +42,39 @@ export function layerNorm(x: Arr, w: Arr, b: Arr | null, eps: number, dim: numbe
   return out;
 }
 
+/** im2col of Conv2d(kernel = stride = patch): [n, c, h, w] -> [n, (h/p)(w/p), c·p·p], rows in (c, ky, kx) order. */
+export function patchExtract(px: Arr, n: number, c: number, h: number, w: number, p: number): Float64Array {
+  const gw = w / p, row = c * p * p, cells = (h / p) * gw;
+  const out = new Float64Array(n * cells * row);
+  for (let i = 0; i < out.length; i++) {
+    const e = i % row, cell = Math.floor(i / row) % cells, b = Math.floor(i / (row * cells));
+    const ch = Math.floor(e / (p * p)), ky = Math.floor(e / p) % p, kx = e % p;
+    const y = Math.floor(cell / gw) * p + ky, x = (cell % gw) * p + kx;
+    out[i] = px[((b * c + ch) * h + y) * w + x];
+  }
+  return out;
+}
+
+/** nn.AvgPool2d(k, stride k) on NCHW, fed the token-major grid transposed as the Gemma 3 projector does. */
+export function avgPool2d(x: Arr, n: number, gh: number, gw: number, c: number, k: number): Float64Array {
+  const oh = gh / k, ow = gw / k;
+  const out = new Float64Array(n * oh * ow * c);
+  for (let b = 0; b < n; b++) {
+    for (let ch = 0; ch < c; ch++) {
+      for (let oy = 0; oy < oh; oy++) {
+        for (let ox = 0; ox < ow; ox++) {
+          let sum = 0;
+          for (let y = oy * k; y < (oy + 1) * k; y++) {
+            for (let xx = ox * k; xx < (ox + 1) * k; xx++) sum += x[((b * gh + y) * gw + xx) * c + ch];
+          }
+          out[((b * oh + oy) * ow + ox) * c + ch] = sum / (k * k);
+        }
+      }
+    }
+  }
+  return out;
+}
+
 export function linear(x: Arr, w: Arr, b: Arr | null, m: number, n: number, k: number): Float64Array {
   const out = new Float64Array(m * n);
   for (let i = 0; i < m; i++) {
@@ -131,9 +164,10 @@ export function attentionPrefill(q: Arr, k: Arr, v: Arr, o: PrefillRef): Float64
     const p = o.qPos0 + i;
     const visible: number[] = [];
     for (let j = 0; j < o.kvLen; j++) {
-      const base = (!o.causal || j <= p) && (o.window === 0 || j > p - o.window);
+      // transformers' sliding masks: AND(window, OR(causal, same span)).
+      const inWindow = o.window === 0 || j > p - o.window;
       const span = o.spanIds !== null && o.spanIds[j] !== 0 && o.spanIds[j] === o.spanIds[p];
-      if (base || span) visible.push(j);
+      if (inWindow && (!o.causal || j <= p || span)) visible.push(j);
     }
     for (let h = 0; h < o.qHeads; h++) {
       const kvh = Math.floor(h / group);
@@ -397,4 +431,65 @@ export function sample(
   state[STATE_POSITION] += 1;
   state[STATE_STEP] += 1;
   if (h >= cap || Array.from(stopIds).includes(token)) state[STATE_DONE] = 1;
+}
+
+/**
+ * Gemma4TextRouter after its projection: softmax, the top_k largest (descending, equal values to the lower id),
+ * divided by their sum, times per_expert_scale[id].
+ */
+export function moeRoute(logits: Arr, scale: Arr | null, experts: number, topK: number) {
+  const tokens = logits.length / experts;
+  const ids = new Int32Array(tokens * topK), weights = new Float64Array(tokens * topK);
+  const p = softmax(logits, experts);
+  for (let t = 0; t < tokens; t++) {
+    const order = Array.from({ length: experts }, (_, j) => j);
+    order.sort((a, b) => p[t * experts + b] - p[t * experts + a] || a - b);
+    const chosen = order.slice(0, topK);
+    const sum = chosen.reduce((s, j) => s + p[t * experts + j], 0);
+    chosen.forEach((j, i) => {
+      ids[t * topK + i] = j;
+      weights[t * topK + i] = p[t * experts + j] / sum * (scale ? scale[j] : 1);
+    });
+  }
+  return { ids, weights };
+}
+
+/**
+ * Gemma4TextExperts: out[t] = Σ_j weights[t, j] · down[e] · (gelu_tanh(gate) · up), [gate; up] = gate_up[e] · x[t],
+ * e = ids[t, j]; gate_up [E, 2I, H], down [E, H, I].
+ */
+export function moeExperts(
+  x: Arr,
+  ids: Arr,
+  weights: Arr,
+  gateUp: Arr,
+  down: Arr,
+  topK: number,
+  hidden: number,
+  inter: number,
+): Float64Array {
+  const tokens = x.length / hidden;
+  const out = new Float64Array(tokens * hidden);
+  const h = new Float64Array(inter);
+  for (let t = 0; t < tokens; t++) {
+    for (let j = 0; j < topK; j++) {
+      const e = ids[t * topK + j], w = weights[t * topK + j];
+      const gu = e * 2 * inter * hidden;
+      for (let i = 0; i < inter; i++) {
+        let g = 0, u = 0;
+        for (let c = 0; c < hidden; c++) {
+          g += gateUp[gu + i * hidden + c] * x[t * hidden + c];
+          u += gateUp[gu + (inter + i) * hidden + c] * x[t * hidden + c];
+        }
+        h[i] = geluTanh(g) * u;
+      }
+      const d = e * hidden * inter;
+      for (let o = 0; o < hidden; o++) {
+        let y = 0;
+        for (let i = 0; i < inter; i++) y += down[d + o * inter + i] * h[i];
+        out[t * hidden + o] += w * y;
+      }
+    }
+  }
+  return out;
 }

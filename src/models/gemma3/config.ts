@@ -4,19 +4,16 @@
  * ref: transformers models/gemma3/configuration_gemma3.py (Gemma3TextConfig).
  * @module
  */
-import { GemmakitError } from "../../ffi/errors.ts";
+import {
+  ConfigError,
+  ConfigReader,
+  type Json,
+  type LayerType,
+  readLayerTypes,
+  readSpecialTokens,
+} from "../common/config.ts";
 
-/** A config.json that is not a Gemma 3 text model we can run; lists every problem found. */
-export class ConfigError extends GemmakitError {
-  override name = "ConfigError";
-  readonly problems: string[];
-  constructor(source: string, problems: string[]) {
-    super("config", `${source}:\n  - ${problems.join("\n  - ")}`);
-    this.problems = problems;
-  }
-}
-
-export type LayerType = "sliding_attention" | "full_attention";
+export { ConfigError, type LayerType };
 
 /** RoPE of one layer type. Only the kinds Gemma 3 checkpoints use; others are refused at parse time. */
 export interface RopeParams {
@@ -69,42 +66,7 @@ export interface Gemma3Model {
   layers: LayerSpec[];
 }
 
-type Json = Record<string, unknown>;
-
-class Reader {
-  problems: string[] = [];
-  constructor(readonly obj: Json, readonly prefix: string) {}
-
-  int(key: string, fallback?: number, min = 1): number {
-    const v = this.obj[key] ?? fallback;
-    if (typeof v !== "number" || !Number.isInteger(v) || v < min) {
-      this.problems.push(`${this.prefix}${key} must be an integer >= ${min}, got ${JSON.stringify(v)}`);
-      return min;
-    }
-    return v;
-  }
-
-  num(key: string, fallback?: number): number {
-    const v = this.obj[key] ?? fallback;
-    if (typeof v !== "number" || !Number.isFinite(v)) {
-      this.problems.push(`${this.prefix}${key} must be a number, got ${JSON.stringify(v)}`);
-      return 0;
-    }
-    return v;
-  }
-
-  optionalPositive(key: string): number | null {
-    const v = this.obj[key];
-    if (v === undefined || v === null) return null;
-    if (typeof v !== "number" || !(v > 0)) {
-      this.problems.push(`${this.prefix}${key} must be a positive number or null, got ${JSON.stringify(v)}`);
-      return null;
-    }
-    return v;
-  }
-}
-
-function parseRope(r: Reader, raw: unknown, where: string, theta: number): RopeParams {
+function parseRope(r: ConfigReader, raw: unknown, where: string, theta: number): RopeParams {
   if (raw === undefined || raw === null) return { type: "default", theta, factor: 1 };
   if (typeof raw !== "object") {
     r.problems.push(`${where} must be an object, got ${JSON.stringify(raw)}`);
@@ -149,7 +111,7 @@ export function parseGemma3Config(json: unknown, source = "config.json"): Gemma3
       `model_type ${JSON.stringify(modelType)} is not a Gemma 3 model (gemma3_text or gemma3)`,
     ]);
   }
-  const r = new Reader(text, prefix);
+  const r = new ConfigReader(text, prefix);
   const numHiddenLayers = r.int("num_hidden_layers", 26);
   const numAttentionHeads = r.int("num_attention_heads", 8);
   const numKeyValueHeads = r.int("num_key_value_heads", numAttentionHeads);
@@ -172,14 +134,7 @@ export function parseGemma3Config(json: unknown, source = "config.json"): Gemma3
   // Layer kinds: explicit layer_types, else the sliding_window_pattern rule (every Nth layer is full).
   let layerTypes: LayerType[];
   if (Array.isArray(text.layer_types)) {
-    layerTypes = text.layer_types.map((t, i) => {
-      if (t === "sliding_attention" || t === "full_attention") return t;
-      r.problems.push(`${prefix}layer_types[${i}] "${t}" is not sliding_attention or full_attention`);
-      return "full_attention";
-    });
-    if (layerTypes.length !== numHiddenLayers) {
-      r.problems.push(`${prefix}layer_types has ${layerTypes.length} entries for ${numHiddenLayers} layers`);
-    }
+    layerTypes = readLayerTypes(r, text.layer_types, numHiddenLayers);
   } else {
     const pattern = r.int("sliding_window_pattern", 6);
     layerTypes = Array.from(
@@ -211,8 +166,6 @@ export function parseGemma3Config(json: unknown, source = "config.json"): Gemma3
     };
   }
 
-  const eos = text.eos_token_id ?? top.eos_token_id ?? 1;
-  const eosTokenIds = (Array.isArray(eos) ? eos : [eos]).filter((v): v is number => typeof v === "number");
   const config: Gemma3TextConfig = {
     vocabSize: r.int("vocab_size", 262208),
     hiddenSize: r.int("hidden_size", 2304),
@@ -229,9 +182,7 @@ export function parseGemma3Config(json: unknown, source = "config.json"): Gemma3
     layerTypes,
     rope,
     tieWordEmbeddings: (text.tie_word_embeddings ?? top.tie_word_embeddings ?? true) !== false,
-    bosTokenId: typeof text.bos_token_id === "number" ? text.bos_token_id : 2,
-    eosTokenIds,
-    padTokenId: typeof text.pad_token_id === "number" ? text.pad_token_id : 0,
+    ...readSpecialTokens(text, top),
   };
   if (!(config.queryPreAttnScalar > 0)) r.problems.push(`${prefix}query_pre_attn_scalar must be positive`);
   if (r.problems.length > 0) throw new ConfigError(source, r.problems);

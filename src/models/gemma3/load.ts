@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { openGguf } from "../../formats/gguf.ts";
 import { openSafetensorsDir } from "../../formats/safetensors.ts";
 import type { Backend } from "../../runtime/backend.ts";
-import type { Tensor } from "../../runtime/tensor.ts";
+import { adoptWeights, resolveMaxContext } from "../common/load.ts";
 import { loadWeights, type LoadWeightsOptions, type WeightSource } from "../weights.ts";
 import { ConfigError, type Gemma3Model, parseGemma3Config } from "./config.ts";
 import { gemma3ConfigFromGguf, ggufWeightSource } from "./gguf.ts";
@@ -48,32 +48,10 @@ export function buildGemma3(
   source: WeightSource,
   options: LoadGemma3Options = {},
 ): Gemma3TextModel {
-  const limit = config.text.maxPositionEmbeddings;
-  const maxContext = options.maxContext ?? Math.min(limit, 8192);
-  if (!Number.isInteger(maxContext) || maxContext < 1 || maxContext > limit) {
-    throw new ConfigError(source.path ?? "model", [
-      `maxContext=${maxContext} must be an integer in [1, max_position_embeddings=${limit}]`,
-    ]);
-  }
+  const maxContext = resolveMaxContext(options.maxContext, config.text.maxPositionEmbeddings, source.path ?? "model");
   const weights = loadWeights(backend, source, gemma3TextWeights(config), options);
-  const lookup = (name: string): Tensor => {
-    const t = weights.get(rowName(name)) ?? weights.get(name);
-    if (!t) throw new Error(`weight ${name} is not in the table`);
-    return t;
-  };
-  try {
-    const model = new Gemma3TextModel(backend, config, lookup, maxContext);
-    const dispose = model.dispose.bind(model);
-    // The model owns its weights from here on.
-    model.dispose = () => {
-      dispose();
-      for (const t of weights.values()) t.dispose();
-    };
-    return model;
-  } catch (e) {
-    for (const t of weights.values()) t.dispose();
-    throw e;
-  }
+  // The model owns its weights from here on.
+  return adoptWeights(weights, rowName, (lookup) => new Gemma3TextModel(backend, config, lookup, maxContext));
 }
 
 /**

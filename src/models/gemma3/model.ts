@@ -41,6 +41,22 @@ interface Step {
   /** i32 [1]: position of the first token (KV cache slot; the decode query's position). */
   position0: Tensor;
   decode: boolean;
+  /** i32 [tokens]: prefill only; non-zero ids mark image spans that attend bidirectionally. */
+  spanIds?: Tensor;
+}
+
+/**
+ * What a multimodal prefill adds to the token ids (src/models/multimodal.ts builds it): embeddings that
+ * replace the token embeddings at some positions (the image soft tokens, not scaled) and span ids for the
+ * attention mask.
+ */
+export interface PrefillInjection {
+  /** f32 [rows, hidden]: row r replaces the embedding at positions[r]. */
+  embeds: Tensor;
+  /** Prompt positions of the rows of `embeds`, ascending. */
+  positions: readonly number[];
+  /** [tokens]: keys and queries sharing a non-zero id see each other (transformers' image groups). */
+  spanIds: Int32Array;
 }
 
 export class Gemma3TextModel {
@@ -105,7 +121,7 @@ export class Gemma3TextModel {
     const options = { scale: c.queryPreAttnScalar ** -0.5, window: spec.window };
     const attn = s.ws.get("attn", [T, nH, hd]);
     if (s.decode) attentionDecode(q.reshape([nH, hd]), cache.k, cache.v, s.position0, options, attn.reshape([nH, hd]));
-    else attentionPrefill(q, k, v, { ...options, causal: true, qPos0: 0 }, attn);
+    else attentionPrefill(q, k, v, { ...options, causal: true, qPos0: 0, spanIds: s.spanIds }, attn);
     return linear(attn.reshape([T, nH * hd]), this.#w(`${p}o_proj.weight`), null, s.ws.get("o", [T, c.hiddenSize]));
   }
 
@@ -130,9 +146,10 @@ export class Gemma3TextModel {
   }
 
   /** Embeddings → layers → final norm → tied lm_head (→ softcap). Logits f32 [rows, vocab]. */
-  #forward(ids: Tensor, s: Step, logitsRows: "last" | "all", logits: Tensor): Tensor {
+  #forward(ids: Tensor, s: Step, logitsRows: "last" | "all", logits: Tensor, inject?: PrefillInjection): Tensor {
     const c = this.config.text, T = s.tokens;
     const h = embedding(this.#w("embed_tokens.weight"), ids, this.#embedScale, s.ws.get("h", [T, c.hiddenSize]));
+    if (inject) this.#splice(h, inject);
     for (let i = 0; i < c.numHiddenLayers; i++) this.#layer(i, h, s);
     const last = logitsRows === "last" ? h.rows(T - 1, 1) : h;
     const normed = this.#norm(last, "norm.weight", s.ws.get("final", last.shape));
@@ -142,11 +159,38 @@ export class Gemma3TextModel {
     return logits;
   }
 
+  /** masked_scatter of Gemma3Model.forward: copies the injected rows over the token embeddings, run by run. */
+  #splice(h: Tensor, inject: PrefillInjection): void {
+    const { embeds, positions } = inject;
+    const H = this.config.text.hiddenSize, T = h.shape[0];
+    if (embeds.dtype !== "f32" || embeds.shape.length !== 2 || embeds.shape[1] !== H) {
+      throw new ShapeError(
+        "prefill",
+        `injected embeddings are ${embeds.dtype}[${embeds.shape}], expected f32[*, ${H}]`,
+      );
+    }
+    if (positions.length !== embeds.shape[0]) {
+      throw new ShapeError("prefill", `${positions.length} placeholder positions for ${embeds.shape[0]} injected rows`);
+    }
+    const rowBytes = H * 4;
+    for (let r = 0; r < positions.length;) {
+      let n = 1;
+      while (r + n < positions.length && positions[r + n] === positions[r] + n) n++;
+      const at = positions[r];
+      if (!Number.isInteger(at) || at < 0 || at + n > T || (r > 0 && at <= positions[r - 1])) {
+        throw new ShapeError("prefill", `placeholder positions must ascend inside [0, ${T}), got ${at}`);
+      }
+      this.backend.copy(h.rows(at, n).pointer, embeds.rows(r, n).pointer, n * rowBytes);
+      r += n;
+    }
+  }
+
   /**
    * Runs the whole prompt from position 0, filling the KV cache. Returns logits of the last position
    * (f32 [1, vocab]) or, with `all`, of every position (f32 [T, vocab]). The caller disposes them.
+   * `inject` splices embeddings (image soft tokens) over the token embeddings and sets the span mask.
    */
-  prefill(ids: ArrayLike<number>, logitsRows: "last" | "all" = "last"): Tensor {
+  prefill(ids: ArrayLike<number>, logitsRows: "last" | "all" = "last", inject?: PrefillInjection): Tensor {
     const T = ids.length;
     if (T < 1) throw new ShapeError("prefill", "the prompt is empty");
     if (T > this.maxContext) throw new ContextLengthError("prefill", T, this.maxContext);
@@ -156,9 +200,16 @@ export class Gemma3TextModel {
     const positions = ws.get("positions", [T], "i32");
     positions.write(Int32Array.from({ length: T }, (_, i) => i));
     const step: Step = { ws, tokens: T, positions, position0: positions.rows(0, 1), decode: false };
+    if (inject) {
+      if (inject.spanIds.length !== T) {
+        throw new ShapeError("prefill", `${inject.spanIds.length} span ids for a prompt of ${T} tokens`);
+      }
+      step.spanIds = ws.get("span_ids", [T], "i32");
+      step.spanIds.write(inject.spanIds);
+    }
     const logits = Tensor.empty(this.backend, [logitsRows === "last" ? 1 : T, this.config.text.vocabSize]);
     try {
-      return this.#forward(idsT, step, logitsRows, logits);
+      return this.#forward(idsT, step, logitsRows, logits, inject);
     } catch (e) {
       logits.dispose();
       throw e;

@@ -1,0 +1,39 @@
+/**
+ * Every bound the server enforces, with defaults sized for a small model on one machine. Each one caps a
+ * resource a single request could otherwise exhaust: memory (body, images), compute (prompt, max_tokens),
+ * latency for everyone else (the queue).
+ * @module
+ */
+export interface Limits {
+  /** Largest request body in bytes (JSON, images included as data URLs). Default 20 MiB. */
+  maxBodyBytes: number;
+  /** Largest image after base64 decoding or download, in bytes. Default 10 MiB. */
+  maxImageBytes: number;
+  /** Most images in one request. Default 8. */
+  maxImages: number;
+  /** Longest prompt in tokens (also bounded by the model's context). Default: the model's context. */
+  maxPromptTokens: number;
+  /** Largest max_tokens a request may ask for. Default 4096. */
+  maxTokens: number;
+  /** max_tokens when a chat request gives none (completions default to OpenAI's 16). Default 512. */
+  defaultMaxTokens: number;
+  /** Requests that may wait for the model; one more is refused with 503. Default 32. */
+  maxQueue: number;
+}
+
+/** Remote (http/https) image URLs: refused unless the operator allows them. */
+export interface RemoteImages {
+  allow: boolean;
+  /** Whole download, headers to last byte. Default 10 s. */
+  timeoutMs: number;
+}
+
+export const DEFAULT_LIMITS: Limits = {
+  maxBodyBytes: 20 << 20,
+  maxImageBytes: 10 << 20,
+  maxImages: 8,
+  maxPromptTokens: Number.POSITIVE_INFINITY,
+  maxTokens: 4096,
+  defaultMaxTokens: 512,
+  maxQueue: 32,
+};

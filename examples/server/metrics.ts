@@ -1,0 +1,83 @@
+/**
+ * Server metrics in Prometheus' text exposition format (version 0.0.4): request counts by route and
+ * status, token counts, queue depth, time to first token and decode speed. Kept by hand: a few counters and
+ * two histograms do not need a client library.
+ * @module
+ */
+
+class Histogram {
+  readonly counts: number[];
+  sum = 0;
+  count = 0;
+  constructor(readonly buckets: number[]) {
+    this.counts = buckets.map(() => 0);
+  }
+  observe(v: number): void {
+    this.sum += v;
+    this.count++;
+    this.buckets.forEach((b, i) => v <= b && this.counts[i]++);
+  }
+  lines(name: string): string[] {
+    return [
+      ...this.buckets.map((b, i) => `${name}_bucket{le="${b}"} ${this.counts[i]}`),
+      `${name}_bucket{le="+Inf"} ${this.count}`,
+      `${name}_sum ${this.sum}`,
+      `${name}_count ${this.count}`,
+    ];
+  }
+}
+
+const label = (v: string) => v.replace(/[\\"\n]/g, (c) => (c === "\n" ? "\\n" : `\\${c}`));
+
+export class Metrics {
+  readonly #requests = new Map<string, number>();
+  promptTokens = 0;
+  completionTokens = 0;
+  readonly ttft = new Histogram([0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]);
+  readonly decodeSpeed = new Histogram([1, 5, 10, 25, 50, 100, 200, 400, 800]);
+
+  /** Counts a finished request (any route, any status). */
+  request(route: string, status: number): void {
+    const key = `route="${label(route)}",status="${status}"`;
+    this.#requests.set(key, (this.#requests.get(key) ?? 0) + 1);
+  }
+
+  /** Counts a finished generation. */
+  generation(r: { promptTokens: number; completionTokens: number; ttftSeconds?: number; decodeTps: number }): void {
+    this.promptTokens += r.promptTokens;
+    this.completionTokens += r.completionTokens;
+    if (r.ttftSeconds !== undefined) this.ttft.observe(r.ttftSeconds);
+    if (r.completionTokens > 1 && Number.isFinite(r.decodeTps)) this.decodeSpeed.observe(r.decodeTps);
+  }
+
+  /** The exposition text; `gauges` are read at scrape time. */
+  render(gauges: { queueDepth: number; inFlight: number; nativeMemoryBytes: number }): string {
+    const out = [
+      "# HELP gemmakit_requests_total HTTP requests served, by route and status.",
+      "# TYPE gemmakit_requests_total counter",
+      ...[...this.#requests].map(([k, v]) => `gemmakit_requests_total{${k}} ${v}`),
+      "# HELP gemmakit_prompt_tokens_total Prompt tokens processed.",
+      "# TYPE gemmakit_prompt_tokens_total counter",
+      `gemmakit_prompt_tokens_total ${this.promptTokens}`,
+      "# HELP gemmakit_completion_tokens_total Tokens generated.",
+      "# TYPE gemmakit_completion_tokens_total counter",
+      `gemmakit_completion_tokens_total ${this.completionTokens}`,
+      "# HELP gemmakit_queue_depth Requests waiting for the model.",
+      "# TYPE gemmakit_queue_depth gauge",
+      `gemmakit_queue_depth ${gauges.queueDepth}`,
+      "# HELP gemmakit_requests_in_flight Generations running now (one model serves one at a time).",
+      "# TYPE gemmakit_requests_in_flight gauge",
+      `gemmakit_requests_in_flight ${gauges.inFlight}`,
+      "# HELP gemmakit_native_memory_bytes Device (or host, on the CPU backend) memory the backend holds.",
+      "# TYPE gemmakit_native_memory_bytes gauge",
+      `gemmakit_native_memory_bytes ${gauges.nativeMemoryBytes}`,
+      "# HELP gemmakit_time_to_first_token_seconds From request arrival (queueing included) to the first token.",
+      "# TYPE gemmakit_time_to_first_token_seconds histogram",
+      ...this.ttft.lines("gemmakit_time_to_first_token_seconds"),
+      "# HELP gemmakit_decode_tokens_per_second Decode speed of each generation.",
+      "# TYPE gemmakit_decode_tokens_per_second histogram",
+      ...this.decodeSpeed.lines("gemmakit_decode_tokens_per_second"),
+    ];
+    return out.join("\n") + "\n";
+  }
+}

@@ -1,0 +1,274 @@
+/**
+ * Parses and checks OpenAI request bodies (chat completions and legacy completions) into the library's
+ * generation input and options. Every wrong field is a 400 naming the field (`param`), so a client sees
+ * what to fix; fields this server does not implement but that change nothing essential are ignored.
+ * @module
+ */
+import type { ChatMessage } from "../../mod.ts";
+import type { ToolSpec } from "./generation.ts";
+import { ApiError, invalid } from "./errors.ts";
+import { imageBytes } from "./images.ts";
+import type { Limits, RemoteImages } from "./limits.ts";
+
+/** What a request asks the model for, in the library's terms. */
+export interface GenerationRequest {
+  model: string;
+  /** Chat messages (converted), or a raw prompt. */
+  input: { messages: ChatMessage[] } | { prompt: string };
+  maxTokens?: number;
+  sampling: { temperature?: number; topP?: number; topK?: number; seed?: number };
+  stop: string[];
+  /** OpenAI function tools, as {type: "function", function: {name, description, parameters}}. */
+  tools?: ToolSpec[];
+  /** The chat template's thinking switch (Gemma 4), from reasoning_effort; undefined: the template's default. */
+  thinking?: boolean;
+  stream: boolean;
+  includeUsage: boolean;
+  /** How many images the messages carry. */
+  images: number;
+}
+
+type Json = Record<string, unknown>;
+
+const isObject = (v: unknown): v is Json => typeof v === "object" && v !== null && !Array.isArray(v);
+const show = (v: unknown) => (v === null ? "null" : Array.isArray(v) ? "an array" : typeof v);
+
+function optNumber(body: Json, key: string, min: number, max: number, integer = false): number | undefined {
+  const v = body[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== "number" || !Number.isFinite(v)) throw invalid(key, `${key} must be a number, got ${show(v)}`);
+  if (integer && !Number.isInteger(v)) throw invalid(key, `${key} must be an integer, got ${v}`);
+  if (v < min || v > max) throw invalid(key, `${key} must be between ${min} and ${max}, got ${v}`);
+  return v;
+}
+
+function optBoolean(body: Json, key: string): boolean {
+  const v = body[key];
+  if (v === undefined || v === null) return false;
+  if (typeof v !== "boolean") throw invalid(key, `${key} must be a boolean, got ${show(v)}`);
+  return v;
+}
+
+function stopStrings(body: Json): string[] {
+  const v = body.stop;
+  if (v === undefined || v === null) return [];
+  const list = typeof v === "string" ? [v] : v;
+  if (!Array.isArray(list) || !list.every((s) => typeof s === "string")) {
+    throw invalid("stop", "stop must be a string or an array of strings");
+  }
+  if (list.length > 4) throw invalid("stop", `stop takes at most 4 strings, got ${list.length}`);
+  return list.filter((s) => s.length > 0);
+}
+
+function maxTokens(body: Json, limits: Limits): number | undefined {
+  const a = optNumber(body, "max_completion_tokens", 1, limits.maxTokens, true);
+  const b = optNumber(body, "max_tokens", 1, limits.maxTokens, true);
+  return a ?? b;
+}
+
+/** The fields chat and legacy completions share. */
+function common(body: Json, limits: Limits) {
+  if (typeof body.model !== "string" || !body.model) {
+    throw invalid("model", `model must be a non-empty string, got ${show(body.model)}`);
+  }
+  // One choice per request: the model serves one generation at a time.
+  if (body.n !== undefined && body.n !== null && body.n !== 1) {
+    throw invalid("n", `n=${JSON.stringify(body.n)} is not supported: this server returns one choice (n=1)`);
+  }
+  const seed = optNumber(body, "seed", Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER, true);
+  const streamOptions = body.stream_options;
+  if (streamOptions !== undefined && streamOptions !== null && !isObject(streamOptions)) {
+    throw invalid("stream_options", "stream_options must be an object");
+  }
+  return {
+    model: body.model,
+    maxTokens: maxTokens(body, limits),
+    sampling: {
+      temperature: optNumber(body, "temperature", 0, 2),
+      topP: optNumber(body, "top_p", Number.MIN_VALUE, 1),
+      topK: optNumber(body, "top_k", 0, 1 << 20, true),
+      // OpenAI takes any integer seed; the device sampler takes 32 bits.
+      seed: seed === undefined ? undefined : ((seed % 2 ** 32) + 2 ** 32) % 2 ** 32,
+    },
+    stop: stopStrings(body),
+    stream: optBoolean(body, "stream"),
+    includeUsage: isObject(streamOptions) && streamOptions.include_usage === true,
+  };
+}
+
+const ROLES = new Set(["system", "developer", "user", "assistant", "tool"]);
+
+function textOf(content: unknown, param: string): string {
+  if (typeof content === "string") return content;
+  if (Array.isArray(content)) {
+    return content.map((p, i) => {
+      if (!isObject(p) || p.type !== "text" || typeof p.text !== "string") {
+        throw invalid(`${param}[${i}]`, `${param}[${i}] must be a text part {type: "text", text: string} here`);
+      }
+      return p.text;
+    }).join("\n");
+  }
+  throw invalid(param, `${param} must be a string or an array of content parts, got ${show(content)}`);
+}
+
+/** OpenAI's assistant tool_calls (arguments as a JSON string) → the chat template's (arguments as an object). */
+function toolCallsOf(v: unknown, param: string): unknown[] {
+  if (!Array.isArray(v)) throw invalid(param, `${param} must be an array`);
+  return v.map((call, i) => {
+    const p = `${param}[${i}]`;
+    if (!isObject(call) || !isObject(call.function) || typeof call.function.name !== "string") {
+      throw invalid(p, `${p} must be {id, type: "function", function: {name, arguments}}`);
+    }
+    let args: unknown = call.function.arguments ?? {};
+    if (typeof args === "string") {
+      try {
+        args = JSON.parse(args || "{}");
+      } catch {
+        throw invalid(`${p}.function.arguments`, `${p}.function.arguments is not valid JSON`);
+      }
+    }
+    return { id: call.id, type: "function", function: { name: call.function.name, arguments: args } };
+  });
+}
+
+async function messagesOf(
+  body: Json,
+  limits: Limits,
+  remote: RemoteImages,
+  signal?: AbortSignal,
+): Promise<{ messages: ChatMessage[]; images: number }> {
+  const list = body.messages;
+  if (!Array.isArray(list) || list.length === 0) {
+    throw invalid("messages", `messages must be a non-empty array, got ${show(list)}`);
+  }
+  const images: Promise<void>[] = [];
+  const messages = list.map((m, i): ChatMessage => {
+    const param = `messages[${i}]`;
+    if (!isObject(m)) throw invalid(param, `${param} must be an object, got ${show(m)}`);
+    if (typeof m.role !== "string" || !ROLES.has(m.role)) {
+      throw invalid(
+        `${param}.role`,
+        `${param}.role must be one of system, developer, user, assistant, tool; got ${JSON.stringify(m.role)}`,
+      );
+    }
+    switch (m.role) {
+      case "system":
+      case "developer":
+        return { role: "system", content: textOf(m.content, `${param}.content`) };
+      case "tool":
+        return {
+          role: "tool",
+          content: textOf(m.content, `${param}.content`),
+          ...(typeof m.tool_call_id === "string" ? { tool_call_id: m.tool_call_id } : {}),
+          ...(typeof m.name === "string" ? { name: m.name } : {}),
+        };
+      case "assistant": {
+        const out: ChatMessage = { role: "assistant" };
+        const hasCalls = m.tool_calls !== undefined && m.tool_calls !== null;
+        if (m.content === undefined || m.content === null) {
+          if (!hasCalls) throw invalid(`${param}.content`, `${param}.content is required without tool_calls`);
+          out.content = "";
+        } else out.content = textOf(m.content, `${param}.content`);
+        if (hasCalls) out.tool_calls = toolCallsOf(m.tool_calls, `${param}.tool_calls`);
+        if (typeof m.reasoning_content === "string") out.reasoning_content = m.reasoning_content;
+        return out;
+      }
+      default: { // user
+        if (typeof m.content === "string") return { role: "user", content: m.content };
+        if (!Array.isArray(m.content)) {
+          throw invalid(`${param}.content`, `${param}.content must be a string or an array of content parts`);
+        }
+        const parts = m.content.map((p, j) => {
+          const pp = `${param}.content[${j}]`;
+          if (isObject(p) && p.type === "text" && typeof p.text === "string") return { type: "text", text: p.text };
+          if (isObject(p) && p.type === "image_url") {
+            const url = isObject(p.image_url) ? p.image_url.url : p.image_url;
+            if (typeof url !== "string") throw invalid(`${pp}.image_url`, `${pp}.image_url must be {url: string}`);
+            const part: { type: "image"; bytes?: Uint8Array } = { type: "image" };
+            images.push(imageBytes(url, `${pp}.image_url`, limits, remote, signal).then((b) => void (part.bytes = b)));
+            return part;
+          }
+          const type = isObject(p) ? JSON.stringify(p.type) : show(p);
+          throw invalid(pp, `${pp}: content part type ${type} is not supported (text and image_url are)`);
+        });
+        return { role: "user", content: parts };
+      }
+    }
+  });
+  if (images.length > limits.maxImages) {
+    throw invalid("messages", `at most ${limits.maxImages} images per request, got ${images.length}`);
+  }
+  await Promise.all(images);
+  return { messages, images: images.length };
+}
+
+/**
+ * OpenAI's reasoning_effort → the thinking switch: "none" (and "minimal") off, any other level on. Gemma 4
+ * thinks or not; it has no levels. vLLM's `chat_template_kwargs: {enable_thinking}` is taken as well.
+ */
+function thinkingOf(body: Json): boolean | undefined {
+  const effort = body.reasoning_effort;
+  const kwargs = body.chat_template_kwargs;
+  if (isObject(kwargs) && kwargs.enable_thinking !== undefined) {
+    if (typeof kwargs.enable_thinking !== "boolean") {
+      throw invalid("chat_template_kwargs.enable_thinking", "chat_template_kwargs.enable_thinking must be a boolean");
+    }
+    return kwargs.enable_thinking;
+  }
+  if (effort === undefined || effort === null) return undefined;
+  if (typeof effort !== "string" || !["none", "minimal", "low", "medium", "high"].includes(effort)) {
+    throw invalid(
+      "reasoning_effort",
+      `reasoning_effort must be none, minimal, low, medium or high; got ${JSON.stringify(effort)}`,
+    );
+  }
+  return effort !== "none" && effort !== "minimal";
+}
+
+function toolsOf(body: Json): ToolSpec[] | undefined {
+  const tools = body.tools;
+  if (tools === undefined || tools === null) return undefined;
+  if (!Array.isArray(tools)) throw invalid("tools", "tools must be an array");
+  tools.forEach((t, i) => {
+    if (!isObject(t) || t.type !== "function" || !isObject(t.function) || typeof t.function.name !== "string") {
+      throw invalid(`tools[${i}]`, `tools[${i}] must be {type: "function", function: {name, description, parameters}}`);
+    }
+  });
+  const choice = body.tool_choice;
+  if (choice === "none") return undefined;
+  if (choice !== undefined && choice !== null && choice !== "auto") {
+    throw invalid("tool_choice", `tool_choice ${JSON.stringify(choice)} is not supported ("auto" and "none" are)`);
+  }
+  return tools.length ? tools as ToolSpec[] : undefined;
+}
+
+function objectBody(body: unknown): Json {
+  if (!isObject(body)) throw new ApiError(400, `the request body must be a JSON object, got ${show(body)}`);
+  return body;
+}
+
+export async function parseChatRequest(
+  raw: unknown,
+  limits: Limits,
+  remote: RemoteImages,
+  signal?: AbortSignal,
+): Promise<GenerationRequest> {
+  const body = objectBody(raw);
+  const c = common(body, limits);
+  const tools = toolsOf(body);
+  const { messages, images } = await messagesOf(body, limits, remote, signal);
+  return { ...c, input: { messages }, tools, thinking: thinkingOf(body), images };
+}
+
+export function parseCompletionRequest(raw: unknown, limits: Limits): GenerationRequest {
+  const body = objectBody(raw);
+  const c = common(body, limits);
+  let prompt = body.prompt;
+  if (Array.isArray(prompt) && prompt.length === 1) prompt = prompt[0];
+  if (typeof prompt !== "string") {
+    throw invalid("prompt", `prompt must be a string (or an array of one string), got ${show(body.prompt)}`);
+  }
+  if (!prompt) throw invalid("prompt", "prompt is empty");
+  // OpenAI's default for legacy completions.
+  return { ...c, maxTokens: c.maxTokens ?? 16, input: { prompt }, images: 0 };
+}

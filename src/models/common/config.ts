@@ -1,0 +1,92 @@
+/**
+ * What every model family's config parser shares: the error that lists every problem found, and a reader of
+ * typed fields that records problems instead of throwing at the first one.
+ * @module
+ */
+import { GemmakitError } from "../../ffi/errors.ts";
+
+/** A config.json that is not a model we can run; lists every problem found. */
+export class ConfigError extends GemmakitError {
+  override name = "ConfigError";
+  readonly problems: string[];
+  constructor(source: string, problems: string[]) {
+    super("config", `${source}:\n  - ${problems.join("\n  - ")}`);
+    this.problems = problems;
+  }
+}
+
+export type Json = Record<string, unknown>;
+
+/** Reads fields of one JSON object (`prefix` names it in messages, e.g. "text_config."), collecting problems. */
+export class ConfigReader {
+  problems: string[] = [];
+  constructor(readonly obj: Json, readonly prefix: string) {}
+
+  /** An integer >= min; `fallback` undefined makes the field required. */
+  int(key: string, fallback?: number, min = 1): number {
+    const v = this.obj[key] ?? fallback;
+    if (v === undefined) {
+      this.problems.push(`${this.prefix}${key} is required (an integer >= ${min})`);
+      return min;
+    }
+    if (typeof v !== "number" || !Number.isInteger(v) || v < min) {
+      this.problems.push(`${this.prefix}${key} must be an integer >= ${min}, got ${JSON.stringify(v)}`);
+      return min;
+    }
+    return v;
+  }
+
+  num(key: string, fallback?: number): number {
+    const v = this.obj[key] ?? fallback;
+    if (typeof v !== "number" || !Number.isFinite(v)) {
+      this.problems.push(`${this.prefix}${key} must be a number, got ${JSON.stringify(v)}`);
+      return 0;
+    }
+    return v;
+  }
+
+  bool(key: string, fallback: boolean): boolean {
+    const v = this.obj[key] ?? fallback;
+    if (typeof v !== "boolean") {
+      this.problems.push(`${this.prefix}${key} must be true or false, got ${JSON.stringify(v)}`);
+      return fallback;
+    }
+    return v;
+  }
+
+  optionalPositive(key: string): number | null {
+    const v = this.obj[key];
+    if (v === undefined || v === null) return null;
+    if (typeof v !== "number" || !(v > 0)) {
+      this.problems.push(`${this.prefix}${key} must be a positive number or null, got ${JSON.stringify(v)}`);
+      return null;
+    }
+    return v;
+  }
+}
+
+export type LayerType = "sliding_attention" | "full_attention";
+
+/** layer_types as written, each checked; `count` entries expected. */
+export function readLayerTypes(r: ConfigReader, raw: unknown[], count: number): LayerType[] {
+  const types = raw.map((t, i): LayerType => {
+    if (t === "sliding_attention" || t === "full_attention") return t;
+    r.problems.push(`${r.prefix}layer_types[${i}] "${t}" is not sliding_attention or full_attention`);
+    return "full_attention";
+  });
+  if (types.length !== count) r.problems.push(`${r.prefix}layer_types has ${types.length} entries for ${count} layers`);
+  return types;
+}
+
+/** The special token ids (text_config first, then the top level, then Gemma's 2 / [1] / 0). */
+export function readSpecialTokens(
+  text: Json,
+  top: Json,
+): { bosTokenId: number; eosTokenIds: number[]; padTokenId: number } {
+  const eos = text.eos_token_id ?? top.eos_token_id ?? 1;
+  return {
+    bosTokenId: typeof text.bos_token_id === "number" ? text.bos_token_id : 2,
+    eosTokenIds: (Array.isArray(eos) ? eos : [eos]).filter((v): v is number => typeof v === "number"),
+    padTokenId: typeof text.pad_token_id === "number" ? text.pad_token_id : 0,
+  };
+}

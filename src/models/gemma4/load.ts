@@ -1,0 +1,40 @@
+/**
+ * Loads a Gemma 4 text checkpoint directory (config.json + safetensors, single or sharded) onto a backend:
+ * config parsed and checked, every weight checked against the table in one pass (and no projection the
+ * config says is absent), then streamed to the device.
+ * @module
+ */
+import { join } from "node:path";
+import { openSafetensorsDir } from "../../formats/safetensors.ts";
+import type { Backend } from "../../runtime/backend.ts";
+import { adoptWeights, resolveMaxContext } from "../common/load.ts";
+import { loadWeights, type LoadWeightsOptions, type WeightSource } from "../weights.ts";
+import { readConfig } from "../gemma3/load.ts";
+import { type Gemma4Model, parseGemma4Config } from "./config.ts";
+import { Gemma4TextModel } from "./model.ts";
+import { gemma4TextWeights, rowName, unexpectedGemma4Weights } from "./weights.ts";
+
+export interface LoadGemma4Options extends LoadWeightsOptions {
+  /** Context length to allocate the KV cache for. Default: the config's max_position_embeddings, at most 8192. */
+  maxContext?: number;
+}
+
+export function loadGemma4Text(backend: Backend, dir: string, options: LoadGemma4Options = {}): Gemma4TextModel {
+  const config = parseGemma4Config(readConfig(dir), join(dir, "config.json"));
+  using source = openSafetensorsDir(dir);
+  return buildGemma4(backend, config, source, options);
+}
+
+/** Checks the context, loads every weight of the table from `source`, and builds the model around them. */
+export function buildGemma4(
+  backend: Backend,
+  config: Gemma4Model,
+  source: WeightSource,
+  options: LoadGemma4Options = {},
+): Gemma4TextModel {
+  const maxContext = resolveMaxContext(options.maxContext, config.text.maxPositionEmbeddings, source.path ?? "model");
+  unexpectedGemma4Weights(config, source);
+  const weights = loadWeights(backend, source, gemma4TextWeights(config), options);
+  // The model owns its weights from here on.
+  return adoptWeights(weights, rowName, (lookup) => new Gemma4TextModel(backend, config, lookup, maxContext));
+}

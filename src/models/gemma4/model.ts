@@ -1,0 +1,267 @@
+/**
+ * Gemma 4 text (Gemma4ForCausalLM), as transformers computes it, composed from src/ops.
+ * ref: transformers models/gemma4/modeling_gemma4.py — Gemma4TextModel (get_per_layer_inputs,
+ * project_per_layer_inputs), Gemma4TextDecoderLayer, Gemma4TextAttention, Gemma4TextMLP, Gemma4RMSNorm (x·w).
+ *
+ * Every architectural variant is data the layers read (config.ts's per-layer facts), not a fork: per-layer
+ * inputs when hidden_size_per_layer_input > 0, KV-shared layers reading their source's K/V, k_eq_v full
+ * layers, the double-wide MLP, the MoE block beside the dense MLP. As in Gemma 3, the same layer code serves
+ * prefill and the recorded decode step.
+ * @module
+ */
+import type { Backend } from "../../runtime/backend.ts";
+import { isQuantized, roundTo } from "../../runtime/dtype.ts";
+import { type CacheSpec, KvCache } from "../../runtime/kv_cache.ts";
+import { Tensor } from "../../runtime/tensor.ts";
+import type { Workspace } from "../../runtime/workspace.ts";
+import {
+  add,
+  attentionDecode,
+  attentionPrefill,
+  embedding,
+  geluTanhMul,
+  kvCacheWrite,
+  linear,
+  rmsNorm,
+  rope,
+  ropeInvFreq,
+  scale,
+  softcap,
+} from "../../ops/mod.ts";
+import { runPrefill, type Step } from "../common/step.ts";
+import type { Gemma4LayerSpec, Gemma4Model, LayerType } from "./config.ts";
+import { gemma4MoeExperts, type Gemma4MoeWeights } from "./moe.ts";
+
+/** Weights by their name under the text model (`embed_tokens.weight`, `layers.0.mlp.up_proj.weight`, …). */
+export type WeightLookup = (name: string) => Tensor;
+
+/** The KV cache each layer gets: a ring of the window for sliding layers, nothing of its own when shared. */
+export function gemma4CacheSpecs(config: Gemma4Model, maxContext: number): CacheSpec[] {
+  return config.layers.map((l) =>
+    l.kvShared ? { capacity: 0, kvHeads: l.kvHeads, headDim: l.headDim, sharesWith: l.kvSource } : {
+      capacity: l.window > 0 ? Math.min(l.window, maxContext) : maxContext,
+      kvHeads: l.kvHeads,
+      headDim: l.headDim,
+    }
+  );
+}
+
+const dtypeOf = (t: Tensor) => isQuantized(t.dtype) ? "f32" : t.dtype;
+
+export class Gemma4TextModel {
+  readonly config: Gemma4Model;
+  readonly backend: Backend;
+  readonly maxContext: number;
+  readonly cache: KvCache;
+  readonly #w: WeightLookup;
+  readonly #invFreq: Partial<Record<LayerType, Tensor>> = {};
+  readonly #embedScale: number;
+  readonly #perLayerEmbedScale: number;
+  /** layer_scalar of each layer: a constant buffer, read once. */
+  readonly #layerScalar: number[];
+
+  constructor(backend: Backend, config: Gemma4Model, weights: WeightLookup, maxContext: number) {
+    const c = config.text;
+    this.backend = backend;
+    this.config = config;
+    this.#w = weights;
+    this.maxContext = maxContext;
+    // Gemma4TextScaledWordEmbedding: the scale is cast to the table's dtype before the multiply.
+    this.#embedScale = roundTo([Math.sqrt(c.hiddenSize)], dtypeOf(weights("embed_tokens.weight")))[0];
+    const P = c.hiddenSizePerLayerInput;
+    this.#perLayerEmbedScale = P ? roundTo([Math.sqrt(P)], dtypeOf(weights("embed_tokens_per_layer.weight")))[0] : 1;
+    this.#layerScalar = config.layers.map((l) => weights(`layers.${l.index}.layer_scalar`).toArray()[0]);
+    try {
+      // Each layer type has one head dim, so one inv_freq table (proportional rope: zeros past the rotated part).
+      for (const l of config.layers) {
+        if (this.#invFreq[l.type]) continue;
+        const r = l.rope;
+        const freq = ropeInvFreq({
+          headDim: l.headDim,
+          theta: r.theta,
+          factor: r.factor,
+          partialRotaryFactor: r.partialRotaryFactor,
+        });
+        this.#invFreq[l.type] = Tensor.fromArray(backend, freq, [l.headDim / 2]);
+      }
+      this.cache = new KvCache(backend, gemma4CacheSpecs(config, maxContext));
+    } catch (e) {
+      for (const t of Object.values(this.#invFreq)) t.dispose();
+      throw e;
+    }
+  }
+
+  get vocabSize(): number {
+    return this.config.text.vocabSize;
+  }
+
+  /** Gemma4RMSNorm: x·w ("scale"), or without a weight ("plain") when `weight` is null. */
+  #norm(x: Tensor, weight: string | null, out: Tensor): Tensor {
+    const eps = this.config.text.rmsNormEps;
+    if (weight === null) return rmsNorm(x, null, { mode: "plain", eps }, out);
+    return rmsNorm(x, this.#w(weight), { mode: "scale", eps }, out);
+  }
+
+  /**
+   * Gemma4TextModel.get_per_layer_inputs + project_per_layer_inputs, laid out [L, T, P] so that layer i's
+   * inputs are the contiguous rows i·T .. i·T+T (transformers holds [T, L, P] and slices [:, :, i, :]).
+   */
+  #perLayerInputs(ids: Tensor, embeds: Tensor, s: Step): Tensor {
+    const c = this.config.text, T = s.tokens;
+    const [L, P, H] = [c.numHiddenLayers, c.hiddenSizePerLayerInput, c.hiddenSize];
+    const table = this.#w("embed_tokens_per_layer.weight");
+    const tokenPart = s.ws.get("ple_tokens", [L * T, P]);
+    if (s.decode) {
+      // One token: its packed row [L·P] is already [L, 1, P].
+      embedding(table, ids, this.#perLayerEmbedScale, tokenPart.reshape([1, L * P]));
+    } else {
+      // Row id·L + i of the table viewed as [V·L, P] is layer i's slice of token id: gather in [L, T, P] order.
+      const hostIds = s.hostIds!;
+      const idx = s.ws.get("ple_ids", [L * T], "i32");
+      idx.write(Int32Array.from({ length: L * T }, (_, j) => hostIds[j % T] * L + Math.floor(j / T)));
+      embedding(table.reshape([table.shape[0] * L, P]), idx, this.#perLayerEmbedScale, tokenPart);
+    }
+    const proj = s.ws.get("ple", [L * T, P]);
+    const projection = this.#w("per_layer_model_projection.weight");
+    for (let i = 0; i < L; i++) linear(embeds, projection.rows(i * P, P), null, proj.rows(i * T, T));
+    scale(proj, H ** -0.5, proj);
+    this.#norm(proj, "per_layer_projection_norm.weight", proj);
+    add(proj, tokenPart, proj);
+    return scale(proj, 2 ** -0.5, proj);
+  }
+
+  /** Gemma4TextAttention. Returns the o_proj output. */
+  #attention(l: Gemma4LayerSpec, x: Tensor, s: Step): Tensor {
+    const c = this.config.text, T = s.tokens;
+    const [nH, nKV, hd] = [c.numAttentionHeads, l.kvHeads, l.headDim];
+    const p = `layers.${l.index}.self_attn.`;
+    const invFreq = this.#invFreq[l.type]!;
+    const q = linear(x, this.#w(`${p}q_proj.weight`), null, s.ws.get(`q.${hd}`, [T, nH * hd])).reshape([T, nH, hd]);
+    this.#norm(q, `${p}q_norm.weight`, q);
+    rope(q, s.positions, invFreq);
+    // K/V of the whole prompt per layer type: a KV-shared layer's prefill reads its source's (the last
+    // non-shared layer of its type wrote them), since a sliding cache keeps only the window.
+    const k = s.ws.get(`k.${l.type}`, [T, nKV, hd]);
+    const v = s.ws.get(`v.${l.type}`, [T, nKV, hd]);
+    const cache = this.cache.layer(l.index);
+    if (!l.kvShared) {
+      linear(x, this.#w(`${p}k_proj.weight`), null, k.reshape([T, nKV * hd]));
+      // attention_k_eq_v: V is the raw K projection, before k_norm and RoPE.
+      if (l.kEqV) this.#norm(k, null, v);
+      else {
+        linear(x, this.#w(`${p}v_proj.weight`), null, v.reshape([T, nKV * hd]));
+        this.#norm(v, null, v);
+      }
+      this.#norm(k, `${p}k_norm.weight`, k);
+      rope(k, s.positions, invFreq);
+      kvCacheWrite(k, cache.k, s.position0);
+      kvCacheWrite(v, cache.v, s.position0);
+    }
+    // Gemma 4 scales scores by 1.0 and applies no attention softcap.
+    const options = { scale: 1, window: l.window };
+    const attn = s.ws.get(`attn.${hd}`, [T, nH, hd]);
+    if (s.decode) attentionDecode(q.reshape([nH, hd]), cache.k, cache.v, s.position0, options, attn.reshape([nH, hd]));
+    else attentionPrefill(q, k, v, { ...options, causal: true, qPos0: 0 }, attn);
+    return linear(attn.reshape([T, nH * hd]), this.#w(`${p}o_proj.weight`), null, s.ws.get("o", [T, c.hiddenSize]));
+  }
+
+  /** Gemma4TextMLP: down_proj(gelu_tanh(gate_proj(x)) * up_proj(x)), at this layer's width. */
+  #mlp(l: Gemma4LayerSpec, x: Tensor, s: Step): Tensor {
+    const T = s.tokens, I = l.intermediateSize, p = `layers.${l.index}.mlp.`;
+    const gate = linear(x, this.#w(`${p}gate_proj.weight`), null, s.ws.get(`gate.${I}`, [T, I]));
+    const up = linear(x, this.#w(`${p}up_proj.weight`), null, s.ws.get(`up.${I}`, [T, I]));
+    geluTanhMul(gate, up, gate);
+    return linear(gate, this.#w(`${p}down_proj.weight`), null, s.ws.get("down", [T, this.config.text.hiddenSize]));
+  }
+
+  /** The MoE branch: post_feedforward_layernorm_2(experts(pre_feedforward_layernorm_2(r), router(r))). */
+  #moe(l: Gemma4LayerSpec, r: Tensor, s: Step): Tensor {
+    const c = this.config.text, moe = c.moe!, p = `layers.${l.index}.`;
+    const weights: Gemma4MoeWeights = {
+      routerProj: this.#w(`${p}router.proj.weight`),
+      routerScale: this.#w(`${p}router.scale`),
+      perExpertScale: this.#w(`${p}router.per_expert_scale`),
+      gateUp: this.#w(`${p}experts.gate_up_proj`),
+      down: this.#w(`${p}experts.down_proj`),
+    };
+    const x2 = this.#norm(r, `${p}pre_feedforward_layernorm_2.weight`, s.ws.get("x2", r.shape));
+    const cfg = {
+      topK: moe.topK,
+      eps: c.rmsNormEps,
+      hiddenSize: c.hiddenSize,
+      numExperts: moe.numExperts,
+      moeIntermediateSize: moe.moeIntermediateSize,
+    };
+    const out = gemma4MoeExperts(r, x2, weights, cfg, s.ws);
+    return this.#norm(out, `${p}post_feedforward_layernorm_2.weight`, out);
+  }
+
+  /** Gemma4TextDecoderLayer: sandwich norms, MoE beside the MLP, per-layer input, layer_scalar. */
+  #layer(l: Gemma4LayerSpec, h: Tensor, s: Step, perLayerInput: Tensor | null): void {
+    const c = this.config.text, T = s.tokens, p = `layers.${l.index}.`;
+    const x = this.#norm(h, `${p}input_layernorm.weight`, s.ws.get("x", [T, c.hiddenSize]));
+    const attn = this.#attention(l, x, s);
+    add(h, this.#norm(attn, `${p}post_attention_layernorm.weight`, attn), h);
+    this.#norm(h, `${p}pre_feedforward_layernorm.weight`, x);
+    const mlp = this.#mlp(l, x, s);
+    if (c.moe) {
+      // The router and experts read the residual h (not the MLP's normed input); both branches are normed, summed.
+      this.#norm(mlp, `${p}post_feedforward_layernorm_1.weight`, mlp);
+      add(mlp, this.#moe(l, h, s), mlp);
+    }
+    add(h, this.#norm(mlp, `${p}post_feedforward_layernorm.weight`, mlp), h);
+    if (perLayerInput) {
+      const P = c.hiddenSizePerLayerInput;
+      const g = linear(h, this.#w(`${p}per_layer_input_gate.weight`), null, s.ws.get("ple_gate", [T, P]));
+      geluTanhMul(g, perLayerInput, g);
+      const y = linear(g, this.#w(`${p}per_layer_projection.weight`), null, s.ws.get("ple_out", [T, c.hiddenSize]));
+      add(h, this.#norm(y, `${p}post_per_layer_input_norm.weight`, y), h);
+    }
+    if (this.#layerScalar[l.index] !== 1) scale(h, this.#layerScalar[l.index], h);
+  }
+
+  /** Embeddings (+ per-layer inputs) → layers → final norm → tied lm_head → softcap. Logits f32 [rows, vocab]. */
+  #forward(ids: Tensor, s: Step, logitsRows: "last" | "all", logits: Tensor): Tensor {
+    const c = this.config.text, T = s.tokens;
+    const h = embedding(this.#w("embed_tokens.weight"), ids, this.#embedScale, s.ws.get("h", [T, c.hiddenSize]));
+    const perLayer = c.hiddenSizePerLayerInput ? this.#perLayerInputs(ids, h, s) : null;
+    for (const l of this.config.layers) this.#layer(l, h, s, perLayer?.rows(l.index * T, T) ?? null);
+    const last = logitsRows === "last" ? h.rows(T - 1, 1) : h;
+    const normed = this.#norm(last, "norm.weight", s.ws.get("final", last.shape));
+    const head = c.tieWordEmbeddings ? this.#w("embed_tokens.weight") : this.#w("lm_head.weight");
+    linear(normed, head, null, logits);
+    if (c.finalLogitSoftcapping !== null) softcap(logits, c.finalLogitSoftcapping, logits);
+    return logits;
+  }
+
+  /**
+   * Runs the whole prompt from position 0, filling the KV cache. Returns logits of the last position
+   * (f32 [1, vocab]) or, with `all`, of every position (f32 [T, vocab]). The caller disposes them.
+   */
+  prefill(ids: ArrayLike<number>, logitsRows: "last" | "all" = "last"): Tensor {
+    const limits = { maxContext: this.maxContext, vocabSize: this.vocabSize };
+    return runPrefill(this.backend, ids, limits, logitsRows, (i, s, rows, out) => this.#forward(i, s, rows, out));
+  }
+
+  /**
+   * One decode step for the token in `token` (i32 [1]) at the position in `position` (i32 [1]), both in
+   * device memory, writing f32 [1, vocab] into `logits`. Allocates only on its first call (`ws`).
+   */
+  decodeStep(token: Tensor, position: Tensor, ws: Workspace, logits: Tensor): Tensor {
+    return this.#forward(
+      token,
+      { ws, tokens: 1, positions: position, position0: position, decode: true },
+      "all",
+      logits,
+    );
+  }
+
+  dispose(): void {
+    this.cache.dispose();
+    for (const t of Object.values(this.#invFreq)) t.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}

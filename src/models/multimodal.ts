@@ -1,0 +1,158 @@
+/**
+ * Gemma 3 with images (Gemma3ForConditionalGeneration): the text model plus the vision encoder. A prefill
+ * with images encodes them, splices the soft tokens over the image-token embeddings (masked_scatter) and
+ * makes each image's run of soft tokens attend bidirectionally (token_type_ids → image groups), as
+ * transformers' Gemma3Model.forward does on prefill. The decode step is the text model's, unchanged.
+ * @module
+ */
+import { join } from "node:path";
+import { ContextLengthError, GemmakitError } from "../ffi/errors.ts";
+import { openSafetensorsDir } from "../formats/safetensors.ts";
+import type { Backend } from "../runtime/backend.ts";
+import type { Tensor } from "../runtime/tensor.ts";
+import type { Workspace } from "../runtime/workspace.ts";
+import { checkWeights, loadWeights } from "./weights.ts";
+import { type Gemma3Model, parseGemma3Config } from "./gemma3/config.ts";
+import { buildGemma3, type LoadGemma3Options, readConfig } from "./gemma3/load.ts";
+import type { Gemma3TextModel } from "./gemma3/model.ts";
+import { Gemma3VisionModel, gemma3VisionWeights } from "./gemma3/vision.ts";
+import { type Gemma3VisionConfig, parseGemma3VisionConfig } from "./gemma3/vision_config.ts";
+import { gemma3TextWeights } from "./gemma3/weights.ts";
+
+/** Pixel values of a prompt's images, in prompt order (crops follow their image), as the processor makes them. */
+export interface PromptImages {
+  /** f32 [count, channels, imageSize, imageSize]. */
+  pixelValues: Float32Array;
+  count: number;
+}
+
+/** An image the checkpoint cannot take: none expected, or their number does not match the placeholders. */
+export class ImageInputError extends GemmakitError {
+  override name = "ImageInputError";
+}
+
+/**
+ * Where each image's soft tokens sit: transformers' get_block_sequence_ids_for_mask — every maximal run of
+ * `imageTokenId` is one image group. Span ids are the group number + 1 (0 = text, which the kernel reads as
+ * "no span").
+ */
+export function imageSpans(ids: ArrayLike<number>, imageTokenId: number): { positions: number[]; spanIds: Int32Array } {
+  const positions: number[] = [];
+  const spanIds = new Int32Array(ids.length);
+  let group = 0;
+  for (let i = 0; i < ids.length; i++) {
+    if (ids[i] !== imageTokenId) continue;
+    if (i === 0 || ids[i - 1] !== imageTokenId) group++;
+    spanIds[i] = group;
+    positions.push(i);
+  }
+  return { positions, spanIds };
+}
+
+export class Gemma3Multimodal {
+  readonly text: Gemma3TextModel;
+  readonly vision: Gemma3VisionModel;
+  readonly visionConfig: Gemma3VisionConfig;
+
+  constructor(text: Gemma3TextModel, vision: Gemma3VisionModel) {
+    this.text = text;
+    this.vision = vision;
+    this.visionConfig = vision.config;
+  }
+
+  get backend(): Backend {
+    return this.text.backend;
+  }
+  get maxContext(): number {
+    return this.text.maxContext;
+  }
+  get vocabSize(): number {
+    return this.text.vocabSize;
+  }
+  get config(): Gemma3Model {
+    return this.text.config;
+  }
+
+  /** Image features f32 [count · mmTokensPerImage, textHidden] (the caller disposes them). */
+  encodeImages(images: PromptImages): Tensor {
+    return this.vision.encode(images.pixelValues, images.count);
+  }
+
+  /**
+   * Prefill of a prompt whose image placeholders (`image_token_index` runs of mmTokensPerImage) hold the
+   * images in order. Without images it is the text model's prefill (a prompt with placeholders but no
+   * images is refused, as transformers refuses mismatched counts).
+   */
+  prefill(ids: ArrayLike<number>, images?: PromptImages, logitsRows: "last" | "all" = "last"): Tensor {
+    const v = this.visionConfig, T = v.mmTokensPerImage;
+    if (ids.length > this.maxContext) throw new ContextLengthError("prefill", ids.length, this.maxContext);
+    const { positions, spanIds } = imageSpans(ids, v.imageTokenId);
+    const count = images?.count ?? 0;
+    if (positions.length !== count * T) {
+      throw new ImageInputError(
+        "prefill",
+        `the prompt has ${positions.length} image tokens but ${count} image(s) give ${count * T} features ` +
+          `(${T} per image)`,
+        { hint: "each image needs exactly one <start_of_image> placeholder, expanded by the processor" },
+      );
+    }
+    // Gemma3Model.forward looks up id 0 for image tokens outside the vocabulary.
+    const lookup = v.imageTokenId >= this.vocabSize ? Array.from(ids, (id) => id === v.imageTokenId ? 0 : id) : ids;
+    if (!images) return this.text.prefill(lookup, logitsRows);
+    using features = this.encodeImages(images);
+    return this.text.prefill(lookup, logitsRows, { embeds: features, positions, spanIds });
+  }
+
+  decodeStep(token: Tensor, position: Tensor, ws: Workspace, logits: Tensor): Tensor {
+    return this.text.decodeStep(token, position, ws, logits);
+  }
+
+  dispose(): void {
+    this.text.dispose();
+    this.vision.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+
+/** Whether a checkpoint directory's config describes Gemma 3 with a vision tower (model_type "gemma3"). */
+export function isGemma3Multimodal(config: unknown): boolean {
+  return typeof config === "object" && config !== null && (config as Record<string, unknown>).model_type === "gemma3";
+}
+
+/**
+ * Loads a Gemma3ForConditionalGeneration checkpoint directory: text and vision weight tables checked together
+ * (one error lists every problem), then the text model and the vision encoder built on `backend`.
+ */
+export function loadGemma3Multimodal(backend: Backend, dir: string, options: LoadGemma3Options = {}): Gemma3Multimodal {
+  const json = readConfig(dir);
+  const source = join(dir, "config.json");
+  const config = parseGemma3Config(json, source);
+  const visionConfig = parseGemma3VisionConfig(json, source);
+  using ckpt = openSafetensorsDir(dir);
+  const visionTable = gemma3VisionWeights(visionConfig, config.text.hiddenSize);
+  checkWeights(ckpt, [...gemma3TextWeights(config), ...visionTable]);
+  const text = buildGemma3(backend, config, ckpt, options);
+  let weights: Map<string, Tensor> | undefined;
+  try {
+    weights = loadWeights(backend, ckpt, visionTable, options);
+    const w = weights;
+    const vision = new Gemma3VisionModel(backend, visionConfig, (name) => {
+      const t = w.get(name);
+      if (!t) throw new Error(`vision weight ${name} is not in the table`);
+      return t;
+    }, config.text.hiddenSize);
+    const dispose = vision.dispose.bind(vision);
+    vision.dispose = () => {
+      dispose();
+      for (const t of w.values()) t.dispose();
+    };
+    return new Gemma3Multimodal(text, vision);
+  } catch (e) {
+    text.dispose();
+    for (const t of weights?.values() ?? []) t.dispose();
+    throw e;
+  }
+}

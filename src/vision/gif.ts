@@ -1,0 +1,59 @@
+/**
+ * GIF: the first frame only (as Pillow's `Image.open` shows it before any seek), decoded by omggif. Pillow keeps
+ * the frame as palette mode "P" and `convert("RGB")` looks every index up, transparent ones included, so the
+ * transparent index's palette colour shows where the frame is transparent or does not reach.
+ * @module
+ */
+import { GifReader } from "omggif";
+import { ImageError } from "./errors.ts";
+import type { DecodeOptions, ImageHeader, RgbaImage } from "./image.ts";
+
+const OP = "loadImage";
+
+/** The part of omggif's (untyped) GifReader used here. */
+interface GifReaderLike {
+  width: number;
+  height: number;
+  numFrames(): number;
+  frameInfo(i: number): { palette_offset: number | null; transparent_index: number | null };
+  decodeAndBlitFrameRGBA(i: number, out: Uint8Array): void;
+}
+
+export function readGifHeader(bytes: Uint8Array): ImageHeader {
+  if (bytes.length < 13) throw new ImageError(OP, "truncated", "GIF ends inside its header");
+  return { format: "gif", width: bytes[6] | (bytes[7] << 8), height: bytes[8] | (bytes[9] << 8) };
+}
+
+export function decodeGifRgb(bytes: Uint8Array, _header: ImageHeader, _o: DecodeOptions): RgbaImage {
+  let reader: GifReaderLike;
+  try {
+    reader = new (GifReader as new (b: Uint8Array) => GifReaderLike)(bytes);
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    const truncated = /block size|out of range/i.test(msg);
+    throw new ImageError(OP, truncated ? "truncated" : "corrupt", `GIF cannot be read: ${msg}`, { cause: e });
+  }
+  if (reader.numFrames() < 1) throw new ImageError(OP, "truncated", "GIF has no complete frame");
+  const { width, height } = reader;
+  const info = reader.frameInfo(0);
+  if (info.palette_offset === null) throw new ImageError(OP, "corrupt", "GIF frame has no palette");
+  const pal = info.palette_offset;
+  const palette = (i: number) => bytes.subarray(pal + i * 3, pal + i * 3 + 3);
+  const rgba = new Uint8Array(width * height * 4);
+  // Pixels the frame leaves untouched (transparent or outside its rectangle) keep this fill.
+  const fill = palette(info.transparent_index ?? 0);
+  for (let i = 0; i < width * height; i++) rgba.set(fill, i * 4);
+  try {
+    reader.decodeAndBlitFrameRGBA(0, rgba);
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    throw new ImageError(OP, "truncated", `GIF frame data cannot be decoded: ${msg}`, { cause: e });
+  }
+  const rgb = new Uint8Array(width * height * 3);
+  for (let i = 0; i < width * height; i++) {
+    rgb[i * 3] = rgba[i * 4];
+    rgb[i * 3 + 1] = rgba[i * 4 + 1];
+    rgb[i * 3 + 2] = rgba[i * 4 + 2];
+  }
+  return { width, height, data: rgb };
+}
