@@ -196,6 +196,33 @@ inline gk_status validate_sample(const float* logits, int32_t vocab, const gk_sa
   return GK_OK;
 }
 
+inline gk_status validate_gather_sum(const float* x, int32_t rows, int32_t cols, const int32_t* idx, int32_t out_rows,
+                                    int32_t k, float scale, const float* y) {
+  GK_REQUIRE(x && idx && y, "gk_gather_sum: NULL x, idx or y");
+  GK_REQUIRE(rows > 0 && cols > 0 && out_rows > 0 && k > 0, "gk_gather_sum: rows=%d cols=%d out_rows=%d k=%d must be positive",
+             rows, cols, out_rows, k);
+  GK_REQUIRE(std::isfinite(scale), "gk_gather_sum: scale=%g must be finite", (double)scale);
+  GK_REQUIRE((const void*)x != (const void*)y, "gk_gather_sum: y must not alias x");
+  return GK_OK;
+}
+
+inline gk_status validate_rope_axes(const float* x, int32_t tokens, int32_t heads, int32_t head_dim, int32_t axes,
+                                    const int32_t* positions, const float* inv_freq) {
+  GK_REQUIRE(x && positions && inv_freq, "gk_rope_axes: NULL x, positions or inv_freq");
+  GK_REQUIRE(tokens > 0 && heads > 0 && head_dim > 0 && axes > 0,
+             "gk_rope_axes: tokens=%d heads=%d head_dim=%d axes=%d must be positive", tokens, heads, head_dim, axes);
+  GK_REQUIRE(head_dim % (2 * axes) == 0, "gk_rope_axes: head_dim=%d is not a multiple of 2·axes=%d", head_dim,
+             2 * axes);
+  return GK_OK;
+}
+
+inline gk_status validate_clamp(const float* x, const float* y, int64_t n, float lo, float hi) {
+  GK_TRY(validate_unary("gk_clamp", x, y, n));
+  GK_REQUIRE(!std::isnan(lo) && !std::isnan(hi) && lo <= hi, "gk_clamp: bounds [%g, %g] must be ordered, not NaN",
+             (double)lo, (double)hi);
+  return GK_OK;
+}
+
 inline gk_status validate_program_run(const void* program, const void* s, int32_t steps) {
   GK_REQUIRE(program && s, "gk_program_run: NULL program or stream");
   GK_REQUIRE(steps >= 0, "gk_program_run: steps=%d must be >= 0", steps);

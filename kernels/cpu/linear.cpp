@@ -619,10 +619,27 @@ void gemm_task(const float* x, const void* w, const void* bias, int64_t m0, int6
   }
 }
 
+// This thread's packing panel (kNB×kKB floats, then kNR×kKB for decoded quantized rows), allocated on first
+// use and kept for the thread's life: at 160 KB it is above glibc's mmap threshold, so a fresh allocation per
+// call was an mmap, page faults on every page and an munmap, each GEMM call (~4% of a 270M prefill).
+inline float* thread_panel() {
+  struct Panel {
+    float* p = (float*)std::aligned_alloc(64, sizeof(float) * (kNB + kNR) * kKB);
+    ~Panel() { std::free(p); }
+  };
+  thread_local Panel panel;
+  return panel.p;
+}
+
 template <int DT>
 gk_status gemm(const float* x, const void* w, const void* bias, int64_t m, int64_t n, int64_t k, float* y) {
-  const int64_t n_blocks = (n + kNB - 1) / kNB;
   const int64_t threads = omp_get_max_threads();
+  // Narrower panels when n has few blocks: 270M's o_proj and down_proj (n = 640) made 5 tasks of 128
+  // columns for 2 threads, one idle for a fifth of the time; 10 of 64 balance. (m could be split instead,
+  // but then every m chunk decodes W again.)
+  int64_t nb = kNB;
+  while (nb > kNR && (n + nb - 1) / nb < 4 * threads) nb /= 2;
+  const int64_t n_blocks = (n + nb - 1) / nb;
   // Split m as well when there are too few n blocks to keep every thread busy.
   int64_t m_chunks = (m + kMC - 1) / kMC;
   if (n_blocks * m_chunks < 2 * threads) {
@@ -635,17 +652,15 @@ gk_status gemm(const float* x, const void* w, const void* bias, int64_t m, int64
   bool oom = false;
 #pragma omp parallel if (par) reduction(|| : oom)
   {
-    const size_t floats = (size_t)(kNB + (is_quant(DT) ? kNR : 0)) * kKB;
-    float* panel = (float*)std::aligned_alloc(64, floats * sizeof(float));
+    float* panel = thread_panel();
     oom = panel == nullptr;
     // Every thread must reach the worksharing loop, so one without a panel just skips its tasks.
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < tasks; ++t) {
       if (!panel) continue;
-      const int64_t n0 = t % n_blocks * kNB, m0 = t / n_blocks * mc;
-      gemm_task<DT>(x, w, bias, m0, std::min(m, m0 + mc), n0, (int)std::min<int64_t>(kNB, n - n0), k, y, n, panel);
+      const int64_t n0 = t % n_blocks * nb, m0 = t / n_blocks * mc;
+      gemm_task<DT>(x, w, bias, m0, std::min(m, m0 + mc), n0, (int)std::min<int64_t>(nb, n - n0), k, y, n, panel);
     }
-    std::free(panel);
   }
   if (oom) return gk_fail(GK_ERR_OUT_OF_MEMORY, "gk_linear: cannot allocate a %d×%d packing panel", kNB, kKB);
   return GK_OK;

@@ -33,7 +33,7 @@
 #define GK_API GK_EXTERN __attribute__((visibility("default")))
 
 /* Bumped whenever a signature below changes; the loader refuses a library of another version. */
-#define GK_ABI_VERSION 4
+#define GK_ABI_VERSION 5
 
 typedef int32_t gk_status;
 enum {
@@ -128,6 +128,21 @@ GK_API gk_status gk_patch_extract(gk_stream* s, const float* pixels, int32_t n, 
  * multiples of kernel. */
 GK_API gk_status gk_avg_pool2d(gk_stream* s, const float* x, int32_t n, int32_t grid_h, int32_t grid_w,
                                int32_t channels, int32_t kernel, float* y);
+
+/* Gather-and-sum of rows: y[o, :] = scale · Σ_j x[idx[o·k + j], :] over the ids in [0, rows) (others, e.g. -1
+ * for padding, are skipped; a row with none is zeros). x [rows, cols], idx [out_rows, k] i32, y [out_rows, cols]
+ * (must not alias x). A factored position-table lookup (k = 2) and a pooling over cells listed by id. */
+GK_API gk_status gk_gather_sum(gk_stream* s, const float* x, int32_t rows, int32_t cols, const int32_t* idx,
+                               int32_t out_rows, int32_t k, float scale, float* y);
+
+/* Multi-axis rotary embedding in place (transformers' apply_multidimensional_rope): x [tokens, heads, head_dim]
+ * is split into `axes` equal parts of head_dim/axes channels; part a rotates by positions[t·axes + a] with
+ * inv_freq [head_dim/(2·axes)], pairs (j, j + part/2) within the part (rotate_half per part). */
+GK_API gk_status gk_rope_axes(gk_stream* s, float* x, int32_t tokens, int32_t heads, int32_t head_dim, int32_t axes,
+                              const int32_t* positions, const float* inv_freq);
+
+/* y = clamp(x, lo, hi) elementwise (torch.clamp; lo <= hi, either may be infinite). y may alias x. */
+GK_API gk_status gk_clamp(gk_stream* s, const float* x, float* y, int64_t n, float lo, float hi);
 
 /* y [m, n] = x [m, k] · W [n, k]^T (+ bias [n]). W in weight_dtype: f32/f16/bf16, or a GGUF quantized
  * dtype read block by block as stored (then bias, if any, is f32). bias may be NULL.

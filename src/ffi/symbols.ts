@@ -5,7 +5,7 @@
  */
 
 /** ABI version this table matches; the loader refuses a library reporting another. */
-export const ABI_VERSION = 4;
+export const ABI_VERSION = 5;
 
 export const symbols = {
   // library, errors, devices
@@ -97,6 +97,44 @@ export const symbols = {
       "i32", /* channels */
       "i32", /* kernel */
       "pointer", /* y */
+    ],
+    result: "i32",
+  },
+  gk_gather_sum: {
+    parameters: [
+      "pointer", /* s */
+      "pointer", /* x */
+      "i32", /* rows */
+      "i32", /* cols */
+      "pointer", /* idx */
+      "i32", /* out_rows */
+      "i32", /* k */
+      "f32", /* scale */
+      "pointer", /* y */
+    ],
+    result: "i32",
+  },
+  gk_rope_axes: {
+    parameters: [
+      "pointer", /* s */
+      "pointer", /* x */
+      "i32", /* tokens */
+      "i32", /* heads */
+      "i32", /* head_dim */
+      "i32", /* axes */
+      "pointer", /* positions */
+      "pointer", /* inv_freq */
+    ],
+    result: "i32",
+  },
+  gk_clamp: {
+    parameters: [
+      "pointer",
+      /* s */ "pointer",
+      /* x */ "pointer",
+      /* y */ "i64",
+      /* n */ "f32",
+      /* lo */ "f32", /* hi */
     ],
     result: "i32",
   },

@@ -5,12 +5,15 @@
 import type { Backend } from "../runtime/backend.ts";
 import type { Tensor } from "../runtime/tensor.ts";
 import { GemmakitError } from "../ffi/errors.ts";
+import { ImageInputError } from "../models/multimodal.ts";
 import type { ChatMessage } from "../tokenizer/chat_template.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { type CausalLM, generateTokens, type GenerationResult } from "./generator.ts";
 import type { GenerateOptions, SamplingOptions } from "./options.ts";
 import { encodeImagePrompt, hasImages, type ImageOptions, type VisionSupport } from "./images.ts";
 import type { PromptImages } from "../models/multimodal.ts";
+import { encodeGemma4MediaPrompt, type Gemma4VisionSupport, hasVideos, type VideoOptions } from "./gemma4_media.ts";
+import type { VisionCache, VisionCacheStats } from "./vision_cache.ts";
 import {
   Gemma4ResponseParser,
   type Gemma4ResponseTokens,
@@ -30,7 +33,7 @@ export interface ChatOptions {
   tools?: ToolSpec[];
 }
 
-export interface StreamOptions extends GenerateOptions, ChatOptions, ImageOptions {
+export interface StreamOptions extends GenerateOptions, ChatOptions, ImageOptions, VideoOptions {
   /** Gemma 4: every piece of the answer as it streams (content, reasoning, tool calls); not called for others. */
   onEvent?: (event: ResponseEvent) => void;
 }
@@ -54,7 +57,7 @@ export class Model {
   /** Gemma 4's response markers, when the tokenizer has them: then answers are parsed into parts. */
   readonly #responseTokens: Gemma4ResponseTokens | undefined;
   /** The vision tower's config and the checkpoint's image processor settings; absent for text-only models. */
-  readonly #vision: VisionSupport | undefined;
+  readonly #vision: VisionSupport | Gemma4VisionSupport | undefined;
   #queue: Promise<void> = Promise.resolve();
   #disposed = false;
 
@@ -68,7 +71,7 @@ export class Model {
     lm: CausalLM & { dispose(): void },
     tokenizer: Tokenizer,
     defaults: SamplingOptions,
-    options: { supportsChat?: boolean; vision?: VisionSupport } = {},
+    options: { supportsChat?: boolean; vision?: VisionSupport | Gemma4VisionSupport } = {},
   ) {
     this.#lm = lm;
     this.backend = lm.backend;
@@ -87,6 +90,21 @@ export class Model {
   /** Whether messages may carry image parts ({type: "image", path | bytes | base64 | url}). */
   get supportsImages(): boolean {
     return this.#vision !== undefined;
+  }
+
+  /** Whether messages may carry video parts ({type: "video", path | bytes}): Gemma 4 checkpoints with vision. */
+  get supportsVideo(): boolean {
+    return this.#vision !== undefined && "kind" in this.#vision;
+  }
+
+  /** The vision-encoder cache (soft tokens by image content), for models with a vision tower. */
+  get visionCache(): VisionCache | undefined {
+    return (this.#lm as { visionCache?: VisionCache }).visionCache;
+  }
+
+  /** The vision-encoder cache's hits, misses, evictions, entries and bytes; undefined without a vision tower. */
+  visionCacheStats(): VisionCacheStats | undefined {
+    return this.visionCache?.stats();
   }
 
   /** Context length the KV cache holds (prompt + generated tokens). */
@@ -126,20 +144,25 @@ export class Model {
   async *stream(input: GenerateInput, options: StreamOptions = {}): AsyncGenerator<string, GenerationResult> {
     if (this.#disposed) throw new GemmakitError("generate", "the model was disposed");
     // Images: decoded, preprocessed and expanded into the prompt here; encoded by the model's prefill.
-    let ids: number[], images: PromptImages | undefined;
-    if (typeof input === "object" && "messages" in input && hasImages(input.messages)) {
+    let ids: number[], images: PromptImages | object | undefined;
+    if (typeof input === "object" && "messages" in input && (hasImages(input.messages) || hasVideos(input.messages))) {
       if (!this.supportsChat) this.encode(input, options); // the same refusal as for text
-      ({ ids, images } = await encodeImagePrompt(
-        this.tokenizer,
-        input.messages,
-        {
-          addGenerationPrompt: true,
-          tools: options.tools,
-          variables: options.thinking === undefined ? undefined : { enable_thinking: options.thinking },
-        },
-        this.#vision,
-        options,
-      ));
+      const chat = {
+        addGenerationPrompt: true,
+        tools: options.tools,
+        variables: options.thinking === undefined ? undefined : { enable_thinking: options.thinking },
+      };
+      const vision = this.#vision;
+      if (vision && "kind" in vision) {
+        ({ ids, media: images } = await encodeGemma4MediaPrompt(this.tokenizer, input.messages, chat, vision, options));
+      } else {
+        if (hasVideos(input.messages)) {
+          throw new ImageInputError("generate", "this checkpoint does not take video", {
+            hint: "video parts need a Gemma 4 checkpoint with a vision tower",
+          });
+        }
+        ({ ids, images } = await encodeImagePrompt(this.tokenizer, input.messages, chat, vision, options));
+      }
     } else {
       ids = this.encode(input, options);
     }
@@ -221,9 +244,9 @@ export class Model {
   }
 }
 
-/** The model with this prompt's images bound into its prefill (the decode step is untouched). */
-function withImages(lm: CausalLM, images: PromptImages): CausalLM {
-  const prefill = (lm as unknown as { prefill(ids: ArrayLike<number>, images?: PromptImages): Tensor }).prefill;
+/** The model with this prompt's media bound into its prefill (the decode step is untouched). */
+function withImages(lm: CausalLM, images: PromptImages | object): CausalLM {
+  const prefill = (lm as unknown as { prefill(ids: ArrayLike<number>, media?: object): Tensor }).prefill;
   return {
     backend: lm.backend,
     maxContext: lm.maxContext,

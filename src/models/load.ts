@@ -19,6 +19,10 @@ import { gemma3TokenizerDir } from "../tokenizer/gemma3_files.ts";
 import { processorConfigFrom, type VisionSupport } from "../generate/images.ts";
 import { isGemma3Multimodal, loadGemma3Multimodal } from "./multimodal.ts";
 import { parseGemma3VisionConfig } from "./gemma3/vision_config.ts";
+import { hasGemma4Vision, parseGemma4VisionConfig } from "./gemma4/vision_config.ts";
+import { loadGemma4Multimodal } from "./gemma4/multimodal.ts";
+import type { Gemma4VisionSupport } from "../generate/gemma4_media.ts";
+import { Gemma4ImageProcessorConfig, Gemma4VideoProcessorConfig } from "../vision/gemma4_processor.ts";
 
 export interface LoadModelOptions {
   /** A Backend to load onto, or which one to open ("auto" by default). */
@@ -29,6 +33,8 @@ export interface LoadModelOptions {
   onProgress?: (loadedBytes: number, totalBytes: number, tensor: string) => void;
   /** Download progress (the default model, or a hub repo). */
   onDownload?: ProgressCallback;
+  /** Byte bound of the vision-encoder cache (models with a vision tower; default 256 MiB, 0 = off). */
+  visionCacheBytes?: number;
 }
 
 /**
@@ -63,7 +69,7 @@ export async function loadModel(path?: string, options: LoadModelOptions = {}): 
   let tokenizer: Tokenizer;
   let defaults: SamplingOptions;
   let supportsChat = true;
-  let vision: VisionSupport | undefined;
+  let vision: VisionSupport | Gemma4VisionSupport | undefined;
   let gemma4 = false;
   if (resolved.format === "gguf") {
     tokenizer = await Tokenizer.fromFiles(await gemma3TokenizerDir());
@@ -81,6 +87,24 @@ export async function loadModel(path?: string, options: LoadModelOptions = {}): 
     }
     tokenizer = await Tokenizer.fromFiles(resolved.path);
     defaults = samplingDefaults(readOptionalJson(join(resolved.path, "generation_config.json")));
+    // Gemma4ForConditionalGeneration with a vision tower: image and video processor settings of the checkpoint.
+    if (hasGemma4Vision(config)) {
+      const pre = readOptionalJson(join(resolved.path, "preprocessor_config.json"));
+      const proc = readOptionalJson(join(resolved.path, "processor_config.json"));
+      vision = {
+        kind: "gemma4",
+        config: parseGemma4VisionConfig(config, join(resolved.path, "config.json")),
+        image: pre || proc
+          ? Gemma4ImageProcessorConfig.fromPreprocessorConfig(pre ?? {}, proc ?? {})
+          : Gemma4ImageProcessorConfig.gemma4Default(),
+        video: proc
+          ? Gemma4VideoProcessorConfig.fromProcessorConfig(
+            proc,
+            readOptionalJson(join(resolved.path, "video_preprocessor_config.json")) ?? {},
+          )
+          : Gemma4VideoProcessorConfig.gemma4Default(),
+      };
+    }
     // Gemma3ForConditionalGeneration: the vision tower, and the image processor settings of the checkpoint.
     if (isGemma3Multimodal(config)) {
       const visionConfig = parseGemma3VisionConfig(config, join(resolved.path, "config.json"));
@@ -98,11 +122,16 @@ export async function loadModel(path?: string, options: LoadModelOptions = {}): 
   const backend = options.backend instanceof Backend ? options.backend : Backend.open({ backend: options.backend });
   try {
     const load = resolved.format === "gguf" ? loadGemma3Gguf : gemma4
-      ? loadGemma4Text // Gemma 4's text model; a gemma4 checkpoint's vision/audio towers are left unloaded
+      // Gemma 4: with its vision tower when the config has one (an audio tower is left unloaded).
+      ? (vision ? loadGemma4Multimodal : loadGemma4Text)
       : vision
       ? loadGemma3Multimodal
       : loadGemma3Text;
-    const lm = load(backend, resolved.path, { maxContext: options.maxContext, onProgress: options.onProgress });
+    const lm = load(backend, resolved.path, {
+      maxContext: options.maxContext,
+      onProgress: options.onProgress,
+      visionCacheBytes: options.visionCacheBytes,
+    });
     const dispose = lm.dispose.bind(lm);
     lm.dispose = () => {
       dispose();

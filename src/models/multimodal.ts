@@ -9,7 +9,8 @@ import { join } from "node:path";
 import { ContextLengthError, GemmakitError } from "../ffi/errors.ts";
 import { openSafetensorsDir } from "../formats/safetensors.ts";
 import type { Backend } from "../runtime/backend.ts";
-import type { Tensor } from "../runtime/tensor.ts";
+import { Tensor } from "../runtime/tensor.ts";
+import { VisionCache, visionKey } from "../generate/vision_cache.ts";
 import type { Workspace } from "../runtime/workspace.ts";
 import { checkWeights, loadWeights } from "./weights.ts";
 import { type Gemma3Model, parseGemma3Config } from "./gemma3/config.ts";
@@ -53,11 +54,14 @@ export class Gemma3Multimodal {
   readonly text: Gemma3TextModel;
   readonly vision: Gemma3VisionModel;
   readonly visionConfig: Gemma3VisionConfig;
+  /** Image features by content hash of the pixel values: a multi-turn chat about one image encodes it once. */
+  readonly visionCache: VisionCache;
 
-  constructor(text: Gemma3TextModel, vision: Gemma3VisionModel) {
+  constructor(text: Gemma3TextModel, vision: Gemma3VisionModel, cache = new VisionCache()) {
     this.text = text;
     this.vision = vision;
     this.visionConfig = vision.config;
+    this.visionCache = cache;
   }
 
   get backend(): Backend {
@@ -99,8 +103,27 @@ export class Gemma3Multimodal {
     // Gemma3Model.forward looks up id 0 for image tokens outside the vocabulary.
     const lookup = v.imageTokenId >= this.vocabSize ? Array.from(ids, (id) => id === v.imageTokenId ? 0 : id) : ids;
     if (!images) return this.text.prefill(lookup, logitsRows);
-    using features = this.encodeImages(images);
-    return this.text.prefill(lookup, logitsRows, { embeds: features, positions, spanIds });
+    // Per image through the vision-encoder cache, then gathered into one [count · T, hidden] block.
+    const plane = images.pixelValues.length / count;
+    const pixels = (n: number) => images.pixelValues.subarray(n * plane, (n + 1) * plane);
+    const keys = Array.from({ length: count }, (_, n) => visionKey(pixels(n)));
+    const found = this.visionCache.lookup(keys, (missing) => {
+      const out: Tensor[] = [];
+      try {
+        for (const n of missing) out.push(this.vision.encode(pixels(n), 1));
+        return out;
+      } catch (e) {
+        for (const t of out) t.dispose();
+        throw e;
+      }
+    });
+    try {
+      using features = Tensor.empty(this.backend, [count * T, this.text.config.text.hiddenSize]);
+      found.tensors.forEach((t, n) => this.backend.copy(features.rows(n * T, T).pointer, t.pointer, t.byteLength));
+      return this.text.prefill(lookup, logitsRows, { embeds: features, positions, spanIds });
+    } finally {
+      found.commit();
+    }
   }
 
   decodeStep(token: Tensor, position: Tensor, ws: Workspace, logits: Tensor): Tensor {
@@ -108,6 +131,7 @@ export class Gemma3Multimodal {
   }
 
   dispose(): void {
+    this.visionCache.dispose();
     this.text.dispose();
     this.vision.dispose();
   }
@@ -126,7 +150,11 @@ export function isGemma3Multimodal(config: unknown): boolean {
  * Loads a Gemma3ForConditionalGeneration checkpoint directory: text and vision weight tables checked together
  * (one error lists every problem), then the text model and the vision encoder built on `backend`.
  */
-export function loadGemma3Multimodal(backend: Backend, dir: string, options: LoadGemma3Options = {}): Gemma3Multimodal {
+export function loadGemma3Multimodal(
+  backend: Backend,
+  dir: string,
+  options: LoadGemma3Options & { visionCacheBytes?: number } = {},
+): Gemma3Multimodal {
   const json = readConfig(dir);
   const source = join(dir, "config.json");
   const config = parseGemma3Config(json, source);
@@ -149,7 +177,7 @@ export function loadGemma3Multimodal(backend: Backend, dir: string, options: Loa
       dispose();
       for (const t of w.values()) t.dispose();
     };
-    return new Gemma3Multimodal(text, vision);
+    return new Gemma3Multimodal(text, vision, new VisionCache(options.visionCacheBytes));
   } catch (e) {
     text.dispose();
     for (const t of weights?.values() ?? []) t.dispose();

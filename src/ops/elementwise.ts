@@ -79,3 +79,19 @@ export function softcap(x: Tensor, cap: number, out?: Tensor): Tensor {
     (y) => x.backend.symbols.gk_softcap(x.backend.stream, x.pointer, y.pointer, BigInt(x.size), cap),
   );
 }
+
+/**
+ * clamp(x, lo, hi) elementwise, as torch.clamp (NaN stays NaN). Bounds may be infinite; lo <= hi.
+ * (Gemma 4's clipped linears clamp their input and output.)
+ */
+export function clamp(x: Tensor, lo: number, hi: number, out?: Tensor): Tensor {
+  if (Number.isNaN(lo) || Number.isNaN(hi) || lo > hi) {
+    throw new ShapeError("clamp", `bounds [${lo}, ${hi}] must be ordered and not NaN`);
+  }
+  return unary(
+    "clamp",
+    x,
+    out,
+    (y) => x.backend.symbols.gk_clamp(x.backend.stream, x.pointer, y.pointer, BigInt(x.size), lo, hi),
+  );
+}

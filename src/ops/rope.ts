@@ -75,3 +75,42 @@ export function rope(x: Tensor, positions: Tensor, invFreq: Tensor, rotaryDim?: 
       ),
   );
 }
+
+/**
+ * Multi-axis RoPE in place (transformers' apply_multidimensional_rope, Gemma 4's vision tower): f32 `x`
+ * [tokens, heads, headDim] is split into `axes` equal parts; part a rotates by `positions` (i32 [tokens, axes])
+ * column a with `invFreq` (f32 [headDim/(2·axes)]), pairs (j, j + part/2) within the part. Returns `x`.
+ */
+export function ropeAxes(x: Tensor, positions: Tensor, invFreq: Tensor): Tensor {
+  const op = "ropeAxes";
+  const backend = expectSameBackend(op, { x, positions, invFreq });
+  expectDType(op, "x", x, ["f32"]);
+  expectRank(op, "x", x, 3);
+  expectDType(op, "positions", positions, ["i32"]);
+  expectRank(op, "positions", positions, 2);
+  const [tokens, heads, headDim] = x.shape;
+  const axes = positions.shape[1];
+  expectShape(op, "positions", positions, [tokens, axes]);
+  if (axes < 1 || headDim % (2 * axes) !== 0) {
+    throw new ShapeError(op, `head dim ${headDim} does not split into ${axes} parts of an even size (x ${fmt(x)})`);
+  }
+  expectDType(op, "invFreq", invFreq, ["f32"]);
+  expectShape(op, "invFreq", invFreq, [headDim / (2 * axes)]);
+  return run(
+    op,
+    backend,
+    x,
+    false,
+    () =>
+      backend.symbols.gk_rope_axes(
+        backend.stream,
+        x.pointer,
+        tokens,
+        heads,
+        headDim,
+        axes,
+        positions.pointer,
+        invFreq.pointer,
+      ),
+  );
+}

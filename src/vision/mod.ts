@@ -1,5 +1,6 @@
 /**
- * Image input and preprocessing: decode (PNG, JPEG, GIF) to upright RGB8, then the Gemma 3 image processor.
+ * Image and video input and preprocessing: decode (PNG, JPEG, GIF) to upright RGB8, then the Gemma 3 or Gemma 4
+ * image processor; videos through ffmpeg (video.ts) and the Gemma 4 video processor.
  * A leaf: imports nothing from ops or runtime.
  * @module
  */
@@ -27,4 +28,34 @@ export {
   type PanAndScanOptions,
   preprocessGemma3,
 } from "./gemma3_processor.ts";
-export { resizeBilinearAntialias, type U8Image } from "./resize.ts";
+export {
+  expandGemma4Prompt,
+  formatGemma4Timestamp,
+  GEMMA4_SOFT_TOKEN_BUDGETS,
+  GEMMA4_VISION_TOKENS,
+  Gemma4ImageProcessorConfig,
+  gemma4ImagePromptIds,
+  gemma4ImagePromptText,
+  gemma4NumSoftTokens,
+  type Gemma4PixelValues,
+  type Gemma4ProcessorOverrides,
+  gemma4SampleFrameIndices,
+  gemma4TargetSize,
+  type Gemma4VideoOverrides,
+  Gemma4VideoProcessorConfig,
+  type Gemma4VideoPrompt,
+  gemma4VideoPromptText,
+  type Gemma4VisionTokens,
+  preprocessGemma4,
+  preprocessGemma4Video,
+} from "./gemma4_processor.ts";
+export { resizeBicubicAntialias, resizeBilinearAntialias, type U8Image } from "./resize.ts";
+export {
+  findFfmpeg,
+  type LoadedVideo,
+  loadVideo,
+  type LoadVideoOptions,
+  VideoError,
+  type VideoErrorKind,
+  type VideoSource,
+} from "./video.ts";

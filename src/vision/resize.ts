@@ -1,7 +1,10 @@
 /**
- * Antialiased bilinear resize of 8-bit interleaved images, bit-exact with what transformers' default (torchvision)
- * image processors run: `torchvision.transforms.v2.functional.resize(uint8 tensor, antialias=True, BILINEAR)`,
- * which on the CPU is torch's uint8 `_upsample_bilinear2d_aa` (a port of Pillow-SIMD's ImagingResample).
+ * Antialiased bilinear and bicubic resize of 8-bit interleaved images, bit-exact with what transformers' default
+ * (torchvision) image processors run: `torchvision.transforms.v2.functional.resize(uint8 tensor, antialias=True,
+ * BILINEAR | BICUBIC)`, which on the CPU is torch's uint8 `_upsample_{bilinear,bicubic}2d_aa` (a port of
+ * Pillow-SIMD's ImagingResample; torchvision keeps uint8 for both filters on the CPU, so there is no float path
+ * and no extra rounding step). Bicubic is Pillow's antialiasing cubic, a = -0.5 (torch's non-antialiased bicubic
+ * uses -0.75; the antialiased one does not).
  *
  * Why integer arithmetic: torch converts the float tap weights to int16 with a per-axis precision, sums
  * `weight * pixel` in int32 and shifts back with rounding; a float implementation would differ by one level on
@@ -36,13 +39,32 @@ function triangle(x: number): number {
   return x < 1 ? 1 - x : 0;
 }
 
+/** torch's HelperInterpCubic::aa_filter (Pillow's bicubic filter, a = -0.5). */
+function cubic(x: number): number {
+  const a = -0.5;
+  x = Math.abs(x);
+  if (x < 1) return ((a + 2) * x - (a + 3)) * x * x + 1;
+  if (x < 2) return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a;
+  return 0;
+}
+
+/** An antialiasing filter: its kernel and its support at scale 1 (torch's `interp_size / 2`). */
+interface AaFilter {
+  fn: (x: number) => number;
+  halfSize: number;
+}
+
+const BILINEAR: AaFilter = { fn: triangle, halfSize: 1 };
+const BICUBIC: AaFilter = { fn: cubic, halfSize: 2 };
+
 /**
- * Tap positions and int16 weights for one axis, as torch's `_compute_indices_int16_weights_aa` computes them
- * (align_corners=false, no explicit scale: scale = in / out; `Math.trunc` where C++ casts double to int64).
+ * Tap positions and int16 weights for one axis, as torch's `_compute_index_ranges_int16_weights` computes them
+ * (align_corners=false, no explicit scale: scale = in / out; `Math.trunc` where C++ casts double to int64;
+ * negative weights, which only bicubic has, round half away from zero as torch's `int(-0.5 + v)`).
  */
-export function bilinearAaTaps(inSize: number, outSize: number): AxisTaps {
+function aaTaps(inSize: number, outSize: number, filter: AaFilter): AxisTaps {
   const scale = inSize / outSize;
-  const support = scale >= 1 ? scale : 1;
+  const support = filter.halfSize * (scale >= 1 ? scale : 1);
   const invScale = scale >= 1 ? 1 / scale : 1;
   const stride = Math.ceil(support) * 2 + 1;
   const start = new Int32Array(outSize);
@@ -52,10 +74,11 @@ export function bilinearAaTaps(inSize: number, outSize: number): AxisTaps {
   for (let i = 0; i < outSize; i++) {
     const center = scale * (i + 0.5);
     const xmin = Math.max(Math.trunc(center - support + 0.5), 0);
-    const xsize = Math.min(Math.trunc(center + support + 0.5), inSize) - xmin;
+    // torch clips the rare one-too-many tap that rounding can produce
+    const xsize = Math.min(Math.max(Math.min(Math.trunc(center + support + 0.5), inSize) - xmin, 0), stride);
     let total = 0;
     for (let j = 0; j < xsize; j++) {
-      const w = triangle((j + xmin - center + 0.5) * invScale);
+      const w = filter.fn((j + xmin - center + 0.5) * invScale);
       f64[i * stride + j] = w;
       total += w;
     }
@@ -72,13 +95,21 @@ export function bilinearAaTaps(inSize: number, outSize: number): AxisTaps {
     if (Math.trunc(0.5 + wMax * 2 ** (precision + 1)) >= 1 << 15) break;
   }
   const weights = new Int32Array(outSize * stride);
-  for (let k = 0; k < weights.length; k++) weights[k] = Math.trunc(0.5 + f64[k] * 2 ** precision);
+  for (let k = 0; k < weights.length; k++) {
+    const v = f64[k] * 2 ** precision;
+    weights[k] = v < 0 ? Math.trunc(-0.5 + v) : Math.trunc(0.5 + v);
+  }
   return { start, count, weights, stride, precision };
 }
 
-function horizontal(src: U8Image, outWidth: number): U8Image {
+/** {@link aaTaps} for the bilinear (triangle) filter. */
+export function bilinearAaTaps(inSize: number, outSize: number): AxisTaps {
+  return aaTaps(inSize, outSize, BILINEAR);
+}
+
+function horizontal(src: U8Image, outWidth: number, filter: AaFilter): U8Image {
   const { width, height, channels: c, data } = src;
-  const taps = bilinearAaTaps(width, outWidth);
+  const taps = aaTaps(width, outWidth, filter);
   const out = new Uint8Array(outWidth * height * c);
   const half = 2 ** (taps.precision - 1);
   const div = 2 ** taps.precision;
@@ -97,9 +128,9 @@ function horizontal(src: U8Image, outWidth: number): U8Image {
   return { width: outWidth, height, channels: c, data: out };
 }
 
-function vertical(src: U8Image, outHeight: number): U8Image {
+function vertical(src: U8Image, outHeight: number, filter: AaFilter): U8Image {
   const { width, height, channels: c, data } = src;
-  const taps = bilinearAaTaps(height, outHeight);
+  const taps = aaTaps(height, outHeight, filter);
   const rowLen = width * c;
   const out = new Uint8Array(outHeight * rowLen);
   const half = 2 ** (taps.precision - 1);
@@ -116,20 +147,32 @@ function vertical(src: U8Image, outHeight: number): U8Image {
   return { width, height: outHeight, channels: c, data: out };
 }
 
+function resizeAa(src: U8Image, outWidth: number, outHeight: number, filter: AaFilter, name: string): U8Image {
+  if (!(Number.isInteger(outWidth) && Number.isInteger(outHeight) && outWidth > 0 && outHeight > 0)) {
+    throw new RangeError(`${name}: output size must be positive integers, got ${outWidth}x${outHeight}`);
+  }
+  // Horizontal pass first, through an 8-bit (clamped) intermediate, as torch does.
+  let img = src;
+  if (outWidth !== img.width) img = horizontal(img, outWidth, filter);
+  if (outHeight !== img.height) img = vertical(img, outHeight, filter);
+  return img === src ? { ...src, data: src.data.slice() } : img;
+}
+
 /**
  * Resize to `outWidth` x `outHeight` with antialiased bilinear filtering, bit-exact with torch/torchvision on
  * uint8 CPU tensors. Same size in: a copy out.
  */
 export function resizeBilinearAntialias(src: U8Image, outWidth: number, outHeight: number): U8Image {
-  if (!(Number.isInteger(outWidth) && Number.isInteger(outHeight) && outWidth > 0 && outHeight > 0)) {
-    throw new RangeError(
-      `resizeBilinearAntialias: output size must be positive integers, got ${outWidth}x${outHeight}`,
-    );
-  }
-  let img = src;
-  if (outWidth !== img.width) img = horizontal(img, outWidth);
-  if (outHeight !== img.height) img = vertical(img, outHeight);
-  return img === src ? { ...src, data: src.data.slice() } : img;
+  return resizeAa(src, outWidth, outHeight, BILINEAR, "resizeBilinearAntialias");
+}
+
+/**
+ * Resize to `outWidth` x `outHeight` with antialiased bicubic filtering (a = -0.5), bit-exact with
+ * torch/torchvision on uint8 CPU tensors (what the Gemma 4 image and video processors run). Same size in: a copy
+ * out.
+ */
+export function resizeBicubicAntialias(src: U8Image, outWidth: number, outHeight: number): U8Image {
+  return resizeAa(src, outWidth, outHeight, BICUBIC, "resizeBicubicAntialias");
 }
 
 /** The `width` x `height` region at (`x`, `y`), clipped to the image (as tensor slicing clips). */

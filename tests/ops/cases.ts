@@ -236,6 +236,35 @@ for (const [n, gh, gw, c, k] of [[1, 8, 8, 32, 2], [2, 6, 9, 5, 3], [1, 64, 64, 
   });
 }
 
+// ---- gather_sum: the factored position table (k = 2) and the position-listed pooler (k = 9) ---------------
+for (
+  const [rows, cols, outRows, k, scale] of [[20, 7, 5, 2, 1], [256, 32, 33, 9, 0.3], [9, 1, 4, 9, 1 / 9], [
+    3,
+    65,
+    2,
+    1,
+    2,
+  ]]
+) {
+  add({
+    op: "gather_sum",
+    name: `rows=${rows} cols=${cols} out_rows=${outRows} k=${k} scale=${scale.toPrecision(3)}`,
+    nmse: 1e-12,
+    setup(rng) {
+      const x = rng.floats(rows * cols, -3, 3);
+      // Ids past both ends (-1 padding, rows) are skipped; every fourth id is one of them.
+      const idx = Int32Array.from(
+        rng.ints(outRows * k, 0, rows),
+        (v, i) => i % 4 === 3 ? (i % 8 === 3 ? -1 : rows) : v,
+      );
+      return {
+        reference: () => ref.gatherSum(x, rows, cols, idx, outRows, k, scale),
+        run: (b) => run(b, (s) => ops.gatherSum(s.t(x, [rows, cols]), s.t(idx, [outRows, k], "i32"), scale)),
+      };
+    },
+  });
+}
+
 // ---- linear: m = 1 takes the matrix-vector path, m > 1 the tiled one ---------------------------------
 const LINEAR_SHAPES: [m: number, n: number, k: number, bias: boolean][] = [
   [1, 1, 1, false],
@@ -271,8 +300,9 @@ for (const dtype of WEIGHT_DTYPES) {
   }
 }
 
-// Quantized weights (GGUF blocks, bias f32): m <= 4 streams W decoding each block in registers, m >= 5
-// decodes panels into the tiled path. Odd n, several blocks per row and k slabs past the 256-wide panel;
+// Quantized weights (GGUF blocks, bias f32): m <= 4 streams W decoding each block in registers, 5 <= m < 16
+// streams it once per group of <= 8 rows of x (12: 6 + 6, 15: 7 + 8), m >= 16 decodes panels into the
+// tiled path. Odd n, several blocks per row and k slabs past the 256-wide panel;
 // the last rows are the real Gemma 3 270M shapes at decode (the Q8_0 lm_head cut to 4096 of its 262144
 // rows to keep the reference quick). The reference multiplies by the dequantized W, which the kernels
 // read exactly, so the limit is the float rows' f32-summation one.
@@ -286,6 +316,9 @@ const QUANT_LINEAR_SHAPES: Record<32 | 256, [m: number, n: number, k: number, bi
     [4, 17, 320, false],
     [7, 17, 32, true],
     [7, 300, 640, false],
+    [12, 300, 640, true],
+    [15, 17, 96, false],
+    [16, 300, 640, false],
     [33, 17, 640, false],
     [33, 300, 96, true],
   ],
@@ -298,6 +331,8 @@ const QUANT_LINEAR_SHAPES: Record<32 | 256, [m: number, n: number, k: number, bi
     [4, 17, 768, false],
     [7, 17, 256, true],
     [7, 300, 768, false],
+    [12, 300, 512, true],
+    [15, 17, 256, false],
     [33, 17, 512, false],
     [33, 300, 256, true],
   ],
@@ -382,6 +417,45 @@ for (const c of ROPE_CASES) {
             (s) => ops.rope(s.t(x, [tokens, heads, d]), s.t(positions, [tokens], "i32"), s.t(invFreq, [rot / 2]), rot),
           ),
       };
+    },
+  });
+}
+
+// ---- rope_axes (2-D RoPE of Gemma 4's vision tower) and clamp ---------------------------------------------
+for (const [tokens, heads, d, axes] of [[7, 2, 16, 2], [40, 12, 64, 2], [5, 3, 24, 3], [4, 1, 8, 1]]) {
+  add({
+    op: "rope_axes",
+    name: `tokens=${tokens} heads=${heads} head_dim=${d} axes=${axes}`,
+    nmse: 1e-11,
+    setup(rng) {
+      const x = rng.floats(tokens * heads * d);
+      const positions = rng.ints(tokens * axes, -1, 70);
+      // Gemma4VisionRotaryEmbedding: theta 100 over spatial_dim = head_dim / axes.
+      const invFreq = ops.ropeInvFreq({ headDim: d / axes, theta: 100 });
+      return {
+        reference: () => ref.ropeAxes(x, tokens, heads, d, axes, positions, invFreq),
+        run: (b) =>
+          run(
+            b,
+            (s) =>
+              ops.ropeAxes(
+                s.t(x, [tokens, heads, d]),
+                s.t(positions, [tokens, axes], "i32"),
+                s.t(invFreq, [d / (2 * axes)]),
+              ),
+          ),
+      };
+    },
+  });
+}
+for (const [n, lo, hi] of [[1000, -0.5, 0.25], [70000, -Infinity, 1.5], [33, -2, Infinity], [8, 0.1, 0.1]]) {
+  add({
+    op: "clamp",
+    name: `n=${n} [${lo}, ${hi}]`,
+    nmse: 0,
+    setup(rng) {
+      const x = rng.floats(n, -3, 3);
+      return { reference: () => ref.clamp(x, lo, hi), run: (b) => run(b, (s) => ops.clamp(s.t(x, [n]), lo, hi)) };
     },
   });
 }

@@ -75,6 +75,55 @@ export function avgPool2d(x: Arr, n: number, gh: number, gw: number, c: number, 
   return out;
 }
 
+/** y[o] = scale · Σ_j x[idx[o·k + j]] over ids in [0, rows). */
+export function gatherSum(x: Arr, rows: number, cols: number, idx: Arr, outRows: number, k: number, scale: number) {
+  const out = new Float64Array(outRows * cols);
+  for (let o = 0; o < outRows; o++) {
+    for (let j = 0; j < k; j++) {
+      const r = idx[o * k + j];
+      if (r < 0 || r >= rows) continue;
+      for (let c = 0; c < cols; c++) out[o * cols + c] += x[r * cols + c];
+    }
+    for (let c = 0; c < cols; c++) out[o * cols + c] *= scale;
+  }
+  return out;
+}
+
+/** apply_multidimensional_rope: `axes` parts of the head, part a at positions[t·axes + a]. */
+export function ropeAxes(
+  x: Arr,
+  tokens: number,
+  heads: number,
+  headDim: number,
+  axes: number,
+  positions: Arr,
+  invFreq: Arr,
+) {
+  const out = Float64Array.from(x);
+  const part = headDim / axes, half = part / 2;
+  for (let t = 0; t < tokens; t++) {
+    for (let a = 0; a < axes; a++) {
+      for (let j = 0; j < half; j++) {
+        const angle = Math.fround(Math.fround(positions[t * axes + a]) * invFreq[j]);
+        const c = Math.cos(angle), s = Math.sin(angle);
+        for (let h = 0; h < heads; h++) {
+          const base = (t * heads + h) * headDim + a * part;
+          const x1 = x[base + j], x2 = x[base + j + half];
+          out[base + j] = x1 * c - x2 * s;
+          out[base + j + half] = x2 * c + x1 * s;
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/** torch.clamp. */
+export function clamp(x: Arr, lo: number, hi: number): Float64Array {
+  // The kernel takes f32 bounds.
+  return Float64Array.from(x, (v) => Math.min(Math.max(v, Math.fround(lo)), Math.fround(hi)));
+}
+
 export function linear(x: Arr, w: Arr, b: Arr | null, m: number, n: number, k: number): Float64Array {
   const out = new Float64Array(m * n);
   for (let i = 0; i < m; i++) {

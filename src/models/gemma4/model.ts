@@ -9,6 +9,7 @@
  * prefill and the recorded decode step.
  * @module
  */
+import { ShapeError } from "../../ffi/errors.ts";
 import type { Backend } from "../../runtime/backend.ts";
 import { isQuantized, roundTo } from "../../runtime/dtype.ts";
 import { type CacheSpec, KvCache } from "../../runtime/kv_cache.ts";
@@ -34,6 +35,21 @@ import { gemma4MoeExperts, type Gemma4MoeWeights } from "./moe.ts";
 
 /** Weights by their name under the text model (`embed_tokens.weight`, `layers.0.mlp.up_proj.weight`, …). */
 export type WeightLookup = (name: string) => Tensor;
+
+/**
+ * What a multimodal prefill adds to the token ids (src/models/gemma4/multimodal.ts builds it): soft tokens that
+ * replace the token embeddings at their positions (masked_scatter, before the per-layer inputs' projection), and
+ * span ids that make each media run attend bidirectionally on sliding layers (use_bidirectional_attention "vision").
+ */
+export interface Gemma4PrefillInjection {
+  /** Each part: f32 [rows, hidden] whose row r replaces the embedding at positions[r] (ascending). */
+  parts: { embeds: Tensor; positions: readonly number[] }[];
+  /** [tokens]: keys and queries sharing a non-zero id see each other on sliding layers; absent: plain masks. */
+  spanIds?: Int32Array;
+}
+
+/** A prefill step with the media span ids (sliding layers only). */
+type Gemma4Step = Step & { spanIds?: Tensor };
 
 /** The KV cache each layer gets: a ring of the window for sliding layers, nothing of its own when shared. */
 export function gemma4CacheSpecs(config: Gemma4Model, maxContext: number): CacheSpec[] {
@@ -131,7 +147,7 @@ export class Gemma4TextModel {
   }
 
   /** Gemma4TextAttention. Returns the o_proj output. */
-  #attention(l: Gemma4LayerSpec, x: Tensor, s: Step): Tensor {
+  #attention(l: Gemma4LayerSpec, x: Tensor, s: Gemma4Step): Tensor {
     const c = this.config.text, T = s.tokens;
     const [nH, nKV, hd] = [c.numAttentionHeads, l.kvHeads, l.headDim];
     const p = `layers.${l.index}.self_attn.`;
@@ -161,7 +177,11 @@ export class Gemma4TextModel {
     const options = { scale: 1, window: l.window };
     const attn = s.ws.get(`attn.${hd}`, [T, nH, hd]);
     if (s.decode) attentionDecode(q.reshape([nH, hd]), cache.k, cache.v, s.position0, options, attn.reshape([nH, hd]));
-    else attentionPrefill(q, k, v, { ...options, causal: true, qPos0: 0 }, attn);
+    else {
+      // create_masks_for_vision_model: the media blocks open up on sliding layers only; full layers stay causal.
+      const spanIds = l.type === "sliding_attention" ? s.spanIds : undefined;
+      attentionPrefill(q, k, v, { ...options, causal: true, qPos0: 0, spanIds }, attn);
+    }
     return linear(attn.reshape([T, nH * hd]), this.#w(`${p}o_proj.weight`), null, s.ws.get("o", [T, c.hiddenSize]));
   }
 
@@ -197,7 +217,7 @@ export class Gemma4TextModel {
   }
 
   /** Gemma4TextDecoderLayer: sandwich norms, MoE beside the MLP, per-layer input, layer_scalar. */
-  #layer(l: Gemma4LayerSpec, h: Tensor, s: Step, perLayerInput: Tensor | null): void {
+  #layer(l: Gemma4LayerSpec, h: Tensor, s: Gemma4Step, perLayerInput: Tensor | null): void {
     const c = this.config.text, T = s.tokens, p = `layers.${l.index}.`;
     const x = this.#norm(h, `${p}input_layernorm.weight`, s.ws.get("x", [T, c.hiddenSize]));
     const attn = this.#attention(l, x, s);
@@ -221,9 +241,16 @@ export class Gemma4TextModel {
   }
 
   /** Embeddings (+ per-layer inputs) → layers → final norm → tied lm_head → softcap. Logits f32 [rows, vocab]. */
-  #forward(ids: Tensor, s: Step, logitsRows: "last" | "all", logits: Tensor): Tensor {
+  #forward(
+    ids: Tensor,
+    s: Gemma4Step,
+    logitsRows: "last" | "all",
+    logits: Tensor,
+    inject?: Gemma4PrefillInjection,
+  ): Tensor {
     const c = this.config.text, T = s.tokens;
     const h = embedding(this.#w("embed_tokens.weight"), ids, this.#embedScale, s.ws.get("h", [T, c.hiddenSize]));
+    for (const part of inject?.parts ?? []) this.#splice(h, part);
     const perLayer = c.hiddenSizePerLayerInput ? this.#perLayerInputs(ids, h, s) : null;
     for (const l of this.config.layers) this.#layer(l, h, s, perLayer?.rows(l.index * T, T) ?? null);
     const last = logitsRows === "last" ? h.rows(T - 1, 1) : h;
@@ -238,9 +265,43 @@ export class Gemma4TextModel {
    * Runs the whole prompt from position 0, filling the KV cache. Returns logits of the last position
    * (f32 [1, vocab]) or, with `all`, of every position (f32 [T, vocab]). The caller disposes them.
    */
-  prefill(ids: ArrayLike<number>, logitsRows: "last" | "all" = "last"): Tensor {
+  prefill(ids: ArrayLike<number>, logitsRows: "last" | "all" = "last", inject?: Gemma4PrefillInjection): Tensor {
     const limits = { maxContext: this.maxContext, vocabSize: this.vocabSize };
-    return runPrefill(this.backend, ids, limits, logitsRows, (i, s, rows, out) => this.#forward(i, s, rows, out));
+    if (inject?.spanIds && inject.spanIds.length !== ids.length) {
+      throw new ShapeError("prefill", `${inject.spanIds.length} span ids for a prompt of ${ids.length} tokens`);
+    }
+    return runPrefill(this.backend, ids, limits, logitsRows, (i, s: Gemma4Step, rows, out) => {
+      if (inject?.spanIds) {
+        s.spanIds = s.ws.get("span_ids", [s.tokens], "i32");
+        s.spanIds.write(inject.spanIds);
+      }
+      return this.#forward(i, s, rows, out, inject);
+    });
+  }
+
+  /** masked_scatter of Gemma4Model.forward: copies the injected rows over the token embeddings, run by run. */
+  #splice(h: Tensor, part: { embeds: Tensor; positions: readonly number[] }): void {
+    const { embeds, positions } = part;
+    const H = this.config.text.hiddenSize, T = h.shape[0];
+    if (embeds.dtype !== "f32" || embeds.shape.length !== 2 || embeds.shape[1] !== H) {
+      throw new ShapeError(
+        "prefill",
+        `injected embeddings are ${embeds.dtype}[${embeds.shape}], expected f32[*, ${H}]`,
+      );
+    }
+    if (positions.length !== embeds.shape[0]) {
+      throw new ShapeError("prefill", `${positions.length} placeholder positions for ${embeds.shape[0]} injected rows`);
+    }
+    for (let r = 0; r < positions.length;) {
+      let n = 1;
+      while (r + n < positions.length && positions[r + n] === positions[r] + n) n++;
+      const at = positions[r];
+      if (!Number.isInteger(at) || at < 0 || at + n > T || (r > 0 && at <= positions[r - 1])) {
+        throw new ShapeError("prefill", `placeholder positions must ascend inside [0, ${T}), got ${at}`);
+      }
+      this.backend.copy(h.rows(at, n).pointer, embeds.rows(r, n).pointer, n * H * 4);
+      r += n;
+    }
   }
 
   /**

@@ -1,0 +1,139 @@
+/**
+ * Images and video in a Gemma 4 conversation: the image and video parts of the messages are decoded and
+ * preprocessed (src/vision: Gemma4ImageProcessor / Gemma4VideoProcessor semantics), the chat template's
+ * `<|image|>` / `<|video|>` placeholders are expanded as Gemma4Processor does (each image `<|image>` + soft tokens +
+ * `<image|>`; each video frame `"mm:ss <|image>" + <|video|>×n + "<image|>"`, joined by spaces), and the result is
+ * the prompt ids plus the patches the model's prefill encodes.
+ * @module
+ */
+import type { Gemma4PromptMedia } from "../models/gemma4/multimodal.ts";
+import type { VisionBatch } from "../models/gemma4/vision.ts";
+import type { Gemma4VisionConfig } from "../models/gemma4/vision_config.ts";
+import { ImageInputError } from "../models/multimodal.ts";
+import type { ChatMessage, ChatTemplateOptions } from "../tokenizer/chat_template.ts";
+import type { Tokenizer } from "../tokenizer/tokenizer.ts";
+import {
+  expandGemma4Prompt,
+  type Gemma4ImageProcessorConfig,
+  type Gemma4PixelValues,
+  type Gemma4VideoProcessorConfig,
+  type Gemma4VideoPrompt,
+  preprocessGemma4,
+  preprocessGemma4Video,
+} from "../vision/gemma4_processor.ts";
+import { loadImage } from "../vision/image.ts";
+import { loadVideo, type LoadVideoOptions, type VideoSource } from "../vision/video.ts";
+import { type ImageOptions, imageParts } from "./images.ts";
+
+/** What a Gemma 4 model needs to take images and video: its vision config and the checkpoint's processors. */
+export interface Gemma4VisionSupport {
+  kind: "gemma4";
+  config: Gemma4VisionConfig;
+  image: Gemma4ImageProcessorConfig;
+  video: Gemma4VideoProcessorConfig;
+}
+
+/** Per-call video options. */
+export interface VideoOptions {
+  /** Decoding limits and frame sampling (numFrames / fps) of videos. */
+  videoLoading?: Omit<LoadVideoOptions, "config">;
+}
+
+/** The video parts of a conversation, in prompt order: `{type: "video", path | bytes}`. */
+export function videoParts(messages: readonly ChatMessage[]): VideoSource[] {
+  const out: VideoSource[] = [];
+  messages.forEach((m, i) => {
+    if (!Array.isArray(m.content)) return;
+    m.content.forEach((part, j) => {
+      if (part?.type !== "video") return;
+      const p = part as Record<string, unknown>;
+      if (typeof p.path === "string") out.push({ path: p.path });
+      else if (p.bytes instanceof Uint8Array || p.bytes instanceof ArrayBuffer) out.push({ bytes: p.bytes });
+      else {
+        throw new ImageInputError(
+          "generate",
+          `messages[${i}].content[${j}] is a video part without a source: give path or bytes`,
+        );
+      }
+    });
+  });
+  return out;
+}
+
+/** Whether any message carries a video part. */
+export function hasVideos(messages: readonly ChatMessage[]): boolean {
+  return messages.some((m) => Array.isArray(m.content) && m.content.some((p) => p?.type === "video"));
+}
+
+const batchOf = (p: Gemma4PixelValues): VisionBatch => ({
+  pixelValues: p.pixelValues,
+  positionIds: p.positionIds,
+  count: p.shape[0],
+  maxPatches: p.shape[1],
+});
+
+/**
+ * Renders the conversation, loads and preprocesses its images and videos, and expands the placeholders. Throws
+ * ImageInputError when the placeholders and the media disagree, ImageError / VideoError (src/vision) for media
+ * that cannot be read.
+ */
+export async function encodeGemma4MediaPrompt(
+  tokenizer: Tokenizer,
+  messages: readonly ChatMessage[],
+  chat: ChatTemplateOptions,
+  vision: Gemma4VisionSupport,
+  options: ImageOptions & VideoOptions = {},
+): Promise<{ ids: number[]; media: Gemma4PromptMedia }> {
+  const c = vision.config;
+  const token = (id: number, fallback: string) => tokenizer.idToToken(id) ?? fallback;
+  const tokens = {
+    boiToken: token(c.boiTokenId, "<|image>"),
+    imageToken: token(c.imageTokenId, "<|image|>"),
+    eoiToken: token(c.eoiTokenId, "<image|>"),
+    videoToken: token(c.videoTokenId, "<|video|>"),
+  };
+  const text = tokenizer.applyChatTemplate(messages, chat);
+  const media: Gemma4PromptMedia = {};
+  const imageSources = imageParts(messages);
+  let imageTokens: number[] = [];
+  if (imageSources.length > 0) {
+    const rgb = [];
+    for (const s of imageSources) rgb.push(await loadImage(s, options.imageLoading));
+    const p = preprocessGemma4(rgb, vision.image);
+    media.images = batchOf(p);
+    imageTokens = p.numSoftTokens;
+  }
+  const videos: Gemma4VideoPrompt[] = [];
+  const frames: Gemma4PixelValues[] = [];
+  for (const s of videoParts(messages)) {
+    const v = await loadVideo(s, { ...options.videoLoading, config: vision.video });
+    const p = preprocessGemma4Video(v.frames, vision.video);
+    frames.push(p);
+    videos.push({ numSoftTokens: p.numSoftTokens[0], timestamps: v.timestamps });
+  }
+  if (frames.length > 0) {
+    // Every video uses the video processor's patch budget, so their frames stack into one batch.
+    const pixelValues = new Float32Array(frames.reduce((s, f) => s + f.pixelValues.length, 0));
+    const positionIds = new Int32Array(frames.reduce((s, f) => s + f.positionIds.length, 0));
+    let a = 0, b = 0;
+    for (const f of frames) {
+      pixelValues.set(f.pixelValues, a);
+      positionIds.set(f.positionIds, b);
+      a += f.pixelValues.length;
+      b += f.positionIds.length;
+    }
+    media.videoFrames = {
+      pixelValues,
+      positionIds,
+      count: frames.reduce((s, f) => s + f.shape[0], 0),
+      maxPatches: frames[0].shape[1],
+    };
+  }
+  let expanded: string;
+  try {
+    expanded = expandGemma4Prompt(text, { images: imageTokens, videos }, tokens);
+  } catch (e) {
+    throw new ImageInputError("generate", (e as Error).message, { cause: e });
+  }
+  return { ids: tokenizer.encode(expanded, { addSpecialTokens: false }), media };
+}
