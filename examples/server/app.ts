@@ -49,6 +49,10 @@ export interface AppOptions {
   remoteImages?: Partial<RemoteImages>;
   /** Whether the model takes image parts. Default: the model's `supportsImages`, else false. */
   acceptsImages?: boolean;
+  /** http(s) video URLs (video_url parts): refused unless `allow` (default false); the timeout is remoteImages'. */
+  remoteVideos?: Partial<RemoteImages>;
+  /** Whether the model takes video_url parts. Default: the model's `supportsVideo`, else false. */
+  acceptsVideo?: boolean;
   /** Serve the browser chat page at / (default true). */
   chatPage?: boolean;
 }
@@ -118,6 +122,22 @@ export function createApp(options: AppOptions = {}): Hono {
   const limits: Limits = { ...DEFAULT_LIMITS, ...options.limits };
   const remote: RemoteImages = { allow: false, timeoutMs: 10_000, ...options.remoteImages };
   const acceptsImages = options.acceptsImages ?? model?.supportsImages === true;
+  const remoteVideos: RemoteImages = { allow: false, timeoutMs: remote.timeoutMs, ...options.remoteVideos };
+  const acceptsVideo = options.acceptsVideo ?? model?.supportsVideo === true;
+  /** The vision-encoder cache's counters, in the API's snake_case; null for text-only models. */
+  const visionCache = () => {
+    const s = model?.visionCacheStats?.();
+    return s
+      ? {
+        hits: s.hits,
+        misses: s.misses,
+        evictions: s.evictions,
+        entries: s.entries,
+        bytes: s.bytes,
+        max_bytes: s.maxBytes,
+      }
+      : null;
+  };
   const queue = new FairQueue(limits.maxQueue);
   const metrics = new Metrics();
   const created = Math.floor(Date.now() / 1000);
@@ -165,6 +185,7 @@ export function createApp(options: AppOptions = {}): Hono {
       device: backend?.deviceName ?? null,
       memory: backend?.memoryStats() ?? null,
       queue: { depth: queue.depth, busy: queue.busy },
+      vision_cache: visionCache(),
     }));
 
   const modelCard = () => ({ id: modelId, object: "model", created, owned_by: "gemmakit" });
@@ -180,6 +201,7 @@ export function createApp(options: AppOptions = {}): Hono {
         queueDepth: queue.depth,
         inFlight: queue.busy ? 1 : 0,
         nativeMemoryBytes: backend?.memoryStats().inUse ?? 0,
+        visionCache: model?.visionCacheStats?.(),
       }),
       200,
       { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
@@ -205,6 +227,12 @@ export function createApp(options: AppOptions = {}): Hono {
       throw new ApiError(400, `'${modelId}' is a text-only model and does not take images`, {
         param: "messages",
         code: "images_not_supported",
+      });
+    }
+    if (request.videos && !acceptsVideo) {
+      throw new ApiError(400, `'${modelId}' does not take video (video_url parts need a Gemma 4 vision model)`, {
+        param: "messages",
+        code: "videos_not_supported",
       });
     }
     const promptTokens = model.encode(libraryInput(request), chatOptions(request)).length;
@@ -244,7 +272,7 @@ export function createApp(options: AppOptions = {}): Hono {
     try {
       const raw = await readJson(c, limits.maxBodyBytes);
       const request = chat
-        ? await parseChatRequest(raw, limits, remote, clientSignal)
+        ? await parseChatRequest(raw, limits, remote, clientSignal, remoteVideos)
         : parseCompletionRequest(raw, limits);
       const { model, maxTokens } = admit(request, chat);
       const release = await acquire(clientSignal);

@@ -61,6 +61,7 @@ export function toApiError(e: unknown): ApiError {
       type: "server_error",
     });
   }
+  if (e instanceof GemmakitError && e.name === "VideoError") return videoError(e as GemmakitError & { kind: string });
   if (e instanceof GemmakitError) {
     // ImageError (src/vision) and the template's raise_exception land here: the input was bad.
     const code = e.name === "ImageError" ? "invalid_image" : null;
@@ -68,4 +69,23 @@ export function toApiError(e: unknown): ApiError {
   }
   const message = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
   return new ApiError(500, `internal error: ${message}`, { type: "server_error" });
+}
+
+/**
+ * VideoError (src/vision/video.ts) by its kind: a server without ffmpeg cannot take videos at all (503); a video over
+ * the limits is 413; one that ran past the decoding deadline 408; anything else about the bytes is the client's (400).
+ */
+function videoError(e: GemmakitError & { kind: string }): ApiError {
+  const message = e.message.split("\n")[0];
+  switch (e.kind) {
+    case "ffmpeg_missing":
+      return new ApiError(503, `this server cannot decode videos: ${message}`, { code: "video_decoder_unavailable" });
+    case "too_large":
+    case "too_long":
+      return new ApiError(413, message, { param: "messages", code: "video_too_large" });
+    case "timeout":
+      return new ApiError(408, message, { param: "messages", code: "video_timeout" });
+    default:
+      return new ApiError(400, message, { param: "messages", code: "invalid_video" });
+  }
 }

@@ -17,7 +17,7 @@ export type ToolSpec = NonNullable<StreamOptions["tools"]>[number];
 /** What the server needs of a model (a `Model` from loadModel; tests may pass a stand-in). */
 export type ServedModel =
   & Pick<Model, "backend" | "maxContext" | "encode" | "stream" | "supportsChat">
-  & Partial<Pick<Model, "supportsImages">>;
+  & Partial<Pick<Model, "supportsImages" | "supportsVideo" | "visionCacheStats">>;
 
 export interface ToolCall {
   /** `call_...`, unique in the response. */
@@ -86,6 +86,8 @@ export async function runGeneration(
     stop: request.stop,
     signal,
     ...chatOptions(request),
+    // ffmpeg is killed when the client goes away, as generation stops.
+    ...(request.videoLoading && { videoLoading: { ...request.videoLoading, signal } }),
     onEvent: (e) => {
       if (e.type === "reasoning") {
         first();

@@ -44,37 +44,49 @@ function decodeDataUrl(url: string, param: string, limits: Limits): Uint8Array {
   return bytes;
 }
 
-async function download(url: URL, param: string, limits: Limits, remote: RemoteImages, signal?: AbortSignal) {
+/**
+ * GETs an http(s) URL with the operator's time limit, holding at most `maxBytes` (the declared length is
+ * checked first, then every chunk). Images and videos share it; `noun` names the thing in messages.
+ */
+export async function downloadBounded(
+  url: URL,
+  param: string,
+  remote: RemoteImages,
+  maxBytes: number,
+  tooLargeError: () => ApiError,
+  signal?: AbortSignal,
+  noun = "image",
+): Promise<Uint8Array> {
   const timeout = AbortSignal.timeout(remote.timeoutMs);
   const both = signal ? AbortSignal.any([signal, timeout]) : timeout;
   let response: Response;
   try {
     response = await fetch(url, { signal: both, redirect: "follow" });
   } catch (e) {
-    if (timeout.aborted) throw invalid(param, `${param}: fetching the image took over ${remote.timeoutMs} ms`);
-    throw invalid(param, `${param}: fetching the image failed: ${e instanceof Error ? e.message : e}`);
+    if (timeout.aborted) throw invalid(param, `${param}: fetching the ${noun} took over ${remote.timeoutMs} ms`);
+    throw invalid(param, `${param}: fetching the ${noun} failed: ${e instanceof Error ? e.message : e}`);
   }
   if (!response.ok || !response.body) {
     await response.body?.cancel();
-    throw invalid(param, `${param}: fetching the image failed with HTTP ${response.status}`);
+    throw invalid(param, `${param}: fetching the ${noun} failed with HTTP ${response.status}`);
   }
   const declared = Number(response.headers.get("content-length") ?? "0");
-  if (declared > limits.maxImageBytes) {
+  if (declared > maxBytes) {
     await response.body.cancel();
-    throw tooLarge(param, limits);
+    throw tooLargeError();
   }
   const chunks: Uint8Array[] = [];
   let total = 0;
   try {
     for await (const chunk of response.body) {
       total += chunk.length;
-      if (total > limits.maxImageBytes) throw tooLarge(param, limits);
+      if (total > maxBytes) throw tooLargeError();
       chunks.push(chunk);
     }
   } catch (e) {
     if (e instanceof ApiError) throw e;
-    if (timeout.aborted) throw invalid(param, `${param}: fetching the image took over ${remote.timeoutMs} ms`);
-    throw invalid(param, `${param}: reading the image failed: ${e instanceof Error ? e.message : e}`);
+    if (timeout.aborted) throw invalid(param, `${param}: fetching the ${noun} took over ${remote.timeoutMs} ms`);
+    throw invalid(param, `${param}: reading the ${noun} failed: ${e instanceof Error ? e.message : e}`);
   }
   const bytes = new Uint8Array(total);
   let at = 0;
@@ -110,7 +122,7 @@ export async function imageBytes(
         "remote_images_disabled",
       );
     }
-    bytes = await download(parsed, param, limits, remote, signal);
+    bytes = await downloadBounded(parsed, param, remote, limits.maxImageBytes, () => tooLarge(param, limits), signal);
   }
   if (bytes.length === 0) throw invalid(param, `${param}: the image is empty`, "invalid_image");
   if (!sniffImage(bytes)) {

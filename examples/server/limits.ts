@@ -11,6 +11,16 @@ export interface Limits {
   maxImageBytes: number;
   /** Most images in one request. Default 8. */
   maxImages: number;
+  /** Largest video after base64 decoding or download, in bytes. Default 16 MiB (a data URL also fits the body). */
+  maxVideoBytes: number;
+  /** Most videos in one request. Default 2. */
+  maxVideos: number;
+  /** Most frames kept from one video (what a request may ask in media_io_kwargs, and what decoding keeps). Default 64. */
+  maxVideoFrames: number;
+  /** Longest video in seconds. Default 600. */
+  maxVideoSeconds: number;
+  /** Decoding one video (ffmpeg) may take this long. Default 60 s. */
+  videoTimeoutMs: number;
   /** Longest prompt in tokens (also bounded by the model's context). Default: the model's context. */
   maxPromptTokens: number;
   /** Largest max_tokens a request may ask for. Default 4096. */
@@ -21,7 +31,7 @@ export interface Limits {
   maxQueue: number;
 }
 
-/** Remote (http/https) image URLs: refused unless the operator allows them. */
+/** Remote (http/https) image (or video) URLs: refused unless the operator allows them. */
 export interface RemoteImages {
   allow: boolean;
   /** Whole download, headers to last byte. Default 10 s. */
@@ -32,6 +42,11 @@ export const DEFAULT_LIMITS: Limits = {
   maxBodyBytes: 20 << 20,
   maxImageBytes: 10 << 20,
   maxImages: 8,
+  maxVideoBytes: 16 << 20,
+  maxVideos: 2,
+  maxVideoFrames: 64,
+  maxVideoSeconds: 600,
+  videoTimeoutMs: 60_000,
   maxPromptTokens: Number.POSITIVE_INFINITY,
   maxTokens: 4096,
   defaultMaxTokens: 512,

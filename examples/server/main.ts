@@ -1,6 +1,7 @@
 /**
  * `deno task serve [--model PATH|REPO|FILE.gguf] [--port 8080] [--host 127.0.0.1] [--backend auto|cpu|cuda]
- *  [--model-id NAME] [--max-context N] [--api-key KEY] [--allow-remote-images] [--max-queue N] [--max-tokens N]`
+ *  [--model-id NAME] [--max-context N] [--api-key KEY] [--allow-remote-images] [--allow-remote-videos]
+ *  [--max-queue N] [--max-tokens N]`
  *
  * Loads one model and serves the example app on Deno.serve. Without --model it serves the default model
  * (Gemma 3 270M). The API key may also come from GEMMAKIT_API_KEY.
@@ -22,6 +23,7 @@ const { values } = parseArgs({
     "max-context": { type: "string" },
     "api-key": { type: "string" },
     "allow-remote-images": { type: "boolean", default: false },
+    "allow-remote-videos": { type: "boolean", default: false },
     "max-queue": { type: "string" },
     "max-tokens": { type: "string" },
     help: { type: "boolean", short: "h" },
@@ -30,7 +32,8 @@ const { values } = parseArgs({
 if (values.help) {
   console.log(
     "deno task serve [--model PATH] [--port 8080] [--host 127.0.0.1] [--backend auto|cpu|cuda] [--model-id NAME]\n" +
-      "  [--max-context N] [--api-key KEY] [--allow-remote-images] [--max-queue N] [--max-tokens N]",
+      "  [--max-context N] [--api-key KEY] [--allow-remote-images] [--allow-remote-videos] [--max-queue N]\n" +
+      "  [--max-tokens N]",
   );
   Deno.exit(0);
 }
@@ -57,6 +60,7 @@ const app = createApp({
   modelId,
   apiKey: values["api-key"] ?? Deno.env.get("GEMMAKIT_API_KEY"),
   remoteImages: { allow: values["allow-remote-images"] },
+  remoteVideos: { allow: values["allow-remote-videos"] },
   limits: { ...(maxQueue !== undefined && { maxQueue }), ...(maxTokens !== undefined && { maxTokens }) },
 });
 await chatPageScript(); // bundle the chat page now, not on the first visitor's request

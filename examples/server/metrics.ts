@@ -27,6 +27,16 @@ class Histogram {
   }
 }
 
+/** The library's vision-encoder cache counters (Model.visionCacheStats()). */
+export interface VisionCacheGauges {
+  hits: number;
+  misses: number;
+  evictions: number;
+  entries: number;
+  bytes: number;
+  maxBytes: number;
+}
+
 const label = (v: string) => v.replace(/[\\"\n]/g, (c) => (c === "\n" ? "\\n" : `\\${c}`));
 
 export class Metrics {
@@ -51,7 +61,10 @@ export class Metrics {
   }
 
   /** The exposition text; `gauges` are read at scrape time. */
-  render(gauges: { queueDepth: number; inFlight: number; nativeMemoryBytes: number }): string {
+  render(
+    gauges: { queueDepth: number; inFlight: number; nativeMemoryBytes: number; visionCache?: VisionCacheGauges },
+  ): string {
+    const v = gauges.visionCache;
     const out = [
       "# HELP gemmakit_requests_total HTTP requests served, by route and status.",
       "# TYPE gemmakit_requests_total counter",
@@ -77,6 +90,29 @@ export class Metrics {
       "# HELP gemmakit_decode_tokens_per_second Decode speed of each generation.",
       "# TYPE gemmakit_decode_tokens_per_second histogram",
       ...this.decodeSpeed.lines("gemmakit_decode_tokens_per_second"),
+      // Only for models with a vision tower: soft tokens reused for an image (or video frame) seen before.
+      ...(v
+        ? [
+          "# HELP gemmakit_vision_cache_hits_total Images and video frames whose soft tokens came from the cache.",
+          "# TYPE gemmakit_vision_cache_hits_total counter",
+          `gemmakit_vision_cache_hits_total ${v.hits}`,
+          "# HELP gemmakit_vision_cache_misses_total Images and video frames the vision tower encoded.",
+          "# TYPE gemmakit_vision_cache_misses_total counter",
+          `gemmakit_vision_cache_misses_total ${v.misses}`,
+          "# HELP gemmakit_vision_cache_evictions_total Cache entries dropped to stay within the byte bound.",
+          "# TYPE gemmakit_vision_cache_evictions_total counter",
+          `gemmakit_vision_cache_evictions_total ${v.evictions}`,
+          "# HELP gemmakit_vision_cache_entries Images and video frames cached now.",
+          "# TYPE gemmakit_vision_cache_entries gauge",
+          `gemmakit_vision_cache_entries ${v.entries}`,
+          "# HELP gemmakit_vision_cache_bytes Device (or host) bytes the cached soft tokens hold.",
+          "# TYPE gemmakit_vision_cache_bytes gauge",
+          `gemmakit_vision_cache_bytes ${v.bytes}`,
+          "# HELP gemmakit_vision_cache_max_bytes The cache's byte bound.",
+          "# TYPE gemmakit_vision_cache_max_bytes gauge",
+          `gemmakit_vision_cache_max_bytes ${v.maxBytes}`,
+        ]
+        : []),
     ];
     return out.join("\n") + "\n";
   }

@@ -8,6 +8,7 @@ import type { ChatMessage } from "../../mod.ts";
 import type { ToolSpec } from "./generation.ts";
 import { ApiError, invalid } from "./errors.ts";
 import { imageBytes } from "./images.ts";
+import { videoBytes, videoSamplingOf } from "./videos.ts";
 import type { Limits, RemoteImages } from "./limits.ts";
 
 /** What a request asks the model for, in the library's terms. */
@@ -26,6 +27,19 @@ export interface GenerationRequest {
   includeUsage: boolean;
   /** How many images the messages carry. */
   images: number;
+  /** How many videos the messages carry (vLLM's video_url parts). */
+  videos?: number;
+  /** How the library decodes the videos: the server's limits and the request's frame sampling (media_io_kwargs). */
+  videoLoading?: VideoLoading;
+}
+
+/** The library's video decoding options the server sets (the abort signal is added when the generation runs). */
+export interface VideoLoading {
+  sampling?: { doSampleFrames: true; numFrames: number | null; fps: number | null };
+  maxFrames: number;
+  maxDurationSeconds: number;
+  maxFileBytes: number;
+  timeoutMs: number;
 }
 
 type Json = Record<string, unknown>;
@@ -136,12 +150,14 @@ async function messagesOf(
   limits: Limits,
   remote: RemoteImages,
   signal?: AbortSignal,
-): Promise<{ messages: ChatMessage[]; images: number }> {
+  remoteVideos: RemoteImages = { allow: false, timeoutMs: remote.timeoutMs },
+): Promise<{ messages: ChatMessage[]; images: number; videos: number }> {
   const list = body.messages;
   if (!Array.isArray(list) || list.length === 0) {
     throw invalid("messages", `messages must be a non-empty array, got ${show(list)}`);
   }
   const images: Promise<void>[] = [];
+  const videos: (() => Promise<void>)[] = [];
   const messages = list.map((m, i): ChatMessage => {
     const param = `messages[${i}]`;
     if (!isObject(m)) throw invalid(param, `${param} must be an object, got ${show(m)}`);
@@ -188,8 +204,18 @@ async function messagesOf(
             images.push(imageBytes(url, `${pp}.image_url`, limits, remote, signal).then((b) => void (part.bytes = b)));
             return part;
           }
+          if (isObject(p) && p.type === "video_url") {
+            const url = isObject(p.video_url) ? p.video_url.url : p.video_url;
+            if (typeof url !== "string") throw invalid(`${pp}.video_url`, `${pp}.video_url must be {url: string}`);
+            const part: { type: "video"; bytes?: Uint8Array } = { type: "video" };
+            // Started only once the count is known to be within the limit: videos are large.
+            videos.push(() =>
+              videoBytes(url, `${pp}.video_url`, limits, remoteVideos, signal).then((b) => void (part.bytes = b))
+            );
+            return part;
+          }
           const type = isObject(p) ? JSON.stringify(p.type) : show(p);
-          throw invalid(pp, `${pp}: content part type ${type} is not supported (text and image_url are)`);
+          throw invalid(pp, `${pp}: content part type ${type} is not supported (text, image_url and video_url are)`);
         });
         return { role: "user", content: parts };
       }
@@ -198,8 +224,12 @@ async function messagesOf(
   if (images.length > limits.maxImages) {
     throw invalid("messages", `at most ${limits.maxImages} images per request, got ${images.length}`);
   }
-  await Promise.all(images);
-  return { messages, images: images.length };
+  if (videos.length > limits.maxVideos) {
+    await Promise.allSettled(images);
+    throw invalid("messages", `at most ${limits.maxVideos} videos per request, got ${videos.length}`);
+  }
+  await Promise.all([...images, ...videos.map((v) => v())]);
+  return { messages, images: images.length, videos: videos.length };
 }
 
 /**
@@ -252,12 +282,23 @@ export async function parseChatRequest(
   limits: Limits,
   remote: RemoteImages,
   signal?: AbortSignal,
+  remoteVideos?: RemoteImages,
 ): Promise<GenerationRequest> {
   const body = objectBody(raw);
   const c = common(body, limits);
   const tools = toolsOf(body);
-  const { messages, images } = await messagesOf(body, limits, remote, signal);
-  return { ...c, input: { messages }, tools, thinking: thinkingOf(body), images };
+  const videoSampling = videoSamplingOf(body, limits);
+  const { messages, images, videos } = await messagesOf(body, limits, remote, signal, remoteVideos);
+  const videoLoading: VideoLoading | undefined = videos
+    ? {
+      ...(videoSampling && { sampling: videoSampling }),
+      maxFrames: limits.maxVideoFrames,
+      maxDurationSeconds: limits.maxVideoSeconds,
+      maxFileBytes: limits.maxVideoBytes,
+      timeoutMs: limits.videoTimeoutMs,
+    }
+    : undefined;
+  return { ...c, input: { messages }, tools, thinking: thinkingOf(body), images, videos, videoLoading };
 }
 
 export function parseCompletionRequest(raw: unknown, limits: Limits): GenerationRequest {

@@ -32,6 +32,10 @@ const USAGE = `usage: deno task generate [options] [PROMPT]
                           tool calls print as JSON lines {"tool_call": {"name", "arguments"}}
   --image PATH            an image for the prompt, placed before its text (repeatable; Gemma 3 4B+)
   --pan-and-scan          add pan-and-scan crops of images far from square
+  --video PATH            a video for the prompt, after the images (repeatable; Gemma 4 with vision;
+                          decoded by ffmpeg, which must be installed)
+  --video-frames N        frames to sample from each video, spread uniformly (default: the checkpoint's
+                          video processor, 32 for Gemma 4)
   --max-tokens N          most new tokens (default 256)
   --temperature T         0 = greedy (default: the checkpoint's generation_config.json, else greedy)
   --top-k K  --top-p P  --min-p P  --repetition-penalty R
@@ -44,7 +48,8 @@ const USAGE = `usage: deno task generate [options] [PROMPT]
 exit codes: 0 done, 2 bad arguments, 3 bad model, 1 runtime failure
 
 examples: deno task generate "Why is the sky blue?"
-          deno task generate --model tests/fixtures/gemma3-text-mixed --prompt "hi" --max-tokens 16`;
+          deno task generate --model tests/fixtures/gemma3-text-mixed --prompt "hi" --max-tokens 16
+          deno task generate --model tests/fixtures/gemma4-vision-tiny --video clip.mp4 --video-frames 8 "Describe"`;
 
 class UsageError extends Error {}
 
@@ -105,6 +110,8 @@ async function main(argv: string[]): Promise<number> {
       tools: { type: "string" },
       image: { type: "string", multiple: true },
       "pan-and-scan": { type: "boolean" },
+      video: { type: "string", multiple: true },
+      "video-frames": { type: "string" },
       "max-tokens": { type: "string" },
       temperature: { type: "string" },
       "top-k": { type: "string" },
@@ -140,11 +147,17 @@ async function main(argv: string[]): Promise<number> {
     ...(values.system ? [{ role: "system", content: values.system }] : []),
     {
       role: "user",
-      content: values.image?.length
-        ? [...values.image.map((path) => ({ type: "image", path })), { type: "text", text: prompt }]
+      content: values.image?.length || values.video?.length
+        ? [
+          ...(values.image ?? []).map((path) => ({ type: "image", path })),
+          ...(values.video ?? []).map((path) => ({ type: "video", path })),
+          { type: "text", text: prompt },
+        ]
         : prompt,
     },
   ];
+  const videoFrames = number(values, "video-frames", true);
+  if (videoFrames !== undefined && videoFrames < 1) throw new UsageError("--video-frames must be at least 1");
   const tools = values.tools === undefined ? undefined : await readTools(values.tools);
   using model = await loadModel(values.model, {
     backend: backend as BackendChoice,
@@ -161,6 +174,7 @@ async function main(argv: string[]): Promise<number> {
     : { messages };
   if (raw && (values.think || tools)) throw new UsageError("--think and --tools need the chat template (not --raw)");
   if (raw && values.image?.length) throw new UsageError("--image needs the chat template (not --raw)");
+  if (raw && values.video?.length) throw new UsageError("--video needs the chat template (not --raw)");
   const enc = new TextEncoder();
   const write = (t: string) => Deno.stdout.writeSync(enc.encode(t));
   // Gemma 4 answers arrive as events (reasoning, content, tool calls); other models only as text.
@@ -169,6 +183,7 @@ async function main(argv: string[]): Promise<number> {
     ...options,
     ...(raw ? {} : { thinking: values.think, tools }),
     ...(values["pan-and-scan"] ? { panAndScan: true } : {}),
+    ...(videoFrames ? { videoLoading: { sampling: { doSampleFrames: true, numFrames: videoFrames, fps: null } } } : {}),
     ...(model.parsesResponses ? { onEvent: printer.onEvent } : { onText: write }),
   });
   printer.end();

@@ -10,14 +10,15 @@ import { ContextLengthError, GemmakitError } from "../ffi/errors.ts";
 import { openSafetensorsDir } from "../formats/safetensors.ts";
 import type { Backend } from "../runtime/backend.ts";
 import { Tensor } from "../runtime/tensor.ts";
+import { MultimodalModel } from "./common/multimodal.ts";
 import { VisionCache, visionKey } from "../generate/vision_cache.ts";
-import type { Workspace } from "../runtime/workspace.ts";
 import { checkWeights, loadWeights } from "./weights.ts";
-import { type Gemma3Model, parseGemma3Config } from "./gemma3/config.ts";
+import { adoptWeights } from "./common/load.ts";
+import { parseGemma3Config } from "./gemma3/config.ts";
 import { buildGemma3, type LoadGemma3Options, readConfig } from "./gemma3/load.ts";
 import type { Gemma3TextModel } from "./gemma3/model.ts";
 import { Gemma3VisionModel, gemma3VisionWeights } from "./gemma3/vision.ts";
-import { type Gemma3VisionConfig, parseGemma3VisionConfig } from "./gemma3/vision_config.ts";
+import { parseGemma3VisionConfig } from "./gemma3/vision_config.ts";
 import { gemma3TextWeights } from "./gemma3/weights.ts";
 
 /** Pixel values of a prompt's images, in prompt order (crops follow their image), as the processor makes them. */
@@ -50,33 +51,7 @@ export function imageSpans(ids: ArrayLike<number>, imageTokenId: number): { posi
   return { positions, spanIds };
 }
 
-export class Gemma3Multimodal {
-  readonly text: Gemma3TextModel;
-  readonly vision: Gemma3VisionModel;
-  readonly visionConfig: Gemma3VisionConfig;
-  /** Image features by content hash of the pixel values: a multi-turn chat about one image encodes it once. */
-  readonly visionCache: VisionCache;
-
-  constructor(text: Gemma3TextModel, vision: Gemma3VisionModel, cache = new VisionCache()) {
-    this.text = text;
-    this.vision = vision;
-    this.visionConfig = vision.config;
-    this.visionCache = cache;
-  }
-
-  get backend(): Backend {
-    return this.text.backend;
-  }
-  get maxContext(): number {
-    return this.text.maxContext;
-  }
-  get vocabSize(): number {
-    return this.text.vocabSize;
-  }
-  get config(): Gemma3Model {
-    return this.text.config;
-  }
-
+export class Gemma3Multimodal extends MultimodalModel<Gemma3TextModel, Gemma3VisionModel> {
   /** Image features f32 [count · mmTokensPerImage, textHidden] (the caller disposes them). */
   encodeImages(images: PromptImages): Tensor {
     return this.vision.encode(images.pixelValues, images.count);
@@ -125,20 +100,6 @@ export class Gemma3Multimodal {
       found.commit();
     }
   }
-
-  decodeStep(token: Tensor, position: Tensor, ws: Workspace, logits: Tensor): Tensor {
-    return this.text.decodeStep(token, position, ws, logits);
-  }
-
-  dispose(): void {
-    this.visionCache.dispose();
-    this.text.dispose();
-    this.vision.dispose();
-  }
-
-  [Symbol.dispose](): void {
-    this.dispose();
-  }
 }
 
 /** Whether a checkpoint directory's config describes Gemma 3 with a vision tower (model_type "gemma3"). */
@@ -163,24 +124,15 @@ export function loadGemma3Multimodal(
   const visionTable = gemma3VisionWeights(visionConfig, config.text.hiddenSize);
   checkWeights(ckpt, [...gemma3TextWeights(config), ...visionTable]);
   const text = buildGemma3(backend, config, ckpt, options);
-  let weights: Map<string, Tensor> | undefined;
   try {
-    weights = loadWeights(backend, ckpt, visionTable, options);
-    const w = weights;
-    const vision = new Gemma3VisionModel(backend, visionConfig, (name) => {
-      const t = w.get(name);
-      if (!t) throw new Error(`vision weight ${name} is not in the table`);
-      return t;
-    }, config.text.hiddenSize);
-    const dispose = vision.dispose.bind(vision);
-    vision.dispose = () => {
-      dispose();
-      for (const t of w.values()) t.dispose();
-    };
+    const vision = adoptWeights(
+      loadWeights(backend, ckpt, visionTable, options),
+      (name) => name,
+      (w) => new Gemma3VisionModel(backend, visionConfig, w, config.text.hiddenSize),
+    );
     return new Gemma3Multimodal(text, vision, new VisionCache(options.visionCacheBytes));
   } catch (e) {
     text.dispose();
-    for (const t of weights?.values() ?? []) t.dispose();
     throw e;
   }
 }

@@ -6,6 +6,18 @@ const modelBench = Deno.args.some((a) =>
 const threads = Deno.args.find((_, i) => Deno.args[i - 1] === "--threads") ??
   Deno.args.find((a) => a.startsWith("--threads="))?.slice("--threads=".length);
 if (threads !== undefined) Deno.env.set("OMP_NUM_THREADS", threads);
-// --synthetic gemma3-4b-vision: image encoding time and TTFT with one image (tests/bench/vision_bench.ts).
-const visionBench = Deno.args.some((a) => a === "gemma3-4b-vision" || a === "--synthetic=gemma3-4b-vision");
-await import(visionBench ? "./vision_bench.ts" : modelBench ? "./model_bench.ts" : "./ops_bench.ts");
+// --synthetic gemma3-4b-vision: image encoding time and TTFT with one image (tests/bench/vision_bench.ts);
+// gemma4-e2b-vision: the same for Gemma 4 at several budgets, TTFT cached and not (gemma4_vision_bench.ts);
+// video: frames/s of ffmpeg decoding + the Gemma 4 video processor (video_bench.ts).
+const synthetic = (name: string) => Deno.args.some((a) => a === name || a === `--synthetic=${name}`);
+await import(
+  synthetic("gemma3-4b-vision")
+    ? "./vision_bench.ts"
+    : synthetic("gemma4-e2b-vision")
+    ? "./gemma4_vision_bench.ts"
+    : synthetic("video")
+    ? "./video_bench.ts"
+    : modelBench
+    ? "./model_bench.ts"
+    : "./ops_bench.ts"
+);

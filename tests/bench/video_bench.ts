@@ -2,7 +2,7 @@
  * Video input benchmark: frames per second through ffmpeg decoding + the Gemma 4 video processor (resize,
  * rescale, patchify), on a synthetic clip ffmpeg makes (testsrc, H.264). CPU only (no kernels involved).
  *
- *   deno run -A tests/bench/video_bench.ts [--size 1280x720] [--fps 30] [--seconds 10] [--frames 32] [--runs 3]
+ *   deno task bench --synthetic video [--size 1280x720] [--fps 30] [--seconds 10] [--frames 32] [--runs 3]
  *       [--tokens 70] [--json PATH]
  *
  * Reports the best of `runs` for: decode (loadVideo: probe + decode + select of the sampled frames), preprocess
@@ -15,6 +15,8 @@ import { findFfmpeg, loadVideo } from "../../src/vision/video.ts";
 const { values } = parseArgs({
   args: Deno.args,
   options: {
+    synthetic: { type: "string" }, // "video", from bench.ts
+    threads: { type: "string" },
     size: { type: "string", default: "1280x720" },
     fps: { type: "string", default: "30" },
     seconds: { type: "string", default: "10" },

@@ -19,6 +19,8 @@ export interface Step {
   decode: boolean;
   /** The prompt's ids on the host (prefill only): a model may derive other index tensors from them. */
   hostIds?: ArrayLike<number>;
+  /** i32 [tokens]: prefill only; keys and queries sharing a non-zero id attend bidirectionally (media spans). */
+  spanIds?: Tensor;
 }
 
 /** A forward over `ids` (i32 [tokens]) writing logits of the last row or of every row into `logits`. */
@@ -34,21 +36,53 @@ export function runPrefill(
   limits: { maxContext: number; vocabSize: number },
   logitsRows: "last" | "all",
   forward: Forward,
+  spanIds?: ArrayLike<number>,
 ): Tensor {
   const T = ids.length;
   if (T < 1) throw new ShapeError("prefill", "the prompt is empty");
   if (T > limits.maxContext) throw new ContextLengthError("prefill", T, limits.maxContext);
+  if (spanIds && spanIds.length !== T) {
+    throw new ShapeError("prefill", `${spanIds.length} span ids for a prompt of ${T} tokens`);
+  }
   using ws = new Workspace(backend);
   const idsT = ws.get("ids", [T], "i32");
   idsT.write(ids);
   const positions = ws.get("positions", [T], "i32");
   positions.write(Int32Array.from({ length: T }, (_, i) => i));
   const step: Step = { ws, tokens: T, positions, position0: positions.rows(0, 1), decode: false, hostIds: ids };
+  if (spanIds) {
+    step.spanIds = ws.get("span_ids", [T], "i32");
+    step.spanIds.write(spanIds);
+  }
   const logits = Tensor.empty(backend, [logitsRows === "last" ? 1 : T, limits.vocabSize]);
   try {
     return forward(idsT, step, logitsRows, logits);
   } catch (e) {
     logits.dispose();
     throw e;
+  }
+}
+
+/**
+ * masked_scatter of the multimodal forwards: copies row r of `embeds` (f32 [rows, hidden]) over row
+ * `positions[r]` of the token embeddings `h` (f32 [tokens, hidden]), one copy per run of consecutive positions.
+ */
+export function spliceRows(backend: Backend, h: Tensor, embeds: Tensor, positions: readonly number[]): void {
+  const [T, H] = h.shape;
+  if (embeds.dtype !== "f32" || embeds.shape.length !== 2 || embeds.shape[1] !== H) {
+    throw new ShapeError("prefill", `injected embeddings are ${embeds.dtype}[${embeds.shape}], expected f32[*, ${H}]`);
+  }
+  if (positions.length !== embeds.shape[0]) {
+    throw new ShapeError("prefill", `${positions.length} placeholder positions for ${embeds.shape[0]} injected rows`);
+  }
+  for (let r = 0; r < positions.length;) {
+    let n = 1;
+    while (r + n < positions.length && positions[r + n] === positions[r] + n) n++;
+    const at = positions[r];
+    if (!Number.isInteger(at) || at < 0 || at + n > T || (r > 0 && at <= positions[r - 1])) {
+      throw new ShapeError("prefill", `placeholder positions must ascend inside [0, ${T}), got ${at}`);
+    }
+    backend.copy(h.rows(at, n).pointer, embeds.rows(r, n).pointer, n * H * 4);
+    r += n;
   }
 }

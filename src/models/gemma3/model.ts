@@ -8,12 +8,11 @@
  * decode step can be recorded once and replayed natively.
  * @module
  */
-import { ContextLengthError, ShapeError } from "../../ffi/errors.ts";
 import type { Backend } from "../../runtime/backend.ts";
 import { isQuantized, roundTo } from "../../runtime/dtype.ts";
 import { KvCache } from "../../runtime/kv_cache.ts";
 import { Tensor } from "../../runtime/tensor.ts";
-import { Workspace } from "../../runtime/workspace.ts";
+import type { Workspace } from "../../runtime/workspace.ts";
 import {
   add,
   attentionDecode,
@@ -28,22 +27,10 @@ import {
   softcap,
 } from "../../ops/mod.ts";
 import type { Gemma3Model, LayerType } from "./config.ts";
+import { runPrefill, spliceRows, type Step } from "../common/step.ts";
 
 /** Weights by their name under the text model (`embed_tokens.weight`, `layers.0.mlp.up_proj.weight`, …). */
 export type WeightLookup = (name: string) => Tensor;
-
-/** Where a forward pass runs: the whole prompt, or one decode step. */
-interface Step {
-  ws: Workspace;
-  tokens: number;
-  /** i32 [tokens]: absolute positions (RoPE). */
-  positions: Tensor;
-  /** i32 [1]: position of the first token (KV cache slot; the decode query's position). */
-  position0: Tensor;
-  decode: boolean;
-  /** i32 [tokens]: prefill only; non-zero ids mark image spans that attend bidirectionally. */
-  spanIds?: Tensor;
-}
 
 /**
  * What a multimodal prefill adds to the token ids (src/models/multimodal.ts builds it): embeddings that
@@ -149,7 +136,7 @@ export class Gemma3TextModel {
   #forward(ids: Tensor, s: Step, logitsRows: "last" | "all", logits: Tensor, inject?: PrefillInjection): Tensor {
     const c = this.config.text, T = s.tokens;
     const h = embedding(this.#w("embed_tokens.weight"), ids, this.#embedScale, s.ws.get("h", [T, c.hiddenSize]));
-    if (inject) this.#splice(h, inject);
+    if (inject) spliceRows(this.backend, h, inject.embeds, inject.positions);
     for (let i = 0; i < c.numHiddenLayers; i++) this.#layer(i, h, s);
     const last = logitsRows === "last" ? h.rows(T - 1, 1) : h;
     const normed = this.#norm(last, "norm.weight", s.ws.get("final", last.shape));
@@ -159,61 +146,21 @@ export class Gemma3TextModel {
     return logits;
   }
 
-  /** masked_scatter of Gemma3Model.forward: copies the injected rows over the token embeddings, run by run. */
-  #splice(h: Tensor, inject: PrefillInjection): void {
-    const { embeds, positions } = inject;
-    const H = this.config.text.hiddenSize, T = h.shape[0];
-    if (embeds.dtype !== "f32" || embeds.shape.length !== 2 || embeds.shape[1] !== H) {
-      throw new ShapeError(
-        "prefill",
-        `injected embeddings are ${embeds.dtype}[${embeds.shape}], expected f32[*, ${H}]`,
-      );
-    }
-    if (positions.length !== embeds.shape[0]) {
-      throw new ShapeError("prefill", `${positions.length} placeholder positions for ${embeds.shape[0]} injected rows`);
-    }
-    const rowBytes = H * 4;
-    for (let r = 0; r < positions.length;) {
-      let n = 1;
-      while (r + n < positions.length && positions[r + n] === positions[r] + n) n++;
-      const at = positions[r];
-      if (!Number.isInteger(at) || at < 0 || at + n > T || (r > 0 && at <= positions[r - 1])) {
-        throw new ShapeError("prefill", `placeholder positions must ascend inside [0, ${T}), got ${at}`);
-      }
-      this.backend.copy(h.rows(at, n).pointer, embeds.rows(r, n).pointer, n * rowBytes);
-      r += n;
-    }
-  }
-
   /**
    * Runs the whole prompt from position 0, filling the KV cache. Returns logits of the last position
    * (f32 [1, vocab]) or, with `all`, of every position (f32 [T, vocab]). The caller disposes them.
    * `inject` splices embeddings (image soft tokens) over the token embeddings and sets the span mask.
    */
   prefill(ids: ArrayLike<number>, logitsRows: "last" | "all" = "last", inject?: PrefillInjection): Tensor {
-    const T = ids.length;
-    if (T < 1) throw new ShapeError("prefill", "the prompt is empty");
-    if (T > this.maxContext) throw new ContextLengthError("prefill", T, this.maxContext);
-    using ws = new Workspace(this.backend);
-    const idsT = ws.get("ids", [T], "i32");
-    idsT.write(ids);
-    const positions = ws.get("positions", [T], "i32");
-    positions.write(Int32Array.from({ length: T }, (_, i) => i));
-    const step: Step = { ws, tokens: T, positions, position0: positions.rows(0, 1), decode: false };
-    if (inject) {
-      if (inject.spanIds.length !== T) {
-        throw new ShapeError("prefill", `${inject.spanIds.length} span ids for a prompt of ${T} tokens`);
-      }
-      step.spanIds = ws.get("span_ids", [T], "i32");
-      step.spanIds.write(inject.spanIds);
-    }
-    const logits = Tensor.empty(this.backend, [logitsRows === "last" ? 1 : T, this.config.text.vocabSize]);
-    try {
-      return this.#forward(idsT, step, logitsRows, logits, inject);
-    } catch (e) {
-      logits.dispose();
-      throw e;
-    }
+    const limits = { maxContext: this.maxContext, vocabSize: this.config.text.vocabSize };
+    return runPrefill(
+      this.backend,
+      ids,
+      limits,
+      logitsRows,
+      (i, s, rows, out) => this.#forward(i, s, rows, out, inject),
+      inject?.spanIds,
+    );
   }
 
   /**

@@ -9,7 +9,6 @@
  * prefill and the recorded decode step.
  * @module
  */
-import { ShapeError } from "../../ffi/errors.ts";
 import type { Backend } from "../../runtime/backend.ts";
 import { isQuantized, roundTo } from "../../runtime/dtype.ts";
 import { type CacheSpec, KvCache } from "../../runtime/kv_cache.ts";
@@ -29,7 +28,7 @@ import {
   scale,
   softcap,
 } from "../../ops/mod.ts";
-import { runPrefill, type Step } from "../common/step.ts";
+import { runPrefill, spliceRows, type Step } from "../common/step.ts";
 import type { Gemma4LayerSpec, Gemma4Model, LayerType } from "./config.ts";
 import { gemma4MoeExperts, type Gemma4MoeWeights } from "./moe.ts";
 
@@ -47,9 +46,6 @@ export interface Gemma4PrefillInjection {
   /** [tokens]: keys and queries sharing a non-zero id see each other on sliding layers; absent: plain masks. */
   spanIds?: Int32Array;
 }
-
-/** A prefill step with the media span ids (sliding layers only). */
-type Gemma4Step = Step & { spanIds?: Tensor };
 
 /** The KV cache each layer gets: a ring of the window for sliding layers, nothing of its own when shared. */
 export function gemma4CacheSpecs(config: Gemma4Model, maxContext: number): CacheSpec[] {
@@ -147,7 +143,7 @@ export class Gemma4TextModel {
   }
 
   /** Gemma4TextAttention. Returns the o_proj output. */
-  #attention(l: Gemma4LayerSpec, x: Tensor, s: Gemma4Step): Tensor {
+  #attention(l: Gemma4LayerSpec, x: Tensor, s: Step): Tensor {
     const c = this.config.text, T = s.tokens;
     const [nH, nKV, hd] = [c.numAttentionHeads, l.kvHeads, l.headDim];
     const p = `layers.${l.index}.self_attn.`;
@@ -217,7 +213,7 @@ export class Gemma4TextModel {
   }
 
   /** Gemma4TextDecoderLayer: sandwich norms, MoE beside the MLP, per-layer input, layer_scalar. */
-  #layer(l: Gemma4LayerSpec, h: Tensor, s: Gemma4Step, perLayerInput: Tensor | null): void {
+  #layer(l: Gemma4LayerSpec, h: Tensor, s: Step, perLayerInput: Tensor | null): void {
     const c = this.config.text, T = s.tokens, p = `layers.${l.index}.`;
     const x = this.#norm(h, `${p}input_layernorm.weight`, s.ws.get("x", [T, c.hiddenSize]));
     const attn = this.#attention(l, x, s);
@@ -243,14 +239,14 @@ export class Gemma4TextModel {
   /** Embeddings (+ per-layer inputs) → layers → final norm → tied lm_head → softcap. Logits f32 [rows, vocab]. */
   #forward(
     ids: Tensor,
-    s: Gemma4Step,
+    s: Step,
     logitsRows: "last" | "all",
     logits: Tensor,
     inject?: Gemma4PrefillInjection,
   ): Tensor {
     const c = this.config.text, T = s.tokens;
     const h = embedding(this.#w("embed_tokens.weight"), ids, this.#embedScale, s.ws.get("h", [T, c.hiddenSize]));
-    for (const part of inject?.parts ?? []) this.#splice(h, part);
+    for (const part of inject?.parts ?? []) spliceRows(this.backend, h, part.embeds, part.positions);
     const perLayer = c.hiddenSizePerLayerInput ? this.#perLayerInputs(ids, h, s) : null;
     for (const l of this.config.layers) this.#layer(l, h, s, perLayer?.rows(l.index * T, T) ?? null);
     const last = logitsRows === "last" ? h.rows(T - 1, 1) : h;
@@ -267,41 +263,14 @@ export class Gemma4TextModel {
    */
   prefill(ids: ArrayLike<number>, logitsRows: "last" | "all" = "last", inject?: Gemma4PrefillInjection): Tensor {
     const limits = { maxContext: this.maxContext, vocabSize: this.vocabSize };
-    if (inject?.spanIds && inject.spanIds.length !== ids.length) {
-      throw new ShapeError("prefill", `${inject.spanIds.length} span ids for a prompt of ${ids.length} tokens`);
-    }
-    return runPrefill(this.backend, ids, limits, logitsRows, (i, s: Gemma4Step, rows, out) => {
-      if (inject?.spanIds) {
-        s.spanIds = s.ws.get("span_ids", [s.tokens], "i32");
-        s.spanIds.write(inject.spanIds);
-      }
-      return this.#forward(i, s, rows, out, inject);
-    });
-  }
-
-  /** masked_scatter of Gemma4Model.forward: copies the injected rows over the token embeddings, run by run. */
-  #splice(h: Tensor, part: { embeds: Tensor; positions: readonly number[] }): void {
-    const { embeds, positions } = part;
-    const H = this.config.text.hiddenSize, T = h.shape[0];
-    if (embeds.dtype !== "f32" || embeds.shape.length !== 2 || embeds.shape[1] !== H) {
-      throw new ShapeError(
-        "prefill",
-        `injected embeddings are ${embeds.dtype}[${embeds.shape}], expected f32[*, ${H}]`,
-      );
-    }
-    if (positions.length !== embeds.shape[0]) {
-      throw new ShapeError("prefill", `${positions.length} placeholder positions for ${embeds.shape[0]} injected rows`);
-    }
-    for (let r = 0; r < positions.length;) {
-      let n = 1;
-      while (r + n < positions.length && positions[r + n] === positions[r] + n) n++;
-      const at = positions[r];
-      if (!Number.isInteger(at) || at < 0 || at + n > T || (r > 0 && at <= positions[r - 1])) {
-        throw new ShapeError("prefill", `placeholder positions must ascend inside [0, ${T}), got ${at}`);
-      }
-      this.backend.copy(h.rows(at, n).pointer, embeds.rows(r, n).pointer, n * H * 4);
-      r += n;
-    }
+    return runPrefill(
+      this.backend,
+      ids,
+      limits,
+      logitsRows,
+      (i, s, rows, out) => this.#forward(i, s, rows, out, inject),
+      inject?.spanIds,
+    );
   }
 
   /**

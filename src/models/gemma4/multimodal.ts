@@ -14,16 +14,17 @@ import { ContextLengthError } from "../../ffi/errors.ts";
 import { openSafetensorsDir } from "../../formats/safetensors.ts";
 import type { Backend } from "../../runtime/backend.ts";
 import type { Tensor } from "../../runtime/tensor.ts";
-import type { Workspace } from "../../runtime/workspace.ts";
+import { MultimodalModel } from "../common/multimodal.ts";
 import { VisionCache, visionKey } from "../../generate/vision_cache.ts";
 import { ImageInputError } from "../multimodal.ts";
 import { checkWeights, loadWeights } from "../weights.ts";
+import { adoptWeights } from "../common/load.ts";
 import { readConfig } from "../gemma3/load.ts";
-import { type Gemma4Model, parseGemma4Config } from "./config.ts";
+import { parseGemma4Config } from "./config.ts";
 import { buildGemma4, type LoadGemma4Options } from "./load.ts";
 import type { Gemma4TextModel } from "./model.ts";
 import { Gemma4VisionModel, gemma4VisionWeights, type VisionBatch } from "./vision.ts";
-import { type Gemma4VisionConfig, parseGemma4VisionConfig } from "./vision_config.ts";
+import { parseGemma4VisionConfig } from "./vision_config.ts";
 import { gemma4TextWeights } from "./weights.ts";
 
 /** A prompt's media, as the Gemma 4 processor makes them: images in prompt order, video frames in prompt order. */
@@ -50,33 +51,7 @@ export interface Gemma4MultimodalOptions extends LoadGemma4Options {
   visionCacheBytes?: number;
 }
 
-export class Gemma4Multimodal {
-  readonly text: Gemma4TextModel;
-  readonly vision: Gemma4VisionModel;
-  readonly visionConfig: Gemma4VisionConfig;
-  /** Soft tokens by content hash: a multi-turn chat about one image encodes it once. */
-  readonly visionCache: VisionCache;
-
-  constructor(text: Gemma4TextModel, vision: Gemma4VisionModel, cache = new VisionCache()) {
-    this.text = text;
-    this.vision = vision;
-    this.visionConfig = vision.config;
-    this.visionCache = cache;
-  }
-
-  get backend(): Backend {
-    return this.text.backend;
-  }
-  get maxContext(): number {
-    return this.text.maxContext;
-  }
-  get vocabSize(): number {
-    return this.text.vocabSize;
-  }
-  get config(): Gemma4Model {
-    return this.text.config;
-  }
-
+export class Gemma4Multimodal extends MultimodalModel<Gemma4TextModel, Gemma4VisionModel> {
   /**
    * Soft tokens of the images, then the video frames, per item (each f32 [n_i, textHidden]), through the cache:
    * the misses of both kinds are encoded together in one tower pass. `commit` once the prefill is done.
@@ -170,20 +145,6 @@ export class Gemma4Multimodal {
       { hint: `each ${kind} placeholder must be expanded by the processor to its number of soft tokens` },
     );
   }
-
-  decodeStep(token: Tensor, position: Tensor, ws: Workspace, logits: Tensor): Tensor {
-    return this.text.decodeStep(token, position, ws, logits);
-  }
-
-  dispose(): void {
-    this.visionCache.dispose();
-    this.text.dispose();
-    this.vision.dispose();
-  }
-
-  [Symbol.dispose](): void {
-    this.dispose();
-  }
 }
 
 /**
@@ -204,24 +165,15 @@ export function loadGemma4Multimodal(
   const visionTable = gemma4VisionWeights(visionConfig, config.text.hiddenSize);
   checkWeights(ckpt, [...gemma4TextWeights(config), ...visionTable]);
   const text = buildGemma4(backend, config, ckpt, options);
-  let weights: Map<string, Tensor> | undefined;
   try {
-    weights = loadWeights(backend, ckpt, visionTable, options);
-    const w = weights;
-    const vision = new Gemma4VisionModel(backend, visionConfig, (name) => {
-      const t = w.get(name);
-      if (!t) throw new Error(`vision weight ${name} is not in the table`);
-      return t;
-    }, config.text.hiddenSize);
-    const dispose = vision.dispose.bind(vision);
-    vision.dispose = () => {
-      dispose();
-      for (const t of w.values()) t.dispose();
-    };
+    const vision = adoptWeights(
+      loadWeights(backend, ckpt, visionTable, options),
+      (name) => name,
+      (w) => new Gemma4VisionModel(backend, visionConfig, w, config.text.hiddenSize),
+    );
     return new Gemma4Multimodal(text, vision, new VisionCache(options.visionCacheBytes));
   } catch (e) {
     text.dispose();
-    for (const t of weights?.values() ?? []) t.dispose();
     throw e;
   }
 }

@@ -1,0 +1,68 @@
+/**
+ * What every multimodal model shares: a text model and a vision tower, a vision-encoder cache, and the
+ * decode step, which is the text model's (media only enter through prefill).
+ * @module
+ */
+import type { Backend } from "../../runtime/backend.ts";
+import type { Tensor } from "../../runtime/tensor.ts";
+import type { Workspace } from "../../runtime/workspace.ts";
+import { VisionCache } from "../../generate/vision_cache.ts";
+
+/** The text side as a multimodal model uses it. */
+export interface TextDecoder {
+  readonly backend: Backend;
+  readonly maxContext: number;
+  readonly vocabSize: number;
+  readonly config: unknown;
+  decodeStep(token: Tensor, position: Tensor, ws: Workspace, logits: Tensor): Tensor;
+  dispose(): void;
+}
+
+/** The vision side: its parsed config and its weights' lifetime. */
+export interface VisionTower {
+  readonly config: unknown;
+  dispose(): void;
+}
+
+export abstract class MultimodalModel<T extends TextDecoder, V extends VisionTower> {
+  readonly text: T;
+  readonly vision: V;
+  /** Soft tokens by content hash of the preprocessed pixels: a multi-turn chat about one image encodes it once. */
+  readonly visionCache: VisionCache;
+
+  constructor(text: T, vision: V, cache = new VisionCache()) {
+    this.text = text;
+    this.vision = vision;
+    this.visionCache = cache;
+  }
+
+  get backend(): Backend {
+    return this.text.backend;
+  }
+  get maxContext(): number {
+    return this.text.maxContext;
+  }
+  get vocabSize(): number {
+    return this.text.vocabSize;
+  }
+  get config(): T["config"] {
+    return this.text.config;
+  }
+  get visionConfig(): V["config"] {
+    return this.vision.config;
+  }
+
+  decodeStep(token: Tensor, position: Tensor, ws: Workspace, logits: Tensor): Tensor {
+    return this.text.decodeStep(token, position, ws, logits);
+  }
+
+  dispose(): void {
+    this.visionCache.dispose();
+    this.text.dispose();
+    this.vision.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
