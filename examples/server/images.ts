@@ -22,25 +22,33 @@ export function sniffImage(bytes: Uint8Array): string | undefined {
   return SIGNATURES.find(([, sig]) => sig.every((b, i) => bytes[i] === b))?.[0];
 }
 
-function tooLarge(param: string, limits: Limits): ApiError {
-  return new ApiError(413, `${param}: the image is over the limit of ${limits.maxImageBytes} bytes`, {
+/** A media kind's names in messages and error codes, and its byte limit. */
+export interface MediaKind {
+  noun: "image" | "video";
+  maxBytes: number;
+}
+
+export function tooLarge(param: string, kind: MediaKind): ApiError {
+  return new ApiError(413, `${param}: the ${kind.noun} is over the limit of ${kind.maxBytes} bytes`, {
     param,
-    code: "image_too_large",
+    code: `${kind.noun}_too_large`,
   });
 }
 
-function decodeDataUrl(url: string, param: string, limits: Limits): Uint8Array {
+/** The bytes of a base64 data URL, the size checked before decoding (from the payload length) and after. */
+export function decodeDataUrl(url: string, param: string, kind: MediaKind): Uint8Array {
+  const code = `invalid_${kind.noun}_url`;
   const m = /^data:([^;,]*)((?:;[^;,]*)*?);base64,/i.exec(url);
-  if (!m) throw invalid(param, `${param}: a data URL must be data:image/...;base64,...`, "invalid_image_url");
+  if (!m) throw invalid(param, `${param}: a data URL must be data:${kind.noun}/...;base64,...`, code);
   const payload = url.slice(m[0].length).replace(/\s+/g, "");
-  if (Math.floor((payload.length * 3) / 4) > limits.maxImageBytes + 2) throw tooLarge(param, limits);
+  if (Math.floor((payload.length * 3) / 4) > kind.maxBytes + 2) throw tooLarge(param, kind);
   if (!/^[A-Za-z0-9+/]*={0,2}$/.test(payload) || payload.length % 4 === 1) {
-    throw invalid(param, `${param}: the data URL is not valid base64`, "invalid_image_url");
+    throw invalid(param, `${param}: the data URL is not valid base64`, code);
   }
   const bin = atob(payload);
   const bytes = new Uint8Array(bin.length);
   for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
-  if (bytes.length > limits.maxImageBytes) throw tooLarge(param, limits);
+  if (bytes.length > kind.maxBytes) throw tooLarge(param, kind);
   return bytes;
 }
 
@@ -104,7 +112,7 @@ export async function imageBytes(
 ): Promise<Uint8Array> {
   let bytes: Uint8Array;
   if (url.startsWith("data:")) {
-    bytes = decodeDataUrl(url, param, limits);
+    bytes = decodeDataUrl(url, param, { noun: "image", maxBytes: limits.maxImageBytes });
   } else {
     let parsed: URL;
     try {
@@ -122,7 +130,14 @@ export async function imageBytes(
         "remote_images_disabled",
       );
     }
-    bytes = await downloadBounded(parsed, param, remote, limits.maxImageBytes, () => tooLarge(param, limits), signal);
+    bytes = await downloadBounded(
+      parsed,
+      param,
+      remote,
+      limits.maxImageBytes,
+      () => tooLarge(param, { noun: "image", maxBytes: limits.maxImageBytes }),
+      signal,
+    );
   }
   if (bytes.length === 0) throw invalid(param, `${param}: the image is empty`, "invalid_image");
   if (!sniffImage(bytes)) {

@@ -6,8 +6,8 @@
  * (src/vision/video.ts), so nothing the client sent outlives its request.
  * @module
  */
-import { ApiError, invalid } from "./errors.ts";
-import { downloadBounded } from "./images.ts";
+import { invalid } from "./errors.ts";
+import { decodeDataUrl, downloadBounded, type MediaKind, tooLarge } from "./images.ts";
 import type { Limits, RemoteImages } from "./limits.ts";
 
 /** The container of a video by its first bytes, or undefined when it is none we take. */
@@ -22,27 +22,7 @@ export function sniffVideo(b: Uint8Array): string | undefined {
   return undefined;
 }
 
-function tooLarge(param: string, limits: Limits): ApiError {
-  return new ApiError(413, `${param}: the video is over the limit of ${limits.maxVideoBytes} bytes`, {
-    param,
-    code: "video_too_large",
-  });
-}
-
-function decodeDataUrl(url: string, param: string, limits: Limits): Uint8Array {
-  const m = /^data:([^;,]*)((?:;[^;,]*)*?);base64,/i.exec(url);
-  if (!m) throw invalid(param, `${param}: a data URL must be data:video/...;base64,...`, "invalid_video_url");
-  const payload = url.slice(m[0].length).replace(/\s+/g, "");
-  if (Math.floor((payload.length * 3) / 4) > limits.maxVideoBytes + 2) throw tooLarge(param, limits);
-  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(payload) || payload.length % 4 === 1) {
-    throw invalid(param, `${param}: the data URL is not valid base64`, "invalid_video_url");
-  }
-  const bin = atob(payload);
-  const bytes = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
-  if (bytes.length > limits.maxVideoBytes) throw tooLarge(param, limits);
-  return bytes;
-}
+const video = (limits: Limits): MediaKind => ({ noun: "video", maxBytes: limits.maxVideoBytes });
 
 /** The bytes of one video_url, checked to be a video container and within the limits. */
 export async function videoBytes(
@@ -54,7 +34,7 @@ export async function videoBytes(
 ): Promise<Uint8Array> {
   let bytes: Uint8Array;
   if (url.startsWith("data:")) {
-    bytes = decodeDataUrl(url, param, limits);
+    bytes = decodeDataUrl(url, param, video(limits));
   } else {
     let parsed: URL;
     try {
@@ -77,7 +57,7 @@ export async function videoBytes(
       param,
       remote,
       limits.maxVideoBytes,
-      () => tooLarge(param, limits),
+      () => tooLarge(param, video(limits)),
       signal,
       "video",
     );
