@@ -23,7 +23,7 @@
  */
 import assert from "node:assert/strict";
 import { gunzipSync } from "fflate";
-import { ensureDefaultModel } from "../../src/hub/default_model.ts";
+import { realGguf270m } from "./real_gguf.ts";
 import { Backend } from "../../src/runtime/backend.ts";
 import { Workspace } from "../../src/runtime/workspace.ts";
 import { loadGemma3Gguf } from "../../src/models/gemma3/load.ts";
@@ -62,16 +62,7 @@ const expected = JSON.parse(Deno.readTextFileSync(new URL("expected.json", FIXTU
 };
 const prompt = (name: string) => expected.prompts.find((p) => p.name === name)!;
 
-/** The model file, or why the test is skipped. */
-async function realModel(): Promise<{ path?: string; skip?: string }> {
-  const local = Deno.env.get("GEMMAKIT_GGUF_270M");
-  if (local) return { path: local };
-  if (/^(1|true|yes|on)$/i.test(Deno.env.get("GEMMAKIT_OFFLINE") ?? "")) {
-    return { skip: "GEMMAKIT_OFFLINE is set and GEMMAKIT_GGUF_270M is not: the 253 MB model is not fetched" };
-  }
-  return { path: await ensureDefaultModel() };
-}
-const model = await realModel();
+const model = await realGguf270m();
 if (model.skip) console.log(`ignoring the real-GGUF fidelity test: ${model.skip}`);
 
 const V = 262144;

@@ -14,6 +14,7 @@ import {
 import { gemma3TextWeights } from "../../src/models/gemma3/weights.ts";
 import { checkWeights, loadWeights, type WeightSpec } from "../../src/models/weights.ts";
 import { thrown } from "../helpers.ts";
+import { realGguf270m } from "./real_gguf.ts";
 
 // A minimal GGUF writer (scalars, string arrays, f32/f16/q8_0 tensors); tests/formats/gguf_test.ts has the full one.
 type Meta = [key: string, type: "u32" | "f32" | "string" | "strings" | "u32s", value: unknown];
@@ -389,15 +390,9 @@ Deno.test("GGUF tensor names map to the HF names of the weight table", () => {
   for (const [gguf, hf] of cases) assert.equal(gemma3HfName(gguf, 18), hf, gguf);
 });
 
-const REAL = Deno.env.get("GEMMAKIT_GGUF_270M") ?? "/tmp/gguf/gemma-3-270m-q4_k_m.gguf";
-const realMissing = (() => {
-  try {
-    Deno.statSync(REAL);
-    return null;
-  } catch {
-    return `${REAL} not found (set GEMMAKIT_GGUF_270M to a gemma-3-270m GGUF)`;
-  }
-})();
+const real = await realGguf270m();
+const REAL = real.path ?? "";
+const realMissing = real.skip ?? null;
 if (realMissing) console.log(`ignoring the real-GGUF test: ${realMissing}`);
 
 Deno.test({
