@@ -12,6 +12,7 @@ import { type CausalLM, generateTokens, type GenerationResult } from "./generato
 import type { GenerateOptions, SamplingOptions } from "./options.ts";
 import { encodeImagePrompt, hasImages, type ImageOptions, type VisionSupport } from "./images.ts";
 import type { PromptImages } from "../models/multimodal.ts";
+import type { Gemma4PromptMedia } from "../models/gemma4/multimodal.ts";
 import { encodeGemma4MediaPrompt, type Gemma4VisionSupport, hasVideos, type VideoOptions } from "./gemma4_media.ts";
 import type { VisionCache, VisionCacheStats } from "./vision_cache.ts";
 import {
@@ -144,7 +145,7 @@ export class Model {
   async *stream(input: GenerateInput, options: StreamOptions = {}): AsyncGenerator<string, GenerationResult> {
     if (this.#disposed) throw new GemmakitError("generate", "the model was disposed");
     // Images: decoded, preprocessed and expanded into the prompt here; encoded by the model's prefill.
-    let ids: number[], images: PromptImages | object | undefined;
+    let ids: number[], images: PromptMedia | undefined;
     if (typeof input === "object" && "messages" in input && (hasImages(input.messages) || hasVideos(input.messages))) {
       if (!this.supportsChat) this.encode(input, options); // the same refusal as for text
       const chat = {
@@ -244,14 +245,20 @@ export class Model {
   }
 }
 
-/** The model with this prompt's media bound into its prefill (the decode step is untouched). */
-function withImages(lm: CausalLM, images: PromptImages | object): CausalLM {
-  const prefill = (lm as unknown as { prefill(ids: ArrayLike<number>, media?: object): Tensor }).prefill;
+/** The media of one prompt, as the multimodal models' prefill takes them. */
+type PromptMedia = PromptImages | Gemma4PromptMedia;
+
+/**
+ * The model with this prompt's media bound into its prefill (the decode step is untouched). Only a model
+ * with vision support gets media (the constructor's `vision` option comes with a multimodal model).
+ */
+function withImages(lm: CausalLM, media: PromptMedia): CausalLM {
+  const prefill = lm.prefill as (ids: ArrayLike<number>, media?: PromptMedia) => Tensor;
   return {
     backend: lm.backend,
     maxContext: lm.maxContext,
     vocabSize: lm.vocabSize,
-    prefill: (ids) => prefill.call(lm, ids, images),
+    prefill: (ids) => prefill.call(lm, ids, media),
     decodeStep: (token, position, ws, logits) => lm.decodeStep(token, position, ws, logits),
   };
 }
