@@ -3,6 +3,8 @@
 // linear.cpp keeps its own, wider set (bf16/f16 loads, register blocking) next to its microkernels.
 #pragma once
 
+#include <cmath>
+
 #if defined(__AVX512F__) || defined(__AVX2__)
 // GCC 12's AVX-512 intrinsics self-initialise their `__Y` operand (PR 105593) and -W(maybe-)uninitialized
 // flags every inlined use; the pragma covers only the header's own lines.
@@ -22,6 +24,18 @@ inline vf vset1(float a) { return _mm512_set1_ps(a); }
 inline vf vload(const float* p) { return _mm512_loadu_ps(p); }
 inline void vstore(float* p, vf a) { _mm512_storeu_ps(p, a); }
 inline vf vfma(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }
+inline vf vadd(vf a, vf b) { return _mm512_add_ps(a, b); }
+inline vf vsub(vf a, vf b) { return _mm512_sub_ps(a, b); }
+inline vf vmul(vf a, vf b) { return _mm512_mul_ps(a, b); }
+inline vf vmax(vf a, vf b) { return _mm512_max_ps(a, b); }
+inline vf vmin(vf a, vf b) { return _mm512_min_ps(a, b); }
+inline vf vround(vf a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+inline vf vpow2i(vf y, vf n) { return _mm512_scalef_ps(y, n); }  // y · 2^n, n integral
+inline vf vzero_below(vf r, vf x, float lim) {  // 0 where x < lim (x = -inf included), else r (x = NaN included)
+  return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(lim), _CMP_NLT_UQ), r);
+}
+inline float hmax(vf a) { return _mm512_reduce_max_ps(a); }
+inline bool vhas_nan(vf a) { return _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q) != 0; }
 inline __m128 vsum4(vf a) {  // to 4 partial sums
   a = _mm512_add_ps(a, _mm512_shuffle_f32x4(a, a, 0x4e));
   a = _mm512_add_ps(a, _mm512_shuffle_f32x4(a, a, 0xb1));
@@ -35,6 +49,25 @@ inline vf vset1(float a) { return _mm256_set1_ps(a); }
 inline vf vload(const float* p) { return _mm256_loadu_ps(p); }
 inline void vstore(float* p, vf a) { _mm256_storeu_ps(p, a); }
 inline vf vfma(vf a, vf b, vf c) { return _mm256_fmadd_ps(a, b, c); }
+inline vf vadd(vf a, vf b) { return _mm256_add_ps(a, b); }
+inline vf vsub(vf a, vf b) { return _mm256_sub_ps(a, b); }
+inline vf vmul(vf a, vf b) { return _mm256_mul_ps(a, b); }
+inline vf vmax(vf a, vf b) { return _mm256_max_ps(a, b); }
+inline vf vmin(vf a, vf b) { return _mm256_min_ps(a, b); }
+inline vf vround(vf a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+inline vf vpow2i(vf y, vf n) {  // y · 2^n for integral n in [-126, 127]: n goes straight into the exponent bits
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+inline vf vzero_below(vf r, vf x, float lim) {
+  return _mm256_and_ps(r, _mm256_cmp_ps(x, _mm256_set1_ps(lim), _CMP_NLT_UQ));
+}
+inline bool vhas_nan(vf a) { return _mm256_movemask_ps(_mm256_cmp_ps(a, a, _CMP_UNORD_Q)) != 0; }
+inline float hmax(vf a) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  return _mm_cvtss_f32(_mm_max_ss(m, _mm_shuffle_ps(m, m, 1)));
+}
 inline __m128 vsum4(vf a) { return _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1)); }
 #else
 // Portable: fixed-width lanes in plain loops, which GCC turns into whatever SIMD -march allows.
@@ -60,14 +93,82 @@ inline vf vfma(vf a, vf b, vf c) {
   for (int i = 0; i < kW; ++i) c.v[i] += a.v[i] * b.v[i];
   return c;
 }
+// max/min return b when either lane is NaN, as the x86 instructions do.
+#define GK_SIMD_LANEWISE(name, expr)                \
+  inline vf name(vf a, vf b) {                      \
+    for (int i = 0; i < kW; ++i) a.v[i] = (expr);   \
+    return a;                                       \
+  }
+GK_SIMD_LANEWISE(vadd, a.v[i] + b.v[i])
+GK_SIMD_LANEWISE(vsub, a.v[i] - b.v[i])
+GK_SIMD_LANEWISE(vmul, a.v[i] * b.v[i])
+GK_SIMD_LANEWISE(vmax, a.v[i] > b.v[i] ? a.v[i] : b.v[i])
+GK_SIMD_LANEWISE(vmin, a.v[i] < b.v[i] ? a.v[i] : b.v[i])
+GK_SIMD_LANEWISE(vpow2i, std::ldexp(a.v[i], b.v[i] == b.v[i] ? (int)b.v[i] : 0))  // NaN n: y is NaN too
+#undef GK_SIMD_LANEWISE
+inline vf vround(vf a) {
+  for (int i = 0; i < kW; ++i) a.v[i] = std::nearbyint(a.v[i]);
+  return a;
+}
+inline vf vzero_below(vf r, vf x, float lim) {
+  for (int i = 0; i < kW; ++i) r.v[i] = x.v[i] < lim ? 0.0f : r.v[i];
+  return r;
+}
+inline bool vhas_nan(vf a) {
+  bool n = false;
+  for (int i = 0; i < kW; ++i) n |= a.v[i] != a.v[i];
+  return n;
+}
+inline float hmax(vf a) {
+  float m = a.v[0];
+  for (int i = 1; i < kW; ++i) m = a.v[i] > m ? a.v[i] : m;
+  return m;
+}
 #endif
 
+// e^x for x <= 88 to about 1 ulp (Cephes' expf: x = n·ln2 + r with ln2 split in two, degree-6 polynomial
+// in r, then scaled by 2^n). Lanes below -87 — e^x < 2^-125, nothing next to a softmax's largest term,
+// which is 1 — and -inf (masked scores) give exactly 0. NaN stays NaN (min/max return their second operand
+// when either is NaN, so x goes second).
+inline vf vexp(vf x) {
+  const vf t = vmax(vset1(-87.0f), vmin(vset1(88.0f), x));
+  const vf n = vround(vmul(t, vset1(1.44269504088896341f)));
+  vf r = vfma(n, vset1(-0.693359375f), t);
+  r = vfma(n, vset1(2.12194440e-4f), r);
+  vf y = vset1(1.9875691500e-4f);
+  y = vfma(y, r, vset1(1.3981999507e-3f));
+  y = vfma(y, r, vset1(8.3334519073e-3f));
+  y = vfma(y, r, vset1(4.1665795894e-2f));
+  y = vfma(y, r, vset1(1.6666665459e-1f));
+  y = vfma(y, r, vset1(5.0000001201e-1f));
+  y = vfma(y, vmul(r, r), vadd(r, vset1(1.0f)));
+  return vzero_below(vpow2i(y, n), x, -87.0f);
+}
+
+// Pins a loaded vector in a register: reused by several FMAs, GCC may otherwise fold the load into each of
+// them as a memory operand, turning one load into one per FMA.
+inline void vkeep(vf& a) {
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+  __asm__("" : "+v"(a));
+#else
+  (void)a;
+#endif
+}
+
 inline float hsum(vf a) {
+#if defined(__AVX512F__)
+  return _mm512_reduce_add_ps(a);
+#elif defined(__AVX2__) && defined(__FMA__)
+  __m128 s = vsum4(a);
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)));
+#else
   float lanes[kW];
   vstore(lanes, a);
   float s = 0.0f;
   for (int l = 0; l < kW; ++l) s += lanes[l];
   return s;
+#endif
 }
 
 // Reduces a[j] (j < 4) to s[j] = Σ lanes of a[j].

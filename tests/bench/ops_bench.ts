@@ -1,16 +1,19 @@
 /**
- * `deno task bench`: the matrix-vector product in GB/s of weights read and the matrix product in
- * GFLOP/s, on Gemma-sized shapes, for each backend this machine has. Prints a markdown table.
+ * `deno task bench`: the matrix-vector product in GB/s of weights read, the matrix product and prefill
+ * attention (vision towers' bidirectional, a causal text prompt) in GFLOP/s, on Gemma-sized shapes, for each
+ * backend this machine has. Prints a markdown table.
  *
  *   --gpu           CUDA only (fails when there is no GPU)
  *   --cpu           CPU only
  *   --quick         fewer repetitions
+ *   --attention     only the prefill attention rows
  *   --json PATH     also write the rows as JSON
  */
 import { Backend } from "../../src/runtime/backend.ts";
 import type { DType } from "../../src/runtime/dtype.ts";
 import { Tensor } from "../../src/runtime/tensor.ts";
 import { linear } from "../../src/ops/linear.ts";
+import { attentionPrefill } from "../../src/ops/attention.ts";
 import { openLibrary } from "../../src/ffi/library.ts";
 
 interface Shape {
@@ -35,14 +38,62 @@ const GEMM: Shape[] = [
   { label: "1B mlp down, 512 tokens", m: 512, n: 1152, k: 6912 },
 ];
 
+interface AttentionShape {
+  label: string;
+  qLen: number;
+  kvLen: number;
+  qHeads: number;
+  kvHeads: number;
+  headDim: number;
+  causal: boolean;
+}
+// Prefill attention: the vision towers' bidirectional self-attention (SigLIP of Gemma 3 at 896 px, Gemma 4's
+// E2B tower at its largest image) and a causal text prompt with Gemma 4 E2B's heads.
+const ATTENTION: AttentionShape[] = [
+  {
+    label: "SigLIP 4096 patches, 16×72, bidir",
+    qLen: 4096,
+    kvLen: 4096,
+    qHeads: 16,
+    kvHeads: 16,
+    headDim: 72,
+    causal: false,
+  },
+  {
+    label: "E2B tower 2520 patches, 12×64, bidir",
+    qLen: 2520,
+    kvLen: 2520,
+    qHeads: 12,
+    kvHeads: 12,
+    headDim: 64,
+    causal: false,
+  },
+  {
+    label: "text 512 tokens, 8/1×256, causal",
+    qLen: 512,
+    kvLen: 512,
+    qHeads: 8,
+    kvHeads: 1,
+    headDim: 256,
+    causal: true,
+  },
+];
+
+/** FLOPs of a prefill attention: Q·Kᵀ and P·V over the visible (query, key) pairs, 2 each per head dim. */
+function attentionFlops(s: AttentionShape): number {
+  const pairs = s.causal ? (s.qLen * (s.qLen + 1)) / 2 + s.qLen * (s.kvLen - s.qLen) : s.qLen * s.kvLen;
+  return 4 * pairs * s.qHeads * s.headDim;
+}
+
 const args = Deno.args;
 const quick = args.includes("--quick");
+const attentionOnly = args.includes("--attention");
 const jsonPath = args.includes("--json") ? args[args.indexOf("--json") + 1] : undefined;
 
 interface Row {
   backend: string;
   device: string;
-  kind: "gemv" | "gemm";
+  kind: "gemv" | "gemm" | "attention";
   shape: string;
   dtype: DType;
   ms: number;
@@ -70,7 +121,7 @@ function benchBackend(backend: Backend): Row[] {
   const rows: Row[] = [];
   const budget = quick ? 200 : 1000;
   const dtypes: DType[] = ["bf16", "f32"];
-  for (const [kind, shapes] of [["gemv", GEMV], ["gemm", GEMM]] as const) {
+  for (const [kind, shapes] of attentionOnly ? [] : [["gemv", GEMV], ["gemm", GEMM]] as const) {
     for (const shape of shapes) {
       for (const dtype of dtypes) {
         // Contents do not matter for timing: fill with a byte pattern instead of uploading random data.
@@ -100,7 +151,33 @@ function benchBackend(backend: Backend): Row[] {
       }
     }
   }
+  for (const shape of ATTENTION) rows.push(benchAttention(backend, shape, budget));
   return rows;
+}
+
+function benchAttention(backend: Backend, s: AttentionShape, budget: number): Row {
+  // Random scores, so the online softmax's running maximum moves as it would on real activations.
+  const random = (n: number) => Float32Array.from({ length: n }, () => Math.random() * 2 - 1);
+  using q = Tensor.fromArray(backend, random(s.qLen * s.qHeads * s.headDim), [s.qLen, s.qHeads, s.headDim]);
+  using k = Tensor.fromArray(backend, random(s.kvLen * s.kvHeads * s.headDim), [s.kvLen, s.kvHeads, s.headDim]);
+  using v = Tensor.fromArray(backend, random(s.kvLen * s.kvHeads * s.headDim), [s.kvLen, s.kvHeads, s.headDim]);
+  using out = Tensor.empty(backend, [s.qLen, s.qHeads, s.headDim]);
+  const options = { scale: 1 / Math.sqrt(s.headDim), causal: s.causal };
+  const ms = time(backend, () => attentionPrefill(q, k, v, options, out), budget, quick ? 1 : 3);
+  const row: Row = {
+    backend: backend.kind,
+    device: backend.deviceName,
+    kind: "attention",
+    shape: s.label,
+    dtype: "f32",
+    ms,
+    figure: attentionFlops(s) / (ms * 1e6),
+    unit: "GFLOP/s",
+  };
+  console.log(
+    `| ${row.backend} | ${row.kind} | ${row.shape} | f32 | ${row.ms.toFixed(3)} | ${row.figure.toFixed(1)} GFLOP/s |`,
+  );
+  return row;
 }
 
 const wanted: ("cpu" | "cuda")[] = args.includes("--gpu")
