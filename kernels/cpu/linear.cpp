@@ -6,8 +6,10 @@
 // MR×NR register-blocked outer-product kernel reuses it across all rows of x.
 // Quantized W takes the same two paths: the streaming one decodes each 32-element group of a block to f32
 // in registers (scale · q + offset, exactly the dequantized value) and FMAs it against x, which stays f32;
-// the packed one decodes a panel's rows once and packs them like f32 weights. So a quantized product
-// equals the f32 product with the dequantized W, up to f32 summation order.
+// the packed one decodes a panel's rows once, straight into the packed layout. Between them, 16..128 rows
+// of x take a third path (gemm_bcast) that decodes W rows once and broadcasts them against x^T, with no
+// transpose of W. So a quantized product equals the f32 product with the dequantized W, up to f32
+// summation order.
 // Every y element is produced by one thread in a fixed order, so results do not depend on thread count.
 #include <omp.h>
 
@@ -528,24 +530,36 @@ void pack_panel(const void* w, int64_t k, int64_t n0, int nb, int64_t k0, int kb
   }
 }
 
-// Quantized W: rows n0 .. n0+nb, columns k0 .. k0+kb (whole blocks) decoded into `rows` ([kNR][kb] f32,
-// one sliver at a time), then packed like f32 weights.
+// Quantized W: rows n0 .. n0+nb, columns k0 .. k0+kb (whole blocks), in pack_panel's layout. Each unit of
+// kW rows is decoded in registers and transposed straight into the panel, rather than decoded into a
+// scratch buffer that is then packed like f32 weights (a store and a reload of every element, 1-2%).
 template <int DT>
-void pack_panel_quant(const void* w, int64_t k, int64_t n0, int nb, int64_t k0, int kb, float* panel, float* rows) {
+void pack_panel_quant(const void* w, int64_t k, int64_t n0, int nb, int64_t k0, int kb, float* panel) {
   using B = gk::quant::Block<DT>;
+  constexpr int U = unit_elems<DT>(), V = unit_vectors<DT>();
   const int64_t row_bytes = k / B::elems * B::bytes;
+  const uint8_t* slab = (const uint8_t*)w + k0 / B::elems * B::bytes;
   for (int s = 0; s * kNR < nb; ++s) {
-    const int count = std::min(kNR, nb - s * kNR);
-    for (int r = 0; r < count; ++r) {
-      const uint8_t* src = (const uint8_t*)w + (n0 + s * kNR + r) * row_bytes + k0 / B::elems * B::bytes;
-      float* dst = rows + (int64_t)r * kb;
-      for (int c = 0; c < kb; c += unit_elems<DT>()) {
-        vf wv[unit_vectors<DT>()];
-        decode_unit<DT>(src + c / B::elems * B::bytes, c % B::elems / unit_elems<DT>(), wv);
-        for (int v = 0; v < unit_vectors<DT>(); ++v) vstore(dst + c + v * kW, wv[v]);
+    float* dst = panel + (int64_t)s * kb * kNR;
+    for (int h = 0; h < kNR; h += kW) {
+      const int row0 = s * kNR + h, count = std::max(0, std::min(kW, nb - row0));  // rows past nb pack as 0
+      for (int c = 0; c < kb; c += U) {
+        vf r[V][kW];
+        for (int j = 0; j < kW; ++j) {
+          vf wv[V];
+          if (j < count) {
+            decode_unit<DT>(slab + (n0 + row0 + j) * row_bytes + c / B::elems * B::bytes, c % B::elems / U, wv);
+          } else {
+            for (int v = 0; v < V; ++v) wv[v] = vzero();
+          }
+          for (int v = 0; v < V; ++v) r[v][j] = wv[v];
+        }
+        for (int v = 0; v < V; ++v) {
+          transpose(r[v]);
+          for (int j = 0; j < kW; ++j) vstore(dst + (int64_t)(c + v * kW + j) * kNR + h, r[v][j]);
+        }
       }
     }
-    pack_panel<GK_F32>(rows, kb, 0, count, 0, kb, panel + (int64_t)s * kb * kNR);
   }
 }
 
@@ -582,7 +596,7 @@ MicroFn micro_for(int rows, std::integer_sequence<int, Rs...>) {
 inline MicroFn micro_for(int rows) { return micro_for(rows, std::make_integer_sequence<int, kMR>{}); }
 
 // Rows [m0, m1) × columns [n0, n0+nb) of y, the whole k range.
-// `panel` holds kNB×kKB floats, followed by kNR×kKB more for quantized weights.
+// `panel` holds kNB×kKB floats.
 template <int DT>
 void gemm_task(const float* x, const void* w, const void* bias, int64_t m0, int64_t m1, int64_t n0, int nb,
                int64_t k, float* y, int64_t n, float* panel) {
@@ -594,7 +608,7 @@ void gemm_task(const float* x, const void* w, const void* bias, int64_t m0, int6
     static_assert(kKB % 256 == 0, "k slabs must hold whole quantized blocks");
     const int kb = (int)std::min<int64_t>(kKB, k - k0);
     if constexpr (is_quant(DT)) {
-      pack_panel_quant<DT>(w, k, n0, nb, k0, kb, panel, panel + kNB * kKB);
+      pack_panel_quant<DT>(w, k, n0, nb, k0, kb, panel);
     } else {
       pack_panel<DT>(w, k, n0, nb, k0, kb, panel);
     }
@@ -619,16 +633,33 @@ void gemm_task(const float* x, const void* w, const void* bias, int64_t m0, int6
   }
 }
 
-// This thread's packing panel (kNB×kKB floats, then kNR×kKB for decoded quantized rows), allocated on first
+// This thread's packing panel (kNB×kKB floats), allocated on first
 // use and kept for the thread's life: at 160 KB it is above glibc's mmap threshold, so a fresh allocation per
 // call was an mmap, page faults on every page and an munmap, each GEMM call (~4% of a 270M prefill).
 inline float* thread_panel() {
   struct Panel {
-    float* p = (float*)std::aligned_alloc(64, sizeof(float) * (kNB + kNR) * kKB);
+    float* p = (float*)std::aligned_alloc(64, sizeof(float) * kNB * kKB);
     ~Panel() { std::free(p); }
   };
   thread_local Panel panel;
   return panel.p;
+}
+
+// The calling thread's x^T buffer for gemm_bcast, grown on demand and kept (as thread_panel, to spare an
+// mmap per call); nullptr when it cannot grow.
+inline float* thread_xt(int64_t floats) {
+  struct Buffer {
+    float* p = nullptr;
+    int64_t size = 0;
+    ~Buffer() { std::free(p); }
+  };
+  thread_local Buffer buf;
+  if (buf.size < floats) {
+    std::free(buf.p);
+    buf.p = (float*)std::aligned_alloc(64, (size_t)floats * sizeof(float));
+    buf.size = buf.p ? floats : 0;
+  }
+  return buf.p;
 }
 
 template <int DT>
@@ -666,6 +697,129 @@ gk_status gemm(const float* x, const void* w, const void* bias, int64_t m, int64
   return GK_OK;
 }
 
+// ---- 16 <= m <= kQuantBcastM, quantized W: decoded W rows broadcast against x^T ----
+// The packed GEMM wants W transposed (kNR outputs per k), so every decoded vector also goes through a
+// kW×kW register transpose: per call that cost as much as ~11 rows of x's FMAs (one thread, 270M's up_proj
+// Q5_0: 0.25 ms fixed + 0.023 ms per row), a third of a 32-token product. Here the vectors run along m
+// instead: x is transposed once per call (m·k elements, shared by every W row), W rows are decoded with
+// plain stores into a strip, and each W element is broadcast against up to kBcastMV vectors of x^T
+// (0.09 ms fixed, the same per row). Every y element is still one fixed-order f32 sum over k.
+constexpr int kQuantBcastM = 128;            // measured: faster than the packed GEMM at 16..128, mixed at 256
+constexpr int kBcastNR = kW == 16 ? 8 : 4;   // W rows per strip: kBcastNR × kBcastMV accumulators
+constexpr int kBcastMV = 2;                  // vectors of x^T (kW rows of x each) per micro-tile
+
+// W rows [r0, r0 + rows) decoded into strip, laid out [k / kW][kBcastNR][kW] so the micro-kernel walks it
+// as one stream; rows past `rows` are 0.
+template <int DT>
+void decode_strip(const void* w, int64_t k, int64_t r0, int rows, float* strip) {
+  using B = gk::quant::Block<DT>;
+  constexpr int U = unit_elems<DT>(), V = unit_vectors<DT>();
+  const int64_t row_bytes = k / B::elems * B::bytes;
+  for (int j = 0; j < kBcastNR; ++j) {
+    const uint8_t* row = (const uint8_t*)w + (r0 + j) * row_bytes;
+    for (int64_t c = 0; c < k; c += U) {
+      vf wv[V];
+      if (j < rows) {
+        decode_unit<DT>(row + c / B::elems * B::bytes, (int)(c % B::elems / U), wv);
+      } else {
+        for (int v = 0; v < V; ++v) wv[v] = vzero();
+      }
+      for (int v = 0; v < V; ++v) vstore(strip + ((c / kW + v) * kBcastNR + j) * kW, wv[v]);
+    }
+  }
+}
+
+// y[m0 + i, r0 + j] (+ bias) for i < MV·kW, j < cols: vectors of x^T (rows m0 .. m0 + MV·kW of x; x^T's
+// rows are mp apart) against the strip, over the whole k.
+template <int MV>
+void bcast_tile(const float* xt, int64_t mp, const float* strip, int64_t k, const void* bias, int64_t m0, int64_t r0,
+                int cols, int64_t n, float* y) {
+  vf acc[kBcastNR][MV];
+  for (int j = 0; j < kBcastNR; ++j)
+    for (int v = 0; v < MV; ++v) acc[j][v] = vzero();
+  for (int64_t c = 0; c < k; c += kW) {
+    const float* wb = strip + c * kBcastNR;
+    for (int l = 0; l < kW; ++l) {
+      vf xv[MV];
+      for (int v = 0; v < MV; ++v) xv[v] = vload(xt + (c + l) * mp + m0 + v * kW);
+#pragma GCC unroll 8
+      for (int j = 0; j < kBcastNR; ++j) {
+        const vf b = vset1(wb[j * kW + l]);
+        for (int v = 0; v < MV; ++v) acc[j][v] = vfma(b, xv[v], acc[j][v]);
+      }
+    }
+  }
+  alignas(64) float tile[kBcastNR][MV * kW];
+  for (int j = 0; j < kBcastNR; ++j)
+    for (int v = 0; v < MV; ++v) vstore(&tile[j][v * kW], acc[j][v]);
+  for (int i = 0; i < MV * kW; ++i) {
+    for (int j = 0; j < cols; ++j) y[(m0 + i) * n + r0 + j] = tile[j][i] + bias_at(bias, GK_F32, r0 + j);
+  }
+}
+
+// The rows past the last whole vector of x^T (m % kW of them): R rows of x dotted with the strip's rows
+// along k, so a lone 17th row costs one row's FMAs rather than a padded vector's kW.
+template <int R>
+void dot_tile(const float* x, int64_t k, const float* strip, const void* bias, int64_t i0, int64_t r0, int cols,
+              int64_t n, float* y) {
+  vf acc[R][kBcastNR];
+  for (int i = 0; i < R; ++i)
+    for (int j = 0; j < kBcastNR; ++j) acc[i][j] = vzero();
+  for (int64_t c = 0; c < k; c += kW) {
+    vf xv[R];
+    for (int i = 0; i < R; ++i) xv[i] = vload(x + (i0 + i) * k + c);
+#pragma GCC unroll 8
+    for (int j = 0; j < kBcastNR; ++j) {
+      const vf wv = vload(strip + c * kBcastNR + j * kW);
+      for (int i = 0; i < R; ++i) acc[i][j] = vfma(wv, xv[i], acc[i][j]);
+    }
+  }
+  for (int i = 0; i < R; ++i) {
+    for (int j = 0; j < cols; ++j) y[(i0 + i) * n + r0 + j] = vsum(acc[i][j]) + bias_at(bias, GK_F32, r0 + j);
+  }
+}
+
+template <int DT>
+gk_status gemm_bcast(const float* x, const void* w, const void* bias, int64_t m, int64_t n, int64_t k, float* y,
+                     float* xt) {
+  const int64_t mp = m / kW * kW;  // rows in whole vectors of x^T; dot_tile takes the rest
+  // In kW×kW register transposes: a column-wise scalar copy reads x with a stride of k floats, which at
+  // k = 1024 or 2048 maps every row to the same L1 set and made this copy cost more than it saves.
+  for (int64_t i0 = 0; i0 < mp; i0 += kW) {
+    for (int64_t c = 0; c < k; c += kW) {
+      vf r[kW];
+      for (int j = 0; j < kW; ++j) r[j] = vload(x + (i0 + j) * k + c);
+      transpose(r);
+      for (int j = 0; j < kW; ++j) vstore(xt + (c + j) * mp + i0, r[j]);
+    }
+  }
+  const int64_t strips = (n + kBcastNR - 1) / kBcastNR;
+  bool oom = false;
+#pragma omp parallel if (m * n * k >= (1 << 18)) reduction(|| : oom)
+  {
+    float* strip = thread_panel();
+    oom = strip == nullptr;
+#pragma omp for schedule(dynamic, 4)
+    for (int64_t s = 0; s < strips; ++s) {
+      if (!strip) continue;
+      const int64_t r0 = s * kBcastNR;
+      const int cols = (int)std::min<int64_t>(kBcastNR, n - r0);
+      decode_strip<DT>(w, k, r0, cols, strip);
+      int64_t m0 = 0;
+      for (; m0 < mp;) {
+        switch (std::min<int64_t>(kBcastMV, (mp - m0) / kW)) {
+          case 1: bcast_tile<1>(xt, mp, strip, k, bias, m0, r0, cols, n, y); m0 += kW; break;
+          default: bcast_tile<2>(xt, mp, strip, k, bias, m0, r0, cols, n, y); m0 += 2 * kW; break;
+        }
+      }
+      for (; m0 + 2 <= m; m0 += 2) dot_tile<2>(x, k, strip, bias, m0, r0, cols, n, y);
+      if (m0 < m) dot_tile<1>(x, k, strip, bias, m0, r0, cols, n, y);
+    }
+  }
+  if (oom) return gk_fail(GK_ERR_OUT_OF_MEMORY, "gk_linear: cannot allocate a %d×%d packing panel", kNB, kKB);
+  return GK_OK;
+}
+
 template <int DT>
 gk_status linear_dt(const float* x, const void* w, const void* bias, int64_t m, int64_t n, int64_t k, float* y) {
   // A few rows of x: packing W would cost more than streaming it once (the header's m == 1 rule, widened).
@@ -681,6 +835,14 @@ gk_status linear_dt(const float* x, const void* w, const void* bias, int64_t m, 
     if (m < kQuantStreamM) {
       gemv_groups<DT>(x, w, bias, m, n, k, y);
       return GK_OK;
+    }
+    // The strip (kBcastNR whole rows of W) lives in the thread's packing panel, so k up to 4096 here.
+    if (m <= kQuantBcastM && kBcastNR * k <= kNB * kKB) {
+      float* xt = thread_xt(m / kW * kW * k);
+      if (!xt) {
+        return gk_fail(GK_ERR_OUT_OF_MEMORY, "gk_linear: cannot allocate x^T (%lld×%lld)", (long long)k, (long long)m);
+      }
+      return gemm_bcast<DT>(x, w, bias, m, n, k, y, xt);
     }
   }
   return gemm<DT>(x, w, bias, m, n, k, y);

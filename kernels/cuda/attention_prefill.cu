@@ -81,7 +81,8 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
     float m_new = mx;
 #pragma unroll
-    for (int u = 0; u < kKeys; ++u) m_new = fmaxf(m_new, sc[u]);
+    // Not fmaxf, which drops NaN: a NaN score must make the row NaN, as torch's softmax does (and the CPU).
+    for (int u = 0; u < kKeys; ++u) m_new = (sc[u] > m_new || sc[u] != sc[u]) ? sc[u] : m_new;
     if (m_new == -INFINITY) continue;  // nothing visible yet: avoid exp(-inf - -inf) = NaN
     const float corr = expf(mx - m_new);
     l *= corr;

@@ -7,10 +7,11 @@
  *   --cpu           CPU only
  *   --quick         fewer repetitions
  *   --attention     only the prefill attention rows
+ *   --quant         only the quantized-weight rows (Gemma 3 270M Q4_K_M GGUF's projections at short prefills)
  *   --json PATH     also write the rows as JSON
  */
 import { Backend } from "../../src/runtime/backend.ts";
-import type { DType } from "../../src/runtime/dtype.ts";
+import type { DType, QuantDType } from "../../src/runtime/dtype.ts";
 import { Tensor } from "../../src/runtime/tensor.ts";
 import { linear } from "../../src/ops/linear.ts";
 import { attentionPrefill } from "../../src/ops/attention.ts";
@@ -37,6 +38,17 @@ const GEMM: Shape[] = [
   { label: "1B mlp up, 512 tokens", m: 512, n: 6912, k: 1152 },
   { label: "1B mlp down, 512 tokens", m: 512, n: 1152, k: 6912 },
 ];
+
+// The GGUF projections of Gemma 3 270M Q4_K_M (q/gate/up Q5_0, k/v Q8_0, o Q4_K, down Q6_K) at the short
+// prefills where decoding W costs about as much as the multiply (m >= 16 takes the packed GEMM).
+const QUANT_PROJ: (Omit<Shape, "m"> & { dtype: QuantDType })[] = [
+  { label: "270M q_proj (1024×640)", n: 1024, k: 640, dtype: "q5_0" },
+  { label: "270M mlp up (2048×640)", n: 2048, k: 640, dtype: "q5_0" },
+  { label: "270M k_proj (256×640)", n: 256, k: 640, dtype: "q8_0" },
+  { label: "270M o_proj (640×1024)", n: 640, k: 1024, dtype: "q4_k" },
+  { label: "270M mlp down (640×2048)", n: 640, k: 2048, dtype: "q6_k" },
+];
+const QUANT_M = [16, 32, 64];
 
 interface AttentionShape {
   label: string;
@@ -88,12 +100,13 @@ function attentionFlops(s: AttentionShape): number {
 const args = Deno.args;
 const quick = args.includes("--quick");
 const attentionOnly = args.includes("--attention");
+const quantOnly = args.includes("--quant");
 const jsonPath = args.includes("--json") ? args[args.indexOf("--json") + 1] : undefined;
 
 interface Row {
   backend: string;
   device: string;
-  kind: "gemv" | "gemm" | "attention";
+  kind: "gemv" | "gemm" | "qgemm" | "attention";
   shape: string;
   dtype: DType;
   ms: number;
@@ -121,6 +134,8 @@ function benchBackend(backend: Backend): Row[] {
   const rows: Row[] = [];
   const budget = quick ? 200 : 1000;
   const dtypes: DType[] = ["bf16", "f32"];
+  if (!attentionOnly) rows.push(...benchQuant(backend, budget));
+  if (quantOnly) return rows;
   for (const [kind, shapes] of attentionOnly ? [] : [["gemv", GEMV], ["gemm", GEMM]] as const) {
     for (const shape of shapes) {
       for (const dtype of dtypes) {
@@ -152,6 +167,38 @@ function benchBackend(backend: Backend): Row[] {
     }
   }
   for (const shape of ATTENTION) rows.push(benchAttention(backend, shape, budget));
+  return rows;
+}
+
+function benchQuant(backend: Backend, budget: number): Row[] {
+  const rows: Row[] = [];
+  for (const proj of QUANT_PROJ) {
+    for (const m of QUANT_M) {
+      // 0x3c bytes make every block scale an f16 of about 1.06 and every code small: finite sums.
+      using w = Tensor.empty(backend, [proj.n, proj.k], proj.dtype);
+      backend.fill(w.pointer, 0x3c, w.byteLength);
+      using x = Tensor.empty(backend, [m, proj.k]);
+      backend.fill(x.pointer, 0x3c, x.byteLength);
+      using y = Tensor.empty(backend, [m, proj.n]);
+      const ms = time(backend, () => linear(x, w, null, y), budget, quick ? 2 : 3);
+      const row: Row = {
+        backend: backend.kind,
+        device: backend.deviceName,
+        kind: "qgemm",
+        shape: `${proj.label}, ${m} tokens`,
+        dtype: proj.dtype,
+        ms,
+        figure: (2 * m * proj.n * proj.k) / (ms * 1e6),
+        unit: "GFLOP/s",
+      };
+      rows.push(row);
+      console.log(
+        `| ${row.backend} | ${row.kind} | ${row.shape} | ${row.dtype} | ${row.ms.toFixed(3)} | ${
+          row.figure.toFixed(1)
+        } ${row.unit} |`,
+      );
+    }
+  }
   return rows;
 }
 

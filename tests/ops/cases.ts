@@ -301,8 +301,10 @@ for (const dtype of WEIGHT_DTYPES) {
 }
 
 // Quantized weights (GGUF blocks, bias f32): m <= 4 streams W decoding each block in registers, 5 <= m < 16
-// streams it once per group of <= 8 rows of x (12: 6 + 6, 15: 7 + 8), m >= 16 decodes panels into the
-// tiled path. Odd n, several blocks per row and k slabs past the 256-wide panel;
+// streams it once per group of <= 8 rows of x (12: 6 + 6, 15: 7 + 8), 16 <= m <= 128 broadcasts decoded
+// strips of 8 W rows against x^T in whole 16-row vectors plus dot-product tails (17, 31, 33, 63, 65 rows),
+// m > 128 decodes panels into the tiled path. Odd n (strip tails), several blocks per row and k slabs past
+// the 256-wide panel;
 // the last rows are the real Gemma 3 270M shapes at decode (the Q8_0 lm_head cut to 4096 of its 262144
 // rows to keep the reference quick). The reference multiplies by the dequantized W, which the kernels
 // read exactly, so the limit is the float rows' f32-summation one.
@@ -358,6 +360,21 @@ const quantLinearRows: [QuantDType, m: number, n: number, k: number, bias: boole
   ...QUANT_MODEL_SHAPES.map(([dtype, n, k]) =>
     [dtype, 1, n, k, false] as [QuantDType, number, number, number, boolean]
   ),
+  // Prefill-sized m around each vector boundary of the broadcast path, and past it (129: packed panels).
+  ...QUANT_DTYPES.flatMap((dtype) =>
+    [16, 17, 31, 32, 33, 63, 64, 65, 128, 129].map((m, i) =>
+      [dtype, m, i % 2 ? 37 : 301, QUANT_BLOCKS[dtype].elems === 32 ? 640 : 768, i % 3 === 0] as [
+        QuantDType,
+        number,
+        number,
+        number,
+        boolean,
+      ]
+    )
+  ),
+  // 270M's o_proj and down_proj at a 32-token prefill: k of 4 and 8 panel slabs.
+  ["q4_k", 32, 640, 1024, false],
+  ["q6_k", 33, 640, 2048, true],
 ];
 for (const [dtype, m, n, k, bias] of quantLinearRows) {
   add({
