@@ -53,18 +53,18 @@ export function decodeDataUrl(url: string, param: string, kind: MediaKind): Uint
 }
 
 /**
- * GETs an http(s) URL with the operator's time limit, holding at most `maxBytes` (the declared length is
- * checked first, then every chunk). Images and videos share it; `noun` names the thing in messages.
+ * GETs an http(s) URL with the operator's time limit, holding at most `kind.maxBytes` (the declared length is
+ * checked first, then every chunk).
  */
-export async function downloadBounded(
+async function downloadBounded(
   url: URL,
   param: string,
   remote: RemoteImages,
-  maxBytes: number,
-  tooLargeError: () => ApiError,
+  kind: MediaKind,
   signal?: AbortSignal,
-  noun = "image",
 ): Promise<Uint8Array> {
+  const { noun, maxBytes } = kind;
+  const tooLargeError = () => tooLarge(param, kind);
   const timeout = AbortSignal.timeout(remote.timeoutMs);
   const both = signal ? AbortSignal.any([signal, timeout]) : timeout;
   let response: Response;
@@ -102,6 +102,44 @@ export async function downloadBounded(
   return bytes;
 }
 
+/**
+ * The bytes of one media URL: a base64 data URL, or an http(s) URL fetched when the operator allows it; within
+ * `kind.maxBytes` and not empty. Images and videos share it; `kind.noun` names the thing in messages and codes.
+ */
+export async function mediaUrlBytes(
+  url: string,
+  param: string,
+  kind: MediaKind,
+  remote: RemoteImages,
+  signal?: AbortSignal,
+): Promise<Uint8Array> {
+  const { noun } = kind;
+  let bytes: Uint8Array;
+  if (url.startsWith("data:")) {
+    bytes = decodeDataUrl(url, param, kind);
+  } else {
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw invalid(param, `${param}: not a URL`, `invalid_${noun}_url`);
+    }
+    if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
+      throw invalid(param, `${param}: only data: and http(s): ${noun} URLs are taken`, `invalid_${noun}_url`);
+    }
+    if (!remote.allow) {
+      throw invalid(
+        param,
+        `${param}: this server does not fetch remote ${noun}s; send the ${noun} inline as a data URL`,
+        `remote_${noun}s_disabled`,
+      );
+    }
+    bytes = await downloadBounded(parsed, param, remote, kind, signal);
+  }
+  if (bytes.length === 0) throw invalid(param, `${param}: the ${noun} is empty`, `invalid_${noun}`);
+  return bytes;
+}
+
 /** The bytes of one image_url, checked to be an image format and within the limits. */
 export async function imageBytes(
   url: string,
@@ -110,36 +148,7 @@ export async function imageBytes(
   remote: RemoteImages,
   signal?: AbortSignal,
 ): Promise<Uint8Array> {
-  let bytes: Uint8Array;
-  if (url.startsWith("data:")) {
-    bytes = decodeDataUrl(url, param, { noun: "image", maxBytes: limits.maxImageBytes });
-  } else {
-    let parsed: URL;
-    try {
-      parsed = new URL(url);
-    } catch {
-      throw invalid(param, `${param}: not a URL`, "invalid_image_url");
-    }
-    if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
-      throw invalid(param, `${param}: only data: and http(s): image URLs are taken`, "invalid_image_url");
-    }
-    if (!remote.allow) {
-      throw invalid(
-        param,
-        `${param}: this server does not fetch remote images; send the image inline as a data URL`,
-        "remote_images_disabled",
-      );
-    }
-    bytes = await downloadBounded(
-      parsed,
-      param,
-      remote,
-      limits.maxImageBytes,
-      () => tooLarge(param, { noun: "image", maxBytes: limits.maxImageBytes }),
-      signal,
-    );
-  }
-  if (bytes.length === 0) throw invalid(param, `${param}: the image is empty`, "invalid_image");
+  const bytes = await mediaUrlBytes(url, param, { noun: "image", maxBytes: limits.maxImageBytes }, remote, signal);
   if (!sniffImage(bytes)) {
     throw invalid(param, `${param}: the bytes are not an image (PNG, JPEG, GIF, WebP or BMP)`, "invalid_image");
   }

@@ -7,7 +7,7 @@
  * @module
  */
 import { invalid } from "./errors.ts";
-import { decodeDataUrl, downloadBounded, type MediaKind, tooLarge } from "./images.ts";
+import { mediaUrlBytes } from "./images.ts";
 import type { Limits, RemoteImages } from "./limits.ts";
 
 /** The container of a video by its first bytes, or undefined when it is none we take. */
@@ -22,8 +22,6 @@ export function sniffVideo(b: Uint8Array): string | undefined {
   return undefined;
 }
 
-const video = (limits: Limits): MediaKind => ({ noun: "video", maxBytes: limits.maxVideoBytes });
-
 /** The bytes of one video_url, checked to be a video container and within the limits. */
 export async function videoBytes(
   url: string,
@@ -32,37 +30,7 @@ export async function videoBytes(
   remote: RemoteImages,
   signal?: AbortSignal,
 ): Promise<Uint8Array> {
-  let bytes: Uint8Array;
-  if (url.startsWith("data:")) {
-    bytes = decodeDataUrl(url, param, video(limits));
-  } else {
-    let parsed: URL;
-    try {
-      parsed = new URL(url);
-    } catch {
-      throw invalid(param, `${param}: not a URL`, "invalid_video_url");
-    }
-    if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
-      throw invalid(param, `${param}: only data: and http(s): video URLs are taken`, "invalid_video_url");
-    }
-    if (!remote.allow) {
-      throw invalid(
-        param,
-        `${param}: this server does not fetch remote videos; send the video inline as a data URL`,
-        "remote_videos_disabled",
-      );
-    }
-    bytes = await downloadBounded(
-      parsed,
-      param,
-      remote,
-      limits.maxVideoBytes,
-      () => tooLarge(param, video(limits)),
-      signal,
-      "video",
-    );
-  }
-  if (bytes.length === 0) throw invalid(param, `${param}: the video is empty`, "invalid_video");
+  const bytes = await mediaUrlBytes(url, param, { noun: "video", maxBytes: limits.maxVideoBytes }, remote, signal);
   if (!sniffVideo(bytes)) {
     throw invalid(
       param,

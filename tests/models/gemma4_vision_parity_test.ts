@@ -84,10 +84,8 @@ for (const kind of ["cpu", "cuda"] as const) {
       using model = loadGemma4Multimodal(backend, G4_VISION_FIXTURE, { maxContext: 512, visionCacheBytes: 0 });
       // Two images of different sizes (60 and 66 soft tokens) in one pass.
       const batch = imageBatch(["landscape", "portrait"]);
-      assert.deepEqual(
-        model.vision.softTokenCounts(batch),
-        [60, 66].map((n, i) => [e.images.landscape, e.images.portrait][i].num_soft_tokens === n ? n : -1),
-      );
+      assert.deepEqual([e.images.landscape.num_soft_tokens, e.images.portrait.num_soft_tokens], [60, 66]);
+      assert.deepEqual(model.vision.softTokenCounts(batch), [60, 66]);
       let tower: Float32Array | undefined;
       const soft = model.vision.encode(batch, (t) => (tower = t.toArray() as Float32Array));
       try {
