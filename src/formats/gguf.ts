@@ -14,12 +14,13 @@
  * stop early, with a message saying where.
  * @module
  */
-import { DisposedError, DTypeError } from "../ffi/errors.ts";
+import { DTypeError } from "../ffi/errors.ts";
 import type { Backend } from "../runtime/backend.ts";
-import { decode, type DType, encode, isQuantized } from "../runtime/dtype.ts";
+import { type DType, isQuantized } from "../runtime/dtype.ts";
 import { Tensor } from "../runtime/tensor.ts";
 import type { SourceTensor, WeightSource } from "../models/weights.ts";
 import { FormatError } from "./errors.ts";
+import { convert, openWith, readAt, readTensorBytes } from "./file.ts";
 
 const OP = "gguf";
 /** "GGUF" read as a little-endian u32. */
@@ -205,18 +206,6 @@ export interface GgufLoadOptions {
 
 /** A name as messages print it: bare when plain, JSON-quoted when empty or holding spaces or odd characters. */
 const label = (name: string) => /^[\x21-\x7e]+$/.test(name) ? name : JSON.stringify(name);
-
-/** Reads `buf.length` bytes at `position`, looping over short reads; returns the count read (less at EOF). */
-function readAt(file: Deno.FsFile, position: number, buf: Uint8Array): number {
-  file.seekSync(position, Deno.SeekMode.Start);
-  let done = 0;
-  while (done < buf.length) {
-    const n = file.readSync(buf.subarray(done));
-    if (n === null || n === 0) break;
-    done += n;
-  }
-  return done;
-}
 
 const TRUNCATED_HINT = "the file is truncated (an interrupted download?)";
 const CORRUPT_HINT = "the file is corrupt, or not a GGUF file";
@@ -633,14 +622,6 @@ function readHeader(path: string, file: Deno.FsFile): Header {
   return { version, alignment: alignment!, dataOffset, metadata, tensors: byStart };
 }
 
-/** Host conversion for `loadTensor`'s `dtype` option: float or quantized → float. */
-function convert(bytes: Uint8Array, from: DType, to: DType): Uint8Array {
-  if (from === to) return bytes;
-  const values = decode(bytes, from);
-  if (to === "f32") return new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
-  return encode(values, to);
-}
-
 /**
  * One open .gguf file. Create with `openGguf()`; close it when done (or open it with `using`).
  * It is a `WeightSource` under the GGUF tensor names; model code maps names (e.g. src/models/gemma3/gguf.ts).
@@ -747,19 +728,7 @@ export class GgufFile implements WeightSource, Disposable {
 
   /** The stored bytes of one tensor, read with seek + read (nothing else of the file is read). */
   readBytes(name: string): Uint8Array {
-    const info = this.#info(name);
-    if (this.#file === null) throw new DisposedError(OP, `${this.path} was closed`);
-    const buf = new Uint8Array(info.bytes);
-    const got = readAt(this.#file, info.byteRange[0], buf);
-    if (got < info.bytes) {
-      throw new FormatError(
-        OP,
-        this.path,
-        `file ended after ${got} of ${info.bytes} bytes of tensor ${label(name)} (at offset ${info.byteRange[0]})`,
-        { hint: "the file was truncated or replaced after it was opened" },
-      );
-    }
-    return buf;
+    return readTensorBytes(OP, this.path, this.#file, label(name), this.#info(name));
   }
 
   /**
@@ -815,16 +784,5 @@ export class GgufFile implements WeightSource, Disposable {
  * ```
  */
 export function openGguf(path: string): GgufFile {
-  let file: Deno.FsFile;
-  try {
-    file = Deno.openSync(path, { read: true });
-  } catch (e) {
-    throw new FormatError(OP, path, `cannot open: ${(e as Error).message}`, { cause: e });
-  }
-  try {
-    return new GgufFile(path, file, readHeader(path, file));
-  } catch (e) {
-    file.close();
-    throw e;
-  }
+  return openWith(OP, path, (file) => new GgufFile(path, file, readHeader(path, file)));
 }

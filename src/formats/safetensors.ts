@@ -14,9 +14,10 @@
 import { join } from "node:path";
 import { DisposedError, DTypeError } from "../ffi/errors.ts";
 import type { Backend } from "../runtime/backend.ts";
-import { decode, type DType, encode } from "../runtime/dtype.ts";
+import type { DType } from "../runtime/dtype.ts";
 import { Tensor } from "../runtime/tensor.ts";
 import { FormatError } from "./errors.ts";
+import { convert, openWith, readAt, readTensorBytes } from "./file.ts";
 
 const OP = "safetensors";
 
@@ -100,18 +101,6 @@ export interface SafetensorsSource extends Disposable {
 const quote = (name: string) => JSON.stringify(name);
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 
-/** Reads `buf.length` bytes at `position`, looping over short reads; null when the file ends first. */
-function readAt(file: Deno.FsFile, position: number, buf: Uint8Array): number | null {
-  file.seekSync(position, Deno.SeekMode.Start);
-  let done = 0;
-  while (done < buf.length) {
-    const n = file.readSync(buf.subarray(done));
-    if (n === null || n === 0) return done; // 0 cannot happen for a non-empty buffer; guard the loop anyway
-    done += n;
-  }
-  return null;
-}
-
 interface Header {
   tensors: SafetensorsTensor[];
   metadata: Record<string, string>;
@@ -191,7 +180,7 @@ function readHeader(path: string, file: Deno.FsFile): Header {
   const size = stat.size;
   if (size < 8) throw new FormatError(OP, path, `file is ${size} bytes, shorter than the 8-byte header length`);
   const lengthBytes = new Uint8Array(8);
-  if (readAt(file, 0, lengthBytes) !== null) throw new FormatError(OP, path, "file ended inside the header length");
+  if (readAt(file, 0, lengthBytes) < 8) throw new FormatError(OP, path, "file ended inside the header length");
   const length = new DataView(lengthBytes.buffer).getBigUint64(0, true);
   if (length === 0n) throw new FormatError(OP, path, "header length is 0");
   if (length > BigInt(MAX_HEADER_BYTES)) {
@@ -206,7 +195,7 @@ function readHeader(path: string, file: Deno.FsFile): Header {
     });
   }
   const raw = new Uint8Array(headerBytes);
-  if (readAt(file, 8, raw) !== null) throw new FormatError(OP, path, "file ended inside the header");
+  if (readAt(file, 8, raw) < headerBytes) throw new FormatError(OP, path, "file ended inside the header");
   let json: unknown;
   try {
     json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(raw));
@@ -250,14 +239,6 @@ function readHeader(path: string, file: Deno.FsFile): Header {
   }
   if (problems.length > 0) throw new FormatError(OP, path, problems);
   return { tensors, metadata };
-}
-
-/** Reinterprets or converts host bytes from one dtype to another; float ↔ float only. */
-function convert(bytes: Uint8Array, from: DType, to: DType): Uint8Array {
-  if (from === to) return bytes;
-  const values = decode(bytes, from);
-  if (to === "f32") return new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
-  return encode(values, to);
 }
 
 /** Shared by single files and shards: checks loadability, reads, converts, uploads. */
@@ -307,19 +288,7 @@ export class SafetensorsFile implements SafetensorsSource {
   }
 
   readBytes(name: string): Uint8Array {
-    const info = this.#info(name);
-    if (this.#file === null) throw new DisposedError(OP, `${this.path} was closed`);
-    const buf = new Uint8Array(info.bytes);
-    const got = readAt(this.#file, info.byteRange[0], buf);
-    if (got !== null) {
-      throw new FormatError(
-        OP,
-        this.path,
-        `file ended after ${got} of ${info.bytes} bytes of tensor ${quote(name)} (at offset ${info.byteRange[0]})`,
-        { hint: "the file was truncated or replaced after it was opened" },
-      );
-    }
-    return buf;
+    return readTensorBytes(OP, this.path, this.#file, quote(name), this.#info(name));
   }
 
   loadTensor(backend: Backend, name: string, options: LoadTensorOptions = {}): Tensor {
@@ -355,18 +324,7 @@ export class SafetensorsFile implements SafetensorsSource {
  * ```
  */
 export function openSafetensors(path: string): SafetensorsFile {
-  let file: Deno.FsFile;
-  try {
-    file = Deno.openSync(path, { read: true });
-  } catch (e) {
-    throw new FormatError(OP, path, `cannot open: ${(e as Error).message}`, { cause: e });
-  }
-  try {
-    return new SafetensorsFile(path, file, readHeader(path, file));
-  } catch (e) {
-    file.close();
-    throw e;
-  }
+  return openWith(OP, path, (file) => new SafetensorsFile(path, file, readHeader(path, file)));
 }
 
 /** A checkpoint split over shards by `model.safetensors.index.json`. Create with `openSafetensorsDir()`. */

@@ -16,9 +16,11 @@
  */
 import { ImageError } from "./errors.ts";
 import type { RgbImage } from "./image.ts";
+import { bool, checkImage, nested, num, triple, valueTable } from "./processor_common.ts";
 import { cropU8, resizeBilinearAntialias, type U8Image } from "./resize.ts";
 
 const OP = "preprocessGemma3";
+const CONFIG = "Gemma3ImageProcessorConfig";
 
 /** PILImageResampling.BILINEAR, the only filter Gemma 3 checkpoints use (and the only one implemented). */
 const RESAMPLE_BILINEAR = 2;
@@ -61,46 +63,6 @@ export interface Gemma3PixelValues {
   shape: [number, number, number, number];
   /** For each INPUT image, how many crops follow it in `pixelValues` (0 without pan-and-scan). */
   numCrops: number[];
-}
-
-function num(json: Record<string, unknown>, key: string, fallback: number): number {
-  const v = json[key];
-  if (v === undefined || v === null) return fallback;
-  if (typeof v !== "number" || !Number.isFinite(v)) {
-    throw new ImageError(
-      "Gemma3ImageProcessorConfig",
-      "bad_config",
-      `${key} must be a number, got ${JSON.stringify(v)}`,
-    );
-  }
-  return v;
-}
-
-function bool(json: Record<string, unknown>, key: string, fallback: boolean): boolean {
-  const v = json[key];
-  if (v === undefined || v === null) return fallback;
-  if (typeof v !== "boolean") {
-    throw new ImageError(
-      "Gemma3ImageProcessorConfig",
-      "bad_config",
-      `${key} must be a boolean, got ${JSON.stringify(v)}`,
-    );
-  }
-  return v;
-}
-
-function triple(json: Record<string, unknown>, key: string, fallback: readonly number[]): readonly number[] {
-  const v = json[key];
-  if (v === undefined || v === null) return fallback;
-  const arr = typeof v === "number" ? [v, v, v] : v;
-  if (!Array.isArray(arr) || arr.length !== 3 || !arr.every((x) => typeof x === "number" && Number.isFinite(x))) {
-    throw new ImageError(
-      "Gemma3ImageProcessorConfig",
-      "bad_config",
-      `${key} must be 3 numbers, got ${JSON.stringify(v)}`,
-    );
-  }
-  return arr;
 }
 
 /**
@@ -146,12 +108,8 @@ export class Gemma3ImageProcessorConfig {
     preprocessor: Record<string, unknown> = {},
     processor: Record<string, unknown> = {},
   ): Gemma3ImageProcessorConfig {
-    const nested = processor.image_processor;
-    const j: Record<string, unknown> = {
-      ...(nested && typeof nested === "object" ? nested as Record<string, unknown> : {}),
-      ...preprocessor,
-    };
-    const resample = num(j, "resample", RESAMPLE_BILINEAR);
+    const j = { ...nested(processor, "image_processor"), ...preprocessor };
+    const resample = num(CONFIG, j, "resample", RESAMPLE_BILINEAR);
     if (resample !== RESAMPLE_BILINEAR) {
       throw new ImageError("Gemma3ImageProcessorConfig", "bad_config", `resample=${resample} is not supported`, {
         hint: "gemmakit implements bilinear (resample=2), the filter every Gemma 3 checkpoint uses",
@@ -173,17 +131,17 @@ export class Gemma3ImageProcessorConfig {
     }
     return new Gemma3ImageProcessorConfig({
       size,
-      doResize: bool(j, "do_resize", true),
-      doRescale: bool(j, "do_rescale", true),
-      rescaleFactor: num(j, "rescale_factor", 1 / 255),
-      doNormalize: bool(j, "do_normalize", true),
-      imageMean: triple(j, "image_mean", [0.5, 0.5, 0.5]), // IMAGENET_STANDARD_MEAN
-      imageStd: triple(j, "image_std", [0.5, 0.5, 0.5]),
-      doPanAndScan: bool(j, "do_pan_and_scan", false),
-      panAndScanMinCropSize: num(j, "pan_and_scan_min_crop_size", 256),
-      panAndScanMaxNumCrops: num(j, "pan_and_scan_max_num_crops", 4),
-      panAndScanMinRatioToActivate: num(j, "pan_and_scan_min_ratio_to_activate", 1.2),
-      imageSeqLength: num(processor, "image_seq_length", num(j, "image_seq_length", 256)),
+      doResize: bool(CONFIG, j, "do_resize", true),
+      doRescale: bool(CONFIG, j, "do_rescale", true),
+      rescaleFactor: num(CONFIG, j, "rescale_factor", 1 / 255),
+      doNormalize: bool(CONFIG, j, "do_normalize", true),
+      imageMean: triple(CONFIG, j, "image_mean", [0.5, 0.5, 0.5]), // IMAGENET_STANDARD_MEAN
+      imageStd: triple(CONFIG, j, "image_std", [0.5, 0.5, 0.5]),
+      doPanAndScan: bool(CONFIG, j, "do_pan_and_scan", false),
+      panAndScanMinCropSize: num(CONFIG, j, "pan_and_scan_min_crop_size", 256),
+      panAndScanMaxNumCrops: num(CONFIG, j, "pan_and_scan_max_num_crops", 4),
+      panAndScanMinRatioToActivate: num(CONFIG, j, "pan_and_scan_min_ratio_to_activate", 1.2),
+      imageSeqLength: num(CONFIG, processor, "image_seq_length", num(CONFIG, j, "image_seq_length", 256)),
     });
   }
 
@@ -272,20 +230,6 @@ export function panAndScanCrops(width: number, height: number, o: PanAndScanOpti
   return boxes;
 }
 
-function checkImage(img: RgbImage, i: number): void {
-  const { width, height, data } = img;
-  if (!(Number.isInteger(width) && Number.isInteger(height) && width > 0 && height > 0)) {
-    throw new ImageError(OP, "zero_size", `image ${i} is ${width}x${height}; both sides must be positive integers`);
-  }
-  if (!(data instanceof Uint8Array) || data.length !== width * height * 3) {
-    throw new ImageError(
-      OP,
-      "bad_source",
-      `image ${i}: data must be a Uint8Array of width*height*3 = ${width * height * 3} RGB bytes, got ${data?.length}`,
-    );
-  }
-}
-
 /**
  * Preprocess images for Gemma 3's vision tower, like transformers' `Gemma3ImageProcessor` (torchvision
  * backend, the default) called through `Gemma3Processor`.
@@ -305,7 +249,7 @@ export function preprocessGemma3(
 ): Gemma3PixelValues {
   const c = Object.keys(overrides).length ? config.with(overrides) : config;
   if (images.length === 0) throw new ImageError(OP, "bad_source", "no images given");
-  images.forEach(checkImage);
+  images.forEach((img, i) => checkImage(OP, img, i));
 
   const pas: PanAndScanOptions = {
     minCropSize: c.panAndScanMinCropSize,
@@ -331,32 +275,9 @@ export function preprocessGemma3(
     throw new ImageError(OP, "bad_config", "with do_resize=false every image must have the same size to stack");
   }
 
-  // Fused rescale + normalize, as TorchvisionBackend.rescale_and_normalize: mean and std are float32 tensors
-  // times 1/rescale_factor, then (x - mean) / std in float32. Math.fround after a double op is the correctly
-  // rounded float32 op for +, -, *, /.
-  const f = Math.fround;
-  const mean: number[] = [], std: number[] = [];
-  for (let ch = 0; ch < 3; ch++) {
-    if (c.doNormalize && c.doRescale) {
-      mean.push(f(f(c.imageMean[ch]) * f(1 / c.rescaleFactor)));
-      std.push(f(f(c.imageStd[ch]) * f(1 / c.rescaleFactor)));
-    } else {
-      mean.push(f(c.imageMean[ch]));
-      std.push(f(c.imageStd[ch]));
-    }
-  }
   const plane = w * h;
   const out = new Float32Array(pieces.length * 3 * plane);
-  const lut = new Float32Array(3 * 256); // per channel, per byte value
-  for (let ch = 0; ch < 3; ch++) {
-    for (let v = 0; v < 256; v++) {
-      let x: number;
-      if (c.doNormalize) x = f(f(v - mean[ch]) / std[ch]);
-      else if (c.doRescale) x = f(v * f(c.rescaleFactor));
-      else x = v;
-      lut[ch * 256 + v] = x;
-    }
-  }
+  const lut = valueTable(c); // per channel, per byte value
   pieces.forEach((p, n) => {
     const base = n * 3 * plane;
     for (let i = 0; i < plane; i++) {

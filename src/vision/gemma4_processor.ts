@@ -23,6 +23,7 @@
  */
 import { ImageError } from "./errors.ts";
 import type { RgbImage } from "./image.ts";
+import { badConfig as bad, bool, checkImage, type Json, nested, num, triple, valueTable } from "./processor_common.ts";
 import { resizeBicubicAntialias, type U8Image } from "./resize.ts";
 
 /** The soft-token budgets the Gemma 4 processors accept (`_SUPPORTED_SOFT_TOKENS`). */
@@ -67,47 +68,9 @@ interface VisionFields {
   imageStd: readonly number[];
 }
 
-type Json = Record<string, unknown>;
-
-function bad(where: string, msg: string, hint?: string): ImageError {
-  return new ImageError(where, "bad_config", msg, hint ? { hint } : {});
-}
-
-function num(where: string, json: Json, key: string, fallback: number): number {
-  const v = json[key];
-  if (v === undefined || v === null) return fallback;
-  if (typeof v !== "number" || !Number.isFinite(v)) {
-    throw bad(where, `${key} must be a number, got ${JSON.stringify(v)}`);
-  }
-  return v;
-}
-
 function optNum(where: string, json: Json, key: string, fallback: number | null): number | null {
   if (!(key in json)) return fallback;
   return json[key] === null ? null : num(where, json, key, 0);
-}
-
-function bool(where: string, json: Json, key: string, fallback: boolean): boolean {
-  const v = json[key];
-  if (v === undefined || v === null) return fallback;
-  if (typeof v !== "boolean") throw bad(where, `${key} must be a boolean, got ${JSON.stringify(v)}`);
-  return v;
-}
-
-function triple(where: string, json: Json, key: string, fallback: readonly number[]): readonly number[] {
-  const v = json[key];
-  if (v === undefined || v === null) return fallback;
-  const arr = typeof v === "number" ? [v, v, v] : v;
-  if (!Array.isArray(arr) || arr.length !== 3 || !arr.every((x) => typeof x === "number" && Number.isFinite(x))) {
-    throw bad(where, `${key} must be 3 numbers, got ${JSON.stringify(v)}`);
-  }
-  return arr;
-}
-
-/** A sub-object of processor_config.json (`image_processor`, `video_processor`), or {}. */
-function nested(processor: Json, key: string): Json {
-  const v = processor[key];
-  return v && typeof v === "object" && !Array.isArray(v) ? v as Json : {};
 }
 
 function readFields(where: string, j: Json, defaults: VisionFields): VisionFields {
@@ -360,42 +323,6 @@ export interface Gemma4PixelValues {
   numSoftTokens: number[];
   /** The size each image was resized to (before patchify). */
   resized: { height: number; width: number }[];
-}
-
-function checkImage(op: string, img: RgbImage, i: number): void {
-  const { width, height, data } = img;
-  if (!(Number.isInteger(width) && Number.isInteger(height) && width > 0 && height > 0)) {
-    throw new ImageError(op, "zero_size", `image ${i} is ${width}x${height}; both sides must be positive integers`);
-  }
-  if (!(data instanceof Uint8Array) || data.length !== width * height * 3) {
-    throw new ImageError(
-      op,
-      "bad_source",
-      `image ${i}: data must be a Uint8Array of width*height*3 = ${width * height * 3} RGB bytes, got ${data?.length}`,
-    );
-  }
-}
-
-/**
- * byte value -> float32 per channel, as TorchvisionBackend.rescale_and_normalize computes it: with normalize,
- * mean and std are float32 tensors times `1 / rescale_factor` (fused), then `(x - mean) / std` in float32;
- * rescale alone is `x * float32(rescale_factor)`. `Math.fround` after a double op is the correctly rounded
- * float32 op for +, -, *, /.
- */
-function valueTable(c: VisionFields): Float32Array {
-  const f = Math.fround;
-  const lut = new Float32Array(3 * 256);
-  for (let ch = 0; ch < 3; ch++) {
-    let mean = f(c.imageMean[ch]), std = f(c.imageStd[ch]);
-    if (c.doNormalize && c.doRescale) {
-      mean = f(mean * f(1 / c.rescaleFactor));
-      std = f(std * f(1 / c.rescaleFactor));
-    }
-    for (let v = 0; v < 256; v++) {
-      lut[ch * 256 + v] = c.doNormalize ? f(f(v - mean) / std) : c.doRescale ? f(v * f(c.rescaleFactor)) : v;
-    }
-  }
-  return lut;
 }
 
 /** Resize one image as the processors do (a no-op when it already has the target size). */
