@@ -10,10 +10,8 @@ import { ContextLengthError, GemmakitError } from "../ffi/errors.ts";
 import { openSafetensorsDir } from "../formats/safetensors.ts";
 import type { Backend } from "../runtime/backend.ts";
 import { Tensor } from "../runtime/tensor.ts";
-import { MultimodalModel } from "./common/multimodal.ts";
+import { buildTextAndVision, MultimodalModel } from "./common/multimodal.ts";
 import { VisionCache, visionKey } from "../generate/vision_cache.ts";
-import { checkWeights, loadWeights } from "./weights.ts";
-import { adoptWeights } from "./common/load.ts";
 import { parseGemma3Config } from "./gemma3/config.ts";
 import { buildGemma3, type LoadGemma3Options, readConfig } from "./gemma3/load.ts";
 import type { Gemma3TextModel } from "./gemma3/model.ts";
@@ -121,18 +119,13 @@ export function loadGemma3Multimodal(
   const config = parseGemma3Config(json, source);
   const visionConfig = parseGemma3VisionConfig(json, source);
   using ckpt = openSafetensorsDir(dir);
-  const visionTable = gemma3VisionWeights(visionConfig, config.text.hiddenSize);
-  checkWeights(ckpt, [...gemma3TextWeights(config), ...visionTable]);
-  const text = buildGemma3(backend, config, ckpt, options);
-  try {
-    const vision = adoptWeights(
-      loadWeights(backend, ckpt, visionTable, options),
-      (name) => name,
-      (w) => new Gemma3VisionModel(backend, visionConfig, w, config.text.hiddenSize),
-    );
-    return new Gemma3Multimodal(text, vision, new VisionCache(options.visionCacheBytes));
-  } catch (e) {
-    text.dispose();
-    throw e;
-  }
+  const { text, vision } = buildTextAndVision(
+    backend,
+    ckpt,
+    { text: gemma3TextWeights(config), vision: gemma3VisionWeights(visionConfig, config.text.hiddenSize) },
+    options,
+    () => buildGemma3(backend, config, ckpt, options),
+    (w) => new Gemma3VisionModel(backend, visionConfig, w, config.text.hiddenSize),
+  );
+  return new Gemma3Multimodal(text, vision, new VisionCache(options.visionCacheBytes));
 }

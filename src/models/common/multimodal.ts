@@ -7,6 +7,8 @@ import type { Backend } from "../../runtime/backend.ts";
 import type { Tensor } from "../../runtime/tensor.ts";
 import type { Workspace } from "../../runtime/workspace.ts";
 import { VisionCache } from "../../generate/vision_cache.ts";
+import { checkWeights, loadWeights, type LoadWeightsOptions, type WeightSource, type WeightSpec } from "../weights.ts";
+import { adoptWeights } from "./load.ts";
 
 /** The text side as a multimodal model uses it. */
 export interface TextDecoder {
@@ -64,5 +66,29 @@ export abstract class MultimodalModel<T extends TextDecoder, V extends VisionTow
 
   [Symbol.dispose](): void {
     this.dispose();
+  }
+}
+
+/**
+ * What both multimodal loaders share: the text and vision weight tables checked together (one error lists every
+ * problem), then the text model built (`buildText`) and the vision tower over its weights; a failing tower frees
+ * the text model.
+ */
+export function buildTextAndVision<T extends TextDecoder, V extends VisionTower>(
+  backend: Backend,
+  ckpt: WeightSource,
+  tables: { text: readonly WeightSpec[]; vision: readonly WeightSpec[] },
+  options: LoadWeightsOptions,
+  buildText: () => T,
+  buildVision: (lookup: (name: string) => Tensor) => V,
+): { text: T; vision: V } {
+  checkWeights(ckpt, [...tables.text, ...tables.vision]);
+  const text = buildText();
+  try {
+    const vision = adoptWeights(loadWeights(backend, ckpt, tables.vision, options), (name) => name, buildVision);
+    return { text, vision };
+  } catch (e) {
+    text.dispose();
+    throw e;
   }
 }

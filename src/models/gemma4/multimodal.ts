@@ -14,11 +14,9 @@ import { ContextLengthError } from "../../ffi/errors.ts";
 import { openSafetensorsDir } from "../../formats/safetensors.ts";
 import type { Backend } from "../../runtime/backend.ts";
 import type { Tensor } from "../../runtime/tensor.ts";
-import { MultimodalModel } from "../common/multimodal.ts";
+import { buildTextAndVision, MultimodalModel } from "../common/multimodal.ts";
 import { VisionCache, visionKey } from "../../generate/vision_cache.ts";
 import { ImageInputError } from "../multimodal.ts";
-import { checkWeights, loadWeights } from "../weights.ts";
-import { adoptWeights } from "../common/load.ts";
 import { readConfig } from "../gemma3/load.ts";
 import { parseGemma4Config } from "./config.ts";
 import { buildGemma4, type LoadGemma4Options } from "./load.ts";
@@ -162,18 +160,13 @@ export function loadGemma4Multimodal(
   const config = parseGemma4Config(json, source);
   const visionConfig = parseGemma4VisionConfig(json, source);
   using ckpt = openSafetensorsDir(dir);
-  const visionTable = gemma4VisionWeights(visionConfig, config.text.hiddenSize);
-  checkWeights(ckpt, [...gemma4TextWeights(config), ...visionTable]);
-  const text = buildGemma4(backend, config, ckpt, options);
-  try {
-    const vision = adoptWeights(
-      loadWeights(backend, ckpt, visionTable, options),
-      (name) => name,
-      (w) => new Gemma4VisionModel(backend, visionConfig, w, config.text.hiddenSize),
-    );
-    return new Gemma4Multimodal(text, vision, new VisionCache(options.visionCacheBytes));
-  } catch (e) {
-    text.dispose();
-    throw e;
-  }
+  const { text, vision } = buildTextAndVision(
+    backend,
+    ckpt,
+    { text: gemma4TextWeights(config), vision: gemma4VisionWeights(visionConfig, config.text.hiddenSize) },
+    options,
+    () => buildGemma4(backend, config, ckpt, options),
+    (w) => new Gemma4VisionModel(backend, visionConfig, w, config.text.hiddenSize),
+  );
+  return new Gemma4Multimodal(text, vision, new VisionCache(options.visionCacheBytes));
 }
