@@ -3,6 +3,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "../include/gemmakit.h"
+
 #ifdef __CUDACC__
 #define GK_HD __host__ __device__ __forceinline__
 #else
@@ -10,6 +12,15 @@
 #endif
 
 namespace gk {
+
+// GGUF block geometry, for host and device code alike: elements and bytes per block (1 and 0 for float dtypes).
+GK_HD constexpr bool is_quant_dtype(int32_t d) { return d == GK_Q5_0 || d == GK_Q8_0 || d == GK_Q4_K || d == GK_Q6_K; }
+GK_HD constexpr int32_t block_elems(int32_t d) {
+  return d == GK_Q4_K || d == GK_Q6_K ? 256 : is_quant_dtype(d) ? 32 : 1;
+}
+GK_HD constexpr int32_t block_bytes(int32_t d) {
+  return d == GK_Q5_0 ? 22 : d == GK_Q8_0 ? 34 : d == GK_Q4_K ? 144 : d == GK_Q6_K ? 210 : 0;
+}
 
 // bf16 is the top half of an f32: widening is exact.
 GK_HD float bf16_to_f32(uint16_t bits) {

@@ -4,24 +4,12 @@
 #pragma once
 #include <cmath>
 
+#include "dtype.h"
 #include "error.h"
 
 namespace gk {
 
 inline bool is_float_dtype(int32_t d) { return d == GK_F32 || d == GK_F16 || d == GK_BF16; }
-inline bool is_quant_dtype(int32_t d) { return d == GK_Q5_0 || d == GK_Q8_0 || d == GK_Q4_K || d == GK_Q6_K; }
-/* Elements per block of a quantized dtype (1 for float dtypes). */
-inline int32_t block_elems(int32_t d) { return d == GK_Q4_K || d == GK_Q6_K ? 256 : is_quant_dtype(d) ? 32 : 1; }
-/* Bytes per block of a quantized dtype. */
-inline int32_t block_bytes(int32_t d) {
-  switch (d) {
-    case GK_Q5_0: return 22;
-    case GK_Q8_0: return 34;
-    case GK_Q4_K: return 144;
-    case GK_Q6_K: return 210;
-    default: return 0;
-  }
-}
 
 inline gk_status validate_stream(const void* s, const char* op) {
   GK_REQUIRE(s != nullptr, "%s: stream is NULL", op);

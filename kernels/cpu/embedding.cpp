@@ -15,7 +15,7 @@ GK_API gk_status gk_embedding(gk_stream* s, const void* table, int32_t table_dty
 #pragma omp parallel for schedule(static) if ((int64_t)n * dim > 65536)
   for (int32_t i = 0; i < n; ++i) {
     float* row = out + (int64_t)i * dim;
-    if (gk::quant::is_quant(table_dtype)) {
+    if (gk::is_quant_dtype(table_dtype)) {
       gk::quant::decode_range(table, table_dtype, (int64_t)ids[i] * dim, dim, row);
     } else {
       gk::cpu::load_row_f32(table, table_dtype, (int64_t)ids[i] * dim, dim, row);

@@ -21,6 +21,7 @@
 #include "../common/error.h"
 #include "cpu.h"
 #include "quant.h"
+#include "simd.h"
 
 #if defined(__AVX512F__) || defined(__AVX2__) || defined(__F16C__)
 // GCC 12's AVX-512 intrinsics self-initialise their `__Y` operand (PR 105593) and -Wmaybe-uninitialized
@@ -34,25 +35,10 @@
 
 namespace {
 
-// ---- a small vector abstraction, so each kernel is written once for AVX-512, AVX2 and plain C++ ----
+// ---- simd.h's vector, plus bf16/f16 loads, transposes and block decoders for AVX-512, AVX2 and plain C++ ----
+using namespace gk::cpu::simd;
 #if defined(__AVX512F__)
-using vf = __m512;
-constexpr int kW = 16;
 constexpr int kMR = 8;  // 8×32 tile: 16 accumulators of 32 zmm registers
-inline vf vzero() { return _mm512_setzero_ps(); }
-inline vf vset1(float a) { return _mm512_set1_ps(a); }
-inline vf vload(const float* p) { return _mm512_loadu_ps(p); }
-inline void vstore(float* p, vf a) { _mm512_storeu_ps(p, a); }
-inline vf vfma(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }
-inline vf vadd(vf a, vf b) { return _mm512_add_ps(a, b); }
-inline float vsum(vf a) {
-  a = _mm512_add_ps(a, _mm512_shuffle_f32x4(a, a, 0x4e));
-  a = _mm512_add_ps(a, _mm512_shuffle_f32x4(a, a, 0xb1));
-  __m128 s = _mm512_castps512_ps128(a);
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
 inline vf vload_bf16(const uint16_t* p) {
   const __m512i u = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)p));
   return _mm512_castsi512_ps(_mm512_slli_epi32(u, 16));
@@ -146,21 +132,7 @@ inline void decode_unit(const uint8_t* blk, int u, vf* w) {
   }
 }
 #elif defined(__AVX2__) && defined(__FMA__)
-using vf = __m256;
-constexpr int kW = 8;
 constexpr int kMR = 6;  // 6×16 tile: 12 accumulators of 16 ymm registers
-inline vf vzero() { return _mm256_setzero_ps(); }
-inline vf vset1(float a) { return _mm256_set1_ps(a); }
-inline vf vload(const float* p) { return _mm256_loadu_ps(p); }
-inline void vstore(float* p, vf a) { _mm256_storeu_ps(p, a); }
-inline vf vfma(vf a, vf b, vf c) { return _mm256_fmadd_ps(a, b, c); }
-inline vf vadd(vf a, vf b) { return _mm256_add_ps(a, b); }
-inline float vsum(vf a) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
 inline vf vload_bf16(const uint16_t* p) {
   const __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)p));
   return _mm256_castsi256_ps(_mm256_slli_epi32(u, 16));
@@ -248,10 +220,6 @@ inline void decode_unit(const uint8_t* blk, int u, vf* w) {
 }
 #else
 // Portable: fixed-width lanes in plain loops, which GCC turns into whatever SIMD -march allows.
-struct vf {
-  float v[8];
-};
-constexpr int kW = 8;
 constexpr int kMR = 4;
 // Branch-free binary16 -> f32 (exact, subnormals included) so the conversion loops vectorise.
 inline float f16_fast(uint16_t h) {
@@ -266,33 +234,6 @@ inline float f16_fast(uint16_t h) {
   bits |= sign;
   memcpy(&f, &bits, sizeof f);
   return f;
-}
-inline vf vzero() { return vf{}; }
-inline vf vset1(float a) {
-  vf r;
-  for (int i = 0; i < kW; ++i) r.v[i] = a;
-  return r;
-}
-inline vf vload(const float* p) {
-  vf r;
-  for (int i = 0; i < kW; ++i) r.v[i] = p[i];
-  return r;
-}
-inline void vstore(float* p, vf a) {
-  for (int i = 0; i < kW; ++i) p[i] = a.v[i];
-}
-inline vf vfma(vf a, vf b, vf c) {
-  for (int i = 0; i < kW; ++i) c.v[i] += a.v[i] * b.v[i];
-  return c;
-}
-inline vf vadd(vf a, vf b) {
-  for (int i = 0; i < kW; ++i) a.v[i] += b.v[i];
-  return a;
-}
-inline float vsum(vf a) {
-  float s = 0.0f;
-  for (int i = 0; i < kW; ++i) s += a.v[i];
-  return s;
 }
 inline vf vload_bf16(const uint16_t* p) {
   vf r;
@@ -341,13 +282,13 @@ inline float bias_at(const void* bias, int32_t dtype, int64_t j) {
   return bias ? gk::load_f32(bias, dtype, j) : 0.0f;
 }
 
-using gk::quant::is_quant;
+using gk::is_quant_dtype;
 template <int DT>
 constexpr int unit_vectors() {
   return unit_elems<DT>() / kW;
 }
 // The bias is stored like the weight for float weights and as f32 for quantized ones (the header's rule).
-constexpr int bias_dtype(int DT) { return is_quant(DT) ? GK_F32 : DT; }
+constexpr int bias_dtype(int DT) { return is_quant_dtype(DT) ? GK_F32 : DT; }
 
 // ---- small m (1 = decode): stream W once, R rows of it at a time against all M rows of x ----
 
@@ -375,7 +316,7 @@ inline void dot_block(const float* x, const void* w, const void* bias, int64_t r
   }
   for (int i = 0; i < M; ++i) {
     for (int j = 0; j < R; ++j) {
-      float s = vsum(acc[i][j]);
+      float s = hsum(acc[i][j]);
       for (int64_t t = c; t < k; ++t) s += gk::load_f32(w, DT, (r + j) * k + t) * x[i * k + t];
       y[i * n + r + j] = s + bias_at(bias, DT, r + j);
     }
@@ -415,7 +356,7 @@ inline void qdot_block(const float* x, const void* w, const void* bias, int64_t 
     }
   }
   for (int i = 0; i < M; ++i) {
-    for (int j = 0; j < R; ++j) y[i * n + r + j] = vsum(acc[i][j]) + bias_at(bias, GK_F32, r + j);
+    for (int j = 0; j < R; ++j) y[i * n + r + j] = hsum(acc[i][j]) + bias_at(bias, GK_F32, r + j);
   }
 }
 
@@ -432,7 +373,7 @@ inline void stream_rows(const float* x, const void* w, const void* bias, int64_t
                         float* y) {
   constexpr int R = rows_per_block<M>();
   int64_t r = r0;
-  if constexpr (is_quant(DT)) {
+  if constexpr (is_quant_dtype(DT)) {
     for (; r + R <= r1; r += R) qdot_block<DT, M, R>(x, w, bias, r, n, k, y);
     for (; r < r1; ++r) qdot_block<DT, M, 1>(x, w, bias, r, n, k, y);
   } else {
@@ -607,7 +548,7 @@ void gemm_task(const float* x, const void* w, const void* bias, int64_t m0, int6
     // kKB is a whole number of blocks of every quantized dtype, so each k slab is too.
     static_assert(kKB % 256 == 0, "k slabs must hold whole quantized blocks");
     const int kb = (int)std::min<int64_t>(kKB, k - k0);
-    if constexpr (is_quant(DT)) {
+    if constexpr (is_quant_dtype(DT)) {
       pack_panel_quant<DT>(w, k, n0, nb, k0, kb, panel);
     } else {
       pack_panel<DT>(w, k, n0, nb, k0, kb, panel);
@@ -775,7 +716,7 @@ void dot_tile(const float* x, int64_t k, const float* strip, const void* bias, i
     }
   }
   for (int i = 0; i < R; ++i) {
-    for (int j = 0; j < cols; ++j) y[(i0 + i) * n + r0 + j] = vsum(acc[i][j]) + bias_at(bias, GK_F32, r0 + j);
+    for (int j = 0; j < cols; ++j) y[(i0 + i) * n + r0 + j] = hsum(acc[i][j]) + bias_at(bias, GK_F32, r0 + j);
   }
 }
 
@@ -831,7 +772,7 @@ gk_status linear_dt(const float* x, const void* w, const void* bias, int64_t m, 
     case 4: gemv<DT, 4>(x, w, bias, n, k, y); return GK_OK;
     default: break;
   }
-  if constexpr (is_quant(DT)) {
+  if constexpr (is_quant_dtype(DT)) {
     if (m < kQuantStreamM) {
       gemv_groups<DT>(x, w, bias, m, n, k, y);
       return GK_OK;

@@ -28,25 +28,10 @@
 namespace gk::quant {
 
 template <int DT>
-struct Block;
-template <>
-struct Block<GK_Q8_0> {
-  static constexpr int elems = 32, bytes = 34;
+struct Block {
+  static_assert(is_quant_dtype(DT), "Block<DT>: DT is not a GGUF block dtype");
+  static constexpr int elems = block_elems(DT), bytes = block_bytes(DT);
 };
-template <>
-struct Block<GK_Q5_0> {
-  static constexpr int elems = 32, bytes = 22;
-};
-template <>
-struct Block<GK_Q4_K> {
-  static constexpr int elems = 256, bytes = 144;
-};
-template <>
-struct Block<GK_Q6_K> {
-  static constexpr int elems = 256, bytes = 210;
-};
-
-constexpr bool is_quant(int dt) { return dt == GK_Q5_0 || dt == GK_Q8_0 || dt == GK_Q4_K || dt == GK_Q6_K; }
 
 // The f16 at p (unaligned). F16C where the build has it: the scales are read once per block.
 inline float f16_at(const uint8_t* p) {

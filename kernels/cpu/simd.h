@@ -1,6 +1,6 @@
 // The CPU kernels' float vector: vf of kW lanes (AVX-512, AVX2+FMA, or a portable struct that GCC
 // vectorises for whatever -march allows) with the handful of operations the attention kernels use.
-// linear.cpp keeps its own, wider set (bf16/f16 loads, register blocking) next to its microkernels.
+// linear.cpp adds its wider set (bf16/f16 loads, transposes, block decoders) next to its microkernels.
 #pragma once
 
 #include <cmath>

@@ -65,7 +65,7 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
         float s = warp_sum(sc[u]) * scale;
         if (softcap > 0.0f) s = softcap * tanhf(s / softcap);
         sc[u] = s;
-        m_new = fmaxf(m_new, s);
+        m_new = (s > m_new || s != s) ? s : m_new;  // not fmaxf, which drops NaN: a NaN score makes the row NaN
       }
     }
     if (m_new == -INFINITY) continue;
@@ -99,7 +99,7 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
   // Merge: rescale every warp's partial state to the global max. Warps that saw no key have max -inf and
   // weight exp(-inf) = 0; if no warp saw a key the output is zeros.
   float gmax = -INFINITY;
-  for (int w = 0; w < kWarps; ++w) gmax = fmaxf(gmax, s_max[w]);
+  for (int w = 0; w < kWarps; ++w) gmax = (s_max[w] > gmax || s_max[w] != s_max[w]) ? s_max[w] : gmax;  // NaN wins
   float total = 0.0f;
   if (gmax != -INFINITY)
     for (int w = 0; w < kWarps; ++w) total += s_sum[w] * expf(s_max[w] - gmax);

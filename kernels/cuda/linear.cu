@@ -245,7 +245,7 @@ using mma_t = typename std::conditional<DT == GK_BF16, __nv_bfloat16, __half>::t
 // at most 2^-9 relative, the same rounding the bf16-weight path applies to x.
 template <int DT>
 __host__ __device__ constexpr int mma_dtype() {
-  return q::is_quant(DT) ? GK_BF16 : DT;
+  return q::is_quant_dtype(DT) ? GK_BF16 : DT;
 }
 
 // x is rounded to the weight dtype (nearest even) as it is staged, the way transformers runs a bf16 model
@@ -269,7 +269,7 @@ template <int DT, int BM, int BN, int WM, int WN>
 __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32)
     wmma_gemm_kernel(const float* __restrict__ x, const void* __restrict__ wp, const void* __restrict__ bias,
                      int32_t m, int32_t n, int32_t k, bool x_vec, bool w_vec, float* __restrict__ y) {
-  constexpr bool QUANT = q::is_quant(DT);
+  constexpr bool QUANT = q::is_quant_dtype(DT);
   constexpr int MT = mma_dtype<DT>();
   constexpr int BIAS_DT = QUANT ? GK_F32 : DT;  // a quantized W comes with an f32 bias
   using T = mma_t<MT>;

@@ -88,7 +88,7 @@ __global__ void __launch_bounds__(kRouteThreads) route_kernel(const float* __res
 // whole blocks and c0 is a multiple of 8, so a group never leaves its block.
 template <int DT>
 __device__ __forceinline__ void load8(const void* base, int64_t row, int64_t cols, int64_t c0, float* w) {
-  if constexpr (quant::is_quant(DT)) {
+  if constexpr (quant::is_quant_dtype(DT)) {
     constexpr int be = quant::block_elems(DT), bb = quant::block_bytes(DT);
     const uint8_t* blk = (const uint8_t*)base + row * (cols / be * bb) + c0 / be * bb;
     const int e0 = (int)(c0 % be);

@@ -37,11 +37,9 @@
 
 namespace gk::cuda::quant {
 
-GK_HD constexpr bool is_quant(int dt) { return dt == GK_Q5_0 || dt == GK_Q8_0 || dt == GK_Q4_K || dt == GK_Q6_K; }
-GK_HD constexpr int block_elems(int dt) { return dt == GK_Q4_K || dt == GK_Q6_K ? 256 : 32; }
-GK_HD constexpr int block_bytes(int dt) {
-  return dt == GK_Q5_0 ? 22 : dt == GK_Q8_0 ? 34 : dt == GK_Q4_K ? 144 : dt == GK_Q6_K ? 210 : 0;
-}
+using gk::block_bytes;  // block geometry: common/dtype.h
+using gk::block_elems;
+using gk::is_quant_dtype;
 // Base alignment AlignedLoad needs: Q4_K reads 32-bit words (every field is at a multiple of 4 and 144 % 4 == 0),
 // the others 16-bit words (their block sizes are only even).
 GK_HD constexpr int quant_align(int dt) { return dt == GK_Q4_K ? 4 : 2; }
