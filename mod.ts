@@ -28,57 +28,66 @@
  * ```
  * @module
  */
+// Loading and generation.
 export { loadModel, type LoadModelOptions } from "./src/models/load.ts";
-export { type GenerateCallOptions, type GenerateInput, Model } from "./src/generate/model.ts";
-export type { FinishReason, GenerationResult } from "./src/generate/generator.ts";
+export { type Checkpoint, FAMILIES, type Family, familyFor } from "./src/models/registry.ts";
+export {
+  type ChatOptions,
+  type GenerateCallOptions,
+  type GenerateInput,
+  type MediaLayout,
+  Model,
+  type ModelParts,
+  type StreamOptions,
+} from "./src/generate/model.ts";
+export type { FinishReason, GenerationResult, ResponseEvent, ResponseParser } from "./src/generate/result.ts";
 export type { GenerateOptions, SamplingOptions } from "./src/generate/options.ts";
-export type { ChatOptions, StreamOptions } from "./src/generate/model.ts";
-export type { ResponseEvent } from "./src/generate/parsers/gemma4_response.ts";
-export { type ToolCall, ToolCallParseError, type ToolSpec, type ToolValue } from "./src/generate/parsers/tool_calls.ts";
+export type { ImageOptions, MediaOptions, VideoOptions } from "./src/generate/media.ts";
+export { type ToolCall, type ToolSpec, type ToolValue } from "./src/generate/tools.ts";
 export { type ChatMessage, StreamDecoder, Tokenizer } from "./src/tokenizer/mod.ts";
-export { ConfigError } from "./src/models/gemma3/config.ts";
+
+// Errors: every one gemmakit throws.
 export {
-  type Gemma4LayerSpec,
-  type Gemma4Model,
-  type Gemma4MoeSpec,
-  type Gemma4TextConfig,
-  parseGemma4Config,
-} from "./src/models/gemma4/config.ts";
-export { Gemma4TextModel } from "./src/models/gemma4/model.ts";
-export { type LoadGemma4Options, loadGemma4Text } from "./src/models/gemma4/load.ts";
-export { WeightsError } from "./src/models/weights.ts";
-export { FormatError } from "./src/formats/errors.ts";
-export {
-  decodeImage,
-  GEMMA3_IMAGE_TOKENS,
-  Gemma3ImageProcessorConfig,
-  gemma3ImagePromptText,
-  type Gemma3PixelValues,
-  type Gemma3ProcessorOverrides,
+  ConfigError,
+  ContextLengthError,
+  DisposedError,
+  DTypeError,
+  FormatError,
+  GemmakitError,
   ImageError,
   type ImageErrorKind,
+  ImageInputError,
+  LibraryError,
+  NativeError,
+  ShapeError,
+  type StatusName,
+  ToolCallParseError,
+  VideoError,
+  type VideoErrorKind,
+  WeightsError,
+} from "./src/errors.ts";
+
+// Families: each one's config, text model, loader and processors.
+export * from "./src/models/gemma3/mod.ts";
+export * from "./src/models/gemma4/mod.ts";
+
+// Media input shared by the families.
+export {
+  decodeImage,
+  decodeVideo,
   type ImageSource,
   loadImage,
   type LoadImageOptions,
-  panAndScanCrops,
-  preprocessGemma3,
   type RgbImage,
+  type VideoSource,
 } from "./src/vision/mod.ts";
+
+// The layers below: backends, device tensors, kernel ops, decode programs.
 export { Backend, type BackendOptions, defaultBackend, type MemoryStats } from "./src/runtime/backend.ts";
 export { Tensor } from "./src/runtime/tensor.ts";
 export { DecodeProgram } from "./src/runtime/program.ts";
 export { type DType, DTYPE_BYTES } from "./src/runtime/dtype.ts";
 export { type BackendChoice, type BackendKind, libraryDir } from "./src/ffi/library.ts";
-export {
-  ContextLengthError,
-  DisposedError,
-  DTypeError,
-  GemmakitError,
-  LibraryError,
-  NativeError,
-  ShapeError,
-  type StatusName,
-} from "./src/ffi/errors.ts";
 export {
   add,
   argmax,

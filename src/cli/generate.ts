@@ -4,17 +4,17 @@
  * tokenizer), 1 runtime failure.
  */
 import { parseArgs } from "node:util";
-import { GemmakitError, LibraryError } from "../ffi/errors.ts";
+import { GemmakitError, LibraryError } from "../errors.ts";
 import type { BackendChoice } from "../ffi/library.ts";
-import { FormatError } from "../formats/errors.ts";
+import { FormatError } from "../errors.ts";
 import type { GenerateInput } from "../generate/model.ts";
 import type { GenerateOptions } from "../generate/options.ts";
-import { type ToolSpec, validateTools } from "../generate/parsers/tool_calls.ts";
-import { ConfigError } from "../models/gemma3/config.ts";
+import { type ToolSpec, validateTools } from "../generate/tools.ts";
+import { ConfigError } from "../errors.ts";
 import { loadModel } from "../models/load.ts";
 import { stderrProgress } from "../hub/progress.ts";
 import { HubError } from "../hub/errors.ts";
-import { WeightsError } from "../models/weights.ts";
+import { WeightsError } from "../errors.ts";
 import type { ChatMessage } from "../tokenizer/chat_template.ts";
 import { responsePrinter } from "./response_printer.ts";
 

@@ -5,7 +5,7 @@
  * parse as `{"tool_call_error": {"message", "raw"}}`.
  * @module
  */
-import type { ResponseEvent } from "../generate/parsers/gemma4_response.ts";
+import type { ResponseEvent } from "../generate/result.ts";
 
 export interface PrinterOptions {
   /** Leave reasoning out. */

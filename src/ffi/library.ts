@@ -6,7 +6,7 @@
  */
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { LibraryError } from "./errors.ts";
+import { LibraryError } from "../errors.ts";
 import { ABI_VERSION, type Symbols, symbols } from "./symbols.ts";
 
 export type BackendKind = "cpu" | "cuda";

@@ -3,9 +3,9 @@
  * positioned reads, a tensor's stored bytes, and host dtype conversion.
  * @module
  */
-import { DisposedError } from "../ffi/errors.ts";
+import { DisposedError } from "../errors.ts";
 import { decode, type DType, encode } from "../runtime/dtype.ts";
-import { FormatError } from "./errors.ts";
+import { FormatError } from "../errors.ts";
 
 /** Reads `buf.length` bytes at `position`, looping over short reads; returns the count read (less at EOF). */
 export function readAt(file: Deno.FsFile, position: number, buf: Uint8Array): number {

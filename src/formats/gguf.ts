@@ -14,12 +14,12 @@
  * stop early, with a message saying where.
  * @module
  */
-import { DTypeError } from "../ffi/errors.ts";
+import { DTypeError } from "../errors.ts";
 import type { Backend } from "../runtime/backend.ts";
 import { type DType, isQuantized } from "../runtime/dtype.ts";
 import { Tensor } from "../runtime/tensor.ts";
-import type { SourceTensor, WeightSource } from "../models/weights.ts";
-import { FormatError } from "./errors.ts";
+import type { SourceTensor, WeightSource } from "./weight_source.ts";
+import { FormatError } from "../errors.ts";
 import { convert, openWith, readAt, readTensorBytes } from "./file.ts";
 
 const OP = "gguf";

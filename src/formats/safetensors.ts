@@ -12,11 +12,11 @@
  * @module
  */
 import { join } from "node:path";
-import { DisposedError, DTypeError } from "../ffi/errors.ts";
+import { DisposedError, DTypeError } from "../errors.ts";
 import type { Backend } from "../runtime/backend.ts";
 import type { DType } from "../runtime/dtype.ts";
 import { Tensor } from "../runtime/tensor.ts";
-import { FormatError } from "./errors.ts";
+import { FormatError } from "../errors.ts";
 import { convert, openWith, readAt, readTensorBytes } from "./file.ts";
 
 const OP = "safetensors";

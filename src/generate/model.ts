@@ -1,32 +1,26 @@
 /**
- * A loaded model with its tokenizer: what users hold. Generation calls take turns (one KV cache).
+ * A loaded model with its tokenizer: what users hold. It knows no family: the family that loaded it binds its
+ * prompt layout for media and its response parser (src/models/registry.ts). Generation calls take turns (one
+ * KV cache).
  * @module
  */
 import type { Backend } from "../runtime/backend.ts";
-import type { Tensor } from "../runtime/tensor.ts";
-import { GemmakitError } from "../ffi/errors.ts";
-import { ImageInputError } from "../models/multimodal.ts";
-import type { ChatMessage } from "../tokenizer/chat_template.ts";
+import type { VisionCache, VisionCacheStats } from "../runtime/vision_cache.ts";
+import { GemmakitError, ImageInputError } from "../errors.ts";
+import type { ChatMessage, ChatTemplateOptions } from "../tokenizer/chat_template.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
-import { type CausalLM, generateTokens, type GenerationResult } from "./generator.ts";
+import { generateTokens } from "./generator.ts";
+import { hasImages, hasVideos, type ImageOptions, type MediaOptions, type VideoOptions } from "./media.ts";
 import type { GenerateOptions, SamplingOptions } from "./options.ts";
-import { encodeImagePrompt, hasImages, type ImageOptions, type VisionSupport } from "./images.ts";
-import type { PromptImages } from "../models/multimodal.ts";
-import type { Gemma4PromptMedia } from "../models/gemma4/multimodal.ts";
-import { encodeGemma4MediaPrompt, type Gemma4VisionSupport, hasVideos, type VideoOptions } from "./gemma4_media.ts";
-import type { VisionCache, VisionCacheStats } from "./vision_cache.ts";
-import {
-  Gemma4ResponseParser,
-  type Gemma4ResponseTokens,
-  gemma4ResponseTokens,
-  type ResponseEvent,
-} from "./parsers/gemma4_response.ts";
-import { type ToolCall, type ToolCallParseError, type ToolSpec, validateTools } from "./parsers/tool_calls.ts";
+import type { GenerationResult, ResponseEvent, ResponseParser } from "./result.ts";
+import type { CausalLM } from "./token_loop.ts";
+import { type ToolCall, type ToolSpec, validateTools } from "./tools.ts";
+import type { ToolCallParseError } from "../errors.ts";
 
 /** A raw prompt (encoded as is, BOS added), or a conversation rendered with the chat template. */
 export type GenerateInput = string | { prompt: string } | { messages: ChatMessage[] };
 
-/** How a conversation is rendered (Gemma 4's template: the `<|think|>` switch and tool declarations). */
+/** How a conversation is rendered (e.g. Gemma 4's template: the thinking switch and tool declarations). */
 export interface ChatOptions {
   /** Let the model think first (`enable_thinking` of the chat template). Default: the template's (off). */
   thinking?: boolean;
@@ -35,30 +29,56 @@ export interface ChatOptions {
 }
 
 export interface StreamOptions extends GenerateOptions, ChatOptions, ImageOptions, VideoOptions {
-  /** Gemma 4: every piece of the answer as it streams (content, reasoning, tool calls); not called for others. */
+  /** Every piece of the answer as it streams (content, reasoning, tool calls); models with a response parser. */
   onEvent?: (event: ResponseEvent) => void;
 }
 
 export interface GenerateCallOptions extends StreamOptions {
-  /** Called with each piece of text as it is generated (the content only, for Gemma 4). */
+  /** Called with each piece of text as it is generated (the content only, with a response parser). */
   onText?: (text: string) => void;
-  /** Gemma 4: called with each piece of the model's reasoning (thought blocks). */
+  /** Called with each piece of the model's reasoning (thought blocks), with a response parser. */
   onReasoning?: (text: string) => void;
-  /** Gemma 4: called with each tool call once it has closed and parsed. */
+  /** Called with each tool call once it has closed and parsed. */
   onToolCall?: (call: ToolCall) => void;
-  /** Gemma 4: called with each tool call that did not parse. */
+  /** Called with each tool call that did not parse. */
   onToolCallError?: (error: ToolCallParseError) => void;
+}
+
+/** A family's layout of conversations that carry media: the prompt ids and the media its prefill encodes. */
+export interface MediaLayout<M = unknown> {
+  /** Whether video parts are taken (images always are). */
+  readonly video: boolean;
+  /** Renders the conversation, loads and preprocesses its media, and expands the family's placeholders. */
+  encode(
+    tokenizer: Tokenizer,
+    messages: readonly ChatMessage[],
+    chat: ChatTemplateOptions,
+    options: MediaOptions,
+  ): Promise<{ ids: number[]; media: M }>;
+}
+
+/** What a family binds into a Model. */
+export interface ModelParts<M = unknown> {
+  lm: CausalLM<M> & { dispose(): void };
+  tokenizer: Tokenizer;
+  /** Sampling the checkpoint asks for (generation_config.json), under the caller's options. */
+  defaults: SamplingOptions;
+  /** False for base checkpoints whose file says they are not chat models. Default true. */
+  supportsChat?: boolean;
+  /** Media support; absent for text-only checkpoints (media parts are refused). */
+  media?: MediaLayout<M>;
+  /** The family's response parser for one answer, when the checkpoint marks reasoning and tool calls. */
+  responseParser?: (promptIds: readonly number[]) => ResponseParser;
+  /** The vision-encoder cache of a model with a vision tower. */
+  visionCache?: VisionCache;
+  /** Resources disposed with the model after the model itself (a backend opened for it). */
+  owned?: readonly Disposable[];
 }
 
 export class Model {
   readonly backend: Backend;
   readonly tokenizer: Tokenizer;
-  readonly #lm: CausalLM & { dispose(): void };
-  readonly #defaults: SamplingOptions;
-  /** Gemma 4's response markers, when the tokenizer has them: then answers are parsed into parts. */
-  readonly #responseTokens: Gemma4ResponseTokens | undefined;
-  /** The vision tower's config and the checkpoint's image processor settings; absent for text-only models. */
-  readonly #vision: VisionSupport | Gemma4VisionSupport | undefined;
+  readonly #parts: ModelParts;
   #queue: Promise<void> = Promise.resolve();
   #disposed = false;
 
@@ -68,39 +88,31 @@ export class Model {
    */
   readonly supportsChat: boolean;
 
-  constructor(
-    lm: CausalLM & { dispose(): void },
-    tokenizer: Tokenizer,
-    defaults: SamplingOptions,
-    options: { supportsChat?: boolean; vision?: VisionSupport | Gemma4VisionSupport } = {},
-  ) {
-    this.#lm = lm;
-    this.backend = lm.backend;
-    this.tokenizer = tokenizer;
-    this.#defaults = defaults;
-    this.supportsChat = (options.supportsChat ?? true) && tokenizer.chatTemplate !== undefined;
-    this.#vision = options.vision;
-    this.#responseTokens = gemma4ResponseTokens(tokenizer);
+  constructor(parts: ModelParts) {
+    this.#parts = parts;
+    this.backend = parts.lm.backend;
+    this.tokenizer = parts.tokenizer;
+    this.supportsChat = (parts.supportsChat ?? true) && parts.tokenizer.chatTemplate !== undefined;
   }
 
-  /** True for Gemma 4 checkpoints: answers are split into content, reasoning and tool calls (see events()). */
+  /** True when answers are split into content, reasoning and tool calls (see events()). */
   get parsesResponses(): boolean {
-    return this.#responseTokens !== undefined;
+    return this.#parts.responseParser !== undefined;
   }
 
   /** Whether messages may carry image parts ({type: "image", path | bytes | base64 | url}). */
   get supportsImages(): boolean {
-    return this.#vision !== undefined;
+    return this.#parts.media !== undefined;
   }
 
-  /** Whether messages may carry video parts ({type: "video", path | bytes}): Gemma 4 checkpoints with vision. */
+  /** Whether messages may carry video parts ({type: "video", path | bytes}). */
   get supportsVideo(): boolean {
-    return this.#vision !== undefined && "kind" in this.#vision;
+    return this.#parts.media?.video ?? false;
   }
 
   /** The vision-encoder cache (soft tokens by image content), for models with a vision tower. */
   get visionCache(): VisionCache | undefined {
-    return (this.#lm as { visionCache?: VisionCache }).visionCache;
+    return this.#parts.visionCache;
   }
 
   /** The vision-encoder cache's hits, misses, evictions, entries and bytes; undefined without a vision tower. */
@@ -110,7 +122,7 @@ export class Model {
 
   /** Context length the KV cache holds (prompt + generated tokens). */
   get maxContext(): number {
-    return this.#lm.maxContext;
+    return this.#parts.lm.maxContext;
   }
 
   /** Token ids of an input, as generation will see them. */
@@ -124,6 +136,10 @@ export class Model {
       }
       return this.tokenizer.encode(typeof input === "string" ? input : input.prompt);
     }
+    return this.tokenizer.encodeChat(input.messages, this.#chatOptions(chat));
+  }
+
+  #chatOptions(chat: ChatOptions): ChatTemplateOptions {
     if (chat.tools !== undefined) validateTools(chat.tools);
     if (!this.supportsChat) {
       throw new GemmakitError(
@@ -131,11 +147,31 @@ export class Model {
         "this checkpoint is not a chat model (no chat template); pass a prompt string",
       );
     }
-    return this.tokenizer.encodeChat(input.messages, {
+    return {
       addGenerationPrompt: true,
       tools: chat.tools,
       variables: chat.thinking === undefined ? undefined : { enable_thinking: chat.thinking },
-    });
+    };
+  }
+
+  /** Prompt ids and media of an input: media parts go through the family's layout. */
+  async #layout(input: GenerateInput, options: StreamOptions): Promise<{ ids: number[]; media?: unknown }> {
+    if (typeof input === "string" || "prompt" in input) return { ids: this.encode(input, options) };
+    const images = hasImages(input.messages), videos = hasVideos(input.messages);
+    if (!images && !videos) return { ids: this.encode(input, options) };
+    const chat = this.#chatOptions(options);
+    const layout = this.#parts.media;
+    if (!layout) {
+      throw new ImageInputError("generate", "this checkpoint has no vision tower: it does not take images", {
+        hint: "send text only, or load a checkpoint with a vision tower (Gemma 3 4B and up, Gemma 4)",
+      });
+    }
+    if (videos && !layout.video) {
+      throw new ImageInputError("generate", "this checkpoint does not take video", {
+        hint: "video parts need a Gemma 4 checkpoint with a vision tower",
+      });
+    }
+    return await layout.encode(this.tokenizer, input.messages, chat, options);
   }
 
   /**
@@ -144,47 +180,21 @@ export class Model {
    */
   async *stream(input: GenerateInput, options: StreamOptions = {}): AsyncGenerator<string, GenerationResult> {
     if (this.#disposed) throw new GemmakitError("generate", "the model was disposed");
-    // Images: decoded, preprocessed and expanded into the prompt here; encoded by the model's prefill.
-    let ids: number[], images: PromptMedia | undefined;
-    if (typeof input === "object" && "messages" in input && (hasImages(input.messages) || hasVideos(input.messages))) {
-      if (!this.supportsChat) this.encode(input, options); // the same refusal as for text
-      const chat = {
-        addGenerationPrompt: true,
-        tools: options.tools,
-        variables: options.thinking === undefined ? undefined : { enable_thinking: options.thinking },
-      };
-      const vision = this.#vision;
-      if (vision && "kind" in vision) {
-        ({ ids, media: images } = await encodeGemma4MediaPrompt(this.tokenizer, input.messages, chat, vision, options));
-      } else {
-        if (hasVideos(input.messages)) {
-          throw new ImageInputError("generate", "this checkpoint does not take video", {
-            hint: "video parts need a Gemma 4 checkpoint with a vision tower",
-          });
-        }
-        ({ ids, images } = await encodeImagePrompt(this.tokenizer, input.messages, chat, vision, options));
-      }
-    } else {
-      ids = this.encode(input, options);
-    }
-    const rt = this.#responseTokens;
-    const response = rt
-      ? { parser: new Gemma4ResponseParser(this.tokenizer, rt, { promptIds: ids }), onEvent: options.onEvent }
-      : undefined;
+    // Media are decoded, preprocessed and expanded into the prompt here; encoded by the model's prefill.
+    const { ids, media } = await this.#layout(input, options);
+    const parser = this.#parts.responseParser?.(ids);
     let release!: () => void;
     const previous = this.#queue;
     this.#queue = new Promise((r) => (release = r));
     await previous;
     try {
-      return yield* generateTokens(
-        images ? withImages(this.#lm, images) : this.#lm,
-        this.tokenizer,
-        ids,
-        this.tokenizer.stopTokenIds,
+      return yield* generateTokens(this.#parts.lm, this.tokenizer, ids, {
+        stopTokenIds: this.tokenizer.stopTokenIds,
         options,
-        this.#defaults,
-        response,
-      );
+        defaults: this.#parts.defaults,
+        response: parser ? { parser, onEvent: options.onEvent } : undefined,
+        media,
+      });
     } finally {
       release();
     }
@@ -216,7 +226,7 @@ export class Model {
    */
   async *events(input: GenerateInput, options: StreamOptions = {}): AsyncGenerator<ResponseEvent, GenerationResult> {
     const queue: ResponseEvent[] = [];
-    const parsed = this.#responseTokens !== undefined;
+    const parsed = this.parsesResponses;
     const it = this.stream(input, {
       ...options,
       onEvent: (e) => {
@@ -233,32 +243,18 @@ export class Model {
     }
   }
 
-  /** Frees weights, cache and buffers. Idempotent. */
+  /** Frees weights, cache and buffers (and a backend opened for this model). Idempotent. */
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
-    this.#lm.dispose();
+    try {
+      this.#parts.lm.dispose();
+    } finally {
+      for (const r of this.#parts.owned ?? []) r[Symbol.dispose]();
+    }
   }
 
   [Symbol.dispose](): void {
     this.dispose();
   }
-}
-
-/** The media of one prompt, as the multimodal models' prefill takes them. */
-type PromptMedia = PromptImages | Gemma4PromptMedia;
-
-/**
- * The model with this prompt's media bound into its prefill (the decode step is untouched). Only a model
- * with vision support gets media (the constructor's `vision` option comes with a multimodal model).
- */
-function withImages(lm: CausalLM, media: PromptMedia): CausalLM {
-  const prefill = lm.prefill as (ids: ArrayLike<number>, media?: PromptMedia) => Tensor;
-  return {
-    backend: lm.backend,
-    maxContext: lm.maxContext,
-    vocabSize: lm.vocabSize,
-    prefill: (ids) => prefill.call(lm, ids, media),
-    decodeStep: (token, position, ws, logits) => lm.decodeStep(token, position, ws, logits),
-  };
 }

@@ -2,7 +2,7 @@
  * Generation options: sampling parameters (validated once), limits, stop conditions.
  * @module
  */
-import { GemmakitError } from "../ffi/errors.ts";
+import { GemmakitError } from "../errors.ts";
 import type { SamplingParams } from "../ops/sample.ts";
 
 /** Sampling parameters as the device sampler takes them (src/ops/sample.ts). */

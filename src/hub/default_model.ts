@@ -7,7 +7,7 @@
 
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { GemmakitError } from "../ffi/errors.ts";
+import { GemmakitError } from "../errors.ts";
 import { HubError, IntegrityError, PipError, PythonNotFoundError } from "./errors.ts";
 import { diskOp, removeQuietly, statOrNull, withFileLock, writeAll, writeTextAtomic } from "./fs.ts";
 import { type ProgressCallback, stderrProgress } from "./progress.ts";

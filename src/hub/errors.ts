@@ -3,7 +3,7 @@
  * @module
  */
 
-import { GemmakitError } from "../ffi/errors.ts";
+import { GemmakitError } from "../errors.ts";
 
 /** Base class of every error a download throws. */
 export class HubError extends GemmakitError {

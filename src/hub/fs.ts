@@ -6,7 +6,7 @@
 
 import { createHash, type Hash } from "node:crypto";
 import { dirname } from "node:path";
-import { GemmakitError } from "../ffi/errors.ts";
+import { GemmakitError } from "../errors.ts";
 import { DiskWriteError } from "./errors.ts";
 
 /**

@@ -4,7 +4,7 @@
  * into the standard Hugging Face cache.
  * @module
  */
-import { GemmakitError } from "../ffi/errors.ts";
+import { GemmakitError } from "../errors.ts";
 import { ensureDefaultModel } from "../hub/default_model.ts";
 import { downloadRepo, parseRepoId } from "../hub/hf.ts";
 import type { ProgressCallback } from "../hub/progress.ts";

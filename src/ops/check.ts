@@ -3,7 +3,7 @@
  * instead of surfacing as a native status (or worse).
  * @module
  */
-import { DTypeError, ShapeError } from "../ffi/errors.ts";
+import { DTypeError, ShapeError } from "../errors.ts";
 import type { Backend } from "../runtime/backend.ts";
 import type { DType } from "../runtime/dtype.ts";
 import { Tensor } from "../runtime/tensor.ts";

@@ -1,4 +1,4 @@
-import { ShapeError } from "../ffi/errors.ts";
+import { ShapeError } from "../errors.ts";
 import type { Tensor } from "../runtime/tensor.ts";
 import { expectDType, expectPositive, expectSameBackend, fmt, output, run } from "./check.ts";
 

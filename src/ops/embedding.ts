@@ -1,4 +1,4 @@
-import { ShapeError } from "../ffi/errors.ts";
+import { ShapeError } from "../errors.ts";
 import type { Tensor } from "../runtime/tensor.ts";
 import { DTYPE_CODE, isQuantized, MATMUL_WEIGHT_DTYPES, QUANT_BLOCKS } from "../runtime/dtype.ts";
 import { expectDType, expectRank, expectSameBackend, fmt, output, run } from "./check.ts";

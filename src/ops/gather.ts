@@ -3,7 +3,7 @@
  * vision tower, as one general op.
  * @module
  */
-import { ShapeError } from "../ffi/errors.ts";
+import { ShapeError } from "../errors.ts";
 import type { Tensor } from "../runtime/tensor.ts";
 import { expectDType, expectRank, expectSameBackend, fmt, output, run } from "./check.ts";
 

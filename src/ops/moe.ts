@@ -1,4 +1,4 @@
-import { ShapeError } from "../ffi/errors.ts";
+import { ShapeError } from "../errors.ts";
 import { DTYPE_CODE, FLOAT_DTYPES, isQuantized, MATMUL_WEIGHT_DTYPES, QUANT_BLOCKS } from "../runtime/dtype.ts";
 import { Tensor } from "../runtime/tensor.ts";
 import { expectDType, expectRank, expectSameBackend, expectShape, fmt, output, run } from "./check.ts";

@@ -1,4 +1,4 @@
-import { ShapeError } from "../ffi/errors.ts";
+import { ShapeError } from "../errors.ts";
 import type { Tensor } from "../runtime/tensor.ts";
 import { expectDType, expectRank, expectSameBackend, expectShape, fmt, run } from "./check.ts";
 

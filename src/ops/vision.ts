@@ -2,7 +2,7 @@
  * Vision-tower ops: the SigLIP patch embedding's im2col and the Gemma 3 projector's 2-D average pooling.
  * @module
  */
-import { ShapeError } from "../ffi/errors.ts";
+import { ShapeError } from "../errors.ts";
 import type { Tensor } from "../runtime/tensor.ts";
 import { expectDType, expectRank, expectSameBackend, expectShape, output, run } from "./check.ts";
 

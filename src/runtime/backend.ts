@@ -3,7 +3,7 @@
  * symbols. Every native status passes through `check`, which turns it into a typed error.
  * @module
  */
-import { DisposedError, GemmakitError, NativeError } from "../ffi/errors.ts";
+import { DisposedError, GemmakitError, NativeError } from "../errors.ts";
 import { type BackendChoice, type BackendKind, cString, loadLibrary, type NativeLibrary } from "../ffi/library.ts";
 import type { Symbols } from "../ffi/symbols.ts";
 

@@ -2,12 +2,12 @@
  * Element types of device tensors and host-side conversions between them.
  * @module
  */
-import { dequantize } from "./quant.ts";
+import { dequantize, QUANT_BLOCKS, QUANT_DTYPES, type QuantDType } from "./quant.ts";
+
+export { QUANT_BLOCKS, QUANT_DTYPES, type QuantDType };
 
 /** Float element types: activations are f32; weights may be f32, f16 or bf16. */
 export type FloatDType = "f32" | "f16" | "bf16";
-/** GGUF block-quantized weight types, stored as in the file (kernels/include/gemmakit.h). */
-export type QuantDType = "q5_0" | "q8_0" | "q4_k" | "q6_k";
 /** Element type of a tensor. */
 export type DType = FloatDType | "i32" | QuantDType;
 
@@ -26,17 +26,8 @@ export const DTYPE_CODE: Readonly<Record<DType, number>> = {
 /** Bytes per element of the unquantized dtypes. */
 export const DTYPE_BYTES: Readonly<Record<FloatDType | "i32", number>> = { f32: 4, f16: 2, bf16: 2, i32: 4 };
 
-/** Block geometry of the quantized dtypes: `elems` values stored in `bytes` bytes. */
-export const QUANT_BLOCKS: Readonly<Record<QuantDType, { elems: number; bytes: number }>> = {
-  q5_0: { elems: 32, bytes: 22 },
-  q8_0: { elems: 32, bytes: 34 },
-  q4_k: { elems: 256, bytes: 144 },
-  q6_k: { elems: 256, bytes: 210 },
-};
-
 /** Weight dtypes the kernels read directly. */
 export const FLOAT_DTYPES: readonly DType[] = ["f32", "f16", "bf16"];
-export const QUANT_DTYPES: readonly QuantDType[] = ["q5_0", "q8_0", "q4_k", "q6_k"];
 /** Weights a matrix product or embedding gather reads as stored. */
 export const MATMUL_WEIGHT_DTYPES: readonly DType[] = [...FLOAT_DTYPES, ...QUANT_DTYPES];
 

@@ -9,7 +9,7 @@
  * freed, uploaded or downloaded: create every tensor the step uses first.
  * @module
  */
-import { DisposedError, GemmakitError, NativeError } from "../ffi/errors.ts";
+import { DisposedError, GemmakitError, NativeError } from "../errors.ts";
 import { cString } from "../ffi/library.ts";
 import type { Symbols } from "../ffi/symbols.ts";
 import type { Backend } from "./backend.ts";

@@ -6,15 +6,20 @@
  * products), one plain loop per format. kernels/cpu/quant.h decodes the same layouts natively.
  * @module
  */
-import type { QuantDType } from "./dtype.ts";
 
-// dtype.ts imports this module, so the block geometry is restated here rather than imported from it.
-const BLOCK: Readonly<Record<QuantDType, { elems: number; bytes: number }>> = {
+/** GGUF block-quantized weight types, stored as in the file (kernels/include/gemmakit.h). */
+export type QuantDType = "q5_0" | "q8_0" | "q4_k" | "q6_k";
+
+/** Block geometry of the quantized dtypes: `elems` values stored in `bytes` bytes (kernels/common/dtype.h). */
+export const QUANT_BLOCKS: Readonly<Record<QuantDType, { elems: number; bytes: number }>> = {
   q5_0: { elems: 32, bytes: 22 },
   q8_0: { elems: 32, bytes: 34 },
   q4_k: { elems: 256, bytes: 144 },
   q6_k: { elems: 256, bytes: 210 },
 };
+
+export const QUANT_DTYPES: readonly QuantDType[] = ["q5_0", "q8_0", "q4_k", "q6_k"];
+const BLOCK = QUANT_BLOCKS;
 
 /** IEEE binary16 (little-endian at `at`) → number, exact (subnormals, infinities and NaN included). */
 function f16At(b: Uint8Array, at: number): number {

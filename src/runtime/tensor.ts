@@ -4,7 +4,7 @@
  * backstop for forgotten ones — when garbage-collected. Views share the owner's memory and lifetime.
  * @module
  */
-import { DisposedError, ShapeError } from "../ffi/errors.ts";
+import { DisposedError, ShapeError } from "../errors.ts";
 import type { Backend } from "./backend.ts";
 import { byteLengthOf, decode, type DType, encode } from "./dtype.ts";
 

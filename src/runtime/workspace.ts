@@ -4,7 +4,7 @@
  * the same memory and the decode loop allocates nothing).
  * @module
  */
-import { ShapeError } from "../ffi/errors.ts";
+import { ShapeError } from "../errors.ts";
 import type { Backend } from "./backend.ts";
 import type { DType } from "./dtype.ts";
 import { Tensor } from "./tensor.ts";

@@ -7,7 +7,7 @@
  * @module
  */
 import { Template } from "@huggingface/jinja";
-import { GemmakitError } from "../ffi/errors.ts";
+import { GemmakitError } from "../errors.ts";
 import { renderTemplate } from "./jinja_env.ts";
 
 const OP = "chat_template";

@@ -14,7 +14,7 @@
  * Each step decodes only the held ids plus one, so a token costs O(1) amortised.
  * @module
  */
-import { GemmakitError } from "../ffi/errors.ts";
+import { GemmakitError } from "../errors.ts";
 import type { Tokenizer } from "./tokenizer.ts";
 
 /** What a StreamDecoder needs of a tokenizer. */

@@ -21,7 +21,7 @@
  */
 import { join } from "node:path";
 import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
-import { GemmakitError } from "../ffi/errors.ts";
+import { GemmakitError } from "../errors.ts";
 import { isByteToken, patchByteFallback } from "./byte_fallback.ts";
 import { type ChatMessage, ChatTemplate, type ChatTemplateOptions, type NamedTemplate } from "./chat_template.ts";
 import { resolveSpecialTokens, stopIds, type TokenizerConfig } from "./special_tokens.ts";

@@ -3,7 +3,7 @@
  * `ImageOps.exif_transpose` does (which transformers' `load_image` calls), so a phone photo comes out upright.
  * @module
  */
-import type { RgbImage } from "./image.ts";
+import type { RgbImage } from "./image_types.ts";
 
 /**
  * The Orientation value (1..8) in an EXIF block that starts at the TIFF header ("II*\0" or "MM\0*"), or 1 when

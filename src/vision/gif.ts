@@ -5,8 +5,8 @@
  * @module
  */
 import { GifReader } from "omggif";
-import { ImageError } from "./errors.ts";
-import type { DecodeOptions, ImageHeader, RgbaImage } from "./image.ts";
+import { ImageError } from "../errors.ts";
+import type { DecodeOptions, ImageHeader, RgbaImage } from "./image_types.ts";
 
 const OP = "loadImage";
 

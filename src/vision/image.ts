@@ -23,38 +23,16 @@
  * pixel is decoded, so an "image bomb" costs nothing.
  * @module
  */
-import { ImageError } from "./errors.ts";
+import { ImageError } from "../errors.ts";
 import { applyOrientation, exifOrientation } from "./exif.ts";
 import { decodeGifRgb, readGifHeader } from "./gif.ts";
 import { decodeJpegRgb, readJpegHeader } from "./jpeg.ts";
 import { decodePngRgb, PNG_SIGNATURE, readPngHeader } from "./png.ts";
+import type { DecodeOptions, ImageFormat, ImageHeader, RgbaImage, RgbImage } from "./image_types.ts";
+
+export type { DecodeOptions, ImageFormat, ImageHeader, RgbaImage, RgbImage };
 
 const OP = "loadImage";
-
-/** An 8-bit RGB image: `data` holds `width * height * 3` bytes, row-major, R G B per pixel. */
-export interface RgbImage {
-  width: number;
-  height: number;
-  data: Uint8Array;
-}
-
-/** A decoded image before alpha handling (internal to the decoders). */
-export interface RgbaImage extends RgbImage {
-  /** one byte per pixel where the file has an alpha channel or a transparent palette entry */
-  alpha?: Uint8Array;
-}
-
-/** What a decoder's header walk found, before decoding. */
-export interface ImageHeader {
-  format: ImageFormat;
-  width: number;
-  height: number;
-  /** EXIF block from its TIFF header on */
-  exif?: Uint8Array;
-  components?: number;
-}
-
-export type ImageFormat = "png" | "jpeg" | "gif";
 
 /**
  * Where an image comes from: a file path (or `file:` URL), raw bytes, base64, or a `data:` URL, bare or in the
@@ -83,14 +61,6 @@ export interface LoadImageOptions {
   /** Turn the image upright by its EXIF orientation (default true, as transformers' load_image). */
   applyExifOrientation?: boolean;
   /** Composite alpha onto this colour instead of dropping it (default: drop, as Pillow/transformers). */
-  alphaBackground?: readonly [number, number, number];
-}
-
-/** Options after defaults (what the decoders see). */
-export interface DecodeOptions {
-  maxPixels: number;
-  maxFileBytes: number;
-  applyExifOrientation: boolean;
   alphaBackground?: readonly [number, number, number];
 }
 

@@ -6,8 +6,8 @@
  * @module
  */
 import jpeg from "jpeg-js";
-import { ImageError } from "./errors.ts";
-import type { DecodeOptions, ImageHeader, RgbaImage } from "./image.ts";
+import { ImageError } from "../errors.ts";
+import type { DecodeOptions, ImageHeader, RgbaImage } from "./image_types.ts";
 
 const OP = "loadImage";
 

@@ -5,8 +5,8 @@
  * @module
  */
 import { decode as decodePng } from "fast-png";
-import { ImageError } from "./errors.ts";
-import type { DecodeOptions, ImageHeader, RgbaImage } from "./image.ts";
+import { ImageError } from "../errors.ts";
+import type { DecodeOptions, ImageHeader, RgbaImage } from "./image_types.ts";
 
 const OP = "loadImage";
 export const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];

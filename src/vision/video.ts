@@ -1,65 +1,38 @@
 /**
- * Video input: a file (or bytes) in, the frames the Gemma 4 video processor samples out, as RGB8 with their
+ * Video input: a file (or bytes) in, the frames a family's video processor samples out, as RGB8 with their
  * timestamps. Decoding is ffmpeg's (Debian's `ffmpeg` package, run as a subprocess: `$FFMPEG`, else `ffmpeg` on
  * PATH; `ffprobe` beside it, `$FFPROBE`, or on PATH). gemmakit links no codec.
  *
  * Steps, mirroring what transformers does with a decoded video and its `VideoMetadata`:
  * 1. `ffprobe` reads the first video stream's size, average frame rate and frame count (`nb_frames`; counted by
  *    decoding when the container does not say) — the `fps` / `total_num_frames` transformers' decoders report;
- * 2. the frame indices come from {@link gemma4SampleFrameIndices} (32 frames spread uniformly by default, or
- *    `fps` frames per second);
+ * 2. the frame indices come from the caller's `selectFrames` (the family's frame sampling; every frame by
+ *    default);
  * 3. one ffmpeg run decodes the stream and keeps only those frames (`select`), converted to rgb24 by swscale
  *    and piped back raw (`-fps_mode passthrough`, so nothing is duplicated or dropped);
  * 4. timestamps are `index / fps` seconds (computed as `index * den / num` so whole seconds stay whole).
- *
- * One deviation: transformers raises when a video has fewer frames than `num_frames` (e.g. a 2 s clip at 8 fps
- * against the default 32); we take every frame instead unless `clampToTotal: false`.
  *
  * Safety: sources are opened with the `file:` protocol only (no URLs or ffmpeg pseudo-protocols); size, pixel,
  * duration, frame and time limits are checked before (and while) decoding; an AbortSignal or the timeout kills
  * ffmpeg; bytes are written to a private temporary file that is removed whatever happens.
  * @module
  */
-import { GemmakitError } from "../ffi/errors.ts";
-import { gemma4SampleFrameIndices, type Gemma4VideoOverrides, Gemma4VideoProcessorConfig } from "./gemma4_processor.ts";
+import { VideoError } from "../errors.ts";
 import type { RgbImage } from "./image.ts";
 
 const OP = "loadVideo";
 
-/** Why a video was refused. */
-export type VideoErrorKind =
-  | "ffmpeg_missing" // no ffmpeg/ffprobe to run
-  | "not_a_video" // ffmpeg found no video stream in it
-  | "corrupt" // ffmpeg failed on it, or it decoded to fewer frames than it declares (truncated)
-  | "zero_size" // the stream has no frames or no pixels
-  | "too_large" // frame size, file size, frame count or decoded bytes over the limits
-  | "too_long" // duration over the limit
-  | "timeout" // ffmpeg ran past `timeoutMs`
-  | "aborted" // the caller's AbortSignal fired
-  | "bad_source" // the source itself is malformed (a URL, an empty buffer, bad options)
-  | "io"; // the file could not be read
-
-/** A refused video. `kind` says which rule the input broke, so a server can map it without parsing text. */
-export class VideoError extends GemmakitError {
-  override name = "VideoError";
-  readonly kind: VideoErrorKind;
-
-  constructor(op: string, kind: VideoErrorKind, message: string, options: { hint?: string; cause?: unknown } = {}) {
-    super(op, message, options);
-    this.kind = kind;
-  }
-}
-
 /** A file path (or `file:` URL), or the file's bytes. */
 export type VideoSource = string | Uint8Array | ArrayBuffer | { path: string } | { bytes: Uint8Array | ArrayBuffer };
 
-export interface LoadVideoOptions {
-  /** Sampling settings (`num_frames`, `fps`, `do_sample_frames`); default `Gemma4VideoProcessor()`'s. */
-  config?: Gemma4VideoProcessorConfig;
-  /** Per-call sampling overrides, e.g. `{ numFrames: 8 }` or `{ numFrames: null, fps: 1 }`. */
-  sampling?: Pick<Gemma4VideoOverrides, "numFrames" | "fps" | "doSampleFrames">;
-  /** Take every frame of a clip shorter than `numFrames` instead of refusing it as transformers does. Default true. */
-  clampToTotal?: boolean;
+/** What the stream holds, for choosing frames: the frame count and average frame rate ffprobe reports. */
+export interface VideoStreamInfo {
+  totalNumFrames: number;
+  fps: number;
+}
+
+/** The limits and tools of {@link decodeVideo}, without the frame choice (what callers pass through). */
+export interface VideoDecodeLimits {
   /** ffmpeg binary (default `$FFMPEG`, else `ffmpeg` on PATH). */
   ffmpeg?: string;
   /** ffprobe binary (default: beside ffmpeg, `$FFPROBE`, else on PATH). */
@@ -79,7 +52,29 @@ export interface LoadVideoOptions {
   signal?: AbortSignal;
 }
 
-/** What {@link loadVideo} returns: the sampled frames and what transformers' `VideoMetadata` would hold. */
+/** Frame sampling of a video processor (transformers' `num_frames`, `fps`, `do_sample_frames`), per call. */
+export interface VideoSampling {
+  /** Frames to sample uniformly; `null` to sample by `fps` instead. */
+  numFrames?: number | null;
+  /** Frames per second to sample (only with `numFrames: null`). */
+  fps?: number | null;
+  doSampleFrames?: boolean;
+}
+
+/** What a caller may ask of video loading: the decoder's limits and the processor's frame sampling. */
+export interface VideoLoadOptions extends VideoDecodeLimits {
+  /** Per-call sampling overrides, e.g. `{ numFrames: 8 }` or `{ numFrames: null, fps: 1 }`. */
+  sampling?: VideoSampling;
+  /** Take every frame of a clip shorter than `numFrames` instead of refusing it as transformers does. Default true. */
+  clampToTotal?: boolean;
+}
+
+export interface DecodeVideoOptions extends VideoDecodeLimits {
+  /** Indices of the frames to keep, in order (may repeat); every frame by default. A throw is a bad_source. */
+  selectFrames?: (stream: VideoStreamInfo) => number[];
+}
+
+/** What {@link decodeVideo} returns: the sampled frames and what transformers' `VideoMetadata` would hold. */
 export interface LoadedVideo {
   frames: RgbImage[];
   /** index of each kept frame in the stream */
@@ -334,20 +329,15 @@ function combineSignals(user: AbortSignal | undefined, timeoutMs: number): Abort
  * Decode a video's sampled frames (see the module doc). Throws VideoError for everything about the input or
  * the tools: missing ffmpeg, not a video, truncated or corrupt data, limits, timeout or abort.
  */
-export async function loadVideo(source: VideoSource, opts: LoadVideoOptions = {}): Promise<LoadedVideo> {
+export async function decodeVideo(source: VideoSource, opts: DecodeVideoOptions = {}): Promise<LoadedVideo> {
   const o = { ...DEFAULTS, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) };
   const tools = findFfmpeg(opts);
-  const base = opts.config ?? Gemma4VideoProcessorConfig.gemma4Default();
-  let config: Gemma4VideoProcessorConfig;
-  try {
-    config = opts.sampling ? base.with(opts.sampling) : base;
-  } catch (e) {
-    throw new VideoError(OP, "bad_source", `bad sampling options: ${(e as Error).message}`, { cause: e });
-  }
+  const selectFrames = opts.selectFrames ??
+    ((s: VideoStreamInfo) => Array.from({ length: s.totalNumFrames }, (_, i) => i));
   const signal = combineSignals(opts.signal, o.timeoutMs);
   const { path, temp } = await resolveSource(source, o.maxFileBytes);
   try {
-    return await decode(tools, `file:${path}`, config, o, signal, opts.clampToTotal ?? true);
+    return await decode(tools, `file:${path}`, selectFrames, o, signal);
   } catch (e) {
     if (e instanceof VideoError) throw e;
     if (signal.aborted) {
@@ -366,10 +356,9 @@ export async function loadVideo(source: VideoSource, opts: LoadVideoOptions = {}
 async function decode(
   tools: { ffmpeg: string; ffprobe: string },
   input: string,
-  config: Gemma4VideoProcessorConfig,
+  selectFrames: (stream: VideoStreamInfo) => number[],
   o: typeof DEFAULTS,
   signal: AbortSignal,
-  clampToTotal: boolean,
 ): Promise<LoadedVideo> {
   let p = await probe(tools.ffprobe, input, signal, false);
   if (p.width * p.height > o.maxPixels) {
@@ -393,9 +382,7 @@ async function decode(
 
   let indices: number[];
   try {
-    indices = config.doSampleFrames
-      ? gemma4SampleFrameIndices(total, { numFrames: config.numFrames, fps: config.fps, videoFps: fps, clampToTotal })
-      : Array.from({ length: total }, (_, i) => i);
+    indices = selectFrames({ totalNumFrames: total, fps });
   } catch (e) {
     throw new VideoError(OP, "bad_source", (e as Error).message, { cause: e });
   }

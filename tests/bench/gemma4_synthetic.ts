@@ -10,7 +10,7 @@ import { Tensor } from "../../src/runtime/tensor.ts";
 import { parseGemma4Config } from "../../src/models/gemma4/config.ts";
 import { Gemma4TextModel } from "../../src/models/gemma4/model.ts";
 import { gemma4TextWeights, rowName } from "../../src/models/gemma4/weights.ts";
-import type { WeightSpec } from "../../src/models/weights.ts";
+import type { WeightSpec } from "../../src/models/common/weights.ts";
 
 const S = "sliding_attention", F = "full_attention";
 const pattern = (n: number, period: number) => Array.from({ length: n }, (_, i) => (i + 1) % period ? S : F);

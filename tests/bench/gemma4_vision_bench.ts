@@ -27,8 +27,8 @@ import { gemma4TextWeights, rowName } from "../../src/models/gemma4/weights.ts";
 import { parseGemma4VisionConfig } from "../../src/models/gemma4/vision_config.ts";
 import { Gemma4VisionModel, gemma4VisionWeights, type VisionBatch } from "../../src/models/gemma4/vision.ts";
 import { Gemma4Multimodal } from "../../src/models/gemma4/multimodal.ts";
-import { VisionCache } from "../../src/generate/vision_cache.ts";
-import { Gemma4ImageProcessorConfig, preprocessGemma4 } from "../../src/vision/gemma4_processor.ts";
+import { VisionCache } from "../../src/runtime/vision_cache.ts";
+import { Gemma4ImageProcessorConfig, preprocessGemma4 } from "../../src/models/gemma4/processor.ts";
 import type { RgbImage } from "../../src/vision/image.ts";
 import { GEMMA4_SYNTHETIC, randomBf16Weights } from "./gemma4_synthetic.ts";
 
@@ -173,16 +173,17 @@ for (const c of cases) {
 const frameCount = Number(values.frames);
 const one = batchOf(image(1280, 720), 70);
 const P = one.batch.pixelValues.length, Q = one.batch.positionIds.length;
+const framePixels = new Float32Array(P * frameCount), framePositions = new Int32Array(Q * frameCount);
+for (let f = 0; f < frameCount; f++) {
+  framePixels.set(one.batch.pixelValues, f * P);
+  framePositions.set(one.batch.positionIds, f * Q);
+}
 const frames: VisionBatch = {
-  pixelValues: new Float32Array(P * frameCount),
-  positionIds: new Int32Array(Q * frameCount),
+  pixelValues: framePixels,
+  positionIds: framePositions,
   count: frameCount,
   maxPatches: one.batch.maxPatches,
 };
-for (let f = 0; f < frameCount; f++) {
-  frames.pixelValues.set(one.batch.pixelValues, f * P);
-  frames.positionIds.set(one.batch.positionIds, f * Q);
-}
 const framesMs = best(() => {
   for (const t of vision.encode(frames)) {
     t.toArray();

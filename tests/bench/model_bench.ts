@@ -27,7 +27,7 @@ import { gemma3TextWeights, rowName } from "../../src/models/gemma3/weights.ts";
 import { loadGemma3Gguf, loadGemma3Text } from "../../src/models/gemma3/load.ts";
 import type { BackendChoice } from "../../src/ffi/library.ts";
 import { Tokenizer } from "../../src/tokenizer/tokenizer.ts";
-import { gemma3TokenizerDir } from "../../src/tokenizer/gemma3_files.ts";
+import { gemma3TokenizerDir } from "../../src/models/gemma3/tokenizer_files.ts";
 import { PROMPT_TEXT, runLlamaCpp } from "./llama_cpp.ts";
 import { GEMMA4_SYNTHETIC, syntheticGemma4 } from "./gemma4_synthetic.ts";
 import type { Gemma3TextConfig } from "../../src/models/gemma3/config.ts";

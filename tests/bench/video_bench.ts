@@ -9,8 +9,9 @@
  * (preprocessGemma4Video of those frames), and both; frames/s counts sampled frames.
  */
 import { parseArgs } from "node:util";
-import { Gemma4VideoProcessorConfig, preprocessGemma4Video } from "../../src/vision/gemma4_processor.ts";
-import { findFfmpeg, loadVideo } from "../../src/vision/video.ts";
+import { Gemma4VideoProcessorConfig, preprocessGemma4Video } from "../../src/models/gemma4/processor.ts";
+import { findFfmpeg } from "../../src/vision/video.ts";
+import { loadVideo } from "../../src/models/gemma4/video.ts";
 
 const { values } = parseArgs({
   args: Deno.args,

@@ -19,8 +19,8 @@ import { Gemma3TextModel } from "../../src/models/gemma3/model.ts";
 import { gemma3TextWeights, rowName } from "../../src/models/gemma3/weights.ts";
 import { parseGemma3VisionConfig } from "../../src/models/gemma3/vision_config.ts";
 import { Gemma3VisionModel, gemma3VisionWeights } from "../../src/models/gemma3/vision.ts";
-import { Gemma3Multimodal } from "../../src/models/multimodal.ts";
-import { VisionCache } from "../../src/generate/vision_cache.ts";
+import { Gemma3Multimodal } from "../../src/models/gemma3/multimodal.ts";
+import { VisionCache } from "../../src/runtime/vision_cache.ts";
 
 /** google/gemma-3-4b-it config.json (text and vision parts). */
 const CONFIG = {

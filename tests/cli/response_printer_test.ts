@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { responsePrinter } from "../../src/cli/response_printer.ts";
-import { Gemma4ResponseParser, gemma4ResponseTokens } from "../../src/generate/parsers/gemma4_response.ts";
+import { Gemma4ResponseParser, gemma4ResponseTokens } from "../../src/models/gemma4/response.ts";
 import { Tokenizer } from "../../src/tokenizer/tokenizer.ts";
 
 const tokenizer = await Tokenizer.fromFiles(new URL("../fixtures/gemma4-tokenizer/", import.meta.url).pathname);

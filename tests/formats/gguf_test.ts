@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Backend } from "../../src/runtime/backend.ts";
-import { DisposedError, DTypeError } from "../../src/ffi/errors.ts";
+import { DisposedError, DTypeError } from "../../src/errors.ts";
 import { decode, encode, QUANT_BLOCKS, roundTo } from "../../src/runtime/dtype.ts";
-import { FormatError } from "../../src/formats/errors.ts";
+import { FormatError } from "../../src/errors.ts";
 import { GGML_TYPES, type GgufValue, type GgufValueType, openGguf } from "../../src/formats/gguf.ts";
 import { thrown } from "../helpers.ts";
 

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Backend } from "../../src/runtime/backend.ts";
-import { DisposedError, DTypeError, GemmakitError } from "../../src/ffi/errors.ts";
+import { DisposedError, DTypeError, GemmakitError } from "../../src/errors.ts";
 import { encode, roundTo } from "../../src/runtime/dtype.ts";
-import { FormatError } from "../../src/formats/errors.ts";
+import { FormatError } from "../../src/errors.ts";
 import { openSafetensors, openSafetensorsDir, ShardedSafetensors } from "../../src/formats/safetensors.ts";
 import { thrown } from "../helpers.ts";
 

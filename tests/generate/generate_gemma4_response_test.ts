@@ -9,8 +9,9 @@ import { Tensor } from "../../src/runtime/tensor.ts";
 import type { Workspace } from "../../src/runtime/workspace.ts";
 import { embedding } from "../../src/ops/embedding.ts";
 import { Model } from "../../src/generate/model.ts";
-import type { CausalLM } from "../../src/generate/generator.ts";
-import type { ResponseEvent } from "../../src/generate/parsers/gemma4_response.ts";
+import type { CausalLM } from "../../src/generate/token_loop.ts";
+import { gemma4ResponseParserFor } from "../../src/models/gemma4/family.ts";
+import type { ResponseEvent } from "../../src/generate/result.ts";
 import { Tokenizer } from "../../src/tokenizer/tokenizer.ts";
 import type { ChatMessage } from "../../src/tokenizer/chat_template.ts";
 
@@ -46,10 +47,17 @@ function scripted(
 function modelFor(tokenizer: Tokenizer, answerText: string, chat: { thinking?: boolean } = {}) {
   const backend = Backend.open({ backend: "cpu" });
   const answer = tokenizer.encode(answerText, { addSpecialTokens: false });
-  const probe = new Model(scripted(backend, tokenizer.vocabSize, 1, []), tokenizer, { temperature: 0 });
+  // Model parts as the Gemma 4 family binds them: the response parser when the tokenizer has its markers.
+  const parts = (lm: CausalLM & { dispose(): void }) => ({
+    lm,
+    tokenizer,
+    defaults: { temperature: 0 },
+    responseParser: gemma4ResponseParserFor(tokenizer),
+  });
+  const probe = new Model(parts(scripted(backend, tokenizer.vocabSize, 1, [])));
   const promptLength = probe.encode({ messages: MESSAGES }, chat).length;
   probe.dispose();
-  const model = new Model(scripted(backend, tokenizer.vocabSize, promptLength, answer), tokenizer, { temperature: 0 });
+  const model = new Model(parts(scripted(backend, tokenizer.vocabSize, promptLength, answer)));
   return { model, answer, backend };
 }
 

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { loadModel } from "../../src/models/load.ts";
-import { ContextLengthError } from "../../src/ffi/errors.ts";
+import { ContextLengthError } from "../../src/errors.ts";
 
 const DIR = new URL("../fixtures/gemma3-text-mixed/", import.meta.url).pathname;
 const expected = JSON.parse(Deno.readTextFileSync(`${DIR}expected.json`));

@@ -4,11 +4,8 @@
  * deliberately differ (thinking mid-stream, malformed calls).
  */
 import assert from "node:assert/strict";
-import {
-  Gemma4ResponseParser,
-  gemma4ResponseTokens,
-  type ResponseEvent,
-} from "../../src/generate/parsers/gemma4_response.ts";
+import { Gemma4ResponseParser, gemma4ResponseTokens } from "../../src/models/gemma4/response.ts";
+import type { ResponseEvent } from "../../src/generate/result.ts";
 import { Tokenizer } from "../../src/tokenizer/tokenizer.ts";
 
 const DIR = new URL("../fixtures/gemma4-tokenizer/", import.meta.url).pathname;

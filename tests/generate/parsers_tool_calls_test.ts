@@ -1,11 +1,7 @@
 /** Gemma 4's tool-call grammar: typed values, nesting, string delimiters, and clear errors for junk. */
 import assert from "node:assert/strict";
-import {
-  parseToolCall,
-  STRING_DELIM as Q,
-  ToolCallParseError,
-  type ToolCallSegments,
-} from "../../src/generate/parsers/tool_calls.ts";
+import { parseToolCall, STRING_DELIM as Q, type ToolCallSegments } from "../../src/models/gemma4/tool_calls.ts";
+import { ToolCallParseError } from "../../src/errors.ts";
 
 /** Writes a call the way the template does: `<|"|>` in the text marks a delimiter token. */
 function segments(text: string): ToolCallSegments {

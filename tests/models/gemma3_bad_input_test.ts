@@ -2,10 +2,10 @@
 import assert from "node:assert/strict";
 import { Backend } from "../../src/runtime/backend.ts";
 import { loadGemma3Text } from "../../src/models/gemma3/load.ts";
-import { ConfigError } from "../../src/models/gemma3/config.ts";
-import { WeightsError } from "../../src/models/weights.ts";
-import { FormatError } from "../../src/formats/errors.ts";
-import { ContextLengthError } from "../../src/ffi/errors.ts";
+import { ConfigError } from "../../src/errors.ts";
+import { WeightsError } from "../../src/errors.ts";
+import { FormatError } from "../../src/errors.ts";
+import { ContextLengthError } from "../../src/errors.ts";
 import { thrown } from "../helpers.ts";
 
 const FIXTURE = new URL("../fixtures/gemma3-text-mixed/", import.meta.url).pathname;

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { ConfigError, parseGemma3Config } from "../../src/models/gemma3/config.ts";
+import { parseGemma3Config } from "../../src/models/gemma3/config.ts";
+import { ConfigError } from "../../src/errors.ts";
 import { thrown } from "../helpers.ts";
 
 const FIXTURES = new URL("../fixtures/", import.meta.url).pathname;

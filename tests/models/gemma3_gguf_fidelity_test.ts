@@ -27,9 +27,10 @@ import { realGguf270m } from "./real_gguf.ts";
 import { Backend } from "../../src/runtime/backend.ts";
 import { Workspace } from "../../src/runtime/workspace.ts";
 import { loadGemma3Gguf } from "../../src/models/gemma3/load.ts";
-import { generateTokens, type GenerationResult } from "../../src/generate/generator.ts";
+import { generateTokens } from "../../src/generate/generator.ts";
+import type { GenerationResult } from "../../src/generate/result.ts";
 import { Tokenizer } from "../../src/tokenizer/tokenizer.ts";
-import { gemma3TokenizerDir } from "../../src/tokenizer/gemma3_files.ts";
+import { gemma3TokenizerDir } from "../../src/models/gemma3/tokenizer_files.ts";
 
 const FIXTURE = new URL("../fixtures/gemma3-270m-gguf/", import.meta.url);
 /** Largest allowed |ours - transformers| of any logit (see the module comment for the measured error). */
@@ -178,7 +179,11 @@ Deno.test({
         for (const p of expected.prompts.filter((p) => p.greedy)) {
           const g = p.greedy!;
           // No stop tokens: the fixture's 24 steps run past <eos> / <end_of_turn> too.
-          const it = generateTokens(lm, tokenizer, p.input_ids, [], { maxTokens: g.ids.length, temperature: 0 }, {});
+          const it = generateTokens(lm, tokenizer, p.input_ids, {
+            stopTokenIds: [],
+            options: { maxTokens: g.ids.length, temperature: 0 },
+            defaults: {},
+          });
           let r: IteratorResult<string, GenerationResult>;
           while (!(r = await it.next()).done);
           const result = r.value as GenerationResult;

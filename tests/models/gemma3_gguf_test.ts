@@ -2,9 +2,9 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Backend } from "../../src/runtime/backend.ts";
 import { encode, MATMUL_WEIGHT_DTYPES, QUANT_BLOCKS } from "../../src/runtime/dtype.ts";
-import { FormatError } from "../../src/formats/errors.ts";
+import { FormatError } from "../../src/errors.ts";
 import { type GgufFile, openGguf } from "../../src/formats/gguf.ts";
-import { ConfigError } from "../../src/models/gemma3/config.ts";
+import { ConfigError } from "../../src/errors.ts";
 import {
   GEMMA3_GGUF_FACTS,
   gemma3ConfigFromGguf,
@@ -12,7 +12,7 @@ import {
   ggufWeightSource,
 } from "../../src/models/gemma3/gguf.ts";
 import { gemma3TextWeights } from "../../src/models/gemma3/weights.ts";
-import { checkWeights, loadWeights, type WeightSpec } from "../../src/models/weights.ts";
+import { checkWeights, loadWeights, type WeightSpec } from "../../src/models/common/weights.ts";
 import { thrown } from "../helpers.ts";
 import { realGguf270m } from "./real_gguf.ts";
 

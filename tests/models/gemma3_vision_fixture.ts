@@ -4,7 +4,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import type { PromptImages } from "../../src/models/multimodal.ts";
+import type { PromptImages } from "../../src/models/gemma3/multimodal.ts";
 
 export const VISION_FIXTURE = new URL("../fixtures/gemma3-vision-tiny", import.meta.url).pathname;
 

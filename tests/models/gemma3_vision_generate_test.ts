@@ -6,9 +6,9 @@
  * context holds, placeholders that do not match the images, an image part without a source.
  */
 import assert from "node:assert/strict";
-import { ContextLengthError } from "../../src/ffi/errors.ts";
+import { ContextLengthError } from "../../src/errors.ts";
 import { loadModel } from "../../src/models/load.ts";
-import { ImageInputError } from "../../src/models/multimodal.ts";
+import { ImageInputError } from "../../src/errors.ts";
 import type { Model } from "../../src/generate/model.ts";
 import type { ChatMessage } from "../../src/tokenizer/chat_template.ts";
 import { loadExpected, promptImages, VISION_FIXTURE } from "./gemma3_vision_fixture.ts";
@@ -72,7 +72,7 @@ Deno.test("gemma3 vision: generate with image parts reproduces transformers' gre
 Deno.test("gemma3 vision: prompt ids are the processor's expansion, pixels within one 8-bit level", async () => {
   const e = loadExpected();
   using model = await loadModel(VISION_FIXTURE, { backend: "cpu", maxContext: 256 });
-  const { encodeImagePrompt, processorConfigFrom } = await import("../../src/generate/images.ts");
+  const { encodeImagePrompt, processorConfigFrom } = await import("../../src/models/gemma3/media.ts");
   const { parseGemma3VisionConfig } = await import("../../src/models/gemma3/vision_config.ts");
   const config = parseGemma3VisionConfig(JSON.parse(Deno.readTextFileSync(`${VISION_FIXTURE}/config.json`)));
   const processor = processorConfigFrom(
@@ -142,7 +142,7 @@ Deno.test("gemma3 vision: bad image input is a typed error and the model stays u
 
 Deno.test("gemma3 vision: prefill refuses image counts that do not match the placeholders", async () => {
   const e = loadExpected();
-  const { loadGemma3Multimodal } = await import("../../src/models/multimodal.ts");
+  const { loadGemma3Multimodal } = await import("../../src/models/gemma3/multimodal.ts");
   const { Backend } = await import("../../src/runtime/backend.ts");
   using backend = Backend.open({ backend: "cpu" });
   using model = loadGemma3Multimodal(backend, VISION_FIXTURE, { maxContext: 256 });

@@ -16,7 +16,7 @@ import {
   imageSpans,
   loadGemma3Multimodal,
   type PromptImages,
-} from "../../src/models/multimodal.ts";
+} from "../../src/models/gemma3/multimodal.ts";
 import { cudaOrSkip } from "../helpers.ts";
 import { loadExpected, promptImages, VISION_FIXTURE } from "./gemma3_vision_fixture.ts";
 

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { Backend } from "../../src/runtime/backend.ts";
 import { loadGemma4Text } from "../../src/models/gemma4/load.ts";
 import { ConfigError } from "../../src/models/gemma4/config.ts";
-import { WeightsError } from "../../src/models/weights.ts";
+import { WeightsError } from "../../src/errors.ts";
 import { thrown } from "../helpers.ts";
 
 const FIXTURES = new URL("../fixtures/", import.meta.url).pathname;

@@ -6,7 +6,7 @@
  * on the CUDA library (otherwise reported as ignored, with the reason printed once).
  */
 import assert from "node:assert/strict";
-import { GemmakitError, ShapeError } from "../../src/ffi/errors.ts";
+import { GemmakitError, ShapeError } from "../../src/errors.ts";
 import { openSafetensors } from "../../src/formats/safetensors.ts";
 import { type Gemma4MoeConfig, gemma4MoeExperts, type Gemma4MoeWeights } from "../../src/models/gemma4/moe.ts";
 import * as ops from "../../src/ops/mod.ts";

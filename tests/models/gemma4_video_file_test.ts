@@ -19,15 +19,17 @@ import { Backend } from "../../src/runtime/backend.ts";
 import { Tensor } from "../../src/runtime/tensor.ts";
 import { Workspace } from "../../src/runtime/workspace.ts";
 import { argmax } from "../../src/ops/reduce.ts";
-import { ContextLengthError } from "../../src/ffi/errors.ts";
-import { findFfmpeg, loadVideo, VideoError } from "../../src/vision/video.ts";
+import { ContextLengthError } from "../../src/errors.ts";
+import { findFfmpeg } from "../../src/vision/video.ts";
+import { VideoError } from "../../src/errors.ts";
+import { loadVideo } from "../../src/models/gemma4/video.ts";
 import {
   expandGemma4Prompt,
   Gemma4VideoProcessorConfig,
   preprocessGemma4Video,
-} from "../../src/vision/gemma4_processor.ts";
+} from "../../src/models/gemma4/processor.ts";
 import { parseGemma4VisionConfig } from "../../src/models/gemma4/vision_config.ts";
-import { encodeGemma4MediaPrompt } from "../../src/generate/gemma4_media.ts";
+import { encodeGemma4MediaPrompt } from "../../src/models/gemma4/media.ts";
 import type { ChatMessage } from "../../src/tokenizer/chat_template.ts";
 import type { RgbImage } from "../../src/vision/image.ts";
 import { committedFrames, media, mediaPath } from "../vision/gemma4_fixtures.ts";

@@ -3,18 +3,12 @@ import { join } from "node:path";
 import { Backend } from "../../src/runtime/backend.ts";
 import { Tensor } from "../../src/runtime/tensor.ts";
 import { type DType, DTYPE_BYTES, encode, roundTo } from "../../src/runtime/dtype.ts";
-import { GemmakitError } from "../../src/ffi/errors.ts";
-import { FormatError } from "../../src/formats/errors.ts";
+import { GemmakitError } from "../../src/errors.ts";
+import { FormatError } from "../../src/errors.ts";
 import { openSafetensors } from "../../src/formats/safetensors.ts";
-import {
-  checkWeights,
-  forLayers,
-  loadWeights,
-  type SourceTensor,
-  WeightsError,
-  type WeightSource,
-  type WeightSpec,
-} from "../../src/models/weights.ts";
+import { checkWeights, forLayers, loadWeights, type WeightSpec } from "../../src/models/common/weights.ts";
+import type { SourceTensor, WeightSource } from "../../src/formats/weight_source.ts";
+import { WeightsError } from "../../src/errors.ts";
 import { thrown } from "../helpers.ts";
 
 const backend = Backend.open({ backend: "cpu" });

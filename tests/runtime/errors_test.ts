@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { Backend } from "../../src/runtime/backend.ts";
 import { Tensor } from "../../src/runtime/tensor.ts";
-import { DTypeError, GemmakitError, NativeError, ShapeError } from "../../src/ffi/errors.ts";
+import { DTypeError, GemmakitError, NativeError, ShapeError } from "../../src/errors.ts";
 import * as ops from "../../src/ops/mod.ts";
 import { thrown } from "../helpers.ts";
 

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { Backend } from "../../src/runtime/backend.ts";
 import { DecodeProgram } from "../../src/runtime/program.ts";
 import { Tensor } from "../../src/runtime/tensor.ts";
-import { DisposedError, GemmakitError, NativeError } from "../../src/ffi/errors.ts";
+import { DisposedError, GemmakitError, NativeError } from "../../src/errors.ts";
 import * as ops from "../../src/ops/mod.ts";
 import { DECODE_STATE, type SamplingParams } from "../../src/ops/mod.ts";
 import { sampleU24 } from "../ops/reference.ts";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { Backend } from "../../src/runtime/backend.ts";
 import { Tensor } from "../../src/runtime/tensor.ts";
-import { DisposedError, ShapeError } from "../../src/ffi/errors.ts";
+import { DisposedError, ShapeError } from "../../src/errors.ts";
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from "../../src/runtime/dtype.ts";
 
 Deno.test("tensors round-trip values in every dtype", () => {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { GemmakitError } from "../../src/ffi/errors.ts";
+import { GemmakitError } from "../../src/errors.ts";
 import { type ChatMessage, ChatTemplate } from "../../src/tokenizer/chat_template.ts";
 import { thrown } from "../helpers.ts";
 import { gemma3, REFERENCE } from "./gemma3.ts";

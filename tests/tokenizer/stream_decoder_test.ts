@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { GemmakitError } from "../../src/ffi/errors.ts";
+import { GemmakitError } from "../../src/errors.ts";
 import { type StreamDecodable, StreamDecoder } from "../../src/tokenizer/stream_decoder.ts";
 import { gemma3, REFERENCE, rng } from "./gemma3.ts";
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { GemmakitError } from "../../src/ffi/errors.ts";
+import { GemmakitError } from "../../src/errors.ts";
 import { Tokenizer } from "../../src/tokenizer/tokenizer.ts";
 import { thrown } from "../helpers.ts";
 import { gemma3, GEMMA3_DIR, REFERENCE } from "./gemma3.ts";

@@ -7,15 +7,13 @@
  * disagreement would show as a whole level, 1/127.5 = 0.0078, so no tolerance would hide a bug.
  */
 import assert from "node:assert/strict";
+import { decodeImage, ImageError, loadImage } from "../../src/vision/mod.ts";
 import {
-  decodeImage,
   Gemma3ImageProcessorConfig,
   gemma3ImagePromptText,
-  ImageError,
-  loadImage,
   panAndScanCrops,
   preprocessGemma3,
-} from "../../src/vision/mod.ts";
+} from "../../src/models/gemma3/mod.ts";
 import { expected, f32Fixture, fixtureBytes, fixturePath, pilRgb } from "./fixtures.ts";
 
 const config = Gemma3ImageProcessorConfig.fromPreprocessorConfig(expected.preprocessorConfig);

@@ -11,7 +11,7 @@
  */
 import assert from "node:assert/strict";
 import { Tokenizer } from "../../src/tokenizer/tokenizer.ts";
-import { ImageError } from "../../src/vision/errors.ts";
+import { ImageError } from "../../src/errors.ts";
 import {
   expandGemma4Prompt,
   formatGemma4Timestamp,
@@ -23,7 +23,7 @@ import {
   gemma4TargetSize,
   Gemma4VideoProcessorConfig,
   preprocessGemma4,
-} from "../../src/vision/gemma4_processor.ts";
+} from "../../src/models/gemma4/processor.ts";
 import { loadImage } from "../../src/vision/image.ts";
 import { resizeBicubicAntialias } from "../../src/vision/resize.ts";
 import { caseRgb, maxLevelDiff, media, mediaGunzip, mediaPath, sha256Hex } from "./gemma4_fixtures.ts";

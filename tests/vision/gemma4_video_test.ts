@@ -15,8 +15,10 @@ import {
   Gemma4VideoProcessorConfig,
   gemma4VideoPromptText,
   preprocessGemma4Video,
-} from "../../src/vision/gemma4_processor.ts";
-import { findFfmpeg, loadVideo, VideoError } from "../../src/vision/video.ts";
+} from "../../src/models/gemma4/processor.ts";
+import { findFfmpeg } from "../../src/vision/video.ts";
+import { VideoError } from "../../src/errors.ts";
+import { loadVideo } from "../../src/models/gemma4/video.ts";
 import { committedFrames, maxLevelDiff, media, mediaGunzip, mediaPath, sha256Hex } from "./gemma4_fixtures.ts";
 
 const TOKENIZER_DIR = new URL("../fixtures/gemma4-tokenizer/", import.meta.url).pathname;

@@ -3,17 +3,8 @@
  * typed fields that records problems instead of throwing at the first one.
  * @module
  */
-import { GemmakitError } from "../../ffi/errors.ts";
-
-/** A config.json that is not a model we can run; lists every problem found. */
-export class ConfigError extends GemmakitError {
-  override name = "ConfigError";
-  readonly problems: string[];
-  constructor(source: string, problems: string[]) {
-    super("config", `${source}:\n  - ${problems.join("\n  - ")}`);
-    this.problems = problems;
-  }
-}
+import { join } from "node:path";
+import { ConfigError } from "../../errors.ts";
 
 export type Json = Record<string, unknown>;
 
@@ -89,4 +80,29 @@ export function readSpecialTokens(
     eosTokenIds: (Array.isArray(eos) ? eos : [eos]).filter((v): v is number => typeof v === "number"),
     padTokenId: typeof text.pad_token_id === "number" ? text.pad_token_id : 0,
   };
+}
+
+/** A checkpoint directory's config.json, parsed; ConfigError when it cannot be read or is not JSON. */
+export function readConfig(dir: string): unknown {
+  const path = join(dir, "config.json");
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(path);
+  } catch (e) {
+    throw new ConfigError(path, [`cannot read it: ${e instanceof Error ? e.message : e}`]);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError(path, [`not valid JSON: ${e instanceof Error ? e.message : e}`]);
+  }
+}
+
+/** An optional JSON file of a checkpoint directory (generation_config.json, preprocessor_config.json, ...). */
+export function readOptionalJson(path: string): Json | undefined {
+  try {
+    return JSON.parse(Deno.readTextFileSync(path));
+  } catch {
+    return undefined;
+  }
 }

@@ -4,7 +4,7 @@
  * @module
  */
 import type { Tensor } from "../../runtime/tensor.ts";
-import { ConfigError } from "./config.ts";
+import { ConfigError } from "../../errors.ts";
 
 /** The KV-cache context to allocate: `requested`, or max_position_embeddings capped at 8192. */
 export function resolveMaxContext(requested: number | undefined, limit: number, where: string): number {

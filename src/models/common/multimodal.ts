@@ -6,8 +6,9 @@
 import type { Backend } from "../../runtime/backend.ts";
 import type { Tensor } from "../../runtime/tensor.ts";
 import type { Workspace } from "../../runtime/workspace.ts";
-import { VisionCache } from "../../generate/vision_cache.ts";
-import { checkWeights, loadWeights, type LoadWeightsOptions, type WeightSource, type WeightSpec } from "../weights.ts";
+import { VisionCache } from "../../runtime/vision_cache.ts";
+import { checkWeights, loadWeights, type LoadWeightsOptions, type WeightSpec } from "./weights.ts";
+import type { WeightSource } from "../../formats/weight_source.ts";
 import { adoptWeights } from "./load.ts";
 
 /** The text side as a multimodal model uses it. */
@@ -32,7 +33,7 @@ export abstract class MultimodalModel<T extends TextDecoder, V extends VisionTow
   /** Soft tokens by content hash of the preprocessed pixels: a multi-turn chat about one image encodes it once. */
   readonly visionCache: VisionCache;
 
-  constructor(text: T, vision: V, cache = new VisionCache()) {
+  constructor(text: T, vision: V, cache: VisionCache = new VisionCache()) {
     this.text = text;
     this.vision = vision;
     this.visionCache = cache;

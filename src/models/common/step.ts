@@ -3,7 +3,7 @@
  * the prefill set-up every text model shares (checks, ids and positions uploaded, logits allocated).
  * @module
  */
-import { ContextLengthError, ShapeError } from "../../ffi/errors.ts";
+import { ContextLengthError, ShapeError } from "../../errors.ts";
 import type { Backend } from "../../runtime/backend.ts";
 import { Tensor } from "../../runtime/tensor.ts";
 import { Workspace } from "../../runtime/workspace.ts";

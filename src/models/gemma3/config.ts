@@ -4,16 +4,10 @@
  * ref: transformers models/gemma3/configuration_gemma3.py (Gemma3TextConfig).
  * @module
  */
-import {
-  ConfigError,
-  ConfigReader,
-  type Json,
-  type LayerType,
-  readLayerTypes,
-  readSpecialTokens,
-} from "../common/config.ts";
+import { ConfigReader, type Json, type LayerType, readLayerTypes, readSpecialTokens } from "../common/config.ts";
+import { ConfigError } from "../../errors.ts";
 
-export { ConfigError, type LayerType };
+export type { LayerType };
 
 /** RoPE of one layer type. Only the kinds Gemma 3 checkpoints use; others are refused at parse time. */
 export interface RopeParams {

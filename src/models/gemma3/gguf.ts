@@ -22,10 +22,11 @@
 import type { Backend } from "../../runtime/backend.ts";
 import type { DType } from "../../runtime/dtype.ts";
 import type { Tensor } from "../../runtime/tensor.ts";
-import { FormatError } from "../../formats/errors.ts";
+import { FormatError } from "../../errors.ts";
 import type { GgufFile, GgufValue } from "../../formats/gguf.ts";
-import type { SourceTensor, WeightSource } from "../weights.ts";
-import { ConfigError, type Gemma3Model, parseGemma3Config } from "./config.ts";
+import type { SourceTensor, WeightSource } from "../../formats/weight_source.ts";
+import { type Gemma3Model, parseGemma3Config } from "./config.ts";
+import { ConfigError } from "../../errors.ts";
 
 /**
  * Facts of a Gemma 3 GGUF that neither the config nor the weight table carries.

@@ -9,8 +9,10 @@ import { openGguf } from "../../formats/gguf.ts";
 import { openSafetensorsDir } from "../../formats/safetensors.ts";
 import type { Backend } from "../../runtime/backend.ts";
 import { adoptWeights, resolveMaxContext } from "../common/load.ts";
-import { loadWeights, type LoadWeightsOptions, type WeightSource } from "../weights.ts";
-import { ConfigError, type Gemma3Model, parseGemma3Config } from "./config.ts";
+import { readConfig } from "../common/config.ts";
+import { loadWeights, type LoadWeightsOptions } from "../common/weights.ts";
+import type { WeightSource } from "../../formats/weight_source.ts";
+import { type Gemma3Model, parseGemma3Config } from "./config.ts";
 import { gemma3ConfigFromGguf, ggufWeightSource } from "./gguf.ts";
 import { Gemma3TextModel } from "./model.ts";
 import { gemma3TextWeights, rowName } from "./weights.ts";
@@ -18,21 +20,6 @@ import { gemma3TextWeights, rowName } from "./weights.ts";
 export interface LoadGemma3Options extends LoadWeightsOptions {
   /** Context length to allocate the KV cache for. Default: the config's max_position_embeddings, at most 8192. */
   maxContext?: number;
-}
-
-export function readConfig(dir: string): unknown {
-  const path = join(dir, "config.json");
-  let text: string;
-  try {
-    text = Deno.readTextFileSync(path);
-  } catch (e) {
-    throw new ConfigError(path, [`cannot read it: ${e instanceof Error ? e.message : e}`]);
-  }
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new ConfigError(path, [`not valid JSON: ${e instanceof Error ? e.message : e}`]);
-  }
 }
 
 export function loadGemma3Text(backend: Backend, dir: string, options: LoadGemma3Options = {}): Gemma3TextModel {

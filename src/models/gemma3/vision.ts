@@ -6,13 +6,13 @@
  * Gemma3MultiModalProjector, Gemma3Model.get_image_features.
  * @module
  */
-import { ShapeError } from "../../ffi/errors.ts";
+import { ShapeError } from "../../errors.ts";
 import type { Backend } from "../../runtime/backend.ts";
 import { FLOAT_DTYPES } from "../../runtime/dtype.ts";
 import { Tensor } from "../../runtime/tensor.ts";
 import { Workspace } from "../../runtime/workspace.ts";
 import { add, attentionPrefill, avgPool2d, geluTanh, layerNorm, linear, patchExtract, rmsNorm } from "../../ops/mod.ts";
-import { forLayers, type WeightSpec } from "../weights.ts";
+import { forLayers, type WeightSpec } from "../common/weights.ts";
 import type { Gemma3VisionConfig } from "./vision_config.ts";
 
 /** Tower tensors under `model.vision_tower.vision_model.` (transformers 5 in memory). */

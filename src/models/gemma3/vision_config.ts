@@ -5,7 +5,7 @@
  * models/gemma3/configuration_gemma3.py (Gemma3Config: mm_tokens_per_image, boi/eoi/image token indices).
  * @module
  */
-import { ConfigError } from "./config.ts";
+import { ConfigError } from "../../errors.ts";
 
 export interface Gemma3VisionConfig {
   hiddenSize: number;

@@ -5,7 +5,7 @@
  * @module
  */
 import { FLOAT_DTYPES, MATMUL_WEIGHT_DTYPES } from "../../runtime/dtype.ts";
-import { forLayers, type WeightSpec } from "../weights.ts";
+import { forLayers, type WeightSpec } from "../common/weights.ts";
 import type { Gemma3Model } from "./config.ts";
 
 /** Row name of a text-model tensor, e.g. `layers.0.mlp.up_proj.weight` → `model.layers.0.mlp.up_proj.weight`. */

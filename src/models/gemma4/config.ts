@@ -7,14 +7,8 @@
  * `num_global_key_value_heads` instead. Both are read.
  * @module
  */
-import {
-  ConfigError,
-  ConfigReader,
-  type Json,
-  type LayerType,
-  readLayerTypes,
-  readSpecialTokens,
-} from "../common/config.ts";
+import { ConfigReader, type Json, type LayerType, readLayerTypes, readSpecialTokens } from "../common/config.ts";
+import { ConfigError } from "../../errors.ts";
 
 export { ConfigError, type LayerType };
 

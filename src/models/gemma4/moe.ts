@@ -11,7 +11,7 @@
  * contains it can be recorded once and replayed.
  * @module
  */
-import { ShapeError } from "../../ffi/errors.ts";
+import { ShapeError } from "../../errors.ts";
 import { linear, moeExperts, moeRoute, moeScratchBytes, rmsNorm, scale } from "../../ops/mod.ts";
 import { Tensor } from "../../runtime/tensor.ts";
 import { Workspace } from "../../runtime/workspace.ts";

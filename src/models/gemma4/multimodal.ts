@@ -10,14 +10,14 @@
  * @module
  */
 import { join } from "node:path";
-import { ContextLengthError } from "../../ffi/errors.ts";
+import { ContextLengthError } from "../../errors.ts";
 import { openSafetensorsDir } from "../../formats/safetensors.ts";
 import type { Backend } from "../../runtime/backend.ts";
 import type { Tensor } from "../../runtime/tensor.ts";
 import { buildTextAndVision, MultimodalModel } from "../common/multimodal.ts";
-import { VisionCache, visionKey } from "../../generate/vision_cache.ts";
-import { ImageInputError } from "../multimodal.ts";
-import { readConfig } from "../gemma3/load.ts";
+import { VisionCache, visionKey } from "../../runtime/vision_cache.ts";
+import { ImageInputError } from "../../errors.ts";
+import { readConfig } from "../common/config.ts";
 import { parseGemma4Config } from "./config.ts";
 import { buildGemma4, type LoadGemma4Options } from "./load.ts";
 import type { Gemma4TextModel } from "./model.ts";

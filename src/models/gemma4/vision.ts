@@ -13,7 +13,7 @@
  * image over its own rows (transformers' key-padding mask, without the padding).
  * @module
  */
-import { ShapeError } from "../../ffi/errors.ts";
+import { ShapeError } from "../../errors.ts";
 import type { Backend } from "../../runtime/backend.ts";
 import { FLOAT_DTYPES, MATMUL_WEIGHT_DTYPES } from "../../runtime/dtype.ts";
 import { Tensor } from "../../runtime/tensor.ts";
@@ -31,7 +31,7 @@ import {
   ropeInvFreq,
   scale,
 } from "../../ops/mod.ts";
-import { forLayers, type WeightSpec } from "../weights.ts";
+import { forLayers, type WeightSpec } from "../common/weights.ts";
 import type { Gemma4VisionConfig } from "./vision_config.ts";
 
 /** Tower tensors under `model.vision_tower.` (what save_pretrained writes). */

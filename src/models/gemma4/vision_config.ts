@@ -4,7 +4,8 @@
  * ref: transformers models/gemma4/configuration_gemma4.py (Gemma4VisionConfig defaults, Gemma4Config token ids).
  * @module
  */
-import { ConfigError, ConfigReader, type Json } from "../common/config.ts";
+import { ConfigReader, type Json } from "../common/config.ts";
+import { ConfigError } from "../../errors.ts";
 
 export interface Gemma4VisionConfig {
   hiddenSize: number;

@@ -6,7 +6,9 @@
  * @module
  */
 import { FLOAT_DTYPES, MATMUL_WEIGHT_DTYPES } from "../../runtime/dtype.ts";
-import { WeightsError, type WeightSource, type WeightSpec } from "../weights.ts";
+import type { WeightSpec } from "../common/weights.ts";
+import type { WeightSource } from "../../formats/weight_source.ts";
+import { WeightsError } from "../../errors.ts";
 import type { Gemma4Model } from "./config.ts";
 
 /** Row name of a text-model tensor: `layers.0.mlp.up_proj.weight` → `model.layers.0.mlp.up_proj.weight`. */

@@ -7,32 +7,13 @@
  * directories are one (src/formats/safetensors.ts), a GGUF reader can be another.
  * @module
  */
-import { GemmakitError } from "../ffi/errors.ts";
-import type { Backend } from "../runtime/backend.ts";
-import { type DType, FLOAT_DTYPES } from "../runtime/dtype.ts";
-import type { Tensor } from "../runtime/tensor.ts";
+import { WeightsError } from "../../errors.ts";
+import type { Backend } from "../../runtime/backend.ts";
+import { type DType, FLOAT_DTYPES } from "../../runtime/dtype.ts";
+import type { Tensor } from "../../runtime/tensor.ts";
+import type { SourceTensor, WeightSource } from "../../formats/weight_source.ts";
 
-/** One tensor as a checkpoint lists it, before anything is read. */
-export interface SourceTensor {
-  /** The name as the checkpoint spells it. */
-  readonly name: string;
-  /** A DType when a device tensor can hold it as stored; otherwise the format's own name (e.g. "F64", "Q4_K"). */
-  readonly dtype: string;
-  /** Dimensions, outermost first. */
-  readonly shape: readonly number[];
-  /** Stored byte length (what loading it reads). */
-  readonly bytes: number;
-}
-
-/** A checkpoint the loader can read: its listing, and a way to bring one tensor to the device. */
-export interface WeightSource {
-  /** The file or directory, for messages. */
-  readonly path?: string;
-  /** Every tensor, in the order reading them is cheapest (file order). */
-  readonly tensors: readonly SourceTensor[];
-  /** Reads one listed tensor onto `backend`, in its stored dtype unless `options.dtype` asks for a float dtype. */
-  loadTensor(backend: Backend, name: string, options?: { dtype?: DType }): Tensor;
-}
+export type { SourceTensor, WeightSource };
 
 /** One row of a weight table. */
 export interface WeightSpec {
@@ -62,21 +43,6 @@ export interface WeightsCheck {
 export interface LoadWeightsOptions {
   /** Called after each tensor is on the device; bytes count stored bytes read from the checkpoint. */
   onProgress?(loadedBytes: number, totalBytes: number, name: string): void;
-}
-
-/** A checkpoint that does not match a model's weight table; `problems` lists every mismatch, one line each. */
-export class WeightsError extends GemmakitError {
-  override name = "WeightsError";
-  /** Every mismatch, one line each. */
-  readonly problems: readonly string[];
-
-  constructor(source: string, problems: readonly string[]) {
-    const lines = problems.map((p) => `\n  - ${p}`).join("");
-    super("weights", `${source} does not match the model (${problems.length} problems):${lines}`, {
-      hint: "check that the checkpoint and config.json belong to the same model and variant",
-    });
-    this.problems = Object.freeze([...problems]);
-  }
 }
 
 const shapeText = (shape: readonly number[]) => `[${shape.join(", ")}]`;

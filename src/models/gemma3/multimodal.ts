@@ -6,29 +6,25 @@
  * @module
  */
 import { join } from "node:path";
-import { ContextLengthError, GemmakitError } from "../ffi/errors.ts";
-import { openSafetensorsDir } from "../formats/safetensors.ts";
-import type { Backend } from "../runtime/backend.ts";
-import { Tensor } from "../runtime/tensor.ts";
-import { buildTextAndVision, MultimodalModel } from "./common/multimodal.ts";
-import { VisionCache, visionKey } from "../generate/vision_cache.ts";
-import { parseGemma3Config } from "./gemma3/config.ts";
-import { buildGemma3, type LoadGemma3Options, readConfig } from "./gemma3/load.ts";
-import type { Gemma3TextModel } from "./gemma3/model.ts";
-import { Gemma3VisionModel, gemma3VisionWeights } from "./gemma3/vision.ts";
-import { parseGemma3VisionConfig } from "./gemma3/vision_config.ts";
-import { gemma3TextWeights } from "./gemma3/weights.ts";
+import { ContextLengthError, ImageInputError } from "../../errors.ts";
+import { openSafetensorsDir } from "../../formats/safetensors.ts";
+import type { Backend } from "../../runtime/backend.ts";
+import { Tensor } from "../../runtime/tensor.ts";
+import { buildTextAndVision, MultimodalModel } from "../common/multimodal.ts";
+import { VisionCache, visionKey } from "../../runtime/vision_cache.ts";
+import { parseGemma3Config } from "./config.ts";
+import { buildGemma3, type LoadGemma3Options } from "./load.ts";
+import { readConfig } from "../common/config.ts";
+import type { Gemma3TextModel } from "./model.ts";
+import { Gemma3VisionModel, gemma3VisionWeights } from "./vision.ts";
+import { parseGemma3VisionConfig } from "./vision_config.ts";
+import { gemma3TextWeights } from "./weights.ts";
 
 /** Pixel values of a prompt's images, in prompt order (crops follow their image), as the processor makes them. */
 export interface PromptImages {
   /** f32 [count, channels, imageSize, imageSize]. */
   pixelValues: Float32Array;
   count: number;
-}
-
-/** An image the checkpoint cannot take: none expected, or their number does not match the placeholders. */
-export class ImageInputError extends GemmakitError {
-  override name = "ImageInputError";
 }
 
 /**

@@ -10,7 +10,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import type { Tensor } from "../runtime/tensor.ts";
+import type { Tensor } from "./tensor.ts";
 
 /** What the cache has done so far. */
 export interface VisionCacheStats {

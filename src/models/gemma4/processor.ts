@@ -21,10 +21,19 @@
  * both in one pass, in placeholder order, as `ProcessorMixin.get_text_with_replacements` does.
  * @module
  */
-import { ImageError } from "./errors.ts";
-import type { RgbImage } from "./image.ts";
-import { badConfig as bad, bool, checkImage, type Json, nested, num, triple, valueTable } from "./processor_common.ts";
-import { resizeBicubicAntialias, type U8Image } from "./resize.ts";
+import { ImageError } from "../../errors.ts";
+import type { RgbImage } from "../../vision/image.ts";
+import {
+  badConfig as bad,
+  bool,
+  checkImage,
+  type Json,
+  nested,
+  num,
+  triple,
+  valueTable,
+} from "../../vision/processor_config.ts";
+import { resizeBicubicAntialias, type U8Image } from "../../vision/resize.ts";
 
 /** The soft-token budgets the Gemma 4 processors accept (`_SUPPORTED_SOFT_TOKENS`). */
 export const GEMMA4_SOFT_TOKEN_BUDGETS: readonly number[] = [70, 140, 280, 560, 1120];

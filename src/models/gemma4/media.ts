@@ -6,12 +6,12 @@
  * the prompt ids plus the patches the model's prefill encodes.
  * @module
  */
-import type { Gemma4PromptMedia } from "../models/gemma4/multimodal.ts";
-import type { VisionBatch } from "../models/gemma4/vision.ts";
-import type { Gemma4VisionConfig } from "../models/gemma4/vision_config.ts";
-import { ImageInputError } from "../models/multimodal.ts";
-import type { ChatMessage, ChatTemplateOptions } from "../tokenizer/chat_template.ts";
-import type { Tokenizer } from "../tokenizer/tokenizer.ts";
+import type { Gemma4PromptMedia } from "./multimodal.ts";
+import type { VisionBatch } from "./vision.ts";
+import type { Gemma4VisionConfig } from "./vision_config.ts";
+import { ImageInputError } from "../../errors.ts";
+import type { ChatMessage, ChatTemplateOptions } from "../../tokenizer/chat_template.ts";
+import type { Tokenizer } from "../../tokenizer/tokenizer.ts";
 import {
   expandGemma4Prompt,
   type Gemma4ImageProcessorConfig,
@@ -20,49 +20,16 @@ import {
   type Gemma4VideoPrompt,
   preprocessGemma4,
   preprocessGemma4Video,
-} from "../vision/gemma4_processor.ts";
-import { loadImage } from "../vision/image.ts";
-import { loadVideo, type LoadVideoOptions, type VideoSource } from "../vision/video.ts";
-import { type ImageOptions, imageParts } from "./images.ts";
+} from "./processor.ts";
+import { loadImage } from "../../vision/image.ts";
+import { loadVideo } from "./video.ts";
+import { imageParts, type MediaOptions, videoParts } from "../../generate/media.ts";
 
 /** What a Gemma 4 model needs to take images and video: its vision config and the checkpoint's processors. */
 export interface Gemma4VisionSupport {
-  kind: "gemma4";
   config: Gemma4VisionConfig;
   image: Gemma4ImageProcessorConfig;
   video: Gemma4VideoProcessorConfig;
-}
-
-/** Per-call video options. */
-export interface VideoOptions {
-  /** Decoding limits and frame sampling (numFrames / fps) of videos. */
-  videoLoading?: Omit<LoadVideoOptions, "config">;
-}
-
-/** The video parts of a conversation, in prompt order: `{type: "video", path | bytes}`. */
-export function videoParts(messages: readonly ChatMessage[]): VideoSource[] {
-  const out: VideoSource[] = [];
-  messages.forEach((m, i) => {
-    if (!Array.isArray(m.content)) return;
-    m.content.forEach((part, j) => {
-      if (part?.type !== "video") return;
-      const p = part as Record<string, unknown>;
-      if (typeof p.path === "string") out.push({ path: p.path });
-      else if (p.bytes instanceof Uint8Array || p.bytes instanceof ArrayBuffer) out.push({ bytes: p.bytes });
-      else {
-        throw new ImageInputError(
-          "generate",
-          `messages[${i}].content[${j}] is a video part without a source: give path or bytes`,
-        );
-      }
-    });
-  });
-  return out;
-}
-
-/** Whether any message carries a video part. */
-export function hasVideos(messages: readonly ChatMessage[]): boolean {
-  return messages.some((m) => Array.isArray(m.content) && m.content.some((p) => p?.type === "video"));
 }
 
 const batchOf = (p: Gemma4PixelValues): VisionBatch => ({
@@ -82,7 +49,7 @@ export async function encodeGemma4MediaPrompt(
   messages: readonly ChatMessage[],
   chat: ChatTemplateOptions,
   vision: Gemma4VisionSupport,
-  options: ImageOptions & VideoOptions = {},
+  options: MediaOptions = {},
 ): Promise<{ ids: number[]; media: Gemma4PromptMedia }> {
   const c = vision.config;
   const token = (id: number, fallback: string) => tokenizer.idToToken(id) ?? fallback;

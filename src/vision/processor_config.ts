@@ -3,7 +3,7 @@
  * an input image, and the byte → float32 rescale/normalize table.
  * @module
  */
-import { ImageError } from "./errors.ts";
+import { ImageError } from "../errors.ts";
 import type { RgbImage } from "./image.ts";
 
 export type Json = Record<string, unknown>;

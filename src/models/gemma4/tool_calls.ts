@@ -19,37 +19,14 @@
  * {@link ToolCallParseError} naming the position.
  * @module
  */
-import { GemmakitError } from "../../ffi/errors.ts";
-
-/** A parsed argument value: what JSON.parse would give. */
-export type ToolValue = string | number | boolean | null | ToolValue[] | { [key: string]: ToolValue };
-
-/** One tool call the model made. */
-export interface ToolCall {
-  /** The function name, as declared in the tools. */
-  name: string;
-  /** The arguments, typed (numbers, booleans, nested objects and arrays). */
-  arguments: Record<string, ToolValue>;
-}
+import { ToolCallParseError } from "../../errors.ts";
+import type { ToolCall, ToolValue } from "../../generate/tools.ts";
 
 /** Marks a `<|"|>` token among the text segments of a tool call. */
 export const STRING_DELIM: unique symbol = Symbol('<|"|>');
 
 /** The body of a tool call: text pieces and string delimiters, in order. */
 export type ToolCallSegments = readonly (string | typeof STRING_DELIM)[];
-
-/** A tool call the model wrote that does not follow the grammar; `raw` is its text. */
-export class ToolCallParseError extends GemmakitError {
-  override name = "ToolCallParseError";
-  /** The call's text between `<|tool_call>` and `<tool_call|>`, with `<|"|>` written out. */
-  readonly raw: string;
-  constructor(raw: string, message: string) {
-    super("tool_call", `${message} in ${JSON.stringify(raw.length > 200 ? raw.slice(0, 197) + "..." : raw)}`, {
-      hint: "the model's tool call is malformed; it is reported in toolCallErrors and not executed",
-    });
-    this.raw = raw;
-  }
-}
 
 /** The text of segments with the delimiters written as `<|"|>`, for messages. */
 export function segmentsText(segments: ToolCallSegments): string {
@@ -183,32 +160,4 @@ function lex(segments: ToolCallSegments, fail: (m: string) => never): Tok[] {
 function show(t: Tok | undefined): string {
   if (!t) return "the end";
   return t.kind === "string" ? `string ${JSON.stringify(t.value)}` : JSON.stringify(t.value);
-}
-
-/** A tool the model may call, in the OpenAI / transformers form the Gemma 4 template reads. */
-export interface ToolSpec {
-  type: "function";
-  function: {
-    name: string;
-    description?: string;
-    /** JSON schema of the arguments: `{type: "object", properties: {...}, required: [...]}`. */
-    parameters?: Record<string, unknown>;
-    [key: string]: unknown;
-  };
-}
-
-/** Checks tool specs before the template sees them, so a mistake reads as one clear line. */
-export function validateTools(tools: unknown): asserts tools is ToolSpec[] {
-  if (!Array.isArray(tools)) throw new GemmakitError("generate", `tools must be an array, got ${typeof tools}`);
-  tools.forEach((tool, i) => {
-    const fn = (tool as ToolSpec | null)?.function;
-    if (!tool || typeof tool !== "object" || !fn || typeof fn !== "object" || typeof fn.name !== "string" || !fn.name) {
-      throw new GemmakitError("generate", `tools[${i}] must be {type: "function", function: {name, ...}}`, {
-        hint: 'e.g. {type: "function", function: {name: "get_weather", parameters: {type: "object", properties: {}}}}',
-      });
-    }
-    if (fn.parameters !== undefined && (typeof fn.parameters !== "object" || fn.parameters === null)) {
-      throw new GemmakitError("generate", `tools[${i}].function.parameters must be a JSON-schema object`);
-    }
-  });
 }

@@ -14,10 +14,10 @@
  * {@link gemma3ImagePromptText}'s text.
  * @module
  */
-import { ImageError } from "./errors.ts";
-import type { RgbImage } from "./image.ts";
-import { bool, checkImage, nested, num, triple, valueTable } from "./processor_common.ts";
-import { cropU8, resizeBilinearAntialias, type U8Image } from "./resize.ts";
+import { ImageError } from "../../errors.ts";
+import type { RgbImage } from "../../vision/image.ts";
+import { bool, checkImage, nested, num, triple, valueTable } from "../../vision/processor_config.ts";
+import { cropU8, resizeBilinearAntialias, type U8Image } from "../../vision/resize.ts";
 
 const OP = "preprocessGemma3";
 const CONFIG = "Gemma3ImageProcessorConfig";

@@ -5,58 +5,19 @@
  * pixel values the model's prefill encodes.
  * @module
  */
-import { ImageInputError, type PromptImages } from "../models/multimodal.ts";
-import type { Gemma3VisionConfig } from "../models/gemma3/vision_config.ts";
-import type { ChatMessage, ChatTemplateOptions } from "../tokenizer/chat_template.ts";
-import type { Tokenizer } from "../tokenizer/tokenizer.ts";
-import { Gemma3ImageProcessorConfig, gemma3ImagePromptText, preprocessGemma3 } from "../vision/gemma3_processor.ts";
-import { type ImageSource, loadImage, type LoadImageOptions } from "../vision/image.ts";
-
-/** Per-call image options. */
-export interface ImageOptions {
-  /** Pan-and-scan crops for images far from square (default: the checkpoint's preprocessor_config.json). */
-  panAndScan?: boolean;
-  /** Limits and conversions of image decoding (size, EXIF orientation, alpha background). */
-  imageLoading?: LoadImageOptions;
-}
+import type { PromptImages } from "./multimodal.ts";
+import { ImageInputError } from "../../errors.ts";
+import type { Gemma3VisionConfig } from "./vision_config.ts";
+import type { ChatMessage, ChatTemplateOptions } from "../../tokenizer/chat_template.ts";
+import type { Tokenizer } from "../../tokenizer/tokenizer.ts";
+import { Gemma3ImageProcessorConfig, gemma3ImagePromptText, preprocessGemma3 } from "./processor.ts";
+import { loadImage } from "../../vision/image.ts";
+import { type ImageOptions, imageParts } from "../../generate/media.ts";
 
 /** What a model needs to take images: its vision config and the processor settings of the checkpoint. */
 export interface VisionSupport {
   config: Gemma3VisionConfig;
   processor: Gemma3ImageProcessorConfig;
-}
-
-/**
- * The image parts of a conversation, in prompt order: `{type: "image", path | bytes | base64 | url | image}`
- * (the shape chat datasets use; `url` takes file: and data: URLs).
- */
-export function imageParts(messages: readonly ChatMessage[]): ImageSource[] {
-  const out: ImageSource[] = [];
-  messages.forEach((m, i) => {
-    if (!Array.isArray(m.content)) return;
-    m.content.forEach((part, j) => {
-      if (part?.type !== "image") return;
-      const p = part as Record<string, unknown>;
-      const where = `messages[${i}].content[${j}]`;
-      if (typeof p.path === "string") out.push({ path: p.path });
-      else if (p.bytes instanceof Uint8Array || p.bytes instanceof ArrayBuffer) out.push({ bytes: p.bytes });
-      else if (typeof p.base64 === "string") out.push({ base64: p.base64 });
-      else if (typeof p.url === "string") out.push({ url: p.url });
-      else if (typeof p.image === "string" || p.image instanceof Uint8Array) out.push(p.image);
-      else {
-        throw new ImageInputError(
-          "generate",
-          `${where} is an image part without a source: give path, bytes, base64 or url`,
-        );
-      }
-    });
-  });
-  return out;
-}
-
-/** Whether any message carries an image part. */
-export function hasImages(messages: readonly ChatMessage[]): boolean {
-  return messages.some((m) => Array.isArray(m.content) && m.content.some((p) => p?.type === "image"));
 }
 
 /**
@@ -69,14 +30,9 @@ export async function encodeImagePrompt(
   tokenizer: Tokenizer,
   messages: readonly ChatMessage[],
   chat: ChatTemplateOptions,
-  vision: VisionSupport | undefined,
+  vision: VisionSupport,
   options: ImageOptions = {},
 ): Promise<{ ids: number[]; images: PromptImages }> {
-  if (!vision) {
-    throw new ImageInputError("generate", "this checkpoint has no vision tower: it does not take images", {
-      hint: "send text only, or load a Gemma 3 checkpoint with a vision tower (model_type gemma3, 4B and up)",
-    });
-  }
   const sources = imageParts(messages);
   const boi = tokenizer.idToToken(vision.config.boiTokenId) ?? "<start_of_image>";
   const image = tokenizer.idToToken(vision.config.imageTokenId) ?? "<image_soft_token>";

