@@ -4,17 +4,14 @@
  * tokenizer), 1 runtime failure.
  */
 import { parseArgs } from "node:util";
-import { GemmakitError, LibraryError } from "../errors.ts";
+import { ConfigError, FormatError, GemmakitError, LibraryError, WeightsError } from "../errors.ts";
 import type { BackendChoice } from "../ffi/library.ts";
-import { FormatError } from "../errors.ts";
 import type { GenerateInput } from "../generate/model.ts";
 import type { GenerateOptions } from "../generate/options.ts";
 import { type ToolSpec, validateTools } from "../generate/tools.ts";
-import { ConfigError } from "../errors.ts";
 import { loadModel } from "../models/load.ts";
 import { stderrProgress } from "../hub/progress.ts";
 import { HubError } from "../hub/errors.ts";
-import { WeightsError } from "../errors.ts";
 import type { ChatMessage } from "../tokenizer/chat_template.ts";
 import { responsePrinter } from "./response_printer.ts";
 
@@ -48,8 +45,8 @@ const USAGE = `usage: deno task generate [options] [PROMPT]
 exit codes: 0 done, 2 bad arguments, 3 bad model, 1 runtime failure
 
 examples: deno task generate "Why is the sky blue?"
-          deno task generate --model tests/fixtures/gemma3-text-mixed --prompt "hi" --max-tokens 16
-          deno task generate --model tests/fixtures/gemma4-vision-tiny --video clip.mp4 --video-frames 8 "Describe"`;
+          deno task generate --model google/gemma-3-1b-it --prompt "hi" --max-tokens 16
+          deno task generate --model path/to/gemma-4-checkpoint --video clip.mp4 --video-frames 8 "Describe"`;
 
 class UsageError extends Error {}
 

@@ -624,7 +624,7 @@ function readHeader(path: string, file: Deno.FsFile): Header {
 
 /**
  * One open .gguf file. Create with `openGguf()`; close it when done (or open it with `using`).
- * It is a `WeightSource` under the GGUF tensor names; model code maps names (e.g. src/models/gemma3/gguf.ts).
+ * It is a `WeightSource` under the GGUF tensor names; each family maps them to its own (src/models/<family>/gguf.ts).
  */
 export class GgufFile implements WeightSource, Disposable {
   readonly path: string;
@@ -778,7 +778,8 @@ export class GgufFile implements WeightSource, Disposable {
  * ```ts
  * using backend = Backend.open({ backend: "cpu" });
  * using gguf = openGguf("gemma-3-270m-q4_k_m.gguf");
- * console.log(gguf.getString("general.architecture"), gguf.getNumber("gemma3.block_count"));
+ * const arch = gguf.getString("general.architecture");
+ * console.log(arch, gguf.getNumber(`${arch}.block_count`));
  * for (const t of gguf.tensors) console.log(t.name, t.ggmlType, t.shape);
  * using w = gguf.loadTensor(backend, "blk.0.attn_q.weight"); // q5_0 blocks, shape [1024, 640]
  * ```

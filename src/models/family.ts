@@ -26,9 +26,9 @@ export interface FamilyLoadOptions {
 }
 
 export interface Family {
-  /** Short name, as in messages: "gemma3". */
+  /** Short name, as in messages (the folder's name). */
   readonly name: string;
-  /** What it reads, for the error when no family recognises a checkpoint: `model_type gemma3_text, ...`. */
+  /** What it reads, for the error when no family recognises a checkpoint: the model_type values and GGUF architectures. */
   readonly describes: string;
   /** Whether this family reads the checkpoint (HF model_type, or GGUF architecture). */
   recognizes(checkpoint: Checkpoint): boolean;

