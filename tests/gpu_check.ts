@@ -10,7 +10,8 @@
  *   0. driver: nvidia-smi answers and the driver is new enough; the CUDA library opens a context.
  *   1. ops: every [cuda] op-parity row with CUDA_LAUNCH_BLOCKING=1, so an asynchronous fault is blamed on its
  *      own row rather than on a later one.
- *   2. programs: decode-program capture/replay (toy step with gk_sample, runAsync) and the MoE block.
+ *   2. programs: decode-program capture/replay (toy steps with gk_sample; run(n) and runAsync(n) chunks against
+ *      the CPU's tokens) and the MoE block.
  *   3. models: tiny Gemma 3 / Gemma 4 checkpoints against transformers (Gemma 4 decodes through a recorded step).
  *   4. bench: Gemma 3 270M at real size (synthetic weights): 512-token prefill on tensor cores, 64 decode steps
  *      replayed from a CUDA graph; then the op benchmarks (--gpu --quick).
@@ -205,7 +206,11 @@ if (open.rc !== 0) fail("the CUDA library did not open a context (0-open.txt)");
 // ---- 1-3. tests -----------------------------------------------------------------------------------------------
 await testStep("1-ops", ["tests/ops/"], 240, { CUDA_LAUNCH_BLOCKING: "1" });
 // Graph capture is refused under CUDA_LAUNCH_BLOCKING on some drivers, and replay timing matters: launched normally.
-await testStep("2-programs", ["tests/runtime/program_test.ts", "tests/models/gemma4_moe_block_test.ts"], 150);
+await testStep("2-programs", [
+  "tests/runtime/program_test.ts",
+  "tests/runtime/program_replay_test.ts",
+  "tests/models/gemma4_moe_block_test.ts",
+], 150);
 await testStep("3-models", ["tests/models/gemma3_parity_test.ts", "tests/models/gemma4_parity_test.ts"], 200);
 
 // ---- 4. bench -------------------------------------------------------------------------------------------------
