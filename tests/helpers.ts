@@ -12,9 +12,14 @@ export function thrown<T extends Error>(fn: () => unknown, type: abstract new (.
   throw new Error(`expected ${type.name}, but nothing was thrown`);
 }
 
+/** Set to 1 on a machine with a GPU: a CUDA test that would be skipped fails instead (`deno task gpu-check` sets it). */
+export const REQUIRE_CUDA = Deno.env.get("GEMMAKIT_REQUIRE_CUDA") === "1";
+
 /**
  * A CUDA backend when the CUDA library is built and a device answers; otherwise undefined and the reason,
- * printed once under `label` so an absent GPU shows as a skip with its cause, never as a pass.
+ * printed once under `label` so an absent GPU shows as a skip with its cause, never as a pass. With
+ * GEMMAKIT_REQUIRE_CUDA=1 the skip is a failure instead: a driver too old for the CUDA 13 runtime would
+ * otherwise turn every [cuda] test into "ignored" and leave the run green.
  */
 export function cudaOrSkip(label: string): { cuda?: Backend; skip: string } {
   try {
@@ -22,6 +27,11 @@ export function cudaOrSkip(label: string): { cuda?: Backend; skip: string } {
     return { cuda: Backend.open({ backend: "cuda" }), skip: "" };
   } catch (e) {
     const skip = e instanceof Error ? e.message.split("\n")[0] : String(e);
+    if (REQUIRE_CUDA) {
+      Deno.test(`[cuda] ${label}: GEMMAKIT_REQUIRE_CUDA=1 but CUDA is unusable`, () => {
+        throw new Error(`GEMMAKIT_REQUIRE_CUDA=1: ${label} cannot run: ${skip}`);
+      });
+    }
     console.log(`${label} skipped: ${skip}`);
     return { skip };
   }

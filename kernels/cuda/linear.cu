@@ -240,16 +240,18 @@ __global__ void __launch_bounds__(256, 1)
 template <int DT>
 using mma_t = typename std::conditional<DT == GK_BF16, __nv_bfloat16, __half>::type;
 
-// The tensor-core type for weights stored as DT. Quantized weights are decoded to bf16, and x rounded to bf16 with
-// them: Gemma's activations can exceed f16's range (65504), where bf16 keeps f32's. The decoded weight loses
-// at most 2^-9 relative, the same rounding the bf16-weight path applies to x.
+// The tensor-core type for weights stored as DT: always bf16, because x is rounded to it too and Gemma's
+// activations exceed f16's range (65504; the down_proj input gelu(gate)·up reaches ~1e5), where bf16 keeps
+// f32's. An f16 x would turn them into ±inf and the prefill logits into NaN, while the CPU (f32) stays finite.
+// Quantized and f16 weights are widened to f32 and rounded to bf16 as they are staged: they lose at most 2^-9
+// relative, the same rounding x gets.
 template <int DT>
 __host__ __device__ constexpr int mma_dtype() {
-  return q::is_quant_dtype(DT) ? GK_BF16 : DT;
+  return GK_BF16;
 }
 
-// x is rounded to the weight dtype (nearest even) as it is staged, the way transformers runs a bf16 model
-// on bf16 activations; products and sums stay f32 inside the tensor cores.
+// x is rounded to bf16 (nearest even) as it is staged, the way transformers runs a bf16 model on bf16
+// activations; products and sums stay f32 inside the tensor cores.
 template <int DT>
 __device__ __forceinline__ uint32_t to_bits(float f) {
   if constexpr (DT == GK_BF16) return __bfloat16_as_ushort(__float2bfloat16_rn(f));
@@ -270,6 +272,7 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32)
     wmma_gemm_kernel(const float* __restrict__ x, const void* __restrict__ wp, const void* __restrict__ bias,
                      int32_t m, int32_t n, int32_t k, bool x_vec, bool w_vec, float* __restrict__ y) {
   constexpr bool QUANT = q::is_quant_dtype(DT);
+  constexpr bool WIDEN_F16 = DT == GK_F16;  // f16 W staged as bf16: see mma_dtype
   constexpr int MT = mma_dtype<DT>();
   constexpr int BIAS_DT = QUANT ? GK_F32 : DT;  // a quantized W comes with an f32 bias
   using T = mma_t<MT>;
@@ -359,6 +362,17 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32)
         uint32_t h[4];
 #pragma unroll
         for (int e = 0; e < 4; ++e) h[e] = to_bits<MT>(f[2 * e]) | to_bits<MT>(f[2 * e + 1]) << 16;
+        *(uint4*)&Bs[r][c] = make_uint4(h[0], h[1], h[2], h[3]);
+      } else if constexpr (WIDEN_F16) {
+        // Each 32-bit word holds two f16 weights, the lower element in the low half (little-endian).
+        const uint32_t u[4] = {rb[it].x, rb[it].y, rb[it].z, rb[it].w};
+        uint32_t h[4];
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const float lo = __half2float(__ushort_as_half((unsigned short)(u[e] & 0xffffu)));
+          const float hi = __half2float(__ushort_as_half((unsigned short)(u[e] >> 16)));
+          h[e] = to_bits<MT>(lo) | to_bits<MT>(hi) << 16;
+        }
         *(uint4*)&Bs[r][c] = make_uint4(h[0], h[1], h[2], h[3]);
       } else {
         *(uint4*)&Bs[r][c] = rb[it];

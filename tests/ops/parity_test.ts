@@ -1,12 +1,12 @@
 /**
  * Op parity: every row of cases.ts on the CPU library against the TypeScript reference, and on the
- * CUDA library against the CPU library when a GPU answers. Without one, each CUDA row is reported as
- * ignored and the reason is printed once.
+ * CUDA library against the CPU library when a GPU answers (NMSE, and max|Δ|/rms per element). Without one,
+ * each CUDA row is reported as ignored and the reason is printed once (a failure under GEMMAKIT_REQUIRE_CUDA=1).
  */
 import assert from "node:assert/strict";
 import { Backend } from "../../src/runtime/backend.ts";
 import { cudaOrSkip } from "../helpers.ts";
-import { OP_CASES, type OpCase, Rng } from "./cases.ts";
+import { CUDA_MAX_REL, OP_CASES, type OpCase, Rng } from "./cases.ts";
 
 export function nmse(out: ArrayLike<number>, want: ArrayLike<number>): number {
   let err = 0, norm = 0;
@@ -17,7 +17,32 @@ export function nmse(out: ArrayLike<number>, want: ArrayLike<number>): number {
   return norm === 0 ? err : err / norm;
 }
 
-function compare(c: OpCase, out: ArrayLike<number>, want: ArrayLike<number>, limit: number, against: string): void {
+/** max|out − want| / rms(want): one bad element of a large output shows here long before it moves the NMSE. */
+export function maxRel(out: ArrayLike<number>, want: ArrayLike<number>): { rel: number; at: number } {
+  let sq = 0, worst = 0, at = -1;
+  let n = 0;
+  for (let i = 0; i < want.length; i++) {
+    if (!Number.isFinite(want[i])) continue; // non-finite outputs are compare()'s first check
+    sq += want[i] ** 2;
+    n++;
+    const d = Math.abs(out[i] - want[i]);
+    if (d > worst) {
+      worst = d;
+      at = i;
+    }
+  }
+  const rms = Math.sqrt(sq / Math.max(1, n));
+  return { rel: rms === 0 ? worst : worst / rms, at };
+}
+
+function compare(
+  c: OpCase,
+  out: ArrayLike<number>,
+  want: ArrayLike<number>,
+  limit: number,
+  against: string,
+  maxRelLimit?: number,
+): void {
   const label = `${c.op} [${c.name}] vs ${against}`;
   assert.equal(out.length, want.length, `${label}: ${out.length} outputs, expected ${want.length}`);
   for (let i = 0; i < out.length; i++) {
@@ -32,6 +57,13 @@ function compare(c: OpCase, out: ArrayLike<number>, want: ArrayLike<number>, lim
   }
   const e = nmse(out, want);
   assert.ok(e <= limit, `${label}: NMSE ${e.toExponential(2)} exceeds ${limit.toExponential(0)}`);
+  if (maxRelLimit !== undefined) {
+    const { rel, at } = maxRel(out, want);
+    assert.ok(
+      rel <= maxRelLimit,
+      `${label}: output[${at}] = ${out[at]} vs ${want[at]}: |Δ|/rms ${rel.toExponential(2)} exceeds ${maxRelLimit}`,
+    );
+  }
 }
 
 /** Runs a case on one backend and checks it frees everything it allocated. */
@@ -63,7 +95,8 @@ for (const [i, c] of OP_CASES.entries()) {
     ignore: !cuda,
     fn() {
       const want = runChecked(cpu, c, seedOf(i));
-      compare(c, runChecked(cuda!, c, seedOf(i)), want, c.cudaNmse ?? c.nmse, "cpu library");
+      const out = runChecked(cuda!, c, seedOf(i));
+      compare(c, out, want, c.cudaNmse ?? c.nmse, "cpu library", c.cudaMaxRel ?? CUDA_MAX_REL);
     },
   });
 }
