@@ -10,6 +10,7 @@ export { rope, ropeAxes, ropeInvFreq, type RopeSpec } from "./rope.ts";
 export { gatherSum } from "./gather.ts";
 export { attentionDecode, type AttentionOptions, attentionPrefill, type PrefillOptions } from "./attention.ts";
 export { kvCacheWrite } from "./kv_cache.ts";
+export { copyRows } from "./copy.ts";
 export { add, clamp, geluTanh, geluTanhMul, mul, scale, softcap } from "./elementwise.ts";
 export { argmax, softmax } from "./reduce.ts";
 export { MOE_MAX_TOP_K, moeExperts, moeRoute, moeScratchBytes } from "./moe.ts";

@@ -9,7 +9,8 @@ import type { Backend } from "../../src/runtime/backend.ts";
 import { Tensor } from "../../src/runtime/tensor.ts";
 import { parseGemma4Config } from "../../src/models/gemma4/config.ts";
 import { Gemma4TextModel } from "../../src/models/gemma4/model.ts";
-import { gemma4TextWeights, rowName } from "../../src/models/gemma4/weights.ts";
+import { gemma4TextTable } from "../../src/models/gemma4/weights.ts";
+import { ModelWeights, tableRows } from "../../src/models/common/weight_table.ts";
 import type { WeightSpec } from "../../src/models/common/weights.ts";
 
 const S = "sliding_attention", F = "full_attention";
@@ -113,11 +114,10 @@ export interface SyntheticGemma4 {
 
 export function syntheticGemma4(backend: Backend, name: string, maxContext: number): SyntheticGemma4 {
   const config = parseGemma4Config(GEMMA4_SYNTHETIC[name], name);
-  const specs = gemma4TextWeights(config);
+  const table = gemma4TextTable(config);
+  const specs = tableRows(table);
   const weights = randomBf16Weights(backend, specs);
-  const model = new Gemma4TextModel(backend, config, (n) => weights.get(rowName(n))!, maxContext);
-  const dispose = model.dispose.bind(model);
-  model.dispose = () => (dispose(), weights.forEach((t) => t.dispose()));
+  const model = new Gemma4TextModel(backend, config, new ModelWeights(table, weights), maxContext);
   const c = config.text;
   let bytes = 0, read = 0;
   for (const spec of specs) {

@@ -23,9 +23,10 @@ import { argmax } from "../../src/ops/reduce.ts";
 import type { BackendChoice } from "../../src/ffi/library.ts";
 import { parseGemma4Config } from "../../src/models/gemma4/config.ts";
 import { Gemma4TextModel } from "../../src/models/gemma4/model.ts";
-import { gemma4TextWeights, rowName } from "../../src/models/gemma4/weights.ts";
+import { gemma4TextTable } from "../../src/models/gemma4/weights.ts";
+import { ModelWeights, tableRows } from "../../src/models/common/weight_table.ts";
 import { parseGemma4VisionConfig } from "../../src/models/gemma4/vision_config.ts";
-import { Gemma4VisionModel, gemma4VisionWeights, type VisionBatch } from "../../src/models/gemma4/vision.ts";
+import { Gemma4VisionModel, gemma4VisionTable, type VisionBatch } from "../../src/models/gemma4/vision.ts";
 import { Gemma4Multimodal } from "../../src/models/gemma4/multimodal.ts";
 import { VisionCache } from "../../src/runtime/vision_cache.ts";
 import { Gemma4ImageProcessorConfig, preprocessGemma4 } from "../../src/models/gemma4/processor.ts";
@@ -91,17 +92,23 @@ function f32Tensor(backend: Backend, name: string, shape: readonly number[]): Te
 using backend = Backend.open({ backend: values.backend as BackendChoice });
 const config = parseGemma4Config(CONFIG.text_config, "gemma4-e2b-vision (text)");
 const vconfig = parseGemma4VisionConfig(CONFIG, "gemma4-e2b-vision");
-const textSpecs = gemma4TextWeights(config);
-const visionSpecs = gemma4VisionWeights(vconfig, config.text.hiddenSize);
-const weights = randomBf16Weights(backend, [...textSpecs, ...visionSpecs.filter((s) => s.loadAs !== "f32")]);
-for (const s of visionSpecs) if (s.loadAs === "f32") weights.set(s.name, f32Tensor(backend, s.name, s.shape));
-const lookup = (n: string) => {
-  const t = weights.get(n) ?? weights.get(rowName(n));
-  if (!t) throw new Error(`no synthetic weight ${n}`);
-  return t;
-};
-const textModel = new Gemma4TextModel(backend, config, lookup, 2048);
-const vision = new Gemma4VisionModel(backend, vconfig, lookup, config.text.hiddenSize);
+const textTable = gemma4TextTable(config);
+const visionTable = gemma4VisionTable(vconfig, config.text.hiddenSize);
+const visionSpecs = tableRows(visionTable);
+const visionWeights = randomBf16Weights(backend, visionSpecs.filter((s) => s.loadAs !== "f32"));
+for (const s of visionSpecs) if (s.loadAs === "f32") visionWeights.set(s.name, f32Tensor(backend, s.name, s.shape));
+const textModel = new Gemma4TextModel(
+  backend,
+  config,
+  new ModelWeights(textTable, randomBf16Weights(backend, tableRows(textTable))),
+  2048,
+);
+const vision = new Gemma4VisionModel(
+  backend,
+  vconfig,
+  new ModelWeights(visionTable, visionWeights),
+  config.text.hiddenSize,
+);
 // Two views of one model: no cache (every prefill runs the tower) and the default cache.
 const uncached = new Gemma4Multimodal(textModel, vision, new VisionCache(0));
 const cached = new Gemma4Multimodal(textModel, vision, new VisionCache());
@@ -238,5 +245,4 @@ console.log(
 );
 if (values.json) Deno.writeTextFileSync(values.json, JSON.stringify(result, null, 2) + "\n");
 cached.visionCache.dispose();
-uncached.dispose(); // text, vision and the (empty) uncached cache
-weights.forEach((t) => t.dispose());
+uncached.dispose(); // text, vision (and their weights) and the (empty) uncached cache

@@ -23,7 +23,8 @@ import { sample } from "../../src/ops/sample.ts";
 import { linear } from "../../src/ops/linear.ts";
 import { parseGemma3Config } from "../../src/models/gemma3/config.ts";
 import { Gemma3TextModel } from "../../src/models/gemma3/model.ts";
-import { gemma3TextWeights, rowName } from "../../src/models/gemma3/weights.ts";
+import { gemma3TextTable } from "../../src/models/gemma3/weights.ts";
+import { ModelWeights, tableRows } from "../../src/models/common/weight_table.ts";
 import { loadGemma3Gguf, loadGemma3Text } from "../../src/models/gemma3/load.ts";
 import type { BackendChoice } from "../../src/ffi/library.ts";
 import { Tokenizer } from "../../src/tokenizer/tokenizer.ts";
@@ -95,7 +96,8 @@ function syntheticModel(backend: Backend, name: string, maxContext: number): { m
   const blockBytes = new Uint8Array(block.buffer);
   const weights = new Map<string, Tensor>();
   let bytes = 0;
-  for (const spec of gemma3TextWeights(config)) {
+  const table = gemma3TextTable(config);
+  for (const spec of tableRows(table)) {
     const n = spec.shape.reduce((a, b) => a * b, 1) * 2;
     const data = new Uint8Array(n);
     for (let off = 0; off < n; off += blockBytes.length) {
@@ -104,9 +106,7 @@ function syntheticModel(backend: Backend, name: string, maxContext: number): { m
     weights.set(spec.name, Tensor.fromBytes(backend, data, spec.shape, "bf16"));
     bytes += n;
   }
-  const model = new Gemma3TextModel(backend, config, (n) => weights.get(rowName(n))!, maxContext);
-  const dispose = model.dispose.bind(model);
-  model.dispose = () => (dispose(), weights.forEach((t) => t.dispose()));
+  const model = new Gemma3TextModel(backend, config, new ModelWeights(table, weights), maxContext);
   return { model, bytes };
 }
 

@@ -16,9 +16,10 @@ import { argmax } from "../../src/ops/reduce.ts";
 import type { BackendChoice } from "../../src/ffi/library.ts";
 import { parseGemma3Config } from "../../src/models/gemma3/config.ts";
 import { Gemma3TextModel } from "../../src/models/gemma3/model.ts";
-import { gemma3TextWeights, rowName } from "../../src/models/gemma3/weights.ts";
+import { gemma3TextTable } from "../../src/models/gemma3/weights.ts";
+import { ModelWeights, tableRows, type WeightTree } from "../../src/models/common/weight_table.ts";
 import { parseGemma3VisionConfig } from "../../src/models/gemma3/vision_config.ts";
-import { Gemma3VisionModel, gemma3VisionWeights } from "../../src/models/gemma3/vision.ts";
+import { Gemma3VisionModel, gemma3VisionTable } from "../../src/models/gemma3/vision.ts";
 import { Gemma3Multimodal } from "../../src/models/gemma3/multimodal.ts";
 import { VisionCache } from "../../src/runtime/vision_cache.ts";
 
@@ -93,12 +94,19 @@ function randomTensor(backend: Backend, shape: readonly number[], dtype: "bf16" 
 using backend = Backend.open({ backend: values.backend as BackendChoice });
 const config = parseGemma3Config(json, "gemma3-4b-vision");
 const vconfig = parseGemma3VisionConfig(json, "gemma3-4b-vision");
-const weights = new Map<string, Tensor>();
-for (const spec of [...gemma3TextWeights(config), ...gemma3VisionWeights(vconfig, config.text.hiddenSize)]) {
-  weights.set(spec.name, randomTensor(backend, spec.shape, spec.loadAs === "f32" ? "f32" : "bf16"));
-}
-const text = new Gemma3TextModel(backend, config, (n) => weights.get(rowName(n))!, 1024);
-const vision = new Gemma3VisionModel(backend, vconfig, (n) => weights.get(n)!, config.text.hiddenSize);
+/** Random weights for every row of a table (bf16, or f32 where the table loads f32). */
+const random = <T extends WeightTree>(table: T) =>
+  new ModelWeights(
+    table,
+    new Map(tableRows(table).map((s) => [s.name, randomTensor(backend, s.shape, s.loadAs === "f32" ? "f32" : "bf16")])),
+  );
+const text = new Gemma3TextModel(backend, config, random(gemma3TextTable(config)), 1024);
+const vision = new Gemma3VisionModel(
+  backend,
+  vconfig,
+  random(gemma3VisionTable(vconfig, config.text.hiddenSize)),
+  config.text.hiddenSize,
+);
 // Without a cache every prefill runs the tower (TTFT uncached); with one, the warm-up fills it (TTFT cached).
 const model = new Gemma3Multimodal(text, vision, new VisionCache(0));
 const cachedModel = new Gemma3Multimodal(text, vision, new VisionCache());
@@ -152,5 +160,4 @@ console.log(
 );
 if (values.json) Deno.writeTextFileSync(values.json, JSON.stringify(result, null, 2) + "\n");
 cachedModel.visionCache.dispose();
-model.dispose();
-weights.forEach((t) => t.dispose());
+model.dispose(); // text and vision, with their weights

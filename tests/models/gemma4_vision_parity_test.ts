@@ -87,7 +87,10 @@ for (const kind of ["cpu", "cuda"] as const) {
       assert.deepEqual([e.images.landscape.num_soft_tokens, e.images.portrait.num_soft_tokens], [60, 66]);
       assert.deepEqual(model.vision.softTokenCounts(batch), [60, 66]);
       let tower: Float32Array | undefined;
-      const soft = model.vision.encode(batch, (t) => (tower = t.toArray() as Float32Array));
+      model.vision.trace = (name, _layer, t) => {
+        if (name === "pooled") tower = t.toArray() as Float32Array;
+      };
+      const soft = model.vision.encode(batch);
       try {
         expectClose("tower output (pooled, standardized)", tower!, fixtureTensor("images.tower_output"));
         const got = new Float32Array(soft.reduce((s, t) => s + t.size, 0));

@@ -7,9 +7,9 @@ import type { Backend } from "../../runtime/backend.ts";
 import type { Tensor } from "../../runtime/tensor.ts";
 import type { Workspace } from "../../runtime/workspace.ts";
 import { VisionCache } from "../../runtime/vision_cache.ts";
-import { checkWeights, loadWeights, type LoadWeightsOptions, type WeightSpec } from "./weights.ts";
+import type { LoadWeightsOptions } from "./weights.ts";
 import type { WeightSource } from "../../formats/weight_source.ts";
-import { adoptWeights } from "./load.ts";
+import { buildOwning, ModelWeights, type WeightTree } from "./weight_table.ts";
 
 /** The text side as a multimodal model uses it. */
 export interface TextDecoder {
@@ -75,18 +75,18 @@ export abstract class MultimodalModel<T extends TextDecoder, V extends VisionTow
  * problem), then the text model built (`buildText`) and the vision tower over its weights; a failing tower frees
  * the text model.
  */
-export function buildTextAndVision<T extends TextDecoder, V extends VisionTower>(
+export function buildTextAndVision<T extends TextDecoder, V extends VisionTower, VT extends WeightTree>(
   backend: Backend,
   ckpt: WeightSource,
-  tables: { text: readonly WeightSpec[]; vision: readonly WeightSpec[] },
+  tables: { text: WeightTree; vision: VT },
   options: LoadWeightsOptions,
   buildText: () => T,
-  buildVision: (lookup: (name: string) => Tensor) => V,
+  buildVision: (weights: ModelWeights<VT>) => V,
 ): { text: T; vision: V } {
-  checkWeights(ckpt, [...tables.text, ...tables.vision]);
+  ModelWeights.check(ckpt, tables.text, tables.vision);
   const text = buildText();
   try {
-    const vision = adoptWeights(loadWeights(backend, ckpt, tables.vision, options), (name) => name, buildVision);
+    const vision = buildOwning(ModelWeights.load(backend, ckpt, tables.vision, options), buildVision);
     return { text, vision };
   } catch (e) {
     text.dispose();

@@ -4,9 +4,18 @@
  * @module
  */
 import { ContextLengthError, ShapeError } from "../../errors.ts";
+import { copyRows } from "../../ops/copy.ts";
 import type { Backend } from "../../runtime/backend.ts";
 import { Tensor } from "../../runtime/tensor.ts";
 import { Workspace } from "../../runtime/workspace.ts";
+
+/**
+ * Sees named intermediates of a prefill as they are computed (`attn_norm`, `mlp_out`, `hidden`, ... of layer
+ * `layer`; -1 for what comes before the layers), so a divergence from transformers can be found layer by layer.
+ * The tensor is a workspace buffer: read it (`toArray()`) inside the call, it is overwritten later. Off by
+ * default, and never part of a recorded decode step.
+ */
+export type TraceHook = (name: string, layer: number, tensor: Tensor) => void;
 
 /** Where a forward pass runs: the whole prompt, or one decode step. */
 export interface Step {
@@ -21,6 +30,8 @@ export interface Step {
   hostIds?: ArrayLike<number>;
   /** i32 [tokens]: prefill only; keys and queries sharing a non-zero id attend bidirectionally (media spans). */
   spanIds?: Tensor;
+  /** Prefill only: called with named intermediates (see TraceHook). */
+  trace?: TraceHook;
 }
 
 /** A forward over `ids` (i32 [tokens]) writing logits of the last row or of every row into `logits`. */
@@ -36,8 +47,9 @@ export function runPrefill(
   limits: { maxContext: number; vocabSize: number },
   logitsRows: "last" | "all",
   forward: Forward,
-  spanIds?: ArrayLike<number>,
+  extras: { spanIds?: ArrayLike<number>; trace?: TraceHook } = {},
 ): Tensor {
+  const { spanIds, trace } = extras;
   const T = ids.length;
   if (T < 1) throw new ShapeError("prefill", "the prompt is empty");
   if (T > limits.maxContext) throw new ContextLengthError("prefill", T, limits.maxContext);
@@ -49,7 +61,7 @@ export function runPrefill(
   idsT.write(ids);
   const positions = ws.get("positions", [T], "i32");
   positions.write(Int32Array.from({ length: T }, (_, i) => i));
-  const step: Step = { ws, tokens: T, positions, position0: positions.rows(0, 1), decode: false, hostIds: ids };
+  const step: Step = { ws, tokens: T, positions, position0: positions.rows(0, 1), decode: false, hostIds: ids, trace };
   if (spanIds) {
     step.spanIds = ws.get("span_ids", [T], "i32");
     step.spanIds.write(spanIds);
@@ -67,7 +79,7 @@ export function runPrefill(
  * masked_scatter of the multimodal forwards: copies row r of `embeds` (f32 [rows, hidden]) over row
  * `positions[r]` of the token embeddings `h` (f32 [tokens, hidden]), one copy per run of consecutive positions.
  */
-export function spliceRows(backend: Backend, h: Tensor, embeds: Tensor, positions: readonly number[]): void {
+export function spliceRows(h: Tensor, embeds: Tensor, positions: readonly number[]): void {
   const [T, H] = h.shape;
   if (embeds.dtype !== "f32" || embeds.shape.length !== 2 || embeds.shape[1] !== H) {
     throw new ShapeError("prefill", `injected embeddings are ${embeds.dtype}[${embeds.shape}], expected f32[*, ${H}]`);
@@ -82,7 +94,7 @@ export function spliceRows(backend: Backend, h: Tensor, embeds: Tensor, position
     if (!Number.isInteger(at) || at < 0 || at + n > T || (r > 0 && at <= positions[r - 1])) {
       throw new ShapeError("prefill", `placeholder positions must ascend inside [0, ${T}), got ${at}`);
     }
-    backend.copy(h.rows(at, n).pointer, embeds.rows(r, n).pointer, n * H * 4);
+    copyRows(embeds.rows(r, n), h, at);
     r += n;
   }
 }

@@ -8,14 +8,15 @@ import { join } from "node:path";
 import { openGguf } from "../../formats/gguf.ts";
 import { openSafetensorsDir } from "../../formats/safetensors.ts";
 import type { Backend } from "../../runtime/backend.ts";
-import { adoptWeights, resolveMaxContext } from "../common/load.ts";
+import { resolveMaxContext } from "../common/load.ts";
 import { readConfig } from "../common/config.ts";
-import { loadWeights, type LoadWeightsOptions } from "../common/weights.ts";
+import type { LoadWeightsOptions } from "../common/weights.ts";
+import { buildOwning, ModelWeights } from "../common/weight_table.ts";
 import type { WeightSource } from "../../formats/weight_source.ts";
 import { type Gemma3Model, parseGemma3Config } from "./config.ts";
 import { gemma3ConfigFromGguf, ggufWeightSource } from "./gguf.ts";
 import { Gemma3TextModel } from "./model.ts";
-import { gemma3TextWeights, rowName } from "./weights.ts";
+import { gemma3TextTable } from "./weights.ts";
 
 export interface LoadGemma3Options extends LoadWeightsOptions {
   /** Context length to allocate the KV cache for. Default: the config's max_position_embeddings, at most 8192. */
@@ -36,9 +37,8 @@ export function buildGemma3(
   options: LoadGemma3Options = {},
 ): Gemma3TextModel {
   const maxContext = resolveMaxContext(options.maxContext, config.text.maxPositionEmbeddings, source.path ?? "model");
-  const weights = loadWeights(backend, source, gemma3TextWeights(config), options);
-  // The model owns its weights from here on.
-  return adoptWeights(weights, rowName, (lookup) => new Gemma3TextModel(backend, config, lookup, maxContext));
+  const weights = ModelWeights.load(backend, source, gemma3TextTable(config), options);
+  return buildOwning(weights, (w) => new Gemma3TextModel(backend, config, w, maxContext));
 }
 
 /**

@@ -27,10 +27,9 @@ import {
   softcap,
 } from "../../ops/mod.ts";
 import type { Gemma3Model, LayerType } from "./config.ts";
-import { runPrefill, spliceRows, type Step } from "../common/step.ts";
-
-/** Weights by their name under the text model (`embed_tokens.weight`, `layers.0.mlp.up_proj.weight`, …). */
-export type WeightLookup = (name: string) => Tensor;
+import { runPrefill, spliceRows, type Step, type TraceHook } from "../common/step.ts";
+import type { ModelWeights } from "../common/weight_table.ts";
+import type { Gemma3LayerWeights, Gemma3TextTable, Gemma3TextWeights } from "./weights.ts";
 
 /**
  * What a multimodal prefill adds to the token ids (src/models/multimodal.ts builds it): embeddings that
@@ -51,19 +50,25 @@ export class Gemma3TextModel {
   readonly backend: Backend;
   readonly maxContext: number;
   readonly cache: KvCache;
-  readonly #w: WeightLookup;
+  readonly #weights: ModelWeights<Gemma3TextTable>;
+  readonly #w: Gemma3TextWeights;
   readonly #invFreq: Record<LayerType, Tensor>;
   readonly #embedScale: number;
+  /** Sees each prefill's named intermediates (embeddings, per layer attn_norm, attn_out, mlp_norm, mlp_out,
+   * hidden); off (undefined) by default. For locating a divergence from transformers layer by layer. */
+  trace: TraceHook | undefined;
 
-  constructor(backend: Backend, config: Gemma3Model, weights: WeightLookup, maxContext: number) {
+  /** Takes ownership of `weights` (disposed with the model). */
+  constructor(backend: Backend, config: Gemma3Model, weights: ModelWeights<Gemma3TextTable>, maxContext: number) {
     const c = config.text;
     this.backend = backend;
     this.config = config;
-    this.#w = weights;
+    this.#weights = weights;
+    this.#w = weights.tensors;
     this.maxContext = maxContext;
     // sqrt(hidden) is cast to the embedding dtype before the multiply (55.4256 -> 55.5 in bf16); a
     // quantized table is dequantized to f32 first (as transformers loads a GGUF), so f32 rounding then.
-    const embedDType = weights("embed_tokens.weight").dtype;
+    const embedDType = this.#w.embedTokens.dtype;
     this.#embedScale = roundTo([Math.sqrt(c.hiddenSize)], isQuantized(embedDType) ? "f32" : embedDType)[0];
     const freq = (t: LayerType) =>
       ropeInvFreq({ headDim: c.headDim, theta: c.rope[t].theta, factor: c.rope[t].factor });
@@ -85,20 +90,19 @@ export class Gemma3TextModel {
     return this.config.text.vocabSize;
   }
 
-  #norm(x: Tensor, weight: string, out: Tensor): Tensor {
-    return rmsNorm(x, this.#w(weight), { mode: this.config.normMode, eps: this.config.text.rmsNormEps }, out);
+  #norm(x: Tensor, weight: Tensor, out: Tensor): Tensor {
+    return rmsNorm(x, weight, { mode: this.config.normMode, eps: this.config.text.rmsNormEps }, out);
   }
 
   /** Gemma3Attention: q/k norms, RoPE, cache write, attention, o_proj. Returns the o_proj output. */
-  #attention(i: number, x: Tensor, s: Step): Tensor {
+  #attention(i: number, w: Gemma3LayerWeights, x: Tensor, s: Step): Tensor {
     const c = this.config.text, spec = this.config.layers[i], T = s.tokens;
     const [nH, nKV, hd] = [c.numAttentionHeads, c.numKeyValueHeads, c.headDim];
-    const p = `layers.${i}.self_attn.`;
-    const q = linear(x, this.#w(`${p}q_proj.weight`), null, s.ws.get("q", [T, nH * hd])).reshape([T, nH, hd]);
-    const k = linear(x, this.#w(`${p}k_proj.weight`), null, s.ws.get("k", [T, nKV * hd])).reshape([T, nKV, hd]);
-    const v = linear(x, this.#w(`${p}v_proj.weight`), null, s.ws.get("v", [T, nKV * hd])).reshape([T, nKV, hd]);
-    this.#norm(q, `${p}q_norm.weight`, q);
-    this.#norm(k, `${p}k_norm.weight`, k);
+    const q = linear(x, w.qProj, null, s.ws.get("q", [T, nH * hd])).reshape([T, nH, hd]);
+    const k = linear(x, w.kProj, null, s.ws.get("k", [T, nKV * hd])).reshape([T, nKV, hd]);
+    const v = linear(x, w.vProj, null, s.ws.get("v", [T, nKV * hd])).reshape([T, nKV, hd]);
+    this.#norm(q, w.qNorm, q);
+    this.#norm(k, w.kNorm, k);
     rope(q, s.positions, this.#invFreq[spec.type]);
     rope(k, s.positions, this.#invFreq[spec.type]);
     const cache = this.cache.layer(i);
@@ -109,39 +113,44 @@ export class Gemma3TextModel {
     const attn = s.ws.get("attn", [T, nH, hd]);
     if (s.decode) attentionDecode(q.reshape([nH, hd]), cache.k, cache.v, s.position0, options, attn.reshape([nH, hd]));
     else attentionPrefill(q, k, v, { ...options, causal: true, qPos0: 0, spanIds: s.spanIds }, attn);
-    return linear(attn.reshape([T, nH * hd]), this.#w(`${p}o_proj.weight`), null, s.ws.get("o", [T, c.hiddenSize]));
+    return linear(attn.reshape([T, nH * hd]), w.oProj, null, s.ws.get("o", [T, c.hiddenSize]));
   }
 
   /** Gemma3MLP: down_proj(gelu_tanh(gate_proj(x)) * up_proj(x)). */
-  #mlp(i: number, x: Tensor, s: Step): Tensor {
-    const c = this.config.text, T = s.tokens, p = `layers.${i}.mlp.`;
-    const gate = linear(x, this.#w(`${p}gate_proj.weight`), null, s.ws.get("gate", [T, c.intermediateSize]));
-    const up = linear(x, this.#w(`${p}up_proj.weight`), null, s.ws.get("up", [T, c.intermediateSize]));
+  #mlp(w: Gemma3LayerWeights, x: Tensor, s: Step): Tensor {
+    const c = this.config.text, T = s.tokens;
+    const gate = linear(x, w.gateProj, null, s.ws.get("gate", [T, c.intermediateSize]));
+    const up = linear(x, w.upProj, null, s.ws.get("up", [T, c.intermediateSize]));
     geluTanhMul(gate, up, gate);
-    return linear(gate, this.#w(`${p}down_proj.weight`), null, s.ws.get("down", [T, c.hiddenSize]));
+    return linear(gate, w.downProj, null, s.ws.get("down", [T, c.hiddenSize]));
   }
 
   /** Gemma3DecoderLayer: the sandwich norms around attention and MLP, each added to the residual h. */
   #layer(i: number, h: Tensor, s: Step): void {
-    const H = this.config.text.hiddenSize, p = `layers.${i}.`;
-    const x = this.#norm(h, `${p}input_layernorm.weight`, s.ws.get("x", [s.tokens, H]));
-    const attn = this.#attention(i, x, s);
-    add(h, this.#norm(attn, `${p}post_attention_layernorm.weight`, attn), h);
-    this.#norm(h, `${p}pre_feedforward_layernorm.weight`, x);
-    const mlp = this.#mlp(i, x, s);
-    add(h, this.#norm(mlp, `${p}post_feedforward_layernorm.weight`, mlp), h);
+    const H = this.config.text.hiddenSize, w = this.#w.layers[i];
+    const x = this.#norm(h, w.inputLayernorm, s.ws.get("x", [s.tokens, H]));
+    s.trace?.("attn_norm", i, x);
+    const attn = this.#attention(i, w, x, s);
+    s.trace?.("attn_out", i, attn);
+    add(h, this.#norm(attn, w.postAttentionLayernorm, attn), h);
+    this.#norm(h, w.preFeedforwardLayernorm, x);
+    s.trace?.("mlp_norm", i, x);
+    const mlp = this.#mlp(w, x, s);
+    s.trace?.("mlp_out", i, mlp);
+    add(h, this.#norm(mlp, w.postFeedforwardLayernorm, mlp), h);
+    s.trace?.("hidden", i, h);
   }
 
   /** Embeddings → layers → final norm → tied lm_head (→ softcap). Logits f32 [rows, vocab]. */
   #forward(ids: Tensor, s: Step, logitsRows: "last" | "all", logits: Tensor, inject?: PrefillInjection): Tensor {
     const c = this.config.text, T = s.tokens;
-    const h = embedding(this.#w("embed_tokens.weight"), ids, this.#embedScale, s.ws.get("h", [T, c.hiddenSize]));
-    if (inject) spliceRows(this.backend, h, inject.embeds, inject.positions);
+    const h = embedding(this.#w.embedTokens, ids, this.#embedScale, s.ws.get("h", [T, c.hiddenSize]));
+    if (inject) spliceRows(h, inject.embeds, inject.positions);
+    s.trace?.("embeddings", -1, h);
     for (let i = 0; i < c.numHiddenLayers; i++) this.#layer(i, h, s);
     const last = logitsRows === "last" ? h.rows(T - 1, 1) : h;
-    const normed = this.#norm(last, "norm.weight", s.ws.get("final", last.shape));
-    const head = c.tieWordEmbeddings ? this.#w("embed_tokens.weight") : this.#w("lm_head.weight");
-    linear(normed, head, null, logits);
+    const normed = this.#norm(last, this.#w.norm, s.ws.get("final", last.shape));
+    linear(normed, this.#w.lmHead ?? this.#w.embedTokens, null, logits);
     if (c.finalLogitSoftcapping !== null) softcap(logits, c.finalLogitSoftcapping, logits);
     return logits;
   }
@@ -159,7 +168,7 @@ export class Gemma3TextModel {
       limits,
       logitsRows,
       (i, s, rows, out) => this.#forward(i, s, rows, out, inject),
-      inject?.spanIds,
+      { spanIds: inject?.spanIds, trace: this.trace },
     );
   }
 
@@ -180,6 +189,7 @@ export class Gemma3TextModel {
     this.cache.dispose();
     this.#invFreq.full_attention.dispose();
     this.#invFreq.sliding_attention.dispose();
+    this.#weights.dispose();
   }
 
   [Symbol.dispose](): void {

@@ -10,15 +10,16 @@ import { ContextLengthError, ImageInputError } from "../../errors.ts";
 import { openSafetensorsDir } from "../../formats/safetensors.ts";
 import type { Backend } from "../../runtime/backend.ts";
 import { Tensor } from "../../runtime/tensor.ts";
+import { copyRows } from "../../ops/copy.ts";
 import { buildTextAndVision, MultimodalModel } from "../common/multimodal.ts";
 import { VisionCache, visionKey } from "../../runtime/vision_cache.ts";
 import { parseGemma3Config } from "./config.ts";
 import { buildGemma3, type LoadGemma3Options } from "./load.ts";
 import { readConfig } from "../common/config.ts";
 import type { Gemma3TextModel } from "./model.ts";
-import { Gemma3VisionModel, gemma3VisionWeights } from "./vision.ts";
+import { Gemma3VisionModel, gemma3VisionTable } from "./vision.ts";
 import { parseGemma3VisionConfig } from "./vision_config.ts";
-import { gemma3TextWeights } from "./weights.ts";
+import { gemma3TextTable } from "./weights.ts";
 
 /** Pixel values of a prompt's images, in prompt order (crops follow their image), as the processor makes them. */
 export interface PromptImages {
@@ -88,7 +89,7 @@ export class Gemma3Multimodal extends MultimodalModel<Gemma3TextModel, Gemma3Vis
     });
     try {
       using features = Tensor.empty(this.backend, [count * T, this.text.config.text.hiddenSize]);
-      found.tensors.forEach((t, n) => this.backend.copy(features.rows(n * T, T).pointer, t.pointer, t.byteLength));
+      found.tensors.forEach((t, n) => copyRows(t, features, n * T));
       return this.text.prefill(lookup, logitsRows, { embeds: features, positions, spanIds });
     } finally {
       found.commit();
@@ -118,7 +119,7 @@ export function loadGemma3Multimodal(
   const { text, vision } = buildTextAndVision(
     backend,
     ckpt,
-    { text: gemma3TextWeights(config), vision: gemma3VisionWeights(visionConfig, config.text.hiddenSize) },
+    { text: gemma3TextTable(config), vision: gemma3VisionTable(visionConfig, config.text.hiddenSize) },
     options,
     () => buildGemma3(backend, config, ckpt, options),
     (w) => new Gemma3VisionModel(backend, visionConfig, w, config.text.hiddenSize),

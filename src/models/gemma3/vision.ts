@@ -12,80 +12,112 @@ import { FLOAT_DTYPES } from "../../runtime/dtype.ts";
 import { Tensor } from "../../runtime/tensor.ts";
 import { Workspace } from "../../runtime/workspace.ts";
 import { add, attentionPrefill, avgPool2d, geluTanh, layerNorm, linear, patchExtract, rmsNorm } from "../../ops/mod.ts";
-import { forLayers, type WeightSpec } from "../common/weights.ts";
+import type { WeightSpec } from "../common/weights.ts";
+import { type Loaded, type ModelWeights, tableRows } from "../common/weight_table.ts";
 import type { Gemma3VisionConfig } from "./vision_config.ts";
-
-/** Tower tensors under `model.vision_tower.vision_model.` (transformers 5 in memory). */
-const TOWER = "model.vision_tower.vision_model.";
-/** Projector tensors under `model.multi_modal_projector.`. */
-const PROJECTOR = "model.multi_modal_projector.";
 
 /**
  * The vision weight table. Names as transformers 5 holds them in memory; the aliases are what checkpoints
  * store: Google's converter writes `vision_tower.vision_model.…` and `multi_modal_projector.…`, and
  * transformers 5.17's save_pretrained writes `vision_tower.…` (no `vision_model`).
  */
-export function gemma3VisionWeights(v: Gemma3VisionConfig, textHidden: number): WeightSpec[] {
+export function gemma3VisionTable(v: Gemma3VisionConfig, textHidden: number): Gemma3VisionTable {
   const D = v.hiddenSize, I = v.intermediateSize, p = v.patchSize, P = v.patchesPerSide ** 2;
   const tower = (name: string, shape: number[], loadAs?: "f32"): WeightSpec => ({
-    name: TOWER + name,
+    name: `model.vision_tower.vision_model.${name}`,
     shape,
     dtypes: FLOAT_DTYPES,
     aliases: [`vision_tower.vision_model.${name}`, `vision_tower.${name}`, `model.vision_tower.${name}`],
     ...(loadAs ? { loadAs } : {}),
   });
   const projector = (name: string, shape: number[], loadAs?: "f32"): WeightSpec => ({
-    name: PROJECTOR + name,
+    name: `model.multi_modal_projector.${name}`,
     shape,
     dtypes: FLOAT_DTYPES,
     aliases: [`multi_modal_projector.${name}`],
     ...(loadAs ? { loadAs } : {}),
   });
-  return [
-    tower("embeddings.patch_embedding.weight", [D, v.numChannels, p, p]),
-    tower("embeddings.patch_embedding.bias", [D]),
+  /** An nn.Linear or nn.LayerNorm: weight and bias. */
+  const affine = (name: string, weight: number[]) => ({
+    weight: tower(`${name}.weight`, weight),
+    bias: tower(`${name}.bias`, [weight[0]]),
+  });
+  return {
+    patchEmbedding: affine("embeddings.patch_embedding", [D, v.numChannels, p, p]),
     // Added to f32 activations, so held in f32.
-    tower("embeddings.position_embedding.weight", [P, D], "f32"),
-    ...forLayers(v.numHiddenLayers, [
-      tower("encoder.layers.{i}.layer_norm1.weight", [D]),
-      tower("encoder.layers.{i}.layer_norm1.bias", [D]),
-      ...["q", "k", "v", "out"].flatMap((n) => [
-        tower(`encoder.layers.{i}.self_attn.${n}_proj.weight`, [D, D]),
-        tower(`encoder.layers.{i}.self_attn.${n}_proj.bias`, [D]),
-      ]),
-      tower("encoder.layers.{i}.layer_norm2.weight", [D]),
-      tower("encoder.layers.{i}.layer_norm2.bias", [D]),
-      tower("encoder.layers.{i}.mlp.fc1.weight", [I, D]),
-      tower("encoder.layers.{i}.mlp.fc1.bias", [I]),
-      tower("encoder.layers.{i}.mlp.fc2.weight", [D, I]),
-      tower("encoder.layers.{i}.mlp.fc2.bias", [D]),
-    ]),
-    tower("post_layernorm.weight", [D]),
-    tower("post_layernorm.bias", [D]),
-    projector("mm_soft_emb_norm.weight", [D]),
+    positionEmbedding: tower("embeddings.position_embedding.weight", [P, D], "f32"),
+    layers: Array.from({ length: v.numHiddenLayers }, (_, i) => {
+      const l = `encoder.layers.${i}.`;
+      return {
+        layerNorm1: affine(`${l}layer_norm1`, [D]),
+        qProj: affine(`${l}self_attn.q_proj`, [D, D]),
+        kProj: affine(`${l}self_attn.k_proj`, [D, D]),
+        vProj: affine(`${l}self_attn.v_proj`, [D, D]),
+        outProj: affine(`${l}self_attn.out_proj`, [D, D]),
+        layerNorm2: affine(`${l}layer_norm2`, [D]),
+        fc1: affine(`${l}mlp.fc1`, [I, D]),
+        fc2: affine(`${l}mlp.fc2`, [D, I]),
+      };
+    }),
+    postLayernorm: affine("post_layernorm", [D]),
+    mmSoftEmbNorm: projector("mm_soft_emb_norm.weight", [D]),
     // Stored [in, out] (a plain matmul, pitfall 12); transposed once at load for `linear`.
-    projector("mm_input_projection_weight", [D, textHidden], "f32"),
-  ];
+    mmInputProjection: projector("mm_input_projection_weight", [D, textHidden], "f32"),
+  };
 }
 
-/** Weights by their name under the tower (`embeddings.…`, `encoder.layers.0.…`) or projector (`mm_…`). */
-export type VisionWeightLookup = (name: string) => Tensor;
+/** An nn.Linear or nn.LayerNorm of the tower. */
+type Affine = { weight: WeightSpec; bias: WeightSpec };
+
+/** The SigLIP tower's and the projector's tensors, named after transformers' modules. */
+export type Gemma3VisionTable = {
+  patchEmbedding: Affine;
+  positionEmbedding: WeightSpec;
+  layers: {
+    layerNorm1: Affine;
+    qProj: Affine;
+    kProj: Affine;
+    vProj: Affine;
+    outProj: Affine;
+    layerNorm2: Affine;
+    fc1: Affine;
+    fc2: Affine;
+  }[];
+  postLayernorm: Affine;
+  mmSoftEmbNorm: WeightSpec;
+  mmInputProjection: WeightSpec;
+};
+type Gemma3VisionWeights = Loaded<Gemma3VisionTable>;
+type SiglipLayerWeights = Gemma3VisionWeights["layers"][number];
+
+/** The vision table's rows, flat. */
+export function gemma3VisionWeights(v: Gemma3VisionConfig, textHidden: number): WeightSpec[] {
+  return tableRows(gemma3VisionTable(v, textHidden));
+}
 
 /** The SigLIP tower and the Gemma 3 projector: pixel values in, soft-token embeddings in the text width out. */
 export class Gemma3VisionModel {
   readonly config: Gemma3VisionConfig;
   readonly backend: Backend;
   readonly textHidden: number;
-  readonly #w: VisionWeightLookup;
+  readonly #weights: ModelWeights<Gemma3VisionTable>;
+  readonly #w: Gemma3VisionWeights;
   /** mm_input_projection_weight transposed to [textHidden, D] (nn.Linear layout), f32. */
   readonly #projection: Tensor;
 
-  constructor(backend: Backend, config: Gemma3VisionConfig, weights: (name: string) => Tensor, textHidden: number) {
+  /** Takes ownership of `weights` (disposed with the model). */
+  constructor(
+    backend: Backend,
+    config: Gemma3VisionConfig,
+    weights: ModelWeights<Gemma3VisionTable>,
+    textHidden: number,
+  ) {
     this.backend = backend;
     this.config = config;
     this.textHidden = textHidden;
-    this.#w = (name) => weights(name.startsWith("mm_") ? PROJECTOR + name : TOWER + name);
-    const stored = this.#w("mm_input_projection_weight").toArray();
+    this.#weights = weights;
+    this.#w = weights.tensors;
+    const stored = this.#w.mmInputProjection.toArray();
     const D = config.hiddenSize, H = textHidden;
     const t = new Float32Array(D * H);
     for (let i = 0; i < D; i++) for (let o = 0; o < H; o++) t[o * D + i] = stored[i * H + o];
@@ -97,42 +129,25 @@ export class Gemma3VisionModel {
     return this.config.mmTokensPerImage;
   }
 
-  #attention(i: number, x: Tensor, ws: Workspace): Tensor {
-    const c = this.config, P = c.patchesPerSide ** 2, p = `encoder.layers.${i}.self_attn.`;
-    const proj = (n: string, name: string) =>
-      linear(x, this.#w(`${p}${n}_proj.weight`), this.#w(`${p}${n}_proj.bias`), ws.get(name, [P, c.hiddenSize]))
-        .reshape([P, c.numAttentionHeads, c.headDim]);
-    const q = proj("q", "q"), k = proj("k", "k"), v = proj("v", "v");
+  #attention(w: SiglipLayerWeights, x: Tensor, ws: Workspace): Tensor {
+    const c = this.config, P = c.patchesPerSide ** 2;
+    const proj = (l: { weight: Tensor; bias: Tensor }, name: string) =>
+      linear(x, l.weight, l.bias, ws.get(name, [P, c.hiddenSize])).reshape([P, c.numAttentionHeads, c.headDim]);
+    const q = proj(w.qProj, "q"), k = proj(w.kProj, "k"), v = proj(w.vProj, "v");
     // SiglipAttention: no mask (every patch sees every patch), scale head_dim^-0.5, softmax in f32.
     const attn = attentionPrefill(q, k, v, { scale: c.headDim ** -0.5, causal: false }, ws.get("attn", q.shape));
-    return linear(
-      attn.reshape([P, c.hiddenSize]),
-      this.#w(`${p}out_proj.weight`),
-      this.#w(`${p}out_proj.bias`),
-      ws.get("o", [P, c.hiddenSize]),
-    );
+    return linear(attn.reshape([P, c.hiddenSize]), w.outProj.weight, w.outProj.bias, ws.get("o", [P, c.hiddenSize]));
   }
 
   /** SiglipEncoderLayer: pre-LayerNorm attention and MLP, each added to the residual h. */
-  #layer(i: number, h: Tensor, ws: Workspace): void {
-    const c = this.config, P = c.patchesPerSide ** 2, p = `encoder.layers.${i}.`, eps = c.layerNormEps;
-    const x = layerNorm(
-      h,
-      this.#w(`${p}layer_norm1.weight`),
-      this.#w(`${p}layer_norm1.bias`),
-      eps,
-      ws.get("x", h.shape),
-    );
-    add(h, this.#attention(i, x, ws), h);
-    layerNorm(h, this.#w(`${p}layer_norm2.weight`), this.#w(`${p}layer_norm2.bias`), eps, x);
-    const up = linear(
-      x,
-      this.#w(`${p}mlp.fc1.weight`),
-      this.#w(`${p}mlp.fc1.bias`),
-      ws.get("fc1", [P, c.intermediateSize]),
-    );
+  #layer(w: SiglipLayerWeights, h: Tensor, ws: Workspace): void {
+    const c = this.config, P = c.patchesPerSide ** 2, eps = c.layerNormEps;
+    const x = layerNorm(h, w.layerNorm1.weight, w.layerNorm1.bias, eps, ws.get("x", h.shape));
+    add(h, this.#attention(w, x, ws), h);
+    layerNorm(h, w.layerNorm2.weight, w.layerNorm2.bias, eps, x);
+    const up = linear(x, w.fc1.weight, w.fc1.bias, ws.get("fc1", [P, c.intermediateSize]));
     geluTanh(up, up);
-    add(h, linear(up, this.#w(`${p}mlp.fc2.weight`), this.#w(`${p}mlp.fc2.bias`), ws.get("fc2", h.shape)), h);
+    add(h, linear(up, w.fc2.weight, w.fc2.bias, ws.get("fc2", h.shape)), h);
   }
 
   /**
@@ -143,16 +158,12 @@ export class Gemma3VisionModel {
     const c = this.config, D = c.hiddenSize, P = c.patchesPerSide ** 2;
     // SiglipVisionEmbeddings: Conv2d(kernel = stride = patch) as im2col + linear, then + position_embedding.
     const patches = patchExtract(pixels, c.patchSize, ws.get("patches", [1, P, c.numChannels * c.patchSize ** 2]));
-    const weight = this.#w("embeddings.patch_embedding.weight");
-    linear(
-      patches.reshape([P, patches.shape[2]]),
-      weight.reshape([D, patches.shape[2]]),
-      this.#w("embeddings.patch_embedding.bias"),
-      out,
-    );
-    add(out, this.#w("embeddings.position_embedding.weight"), out);
-    for (let i = 0; i < c.numHiddenLayers; i++) this.#layer(i, out, ws);
-    return layerNorm(out, this.#w("post_layernorm.weight"), this.#w("post_layernorm.bias"), c.layerNormEps, out);
+    const embed = this.#w.patchEmbedding;
+    linear(patches.reshape([P, patches.shape[2]]), embed.weight.reshape([D, patches.shape[2]]), embed.bias, out);
+    add(out, this.#w.positionEmbedding, out);
+    for (const layer of this.#w.layers) this.#layer(layer, out, ws);
+    const post = this.#w.postLayernorm;
+    return layerNorm(out, post.weight, post.bias, c.layerNormEps, out);
   }
 
   /**
@@ -166,7 +177,7 @@ export class Gemma3VisionModel {
       { gridH: side, gridW: side, kernel: c.poolKernel },
       ws.get("pooled", [1, T, c.hiddenSize]),
     ).reshape([T, c.hiddenSize]);
-    rmsNorm(pooled, this.#w("mm_soft_emb_norm.weight"), { mode: "one_plus", eps: c.layerNormEps }, pooled);
+    rmsNorm(pooled, this.#w.mmSoftEmbNorm, { mode: "one_plus", eps: c.layerNormEps }, pooled);
     return linear(pooled, this.#projection, null, out);
   }
 
@@ -202,5 +213,6 @@ export class Gemma3VisionModel {
 
   dispose(): void {
     this.#projection.dispose();
+    this.#weights.dispose();
   }
 }

@@ -7,13 +7,14 @@
 import { join } from "node:path";
 import { openSafetensorsDir } from "../../formats/safetensors.ts";
 import type { Backend } from "../../runtime/backend.ts";
-import { adoptWeights, resolveMaxContext } from "../common/load.ts";
-import { loadWeights, type LoadWeightsOptions } from "../common/weights.ts";
+import { resolveMaxContext } from "../common/load.ts";
+import { buildOwning, ModelWeights } from "../common/weight_table.ts";
+import type { LoadWeightsOptions } from "../common/weights.ts";
 import type { WeightSource } from "../../formats/weight_source.ts";
 import { readConfig } from "../common/config.ts";
 import { type Gemma4Model, parseGemma4Config } from "./config.ts";
 import { Gemma4TextModel } from "./model.ts";
-import { gemma4TextWeights, rowName, unexpectedGemma4Weights } from "./weights.ts";
+import { gemma4TextTable, unexpectedGemma4Weights } from "./weights.ts";
 
 export interface LoadGemma4Options extends LoadWeightsOptions {
   /** Context length to allocate the KV cache for. Default: the config's max_position_embeddings, at most 8192. */
@@ -35,7 +36,6 @@ export function buildGemma4(
 ): Gemma4TextModel {
   const maxContext = resolveMaxContext(options.maxContext, config.text.maxPositionEmbeddings, source.path ?? "model");
   unexpectedGemma4Weights(config, source);
-  const weights = loadWeights(backend, source, gemma4TextWeights(config), options);
-  // The model owns its weights from here on.
-  return adoptWeights(weights, rowName, (lookup) => new Gemma4TextModel(backend, config, lookup, maxContext));
+  const weights = ModelWeights.load(backend, source, gemma4TextTable(config), options);
+  return buildOwning(weights, (w) => new Gemma4TextModel(backend, config, w, maxContext));
 }

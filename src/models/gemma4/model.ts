@@ -28,12 +28,11 @@ import {
   scale,
   softcap,
 } from "../../ops/mod.ts";
-import { runPrefill, spliceRows, type Step } from "../common/step.ts";
+import { runPrefill, spliceRows, type Step, type TraceHook } from "../common/step.ts";
+import type { ModelWeights } from "../common/weight_table.ts";
 import type { Gemma4LayerSpec, Gemma4Model, LayerType } from "./config.ts";
-import { gemma4MoeExperts, type Gemma4MoeWeights } from "./moe.ts";
-
-/** Weights by their name under the text model (`embed_tokens.weight`, `layers.0.mlp.up_proj.weight`, …). */
-export type WeightLookup = (name: string) => Tensor;
+import { gemma4MoeExperts } from "./moe.ts";
+import type { Gemma4LayerWeights, Gemma4TextTable, Gemma4TextWeights } from "./weights.ts";
 
 /**
  * What a multimodal prefill adds to the token ids (src/models/gemma4/multimodal.ts builds it): soft tokens that
@@ -65,24 +64,30 @@ export class Gemma4TextModel {
   readonly backend: Backend;
   readonly maxContext: number;
   readonly cache: KvCache;
-  readonly #w: WeightLookup;
+  /** Sees each prefill's named intermediates (embeddings, per_layer_inputs, per layer attn_norm, attn_out,
+   * mlp_norm, mlp_out, hidden); off (undefined) by default. For locating a divergence layer by layer. */
+  trace: TraceHook | undefined;
+  readonly #weights: ModelWeights<Gemma4TextTable>;
+  readonly #w: Gemma4TextWeights;
   readonly #invFreq: Partial<Record<LayerType, Tensor>> = {};
   readonly #embedScale: number;
   readonly #perLayerEmbedScale: number;
   /** layer_scalar of each layer: a constant buffer, read once. */
   readonly #layerScalar: number[];
 
-  constructor(backend: Backend, config: Gemma4Model, weights: WeightLookup, maxContext: number) {
+  /** Takes ownership of `weights` (disposed with the model). */
+  constructor(backend: Backend, config: Gemma4Model, weights: ModelWeights<Gemma4TextTable>, maxContext: number) {
     const c = config.text;
     this.backend = backend;
     this.config = config;
-    this.#w = weights;
+    this.#weights = weights;
+    this.#w = weights.tensors;
     this.maxContext = maxContext;
     // Gemma4TextScaledWordEmbedding: the scale is cast to the table's dtype before the multiply.
-    this.#embedScale = roundTo([Math.sqrt(c.hiddenSize)], dtypeOf(weights("embed_tokens.weight")))[0];
-    const P = c.hiddenSizePerLayerInput;
-    this.#perLayerEmbedScale = P ? roundTo([Math.sqrt(P)], dtypeOf(weights("embed_tokens_per_layer.weight")))[0] : 1;
-    this.#layerScalar = config.layers.map((l) => weights(`layers.${l.index}.layer_scalar`).toArray()[0]);
+    this.#embedScale = roundTo([Math.sqrt(c.hiddenSize)], dtypeOf(this.#w.embedTokens))[0];
+    const P = c.hiddenSizePerLayerInput, perLayer = this.#w.perLayer;
+    this.#perLayerEmbedScale = perLayer ? roundTo([Math.sqrt(P)], dtypeOf(perLayer.embedTokens))[0] : 1;
+    this.#layerScalar = this.#w.layers.map((l) => l.layerScalar.toArray()[0]);
     try {
       // Each layer type has one head dim, so one inv_freq table (proportional rope: zeros past the rotated part).
       for (const l of config.layers) {
@@ -108,10 +113,9 @@ export class Gemma4TextModel {
   }
 
   /** Gemma4RMSNorm: x·w ("scale"), or without a weight ("plain") when `weight` is null. */
-  #norm(x: Tensor, weight: string | null, out: Tensor): Tensor {
+  #norm(x: Tensor, weight: Tensor | null, out: Tensor): Tensor {
     const eps = this.config.text.rmsNormEps;
-    if (weight === null) return rmsNorm(x, null, { mode: "plain", eps }, out);
-    return rmsNorm(x, this.#w(weight), { mode: "scale", eps }, out);
+    return rmsNorm(x, weight, { mode: weight === null ? "plain" : "scale", eps }, out);
   }
 
   /**
@@ -121,7 +125,8 @@ export class Gemma4TextModel {
   #perLayerInputs(ids: Tensor, embeds: Tensor, s: Step): Tensor {
     const c = this.config.text, T = s.tokens;
     const [L, P, H] = [c.numHiddenLayers, c.hiddenSizePerLayerInput, c.hiddenSize];
-    const table = this.#w("embed_tokens_per_layer.weight");
+    const w = this.#w.perLayer!;
+    const table = w.embedTokens;
     const tokenPart = s.ws.get("ple_tokens", [L * T, P]);
     if (s.decode) {
       // One token: its packed row [L·P] is already [L, 1, P].
@@ -134,37 +139,35 @@ export class Gemma4TextModel {
       embedding(table.reshape([table.shape[0] * L, P]), idx, this.#perLayerEmbedScale, tokenPart);
     }
     const proj = s.ws.get("ple", [L * T, P]);
-    const projection = this.#w("per_layer_model_projection.weight");
-    for (let i = 0; i < L; i++) linear(embeds, projection.rows(i * P, P), null, proj.rows(i * T, T));
+    for (let i = 0; i < L; i++) linear(embeds, w.modelProjection.rows(i * P, P), null, proj.rows(i * T, T));
     scale(proj, H ** -0.5, proj);
-    this.#norm(proj, "per_layer_projection_norm.weight", proj);
+    this.#norm(proj, w.projectionNorm, proj);
     add(proj, tokenPart, proj);
     return scale(proj, 2 ** -0.5, proj);
   }
 
   /** Gemma4TextAttention. Returns the o_proj output. */
-  #attention(l: Gemma4LayerSpec, x: Tensor, s: Step): Tensor {
+  #attention(l: Gemma4LayerSpec, w: Gemma4LayerWeights, x: Tensor, s: Step): Tensor {
     const c = this.config.text, T = s.tokens;
     const [nH, nKV, hd] = [c.numAttentionHeads, l.kvHeads, l.headDim];
-    const p = `layers.${l.index}.self_attn.`;
     const invFreq = this.#invFreq[l.type]!;
-    const q = linear(x, this.#w(`${p}q_proj.weight`), null, s.ws.get(`q.${hd}`, [T, nH * hd])).reshape([T, nH, hd]);
-    this.#norm(q, `${p}q_norm.weight`, q);
+    const q = linear(x, w.qProj, null, s.ws.get(`q.${hd}`, [T, nH * hd])).reshape([T, nH, hd]);
+    this.#norm(q, w.qNorm, q);
     rope(q, s.positions, invFreq);
     // K/V of the whole prompt per layer type: a KV-shared layer's prefill reads its source's (the last
     // non-shared layer of its type wrote them), since a sliding cache keeps only the window.
     const k = s.ws.get(`k.${l.type}`, [T, nKV, hd]);
     const v = s.ws.get(`v.${l.type}`, [T, nKV, hd]);
     const cache = this.cache.layer(l.index);
-    if (!l.kvShared) {
-      linear(x, this.#w(`${p}k_proj.weight`), null, k.reshape([T, nKV * hd]));
+    if (w.kProj && w.kNorm) {
+      linear(x, w.kProj, null, k.reshape([T, nKV * hd]));
       // attention_k_eq_v: V is the raw K projection, before k_norm and RoPE.
-      if (l.kEqV) this.#norm(k, null, v);
+      if (!w.vProj) this.#norm(k, null, v);
       else {
-        linear(x, this.#w(`${p}v_proj.weight`), null, v.reshape([T, nKV * hd]));
+        linear(x, w.vProj, null, v.reshape([T, nKV * hd]));
         this.#norm(v, null, v);
       }
-      this.#norm(k, `${p}k_norm.weight`, k);
+      this.#norm(k, w.kNorm, k);
       rope(k, s.positions, invFreq);
       kvCacheWrite(k, cache.k, s.position0);
       kvCacheWrite(v, cache.v, s.position0);
@@ -178,29 +181,22 @@ export class Gemma4TextModel {
       const spanIds = l.type === "sliding_attention" ? s.spanIds : undefined;
       attentionPrefill(q, k, v, { ...options, causal: true, qPos0: 0, spanIds }, attn);
     }
-    return linear(attn.reshape([T, nH * hd]), this.#w(`${p}o_proj.weight`), null, s.ws.get("o", [T, c.hiddenSize]));
+    return linear(attn.reshape([T, nH * hd]), w.oProj, null, s.ws.get("o", [T, c.hiddenSize]));
   }
 
   /** Gemma4TextMLP: down_proj(gelu_tanh(gate_proj(x)) * up_proj(x)), at this layer's width. */
-  #mlp(l: Gemma4LayerSpec, x: Tensor, s: Step): Tensor {
-    const T = s.tokens, I = l.intermediateSize, p = `layers.${l.index}.mlp.`;
-    const gate = linear(x, this.#w(`${p}gate_proj.weight`), null, s.ws.get(`gate.${I}`, [T, I]));
-    const up = linear(x, this.#w(`${p}up_proj.weight`), null, s.ws.get(`up.${I}`, [T, I]));
+  #mlp(l: Gemma4LayerSpec, w: Gemma4LayerWeights, x: Tensor, s: Step): Tensor {
+    const T = s.tokens, I = l.intermediateSize;
+    const gate = linear(x, w.gateProj, null, s.ws.get(`gate.${I}`, [T, I]));
+    const up = linear(x, w.upProj, null, s.ws.get(`up.${I}`, [T, I]));
     geluTanhMul(gate, up, gate);
-    return linear(gate, this.#w(`${p}down_proj.weight`), null, s.ws.get("down", [T, this.config.text.hiddenSize]));
+    return linear(gate, w.downProj, null, s.ws.get("down", [T, this.config.text.hiddenSize]));
   }
 
   /** The MoE branch: post_feedforward_layernorm_2(experts(pre_feedforward_layernorm_2(r), router(r))). */
-  #moe(l: Gemma4LayerSpec, r: Tensor, s: Step): Tensor {
-    const c = this.config.text, moe = c.moe!, p = `layers.${l.index}.`;
-    const weights: Gemma4MoeWeights = {
-      routerProj: this.#w(`${p}router.proj.weight`),
-      routerScale: this.#w(`${p}router.scale`),
-      perExpertScale: this.#w(`${p}router.per_expert_scale`),
-      gateUp: this.#w(`${p}experts.gate_up_proj`),
-      down: this.#w(`${p}experts.down_proj`),
-    };
-    const x2 = this.#norm(r, `${p}pre_feedforward_layernorm_2.weight`, s.ws.get("x2", r.shape));
+  #moe(w: NonNullable<Gemma4LayerWeights["moe"]>, r: Tensor, s: Step): Tensor {
+    const c = this.config.text, moe = c.moe!;
+    const x2 = this.#norm(r, w.preFeedforwardLayernorm2, s.ws.get("x2", r.shape));
     const cfg = {
       topK: moe.topK,
       eps: c.rmsNormEps,
@@ -208,32 +204,37 @@ export class Gemma4TextModel {
       numExperts: moe.numExperts,
       moeIntermediateSize: moe.moeIntermediateSize,
     };
-    const out = gemma4MoeExperts(r, x2, weights, cfg, s.ws);
-    return this.#norm(out, `${p}post_feedforward_layernorm_2.weight`, out);
+    const out = gemma4MoeExperts(r, x2, w, cfg, s.ws);
+    return this.#norm(out, w.postFeedforwardLayernorm2, out);
   }
 
   /** Gemma4TextDecoderLayer: sandwich norms, MoE beside the MLP, per-layer input, layer_scalar. */
   #layer(l: Gemma4LayerSpec, h: Tensor, s: Step, perLayerInput: Tensor | null): void {
-    const c = this.config.text, T = s.tokens, p = `layers.${l.index}.`;
-    const x = this.#norm(h, `${p}input_layernorm.weight`, s.ws.get("x", [T, c.hiddenSize]));
-    const attn = this.#attention(l, x, s);
-    add(h, this.#norm(attn, `${p}post_attention_layernorm.weight`, attn), h);
-    this.#norm(h, `${p}pre_feedforward_layernorm.weight`, x);
-    const mlp = this.#mlp(l, x, s);
-    if (c.moe) {
+    const c = this.config.text, T = s.tokens, w = this.#w.layers[l.index];
+    const x = this.#norm(h, w.inputLayernorm, s.ws.get("x", [T, c.hiddenSize]));
+    s.trace?.("attn_norm", l.index, x);
+    const attn = this.#attention(l, w, x, s);
+    s.trace?.("attn_out", l.index, attn);
+    add(h, this.#norm(attn, w.postAttentionLayernorm, attn), h);
+    this.#norm(h, w.preFeedforwardLayernorm, x);
+    s.trace?.("mlp_norm", l.index, x);
+    const mlp = this.#mlp(l, w, x, s);
+    if (w.moe) {
       // The router and experts read the residual h (not the MLP's normed input); both branches are normed, summed.
-      this.#norm(mlp, `${p}post_feedforward_layernorm_1.weight`, mlp);
-      add(mlp, this.#moe(l, h, s), mlp);
+      this.#norm(mlp, w.moe.postFeedforwardLayernorm1, mlp);
+      add(mlp, this.#moe(w.moe, h, s), mlp);
     }
-    add(h, this.#norm(mlp, `${p}post_feedforward_layernorm.weight`, mlp), h);
-    if (perLayerInput) {
-      const P = c.hiddenSizePerLayerInput;
-      const g = linear(h, this.#w(`${p}per_layer_input_gate.weight`), null, s.ws.get("ple_gate", [T, P]));
+    s.trace?.("mlp_out", l.index, mlp);
+    add(h, this.#norm(mlp, w.postFeedforwardLayernorm, mlp), h);
+    if (perLayerInput && w.perLayerInput) {
+      const P = c.hiddenSizePerLayerInput, pl = w.perLayerInput;
+      const g = linear(h, pl.gate, null, s.ws.get("ple_gate", [T, P]));
       geluTanhMul(g, perLayerInput, g);
-      const y = linear(g, this.#w(`${p}per_layer_projection.weight`), null, s.ws.get("ple_out", [T, c.hiddenSize]));
-      add(h, this.#norm(y, `${p}post_per_layer_input_norm.weight`, y), h);
+      const y = linear(g, pl.projection, null, s.ws.get("ple_out", [T, c.hiddenSize]));
+      add(h, this.#norm(y, pl.postNorm, y), h);
     }
     if (this.#layerScalar[l.index] !== 1) scale(h, this.#layerScalar[l.index], h);
+    s.trace?.("hidden", l.index, h);
   }
 
   /** Embeddings (+ per-layer inputs) → layers → final norm → tied lm_head → softcap. Logits f32 [rows, vocab]. */
@@ -245,14 +246,15 @@ export class Gemma4TextModel {
     inject?: Gemma4PrefillInjection,
   ): Tensor {
     const c = this.config.text, T = s.tokens;
-    const h = embedding(this.#w("embed_tokens.weight"), ids, this.#embedScale, s.ws.get("h", [T, c.hiddenSize]));
-    for (const part of inject?.parts ?? []) spliceRows(this.backend, h, part.embeds, part.positions);
+    const h = embedding(this.#w.embedTokens, ids, this.#embedScale, s.ws.get("h", [T, c.hiddenSize]));
+    for (const part of inject?.parts ?? []) spliceRows(h, part.embeds, part.positions);
+    s.trace?.("embeddings", -1, h);
     const perLayer = c.hiddenSizePerLayerInput ? this.#perLayerInputs(ids, h, s) : null;
+    if (perLayer) s.trace?.("per_layer_inputs", -1, perLayer);
     for (const l of this.config.layers) this.#layer(l, h, s, perLayer?.rows(l.index * T, T) ?? null);
     const last = logitsRows === "last" ? h.rows(T - 1, 1) : h;
-    const normed = this.#norm(last, "norm.weight", s.ws.get("final", last.shape));
-    const head = c.tieWordEmbeddings ? this.#w("embed_tokens.weight") : this.#w("lm_head.weight");
-    linear(normed, head, null, logits);
+    const normed = this.#norm(last, this.#w.norm, s.ws.get("final", last.shape));
+    linear(normed, this.#w.lmHead ?? this.#w.embedTokens, null, logits);
     if (c.finalLogitSoftcapping !== null) softcap(logits, c.finalLogitSoftcapping, logits);
     return logits;
   }
@@ -269,7 +271,7 @@ export class Gemma4TextModel {
       limits,
       logitsRows,
       (i, s, rows, out) => this.#forward(i, s, rows, out, inject),
-      inject?.spanIds,
+      { spanIds: inject?.spanIds, trace: this.trace },
     );
   }
 
@@ -289,6 +291,7 @@ export class Gemma4TextModel {
   dispose(): void {
     this.cache.dispose();
     for (const t of Object.values(this.#invFreq)) t.dispose();
+    this.#weights.dispose();
   }
 
   [Symbol.dispose](): void {

@@ -21,9 +21,9 @@ import { readConfig } from "../common/config.ts";
 import { parseGemma4Config } from "./config.ts";
 import { buildGemma4, type LoadGemma4Options } from "./load.ts";
 import type { Gemma4TextModel } from "./model.ts";
-import { Gemma4VisionModel, gemma4VisionWeights, type VisionBatch } from "./vision.ts";
+import { Gemma4VisionModel, gemma4VisionTable, type VisionBatch } from "./vision.ts";
 import { parseGemma4VisionConfig } from "./vision_config.ts";
-import { gemma4TextWeights } from "./weights.ts";
+import { gemma4TextTable } from "./weights.ts";
 
 /** A prompt's media, as the Gemma 4 processor makes them: images in prompt order, video frames in prompt order. */
 export interface Gemma4PromptMedia {
@@ -163,7 +163,7 @@ export function loadGemma4Multimodal(
   const { text, vision } = buildTextAndVision(
     backend,
     ckpt,
-    { text: gemma4TextWeights(config), vision: gemma4VisionWeights(visionConfig, config.text.hiddenSize) },
+    { text: gemma4TextTable(config), vision: gemma4VisionTable(visionConfig, config.text.hiddenSize) },
     options,
     () => buildGemma4(backend, config, ckpt, options),
     (w) => new Gemma4VisionModel(backend, visionConfig, w, config.text.hiddenSize),

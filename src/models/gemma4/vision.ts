@@ -31,64 +31,104 @@ import {
   ropeInvFreq,
   scale,
 } from "../../ops/mod.ts";
-import { forLayers, type WeightSpec } from "../common/weights.ts";
+import type { WeightSpec } from "../common/weights.ts";
+import { type Loaded, type ModelWeights, tableRows } from "../common/weight_table.ts";
+import type { TraceHook } from "../common/step.ts";
 import type { Gemma4VisionConfig } from "./vision_config.ts";
 
-/** Tower tensors under `model.vision_tower.` (what save_pretrained writes). */
-const TOWER = "model.vision_tower.";
-/** The embedder's projection. */
-const EMBEDDER = "model.embed_vision.";
-const CLIPPED = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"]
-  .concat(["mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]);
-
 /** The vision weight table (tower + embedder), shapes from the config. */
-export function gemma4VisionWeights(v: Gemma4VisionConfig, textHidden: number): WeightSpec[] {
+export function gemma4VisionTable(v: Gemma4VisionConfig, textHidden: number): Gemma4VisionTable {
   const D = v.hiddenSize, I = v.intermediateSize, hd = v.headDim, p = v.patchSize;
   const [nH, nKV] = [v.numAttentionHeads, v.numKeyValueHeads];
   const tower = (name: string, shape: number[], matmul = false, loadAs?: "f32"): WeightSpec => ({
-    name: TOWER + name,
+    name: `model.vision_tower.${name}`,
     shape,
     dtypes: matmul ? MATMUL_WEIGHT_DTYPES : FLOAT_DTYPES,
     aliases: [`vision_tower.${name}`],
     ...(loadAs ? { loadAs } : {}),
   });
-  const linearShapes: Record<string, number[]> = {
-    "self_attn.q_proj": [nH * hd, D],
-    "self_attn.k_proj": [nKV * hd, D],
-    "self_attn.v_proj": [nKV * hd, D],
-    "self_attn.o_proj": [D, nH * hd],
-    "mlp.gate_proj": [I, D],
-    "mlp.up_proj": [I, D],
-    "mlp.down_proj": [D, I],
-  };
-  const layer = [
-    ...["input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm"]
-      .map((n) => tower(`encoder.layers.{i}.${n}.weight`, [D], false, "f32")),
-    tower("encoder.layers.{i}.self_attn.q_norm.weight", [hd], false, "f32"),
-    tower("encoder.layers.{i}.self_attn.k_norm.weight", [hd], false, "f32"),
-    ...CLIPPED.flatMap((n) => [
-      tower(`encoder.layers.{i}.${n}.linear.weight`, linearShapes[n], true),
-      // Gemma4ClippableLinear's scalar bounds: read once on the host.
-      ...(v.useClippedLinears
-        ? ["input_min", "input_max", "output_min", "output_max"].map((b) =>
-          tower(`encoder.layers.{i}.${n}.${b}`, [], false, "f32")
-        )
-        : []),
-    ]),
-  ];
-  return [
-    tower("patch_embedder.input_proj.weight", [D, 3 * p * p], true),
+  const norm = (name: string, size: number) => tower(`${name}.weight`, [size], false, "f32");
+  /** Gemma4ClippableLinear: the linear, and its scalar bounds (read once on the host) when the config clips. */
+  const clippable = (name: string, shape: number[]) => ({
+    weight: tower(`${name}.linear.weight`, shape, true),
+    bounds: v.useClippedLinears
+      ? (["input_min", "input_max", "output_min", "output_max"] as const).map((b) =>
+        tower(`${name}.${b}`, [], false, "f32")
+      )
+      : undefined,
+  });
+  return {
+    inputProj: tower("patch_embedder.input_proj.weight", [D, 3 * p * p], true),
     // Gathered and added to f32 activations, so held in f32.
-    tower("patch_embedder.position_embedding_table", [2, v.positionEmbeddingSize, D], false, "f32"),
-    ...(v.standardize ? [tower("std_bias", [D], false, "f32"), tower("std_scale", [D], false, "f32")] : []),
-    ...forLayers(v.numHiddenLayers, layer),
-    {
-      name: EMBEDDER + "embedding_projection.weight",
+    positionEmbeddingTable: tower(
+      "patch_embedder.position_embedding_table",
+      [2, v.positionEmbeddingSize, D],
+      false,
+      "f32",
+    ),
+    standardize: v.standardize
+      ? { bias: tower("std_bias", [D], false, "f32"), scale: tower("std_scale", [D], false, "f32") }
+      : undefined,
+    layers: Array.from({ length: v.numHiddenLayers }, (_, i) => {
+      const l = `encoder.layers.${i}.`;
+      return {
+        inputLayernorm: norm(`${l}input_layernorm`, D),
+        postAttentionLayernorm: norm(`${l}post_attention_layernorm`, D),
+        preFeedforwardLayernorm: norm(`${l}pre_feedforward_layernorm`, D),
+        postFeedforwardLayernorm: norm(`${l}post_feedforward_layernorm`, D),
+        qNorm: norm(`${l}self_attn.q_norm`, hd),
+        kNorm: norm(`${l}self_attn.k_norm`, hd),
+        qProj: clippable(`${l}self_attn.q_proj`, [nH * hd, D]),
+        kProj: clippable(`${l}self_attn.k_proj`, [nKV * hd, D]),
+        vProj: clippable(`${l}self_attn.v_proj`, [nKV * hd, D]),
+        oProj: clippable(`${l}self_attn.o_proj`, [D, nH * hd]),
+        gateProj: clippable(`${l}mlp.gate_proj`, [I, D]),
+        upProj: clippable(`${l}mlp.up_proj`, [I, D]),
+        downProj: clippable(`${l}mlp.down_proj`, [D, I]),
+      };
+    }),
+    embeddingProjection: {
+      name: "model.embed_vision.embedding_projection.weight",
       shape: [textHidden, D],
       dtypes: MATMUL_WEIGHT_DTYPES,
       aliases: ["embed_vision.embedding_projection.weight"],
-    },
-  ];
+    } satisfies WeightSpec,
+  };
+}
+
+/** Gemma4ClippableLinear: its linear, and [input_min, input_max, output_min, output_max] when the config clips. */
+type ClippableTable = { weight: WeightSpec; bounds: WeightSpec[] | undefined };
+
+/** The vision tower's and the embedder's tensors, named after transformers' modules. */
+export type Gemma4VisionTable = {
+  inputProj: WeightSpec;
+  positionEmbeddingTable: WeightSpec;
+  /** With standardize: std_bias and std_scale. */
+  standardize: { bias: WeightSpec; scale: WeightSpec } | undefined;
+  layers: {
+    inputLayernorm: WeightSpec;
+    postAttentionLayernorm: WeightSpec;
+    preFeedforwardLayernorm: WeightSpec;
+    postFeedforwardLayernorm: WeightSpec;
+    qNorm: WeightSpec;
+    kNorm: WeightSpec;
+    qProj: ClippableTable;
+    kProj: ClippableTable;
+    vProj: ClippableTable;
+    oProj: ClippableTable;
+    gateProj: ClippableTable;
+    upProj: ClippableTable;
+    downProj: ClippableTable;
+  }[];
+  embeddingProjection: WeightSpec;
+};
+type Gemma4VisionWeights = Loaded<Gemma4VisionTable>;
+type VisionLayerWeights = Gemma4VisionWeights["layers"][number];
+type ClippableWeights = VisionLayerWeights["qProj"];
+
+/** The vision table's rows, flat. */
+export function gemma4VisionWeights(v: Gemma4VisionConfig, textHidden: number): WeightSpec[] {
+  return tableRows(gemma4VisionTable(v, textHidden));
 }
 
 /**
@@ -112,36 +152,35 @@ interface ItemLayout {
   cells: number[][];
 }
 
-/** Weights by name under the tower (`patch_embedder.…`, `encoder.layers.0.…`) or embedder (`embedding_projection…`). */
-export type VisionWeightLookup = (name: string) => Tensor;
-
 export class Gemma4VisionModel {
   readonly config: Gemma4VisionConfig;
   readonly backend: Backend;
   readonly textHidden: number;
-  /** Tower passes run so far (one per `encode` call): what the encoder cache saves. */
-  passes = 0;
-  readonly #w: VisionWeightLookup;
+  /** Sees each pass's named intermediates (`pooled`: the tower's pooled, standardized output); off by default. */
+  trace: TraceHook | undefined;
+  readonly #weights: ModelWeights<Gemma4VisionTable>;
+  readonly #w: Gemma4VisionWeights;
   readonly #invFreq: Tensor;
   /** -std_bias, so that standardize is add then mul (exactly (x - b) · s). */
   readonly #negStdBias: Tensor | null;
-  /** Clip bounds per clipped linear (`encoder.layers.0.mlp.up_proj`): [inMin, inMax, outMin, outMax]. */
-  readonly #clip = new Map<string, number[]>();
+  /** Clip bounds per clipped linear, read once: [inMin, inMax, outMin, outMax]. */
+  readonly #clip = new Map<ClippableWeights, number[]>();
 
-  constructor(backend: Backend, config: Gemma4VisionConfig, weights: (name: string) => Tensor, textHidden: number) {
+  /** Takes ownership of `weights` (disposed with the model). */
+  constructor(
+    backend: Backend,
+    config: Gemma4VisionConfig,
+    weights: ModelWeights<Gemma4VisionTable>,
+    textHidden: number,
+  ) {
     this.backend = backend;
     this.config = config;
     this.textHidden = textHidden;
-    this.#w = (name) => weights(name.startsWith("embedding_") ? EMBEDDER + name : TOWER + name);
-    if (config.useClippedLinears) {
-      for (let i = 0; i < config.numHiddenLayers; i++) {
-        for (const n of CLIPPED) {
-          const p = `encoder.layers.${i}.${n}`;
-          this.#clip.set(
-            p,
-            ["input_min", "input_max", "output_min", "output_max"].map((b) => this.#w(`${p}.${b}`).toArray()[0]),
-          );
-        }
+    this.#weights = weights;
+    this.#w = weights.tensors;
+    for (const l of this.#w.layers) {
+      for (const proj of [l.qProj, l.kProj, l.vProj, l.oProj, l.gateProj, l.upProj, l.downProj]) {
+        if (proj.bounds) this.#clip.set(proj, proj.bounds.map((b) => b.toArray()[0]));
       }
     }
     // Gemma4VisionRotaryEmbedding: inv_freq over spatial_dim = head_dim / 2, shared by the x and y halves.
@@ -151,7 +190,8 @@ export class Gemma4VisionModel {
     this.#negStdBias = null;
     if (config.standardize) {
       try {
-        this.#negStdBias = Tensor.fromArray(backend, this.#w("std_bias").toArray().map((b) => -b), [config.hiddenSize]);
+        const bias = this.#w.standardize!.bias.toArray().map((b) => -b);
+        this.#negStdBias = Tensor.fromArray(backend, bias, [config.hiddenSize]);
       } catch (e) {
         this.#invFreq.dispose();
         throw e;
@@ -160,35 +200,33 @@ export class Gemma4VisionModel {
   }
 
   /** Gemma4RMSNorm: x·w, or weightless when `weight` is null. */
-  #norm(x: Tensor, weight: string | null, out: Tensor): Tensor {
-    const eps = this.config.rmsNormEps;
-    if (weight === null) return rmsNorm(x, null, { mode: "plain", eps }, out);
-    return rmsNorm(x, this.#w(weight), { mode: "scale", eps }, out);
+  #norm(x: Tensor, weight: Tensor | null, out: Tensor): Tensor {
+    return rmsNorm(x, weight, { mode: weight === null ? "plain" : "scale", eps: this.config.rmsNormEps }, out);
   }
 
   /** Gemma4ClippableLinear: clamp(input) → linear → clamp(output); infinite bounds are skipped (identity). */
-  #linear(name: string, x: Tensor, out: Tensor, ws: Workspace): Tensor {
-    const bounds = this.#clip.get(name);
+  #linear(w: ClippableWeights, x: Tensor, out: Tensor, ws: Workspace): Tensor {
+    const bounds = this.#clip.get(w);
     let input = x;
     if (bounds && (bounds[0] > -Infinity || bounds[1] < Infinity)) {
       input = clamp(x, bounds[0], bounds[1], ws.get(`clip.${x.shape[1]}`, x.shape));
     }
-    linear(input, this.#w(`${name}.linear.weight`), null, out);
+    linear(input, w.weight, null, out);
     if (bounds && (bounds[2] > -Infinity || bounds[3] < Infinity)) clamp(out, bounds[2], bounds[3], out);
     return out;
   }
 
   /** Gemma4VisionAttention over the packed rows; each item attends to its own rows only. */
-  #attention(i: number, x: Tensor, pos: Tensor, spans: number[][], ws: Workspace): Tensor {
-    const c = this.config, N = x.shape[0], hd = c.headDim, p = `encoder.layers.${i}.self_attn.`;
+  #attention(w: VisionLayerWeights, x: Tensor, pos: Tensor, spans: number[][], ws: Workspace): Tensor {
+    const c = this.config, N = x.shape[0], hd = c.headDim;
     const [nH, nKV] = [c.numAttentionHeads, c.numKeyValueHeads];
-    const q = this.#linear(`${p}q_proj`, x, ws.get("q", [N, nH * hd]), ws).reshape([N, nH, hd]);
-    this.#norm(q, `${p}q_norm.weight`, q);
+    const q = this.#linear(w.qProj, x, ws.get("q", [N, nH * hd]), ws).reshape([N, nH, hd]);
+    this.#norm(q, w.qNorm, q);
     ropeAxes(q, pos, this.#invFreq);
-    const k = this.#linear(`${p}k_proj`, x, ws.get("k", [N, nKV * hd]), ws).reshape([N, nKV, hd]);
-    this.#norm(k, `${p}k_norm.weight`, k);
+    const k = this.#linear(w.kProj, x, ws.get("k", [N, nKV * hd]), ws).reshape([N, nKV, hd]);
+    this.#norm(k, w.kNorm, k);
     ropeAxes(k, pos, this.#invFreq);
-    const v = this.#linear(`${p}v_proj`, x, ws.get("v", [N, nKV * hd]), ws).reshape([N, nKV, hd]);
+    const v = this.#linear(w.vProj, x, ws.get("v", [N, nKV * hd]), ws).reshape([N, nKV, hd]);
     this.#norm(v, null, v);
     const attn = ws.get("attn", [N, nH, hd]);
     // scaling 1.0, bidirectional; transformers masks the padding keys, which are not packed here.
@@ -201,21 +239,21 @@ export class Gemma4VisionModel {
         attn.rows(start, n),
       );
     }
-    return this.#linear(`${p}o_proj`, attn.reshape([N, nH * hd]), ws.get("o", [N, c.hiddenSize]), ws);
+    return this.#linear(w.oProj, attn.reshape([N, nH * hd]), ws.get("o", [N, c.hiddenSize]), ws);
   }
 
   /** Gemma4VisionEncoderLayer: sandwich norms around attention and the gated MLP, each added to h. */
-  #layer(i: number, h: Tensor, pos: Tensor, spans: number[][], ws: Workspace): void {
-    const c = this.config, N = h.shape[0], p = `encoder.layers.${i}.`;
-    const x = this.#norm(h, `${p}input_layernorm.weight`, ws.get("x", h.shape));
-    const attn = this.#attention(i, x, pos, spans, ws);
-    add(h, this.#norm(attn, `${p}post_attention_layernorm.weight`, attn), h);
-    this.#norm(h, `${p}pre_feedforward_layernorm.weight`, x);
-    const gate = this.#linear(`${p}mlp.gate_proj`, x, ws.get("gate", [N, c.intermediateSize]), ws);
-    const up = this.#linear(`${p}mlp.up_proj`, x, ws.get("up", [N, c.intermediateSize]), ws);
+  #layer(w: VisionLayerWeights, h: Tensor, pos: Tensor, spans: number[][], ws: Workspace): void {
+    const c = this.config, N = h.shape[0];
+    const x = this.#norm(h, w.inputLayernorm, ws.get("x", h.shape));
+    const attn = this.#attention(w, x, pos, spans, ws);
+    add(h, this.#norm(attn, w.postAttentionLayernorm, attn), h);
+    this.#norm(h, w.preFeedforwardLayernorm, x);
+    const gate = this.#linear(w.gateProj, x, ws.get("gate", [N, c.intermediateSize]), ws);
+    const up = this.#linear(w.upProj, x, ws.get("up", [N, c.intermediateSize]), ws);
     geluTanhMul(gate, up, gate);
-    const down = this.#linear(`${p}mlp.down_proj`, gate, ws.get("down", h.shape), ws);
-    add(h, this.#norm(down, `${p}post_feedforward_layernorm.weight`, down), h);
+    const down = this.#linear(w.downProj, gate, ws.get("down", h.shape), ws);
+    add(h, this.#norm(down, w.postFeedforwardLayernorm, down), h);
   }
 
   /**
@@ -269,10 +307,10 @@ export class Gemma4VisionModel {
 
   /**
    * Gemma4VisionModel + Gemma4MultimodalEmbedder on every item of `batch` in one pass. Returns, per item, its soft
-   * tokens f32 [n_i, textHidden] (the caller disposes them); `towerOut` (optional) receives the tower's pooled,
-   * standardized output f32 [Σ n_i, hidden] for tests.
+   * tokens f32 [n_i, textHidden] (the caller disposes them). `trace` sees the tower's pooled, standardized output
+   * f32 [Σ n_i, hidden] as `pooled`.
    */
-  encode(batch: VisionBatch, towerOut?: (t: Tensor) => void): Tensor[] {
+  encode(batch: VisionBatch): Tensor[] {
     const c = this.config,
       D = c.hiddenSize,
       pp = 3 * c.patchSize ** 2,
@@ -313,7 +351,6 @@ export class Gemma4VisionModel {
         cell++;
       }
     });
-    this.passes++;
     using ws = new Workspace(this.backend);
     const px = ws.get("pixels", [N, pp]);
     px.write(pixels);
@@ -322,10 +359,14 @@ export class Gemma4VisionModel {
     const rowsT = ws.get("table_rows", [N, 2], "i32");
     rowsT.write(tableRows);
     // Gemma4VisionPatchEmbedder: input_proj, plus table[0][x] + table[1][y].
-    const h = linear(px, this.#w("patch_embedder.input_proj.weight"), null, ws.get("h", [N, D]));
-    const table = this.#w("patch_embedder.position_embedding_table");
+    const h = linear(px, this.#w.inputProj, null, ws.get("h", [N, D]));
+    const table = this.#w.positionEmbeddingTable;
     add(h, gatherSum(table.reshape([2 * S, D]), rowsT, 1, ws.get("pe", [N, D])), h);
-    for (let i = 0; i < c.numHiddenLayers; i++) this.#layer(i, h, posT, spans, ws);
+    this.trace?.("embeddings", -1, h);
+    this.#w.layers.forEach((layer, i) => {
+      this.#layer(layer, h, posT, spans, ws);
+      this.trace?.("hidden", i, h);
+    });
     // Gemma4VisionPooler: the mean of each cell's patches (1/k² each, padding counted as zeros), times sqrt(hidden).
     const k = Math.floor(Math.sqrt(Math.floor(M / Math.floor(M / c.poolingKernelSize ** 2))));
     const membersT = ws.get("cells", [cells, K], "i32");
@@ -334,9 +375,9 @@ export class Gemma4VisionModel {
     scale(pooled, Math.sqrt(D), pooled);
     if (this.#negStdBias) {
       add(pooled, this.#negStdBias, pooled);
-      mul(pooled, this.#w("std_scale"), pooled);
+      mul(pooled, this.#w.standardize!.scale, pooled);
     }
-    towerOut?.(pooled);
+    this.trace?.("pooled", -1, pooled);
     // Gemma4MultimodalEmbedder: weightless RMSNorm, then the projection into the text width.
     this.#norm(pooled, null, pooled);
     const out: Tensor[] = [];
@@ -345,7 +386,7 @@ export class Gemma4VisionModel {
       for (const l of layouts) {
         const t = Tensor.empty(this.backend, [l.cells.length, this.textHidden]);
         out.push(t);
-        linear(pooled.rows(at, l.cells.length), this.#w("embedding_projection.weight"), null, t);
+        linear(pooled.rows(at, l.cells.length), this.#w.embeddingProjection, null, t);
         at += l.cells.length;
       }
       return out;
@@ -358,5 +399,6 @@ export class Gemma4VisionModel {
   dispose(): void {
     this.#invFreq.dispose();
     this.#negStdBias?.dispose();
+    this.#weights.dispose();
   }
 }

@@ -9,10 +9,11 @@ import { FLOAT_DTYPES, MATMUL_WEIGHT_DTYPES } from "../../runtime/dtype.ts";
 import type { WeightSpec } from "../common/weights.ts";
 import type { WeightSource } from "../../formats/weight_source.ts";
 import { WeightsError } from "../../errors.ts";
-import type { Gemma4Model } from "./config.ts";
+import type { Gemma4LayerSpec, Gemma4Model } from "./config.ts";
+import { type Loaded, tableRows } from "../common/weight_table.ts";
 
 /** Row name of a text-model tensor: `layers.0.mlp.up_proj.weight` → `model.layers.0.mlp.up_proj.weight`. */
-export const rowName = (name: string): string => `model.${name}`;
+const rowName = (name: string): string => `model.${name}`;
 
 /** Norms, scalars and expert tensors load as float; projections the matrix kernels read may be quantized too. */
 function row(name: string, shape: number[], matmul = false): WeightSpec {
@@ -24,60 +25,119 @@ function row(name: string, shape: number[], matmul = false): WeightSpec {
   };
 }
 
-export function gemma4TextWeights(model: Gemma4Model): WeightSpec[] {
+/** Gemma4TextDecoderLayer's tensors, named after transformers' modules; absent where the layer has none. */
+export type Gemma4LayerTable = {
+  inputLayernorm: WeightSpec;
+  qProj: WeightSpec;
+  qNorm: WeightSpec;
+  oProj: WeightSpec;
+  postAttentionLayernorm: WeightSpec;
+  preFeedforwardLayernorm: WeightSpec;
+  gateProj: WeightSpec;
+  upProj: WeightSpec;
+  downProj: WeightSpec;
+  postFeedforwardLayernorm: WeightSpec;
+  layerScalar: WeightSpec;
+  /** Absent on KV-shared layers. */
+  kProj: WeightSpec | undefined;
+  kNorm: WeightSpec | undefined;
+  /** Absent on KV-shared and k_eq_v layers. */
+  vProj: WeightSpec | undefined;
+  /** With hidden_size_per_layer_input > 0. */
+  perLayerInput: { gate: WeightSpec; projection: WeightSpec; postNorm: WeightSpec } | undefined;
+  /** With enable_moe_block: the router, the experts and the branch's norms. */
+  moe: {
+    routerProj: WeightSpec;
+    routerScale: WeightSpec;
+    perExpertScale: WeightSpec;
+    gateUp: WeightSpec;
+    down: WeightSpec;
+    preFeedforwardLayernorm2: WeightSpec;
+    postFeedforwardLayernorm1: WeightSpec;
+    postFeedforwardLayernorm2: WeightSpec;
+  } | undefined;
+};
+
+/** The text model's tensors; `perLayer` with per-layer inputs, `lmHead` when the head is not tied. */
+export type Gemma4TextTable = {
+  embedTokens: WeightSpec;
+  norm: WeightSpec;
+  perLayer: { embedTokens: WeightSpec; modelProjection: WeightSpec; projectionNorm: WeightSpec } | undefined;
+  layers: Gemma4LayerTable[];
+  lmHead: WeightSpec | undefined;
+};
+
+function layerTable(model: Gemma4Model, l: Gemma4LayerSpec): Gemma4LayerTable {
+  const c = model.text, H = c.hiddenSize, P = c.hiddenSizePerLayerInput;
+  const p = `layers.${l.index}.`, a = `${p}self_attn.`;
+  const [hd, kv, I] = [l.headDim, l.kvHeads * l.headDim, l.intermediateSize];
+  const ownKv = !l.kvShared;
+  const moe = c.moe;
+  return {
+    inputLayernorm: row(`${p}input_layernorm.weight`, [H]),
+    qProj: row(`${a}q_proj.weight`, [c.numAttentionHeads * hd, H], true),
+    qNorm: row(`${a}q_norm.weight`, [hd]),
+    oProj: row(`${a}o_proj.weight`, [H, c.numAttentionHeads * hd], true),
+    postAttentionLayernorm: row(`${p}post_attention_layernorm.weight`, [H]),
+    preFeedforwardLayernorm: row(`${p}pre_feedforward_layernorm.weight`, [H]),
+    gateProj: row(`${p}mlp.gate_proj.weight`, [I, H], true),
+    upProj: row(`${p}mlp.up_proj.weight`, [I, H], true),
+    downProj: row(`${p}mlp.down_proj.weight`, [H, I], true),
+    postFeedforwardLayernorm: row(`${p}post_feedforward_layernorm.weight`, [H]),
+    layerScalar: row(`${p}layer_scalar`, [1]),
+    // KV-shared layers read their source's K/V; k_eq_v layers take V from the raw K projection.
+    kProj: ownKv ? row(`${a}k_proj.weight`, [kv, H], true) : undefined,
+    kNorm: ownKv ? row(`${a}k_norm.weight`, [hd]) : undefined,
+    vProj: ownKv && !l.kEqV ? row(`${a}v_proj.weight`, [kv, H], true) : undefined,
+    perLayerInput: P > 0
+      ? {
+        gate: row(`${p}per_layer_input_gate.weight`, [P, H], true),
+        projection: row(`${p}per_layer_projection.weight`, [H, P], true),
+        postNorm: row(`${p}post_per_layer_input_norm.weight`, [H]),
+      }
+      : undefined,
+    moe: moe
+      ? {
+        routerProj: row(`${p}router.proj.weight`, [moe.numExperts, H], true),
+        routerScale: row(`${p}router.scale`, [H]),
+        perExpertScale: row(`${p}router.per_expert_scale`, [moe.numExperts]),
+        gateUp: row(`${p}experts.gate_up_proj`, [moe.numExperts, 2 * moe.moeIntermediateSize, H]),
+        down: row(`${p}experts.down_proj`, [moe.numExperts, H, moe.moeIntermediateSize]),
+        preFeedforwardLayernorm2: row(`${p}pre_feedforward_layernorm_2.weight`, [H]),
+        postFeedforwardLayernorm1: row(`${p}post_feedforward_layernorm_1.weight`, [H]),
+        postFeedforwardLayernorm2: row(`${p}post_feedforward_layernorm_2.weight`, [H]),
+      }
+      : undefined,
+  };
+}
+
+/** The whole text model's table. */
+export function gemma4TextTable(model: Gemma4Model): Gemma4TextTable {
   const c = model.text;
   const [H, V, L, P] = [c.hiddenSize, c.vocabSize, c.numHiddenLayers, c.hiddenSizePerLayerInput];
-  const rows: WeightSpec[] = [row("embed_tokens.weight", [V, H], true), row("norm.weight", [H])];
-  if (P > 0) {
-    rows.push(
-      row("embed_tokens_per_layer.weight", [c.vocabSizePerLayerInput, L * P], true),
-      row("per_layer_model_projection.weight", [L * P, H], true),
-      row("per_layer_projection_norm.weight", [P]),
-    );
-  }
-  for (const l of model.layers) {
-    const p = `layers.${l.index}.`, a = `${p}self_attn.`;
-    const [hd, kv, I] = [l.headDim, l.kvHeads * l.headDim, l.intermediateSize];
-    rows.push(
-      row(`${p}input_layernorm.weight`, [H]),
-      row(`${a}q_proj.weight`, [c.numAttentionHeads * hd, H], true),
-      row(`${a}q_norm.weight`, [hd]),
-      row(`${a}o_proj.weight`, [H, c.numAttentionHeads * hd], true),
-      row(`${p}post_attention_layernorm.weight`, [H]),
-      row(`${p}pre_feedforward_layernorm.weight`, [H]),
-      row(`${p}mlp.gate_proj.weight`, [I, H], true),
-      row(`${p}mlp.up_proj.weight`, [I, H], true),
-      row(`${p}mlp.down_proj.weight`, [H, I], true),
-      row(`${p}post_feedforward_layernorm.weight`, [H]),
-      row(`${p}layer_scalar`, [1]),
-    );
-    if (!l.kvShared) rows.push(row(`${a}k_proj.weight`, [kv, H], true), row(`${a}k_norm.weight`, [hd]));
-    if (!l.kvShared && !l.kEqV) rows.push(row(`${a}v_proj.weight`, [kv, H], true));
-    if (P > 0) {
-      rows.push(
-        row(`${p}per_layer_input_gate.weight`, [P, H], true),
-        row(`${p}per_layer_projection.weight`, [H, P], true),
-        row(`${p}post_per_layer_input_norm.weight`, [H]),
-      );
-    }
-    if (c.moe) {
-      const [E, mI] = [c.moe.numExperts, c.moe.moeIntermediateSize];
-      rows.push(
-        row(`${p}router.proj.weight`, [E, H], true),
-        row(`${p}router.scale`, [H]),
-        row(`${p}router.per_expert_scale`, [E]),
-        row(`${p}experts.gate_up_proj`, [E, 2 * mI, H]),
-        row(`${p}experts.down_proj`, [E, H, mI]),
-        row(`${p}pre_feedforward_layernorm_2.weight`, [H]),
-        row(`${p}post_feedforward_layernorm_1.weight`, [H]),
-        row(`${p}post_feedforward_layernorm_2.weight`, [H]),
-      );
-    }
-  }
-  if (!c.tieWordEmbeddings) {
-    rows.push({ name: "lm_head.weight", shape: [V, H], dtypes: MATMUL_WEIGHT_DTYPES });
-  }
-  return rows;
+  return {
+    embedTokens: row("embed_tokens.weight", [V, H], true),
+    norm: row("norm.weight", [H]),
+    perLayer: P > 0
+      ? {
+        embedTokens: row("embed_tokens_per_layer.weight", [c.vocabSizePerLayerInput, L * P], true),
+        modelProjection: row("per_layer_model_projection.weight", [L * P, H], true),
+        projectionNorm: row("per_layer_projection_norm.weight", [P]),
+      }
+      : undefined,
+    layers: model.layers.map((l) => layerTable(model, l)),
+    lmHead: c.tieWordEmbeddings
+      ? undefined
+      : { name: "lm_head.weight", shape: [V, H], dtypes: MATMUL_WEIGHT_DTYPES } satisfies WeightSpec,
+  };
+}
+
+export type Gemma4TextWeights = Loaded<Gemma4TextTable>;
+export type Gemma4LayerWeights = Gemma4TextWeights["layers"][number];
+
+/** The table's rows, flat. */
+export function gemma4TextWeights(model: Gemma4Model): WeightSpec[] {
+  return tableRows(gemma4TextTable(model));
 }
 
 /**
