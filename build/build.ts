@@ -11,8 +11,9 @@
  *
  * Flags: --require-cuda (fail when nvcc is missing; CI), --cpu-only, --clean, --quiet (echo nothing
  * when everything is up to date), --out DIR (another output directory, e.g. for a cross-compiled library).
- * Environment: CXX, NVCC, CUDA_HOME, GEMMAKIT_CPU_ARCH (default "native"; "portable" is the target's
- * baseline with the kernels' plain C++ vectors), GEMMAKIT_CUDA_ARCHS (default "80,89,90a"; PTX is embedded
+ * Environment: CXX, NVCC, CUDA_HOME, GEMMAKIT_CPU_ARCH (default "native"; "portable" is the compiler's
+ * baseline: x86-64's plain C++ vectors, armv8-a's NEON), GEMMAKIT_CXXFLAGS (extra CPU compile flags),
+ * GEMMAKIT_CUDA_ARCHS (default "80,89,90a"; PTX is embedded
  * for the newest).
  *
  * On Linux the libraries are `.so` files built with g++. On macOS the CPU library is a `.dylib` built with
@@ -179,7 +180,9 @@ function objectPath(dirs: Dirs, kind: string, source: string): string {
  */
 export function cpuFlags(os: typeof Deno.build.os, arch: string): { compile: string[]; link: string[] } {
   const march = arch === "portable" ? [] : [`-march=${arch}`];
-  const common = ["-std=c++17", "-O3", ...march, "-fPIC", "-fvisibility=hidden", "-Wall", "-Wextra"];
+  // GEMMAKIT_CXXFLAGS: extra compile flags, e.g. -DGK_PORTABLE_SIMD (no NEON intrinsics) for the arm64 task.
+  const extra = (Deno.env.get("GEMMAKIT_CXXFLAGS") ?? "").split(/\s+/).filter(Boolean);
+  const common = ["-std=c++17", "-O3", ...march, "-fPIC", "-fvisibility=hidden", "-Wall", "-Wextra", ...extra];
   if (os === "darwin") {
     // Untested: Apple clang has no -fopenmp driver flag; OpenMP comes from Homebrew's libomp.
     const omp = Deno.env.get("GEMMAKIT_LIBOMP") ?? "/opt/homebrew/opt/libomp";

@@ -9,7 +9,7 @@ export const NATIVE_SOURCES: {
   files: [string, string][];
 } = {
   version: "0.1.0",
-  sha256: "96bbfd9d9a1ab112cf5ab59e9cee603425097246caf72f83536be6bdfb03059a",
+  sha256: "940cc557129d3e992ce6427bad054593f042ce86eb9a613ee7fa850cc0864456",
   files: [
     ["kernels/common/dtype.h", "51097132b4a0752ddd93fc62dc6dac1a46f70c14b8b2d18bf166e8ea230a774b"],
     ["kernels/common/error.cpp", "16d996224683479f1bfab036cc33a4cb56589112885bf3a1d9936632ae48064c"],
@@ -28,7 +28,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/gather_sum.cpp", "343b3e0d88a0e77326aa979ec67668c42ffb2372ed8cf058da1019031107776b"],
     ["kernels/cpu/kv_cache_write.cpp", "86990e09320fbf192230c96abc269289aa6ce3425ca5a821cf0fc027767af5ca"],
     ["kernels/cpu/layer_norm.cpp", "71da9959d48a20ee3f1414af319ac6266e0a2291059c8b33567ece4326ba534a"],
-    ["kernels/cpu/linear.cpp", "8f768cddf17ba0b4b08ceafec33d81609367e243a05f2394b4946d4cd777a0df"],
+    ["kernels/cpu/linear.cpp", "9bae69073fad5b91dc6f9439f302eca5e153dc664e4cc91cc197f9ca7b5eb8fd"],
     ["kernels/cpu/moe.cpp", "35a108f882afe481099ef21f32861fa62ffaab095a2df0894a66784ba29580a9"],
     ["kernels/cpu/patch_extract.cpp", "526f05411a682855fa688e8805364c58caba991bdcfb782c68a7fc589ee6aa82"],
     ["kernels/cpu/program.cpp", "4bed208a2e8dbc702d2d7ee10a6dd21244eca81b61ce58cb04126431df697224"],
@@ -36,7 +36,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/rms_norm.cpp", "66907e24dcc606530c18ec2e6883d26e7718253f94342d5fec802a86d831bf13"],
     ["kernels/cpu/rope.cpp", "93ef423e7fd1e2e8e5ec8b61095a5bf79668b5842c30b5e7954a0d5971b2c3c8"],
     ["kernels/cpu/rope_axes.cpp", "665f1ca5e21a59006551262316f3935a67e85912299caabfc82c38db98c9c077"],
-    ["kernels/cpu/runtime.cpp", "ffad5f48a58633169b4f93d03be94a3bed7ea353da86109a442bc49a09545594"],
+    ["kernels/cpu/runtime.cpp", "8f5ca9cf2beee760ea2729023c4b020a96aaacad404ffc65ae5db7c514dc8050"],
     ["kernels/cpu/sample.cpp", "376dfb4fe09ed00bce3f03c583e3f2f1581030eba32a901cb2a8d31cf0cd6ae6"],
     ["kernels/cpu/simd.h", "712bd9bcd11114463b87e8bdfa85f6953c2a2382681937cdc077f5723aadcf4e"],
     ["kernels/cpu/softmax.cpp", "02d4f89bf232e81992d93b1e1d8c033724810cc91d17acc36209d031626540b1"],
