@@ -19,14 +19,24 @@ function tsFiles(dir: string): string[] {
 }
 
 /**
- * The layer of a file under src/, bottom (0) to top. Files may import their own layer and those below.
- * errors → ffi → runtime → leaves (ops, formats, tokenizer, vision, hub) → generate → models/common and the
- * Family interface → the families → registry and loadModel → the CLI.
+ * The layer of a file, bottom (0) to top. Files may import their own layer and those below.
+ * errors, fs helpers and the build driver (build/, which the native installer runs) → ffi and the native-library
+ * installer → runtime → leaves (ops, formats, tokenizer, vision, hub) → generate → models/common and the Family
+ * interface → the families → registry and loadModel → the CLI.
  */
 function layer(file: string): number {
   const parts = file.split("/");
-  if (file === "src/errors.ts") return 0;
-  const ranks: Record<string, number> = { ffi: 1, runtime: 2, ops: 3, formats: 3, tokenizer: 3, vision: 3, hub: 3 };
+  if (file === "src/errors.ts" || file === "src/fs.ts" || parts[0] === "build") return 0;
+  const ranks: Record<string, number> = {
+    ffi: 1,
+    native: 1,
+    runtime: 2,
+    ops: 3,
+    formats: 3,
+    tokenizer: 3,
+    vision: 3,
+    hub: 3,
+  };
   if (parts[1] in ranks) return ranks[parts[1]];
   if (parts[1] === "generate") return 4;
   if (parts[1] === "models") {

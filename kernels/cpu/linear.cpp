@@ -33,6 +33,14 @@
 #pragma GCC diagnostic pop
 #endif
 
+// arm64: the portable vf (plain loops GCC vectorises) everywhere, plus NEON intrinsics in the matrix-vector
+// kernel (dot_block: decode's products with f32/bf16/f16 W), where the widening loads and fused multiply-adds
+// must stay in registers. -DGK_PORTABLE_SIMD keeps the portable code there too (the arm64 task tests both).
+#if defined(__ARM_NEON) && !defined(GK_PORTABLE_SIMD) && !defined(__AVX2__)
+#define GK_LINEAR_NEON 1
+#include <arm_neon.h>
+#endif
+
 namespace {
 
 // ---- simd.h's vector, plus bf16/f16 loads, transposes and block decoders for AVX-512, AVX2 and plain C++ ----
@@ -292,19 +300,52 @@ constexpr int bias_dtype(int DT) { return is_quant_dtype(DT) ? GK_F32 : DT; }
 
 // ---- small m (1 = decode): stream W once, R rows of it at a time against all M rows of x ----
 
+#if defined(GK_LINEAR_NEON)
+// 4 W elements widened to f32: bf16 is the high half of an f32 (a 16-bit left shift), f16 converts exactly.
+template <int DT>
+inline float32x4_t neon_loadw4(const void* w, int64_t i) {
+  if constexpr (DT == GK_F32) return vld1q_f32((const float*)w + i);
+  if constexpr (DT == GK_BF16) return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16((const uint16_t*)w + i), 16));
+  return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t*)w + i)));
+}
+#endif
+
 // y[i, r .. r+R) for i < M. M·R independent FMA chains hide the FMA latency; each W vector is loaded
 // (and widened) once and used M times.
 template <int DT, int M, int R>
 inline void dot_block(const float* x, const void* w, const void* bias, int64_t r, int64_t n, int64_t k, float* y) {
-  vf acc[M][R];
-  for (int i = 0; i < M; ++i)
-    for (int j = 0; j < R; ++j) acc[i][j] = vzero();
   // The block's R rows are R short streams, too many for the hardware prefetcher to follow well: pull the
   // next block toward L2 (prefetcht1) at the rate this one is consumed, one block of look-ahead.
   // Measured on the 1.3 GB lm_head: ~10-15 GB/s without, ~20 (1 thread) / ~39 GB/s (2 threads) with.
   constexpr int64_t esz = DT == GK_F32 ? 4 : 2;
   const char* next = (const char*)w + (r + R) * k * esz;
   int64_t c = 0;
+#if defined(GK_LINEAR_NEON)
+  // Two q registers per 8 columns; each W pair is loaded once and used against all M rows of x.
+  float32x4_t nacc[M][R][2];
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < R; ++j) nacc[i][j][0] = nacc[i][j][1] = vdupq_n_f32(0.0f);
+  for (; c + 8 <= k; c += 8) {
+    for (int64_t b = 0; b < R * 8 * esz; b += 64) __builtin_prefetch(next + c * R * esz + b, 0, 2);
+    for (int j = 0; j < R; ++j) {
+      const float32x4_t w0 = neon_loadw4<DT>(w, (r + j) * k + c), w1 = neon_loadw4<DT>(w, (r + j) * k + c + 4);
+      for (int i = 0; i < M; ++i) {
+        nacc[i][j][0] = vfmaq_f32(nacc[i][j][0], w0, vld1q_f32(x + i * k + c));
+        nacc[i][j][1] = vfmaq_f32(nacc[i][j][1], w1, vld1q_f32(x + i * k + c + 4));
+      }
+    }
+  }
+  for (int i = 0; i < M; ++i) {
+    for (int j = 0; j < R; ++j) {
+      float s = vaddvq_f32(vaddq_f32(nacc[i][j][0], nacc[i][j][1]));
+      for (int64_t t = c; t < k; ++t) s += gk::load_f32(w, DT, (r + j) * k + t) * x[i * k + t];
+      y[i * n + r + j] = s + bias_at(bias, DT, r + j);
+    }
+  }
+#else
+  vf acc[M][R];
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < R; ++j) acc[i][j] = vzero();
   for (; c + kW <= k; c += kW) {
     for (int64_t b = 0; b < R * kW * esz; b += 64) __builtin_prefetch(next + c * R * esz + b, 0, 2);
     vf wv[R];
@@ -321,6 +362,7 @@ inline void dot_block(const float* x, const void* w, const void* bias, int64_t r
       y[i * n + r + j] = s + bias_at(bias, DT, r + j);
     }
   }
+#endif
 }
 
 // Quantized W: y[i, r .. r+R) for i < M, block by block. Each unit of a row is decoded to f32 in registers

@@ -35,6 +35,8 @@ GK_API gk_status gk_device_name(int32_t device, char* buf, int32_t buf_len) {
       "AVX-512";
 #elif defined(__AVX2__)
       "AVX2";
+#elif defined(__ARM_NEON) && !defined(GK_PORTABLE_SIMD)
+      "NEON";
 #else
       "scalar";
 #endif

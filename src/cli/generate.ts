@@ -11,7 +11,7 @@ import type { GenerateOptions } from "../generate/options.ts";
 import { type ToolSpec, validateTools } from "../generate/tools.ts";
 import { loadModel } from "../models/load.ts";
 import { stderrProgress } from "../hub/progress.ts";
-import { HubError } from "../hub/errors.ts";
+import { HubError } from "../errors.ts";
 import type { ChatMessage } from "../tokenizer/chat_template.ts";
 import { responsePrinter } from "./response_printer.ts";
 

@@ -1,11 +1,14 @@
 /**
  * Finds and opens the native library: CUDA when a device answers, the CPU twin otherwise.
- * `GEMMAKIT_BACKEND=cpu|cuda` forces one; `GEMMAKIT_LIB_DIR` points at a directory of built libraries
- * (default: build/out/ of this package).
+ * `GEMMAKIT_BACKEND=cpu|cuda` forces one; `GEMMAKIT_LIB_DIR` points at a directory of built libraries.
+ * Without it, a checkout loads from its build/out/, and a package imported by URL or from a registry from
+ * its library cache, where the CPU library is built on first use (src/native/install.ts).
  * @module
  */
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { libraryFileName } from "../../build/build.ts";
+import { cachedLibraryDir, ensureCpuLibrary, isRemotePackage } from "../native/install.ts";
 import { LibraryError } from "../errors.ts";
 import { ABI_VERSION, type Symbols, symbols } from "./symbols.ts";
 
@@ -23,22 +26,31 @@ export interface NativeLibrary {
 }
 
 const BUILD_HINT = "run `deno task build` in the gemmakit checkout (or set GEMMAKIT_LIB_DIR to the built libraries)";
+// Imported remotely, only the CPU library builds itself: CUDA's build takes nvcc and many minutes.
+const REMOTE_CUDA_HINT = "imported by URL, gemmakit builds only its CPU library itself; for CUDA, run " +
+  "`deno task build` in a checkout of the same version and set GEMMAKIT_LIB_DIR to its build/out";
 
-/** Directory the libraries are loaded from. */
+/**
+ * Directory the libraries are loaded from: GEMMAKIT_LIB_DIR, else the checkout's build/out/, else (imported
+ * by URL or from a registry) this version's folder in the library cache, which may not exist yet.
+ */
 export function libraryDir(): string {
   const fromEnv = Deno.env.get("GEMMAKIT_LIB_DIR");
   if (fromEnv) return fromEnv;
-  const here = new URL("../../build/out/", import.meta.url);
-  if (here.protocol !== "file:") {
-    throw new LibraryError("load", `gemmakit was imported from ${here.origin}, which holds no native libraries`, {
-      hint: "build the libraries from a checkout (`deno task build`) and set GEMMAKIT_LIB_DIR to its build/out",
-    });
-  }
-  return fileURLToPath(here);
+  if (isRemotePackage()) return cachedLibraryDir();
+  return fileURLToPath(new URL("../../build/out/", import.meta.url));
 }
 
 export function libraryPath(kind: BackendKind): string {
-  return join(libraryDir(), `libgemmakit_${kind}.so`);
+  return join(libraryDir(), libraryFileName(kind));
+}
+
+function isFile(path: string): boolean {
+  try {
+    return Deno.statSync(path).isFile;
+  } catch {
+    return false;
+  }
 }
 
 /** Reads a NUL-terminated string the library returned. */
@@ -53,12 +65,14 @@ export function openLibrary(kind: BackendKind): NativeLibrary {
   const cached = opened.get(kind);
   if (cached) return cached;
   const path = libraryPath(kind);
-  try {
-    Deno.statSync(path);
-  } catch {
+  const remote = isRemotePackage() && !Deno.env.get("GEMMAKIT_LIB_DIR");
+  if (!isFile(path) && remote && kind === "cpu") ensureCpuLibrary(); // throws NativeBuildError on failure
+  if (!isFile(path)) {
     throw new LibraryError("load", `the ${kind} library is not built: ${path} does not exist`, {
       hint: kind === "cuda"
-        ? `${BUILD_HINT}; the CUDA library needs nvcc (see README), or use GEMMAKIT_BACKEND=cpu`
+        ? `${
+          remote ? REMOTE_CUDA_HINT : BUILD_HINT
+        }; the CUDA library needs nvcc (see README), or use GEMMAKIT_BACKEND=cpu`
         : BUILD_HINT,
     });
   }

@@ -9,8 +9,8 @@
 import { createHash, type Hash } from "node:crypto";
 import { dirname, join, relative } from "node:path";
 import { GemmakitError } from "../errors.ts";
-import { HubError, HubHttpError, HubUnreachableError, IntegrityError } from "./errors.ts";
-import { diskOp, hashPrefix, removeQuietly, statOrNull, withFileLock, writeAll, writeTextAtomic } from "./fs.ts";
+import { HubError, HubHttpError, HubUnreachableError, IntegrityError } from "../errors.ts";
+import { diskOp, hashPrefix, removeQuietly, statOrNull, withFileLock, writeAll, writeTextAtomic } from "../fs.ts";
 import { ConnectionFailed, type HubContext, hubFetch, isTransient, normalizeEtag } from "./hf_http.ts";
 import { type ProgressCallback, stderrProgress } from "./progress.ts";
 

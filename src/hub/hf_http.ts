@@ -5,7 +5,7 @@
  * @module
  */
 
-import { HubAuthError, HubError, HubHttpError, HubNotFoundError } from "./errors.ts";
+import { HubAuthError, HubError, HubHttpError, HubNotFoundError } from "../errors.ts";
 
 /** What every request to one hub needs. */
 export interface HubContext {

@@ -22,4 +22,4 @@ export {
   IntegrityError,
   PipError,
   PythonNotFoundError,
-} from "./errors.ts";
+} from "../errors.ts";

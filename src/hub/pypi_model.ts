@@ -8,8 +8,8 @@
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { GemmakitError } from "../errors.ts";
-import { HubError, IntegrityError, PipError, PythonNotFoundError } from "./errors.ts";
-import { diskOp, removeQuietly, statOrNull, withFileLock, writeAll, writeTextAtomic } from "./fs.ts";
+import { HubError, IntegrityError, PipError, PythonNotFoundError } from "../errors.ts";
+import { diskOp, removeQuietly, statOrNull, withFileLock, writeAll, writeTextAtomic } from "../fs.ts";
 import { type ProgressCallback, stderrProgress } from "./progress.ts";
 import { extractZipEntry } from "./wheel.ts";
 

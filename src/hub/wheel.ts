@@ -4,7 +4,7 @@
  */
 
 import { Unzip, UnzipInflate } from "fflate";
-import { HubError } from "./errors.ts";
+import { HubError } from "../errors.ts";
 
 /**
  * Streams the entry `entryName` of the zip archive at `zipPath` to `sink`, in order, waiting for each

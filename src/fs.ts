@@ -1,13 +1,12 @@
 /**
- * File-system helpers the downloaders share: an inter-process lock, atomic small writes, quiet removal,
+ * File-system helpers the downloaders and the native-library installer share: an inter-process lock, atomic small writes, quiet removal,
  * and turning a failed write into a DiskWriteError.
  * @module
  */
 
 import { createHash, type Hash } from "node:crypto";
 import { dirname } from "node:path";
-import { GemmakitError } from "../errors.ts";
-import { DiskWriteError } from "./errors.ts";
+import { DiskWriteError, GemmakitError } from "./errors.ts";
 
 /**
  * Runs `fn` holding an exclusive flock on `lockPath` (created if missing and left in place). Another
