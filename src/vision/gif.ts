@@ -15,7 +15,12 @@ interface GifReaderLike {
   width: number;
   height: number;
   numFrames(): number;
-  frameInfo(i: number): { palette_offset: number | null; transparent_index: number | null };
+  frameInfo(i: number): {
+    palette_offset: number | null;
+    transparent_index: number | null;
+    width: number;
+    height: number;
+  };
   decodeAndBlitFrameRGBA(i: number, out: Uint8Array): void;
 }
 
@@ -24,7 +29,7 @@ export function readGifHeader(bytes: Uint8Array): ImageHeader {
   return { format: "gif", width: bytes[6] | (bytes[7] << 8), height: bytes[8] | (bytes[9] << 8) };
 }
 
-export function decodeGifRgb(bytes: Uint8Array, _header: ImageHeader, _o: DecodeOptions): RgbaImage {
+export function decodeGifRgb(bytes: Uint8Array, _header: ImageHeader, o: DecodeOptions): RgbaImage {
   let reader: GifReaderLike;
   try {
     reader = new (GifReader as new (b: Uint8Array) => GifReaderLike)(bytes);
@@ -36,6 +41,16 @@ export function decodeGifRgb(bytes: Uint8Array, _header: ImageHeader, _o: Decode
   if (reader.numFrames() < 1) throw new ImageError(OP, "truncated", "GIF has no complete frame");
   const { width, height } = reader;
   const info = reader.frameInfo(0);
+  // omggif sizes its index buffer by the frame's own rectangle, which may be larger than the screen: bound it
+  // as the screen was (the pixel limit, and what the file's bytes can hold at LZW's best, 4096 pixels a byte).
+  const framePixels = info.width * info.height;
+  if (framePixels > o.maxPixels || framePixels > bytes.length * 4096 + 65536) {
+    throw new ImageError(
+      OP,
+      framePixels > o.maxPixels ? "too_large" : "truncated",
+      `the GIF's first frame is ${info.width}x${info.height}, more than the limit or the file's ${bytes.length} bytes allow`,
+    );
+  }
   if (info.palette_offset === null) throw new ImageError(OP, "corrupt", "GIF frame has no palette");
   const pal = info.palette_offset;
   const palette = (i: number) => bytes.subarray(pal + i * 3, pal + i * 3 + 3);
