@@ -99,6 +99,8 @@ export interface SafetensorsSource extends Disposable {
 }
 
 const quote = (name: string) => JSON.stringify(name);
+/** A NUL or other control character, which no file name in a checkpoint has (and stat refuses NUL). */
+const hasControl = (s: string) => [...s].some((c) => c.charCodeAt(0) < 0x20);
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 
 interface Header {
@@ -405,7 +407,8 @@ function readIndex(indexPath: string): { weightMap: Map<string, string>; metadat
   for (const [name, shard] of Object.entries(json.weight_map)) {
     // A name is one path component a file system can hold: no separators, no NUL or control bytes, <= 255 bytes.
     if (
-      typeof shard !== "string" || shard === "" || /[\\/\x00-\x1f]/.test(shard) || shard === "." || shard === ".." ||
+      typeof shard !== "string" || shard === "" || /[\\/]/.test(shard) || hasControl(shard) || shard === "." ||
+      shard === ".." ||
       new TextEncoder().encode(shard).length > 255
     ) {
       problems.push(`weight_map maps ${quote(name)} to ${JSON.stringify(shard)}, not a file name in this directory`);

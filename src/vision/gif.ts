@@ -20,6 +20,7 @@ interface GifReaderLike {
     transparent_index: number | null;
     width: number;
     height: number;
+    data_offset: number;
   };
   decodeAndBlitFrameRGBA(i: number, out: Uint8Array): void;
 }
@@ -58,6 +59,7 @@ export function decodeGifRgb(bytes: Uint8Array, _header: ImageHeader, o: DecodeO
   // Pixels the frame leaves untouched (transparent or outside its rectangle) keep this fill.
   const fill = palette(info.transparent_index ?? 0);
   for (let i = 0; i < width * height; i++) rgba.set(fill, i * 4);
+  checkLzw(bytes, info.data_offset, framePixels);
   try {
     reader.decodeAndBlitFrameRGBA(0, rgba);
   } catch (e) {
@@ -71,4 +73,59 @@ export function decodeGifRgb(bytes: Uint8Array, _header: ImageHeader, o: DecodeO
     rgb[i * 3 + 2] = rgba[i * 4 + 2];
   }
   return { width, height, data: rgb };
+}
+
+/**
+ * Walks the frame's LZW code stream exactly as omggif's decoder reads it (same bit reader, same code-size growth),
+ * without output, and refuses a code that names an entry not yet defined. omggif does not check that: such a
+ * code can make its table reference itself, and its prefix chase then never ends (a 600-byte GIF hung the
+ * process). With every code at most `next_code`, each entry points at a smaller one and every chase ends. Reading
+ * past the data is refused too (omggif reads `undefined` as 0).
+ */
+function checkLzw(stream: Uint8Array, start: number, pixels: number): void {
+  const corrupt = (why: string) => new ImageError(OP, "corrupt", `GIF frame data is malformed: ${why}`);
+  let p = start;
+  const byte = () => {
+    if (p >= stream.length) throw corrupt("the code stream runs past the end of the file");
+    return stream[p++];
+  };
+  const minCodeSize = byte();
+  if (minCodeSize < 1 || minCodeSize > 11) throw corrupt(`LZW minimum code size ${minCodeSize}`);
+  const clear = 1 << minCodeSize, eoi = clear + 1;
+  let next = eoi + 1, size = minCodeSize + 1, mask = (1 << size) - 1;
+  let shift = 0, cur = 0, sub = byte();
+  let prev: number | null = null;
+  let out = 0;
+  for (;;) {
+    while (shift < 16) {
+      if (sub === 0) break;
+      cur |= byte() << shift;
+      shift += 8;
+      if (sub === 1) sub = byte();
+      else --sub;
+    }
+    if (shift < size) return;
+    const code = cur & mask;
+    cur >>= size;
+    shift -= size;
+    if (code === clear) {
+      next = eoi + 1;
+      size = minCodeSize + 1;
+      mask = (1 << size) - 1;
+      prev = null;
+      continue;
+    }
+    if (code === eoi) return;
+    if (code > next || (code === next && prev === null)) throw corrupt(`code ${code} before entry ${next} exists`);
+    // Each code emits at least one pixel; omggif stops once the frame is full, so may we.
+    if (++out > pixels) return;
+    if (prev !== null && next < 4096) {
+      next++;
+      if (next >= mask + 1 && size < 12) {
+        ++size;
+        mask = (mask << 1) | 1;
+      }
+    }
+    prev = code;
+  }
 }

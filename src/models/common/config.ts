@@ -70,16 +70,15 @@ export type LayerType = "sliding_attention" | "full_attention";
 
 /** layer_types as written, each checked; `count` entries expected. */
 export function readLayerTypes(r: ConfigReader, raw: unknown[], count: number): LayerType[] {
-  if (raw.length !== count) {
-    // Checked first: the entries are not read when their number is wrong (it may be huge).
-    r.problems.push(`${r.prefix}layer_types has ${raw.length} entries for ${count} layers`);
-    return Array.from({ length: count }, () => "full_attention");
-  }
+  // Only the first entries are named in problems: a hostile list may hold millions.
   const types = raw.map((t, i): LayerType => {
     if (t === "sliding_attention" || t === "full_attention") return t;
-    r.problems.push(`${r.prefix}layer_types[${i}] ${show(t)} is not sliding_attention or full_attention`);
+    if (r.problems.length < 64) {
+      r.problems.push(`${r.prefix}layer_types[${i}] ${show(t)} is not sliding_attention or full_attention`);
+    }
     return "full_attention";
   });
+  if (types.length !== count) r.problems.push(`${r.prefix}layer_types has ${types.length} entries for ${count} layers`);
   return types;
 }
 
