@@ -68,10 +68,41 @@ export class DisposedError extends GemmakitError {
 /** A prompt (plus what must be generated) that does not fit the model's context. */
 export class ContextLengthError extends GemmakitError {
   override name = "ContextLengthError";
-  constructor(op: string, readonly promptTokens: number, readonly limit: number) {
-    super(op, `the prompt is ${promptTokens} tokens, over the context limit of ${limit}`, {
+  /** `atLeast`: the count is a lower bound, from the prompt's length before it was tokenized. */
+  constructor(op: string, readonly promptTokens: number, readonly limit: number, atLeast = false) {
+    super(op, `the prompt is ${atLeast ? "at least " : ""}${promptTokens} tokens, over the context limit of ${limit}`, {
       hint: "shorten the prompt, or load the model with a larger maxContext (up to max_position_embeddings)",
     });
+  }
+}
+
+/**
+ * An integer from outside (a config field, a header count or dimension, a processor size, an op option) that is
+ * not an integer or lies outside the bound gemmakit states for it. Checked before the number sizes any work or
+ * memory, so a hostile file costs nothing; `field` names where the number came from.
+ */
+export class BoundsError extends GemmakitError {
+  override name = "BoundsError";
+  constructor(op: string, readonly field: string, readonly value: unknown, readonly min: number, readonly max: number) {
+    super(op, `${field} must be an integer in ${min}..${max}, got ${showValue(value)}`, {
+      hint: "the input is malformed or hostile; no real checkpoint, image or request needs a value outside the bound",
+    });
+  }
+}
+
+function showValue(v: unknown): string {
+  const text = typeof v === "bigint" ? `${v}` : JSON.stringify(v) ?? String(v);
+  return text.length > 40 ? `${text.slice(0, 37)}...` : text;
+}
+
+/** Why base64 or a data URL was refused. */
+export type DataUrlErrorKind = "not_a_data_url" | "not_base64" | "empty" | "too_large";
+
+/** Base64 text or a `data:` URL that cannot be decoded, or decodes to more bytes than allowed. */
+export class DataUrlError extends GemmakitError {
+  override name = "DataUrlError";
+  constructor(readonly kind: DataUrlErrorKind, message: string, options: { hint?: string } = {}) {
+    super("dataUrl", message, options);
   }
 }
 

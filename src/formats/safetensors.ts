@@ -11,7 +11,7 @@
  * export is fixed in one round rather than one error at a time.
  * @module
  */
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { DisposedError, DTypeError } from "../errors.ts";
 import type { Backend } from "../runtime/backend.ts";
 import type { DType } from "../runtime/dtype.ts";
@@ -99,6 +99,8 @@ export interface SafetensorsSource extends Disposable {
 }
 
 const quote = (name: string) => JSON.stringify(name);
+/** A NUL or other control character, which no file name in a checkpoint has (and stat refuses NUL). */
+const hasControl = (s: string) => [...s].some((c) => c.charCodeAt(0) < 0x20);
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 
 interface Header {
@@ -376,13 +378,16 @@ export class ShardedSafetensors implements SafetensorsSource {
   }
 }
 
-function exists(path: string): boolean {
+/** Whether `path` exists; any other failure of stat (a NUL byte, a name too long, no permission) is a FormatError. */
+function exists(path: string, where: string): boolean {
   try {
     Deno.statSync(path);
     return true;
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
+    throw new FormatError(OP, where, `cannot look up ${quote(basename(path))}: ${(e as Error).message}`, {
+      cause: e,
+    });
   }
 }
 
@@ -400,7 +405,12 @@ function readIndex(indexPath: string): { weightMap: Map<string, string>; metadat
   const problems: string[] = [];
   const weightMap = new Map<string, string>();
   for (const [name, shard] of Object.entries(json.weight_map)) {
-    if (typeof shard !== "string" || shard === "" || /[\\/]/.test(shard) || shard === "." || shard === "..") {
+    // A name is one path component a file system can hold: no separators, no NUL or control bytes, <= 255 bytes.
+    if (
+      typeof shard !== "string" || shard === "" || /[\\/]/.test(shard) || hasControl(shard) || shard === "." ||
+      shard === ".." ||
+      new TextEncoder().encode(shard).length > 255
+    ) {
       problems.push(`weight_map maps ${quote(name)} to ${JSON.stringify(shard)}, not a file name in this directory`);
     } else weightMap.set(name, shard);
   }
@@ -423,7 +433,7 @@ function openSharded(dir: string, indexPath: string): ShardedSafetensors {
   try {
     for (const shard of shardNames) {
       const path = join(dir, shard);
-      if (!exists(path)) {
+      if (!exists(path, indexPath)) {
         const n = [...weightMap.values()].filter((s) => s === shard).length;
         problems.push(`shard ${shard} named in the index (for ${n} tensors) is missing`);
         continue;
@@ -474,9 +484,9 @@ function openSharded(dir: string, indexPath: string): ShardedSafetensors {
  */
 export function openSafetensorsDir(dir: string): SafetensorsSource {
   const single = join(dir, "model.safetensors");
-  if (exists(single)) return openSafetensors(single);
+  if (exists(single, dir)) return openSafetensors(single);
   const index = join(dir, "model.safetensors.index.json");
-  if (exists(index)) return openSharded(dir, index);
+  if (exists(index, dir)) return openSharded(dir, index);
   let others: string[] = [];
   try {
     others = [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) => n.endsWith(".safetensors"));

@@ -6,7 +6,7 @@
  */
 import type { Backend } from "../runtime/backend.ts";
 import type { VisionCache, VisionCacheStats } from "../runtime/vision_cache.ts";
-import { GemmakitError, ImageInputError } from "../errors.ts";
+import { ContextLengthError, GemmakitError, ImageInputError } from "../errors.ts";
 import type { ChatMessage, ChatTemplateOptions } from "../tokenizer/chat_template.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { generateTokens } from "./generator.ts";
@@ -125,8 +125,24 @@ export class Model {
     return this.#parts.lm.maxContext;
   }
 
+  /**
+   * Refuses an input whose text alone is more tokens than the context holds, from its length, before it is
+   * templated or tokenized (a 19 MB prompt would otherwise hold the event loop for minutes). Normalization may
+   * shorten text (NFKC folds some pairs into one character), hence the factor of 2 in the input's favour.
+   */
+  #checkPromptLength(input: GenerateInput, chat: ChatOptions): void {
+    const chars = typeof input === "string"
+      ? input.length
+      : "prompt" in input
+      ? String(input.prompt ?? "").length
+      : messageChars(input.messages) + textChars(chat.tools);
+    const atLeast = Math.floor(chars / (2 * this.tokenizer.maxTokenChars));
+    if (atLeast > this.maxContext) throw new ContextLengthError("generate", atLeast, this.maxContext, true);
+  }
+
   /** Token ids of an input, as generation will see them. */
   encode(input: GenerateInput, chat: ChatOptions = {}): number[] {
+    this.#checkPromptLength(input, chat);
     if (typeof input === "string" || "prompt" in input) {
       if (chat.thinking !== undefined || chat.tools !== undefined) {
         throw new GemmakitError(
@@ -157,6 +173,7 @@ export class Model {
   /** Prompt ids and media of an input: media parts go through the family's layout. */
   async #layout(input: GenerateInput, options: StreamOptions): Promise<{ ids: number[]; media?: unknown }> {
     if (typeof input === "string" || "prompt" in input) return { ids: this.encode(input, options) };
+    this.#checkPromptLength(input, options);
     const images = hasImages(input.messages), videos = hasVideos(input.messages);
     if (!images && !videos) return { ids: this.encode(input, options) };
     const chat = this.#chatOptions(options);
@@ -257,4 +274,29 @@ export class Model {
   [Symbol.dispose](): void {
     this.dispose();
   }
+}
+
+/** Characters of the strings in a value (keys included); byte arrays count nothing. */
+function textChars(value: unknown, depth = 0): number {
+  if (typeof value === "string") return value.length;
+  if (!value || typeof value !== "object" || depth > 64 || ArrayBuffer.isView(value)) return 0;
+  let n = 0;
+  if (Array.isArray(value)) { for (const v of value) n += textChars(v, depth + 1); }
+  else for (const [k, v] of Object.entries(value)) n += k.length + textChars(v, depth + 1);
+  return n;
+}
+
+/** Characters of a conversation's text: string contents, text parts, other message fields (tool calls, ...);
+ * media parts count nothing, as their sources (data URLs, base64) become soft tokens, not text. */
+function messageChars(messages: readonly ChatMessage[]): number {
+  let n = 0;
+  for (const m of Array.isArray(messages) ? messages : []) {
+    if (!m || typeof m !== "object") continue;
+    for (const [k, v] of Object.entries(m)) {
+      if (k !== "content") n += textChars(v);
+      else if (Array.isArray(v)) { for (const p of v) n += p?.type === "text" ? textChars(p.text) : 0; }
+      else n += textChars(v);
+    }
+  }
+  return n;
 }

@@ -1,4 +1,5 @@
 import { ShapeError } from "../errors.ts";
+import { boundedInt, I32_MAX } from "../runtime/bounds.ts";
 import type { Tensor } from "../runtime/tensor.ts";
 import { expectDType, expectRank, expectSameBackend, expectShape, fmt, output, run } from "./check.ts";
 
@@ -33,9 +34,8 @@ function checkHeads(op: string, qHeads: number, kvHeads: number, headDim: number
 
 function checkOptions(op: string, o: AttentionOptions): void {
   if (!Number.isFinite(o.scale)) throw new ShapeError(op, `scale=${o.scale} must be finite`);
-  if (o.window !== undefined && (!Number.isInteger(o.window) || o.window < 0)) {
-    throw new ShapeError(op, `window=${o.window} must be a non-negative integer`);
-  }
+  // The window crosses FFI as an i32: anything larger is refused here, not by the FFI layer's TypeError.
+  if (o.window !== undefined) boundedInt(op, "window", o.window, 0, I32_MAX);
   if (o.softcap !== undefined && !(o.softcap >= 0)) throw new ShapeError(op, `softcap=${o.softcap} must be >= 0`);
 }
 

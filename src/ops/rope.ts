@@ -1,4 +1,5 @@
 import { ShapeError } from "../errors.ts";
+import { boundedInt, DIMENSION_BOUNDS } from "../runtime/bounds.ts";
 import type { Tensor } from "../runtime/tensor.ts";
 import { expectDType, expectRank, expectSameBackend, expectShape, fmt, run } from "./check.ts";
 
@@ -17,6 +18,8 @@ export interface RopeSpec {
   partialRotaryFactor?: number;
 }
 
+const MAX_HEAD_DIM = DIMENSION_BOUNDS.head_dim;
+
 /**
  * inv_freq [headDim/2] as transformers builds it in f32: `1 / θ^(arange(0, d, 2) / d)`, divided by the
  * linear factor, with zeros past the rotated pairs for proportional rope
@@ -24,7 +27,9 @@ export interface RopeSpec {
  */
 export function ropeInvFreq(spec: RopeSpec): Float32Array {
   const { headDim, theta, factor = 1, partialRotaryFactor = 1 } = spec;
-  if (!Number.isInteger(headDim) || headDim < 2 || headDim % 2 !== 0) {
+  // Bounded first: the table is headDim/2 entries, and a huge headDim would spin here.
+  boundedInt("ropeInvFreq", "headDim", headDim, 2, MAX_HEAD_DIM);
+  if (headDim % 2 !== 0) {
     throw new ShapeError("ropeInvFreq", `headDim=${headDim} must be a positive even integer`);
   }
   const half = headDim / 2;

@@ -3,6 +3,7 @@
  * @module
  */
 import { ShapeError } from "../errors.ts";
+import { boundedInt, I32_MAX } from "../runtime/bounds.ts";
 import type { Tensor } from "../runtime/tensor.ts";
 import { expectDType, expectRank, expectSameBackend, expectShape, output, run } from "./check.ts";
 
@@ -18,7 +19,7 @@ export function patchExtract(pixels: Tensor, patch: number, out?: Tensor): Tenso
   expectDType(op, "pixels", pixels, ["f32"]);
   expectRank(op, "pixels", pixels, 4);
   const [n, channels, height, width] = pixels.shape;
-  if (!Number.isInteger(patch) || patch < 1) throw new ShapeError(op, `patch=${patch} must be a positive integer`);
+  boundedInt(op, "patch", patch, 1, I32_MAX);
   if (height % patch !== 0 || width % patch !== 0) {
     throw new ShapeError(op, `${height}x${width} pixels are not a whole number of ${patch}x${patch} patches`);
   }
@@ -50,7 +51,7 @@ export function avgPool2d(
   expectDType(op, "x", x, ["f32"]);
   expectRank(op, "x", x, 3);
   for (const [name, v] of [["gridH", gridH], ["gridW", gridW], ["kernel", kernel]] as const) {
-    if (!Number.isInteger(v) || v < 1) throw new ShapeError(op, `${name}=${v} must be a positive integer`);
+    boundedInt(op, name, v, 1, I32_MAX);
   }
   expectShape(op, "x", x, [null, gridH * gridW, null]);
   if (gridH % kernel !== 0 || gridW % kernel !== 0) {

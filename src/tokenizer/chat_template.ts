@@ -95,7 +95,7 @@ export class ChatTemplate {
     const template = this.#pick(options);
     const variables: Record<string, unknown> = {
       ...this.#specialTokens,
-      messages,
+      messages: withPlaceholders(messages),
       add_generation_prompt: options.addGenerationPrompt ?? false,
       ...(options.tools ? { tools: options.tools } : {}),
       ...options.variables,
@@ -123,6 +123,20 @@ export class ChatTemplate {
     }
     return template;
   }
+}
+
+/**
+ * The messages as the template sees them: every part that is not text becomes `{type}` alone, a placeholder.
+ * Templates only test a part's type (the processor expands media tokens afterwards), and the media themselves
+ * (bytes, base64, data URLs of megabytes) flow beside the template to the family's layout: converting them into
+ * Jinja values would cost seconds and gigabytes for one large image.
+ */
+function withPlaceholders(messages: readonly ChatMessage[]): readonly ChatMessage[] {
+  return messages.map((m) =>
+    Array.isArray(m.content) && m.content.some((p) => p.type !== "text")
+      ? { ...m, content: m.content.map((p) => (p.type === "text" ? p : { type: p.type })) }
+      : m
+  );
 }
 
 /**

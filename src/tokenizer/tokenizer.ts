@@ -232,6 +232,22 @@ export class Tokenizer {
     return text === undefined ? undefined : this.tokenToId(text);
   }
 
+  /**
+   * Most characters (UTF-16 units) of text one token can stand for: the longest vocabulary entry. A text of n
+   * characters is at least n / maxTokenChars tokens, which lets generation refuse a prompt far over the context
+   * before spending time templating and tokenizing it.
+   */
+  get maxTokenChars(): number {
+    if (this.#maxTokenChars === undefined) {
+      let most = 1;
+      for (const t of this.#vocab) if (typeof t === "string" && t.length > most) most = t.length;
+      for (const t of this.#hf.get_added_tokens_decoder().values()) most = Math.max(most, t.content.length);
+      this.#maxTokenChars = most;
+    }
+    return this.#maxTokenChars;
+  }
+  #maxTokenChars: number | undefined;
+
   /** The chat template's prompt text for `messages`; see {@link ChatTemplate.render}. */
   applyChatTemplate(messages: readonly ChatMessage[], options: ChatTemplateOptions = {}): string {
     if (!this.chatTemplate) {

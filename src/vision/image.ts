@@ -23,7 +23,8 @@
  * pixel is decoded, so an "image bomb" costs nothing.
  * @module
  */
-import { ImageError } from "../errors.ts";
+import { DataUrlError, ImageError } from "../errors.ts";
+import { decodeBase64, decodeDataUrl } from "../runtime/bounds.ts";
 import { applyOrientation, exifOrientation } from "./exif.ts";
 import { decodeGifRgb, readGifHeader } from "./gif.ts";
 import { decodeJpegRgb, readJpegHeader } from "./jpeg.ts";
@@ -68,11 +69,11 @@ function resolveOptions(o: LoadImageOptions): DecodeOptions {
   const maxPixels = o.maxPixels ?? DEFAULT_MAX_PIXELS;
   const maxFileBytes = o.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
   if (!(maxPixels > 0) || !(maxFileBytes > 0)) {
-    throw new RangeError(`${OP}: maxPixels and maxFileBytes must be positive`);
+    throw new ImageError(OP, "bad_config", `maxPixels and maxFileBytes must be positive`);
   }
   const bg = o.alphaBackground;
   if (bg && (bg.length !== 3 || bg.some((v) => !(Number.isInteger(v) && v >= 0 && v <= 255)))) {
-    throw new RangeError(`${OP}: alphaBackground must be three integers in 0..255`);
+    throw new ImageError(OP, "bad_config", `alphaBackground must be three integers in 0..255`);
   }
   return { maxPixels, maxFileBytes, applyExifOrientation: o.applyExifOrientation ?? true, alphaBackground: bg };
 }
@@ -137,6 +138,7 @@ export function decodeImage(bytes: Uint8Array, options: LoadImageOptions = {}): 
       { hint: "downscale the image, or raise maxPixels" },
     );
   }
+  checkDataCanHold(bytes, header);
   const decoded = header.format === "png"
     ? decodePngRgb(bytes, header as ImageHeader & { depth: number }, o)
     : header.format === "jpeg"
@@ -151,6 +153,30 @@ export function decodeImage(bytes: Uint8Array, options: LoadImageOptions = {}): 
   return img;
 }
 
+/**
+ * Most pixels one byte of each format can carry, at the formats' best compression: a JPEG codes at least one
+ * bit per 8x8 block (512 px/byte; 1024 leaves room), a GIF's LZW code of 12 bits stands for up to 4096 pixels,
+ * a PNG's deflate expands at most ~1032:1 (8 one-bit pixels a byte). A file that declares more pixels than its
+ * bytes can hold is refused before any buffer is sized from the header, so a 37-byte file cannot make the
+ * decoder allocate hundreds of megabytes.
+ */
+const MAX_PIXELS_PER_BYTE: Record<ImageFormat, number> = { jpeg: 1024, gif: 4096, png: 1032 * 8 };
+/** Pixels any file may declare whatever its size (tiny images are cheap). */
+const FREE_PIXELS = 1 << 16;
+
+function checkDataCanHold(bytes: Uint8Array, header: ImageHeader): void {
+  const { format, width, height } = header;
+  const most = bytes.length * MAX_PIXELS_PER_BYTE[format] + FREE_PIXELS;
+  if (width * height > most) {
+    throw new ImageError(
+      OP,
+      "truncated",
+      `the ${format.toUpperCase()} file is ${bytes.length} bytes, too small to hold the ${width}x${height} pixels ` +
+        `its header declares (a cut-off file or a decompression bomb)`,
+    );
+  }
+}
+
 /** out = (rgb * a + bg * (255 - a)) / 255, rounded (Pillow's alpha_composite rounding onto an opaque colour). */
 function composite(img: RgbImage, alpha: Uint8Array, bg: readonly number[]): RgbImage {
   const out = new Uint8Array(img.data.length);
@@ -161,30 +187,23 @@ function composite(img: RgbImage, alpha: Uint8Array, bg: readonly number[]): Rgb
   return { ...img, data: out };
 }
 
-function decodeBase64(text: string, maxBytes: number): Uint8Array {
-  const clean = text.replace(/\s+/g, "").replace(/-/g, "+").replace(/_/g, "/");
-  if (clean.length === 0) throw new ImageError(OP, "bad_source", "the base64 image data is empty");
-  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(clean) || clean.length % 4 === 1) {
-    throw new ImageError(OP, "bad_source", "the image data is not valid base64");
+/** Base64 / data URL bytes through the shared helper; its refusals become ImageErrors of the same meaning. */
+function dataBytes(text: string, maxBytes: number, dataUrl: boolean): Uint8Array {
+  try {
+    return dataUrl ? decodeDataUrl(text, maxBytes).bytes : decodeBase64(text, maxBytes);
+  } catch (e) {
+    if (!(e instanceof DataUrlError)) throw e;
+    const kind = e.kind === "too_large" ? "too_large" : "bad_source";
+    throw new ImageError(
+      OP,
+      kind,
+      `the image ${dataUrl ? "data URL" : "base64"}: ${e.message.replace(/^dataUrl: /, "")}`,
+      {
+        cause: e,
+        hint: e.hint,
+      },
+    );
   }
-  if ((clean.length * 3) / 4 > maxBytes + 3) {
-    throw new ImageError(OP, "too_large", `the base64 image is over the ${maxBytes}-byte limit`);
-  }
-  const bin = atob(clean.padEnd(Math.ceil(clean.length / 4) * 4, "="));
-  const out = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-  return out;
-}
-
-function decodeDataUrl(url: string, maxBytes: number): Uint8Array {
-  const comma = url.indexOf(",");
-  if (comma < 0) throw new ImageError(OP, "bad_source", "the data URL has no ',' before its data");
-  const meta = url.slice(5, comma);
-  const payload = url.slice(comma + 1);
-  if (/;base64$/i.test(meta)) return decodeBase64(payload, maxBytes);
-  // Percent-encoded (non-base64) data URL: rare for images but valid.
-  const raw = decodeURIComponent(payload);
-  return Uint8Array.from(raw, (c) => c.charCodeAt(0) & 0xff);
 }
 
 async function readFile(path: string | URL, maxBytes: number): Promise<Uint8Array> {
@@ -203,13 +222,21 @@ async function readFile(path: string | URL, maxBytes: number): Promise<Uint8Arra
 }
 
 async function fromUrlOrPath(s: string, o: DecodeOptions): Promise<Uint8Array> {
-  if (/^data:/i.test(s)) return decodeDataUrl(s, o.maxFileBytes);
+  if (/^data:/i.test(s)) return dataBytes(s, o.maxFileBytes, true);
   if (/^https?:\/\//i.test(s)) {
     throw new ImageError(OP, "bad_source", "remote image URLs are not fetched", {
       hint: "download the image yourself (with your own size and time limits) and pass its bytes",
     });
   }
-  if (/^file:/i.test(s)) return await readFile(new URL(s), o.maxFileBytes);
+  if (/^file:/i.test(s)) {
+    let url: URL;
+    try {
+      url = new URL(s);
+    } catch (e) {
+      throw new ImageError(OP, "bad_source", "the file: URL does not parse", { cause: e });
+    }
+    return await readFile(url, o.maxFileBytes);
+  }
   return await readFile(s, o.maxFileBytes);
 }
 
@@ -224,7 +251,7 @@ async function sourceBytes(source: ImageSource, o: DecodeOptions): Promise<Uint8
     }
     if ("base64" in source && typeof source.base64 === "string") {
       const b = source.base64.trimStart();
-      return /^data:/i.test(b) ? decodeDataUrl(b, o.maxFileBytes) : decodeBase64(b, o.maxFileBytes);
+      return dataBytes(b, o.maxFileBytes, /^data:/i.test(b));
     }
     if ("url" in source && typeof source.url === "string") return await fromUrlOrPath(source.url, o);
   }

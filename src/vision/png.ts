@@ -5,6 +5,7 @@
  * @module
  */
 import { decode as decodePng } from "fast-png";
+import { Unzlib } from "fflate";
 import { ImageError } from "../errors.ts";
 import type { DecodeOptions, ImageHeader, RgbaImage } from "./image_types.ts";
 
@@ -50,12 +51,81 @@ function unpackBits(data: Uint8Array, width: number, height: number, depth: numb
   return out;
 }
 
+/** Samples per pixel of each PNG colour type (gray, RGB, palette, gray+alpha, RGBA). */
+const CHANNELS: Record<number, number> = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 };
+/** deflate's largest expansion: 258 bytes from one 2-bit code, ~1032:1 over a stream. */
+const DEFLATE_MAX_RATIO = 1032;
+
+/** Filtered bytes the header's size implies: one filter byte per row (per Adam7 pass when interlaced). */
+function rawBytes(width: number, height: number, bitsPerPixel: number, interlaced: boolean): number {
+  const row = (w: number) => (w > 0 ? 1 + Math.ceil((w * bitsPerPixel) / 8) : 0);
+  if (!interlaced) return height * row(width);
+  // Adam7: [x0, y0, dx, dy] of each pass.
+  const passes = [[0, 0, 8, 8], [4, 0, 8, 8], [0, 4, 4, 8], [2, 0, 4, 4], [0, 2, 2, 4], [1, 0, 2, 2], [0, 1, 1, 2]];
+  let total = 0;
+  for (const [x0, y0, dx, dy] of passes) {
+    const w = Math.ceil((width - x0) / dx), h = Math.ceil((height - y0) / dy);
+    if (w > 0 && h > 0) total += h * row(w);
+  }
+  return total;
+}
+
+/**
+ * Proves, before fast-png inflates anything, that the image data inflates to no more than the header's size
+ * implies: first from the compressed length (deflate cannot expand past ~1032:1, so a small file cannot hold a
+ * large image), then by inflating in small steps and stopping as soon as the output passes the expected size.
+ * A decompression bomb therefore costs at most the expected size, which the pixel limit already bounds.
+ */
+function checkInflatedSize(bytes: Uint8Array, width: number, height: number, depth: number, colorType: number): void {
+  const channels = CHANNELS[colorType];
+  if (channels === undefined || ![1, 2, 4, 8, 16].includes(depth)) {
+    throw new ImageError(OP, "corrupt", `PNG colour type ${colorType} with bit depth ${depth} is not valid`);
+  }
+  const expected = rawBytes(width, height, channels * depth, bytes[28] === 1);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const idat: Uint8Array[] = [];
+  let compressed = 0;
+  for (let pos = 8; pos + 12 <= bytes.length;) {
+    const len = view.getUint32(pos);
+    const type = view.getUint32(pos + 4);
+    if (pos + 12 + len > bytes.length) break;
+    if (type === 0x49444154) { // IDAT
+      idat.push(bytes.subarray(pos + 8, pos + 8 + len));
+      compressed += len;
+    } else if (type === 0x49454e44) break; // IEND
+    pos += 12 + len;
+  }
+  if (compressed * DEFLATE_MAX_RATIO + 1024 < expected) {
+    throw new ImageError(
+      OP,
+      "truncated",
+      `PNG holds ${compressed} compressed bytes, too few for its ${width}x${height} pixels ` +
+        `(${expected} bytes once inflated); the file is cut short or a decompression bomb`,
+    );
+  }
+  let produced = 0;
+  const inflater = new Unzlib((chunk) => {
+    produced += chunk.length;
+    if (produced > expected) throw new ImageError(OP, "corrupt", "PNG image data inflates past its declared size");
+  });
+  const STEP = 4096; // each push inflates at most STEP * 1032 bytes (4 MiB) before the count is checked
+  try {
+    for (const part of idat) {
+      for (let at = 0; at < part.length; at += STEP) inflater.push(part.subarray(at, at + STEP));
+    }
+  } catch (e) {
+    if (e instanceof ImageError) throw e;
+    // A broken zlib stream: let fast-png, which reads it the same way, report it with its own message.
+  }
+}
+
 /** Decode a PNG whose header {@link readPngHeader} accepted, to RGB8 plus alpha where the file has one. */
 export function decodePngRgb(
   bytes: Uint8Array,
-  _header: ImageHeader & { depth: number },
+  header: ImageHeader & { depth: number; colorType?: number },
   _o: DecodeOptions,
 ): RgbaImage {
+  checkInflatedSize(bytes, header.width, header.height, header.depth, header.colorType ?? bytes[25]);
   let png;
   try {
     png = decodePng(bytes, { checkCrc: true });

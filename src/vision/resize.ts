@@ -13,6 +13,7 @@
  * variable-resolution processor can reuse it.
  * @module
  */
+import { ImageError } from "../errors.ts";
 
 /** An 8-bit image with `channels` interleaved samples per pixel, rows top to bottom. */
 export interface U8Image {
@@ -147,9 +148,37 @@ function vertical(src: U8Image, outHeight: number, filter: AaFilter): U8Image {
   return { width, height: outHeight, channels: c, data: out };
 }
 
+/** Largest side of a resize output; no processor asks for more than a few thousand. */
+export const MAX_RESIZE_SIDE = 1 << 16;
+/** Most multiply-adds one resize may cost (about a second of CPU): a 50 MP photo to 896x896 needs ~0.4 G. */
+export const MAX_RESIZE_WORK = 2e9;
+
+/**
+ * Multiply-adds of a resize (both passes, as torch orders them), computed before any allocation, so that an
+ * image within the pixel limit but of extreme shape (1x4,000,000) cannot cost minutes.
+ */
+export function resizeWork(inW: number, inH: number, outW: number, outH: number, channels: number, halfSize = 2) {
+  const taps = (i: number, o: number) => 2 * Math.ceil(halfSize * Math.max(i / o, 1)) + 1;
+  const h = outW !== inW ? inH * outW * channels * taps(inW, outW) : 0;
+  const v = outH !== inH ? outH * outW * channels * taps(inH, outH) : 0;
+  return h + v;
+}
+
 function resizeAa(src: U8Image, outWidth: number, outHeight: number, filter: AaFilter, name: string): U8Image {
-  if (!(Number.isInteger(outWidth) && Number.isInteger(outHeight) && outWidth > 0 && outHeight > 0)) {
-    throw new RangeError(`${name}: output size must be positive integers, got ${outWidth}x${outHeight}`);
+  for (const [field, v] of [["width", outWidth], ["height", outHeight]] as const) {
+    if (!Number.isInteger(v) || v < 1 || v > MAX_RESIZE_SIDE) {
+      throw new ImageError(name, "bad_config", `output ${field} must be an integer in 1..${MAX_RESIZE_SIDE}, got ${v}`);
+    }
+  }
+  const work = resizeWork(src.width, src.height, outWidth, outHeight, src.channels, filter.halfSize);
+  if (work > MAX_RESIZE_WORK) {
+    throw new ImageError(
+      name,
+      "too_large",
+      `resizing ${src.width}x${src.height} to ${outWidth}x${outHeight} would take ${work.toExponential(2)} ` +
+        `multiply-adds, over the bound of ${MAX_RESIZE_WORK.toExponential(0)}`,
+      { hint: "an image of so extreme an aspect ratio cannot be used; crop or pad it first" },
+    );
   }
   // Horizontal pass first, through an 8-bit (clamped) intermediate, as torch does.
   let img = src;

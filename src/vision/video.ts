@@ -214,8 +214,27 @@ async function runTool(
   return { code: status.code, stdout, stderr: stderr.trim() };
 }
 
-function describeFailure(tool: string, r: RunResult): VideoError {
-  const msg = r.stderr.split("\n").filter(Boolean).slice(-3).join("; ") || `exit code ${r.code}`;
+/**
+ * The demuxers a video may be opened with: the containers video actually comes in. Playlists and indirections
+ * (hls, concat, dash, ffconcat, image2 patterns, tee, ...) are not among them, so a "video" cannot make ffmpeg open
+ * another file; with `-protocol_whitelist file` it cannot reach the network either. (The mov demuxer follows
+ * external data references only with `enable_drefs`, off by default.)
+ */
+export const VIDEO_DEMUXERS = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpegts,mpeg,flv,ogg,gif,ivf,h264,hevc";
+/** Input options that confine ffmpeg and ffprobe to one local file of a known container. */
+const CONFINE = ["-protocol_whitelist", "file", "-format_whitelist", VIDEO_DEMUXERS];
+
+function describeFailure(tool: string, r: RunResult, input: string): VideoError {
+  // ffmpeg names its input in messages: the caller's own path is theirs to see, a temp file's is not.
+  const path = input.replace(/^file:/, "");
+  const scrub = (line: string) => line.split(input).join("<video>").split(path).join("<video>");
+  const lines = r.stderr.split("\n").filter(Boolean).map(scrub);
+  if (/not on whitelist/i.test(r.stderr)) {
+    return new VideoError(OP, "not_a_video", `${tool} refused the container: it is not one of ${VIDEO_DEMUXERS}`, {
+      hint: "playlists (HLS, concat) and other indirections are not read; send the video file itself",
+    });
+  }
+  const msg = lines.slice(-3).join("; ") || `exit code ${r.code}`;
   // "moov atom not found" (an MP4 cut short) stays `corrupt`: it is a video, just truncated.
   const truncated = /moov atom not found|truncat|end of file/i.test(r.stderr);
   const notVideo = !truncated &&
@@ -293,8 +312,8 @@ async function probe(ffprobe: string, input: string, signal: AbortSignal, countF
   const entries = "stream=width,height,avg_frame_rate,r_frame_rate,nb_frames,nb_read_frames:format=format_name";
   const args = ["-v", "error", "-select_streams", "v:0", "-show_entries", entries, "-of", "json"];
   if (countFrames) args.push("-count_frames");
-  const r = await runTool(ffprobe, [...args, input], signal);
-  if (r.code !== 0) throw describeFailure("ffprobe", r);
+  const r = await runTool(ffprobe, [...args, ...CONFINE, input], signal);
+  if (r.code !== 0) throw describeFailure("ffprobe", r, input);
   let s: Record<string, unknown> | undefined;
   let format = "";
   try {
@@ -408,7 +427,7 @@ async function decode(
   // Keep only the sampled frames inside ffmpeg (each index once; torch's arange never repeats one).
   const unique = [...new Set(indices)].sort((a, b) => a - b);
   const all = unique.length === total && unique.every((v, i) => v === i);
-  const args = ["-v", "error", "-nostdin", "-i", input, "-map", "0:v:0"];
+  const args = ["-v", "error", "-nostdin", ...CONFINE, "-i", input, "-map", "0:v:0"];
   if (!all) args.push("-vf", `select='${unique.map((i) => `eq(n\\,${i})`).join("+")}'`);
   args.push("-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1");
 
@@ -428,7 +447,7 @@ async function decode(
       received += n;
     }
   });
-  if (r.code !== 0) throw describeFailure("ffmpeg", r);
+  if (r.code !== 0) throw describeFailure("ffmpeg", r, input);
   if (received !== expected) {
     throw new VideoError(
       OP,

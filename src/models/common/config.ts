@@ -5,6 +5,7 @@
  */
 import { join } from "node:path";
 import { ConfigError } from "../../errors.ts";
+import { boundOf } from "../../runtime/bounds.ts";
 
 export type Json = Record<string, unknown>;
 
@@ -13,15 +14,18 @@ export class ConfigReader {
   problems: string[] = [];
   constructor(readonly obj: Json, readonly prefix: string) {}
 
-  /** An integer >= min; `fallback` undefined makes the field required. */
-  int(key: string, fallback?: number, min = 1): number {
+  /**
+   * An integer in min..max; `fallback` undefined makes the field required. `max` defaults to the field's stated
+   * bound (runtime/bounds.ts), so a hostile config cannot size an array or an FFI i32 past it.
+   */
+  int(key: string, fallback?: number, min = 1, max = boundOf(key)): number {
     const v = this.obj[key] ?? fallback;
     if (v === undefined) {
-      this.problems.push(`${this.prefix}${key} is required (an integer >= ${min})`);
+      this.problems.push(`${this.prefix}${key} is required (an integer in ${min}..${max})`);
       return min;
     }
-    if (typeof v !== "number" || !Number.isInteger(v) || v < min) {
-      this.problems.push(`${this.prefix}${key} must be an integer >= ${min}, got ${JSON.stringify(v)}`);
+    if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
+      this.problems.push(`${this.prefix}${key} must be an integer in ${min}..${max}, got ${show(v)}`);
       return min;
     }
     return v;
@@ -30,7 +34,7 @@ export class ConfigReader {
   num(key: string, fallback?: number): number {
     const v = this.obj[key] ?? fallback;
     if (typeof v !== "number" || !Number.isFinite(v)) {
-      this.problems.push(`${this.prefix}${key} must be a number, got ${JSON.stringify(v)}`);
+      this.problems.push(`${this.prefix}${key} must be a number, got ${show(v)}`);
       return 0;
     }
     return v;
@@ -39,7 +43,7 @@ export class ConfigReader {
   bool(key: string, fallback: boolean): boolean {
     const v = this.obj[key] ?? fallback;
     if (typeof v !== "boolean") {
-      this.problems.push(`${this.prefix}${key} must be true or false, got ${JSON.stringify(v)}`);
+      this.problems.push(`${this.prefix}${key} must be true or false, got ${show(v)}`);
       return fallback;
     }
     return v;
@@ -48,21 +52,30 @@ export class ConfigReader {
   optionalPositive(key: string): number | null {
     const v = this.obj[key];
     if (v === undefined || v === null) return null;
-    if (typeof v !== "number" || !(v > 0)) {
-      this.problems.push(`${this.prefix}${key} must be a positive number or null, got ${JSON.stringify(v)}`);
+    if (typeof v !== "number" || !(v > 0) || !Number.isFinite(v)) {
+      this.problems.push(`${this.prefix}${key} must be a positive number or null, got ${show(v)}`);
       return null;
     }
     return v;
   }
 }
 
+/** A value for a message, cut short: a hostile config may hold megabytes in one field. */
+function show(v: unknown): string {
+  const text = JSON.stringify(v) ?? String(v);
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+}
+
 export type LayerType = "sliding_attention" | "full_attention";
 
 /** layer_types as written, each checked; `count` entries expected. */
 export function readLayerTypes(r: ConfigReader, raw: unknown[], count: number): LayerType[] {
+  // Only the first entries are named in problems: a hostile list may hold millions.
   const types = raw.map((t, i): LayerType => {
     if (t === "sliding_attention" || t === "full_attention") return t;
-    r.problems.push(`${r.prefix}layer_types[${i}] "${t}" is not sliding_attention or full_attention`);
+    if (r.problems.length < 64) {
+      r.problems.push(`${r.prefix}layer_types[${i}] ${show(t)} is not sliding_attention or full_attention`);
+    }
     return "full_attention";
   });
   if (types.length !== count) r.problems.push(`${r.prefix}layer_types has ${types.length} entries for ${count} layers`);

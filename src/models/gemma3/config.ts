@@ -172,10 +172,16 @@ export function parseGemma3Config(json: unknown, source = "config.json"): Gemma3
     queryPreAttnScalar: r.num("query_pre_attn_scalar", 256),
     slidingWindow: r.int("sliding_window", 4096),
     maxPositionEmbeddings: r.int("max_position_embeddings", 131072),
-    finalLogitSoftcapping: r.optionalPositive("final_logit_softcapping"),
+    // transformers' Gemma3ForConditionalGeneration.forward is `lm_head(hidden)` with no final softcap; only
+    // Gemma3ForCausalLM applies it (the field is still checked).
+    finalLogitSoftcapping: architecture === "conditional_generation"
+      ? (r.optionalPositive("final_logit_softcapping"), null)
+      : r.optionalPositive("final_logit_softcapping"),
     layerTypes,
     rope,
-    tieWordEmbeddings: (text.tie_word_embeddings ?? top.tie_word_embeddings ?? true) !== false,
+    // Tied or not is the loaded class's own config's word: the top level for Gemma3ForConditionalGeneration
+    // (modeling_utils reads `self.config.tie_word_embeddings`), text_config is not consulted.
+    tieWordEmbeddings: (top.tie_word_embeddings ?? true) !== false,
     ...readSpecialTokens(text, top),
   };
   if (!(config.queryPreAttnScalar > 0)) r.problems.push(`${prefix}query_pre_attn_scalar must be positive`);

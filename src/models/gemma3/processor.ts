@@ -174,26 +174,33 @@ export class Gemma3ImageProcessorConfig {
   }
 }
 
+/** Largest side of the processor's output square (Gemma 3 uses 896). */
+const MAX_SIZE = 4096;
+
 function validate(c: Gemma3ImageProcessorConfig): void {
   const bad = (msg: string) => new ImageError("Gemma3ImageProcessorConfig", "bad_config", msg);
   const { height, width } = c.size;
-  if (!(Number.isInteger(height) && Number.isInteger(width) && height > 0 && width > 0)) {
-    throw bad(`size must be positive integers, got ${height}x${width}`);
+  // Bounded: size sizes every resize output and pixel tensor (a 2^53 size must not reach an allocation).
+  if (
+    !(Number.isInteger(height) && Number.isInteger(width) && height > 0 && width > 0 && height * width <= MAX_SIZE ** 2)
+  ) {
+    throw bad(`size must be positive integers with height*width <= ${MAX_SIZE}², got ${height}x${width}`);
   }
   if (!(c.rescaleFactor > 0)) throw bad(`rescale_factor must be > 0, got ${c.rescaleFactor}`);
   if (c.imageMean.length !== 3 || c.imageStd.length !== 3) throw bad("image_mean and image_std need 3 values");
   if (c.imageStd.some((s) => s === 0)) throw bad("image_std must not contain 0");
-  if (!(Number.isInteger(c.panAndScanMinCropSize) && c.panAndScanMinCropSize > 0)) {
-    throw bad(`pan_and_scan_min_crop_size must be a positive integer, got ${c.panAndScanMinCropSize}`);
+  if (!(Number.isInteger(c.panAndScanMinCropSize) && c.panAndScanMinCropSize > 0 && c.panAndScanMinCropSize <= 65536)) {
+    throw bad(`pan_and_scan_min_crop_size must be an integer in 1..65536, got ${c.panAndScanMinCropSize}`);
   }
-  if (!(Number.isInteger(c.panAndScanMaxNumCrops) && c.panAndScanMaxNumCrops >= 2)) {
-    throw bad(`pan_and_scan_max_num_crops must be an integer >= 2, got ${c.panAndScanMaxNumCrops}`);
+  // Each crop is resized to `size` and encoded: the crop count bounds the work of one image.
+  if (!(Number.isInteger(c.panAndScanMaxNumCrops) && c.panAndScanMaxNumCrops >= 2 && c.panAndScanMaxNumCrops <= 64)) {
+    throw bad(`pan_and_scan_max_num_crops must be an integer in 2..64, got ${c.panAndScanMaxNumCrops}`);
   }
   if (!(c.panAndScanMinRatioToActivate > 0)) {
     throw bad(`pan_and_scan_min_ratio_to_activate must be > 0, got ${c.panAndScanMinRatioToActivate}`);
   }
-  if (!(Number.isInteger(c.imageSeqLength) && c.imageSeqLength > 0)) {
-    throw bad(`image_seq_length must be a positive integer, got ${c.imageSeqLength}`);
+  if (!(Number.isInteger(c.imageSeqLength) && c.imageSeqLength > 0 && c.imageSeqLength <= 1 << 16)) {
+    throw bad(`image_seq_length must be an integer in 1..65536, got ${c.imageSeqLength}`);
   }
 }
 

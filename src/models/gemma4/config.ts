@@ -257,7 +257,9 @@ export function parseGemma4Config(json: unknown, source = "config.json"): Gemma4
     finalLogitSoftcapping: r.optionalPositive("final_logit_softcapping"),
     layerTypes,
     rope,
-    tieWordEmbeddings: (text.tie_word_embeddings ?? top.tie_word_embeddings ?? true) !== false,
+    // The loaded class's own config decides (modeling_utils reads `self.config.tie_word_embeddings`): the top level
+    // for Gemma4ForConditionalGeneration, never text_config. (Its forward does apply text_config's softcap.)
+    tieWordEmbeddings: (top.tie_word_embeddings ?? true) !== false,
     hiddenSizePerLayerInput,
     vocabSizePerLayerInput: hiddenSizePerLayerInput ? r.int("vocab_size_per_layer_input", 262144) : 0,
     numKvSharedLayers,

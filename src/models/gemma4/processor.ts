@@ -230,8 +230,10 @@ export class Gemma4VideoProcessorConfig implements VisionFields {
     this.doSampleFrames = f.doSampleFrames;
     const where = "Gemma4VideoProcessorConfig";
     validateFields(where, this);
-    if (this.numFrames !== null && !(Number.isInteger(this.numFrames) && this.numFrames > 0)) {
-      throw bad(where, `num_frames must be a positive integer or null, got ${this.numFrames}`);
+    if (
+      this.numFrames !== null && !(Number.isInteger(this.numFrames) && this.numFrames > 0 && this.numFrames <= 4096)
+    ) {
+      throw bad(where, `num_frames must be an integer in 1..4096 or null, got ${this.numFrames}`);
     }
     if (this.fps !== null && !(this.fps > 0)) throw bad(where, `fps must be > 0 or null, got ${this.fps}`);
     if (this.doSampleFrames && this.numFrames !== null && this.fps !== null) {
