@@ -1388,6 +1388,27 @@ const MOE_ROUTE_CASES: {
       for (const j of [13, 4, 8]) x[32 + j] = 2.5;
     },
   },
+  {
+    // Logits one ulp apart near 0.01 have one f32 probability (exp of a 1e-9 difference rounds to 1): ranked by
+    // probability they would tie and go by id (10, 11, ...); ranked by logit, as every backend does, the larger
+    // logits win (19, 18, ...), as the f64 reference's probabilities say.
+    label: "near-ties one ulp apart",
+    tokens: 2,
+    experts: 64,
+    topK: 6,
+    scale: "f32",
+    edit: (x) => {
+      const bits = new Uint32Array(1), f = new Float32Array(bits.buffer);
+      for (const row of [0, 1]) {
+        x.fill(row === 0 ? -1 : 0.0099, row * 64, row * 64 + 64);
+        for (let j = 10; j < 20; j++) {
+          f[0] = 0.01;
+          bits[0] += j - 10;
+          x[row * 64 + j] = f[0];
+        }
+      }
+    },
+  },
 ];
 for (const c of MOE_ROUTE_CASES) {
   for (const part of ["ids", "weights"] as const) {
