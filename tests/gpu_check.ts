@@ -12,7 +12,8 @@
  *      own row rather than on a later one.
  *   2. programs: decode-program capture/replay (toy steps with gk_sample; run(n) and runAsync(n) chunks against
  *      the CPU's tokens) and the MoE block.
- *   3. models: tiny Gemma 3 / Gemma 4 checkpoints against transformers (Gemma 4 decodes through a recorded step).
+ *   3. models: tiny Gemma 3 / Gemma 4 checkpoints against transformers (Gemma 4 decodes through a recorded step);
+ *      Gemma 3 generation on CUDA (decode graph + sampler, runAsync chunks) and bf16 tensor-core prefill vs the CPU.
  *   4. bench: Gemma 3 270M at real size (synthetic weights): 512-token prefill on tensor cores, 64 decode steps
  *      replayed from a CUDA graph; then the op benchmarks (--gpu --quick).
  *   5. vision towers, if the time budget allows.
@@ -211,7 +212,12 @@ await testStep("2-programs", [
   "tests/runtime/program_replay_test.ts",
   "tests/models/gemma4_moe_block_test.ts",
 ], 150);
-await testStep("3-models", ["tests/models/gemma3_parity_test.ts", "tests/models/gemma4_parity_test.ts"], 200);
+await testStep("3-models", [
+  "tests/models/gemma3_parity_test.ts",
+  "tests/models/gemma4_parity_test.ts",
+  // Gemma 3 generation through the captured decode graph with the sampler; bf16 weights on tensor cores.
+  "tests/models/gemma3_cuda_model_test.ts",
+], 240);
 
 // ---- 4. bench -------------------------------------------------------------------------------------------------
 if (Date.now() < deadline) {

@@ -101,6 +101,34 @@ GK_HD uint64_t sample_key(float l, int32_t id) {
   return ((uint64_t)b << 32) | (uint64_t)(0xffffffffu - (uint32_t)id);
 }
 
+// The rank value (a float, never NaN or -0) whose key has the value bits v = key >> 32: the inverse of the
+// order-preserving map in sample_key. Every token of one rank value has the same weight, so a selection
+// over key ranges (CUDA's radix select) can weigh a whole value at once.
+GK_HD float sample_value_logit(uint32_t v) {
+  const uint32_t b = (v & 0x80000000u) ? (v & 0x7fffffffu) : ~v;
+  float l;
+  memcpy(&l, &b, sizeof l);
+  return l;
+}
+
+// The threshold a selection stops at inside one rank value: the smallest j in [1, count] with
+// (double)(above + j * unit) >= target, where `above` is the weight ranked before the value and each of its
+// `count` tokens weighs `unit` > 0. Requires (double)(above + count * unit) >= target. Top-k (unit 1, target
+// k) and top-p (unit the value's mass, target top_p of the kept mass) both stop this way: the threshold is
+// the key of the j-th token of the value in key order, i.e. with the j-th lowest id.
+GK_HD uint64_t sample_tie_rank(uint64_t above, uint64_t unit, uint64_t count, double target) {
+  uint64_t lo = 1, hi = count;
+  while (lo < hi) {
+    const uint64_t mid = lo + ((hi - lo) >> 1);
+    if ((double)(above + mid * unit) >= target) {
+      hi = mid;
+    } else {
+      lo = mid + 1;
+    }
+  }
+  return lo;
+}
+
 // transformers' RepetitionPenaltyLogitsProcessor on one logit.
 GK_HD float sample_penalize(float l, float penalty) { return l < 0.0f ? sample_fmul(l, penalty) : l / penalty; }
 

@@ -91,9 +91,12 @@ void slice(const Params& a, int kvh, int64_t p0, int64_t p1, float* p, float* mx
       s[t] = x;
       m = std::max(m, x);
     }
+    // A slice whose scores are all -inf (m = -inf) weighs nothing: 0, not exp(-inf - -inf) = NaN, so that the
+    // merge gives its keys weight 0 when another slice has a finite score. When every slice is -inf the merge's
+    // exp(-inf - -inf) makes the row NaN, as torch's softmax of an all -inf row. NaN scores stay NaN.
     float l = 0.0f;
     for (int64_t t = 0; t < n; ++t) {
-      s[t] = std::exp(s[t] - m);
+      s[t] = m == -INFINITY && s[t] == -INFINITY ? 0.0f : std::exp(s[t] - m);
       l += s[t];
     }
     mx[g] = m;

@@ -166,6 +166,18 @@ struct Params {
   float scale, softcap;
 };
 
+// Whether the query at position p sees any key (visible_keys(...) > 0, without listing them).
+bool any_visible(const Params& a, int64_t p) {
+  const int64_t lo = a.window > 0 ? std::max<int64_t>(0, p - a.window + 1) : 0;
+  const int64_t hi = std::min<int64_t>(a.causal ? p : (int64_t)a.kv_len - 1, (int64_t)a.kv_len - 1);
+  if (lo <= hi) return true;
+  const int32_t own = a.span_ids ? a.span_ids[p] : 0;
+  for (int64_t j = lo; own != 0 && j < a.kv_len; ++j) {
+    if (a.span_ids[j] == own) return true;
+  }
+  return false;
+}
+
 // Visible keys of the query at position p, ascending; returns how many were written to idx.
 int visible_keys(const Params& a, int64_t p, int32_t* idx) {
   // The causal/window term is one contiguous range [lo, hi].
@@ -525,7 +537,11 @@ void attend_tile(const Params& a, const Packed& pk, int64_t i0, int nq, int kvh,
   for (int r = 0; r < rows; ++r) {
     float* dst = a.out + ((i0 + r / group) * a.q_heads + (int64_t)kvh * group + r % group) * hd;
     const float l = hsum(vload(w.l + r * kW));
-    const float inv = l == 0.0f ? 0.0f : 1.0f / l;  // no visible key: zeros, as the per-query path; NaN stays
+    // No visible key: zeros, as the per-query path; visible keys whose scores are all -inf: NaN, as torch's
+    // softmax and the per-query path (exp(-inf - -inf)); NaN stays.
+    const float inv = w.m[r] == -std::numeric_limits<float>::infinity() && any_visible(a, a.q_pos0 + i0 + r / group)
+                          ? std::numeric_limits<float>::quiet_NaN()
+                          : (l == 0.0f ? 0.0f : 1.0f / l);
     for (int d = 0; d < hd; ++d) dst[d] = o[r * dp + d] * inv;
   }
 }

@@ -27,10 +27,13 @@ void route_token(const float* logits, const void* scale, int32_t scale_dtype, in
   double sum = 0.0;
   for (int32_t j = 0; j < experts; ++j) sum += std::exp(logits[j] - mx);
   const float inv = (float)(1.0 / sum);
+  // Experts are ranked by logit, not by probability: softmax is monotone, so the order is the same, except that
+  // logits a few ulp apart can round to one f32 probability on one backend and not on the other (CUDA sums in f32
+  // with expf). The logit order is exact everywhere.
   float best[gk::moe::kMaxTopK];
   int32_t n = 0;
   for (int32_t j = 0; j < experts; ++j) {
-    const float p = std::exp(logits[j] - mx) * inv;
+    const float p = logits[j];
     if (n == top_k && !ranks_before(p, j, best[n - 1], ids[n - 1])) continue;
     int32_t at = n < top_k ? n++ : n - 1;  // insertion into the sorted running top-k
     for (; at > 0 && ranks_before(p, j, best[at - 1], ids[at - 1]); --at) {
@@ -40,6 +43,7 @@ void route_token(const float* logits, const void* scale, int32_t scale_dtype, in
     best[at] = p;
     ids[at] = j;
   }
+  for (int32_t i = 0; i < top_k; ++i) best[i] = std::exp(best[i] - mx) * inv;  // the chosen logits' probabilities
   float total = 0.0f;
   for (int32_t i = 0; i < top_k; ++i) total += best[i];
   for (int32_t i = 0; i < top_k; ++i) {

@@ -94,7 +94,12 @@ GK_API gk_status gk_malloc(gk_context* ctx, uint64_t bytes, void** out_ptr) {
   void* p = aligned_alloc(256, rounded);
   if (!p) return gk_fail(GK_ERR_OUT_OF_MEMORY, "gk_malloc: could not allocate %llu bytes", (unsigned long long)bytes);
   std::lock_guard<std::mutex> lock(ctx->mu);
-  ctx->live[p] = bytes;
+  try {
+    ctx->live[p] = bytes;
+  } catch (...) {  // bad_alloc must not cross the C ABI; the block would be untracked: give it back
+    free(p);
+    return gk_fail(GK_ERR_OUT_OF_MEMORY, "gk_malloc: out of memory tracking %llu bytes", (unsigned long long)bytes);
+  }
   ctx->in_use += bytes;
   if (ctx->in_use > ctx->peak) ctx->peak = ctx->in_use;
   *out_ptr = p;

@@ -171,7 +171,9 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
   __syncthreads();
   float gmax, total;
   merge_warps<D>(s, &gmax, &total);
-  const float inv = total > 0.0f ? 1.0f / total : 0.0f;
+  // A decode query always sees at least one key (its own position), so a -inf max means every visible score is
+  // -inf: NaN, as torch's softmax of an all -inf row (and the CPU).
+  const float inv = gmax == -INFINITY ? NAN : (total > 0.0f ? 1.0f / total : 0.0f);
   float* orow = out + (int64_t)h * head_dim;
   for (int dim = threadIdx.x; dim < head_dim; dim += blockDim.x) orow[dim] = merged_dim<D>(s, dim, gmax) * inv;
 }
@@ -235,7 +237,7 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
       for (int r = 0; r < kMaxSplits; ++r)
         if (r < splits) t += bsum[r] * expf(bmax[r] - m);
     }
-    const float inv = t > 0.0f ? 1.0f / t : 0.0f;
+    const float inv = m == -INFINITY ? NAN : (t > 0.0f ? 1.0f / t : 0.0f);  // all visible scores -inf: NaN
     float* orow = out + (int64_t)h * head_dim;
     for (int dim = threadIdx.x; dim < head_dim; dim += blockDim.x) {
       float o = 0.0f;

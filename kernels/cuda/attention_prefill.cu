@@ -58,7 +58,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   const float* kbase = k + (int64_t)kvh * head_dim;
   const float* vbase = v + (int64_t)kvh * head_dim;
 
-  float mx = -INFINITY, l = 0.0f;
+  float mx = -INFINITY, l = 0.0f;  // l = -1: visible keys seen, all scoring -inf (as in the flash kernel)
   for (int32_t j0 = lo; j0 <= hi; j0 += kKeys) {
     float sc[kKeys];
     bool vis[kKeys];  // uniform across the warp, so every lane takes part in the same shuffles
@@ -90,7 +90,12 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
     // Not fmaxf, which drops NaN: a NaN score must make the row NaN, as torch's softmax does (and the CPU).
     for (int u = 0; u < kKeys; ++u) m_new = (sc[u] > m_new || sc[u] != sc[u]) ? sc[u] : m_new;
-    if (m_new == -INFINITY) continue;  // nothing visible yet: avoid exp(-inf - -inf) = NaN
+    if (m_new == -INFINITY) {  // nothing visible yet: avoid exp(-inf - -inf) = NaN
+#pragma unroll
+      for (int u = 0; u < kKeys; ++u)
+        if (vis[u]) l = -1.0f;
+      continue;
+    }
     const float corr = expf(mx - m_new);
     l *= corr;
 #pragma unroll
@@ -110,8 +115,9 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
   }
 
-  // A query that sees no key at all (possible with unusual masks) gets zeros, not 0/0.
-  const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+  // A query that sees no key at all (possible with unusual masks) gets zeros, not 0/0; one whose visible scores
+  // are all -inf gets NaN, as torch's softmax (and the CPU).
+  const float inv = l < 0.0f ? NAN : (l > 0.0f ? __frcp_rn(l) : 0.0f);  // __frcp_rn: 1 / l, correctly rounded
   float* orow = out + wid * head_dim;
 #pragma unroll
   for (int d = 0; d < D; ++d) {
@@ -211,6 +217,8 @@ __global__ void __launch_bounds__(W * 32)
   // Per row of this warp: its position, span id and online-softmax state (held by every lane alike).
   int32_t pos[R], own[R];
   bool active[R];
+  // l[r] = -1 marks a row that has seen visible keys, all scoring -inf (no register to spare for a flag): the first
+  // finite score rescales it by exp(-inf) = 0; if none comes, the row is NaN.
   float mx[R], l[R], acc[R][D];
 #pragma unroll
   for (int r = 0; r < R; ++r) {
@@ -271,6 +279,7 @@ __global__ void __launch_bounds__(W * 32)
       seen[r] = __ballot_sync(0xffffffffu, vis);
       const float m_new = nan_max(mx[r], warp_nan_max(s));
       if (m_new == -INFINITY) {  // nothing visible to this row yet: avoid exp(-inf - -inf) = NaN
+        if (seen[r] != 0u) l[r] = -1.0f;  // visible keys, all -inf
         seen[r] = 0u;
         continue;
       }
@@ -306,14 +315,15 @@ __global__ void __launch_bounds__(W * 32)
     }
   }
 
-  // A row that sees no key gets zeros, not 0/0 (and a NaN sum keeps it NaN), as the per-warp kernel and the CPU.
+  // A row that sees no key gets zeros, not 0/0 (and a NaN sum keeps it NaN); one whose visible scores are all -inf
+  // gets NaN, as torch's softmax: as the per-warp kernel and the CPU.
 #pragma unroll
   for (int r = 0; r < R; ++r) {
     if (!active[r]) continue;
     const int64_t g = row0 + warp * R + r;
     const int64_t i = g / group, h = (int64_t)kvh * group + g % group;
     float* orow = out + (i * q_heads + h) * head_dim;
-    const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+    const float inv = l[r] < 0.0f ? NAN : (l[r] > 0.0f ? __frcp_rn(l[r]) : 0.0f);
 #pragma unroll
     for (int d = 0; d < D; ++d) {
       const int dim = lane + 32 * d;

@@ -51,7 +51,7 @@ __global__ void __launch_bounds__(kRouteThreads) route_kernel(const float* __res
     for (int j = threadIdx.x; j < experts; j += blockDim.x) {
       bool taken = false;
       for (int q = 0; q < r; ++q) taken |= best_id[q] == j;
-      const float p = expf(x[j] - mx) * inv;
+      const float p = x[j];  // ranked by logit, as the CPU: exact on both backends (see kernels/cpu/moe.cpp)
       if (!taken && (bi < 0 || ranks_before(p, j, bp, bi))) bp = p, bi = j;
     }
 #pragma unroll
@@ -72,6 +72,7 @@ __global__ void __launch_bounds__(kRouteThreads) route_kernel(const float* __res
     __syncthreads();
   }
   if (threadIdx.x == 0) {
+    for (int i = 0; i < top_k; ++i) best_p[i] = expf(best_p[i] - mx) * inv;  // the chosen logits' probabilities
     float total = 0.0f;
     for (int i = 0; i < top_k; ++i) total += best_p[i];
     const int64_t o = (int64_t)blockIdx.x * top_k;

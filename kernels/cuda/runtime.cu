@@ -150,7 +150,13 @@ GK_API gk_status gk_malloc(gk_context* ctx, uint64_t bytes, void** out_ptr) {
   }
   GK_CUDA_CHECK(err);
   std::lock_guard<std::mutex> lock(ctx->mu);
-  ctx->live[p] = bytes;
+  try {
+    ctx->live[p] = bytes;
+  } catch (...) {  // bad_alloc must not cross the C ABI; the block would be untracked: give it back
+    cudaFree(p);
+    (void)cudaGetLastError();
+    return gk_fail(GK_ERR_OUT_OF_MEMORY, "gk_malloc: out of host memory tracking %llu bytes", (unsigned long long)bytes);
+  }
   ctx->in_use += bytes;
   if (ctx->in_use > ctx->peak) ctx->peak = ctx->in_use;
   *out_ptr = p;
@@ -159,17 +165,34 @@ GK_API gk_status gk_malloc(gk_context* ctx, uint64_t bytes, void** out_ptr) {
 
 GK_API gk_status gk_free(gk_context* ctx, void* ptr) {
   GK_REQUIRE(ctx, "gk_free: NULL context");
+  uint64_t bytes = 0;
   {
     std::lock_guard<std::mutex> lock(ctx->mu);
     auto it = ctx->live.find(ptr);
     GK_REQUIRE(it != ctx->live.end(), "gk_free: %p was not allocated by this context (or was freed already)", ptr);
-    ctx->in_use -= it->second;
-    ctx->live.erase(it);
+    bytes = it->second;
+    ctx->in_use -= bytes;
+    ctx->live.erase(it);  // while cudaFree runs, so that a concurrent gk_free of the same pointer is refused
   }
-  // Forgotten before cudaFree, so a failing free can never be attempted twice.
-  GK_TRY(use_device(ctx->device));
-  GK_CUDA_CHECK(cudaFree(ptr));
-  return GK_OK;
+  gk_status st = use_device(ctx->device);
+  cudaError_t err = cudaSuccess;
+  if (st == GK_OK) {
+    err = cudaFree(ptr);
+    if (err != cudaSuccess) (void)cudaGetLastError();
+  }
+  if (st == GK_OK && err == cudaSuccess) return GK_OK;
+  // Not freed (e.g. a C caller freeing during a graph capture, which CUDA refuses): tracked again, so memory stats
+  // still count it and a later gk_free can release it, instead of a leak no one can see.
+  {
+    std::lock_guard<std::mutex> lock(ctx->mu);
+    try {
+      ctx->live[ptr] = bytes;
+      ctx->in_use += bytes;
+    } catch (...) {  // no host memory to track it: it stays allocated, untracked (reported below)
+    }
+  }
+  if (st != GK_OK) return st;
+  return gk_fail(GK_ERR_DEVICE, "gk_free: cudaFree(%p): %s (still allocated and tracked)", ptr, cudaGetErrorString(err));
 }
 
 GK_API gk_status gk_memcpy_h2d(gk_stream* s, void* dst, const void* src, uint64_t bytes) {

@@ -1123,6 +1123,191 @@ const SAMPLE_CASES: SampleCase[] = [
     calls: 3,
     capacity: 16,
   },
+  // The CUDA sampler splits a vocabulary of more than 8192 ids over a cluster of up to 8 blocks (32768 ids each at
+  // 262144) and selects top-k/top-p thresholds by radix over the value bits, then by id within a tied value. These
+  // rows put maxima, boundary values, ties, history ids, NaN and -inf on both sides of the block boundaries, and
+  // values one ulp apart (only the last radix digit tells them apart).
+  {
+    label: "vocab 262144, top-k 1: tied maxima in three blocks keep the lowest id",
+    vocab: 262144,
+    params: { ...SAMPLE_OFF, topK: 1, seed: 17 },
+    edit: (x) => {
+      x[200001] = x[98304] = x[32769] = 25;
+    },
+    calls: 3,
+  },
+  {
+    label: "vocab 262144, top-k 64: the boundary value shared by ids in every block",
+    vocab: 262144,
+    spread: 12,
+    params: { ...SAMPLE_OFF, topK: 64, seed: 64 },
+    edit: (x) => {
+      for (let i = 0; i < 50; i++) x[i * 5000 + 7] = 20; // 50 clear winners
+      for (let i = 0; i < 40; i++) x[262143 - i * 6553] = 19.5; // 14 of these 40 survive, the lowest ids
+    },
+    calls: 6,
+    capacity: 16,
+  },
+  {
+    label: "vocab 262144, top-k = vocab is off",
+    vocab: 262144,
+    spread: 6,
+    params: { ...SAMPLE_OFF, topK: 262144, seed: 3 },
+    calls: 2,
+  },
+  {
+    label: "vocab 262144, top-p 0.95 over a flat distribution (most of the vocabulary survives)",
+    vocab: 262144,
+    spread: 2,
+    params: { ...SAMPLE_OFF, topP: 0.95, seed: 95 },
+    calls: 3,
+  },
+  {
+    label: "vocab 262144, top-k 64 with top-p 1 (off)",
+    vocab: 262144,
+    spread: 15,
+    params: { ...SAMPLE_OFF, topK: 64, topP: 1, seed: 641 },
+    calls: 3,
+  },
+  {
+    label: "vocab 262144, near-ties: values one ulp apart at the top-k and top-p boundaries",
+    vocab: 262144,
+    spread: 10,
+    params: { ...SAMPLE_OFF, topK: 290, topP: 0.6, seed: 1234 },
+    edit: (x) => {
+      // 400 ids in all blocks at 11, 11 + 1 ulp, ..., 11 + 19 ulp (20 tokens per value): the 290th key and
+      // the top-p boundary both fall inside runs of equal values that differ from their neighbours in bit 0.
+      const bits = new Uint32Array(1), f = new Float32Array(bits.buffer);
+      f[0] = 11;
+      const base = bits[0];
+      for (let i = 0; i < 400; i++) {
+        bits[0] = base + (i % 20);
+        x[(i * 655 + 3) % 262144] = f[0];
+      }
+    },
+    calls: 8,
+    capacity: 16,
+  },
+  {
+    label: "vocab 262144, logits rounded to 1/8: ties everywhere, top-p 0.9",
+    vocab: 262144,
+    spread: 8,
+    params: { ...SAMPLE_OFF, topP: 0.9, seed: 808 },
+    edit: (x) => {
+      for (let i = 0; i < x.length; i++) x[i] = Math.round(x[i] * 8) / 8;
+    },
+    calls: 4,
+    capacity: 16,
+  },
+  {
+    label: "vocab 262144, min-p 0.1",
+    vocab: 262144,
+    spread: 6,
+    params: { ...SAMPLE_OFF, minP: 0.1, seed: 10 },
+    calls: 3,
+  },
+  {
+    label: "vocab 262144, repetition penalty 1.3 on history ids at the block boundaries",
+    vocab: 262144,
+    spread: 4,
+    params: { ...SAMPLE_OFF, temperature: 0.9, topK: 40, repetitionPenalty: 1.3, seed: 13 },
+    edit: (x) => {
+      for (const i of [0, 32767, 32768, 65535, 131072, 262143]) x[i] = 9; // top tokens, all penalised
+      x[98303] = -3; // negative: multiplied
+    },
+    history: [0, 32767, 32768, 65535, 131072, 262143, 32768, 98303, 0, -1, 262144],
+    calls: 5,
+    capacity: 32,
+  },
+  {
+    label: "vocab 262144, repetition penalty 1.5, greedy: the penalised maximum loses",
+    vocab: 262144,
+    params: { ...SAMPLE_OFF, temperature: 0, repetitionPenalty: 1.5 },
+    edit: (x) => {
+      x[163840] = 30;
+      x[229376] = 25;
+    },
+    history: [163840, 5, 163840],
+    capacity: 8,
+  },
+  {
+    label: "vocab 262144, all logits equal: top-k 1000 and top-p 0.5 cut inside one value",
+    vocab: 262144,
+    params: { ...SAMPLE_OFF, topK: 1000, topP: 0.5, seed: 1000 },
+    edit: (x) => {
+      x.fill(0.25);
+    },
+    calls: 6,
+    capacity: 16,
+  },
+  {
+    label: "vocab 262144, all logits equal, temperature only: uniform over every block",
+    vocab: 262144,
+    params: { ...SAMPLE_OFF, temperature: 0.5, seed: 262144 },
+    edit: (x) => {
+      x.fill(-1);
+    },
+    calls: 6,
+    capacity: 16,
+  },
+  {
+    label: "vocab 262144, NaN and -inf rows: top-k 64, top-p 0.95",
+    vocab: 262144,
+    spread: 10,
+    params: { ...SAMPLE_OFF, topK: 64, topP: 0.95, seed: 4242 },
+    edit: (x, rng) => {
+      for (let i = 0; i < x.length; i += 3) x[i] = -Infinity;
+      for (let i = 1; i < x.length; i += 7) x[i] = NaN;
+      x[Math.floor(rng.next() * x.length)] = NaN;
+    },
+    calls: 4,
+    capacity: 16,
+  },
+  {
+    label: "vocab 262144, top-k larger than the finite logits: NaN and -inf fill the count",
+    vocab: 262144,
+    params: { ...SAMPLE_OFF, topK: 5000, seed: 5000 },
+    edit: (x) => {
+      x.fill(-Infinity);
+      x.fill(NaN, 100000, 101000);
+      for (let i = 0; i < 20; i++) x[i * 13000 + 1] = i / 4;
+    },
+    calls: 6,
+    capacity: 16,
+  },
+  {
+    label: "vocab 262144, only -inf and NaN: greedy's choice (the first NaN, in a later block)",
+    vocab: 262144,
+    params: { ...SAMPLE_OFF, topK: 64, topP: 0.9 },
+    edit: (x) => {
+      x.fill(-Infinity);
+      x[200000] = NaN;
+      x[150000] = NaN;
+    },
+  },
+  {
+    label: "vocab 262144, +inf in several blocks shares the mass",
+    vocab: 262144,
+    params: { ...SAMPLE_OFF, topP: 0.7, seed: 77 },
+    edit: (x) => {
+      x[1] =
+        x[70000] =
+        x[140000] =
+        x[262000] =
+          Infinity;
+    },
+    calls: 8,
+    capacity: 16,
+  },
+  {
+    label: "vocab 40001 (uneven blocks), all combined",
+    vocab: 40001,
+    spread: 9,
+    params: { temperature: 1.2, topK: 100, topP: 0.8, minP: 0.05, repetitionPenalty: 1.2, seed: 40001 },
+    history: [40000, 8000, 8001, 16002, 39999],
+    calls: 6,
+    capacity: 32,
+  },
 ];
 for (const c of SAMPLE_CASES) {
   add({
@@ -1201,6 +1386,27 @@ const MOE_ROUTE_CASES: {
       x.fill(-3, 32, 48); // row 2: three clear winners, then three equal for the last slot (id 4 wins)
       x.set([4, 3.5, 3], 32 + 10);
       for (const j of [13, 4, 8]) x[32 + j] = 2.5;
+    },
+  },
+  {
+    // Logits one ulp apart near 0.01 have one f32 probability (exp of a 1e-9 difference rounds to 1): ranked by
+    // probability they would tie and go by id (10, 11, ...); ranked by logit, as every backend does, the larger
+    // logits win (19, 18, ...), as the f64 reference's probabilities say.
+    label: "near-ties one ulp apart",
+    tokens: 2,
+    experts: 64,
+    topK: 6,
+    scale: "f32",
+    edit: (x) => {
+      const bits = new Uint32Array(1), f = new Float32Array(bits.buffer);
+      for (const row of [0, 1]) {
+        x.fill(row === 0 ? -1 : 0.0099, row * 64, row * 64 + 64);
+        for (let j = 10; j < 20; j++) {
+          f[0] = 0.01;
+          bits[0] += j - 10;
+          x[row * 64 + j] = f[0];
+        }
+      }
     },
   },
 ];
