@@ -14,8 +14,8 @@ import type { ToolCallParseError } from "../errors.ts";
 export type GenerateInput = string | { prompt: string } | { messages: ChatMessage[] };
 
 /**
- * What to do when a conversation does not fit the context with room for the answer: `"error"` throws
- * ContextLengthError; `"drop-oldest"` keeps the system messages and drops the oldest turns (a user message and
+ * What to do when a conversation does not fit the context: `"error"` throws ContextLengthError; `"drop-oldest"`
+ * keeps the system messages and drops the oldest turns (a user message and
  * the answers and tool results after it) until it fits, and throws only when the last turn alone does not.
  */
 export type ContextOverflow = "error" | "drop-oldest";
@@ -27,8 +27,9 @@ export interface ChatOptions {
   /** Tools the model may call; its calls come back in GenerationResult.toolCalls. */
   tools?: ToolSpec[];
   /**
-   * A conversation over the context (its prompt plus `maxTokens` of answer, at most half the context):
-   * default `"error"` for model calls; ChatSession defaults to `"drop-oldest"`.
+   * A conversation over the context: `"error"` (the default for model calls) throws ContextLengthError when the
+   * prompt does not fit; `"drop-oldest"` (ChatSession's default) drops turns until the prompt leaves room for
+   * `maxTokens` of answer (at most half the context).
    */
   contextOverflow?: ContextOverflow;
 }

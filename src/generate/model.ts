@@ -167,11 +167,10 @@ export class Model {
   ): Promise<{ ids: number[]; media?: unknown; spans?: MediaSpan[]; messages?: ChatMessage[] }> {
     const first = await this.#layout(input, options);
     if (typeof input === "string" || "prompt" in input) return first;
+    // "error" leaves the check to the token loop: a prompt that fits runs, and its answer ends at the context.
+    if ((options.contextOverflow ?? "error") === "error") return { ...first, messages: input.messages };
     const limit = this.maxContext - Math.min(options.maxTokens ?? 256, Math.floor(this.maxContext / 2));
     if (first.ids.length <= limit) return { ...first, messages: input.messages };
-    if ((options.contextOverflow ?? "error") === "error") {
-      throw new ContextLengthError("generate", first.ids.length, limit);
-    }
     let messages = input.messages;
     while (true) {
       const dropped = dropOldestTurn(messages);
