@@ -136,7 +136,9 @@ Deno.test("prefix reuse: gemma3-vision-tiny — images in the chunk or in the ca
     const image = model.visionConfig.imageTokenId;
     const isImage = (id: number) => id === image;
     for (const a of splitsAround(rec.input_ids, isImage)) {
-      // The turn before: its prompt and the images in it.
+      // The turn before: its prompt and the images in it. The encoder cache starts empty, so the chunk encodes
+      // its own images (the full prefill above had cached them all).
+      model.visionCache.clear();
       const k = runsBefore(rec.input_ids, a, isImage);
       run((ids) => model.prefill(ids, k ? firstItems(images, k) : undefined), rec.input_ids.slice(0, a));
       expectClose(`${key}: reuse of ${a} tokens`, run(prefill, rec.input_ids, a), rowsFrom(full, a, vocab));
@@ -157,7 +159,8 @@ Deno.test("prefix reuse: gemma4-vision-tiny — images and video frames, against
     const want = fixtureTensor(`${key}.logits`) as Float32Array;
     const isImage = (id: number) => id === v.imageTokenId, isVideo = (id: number) => id === v.videoTokenId;
     for (const a of splitsAround(rec.input_ids, (id) => isImage(id) || isVideo(id))) {
-      // The turn before: its prompt and the media in it.
+      // The turn before: its prompt and the media in it; the encoder cache starts empty, as above.
+      model.visionCache.clear();
       const ki = runsBefore(rec.input_ids, a, isImage), kv = runsBefore(rec.input_ids, a, isVideo);
       const before = {
         ...(ki ? { images: firstItems(media.images!, ki) } : {}),

@@ -86,7 +86,7 @@ export class Gemma3Multimodal extends MultimodalModel<Gemma3TextModel, Gemma3Vis
     const found = this.visionCache.lookup(keys, (missing) => {
       const out: Tensor[] = [];
       try {
-        for (const n of missing) out.push(this.vision.encode(pixels(n), 1));
+        for (const n of missing) out.push(this.vision.encode(pixels(first + n), 1));
         return out;
       } catch (e) {
         for (const t of out) t.dispose();
