@@ -107,6 +107,27 @@ export class DataUrlError extends GemmakitError {
 }
 
 /**
+ * A session file (ChatSession.save, Model.saveState) that cannot be loaded: not a session file, another format
+ * version, truncated, or written by another model, context size or tokenizer. `reason` says which.
+ */
+export class SessionFileError extends GemmakitError {
+  override name = "SessionFileError";
+  constructor(
+    readonly path: string,
+    readonly reason: "format" | "version" | "model" | "truncated",
+    detail: string,
+  ) {
+    const hints = {
+      format: "pass a file written by ChatSession.save() or Model.saveState()",
+      version: "this gemmakit reads session files of its own format version; save the session again",
+      model: "load the session into the same model (and maxContext) that saved it",
+      truncated: "the file was cut short while written or copied; save the session again",
+    };
+    super("session", `${path}: ${detail}`, { hint: hints[reason] });
+  }
+}
+
+/**
  * A checkpoint file (or directory of shards) that cannot be read as its format says.
  *
  * @example

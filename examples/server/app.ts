@@ -218,7 +218,8 @@ export function createApp(options: AppOptions = {}): Hono {
   /** Checks a parsed request against the model; returns max_tokens to use. */
   function admit(request: GenerationRequest, chat: boolean): { model: ServedModel; maxTokens: number } {
     if (!model || request.model !== modelId) throw unknownModel(request.model);
-    if (chat && !model.supportsChat) {
+    // A base model whose family supplies its turn format (the default GGUF) takes conversations too.
+    if (chat && !(model.canChat ?? model.supportsChat)) {
       throw new ApiError(400, `'${modelId}' is a base model (no chat template): use /v1/completions with a prompt`, {
         param: "messages",
       });

@@ -17,7 +17,7 @@ export type ToolSpec = NonNullable<StreamOptions["tools"]>[number];
 /** What the server needs of a model (a `Model` from loadModel; tests may pass a stand-in). */
 export type ServedModel =
   & Pick<Model, "backend" | "maxContext" | "encode" | "stream" | "supportsChat">
-  & Partial<Pick<Model, "supportsImages" | "supportsVideo" | "visionCacheStats">>;
+  & Partial<Pick<Model, "canChat" | "supportsImages" | "supportsVideo" | "visionCacheStats">>;
 
 export interface ToolCall {
   /** `call_...`, unique in the response. */

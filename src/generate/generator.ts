@@ -8,7 +8,7 @@ import { type StreamDecodable, StreamDecoder } from "../tokenizer/stream_decoder
 import { type GenerateOptions, resolveLimits, resolveSampling, type SamplingOptions } from "./options.ts";
 import type { GenerationResult, ResponseEvent, ResponseParser } from "./result.ts";
 import { StopScanner } from "./stop_scanner.ts";
-import { type CausalLM, TokenLoop } from "./token_loop.ts";
+import { type CacheContents, type CausalLM, TokenLoop } from "./token_loop.ts";
 
 /** Ids in, text out: what the stop scanner reads. */
 interface TextStage {
@@ -45,6 +45,10 @@ export interface GenerateRun {
   response?: { parser: ResponseParser; onEvent?: (event: ResponseEvent) => void };
   /** The prompt's media, in the family's type, handed to the model's prefill. */
   media?: unknown;
+  /** The first prompt position to prefill: the KV cache holds the ones before it. Default 0. */
+  start?: number;
+  /** Told what the KV cache holds once the loop has ended (also when the consumer broke off); not on failure. */
+  onCached?: (contents: CacheContents) => void;
 }
 
 /**
@@ -58,15 +62,31 @@ export async function* generateTokens(
   promptIds: readonly number[],
   run: GenerateRun,
 ): AsyncGenerator<string, GenerationResult> {
-  const { options, response } = run;
-  const { maxTokens, chunkSize, stop } = resolveLimits(options);
+  const { options } = run;
+  const { maxTokens, chunkSize } = resolveLimits(options);
   const loop = new TokenLoop(lm, promptIds, run.media, {
     sampling: resolveSampling(options, run.defaults),
     maxTokens,
     chunkSize,
     stopTokenIds: run.stopTokenIds,
     signal: options.signal,
+    start: run.start,
   });
+  try {
+    return yield* textOf(loop, tokenizer, promptIds, run);
+  } finally {
+    if (loop.cached) run.onCached?.(loop.cached);
+  }
+}
+
+async function* textOf(
+  loop: TokenLoop,
+  tokenizer: StreamDecodable,
+  promptIds: readonly number[],
+  run: GenerateRun,
+): AsyncGenerator<string, GenerationResult> {
+  const { options, response } = run;
+  const { stop } = resolveLimits(options);
   const text = response ? parsedText(response.parser, response.onEvent) : decodedText(tokenizer);
   const scanner = new StopScanner(stop);
   const emit = (out: string) => {
@@ -85,7 +105,7 @@ export async function* generateTokens(
   } else if (response) {
     text.flush(); // a stop string ended the content; reasoning and calls still count
   }
-  const decodeMs = loop.decodeMs, T = promptIds.length, n = loop.tokens.length;
+  const decodeMs = loop.decodeMs, T = promptIds.length, n = loop.tokens.length, start = run.start ?? 0;
   const parsed = response?.parser.result;
   return {
     text: scanner.text,
@@ -95,11 +115,12 @@ export async function* generateTokens(
     tokens: loop.tokens,
     finishReason: stopped ? "stop" : loop.finishReason!,
     promptTokens: T,
+    cachedTokens: start,
     completionTokens: n,
     timings: {
       prefillMs: loop.prefillMs,
       decodeMs,
-      prefillTokensPerSecond: T / (loop.prefillMs / 1000),
+      prefillTokensPerSecond: (T - start) / (loop.prefillMs / 1000),
       decodeTokensPerSecond: n > 1 ? (n - 1) / (decodeMs / 1000) : 0,
       decodeCalls: loop.decodeCalls,
     },

@@ -10,39 +10,23 @@ import { ContextLengthError, GemmakitError, ImageInputError } from "../errors.ts
 import type { ChatMessage, ChatTemplateOptions } from "../tokenizer/chat_template.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { generateTokens } from "./generator.ts";
-import { hasImages, hasVideos, type ImageOptions, type MediaOptions, type VideoOptions } from "./media.ts";
-import type { GenerateOptions, SamplingOptions } from "./options.ts";
+import { hasImages, hasVideos, type MediaOptions } from "./media.ts";
+import type { SamplingOptions } from "./options.ts";
 import type { GenerationResult, ResponseEvent, ResponseParser } from "./result.ts";
 import type { CausalLM } from "./token_loop.ts";
-import { type ToolCall, type ToolSpec, validateTools } from "./tools.ts";
-import type { ToolCallParseError } from "../errors.ts";
+import type { ChatOptions, GenerateCallOptions, GenerateInput, StreamOptions } from "./call_options.ts";
+import { type CachedPrompt, type MediaSpan, reusablePrefix } from "./prefix.ts";
+import { ChatSession, type ChatSessionOptions } from "./session.ts";
+import { readSessionFile, type SessionState, writeSessionFile } from "./session_file.ts";
+import { validateTools } from "./tools.ts";
 
-/** A raw prompt (encoded as is, BOS added), or a conversation rendered with the chat template. */
-export type GenerateInput = string | { prompt: string } | { messages: ChatMessage[] };
-
-/** How a conversation is rendered (e.g. Gemma 4's template: the thinking switch and tool declarations). */
-export interface ChatOptions {
-  /** Let the model think first (`enable_thinking` of the chat template). Default: the template's (off). */
-  thinking?: boolean;
-  /** Tools the model may call; its calls come back in GenerationResult.toolCalls. */
-  tools?: ToolSpec[];
-}
-
-export interface StreamOptions extends GenerateOptions, ChatOptions, ImageOptions, VideoOptions {
-  /** Every piece of the answer as it streams (content, reasoning, tool calls); models with a response parser. */
-  onEvent?: (event: ResponseEvent) => void;
-}
-
-export interface GenerateCallOptions extends StreamOptions {
-  /** Called with each piece of text as it is generated (the content only, with a response parser). */
-  onText?: (text: string) => void;
-  /** Called with each piece of the model's reasoning (thought blocks), with a response parser. */
-  onReasoning?: (text: string) => void;
-  /** Called with each tool call once it has closed and parsed. */
-  onToolCall?: (call: ToolCall) => void;
-  /** Called with each tool call that did not parse. */
-  onToolCallError?: (error: ToolCallParseError) => void;
-}
+export type {
+  ChatOptions,
+  ContextOverflow,
+  GenerateCallOptions,
+  GenerateInput,
+  StreamOptions,
+} from "./call_options.ts";
 
 /** A family's layout of conversations that carry media: the prompt ids and the media its prefill encodes. */
 export interface MediaLayout<M = unknown> {
@@ -54,7 +38,7 @@ export interface MediaLayout<M = unknown> {
     messages: readonly ChatMessage[],
     chat: ChatTemplateOptions,
     options: MediaOptions,
-  ): Promise<{ ids: number[]; media: M }>;
+  ): Promise<{ ids: number[]; media: M; spans?: MediaSpan[] }>;
 }
 
 /** What a family binds into a Model. */
@@ -65,6 +49,11 @@ export interface ModelParts<M = unknown> {
   defaults: SamplingOptions;
   /** False for base checkpoints whose file says they are not chat models. Default true. */
   supportsChat?: boolean;
+  /**
+   * For a base checkpoint whose tokenizer still renders the family's turn format: conversations are taken (as
+   * llama.cpp does), and this one-line note says so.
+   */
+  baseModelChatNote?: string;
   /** Media support; absent for text-only checkpoints (media parts are refused). */
   media?: MediaLayout<M>;
   /** The family's response parser for one answer, when the checkpoint marks reasoning and tool calls. */
@@ -81,6 +70,8 @@ export class Model {
   readonly #parts: ModelParts;
   #queue: Promise<void> = Promise.resolve();
   #disposed = false;
+  /** What the KV cache holds (undefined: nothing known, e.g. after a failed prefill). */
+  #cached: CachedPrompt | undefined;
 
   /**
    * Whether the checkpoint is meant for conversations (has a chat template). Base (pretrained) models are
@@ -93,6 +84,18 @@ export class Model {
     this.backend = parts.lm.backend;
     this.tokenizer = parts.tokenizer;
     this.supportsChat = (parts.supportsChat ?? true) && parts.tokenizer.chatTemplate !== undefined;
+    this.chatNote = this.supportsChat || !parts.tokenizer.chatTemplate ? undefined : parts.baseModelChatNote;
+  }
+
+  /**
+   * A one-line note when conversations run on a base model in the family's turn format (its checkpoint has no
+   * chat template); undefined for chat models.
+   */
+  readonly chatNote: string | undefined;
+
+  /** Whether conversations ({messages}) are taken: a chat model, or a base model in its family's turn format. */
+  get canChat(): boolean {
+    return this.supportsChat || this.chatNote !== undefined;
   }
 
   /** True when answers are split into content, reasoning and tool calls (see events()). */
@@ -157,7 +160,7 @@ export class Model {
 
   #chatOptions(chat: ChatOptions): ChatTemplateOptions {
     if (chat.tools !== undefined) validateTools(chat.tools);
-    if (!this.supportsChat) {
+    if (!this.canChat) {
       throw new GemmakitError(
         "generate",
         "this checkpoint is not a chat model (no chat template); pass a prompt string",
@@ -170,8 +173,35 @@ export class Model {
     };
   }
 
+  /**
+   * Prompt ids, media and media spans of an input, fitted to the context by the overflow policy (a
+   * conversation only: a plain prompt over the context is the token loop's ContextLengthError).
+   */
+  async #fitted(
+    input: GenerateInput,
+    options: StreamOptions,
+  ): Promise<{ ids: number[]; media?: unknown; spans?: MediaSpan[]; messages?: ChatMessage[] }> {
+    const first = await this.#layout(input, options);
+    if (typeof input === "string" || "prompt" in input) return first;
+    // "error" leaves the check to the token loop: a prompt that fits runs, and its answer ends at the context.
+    if ((options.contextOverflow ?? "error") === "error") return { ...first, messages: input.messages };
+    const limit = this.maxContext - Math.min(options.maxTokens ?? 256, Math.floor(this.maxContext / 2));
+    if (first.ids.length <= limit) return { ...first, messages: input.messages };
+    let messages = input.messages;
+    while (true) {
+      const dropped = dropOldestTurn(messages);
+      if (!dropped) throw new ContextLengthError("generate", first.ids.length, limit);
+      messages = dropped;
+      const next = await this.#layout({ messages }, options);
+      if (next.ids.length <= limit) return { ...next, messages };
+    }
+  }
+
   /** Prompt ids and media of an input: media parts go through the family's layout. */
-  async #layout(input: GenerateInput, options: StreamOptions): Promise<{ ids: number[]; media?: unknown }> {
+  async #layout(
+    input: GenerateInput,
+    options: StreamOptions,
+  ): Promise<{ ids: number[]; media?: unknown; spans?: MediaSpan[] }> {
     if (typeof input === "string" || "prompt" in input) return { ids: this.encode(input, options) };
     this.#checkPromptLength(input, options);
     const images = hasImages(input.messages), videos = hasVideos(input.messages);
@@ -198,20 +228,103 @@ export class Model {
   async *stream(input: GenerateInput, options: StreamOptions = {}): AsyncGenerator<string, GenerationResult> {
     if (this.#disposed) throw new GemmakitError("generate", "the model was disposed");
     // Media are decoded, preprocessed and expanded into the prompt here; encoded by the model's prefill.
-    const { ids, media } = await this.#layout(input, options);
+    const { ids, media, spans = [], messages } = await this.#fitted(input, options);
     const parser = this.#parts.responseParser?.(ids);
     let release!: () => void;
     const previous = this.#queue;
     this.#queue = new Promise((r) => (release = r));
     await previous;
     try {
-      return yield* generateTokens(this.#parts.lm, this.tokenizer, ids, {
+      if (messages) options.onMessages?.(messages);
+      const lm = this.#parts.lm;
+      const start = options.reusePrefix === false ? 0 : reusablePrefix(this.#cached, ids, spans, lm.cache.rollback);
+      // From here the cache is being overwritten: it holds nothing known until the loop reports what it wrote.
+      this.#cached = undefined;
+      return yield* generateTokens(lm, this.tokenizer, ids, {
         stopTokenIds: this.tokenizer.stopTokenIds,
         options,
         defaults: this.#parts.defaults,
         response: parser ? { parser, onEvent: options.onEvent } : undefined,
         media,
+        start,
+        onCached: (c) => (this.#cached = { ...c, spans: spans.filter((s) => s.end <= c.ids.length) }),
       });
+    } finally {
+      release();
+    }
+  }
+
+  /** Forgets what the KV cache holds: the next call prefills its whole prompt. */
+  resetCache(): void {
+    this.#cached = undefined;
+  }
+
+  /** A chat session over this model: history, streaming, aborts, save and load (see ChatSession). */
+  chat(options: ChatSessionOptions = {}): ChatSession {
+    return new ChatSession(this, options);
+  }
+
+  /** Token ids the KV cache holds now (a copy; empty when nothing is known). */
+  get cachedTokens(): readonly number[] {
+    return this.#cached?.ids ?? [];
+  }
+
+  /**
+   * Writes the KV cache and what it holds (ids, media spans), with `extra` (a session's history), to a
+   * versioned session file; waits for a running generation to end first.
+   */
+  async saveState(path: string, extra: Record<string, unknown> = {}): Promise<void> {
+    await this.#exclusive(async () => {
+      const cached = this.#cached ?? { ids: [], spans: [], written: 0 };
+      const state: SessionState = { ids: [...cached.ids], spans: [...cached.spans], written: cached.written, extra };
+      await writeSessionFile(path, this.#fingerprint(), state, this.#parts.lm.cache.read(cached.written));
+    });
+  }
+
+  /**
+   * Loads a session file written by saveState into the KV cache; returns its `extra`. Throws SessionFileError
+   * when the file is not a session file, has another version, or was written by another model or context size.
+   */
+  async loadState(path: string): Promise<Record<string, unknown>> {
+    return await this.#exclusive(async () => {
+      const cache = this.#parts.lm.cache;
+      const { state, blocks } = await readSessionFile(
+        path,
+        this.#fingerprint(),
+        (positions) =>
+          cache.geometry.flatMap((g) => {
+            const [capacity, ...row] = g.split("x").map(Number);
+            const bytes = 4 * Math.min(positions, capacity) * row.reduce((a, b) => a * b, 1);
+            return [bytes, bytes];
+          }),
+      );
+      this.#cached = undefined;
+      cache.load(state.written, blocks);
+      this.#cached = { ids: state.ids, spans: state.spans, written: state.written };
+      return state.extra;
+    });
+  }
+
+  /** What a session file must match: the cache geometry, context, vocabulary and tokenizer. */
+  #fingerprint(): Record<string, unknown> {
+    const t = this.tokenizer;
+    return {
+      maxContext: this.maxContext,
+      vocabSize: this.#parts.lm.vocabSize,
+      cache: this.#parts.lm.cache.geometry,
+      tokenizer: { size: t.vocabSize, bos: t.bosId ?? null, eos: t.eosId ?? null, stop: [...t.stopTokenIds] },
+    };
+  }
+
+  /** Runs `f` when no generation is running, holding off others until it ends. */
+  async #exclusive<T>(f: () => Promise<T>): Promise<T> {
+    if (this.#disposed) throw new GemmakitError("generate", "the model was disposed");
+    let release!: () => void;
+    const previous = this.#queue;
+    this.#queue = new Promise((r) => (release = r));
+    await previous;
+    try {
+      return await f();
     } finally {
       release();
     }
@@ -299,4 +412,17 @@ function messageChars(messages: readonly ChatMessage[]): number {
     }
   }
   return n;
+}
+
+/**
+ * The conversation without its oldest turn (the first non-system message and every message up to the next user
+ * message), or undefined when only the last user turn is left.
+ */
+export function dropOldestTurn(messages: readonly ChatMessage[]): ChatMessage[] | undefined {
+  const first = messages.findIndex((m) => m.role !== "system");
+  if (first < 0) return undefined;
+  let end = first + 1;
+  while (end < messages.length && messages[end].role !== "user") end++;
+  if (end >= messages.length) return undefined;
+  return [...messages.slice(0, first), ...messages.slice(end)];
 }

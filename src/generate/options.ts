@@ -17,6 +17,11 @@ export interface GenerateOptions extends SamplingOptions {
   signal?: AbortSignal;
   /** Decode steps per native call. Default 16. */
   chunkSize?: number;
+  /**
+   * Prefill only from the first token that differs from what the KV cache holds (the last call's prompt and
+   * answer). Default true; false recomputes the whole prompt (a cold start, for measurements).
+   */
+  reusePrefix?: boolean;
 }
 
 /** The resolved sampling parameters handed to the device. */

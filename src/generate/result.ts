@@ -46,9 +46,11 @@ export interface GenerationResult {
   tokens: number[];
   finishReason: FinishReason;
   promptTokens: number;
+  /** Prompt tokens whose KV came from the cache (the prefix shared with what the model last processed). */
+  cachedTokens: number;
   completionTokens: number;
   timings: {
-    /** Prompt processing, up to and including the first sampled token. */
+    /** Prompt processing (of the tokens not cached), up to and including the first sampled token. */
     prefillMs: number;
     decodeMs: number;
     prefillTokensPerSecond: number;

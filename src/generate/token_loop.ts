@@ -7,6 +7,7 @@
 import { ContextLengthError, GemmakitError } from "../errors.ts";
 import { sample } from "../ops/sample.ts";
 import type { Backend } from "../runtime/backend.ts";
+import type { KvCache } from "../runtime/kv_cache.ts";
 import { DecodeProgram } from "../runtime/program.ts";
 import type { Tensor } from "../runtime/tensor.ts";
 import { Workspace } from "../runtime/workspace.ts";
@@ -14,14 +15,20 @@ import type { Sampling } from "./options.ts";
 import type { FinishReason } from "./result.ts";
 
 /**
- * What the loop needs of a model: a prefill (with the prompt's media, of the family's own type `M`) and a
- * decode step over the device-resident token and position.
+ * What the loop needs of a model: a prefill from an offset (with the prompt's media, of the family's own type
+ * `M`), a decode step over the device-resident token and position, and its KV cache.
  */
 export interface CausalLM<M = unknown> {
   readonly backend: Backend;
   readonly maxContext: number;
   readonly vocabSize: number;
-  prefill(ids: ArrayLike<number>, media?: M): Tensor;
+  /** The KV cache prefill and decode write (read by session files; its `rollback` bounds prefix reuse). */
+  readonly cache: KvCache;
+  /**
+   * Runs prompt `ids` from position `start` (0: all of it; else the cache holds positions 0..start-1 of these
+   * ids, and `start` is not inside a media span), returning logits f32 [1, vocab] of the last position.
+   */
+  prefillFrom(ids: ArrayLike<number>, start: number, media?: M): Tensor;
   decodeStep(token: Tensor, position: Tensor, ws: Workspace, logits: Tensor): Tensor;
 }
 
@@ -34,6 +41,15 @@ export interface TokenLoopOptions {
   stopTokenIds: readonly number[];
   /** Checked between chunks: the loop ends with finishReason "abort". */
   signal?: AbortSignal;
+  /** The first prompt position to prefill: the KV cache holds the ones before it (prefix reuse). Default 0. */
+  start?: number;
+}
+
+/** What the KV cache holds after a loop: the ids of positions 0..ids.length-1, and how far it may be written. */
+export interface CacheContents {
+  ids: number[];
+  /** Positions 0..written-1 may have been written (a step after a stop token writes one past `ids`). */
+  written: number;
 }
 
 // Layout of the device-side decode state (kernels/include/gemmakit.h GK_STATE_*).
@@ -42,7 +58,7 @@ const POSITION = 0, TOKEN = 1, HISTORY = 2, DONE = 3, FIELDS = 8;
 /**
  * One generation's token stream. `for await (const id of loop.run())` yields every generated id but a stop
  * token; a consumer may break early (a stop string), which ends the loop and frees its program.
- * The model's KV cache is overwritten from position 0.
+ * The model's KV cache is overwritten from position `start`; `cached` then says what it holds.
  */
 export class TokenLoop {
   /** Every generated id, a final stop token included. */
@@ -51,6 +67,8 @@ export class TokenLoop {
   finishReason: FinishReason | undefined;
   prefillMs = 0;
   decodeCalls = 0;
+  /** What the KV cache holds once run() has ended (undefined while running, or when the prefill failed). */
+  cached: CacheContents | undefined;
   #decodeStart = 0;
 
   constructor(
@@ -62,6 +80,10 @@ export class TokenLoop {
     const T = promptIds.length;
     if (T < 1) throw new GemmakitError("generate", "the prompt is empty");
     if (T >= lm.maxContext) throw new ContextLengthError("generate", T, lm.maxContext - 1);
+    const start = options.start ?? 0;
+    if (!Number.isInteger(start) || start < 0 || start >= T) {
+      throw new GemmakitError("generate", `start=${start} must be an integer in [0, ${T})`);
+    }
   }
 
   /** Milliseconds since the first token came back (the decode phase), up to now. */
@@ -87,7 +109,7 @@ export class TokenLoop {
 
     const t0 = performance.now();
     {
-      using first = this.media === undefined ? lm.prefill(promptIds) : lm.prefill(promptIds, this.media);
+      using first = lm.prefillFrom(promptIds, o.start ?? 0, this.media);
       sample(first, o.sampling, state, history, stopIds);
     }
     let program: DecodeProgram | undefined;
@@ -120,6 +142,9 @@ export class TokenLoop {
       }
     } finally {
       program?.dispose();
+      // Every position before the state's is written; a step after a stop token rewrites the one at it.
+      const position = state.toArray()[POSITION];
+      this.cached = { ids: Array.from(history.rows(0, position).toArray()), written: position + 1 };
     }
   }
 }

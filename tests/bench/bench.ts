@@ -1,7 +1,8 @@
 /** `deno task bench`: model benchmarks with --model/--synthetic, else the op benchmarks. */
-const modelBench = Deno.args.some((a) =>
-  a === "--model" || a === "--synthetic" || a.startsWith("--model=") || a.startsWith("--synthetic=")
-);
+const modelBench = !Deno.args.includes("--chat") &&
+  Deno.args.some((a) =>
+    a === "--model" || a === "--synthetic" || a.startsWith("--model=") || a.startsWith("--synthetic=")
+  );
 // --threads N: the CPU library's OpenMP threads, which libgomp reads once when the library is loaded.
 const threads = Deno.args.find((_, i) => Deno.args[i - 1] === "--threads") ??
   Deno.args.find((a) => a.startsWith("--threads="))?.slice("--threads=".length);
@@ -10,8 +11,12 @@ if (threads !== undefined) Deno.env.set("OMP_NUM_THREADS", threads);
 // gemma4-e2b-vision: the same for Gemma 4 at several budgets, TTFT cached and not (gemma4_vision_bench.ts);
 // video: frames/s of ffmpeg decoding + the Gemma 4 video processor (video_bench.ts).
 const synthetic = (name: string) => Deno.args.some((a) => a === name || a === `--synthetic=${name}`);
+// --chat: TTFT of turn N of a conversation, cold vs with the history's KV reused (chat_bench.ts).
+const chat = Deno.args.includes("--chat");
 await import(
-  synthetic("gemma3-4b-vision")
+  chat
+    ? "./chat_bench.ts"
+    : synthetic("gemma3-4b-vision")
     ? "./vision_bench.ts"
     : synthetic("gemma4-e2b-vision")
     ? "./gemma4_vision_bench.ts"

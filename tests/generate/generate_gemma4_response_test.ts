@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { Backend } from "../../src/runtime/backend.ts";
+import { KvCache } from "../../src/runtime/kv_cache.ts";
 import { Tensor } from "../../src/runtime/tensor.ts";
 import type { Workspace } from "../../src/runtime/workspace.ts";
 import { embedding } from "../../src/ops/embedding.ts";
@@ -34,7 +35,9 @@ function scripted(
     backend,
     maxContext: MAX_CONTEXT,
     vocabSize: vocab,
-    prefill: (ids) => {
+    // No cache: a fake whose logits depend only on the position.
+    cache: new KvCache(backend, []),
+    prefillFrom: (ids) => {
       using pos = Tensor.fromArray(backend, [ids.length - 1], [1], "i32");
       return embedding(table, pos);
     },

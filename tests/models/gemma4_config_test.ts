@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { ConfigError, parseGemma4Config } from "../../src/models/gemma4/config.ts";
 import { gemma4CacheSpecs } from "../../src/models/gemma4/model.ts";
-import { KvCache } from "../../src/runtime/kv_cache.ts";
+import { KvCache, RING_SLACK } from "../../src/runtime/kv_cache.ts";
 import { thrown } from "../helpers.ts";
 
 const FIXTURES = new URL("../fixtures/", import.meta.url).pathname;
@@ -53,10 +53,11 @@ Deno.test("E2B: KV-shared layers read the last earlier layer of their type, with
   assert.equal(m.text.hiddenSizePerLayerInput, 256);
   assert.equal(m.text.vocabSizePerLayerInput, 262144);
   assert.equal(m.text.finalLogitSoftcapping, 30);
-  // KV cache at 4096 tokens: 15 owning layers (12 sliding rings of 512, 3 full of 4096), f32 K and V.
+  // KV cache at 4096 tokens: 15 owning layers (12 sliding rings of 512 + RING_SLACK rows, 3 full of 4096), f32 K
+  // and V.
   const specs = gemma4CacheSpecs(m, 4096);
   assert.equal(specs.filter((s) => s.sharesWith !== undefined).length, 20);
-  assert.equal(KvCache.bytesFor(specs), 2 * 4 * (12 * 512 * 256 + 3 * 4096 * 512));
+  assert.equal(KvCache.bytesFor(specs), 2 * 4 * (12 * (512 + RING_SLACK) * 256 + 3 * 4096 * 512));
 });
 
 Deno.test("31B-style global_head_dim / num_global_key_value_heads give the plan transformers 5.17 writes as per_layer_config", () => {

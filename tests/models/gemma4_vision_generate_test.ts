@@ -20,6 +20,9 @@ import { Gemma4ImageProcessorConfig, Gemma4VideoProcessorConfig } from "../../sr
 
 const IMAGE = `${G4_VISION_FIXTURE}/landscape.png`;
 const GREEDY = { maxTokens: 6, temperature: 0 };
+/** The vision-cache tests prefill every turn from the start: reusing the KV cache past an image skips the encoder
+ * and the cache alike (what the session tests check). */
+const FULL_PREFILL = { ...GREEDY, reusePrefix: false };
 const turn1: ChatMessage[] = [{
   role: "user",
   content: [{ type: "image", path: IMAGE }, { type: "text", text: "What is shown here?" }],
@@ -85,12 +88,12 @@ Deno.test("gemma4 vision cache: the second turn about the same image does not re
     maxBytes: 256 * 1024 * 1024,
   });
   assert.ok(model.visionCacheStats()!.bytes > 0);
-  const b = await model.generate({ messages: turn2(a.text) }, GREEDY);
+  const b = await model.generate({ messages: turn2(a.text) }, FULL_PREFILL);
   assert.equal(encodes, 1, "the second turn encoded the image again");
   assert.equal(model.visionCacheStats()!.hits, 1);
   // The cached soft tokens give exactly what a fresh encode gives.
   const a2 = await uncached.generate({ messages: turn1 }, GREEDY);
-  const b2 = await uncached.generate({ messages: turn2(a2.text) }, GREEDY);
+  const b2 = await uncached.generate({ messages: turn2(a2.text) }, FULL_PREFILL);
   assert.deepEqual(a.tokens, a2.tokens);
   assert.deepEqual(b.tokens, b2.tokens);
   assert.equal(uncached.visionCacheStats()!.entries, 0);
@@ -129,7 +132,7 @@ Deno.test("gemma3 vision cache: a repeated image is a hit, with the same output"
     content: [{ type: "image", path: `${dir}/square.png` }, { type: "text", text: "hi" }],
   }];
   const a = await model.generate({ messages: msgs }, GREEDY);
-  const b = await model.generate({ messages: msgs }, GREEDY);
+  const b = await model.generate({ messages: msgs }, FULL_PREFILL);
   assert.equal(a.text, b.text);
   assert.deepEqual([model.visionCacheStats()!.misses, model.visionCacheStats()!.hits], [1, 1]);
 });

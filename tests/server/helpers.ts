@@ -101,6 +101,7 @@ export class ScriptedModel implements ServedModel {
       tokens: Array.from({ length: n }, (_, i) => i),
       finishReason,
       promptTokens: this.encode(input).length,
+      cachedTokens: 0,
       completionTokens: n,
       timings: { prefillMs: 1, decodeMs: 1, prefillTokensPerSecond: 1, decodeTokensPerSecond: 1, decodeCalls: n },
     };

@@ -6,6 +6,7 @@
 import type { Backend } from "../../runtime/backend.ts";
 import type { Tensor } from "../../runtime/tensor.ts";
 import type { Workspace } from "../../runtime/workspace.ts";
+import type { KvCache } from "../../runtime/kv_cache.ts";
 import { VisionCache } from "../../runtime/vision_cache.ts";
 import type { LoadWeightsOptions } from "./weights.ts";
 import type { WeightSource } from "../../formats/weight_source.ts";
@@ -17,6 +18,7 @@ export interface TextDecoder {
   readonly maxContext: number;
   readonly vocabSize: number;
   readonly config: unknown;
+  readonly cache: KvCache;
   decodeStep(token: Tensor, position: Tensor, ws: Workspace, logits: Tensor): Tensor;
   dispose(): void;
 }
@@ -57,6 +59,19 @@ export abstract class MultimodalModel<T extends TextDecoder, V extends VisionTow
 
   decodeStep(token: Tensor, position: Tensor, ws: Workspace, logits: Tensor): Tensor {
     return this.text.decodeStep(token, position, ws, logits);
+  }
+
+  /** The KV cache (the text model's): media only enter it through prefill. */
+  get cache(): KvCache {
+    return this.text.cache;
+  }
+
+  /** A prefill from position `start` (0: the whole prompt) with the prompt's media, in the family's type. */
+  abstract prefill(ids: ArrayLike<number>, media?: unknown, logitsRows?: "last" | "all", start?: number): Tensor;
+
+  /** CausalLM: the prompt from `start` (the cache holds the positions before it), logits of its last position. */
+  prefillFrom(ids: ArrayLike<number>, start: number, media?: unknown): Tensor {
+    return this.prefill(ids, media, "last", start);
   }
 
   dispose(): void {

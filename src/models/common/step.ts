@@ -5,7 +5,9 @@
  */
 import { ContextLengthError, ShapeError } from "../../errors.ts";
 import { copyRows } from "../../ops/copy.ts";
+import { kvCacheWrite } from "../../ops/kv_cache.ts";
 import type { Backend } from "../../runtime/backend.ts";
+import type { LayerCache } from "../../runtime/kv_cache.ts";
 import { Tensor } from "../../runtime/tensor.ts";
 import { Workspace } from "../../runtime/workspace.ts";
 
@@ -21,6 +23,8 @@ export type TraceHook = (name: string, layer: number, tensor: Tensor) => void;
 export interface Step {
   ws: Workspace;
   tokens: number;
+  /** Position of the first token on the host (prefill only): the KV cache holds the positions before it. */
+  start: number;
   /** i32 [tokens]: absolute positions (RoPE). */
   positions: Tensor;
   /** i32 [1]: position of the first token (KV cache slot; the decode query's position). */
@@ -30,6 +34,8 @@ export interface Step {
   hostIds?: ArrayLike<number>;
   /** i32 [tokens]: prefill only; keys and queries sharing a non-zero id attend bidirectionally (media spans). */
   spanIds?: Tensor;
+  /** The same span ids on the host (prefill from an offset pads them with the cached keys' zeros). */
+  hostSpanIds?: ArrayLike<number>;
   /** Prefill only: called with named intermediates (see TraceHook). */
   trace?: TraceHook;
 }
@@ -38,8 +44,10 @@ export interface Step {
 export type Forward = (ids: Tensor, step: Step, logitsRows: "last" | "all", logits: Tensor) => Tensor;
 
 /**
- * Runs `forward` over a whole prompt from position 0. Returns logits of the last position (f32 [1, vocab]) or,
- * with `all`, of every position (f32 [T, vocab]); the caller disposes them.
+ * Runs `forward` over the prompt `ids` from position `start` (0: the whole prompt; else the KV cache already
+ * holds positions 0..start-1 of these ids, and only the rest is computed: a follow-up turn). `spanIds` are the
+ * whole prompt's. Returns logits of the last position (f32 [1, vocab]) or, with `all`, of every computed
+ * position (f32 [T - start, vocab]); the caller disposes them.
  */
 export function runPrefill(
   backend: Backend,
@@ -47,24 +55,39 @@ export function runPrefill(
   limits: { maxContext: number; vocabSize: number },
   logitsRows: "last" | "all",
   forward: Forward,
-  extras: { spanIds?: ArrayLike<number>; trace?: TraceHook } = {},
+  extras: { spanIds?: ArrayLike<number>; trace?: TraceHook; start?: number } = {},
 ): Tensor {
-  const { spanIds, trace } = extras;
-  const T = ids.length;
-  if (T < 1) throw new ShapeError("prefill", "the prompt is empty");
-  if (T > limits.maxContext) throw new ContextLengthError("prefill", T, limits.maxContext);
-  if (spanIds && spanIds.length !== T) {
-    throw new ShapeError("prefill", `${spanIds.length} span ids for a prompt of ${T} tokens`);
+  const { trace, start = 0 } = extras;
+  if (ids.length < 1) throw new ShapeError("prefill", "the prompt is empty");
+  if (ids.length > limits.maxContext) throw new ContextLengthError("prefill", ids.length, limits.maxContext);
+  if (extras.spanIds && extras.spanIds.length !== ids.length) {
+    throw new ShapeError("prefill", `${extras.spanIds.length} span ids for a prompt of ${ids.length} tokens`);
   }
+  if (!Number.isInteger(start) || start < 0 || start >= ids.length) {
+    throw new ShapeError("prefill", `start=${start} must be an integer in [0, ${ids.length})`);
+  }
+  const chunk = Array.prototype.slice.call(ids, start) as number[];
+  const spanIds = extras.spanIds && Array.prototype.slice.call(extras.spanIds, start) as number[];
+  const T = chunk.length;
   using ws = new Workspace(backend);
   const idsT = ws.get("ids", [T], "i32");
-  idsT.write(ids);
+  idsT.write(chunk);
   const positions = ws.get("positions", [T], "i32");
-  positions.write(Int32Array.from({ length: T }, (_, i) => i));
-  const step: Step = { ws, tokens: T, positions, position0: positions.rows(0, 1), decode: false, hostIds: ids, trace };
-  if (spanIds) {
+  positions.write(Int32Array.from({ length: T }, (_, i) => start + i));
+  const step: Step = {
+    ws,
+    tokens: T,
+    start,
+    positions,
+    position0: positions.rows(0, 1),
+    decode: false,
+    hostIds: chunk,
+    trace,
+  };
+  if (spanIds?.some((id) => id !== 0)) {
     step.spanIds = ws.get("span_ids", [T], "i32");
     step.spanIds.write(spanIds);
+    step.hostSpanIds = spanIds;
   }
   const logits = Tensor.empty(backend, [logitsRows === "last" ? 1 : T, limits.vocabSize]);
   try {
@@ -97,4 +120,71 @@ export function spliceRows(h: Tensor, embeds: Tensor, positions: readonly number
     copyRows(embeds.rows(r, n), h, at);
     r += n;
   }
+}
+
+/** The keys a prefill's queries attend over, and the index of the first query among them. */
+export interface PrefillKeys {
+  k: Tensor;
+  v: Tensor;
+  qPos0: number;
+  /** i32 [keys]: the span ids of those keys (zeros for cached ones), when the prompt has spans. */
+  spanIds?: Tensor;
+}
+
+/**
+ * Writes a prefill's K and V (f32 [tokens, kvHeads, headDim]) into a layer's cache and returns what its queries
+ * attend over. From position 0 that is the fresh K/V. From an offset (a follow-up over a cached prefix) it is
+ * the cached keys the queries can still see — every earlier position for a full cache (a view of it), the window
+ * before the offset for a ring, copied out in position order before the new rows overwrite its slots — then the
+ * fresh ones, with the queries at the end. Relative order is all the causal and window masks read, so the keys
+ * need not start at position 0. `name` keys the workspace buffers (a KV-shared layer reuses its source's).
+ */
+export function prefillKeys(
+  s: Step,
+  cache: LayerCache,
+  window: number,
+  k: Tensor,
+  v: Tensor,
+  name: string,
+): PrefillKeys {
+  const T = s.tokens, start = s.start, C = cache.capacity;
+  if (start === 0) {
+    kvCacheWrite(k, cache.k, s.position0);
+    kvCacheWrite(v, cache.v, s.position0);
+    return { k, v, qPos0: 0, spanIds: s.spanIds };
+  }
+  // Cached keys the first query can see: positions lo..start-1.
+  const lo = window > 0 ? Math.max(0, start - window + 1) : 0;
+  const P = start - lo;
+  const spanIds = s.hostSpanIds ? spanTensor(s, P) : undefined;
+  if (start + T <= C) {
+    // No slot is reused (a full cache, or a ring that has not wrapped): the cache rows are the keys in order.
+    kvCacheWrite(k, cache.k, s.position0);
+    kvCacheWrite(v, cache.v, s.position0);
+    return { k: cache.k.rows(lo, P + T), v: cache.v.rows(lo, P + T), qPos0: P, spanIds };
+  }
+  const [, kvHeads, headDim] = k.shape;
+  const out = {
+    k: s.ws.get(`${name}.k`, [P + T, kvHeads, headDim]),
+    v: s.ws.get(`${name}.v`, [P + T, kvHeads, headDim]),
+  };
+  for (const [src, dst, fresh] of [[cache.k, out.k, k], [cache.v, out.v, v]] as const) {
+    // Slots of positions lo..start-1, which wrap around the end of the ring at most once.
+    const a = lo % C, first = Math.min(P, C - a);
+    if (first > 0) copyRows(src.rows(a, first), dst, 0);
+    if (P > first) copyRows(src.rows(0, P - first), dst, first);
+    copyRows(fresh, dst, P);
+  }
+  kvCacheWrite(k, cache.k, s.position0);
+  kvCacheWrite(v, cache.v, s.position0);
+  return { ...out, qPos0: P, spanIds };
+}
+
+/** i32 [P + tokens]: P zeros (cached keys belong to no span of this chunk), then the chunk's span ids. */
+function spanTensor(s: Step, P: number): Tensor {
+  const t = s.ws.get(`span_ids.${P}`, [P + s.tokens], "i32");
+  const ids = new Int32Array(P + s.tokens);
+  ids.set(Array.from(s.hostSpanIds!), P);
+  t.write(ids);
+  return t;
 }

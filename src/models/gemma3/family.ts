@@ -36,7 +36,15 @@ export const gemma3: Family = {
       // llama.cpp's converter copies the chat template of instruction-tuned checkpoints; a base model has none.
       using gguf = openGguf(c.path);
       const supportsChat = gguf.has("tokenizer.chat_template");
-      return { lm: loadGemma3Gguf(backend, c.path, options), tokenizer, defaults: GEMMA3_SAMPLING, supportsChat };
+      return {
+        lm: loadGemma3Gguf(backend, c.path, options),
+        tokenizer,
+        defaults: GEMMA3_SAMPLING,
+        supportsChat,
+        // The tokenizer files carry Gemma 3's own template: conversations take that turn format, as llama.cpp's
+        // built-in "gemma" template does for a GGUF without one.
+        baseModelChatNote: "a base (pretrained) model without a chat template: chatting in Gemma 3's turn format",
+      };
     }
     const tokenizer = await Tokenizer.fromFiles(c.path);
     const defaults = samplingDefaults(readOptionalJson(join(c.path, "generation_config.json")));
@@ -59,9 +67,9 @@ export const gemma3: Family = {
       visionCache: lm.visionCache,
       media: {
         video: false,
-        encode: async (tokenizer, messages, chat, opts): Promise<{ ids: number[]; media: PromptImages }> => {
-          const { ids, images } = await encodeImagePrompt(tokenizer, messages, chat, vision, opts);
-          return { ids, media: images };
+        encode: async (tokenizer, messages, chat, opts) => {
+          const { ids, images, spans } = await encodeImagePrompt(tokenizer, messages, chat, vision, opts);
+          return { ids, media: images as PromptImages, spans };
         },
       },
     };

@@ -13,6 +13,8 @@ import type { Tokenizer } from "../../tokenizer/tokenizer.ts";
 import { Gemma3ImageProcessorConfig, gemma3ImagePromptText, preprocessGemma3 } from "./processor.ts";
 import { loadImage } from "../../vision/image.ts";
 import { type ImageOptions, imageParts } from "../../generate/media.ts";
+import { type MediaSpan, mediaSpansOf } from "../../generate/prefix.ts";
+import { visionKey } from "../../runtime/vision_cache.ts";
 
 /** What a model needs to take images: its vision config and the processor settings of the checkpoint. */
 export interface VisionSupport {
@@ -32,7 +34,7 @@ export async function encodeImagePrompt(
   chat: ChatTemplateOptions,
   vision: VisionSupport,
   options: ImageOptions = {},
-): Promise<{ ids: number[]; images: PromptImages }> {
+): Promise<{ ids: number[]; images: PromptImages; spans: MediaSpan[] }> {
   const sources = imageParts(messages);
   const boi = tokenizer.idToToken(vision.config.boiTokenId) ?? "<start_of_image>";
   const image = tokenizer.idToToken(vision.config.imageTokenId) ?? "<image_soft_token>";
@@ -70,7 +72,14 @@ export async function encodeImagePrompt(
       piece,
   );
   const ids = tokenizer.encode(expanded, { addSpecialTokens: false });
-  return { ids, images: { pixelValues: processed.pixelValues, count } };
+  // Each image (and crop) is one run of image tokens, keyed by its pixels as the vision-encoder cache keys it.
+  const plane = processed.pixelValues.length / count;
+  const keys = Array.from(
+    { length: count },
+    (_, n) => visionKey(processed.pixelValues.subarray(n * plane, (n + 1) * plane)),
+  );
+  const spans = mediaSpansOf(ids, [vision.config.imageTokenId], keys, visionKey(processed.pixelValues));
+  return { ids, images: { pixelValues: processed.pixelValues, count }, spans };
 }
 
 /** The processor settings of a checkpoint directory's preprocessor_config.json / processor_config.json. */

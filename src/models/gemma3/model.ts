@@ -10,7 +10,7 @@
  */
 import type { Backend } from "../../runtime/backend.ts";
 import { isQuantized, roundTo } from "../../runtime/dtype.ts";
-import { KvCache } from "../../runtime/kv_cache.ts";
+import { KvCache, layerCacheSpec } from "../../runtime/kv_cache.ts";
 import { Tensor } from "../../runtime/tensor.ts";
 import type { Workspace } from "../../runtime/workspace.ts";
 import {
@@ -27,7 +27,7 @@ import {
   softcap,
 } from "../../ops/mod.ts";
 import type { Gemma3Model, LayerType } from "./config.ts";
-import { runPrefill, spliceRows, type Step, type TraceHook } from "../common/step.ts";
+import { prefillKeys, runPrefill, spliceRows, type Step, type TraceHook } from "../common/step.ts";
 import type { ModelWeights } from "../common/weight_table.ts";
 import type { Gemma3LayerWeights, Gemma3TextTable, Gemma3TextWeights } from "./weights.ts";
 
@@ -78,11 +78,7 @@ export class Gemma3TextModel {
     };
     this.cache = new KvCache(
       backend,
-      config.layers.map((l) => ({
-        capacity: l.window > 0 ? Math.min(l.window, maxContext) : maxContext,
-        kvHeads: c.numKeyValueHeads,
-        headDim: c.headDim,
-      })),
+      config.layers.map((l) => layerCacheSpec(l.window, maxContext, c.numKeyValueHeads, c.headDim)),
     );
   }
 
@@ -106,13 +102,17 @@ export class Gemma3TextModel {
     rope(q, s.positions, this.#invFreq[spec.type]);
     rope(k, s.positions, this.#invFreq[spec.type]);
     const cache = this.cache.layer(i);
-    kvCacheWrite(k, cache.k, s.position0);
-    kvCacheWrite(v, cache.v, s.position0);
     // Gemma 3 scales scores by query_pre_attn_scalar^-0.5 and applies no attention softcap.
     const options = { scale: c.queryPreAttnScalar ** -0.5, window: spec.window };
     const attn = s.ws.get("attn", [T, nH, hd]);
-    if (s.decode) attentionDecode(q.reshape([nH, hd]), cache.k, cache.v, s.position0, options, attn.reshape([nH, hd]));
-    else attentionPrefill(q, k, v, { ...options, causal: true, qPos0: 0, spanIds: s.spanIds }, attn);
+    if (s.decode) {
+      kvCacheWrite(k, cache.k, s.position0);
+      kvCacheWrite(v, cache.v, s.position0);
+      attentionDecode(q.reshape([nH, hd]), cache.k, cache.v, s.position0, options, attn.reshape([nH, hd]));
+    } else {
+      const keys = prefillKeys(s, cache, spec.window, k, v, "ctx");
+      attentionPrefill(q, keys.k, keys.v, { ...options, causal: true, qPos0: keys.qPos0, spanIds: keys.spanIds }, attn);
+    }
     return linear(attn.reshape([T, nH * hd]), w.oProj, null, s.ws.get("o", [T, c.hiddenSize]));
   }
 
@@ -145,7 +145,8 @@ export class Gemma3TextModel {
   #forward(ids: Tensor, s: Step, logitsRows: "last" | "all", logits: Tensor, inject?: PrefillInjection): Tensor {
     const c = this.config.text, T = s.tokens;
     const h = embedding(this.#w.embedTokens, ids, this.#embedScale, s.ws.get("h", [T, c.hiddenSize]));
-    if (inject) spliceRows(h, inject.embeds, inject.positions);
+    // Injection positions are the whole prompt's; a prefill from an offset splices those at or after it.
+    if (inject) spliceRows(h, inject.embeds, inject.positions.map((p) => p - s.start));
     s.trace?.("embeddings", -1, h);
     for (let i = 0; i < c.numHiddenLayers; i++) this.#layer(i, h, s);
     const last = logitsRows === "last" ? h.rows(T - 1, 1) : h;
@@ -156,11 +157,13 @@ export class Gemma3TextModel {
   }
 
   /**
-   * Runs the whole prompt from position 0, filling the KV cache. Returns logits of the last position
-   * (f32 [1, vocab]) or, with `all`, of every position (f32 [T, vocab]). The caller disposes them.
-   * `inject` splices embeddings (image soft tokens) over the token embeddings and sets the span mask.
+   * Runs the prompt from position `start` (default 0, the whole prompt), filling the KV cache; from an offset,
+   * the cache must hold positions 0..start-1 of these same ids (a follow-up turn). Returns logits of the last
+   * position (f32 [1, vocab]) or, with `all`, of every computed position (f32 [T - start, vocab]). The caller
+   * disposes them. `inject` splices embeddings (image soft tokens, at prompt positions >= start) over the token
+   * embeddings and sets the span mask (span ids of the whole prompt).
    */
-  prefill(ids: ArrayLike<number>, logitsRows: "last" | "all" = "last", inject?: PrefillInjection): Tensor {
+  prefill(ids: ArrayLike<number>, logitsRows: "last" | "all" = "last", inject?: PrefillInjection, start = 0): Tensor {
     const limits = { maxContext: this.maxContext, vocabSize: this.config.text.vocabSize };
     return runPrefill(
       this.backend,
@@ -168,8 +171,13 @@ export class Gemma3TextModel {
       limits,
       logitsRows,
       (i, s, rows, out) => this.#forward(i, s, rows, out, inject),
-      { spanIds: inject?.spanIds, trace: this.trace },
+      { spanIds: inject?.spanIds, trace: this.trace, start },
     );
+  }
+
+  /** CausalLM: the prompt from `start` (the cache holds the positions before it), logits of its last position. */
+  prefillFrom(ids: ArrayLike<number>, start: number): Tensor {
+    return this.prefill(ids, "last", undefined, start);
   }
 
   /**
@@ -179,7 +187,7 @@ export class Gemma3TextModel {
   decodeStep(token: Tensor, position: Tensor, ws: Workspace, logits: Tensor): Tensor {
     return this.#forward(
       token,
-      { ws, tokens: 1, positions: position, position0: position, decode: true },
+      { ws, tokens: 1, start: 0, positions: position, position0: position, decode: true },
       "all",
       logits,
     );

@@ -6,7 +6,7 @@
  * @module
  */
 import { join } from "node:path";
-import { ContextLengthError, ImageInputError } from "../../errors.ts";
+import { ContextLengthError, ImageInputError, ShapeError } from "../../errors.ts";
 import { openSafetensorsDir } from "../../formats/safetensors.ts";
 import type { Backend } from "../../runtime/backend.ts";
 import { Tensor } from "../../runtime/tensor.ts";
@@ -57,7 +57,7 @@ export class Gemma3Multimodal extends MultimodalModel<Gemma3TextModel, Gemma3Vis
    * images in order. Without images it is the text model's prefill (a prompt with placeholders but no
    * images is refused, as transformers refuses mismatched counts).
    */
-  prefill(ids: ArrayLike<number>, images?: PromptImages, logitsRows: "last" | "all" = "last"): Tensor {
+  prefill(ids: ArrayLike<number>, images?: PromptImages, logitsRows: "last" | "all" = "last", start = 0): Tensor {
     const v = this.visionConfig, T = v.mmTokensPerImage;
     if (ids.length > this.maxContext) throw new ContextLengthError("prefill", ids.length, this.maxContext);
     const { positions, spanIds } = imageSpans(ids, v.imageTokenId);
@@ -72,15 +72,21 @@ export class Gemma3Multimodal extends MultimodalModel<Gemma3TextModel, Gemma3Vis
     }
     // Gemma3Model.forward looks up id 0 for image tokens outside the vocabulary.
     const lookup = v.imageTokenId >= this.vocabSize ? Array.from(ids, (id) => id === v.imageTokenId ? 0 : id) : ids;
-    if (!images) return this.text.prefill(lookup, logitsRows);
+    if (!images) return this.text.prefill(lookup, logitsRows, undefined, start);
+    // From an offset, the images before it are in the KV cache already: only the later ones are encoded.
+    let first = 0;
+    while (first < count && positions[first * T] < start) first++;
+    if (first > 0 && positions[first * T - 1] >= start) {
+      throw new ShapeError("prefill", `start=${start} falls inside image ${first - 1}'s soft tokens`);
+    }
     // Per image through the vision-encoder cache, then gathered into one [count · T, hidden] block.
     const plane = images.pixelValues.length / count;
     const pixels = (n: number) => images.pixelValues.subarray(n * plane, (n + 1) * plane);
-    const keys = Array.from({ length: count }, (_, n) => visionKey(pixels(n)));
+    const keys = Array.from({ length: count - first }, (_, n) => visionKey(pixels(first + n)));
     const found = this.visionCache.lookup(keys, (missing) => {
       const out: Tensor[] = [];
       try {
-        for (const n of missing) out.push(this.vision.encode(pixels(n), 1));
+        for (const n of missing) out.push(this.vision.encode(pixels(first + n), 1));
         return out;
       } catch (e) {
         for (const t of out) t.dispose();
@@ -88,9 +94,11 @@ export class Gemma3Multimodal extends MultimodalModel<Gemma3TextModel, Gemma3Vis
       }
     });
     try {
-      using features = Tensor.empty(this.backend, [count * T, this.text.config.text.hiddenSize]);
+      if (keys.length === 0) return this.text.prefill(lookup, logitsRows, undefined, start);
+      using features = Tensor.empty(this.backend, [keys.length * T, this.text.config.text.hiddenSize]);
       found.tensors.forEach((t, n) => copyRows(t, features, n * T));
-      return this.text.prefill(lookup, logitsRows, { embeds: features, positions, spanIds });
+      const inject = { embeds: features, positions: positions.slice(first * T), spanIds };
+      return this.text.prefill(lookup, logitsRows, inject, start);
     } finally {
       found.commit();
     }

@@ -24,6 +24,8 @@ import {
 import { loadImage } from "../../vision/image.ts";
 import { loadVideo } from "./video.ts";
 import { imageParts, type MediaOptions, videoParts } from "../../generate/media.ts";
+import { type MediaSpan, mediaSpansOf } from "../../generate/prefix.ts";
+import { visionKey } from "../../runtime/vision_cache.ts";
 
 /** What a Gemma 4 model needs to take images and video: its vision config and the checkpoint's processors. */
 export interface Gemma4VisionSupport {
@@ -50,7 +52,7 @@ export async function encodeGemma4MediaPrompt(
   chat: ChatTemplateOptions,
   vision: Gemma4VisionSupport,
   options: MediaOptions = {},
-): Promise<{ ids: number[]; media: Gemma4PromptMedia }> {
+): Promise<{ ids: number[]; media: Gemma4PromptMedia; spans: MediaSpan[] }> {
   const c = vision.config;
   const token = (id: number, fallback: string) => tokenizer.idToToken(id) ?? fallback;
   const tokens = {
@@ -102,5 +104,31 @@ export async function encodeGemma4MediaPrompt(
   } catch (e) {
     throw new ImageInputError("generate", (e as Error).message, { cause: e });
   }
-  return { ids: tokenizer.encode(expanded, { addSpecialTokens: false }), media };
+  const ids = tokenizer.encode(expanded, { addSpecialTokens: false });
+  return { ids, media, spans: gemma4MediaSpans(ids, media, c) };
+}
+
+/**
+ * Content keys of a prompt's media runs, for prefix reuse: image runs are the images in order, video runs the
+ * frames in order (each keyed as the vision-encoder cache keys it). Runs that do not pair up one to one with
+ * items are keyed by all of their kind's pixels, so any change still shows.
+ */
+export function gemma4MediaSpans(ids: number[], media: Gemma4PromptMedia, c: Gemma4VisionConfig): MediaSpan[] {
+  const keysOf = (b: VisionBatch | undefined) => {
+    if (!b) return [];
+    const pp = b.pixelValues.length / b.count / b.maxPatches, per = b.maxPatches;
+    return Array.from({ length: b.count }, (_, n) =>
+      visionKey(
+        b.pixelValues.subarray(n * per * pp, (n + 1) * per * pp),
+        Int32Array.from({ length: per * 2 }, (_, j) => b.positionIds[n * per * 2 + j]),
+      ));
+  };
+  const all = (b: VisionBatch | undefined) => (b ? visionKey(b.pixelValues, Int32Array.from(b.positionIds)) : "none");
+  const spans = (token: number, b: VisionBatch | undefined) => {
+    const keys = keysOf(b);
+    const runs = mediaSpansOf(ids, [token], keys, all(b));
+    return runs.length === keys.length ? runs : mediaSpansOf(ids, [token], [], all(b));
+  };
+  return [...spans(c.imageTokenId, media.images), ...spans(c.videoTokenId, media.videoFrames)]
+    .sort((a, b) => a.start - b.start);
 }

@@ -11,7 +11,7 @@
  */
 import type { Backend } from "../../runtime/backend.ts";
 import { isQuantized, roundTo } from "../../runtime/dtype.ts";
-import { type CacheSpec, KvCache } from "../../runtime/kv_cache.ts";
+import { type CacheSpec, KvCache, layerCacheSpec } from "../../runtime/kv_cache.ts";
 import { Tensor } from "../../runtime/tensor.ts";
 import type { Workspace } from "../../runtime/workspace.ts";
 import {
@@ -28,7 +28,7 @@ import {
   scale,
   softcap,
 } from "../../ops/mod.ts";
-import { runPrefill, spliceRows, type Step, type TraceHook } from "../common/step.ts";
+import { type PrefillKeys, prefillKeys, runPrefill, spliceRows, type Step, type TraceHook } from "../common/step.ts";
 import type { ModelWeights } from "../common/weight_table.ts";
 import type { Gemma4LayerSpec, Gemma4Model, LayerType } from "./config.ts";
 import { gemma4MoeExperts } from "./moe.ts";
@@ -49,11 +49,9 @@ export interface Gemma4PrefillInjection {
 /** The KV cache each layer gets: a ring of the window for sliding layers, nothing of its own when shared. */
 export function gemma4CacheSpecs(config: Gemma4Model, maxContext: number): CacheSpec[] {
   return config.layers.map((l) =>
-    l.kvShared ? { capacity: 0, kvHeads: l.kvHeads, headDim: l.headDim, sharesWith: l.kvSource } : {
-      capacity: l.window > 0 ? Math.min(l.window, maxContext) : maxContext,
-      kvHeads: l.kvHeads,
-      headDim: l.headDim,
-    }
+    l.kvShared
+      ? { capacity: 0, kvHeads: l.kvHeads, headDim: l.headDim, sharesWith: l.kvSource }
+      : layerCacheSpec(l.window, maxContext, l.kvHeads, l.headDim)
   );
 }
 
@@ -74,6 +72,8 @@ export class Gemma4TextModel {
   readonly #perLayerEmbedScale: number;
   /** layer_scalar of each layer: a constant buffer, read once. */
   readonly #layerScalar: number[];
+  /** Per layer type, the keys the current prefill's last non-shared layer attended over (for KV-shared layers). */
+  readonly #prefillKeys = new Map<LayerType, PrefillKeys>();
 
   /** Takes ownership of `weights` (disposed with the model). */
   constructor(backend: Backend, config: Gemma4Model, weights: ModelWeights<Gemma4TextTable>, maxContext: number) {
@@ -154,11 +154,12 @@ export class Gemma4TextModel {
     const q = linear(x, w.qProj, null, s.ws.get(`q.${hd}`, [T, nH * hd])).reshape([T, nH, hd]);
     this.#norm(q, w.qNorm, q);
     rope(q, s.positions, invFreq);
-    // K/V of the whole prompt per layer type: a KV-shared layer's prefill reads its source's (the last
-    // non-shared layer of its type wrote them), since a sliding cache keeps only the window.
+    // K/V of the whole prompt per layer type: a KV-shared layer's prefill reads what its source attended over
+    // (the last non-shared layer of its type wrote it), since a sliding cache keeps only the window.
     const k = s.ws.get(`k.${l.type}`, [T, nKV, hd]);
     const v = s.ws.get(`v.${l.type}`, [T, nKV, hd]);
     const cache = this.cache.layer(l.index);
+    let keys: PrefillKeys | undefined;
     if (w.kProj && w.kNorm) {
       linear(x, w.kProj, null, k.reshape([T, nKV * hd]));
       // attention_k_eq_v: V is the raw K projection, before k_norm and RoPE.
@@ -169,17 +170,22 @@ export class Gemma4TextModel {
       }
       this.#norm(k, w.kNorm, k);
       rope(k, s.positions, invFreq);
-      kvCacheWrite(k, cache.k, s.position0);
-      kvCacheWrite(v, cache.v, s.position0);
-    }
+      if (s.decode) {
+        kvCacheWrite(k, cache.k, s.position0);
+        kvCacheWrite(v, cache.v, s.position0);
+      } else {
+        keys = prefillKeys(s, cache, l.window, k, v, `ctx.${l.type}`);
+        this.#prefillKeys.set(l.type, keys);
+      }
+    } else if (!s.decode) keys = this.#prefillKeys.get(l.type);
     // Gemma 4 scales scores by 1.0 and applies no attention softcap.
     const options = { scale: 1, window: l.window };
     const attn = s.ws.get(`attn.${hd}`, [T, nH, hd]);
     if (s.decode) attentionDecode(q.reshape([nH, hd]), cache.k, cache.v, s.position0, options, attn.reshape([nH, hd]));
     else {
       // create_masks_for_vision_model: the media blocks open up on sliding layers only; full layers stay causal.
-      const spanIds = l.type === "sliding_attention" ? s.spanIds : undefined;
-      attentionPrefill(q, k, v, { ...options, causal: true, qPos0: 0, spanIds }, attn);
+      const spanIds = l.type === "sliding_attention" ? keys!.spanIds : undefined;
+      attentionPrefill(q, keys!.k, keys!.v, { ...options, causal: true, qPos0: keys!.qPos0, spanIds }, attn);
     }
     return linear(attn.reshape([T, nH * hd]), w.oProj, null, s.ws.get("o", [T, c.hiddenSize]));
   }
@@ -247,7 +253,8 @@ export class Gemma4TextModel {
   ): Tensor {
     const c = this.config.text, T = s.tokens;
     const h = embedding(this.#w.embedTokens, ids, this.#embedScale, s.ws.get("h", [T, c.hiddenSize]));
-    for (const part of inject?.parts ?? []) spliceRows(h, part.embeds, part.positions);
+    // Injection positions are the whole prompt's; a prefill from an offset splices those at or after it.
+    for (const part of inject?.parts ?? []) spliceRows(h, part.embeds, part.positions.map((p) => p - s.start));
     s.trace?.("embeddings", -1, h);
     const perLayer = c.hiddenSizePerLayerInput ? this.#perLayerInputs(ids, h, s) : null;
     if (perLayer) s.trace?.("per_layer_inputs", -1, perLayer);
@@ -260,19 +267,35 @@ export class Gemma4TextModel {
   }
 
   /**
-   * Runs the whole prompt from position 0, filling the KV cache. Returns logits of the last position
-   * (f32 [1, vocab]) or, with `all`, of every position (f32 [T, vocab]). The caller disposes them.
+   * Runs the prompt from position `start` (default 0, the whole prompt), filling the KV cache; from an offset,
+   * the cache must hold positions 0..start-1 of these same ids (a follow-up turn). Returns logits of the last
+   * position (f32 [1, vocab]) or, with `all`, of every computed position (f32 [T - start, vocab]). The caller
+   * disposes them. Injected parts sit at prompt positions >= start; span ids are the whole prompt's.
    */
-  prefill(ids: ArrayLike<number>, logitsRows: "last" | "all" = "last", inject?: Gemma4PrefillInjection): Tensor {
+  prefill(
+    ids: ArrayLike<number>,
+    logitsRows: "last" | "all" = "last",
+    inject?: Gemma4PrefillInjection,
+    start = 0,
+  ): Tensor {
     const limits = { maxContext: this.maxContext, vocabSize: this.vocabSize };
-    return runPrefill(
-      this.backend,
-      ids,
-      limits,
-      logitsRows,
-      (i, s, rows, out) => this.#forward(i, s, rows, out, inject),
-      { spanIds: inject?.spanIds, trace: this.trace },
-    );
+    try {
+      return runPrefill(
+        this.backend,
+        ids,
+        limits,
+        logitsRows,
+        (i, s, rows, out) => this.#forward(i, s, rows, out, inject),
+        { spanIds: inject?.spanIds, trace: this.trace, start },
+      );
+    } finally {
+      this.#prefillKeys.clear();
+    }
+  }
+
+  /** CausalLM: the prompt from `start` (the cache holds the positions before it), logits of its last position. */
+  prefillFrom(ids: ArrayLike<number>, start: number): Tensor {
+    return this.prefill(ids, "last", undefined, start);
   }
 
   /**
@@ -282,7 +305,7 @@ export class Gemma4TextModel {
   decodeStep(token: Tensor, position: Tensor, ws: Workspace, logits: Tensor): Tensor {
     return this.#forward(
       token,
-      { ws, tokens: 1, positions: position, position0: position, decode: true },
+      { ws, tokens: 1, start: 0, positions: position, position0: position, decode: true },
       "all",
       logits,
     );

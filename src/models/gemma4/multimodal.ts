@@ -10,7 +10,7 @@
  * @module
  */
 import { join } from "node:path";
-import { ContextLengthError } from "../../errors.ts";
+import { ContextLengthError, ShapeError } from "../../errors.ts";
 import { openSafetensorsDir } from "../../formats/safetensors.ts";
 import type { Backend } from "../../runtime/backend.ts";
 import type { Tensor } from "../../runtime/tensor.ts";
@@ -54,9 +54,21 @@ export class Gemma4Multimodal extends MultimodalModel<Gemma4TextModel, Gemma4Vis
    * Soft tokens of the images, then the video frames, per item (each f32 [n_i, textHidden]), through the cache:
    * the misses of both kinds are encoded together in one tower pass. `commit` once the prefill is done.
    */
-  encodeMedia(media: Gemma4PromptMedia): { images: Tensor[]; frames: Tensor[]; commit(): void } {
-    const batches = [media.images, media.videoFrames].filter((b): b is VisionBatch => b !== undefined);
-    const items = batches.flatMap((b) => Array.from({ length: b.count }, (_, n) => ({ b, n })));
+  encodeMedia(
+    media: Gemma4PromptMedia,
+    skip: { images: number; frames: number } = { images: 0, frames: 0 },
+  ): { images: Tensor[]; frames: Tensor[]; commit(): void } {
+    // `skip`: leading items already in the KV cache (a prefill from an offset), not encoded.
+    const items = [
+      ...Array.from({ length: (media.images?.count ?? 0) - skip.images }, (_, n) => ({
+        b: media.images!,
+        n: n + skip.images,
+      })),
+      ...Array.from({ length: (media.videoFrames?.count ?? 0) - skip.frames }, (_, n) => ({
+        b: media.videoFrames!,
+        n: n + skip.frames,
+      })),
+    ];
     const pp = 3 * this.visionConfig.patchSize ** 2;
     const slice = (b: VisionBatch, n: number) => ({
       pixels: b.pixelValues.subarray(n * b.maxPatches * pp, (n + 1) * b.maxPatches * pp),
@@ -78,7 +90,7 @@ export class Gemma4Multimodal extends MultimodalModel<Gemma4TextModel, Gemma4Vis
       });
       return this.vision.encode({ pixelValues, positionIds, count: missing.length, maxPatches: M });
     });
-    const nImages = media.images?.count ?? 0;
+    const nImages = (media.images?.count ?? 0) - skip.images;
     return { images: found.tensors.slice(0, nImages), frames: found.tensors.slice(nImages), commit: found.commit };
   }
 
@@ -86,7 +98,7 @@ export class Gemma4Multimodal extends MultimodalModel<Gemma4TextModel, Gemma4Vis
    * Prefill of a prompt whose image-token runs hold the images and video-token runs the video frames, in order.
    * Without media it is the text model's prefill; placeholders without media (or the reverse) are refused.
    */
-  prefill(ids: ArrayLike<number>, media?: Gemma4PromptMedia, logitsRows: "last" | "all" = "last"): Tensor {
+  prefill(ids: ArrayLike<number>, media?: Gemma4PromptMedia, logitsRows: "last" | "all" = "last", start = 0): Tensor {
     const v = this.visionConfig;
     if (ids.length > this.maxContext) throw new ContextLengthError("prefill", ids.length, this.maxContext);
     const mediaIds = [v.imageTokenId, v.videoTokenId, ...(v.audioTokenId === null ? [] : [v.audioTokenId])];
@@ -105,20 +117,31 @@ export class Gemma4Multimodal extends MultimodalModel<Gemma4TextModel, Gemma4Vis
     if (!hasMedia) {
       this.#checkCount("image", imagePositions.length, 0);
       this.#checkCount("video", videoPositions.length, 0);
-      return this.text.prefill(lookup, logitsRows);
+      return this.text.prefill(lookup, logitsRows, undefined, start);
     }
     // Counts are checked before the tower runs: a mismatch costs nothing.
     const counts = (b?: VisionBatch) => (b ? this.vision.softTokenCounts(b).reduce((s, n) => s + n, 0) : 0);
     this.#checkCount("image", imagePositions.length, counts(media!.images));
     this.#checkCount("video", videoPositions.length, counts(media!.videoFrames));
-    const encoded = this.encodeMedia(media!);
+    // From an offset, the items before it are in the KV cache already: only the later ones are encoded.
+    const skipped = (b: VisionBatch | undefined, positions: number[]) => {
+      const sizes = b ? this.vision.softTokenCounts(b) : [];
+      let n = 0, at = 0;
+      while (n < sizes.length && positions[at] < start) at += sizes[n++];
+      if (at > 0 && positions[at - 1] >= start) {
+        throw new ShapeError("prefill", `start=${start} falls inside the soft tokens of a media item`);
+      }
+      return { n, at };
+    };
+    const si = skipped(media!.images, imagePositions), sv = skipped(media!.videoFrames, videoPositions);
+    const encoded = this.encodeMedia(media!, { images: si.n, frames: sv.n });
     try {
       const parts = [
-        ...this.#parts(encoded.images, imagePositions),
-        ...this.#parts(encoded.frames, videoPositions),
+        ...this.#parts(encoded.images, imagePositions.slice(si.at)),
+        ...this.#parts(encoded.frames, videoPositions.slice(sv.at)),
       ];
       const spanIds = v.bidirectionalVision ? mediaSpans(ids, mediaIds) : undefined;
-      return this.text.prefill(lookup, logitsRows, { parts, spanIds });
+      return this.text.prefill(lookup, logitsRows, { parts, spanIds }, start);
     } finally {
       encoded.commit();
     }
