@@ -14,13 +14,38 @@
 namespace gk {
 
 // GGUF block geometry, for host and device code alike: elements and bytes per block (1 and 0 for float dtypes).
-GK_HD constexpr bool is_quant_dtype(int32_t d) { return d == GK_Q5_0 || d == GK_Q8_0 || d == GK_Q4_K || d == GK_Q6_K; }
+// The one statement of it in C++ (src/runtime/quant.ts states it for TypeScript; tests/formats/gguf_test.ts
+// checks both against ggml's table).
 GK_HD constexpr int32_t block_elems(int32_t d) {
-  return d == GK_Q4_K || d == GK_Q6_K ? 256 : is_quant_dtype(d) ? 32 : 1;
+  switch (d) {
+    case GK_Q4_0: case GK_Q4_1: case GK_Q5_0: case GK_Q5_1: case GK_Q8_0: case GK_IQ4_NL: case GK_MXFP4: return 32;
+    case GK_Q2_K: case GK_Q3_K: case GK_Q4_K: case GK_Q5_K: case GK_Q6_K: case GK_IQ4_XS: return 256;
+    default: return 1;
+  }
 }
 GK_HD constexpr int32_t block_bytes(int32_t d) {
-  return d == GK_Q5_0 ? 22 : d == GK_Q8_0 ? 34 : d == GK_Q4_K ? 144 : d == GK_Q6_K ? 210 : 0;
+  switch (d) {
+    case GK_Q4_0: return 18;
+    case GK_Q4_1: return 20;
+    case GK_Q5_0: return 22;
+    case GK_Q5_1: return 24;
+    case GK_Q8_0: return 34;
+    case GK_IQ4_NL: return 18;
+    case GK_MXFP4: return 17;
+    case GK_Q2_K: return 84;
+    case GK_Q3_K: return 110;
+    case GK_Q4_K: return 144;
+    case GK_Q5_K: return 176;
+    case GK_Q6_K: return 210;
+    case GK_IQ4_XS: return 136;
+    default: return 0;
+  }
 }
+GK_HD constexpr bool is_quant_dtype(int32_t d) { return block_bytes(d) != 0; }
+// X(DT) for every block dtype: the one list that dispatching switches on both backends expand.
+#define GK_QUANT_DTYPES(X)                                                                                     \
+  X(GK_Q4_0) X(GK_Q4_1) X(GK_Q5_0) X(GK_Q5_1) X(GK_Q8_0) X(GK_Q2_K) X(GK_Q3_K) X(GK_Q4_K) X(GK_Q5_K) X(GK_Q6_K) \
+      X(GK_IQ4_NL) X(GK_IQ4_XS) X(GK_MXFP4)
 
 // bf16 is the top half of an f32: widening is exact.
 GK_HD float bf16_to_f32(uint16_t bits) {

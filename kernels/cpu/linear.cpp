@@ -1,5 +1,5 @@
 // gk_linear on the CPU: y[m, n] = x[m, k] · W[n, k]^T (+ bias), W in f32/f16/bf16 or a GGUF block
-// quantization (Q8_0, Q5_0, Q4_K, Q6_K), f32 accumulation.
+// quantization (every format of kernels/cpu/quant.h), f32 accumulation.
 //
 // m == 1 is memory-bound (every weight is read once), so it streams W rows and keeps several FMA chains
 // in flight. m > 1 is compute-bound: a W panel is converted to f32 once into a k-major layout and an
@@ -45,6 +45,14 @@ namespace {
 
 // ---- simd.h's vector, plus bf16/f16 loads, transposes and block decoders for AVX-512, AVX2 and plain C++ ----
 using namespace gk::cpu::simd;
+// The formats without a hand-written unit decoder below (every one added after Q8_0, Q5_0, Q4_K, Q6_K): one
+// 32-element group, decoded from a small integer-vector vocabulary each ISA section defines (decode_group_simd).
+template <int DT>
+constexpr bool generic_group() {
+  return DT != GK_Q8_0 && DT != GK_Q5_0 && DT != GK_Q4_K && DT != GK_Q6_K;
+}
+template <int DT>
+inline void decode_group_simd(const uint8_t* blk, int g, vf* w);
 #if defined(__AVX512F__)
 constexpr int kMR = 8;  // 8×32 tile: 16 accumulators of 32 zmm registers
 inline vf vload_bf16(const uint16_t* p) {
@@ -86,6 +94,20 @@ constexpr int unit_elems() {
   return DT == GK_Q4_K ? 64 : DT == GK_Q6_K ? 128 : 32;
 }
 inline __m512i u8x16(const uint8_t* p) { return _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)p)); }
+// decode_group_simd's integer vocabulary: kW lanes of int32.
+using vi = __m512i;
+inline vi u8v(const uint8_t* p) { return u8x16(p); }
+inline vi vi_set1(int a) { return _mm512_set1_epi32(a); }
+inline vi vi_and(vi a, vi b) { return _mm512_and_si512(a, b); }
+inline vi vi_or(vi a, vi b) { return _mm512_or_si512(a, b); }
+inline vi vi_srl(vi a, int n) { return _mm512_srl_epi32(a, _mm_cvtsi32_si128(n)); }
+inline vi vi_sll(vi a, int n) { return _mm512_sll_epi32(a, _mm_cvtsi32_si128(n)); }
+inline vi vi_lane_bits(uint32_t bits, int first) {  // bit first + lane of bits, per lane
+  return _mm512_maskz_set1_epi32((__mmask16)(bits >> first), 1);
+}
+inline vi vi_lut16(vi idx, const int8_t* table) {  // table[idx], idx in 0..15: one permute
+  return _mm512_permutexvar_epi32(idx, _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)table)));
+}
 inline vf scaled(__m512i q, float scale, float offset) {
   return vfma(_mm512_cvtepi32_ps(q), vset1(scale), vset1(offset));
 }
@@ -116,6 +138,8 @@ inline void decode_unit(const uint8_t* blk, int u, vf* w) {
       w[v] = scaled(_mm512_and_si512(b, low4), p0.scale[0], p0.offset[0]);
       w[2 + v] = scaled(_mm512_srli_epi32(b, 4), p1.scale[0], p1.offset[0]);
     }
+  } else if constexpr (generic_group<DT>()) {
+    decode_group_simd<DT>(blk, u, w);
   } else {
     // Half u: group t (elements 32t .. 32t + 32 of the half) takes nibble t >> 1 of ql[32(t & 1) + l] and
     // bits 2t, 2t + 1 of qh[l]; vector v of a group (16 elements) has its own scale.
@@ -178,6 +202,24 @@ constexpr int unit_elems() {
   return DT == GK_Q4_K ? 64 : 32;
 }
 inline __m256i u8x8(const uint8_t* p) { return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)p)); }
+// decode_group_simd's integer vocabulary: kW lanes of int32.
+using vi = __m256i;
+inline vi u8v(const uint8_t* p) { return u8x8(p); }
+inline vi vi_set1(int a) { return _mm256_set1_epi32(a); }
+inline vi vi_and(vi a, vi b) { return _mm256_and_si256(a, b); }
+inline vi vi_or(vi a, vi b) { return _mm256_or_si256(a, b); }
+inline vi vi_srl(vi a, int n) { return _mm256_srl_epi32(a, _mm_cvtsi32_si128(n)); }
+inline vi vi_sll(vi a, int n) { return _mm256_sll_epi32(a, _mm_cvtsi32_si128(n)); }
+inline vi vi_lane_bits(uint32_t bits, int first) {  // bit first + lane of bits, per lane
+  const vi lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)(bits >> first)), lane), _mm256_set1_epi32(1));
+}
+inline vi vi_lut16(vi idx, const int8_t* table) {  // table[idx], idx in 0..15: two 8-entry permutes and a blend
+  const vi lo = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i*)table));
+  const vi hi = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i*)(table + 8)));
+  return _mm256_blendv_epi8(_mm256_permutevar8x32_epi32(lo, idx), _mm256_permutevar8x32_epi32(hi, idx),
+                            _mm256_cmpgt_epi32(idx, _mm256_set1_epi32(7)));
+}
 inline vf scaled(__m256i q, float scale, float offset) {
   return vfma(_mm256_cvtepi32_ps(q), vset1(scale), vset1(offset));
 }
@@ -211,6 +253,8 @@ inline void decode_unit(const uint8_t* blk, int u, vf* w) {
       w[v] = scaled(_mm256_and_si256(b, low4), p0.scale[0], p0.offset[0]);
       w[4 + v] = scaled(_mm256_srli_epi32(b, 4), p1.scale[0], p1.offset[0]);
     }
+  } else if constexpr (generic_group<DT>()) {
+    decode_group_simd<DT>(blk, u, w);
   } else {
     // Group u = 4h + t: nibble t >> 1 of ql[64h + 32(t & 1) + l], bits 2t, 2t + 1 of qh[32h + l].
     const GroupParams p = group_params<DT>(blk, u);
@@ -268,6 +312,43 @@ inline void decode_unit(const uint8_t* blk, int u, vf* w) {
   int32_t q[32];
   gk::quant::group_codes<DT>(blk, u, q);
   for (int l = 0; l < 32; ++l) w[l / kW].v[l % kW] = p.scale[l >> 4] * (float)q[l] + p.offset[l >> 4];
+}
+#endif
+
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+// Group g of a block, kW lanes at a time (elements e .. e + kW of the group), codes assembled as quant.h's
+// group_codes states them: 4-bit codes (nibbles of 16 bytes, with Q5_1's fifth bits and the IQ4 / MXFP4
+// codebooks), Q5_K's nibble pairs with a fifth bit, Q2_K / Q3_K's 2-bit fields with Q3_K's third bit.
+template <int DT>
+inline void decode_group_simd(const uint8_t* blk, int g, vf* w) {
+  using namespace gk::quant;
+  const GroupParams p = group_params<DT>(blk, g);
+  const vi low4 = vi_set1(0xF), one = vi_set1(1);
+#pragma GCC unroll 4
+  for (int e = 0; e < 32; e += kW) {
+    vi q;
+    if constexpr (DT == GK_Q2_K || DT == GK_Q3_K) {
+      const uint8_t* qs = blk + (DT == GK_Q2_K ? 16 : 32) + 32 * (g >> 2);
+      q = vi_and(vi_srl(u8v(qs + e), 2 * (g & 3)), vi_set1(3));
+      if constexpr (DT == GK_Q3_K) q = vi_or(q, vi_sll(vi_and(vi_srl(u8v(blk + e), g), one), 2));
+    } else if constexpr (DT == GK_Q5_K) {
+      q = vi_and(vi_srl(u8v(blk + 48 + 32 * (g >> 1) + e), 4 * (g & 1)), low4);
+      q = vi_or(q, vi_sll(vi_and(vi_srl(u8v(blk + 16 + e), g), one), 4));
+    } else {
+      constexpr int qs_at = DT == GK_MXFP4 ? 1 : DT == GK_Q4_1 ? 4 : DT == GK_Q5_1 || DT == GK_IQ4_XS ? 8 : 2;
+      const vi b = u8v(blk + qs_at + (DT == GK_IQ4_XS ? 16 * g : 0) + (e & 15));
+      q = e < 16 ? vi_and(b, low4) : vi_srl(b, 4);
+      if constexpr (DT == GK_Q5_1) q = vi_or(q, vi_sll(vi_lane_bits(u32_at(blk + 4), e), 4));
+      if constexpr (DT == GK_IQ4_NL || DT == GK_IQ4_XS) q = vi_lut16(q, kIq4nlValues);
+      if constexpr (DT == GK_MXFP4) q = vi_lut16(q, kMxfp4Values);
+    }
+    w[e / kW] = scaled(q, p.scale[e >> 4], p.offset[e >> 4]);
+  }
+}
+#else
+template <int DT>
+inline void decode_group_simd(const uint8_t* blk, int g, vf* w) {
+  decode_unit<DT>(blk, g, w);
 }
 #endif
 
@@ -848,9 +929,10 @@ gk_status gk::cpu::linear(const float* x, const void* weight, int32_t weight_dty
     case GK_F32: return linear_dt<GK_F32>(x, weight, bias, m, n, k, y);
     case GK_F16: return linear_dt<GK_F16>(x, weight, bias, m, n, k, y);
     case GK_BF16: return linear_dt<GK_BF16>(x, weight, bias, m, n, k, y);
-    case GK_Q8_0: return linear_dt<GK_Q8_0>(x, weight, bias, m, n, k, y);
-    case GK_Q5_0: return linear_dt<GK_Q5_0>(x, weight, bias, m, n, k, y);
-    case GK_Q4_K: return linear_dt<GK_Q4_K>(x, weight, bias, m, n, k, y);
-    default: return linear_dt<GK_Q6_K>(x, weight, bias, m, n, k, y);
+#define GK_LINEAR_CASE(DT) \
+  case DT: return linear_dt<DT>(x, weight, bias, m, n, k, y);
+    GK_QUANT_DTYPES(GK_LINEAR_CASE)
+#undef GK_LINEAR_CASE
+    default: return gk_fail(GK_ERR_INVALID_ARGUMENT, "gk_linear: weight dtype %d", weight_dtype);
   }
 }

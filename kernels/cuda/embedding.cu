@@ -58,10 +58,10 @@ GK_API gk_status gk_embedding(gk_stream* s, const void* table, int32_t table_dty
   const int qthreads = row_threads(dim / 8);  // quantized: dim is a multiple of 32 (validated), one thread per 8
   const uint8_t* qt = (const uint8_t*)table;
   switch (table_dtype) {
-    case GK_Q8_0: embedding_quant_kernel<GK_Q8_0><<<n, qthreads, 0, st>>>(qt, vocab, dim, ids, scale, out); break;
-    case GK_Q5_0: embedding_quant_kernel<GK_Q5_0><<<n, qthreads, 0, st>>>(qt, vocab, dim, ids, scale, out); break;
-    case GK_Q4_K: embedding_quant_kernel<GK_Q4_K><<<n, qthreads, 0, st>>>(qt, vocab, dim, ids, scale, out); break;
-    case GK_Q6_K: embedding_quant_kernel<GK_Q6_K><<<n, qthreads, 0, st>>>(qt, vocab, dim, ids, scale, out); break;
+#define GK_EMBEDDING_CASE(DT) \
+  case DT: embedding_quant_kernel<DT><<<n, qthreads, 0, st>>>(qt, vocab, dim, ids, scale, out); break;
+    GK_QUANT_DTYPES(GK_EMBEDDING_CASE)
+#undef GK_EMBEDDING_CASE
     case GK_F32: embedding_kernel<GK_F32><<<n, threads, 0, st>>>(table, vocab, dim, ids, scale, out); break;
     case GK_F16: embedding_kernel<GK_F16><<<n, threads, 0, st>>>(table, vocab, dim, ids, scale, out); break;
     default: embedding_kernel<GK_BF16><<<n, threads, 0, st>>>(table, vocab, dim, ids, scale, out); break;

@@ -1,5 +1,5 @@
 // y[m, n] = x[m, k] · W[n, k]^T (+ bias): GEMV for m == 1, SIMT f32 GEMM or WMMA tensor-core GEMM otherwise.
-// GGUF-quantized W (Q8_0, Q5_0, Q4_K, Q6_K) stays quantized in memory: the GEMV decodes blocks in registers, the
+// GGUF-quantized W (every block dtype) stays quantized in memory: the GEMV decodes blocks in registers, the
 // tensor-core GEMM decodes each W tile into shared memory as it stages it (quant.cuh has the block decoders).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -109,7 +109,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
 // row, so a warp's loads cover a contiguous run of blocks (coalesced into whole sectors even though single loads
 // are only 2 or 4 bytes wide: blocks are 22/34/210 bytes, never 16-byte aligned). x is staged in shared memory
 // once per block; each lane reads its group's 8 x values once and multiplies them against R rows, so the shared
-// traffic (and Q4_K's Σx) is paid once per R rows. R * U = 4 groups' loads are issued before any is used, so a
+// traffic (and the Σx of formats with a per-group offset) is paid once per R rows. R * U = 4 groups' loads are issued before any is used, so a
 // lane keeps 20-40 loads in flight: enough to cover DRAM latency without a deep software pipeline.
 //
 // Blocks are persistent: the grid is what fits on the device at once and each block strides over row groups, so
@@ -167,7 +167,7 @@ __global__ void __launch_bounds__(kQWarps * 32)
           const int32_t u = u0 + 32 * uu;
           if (u < units) {
             float xsum = 0.0f;
-            if constexpr (DT == GK_Q4_K) {
+            if constexpr (q::needs_xsum(DT)) {
 #pragma unroll
               for (int i = 0; i < 8; ++i) xsum += xv[uu][i];
             }
@@ -511,10 +511,10 @@ GK_API gk_status gk_linear(gk_stream* s, const float* x, const void* weight, int
   GK_TRY(begin_op(s, "gk_linear", &st));
   GK_TRY(gk::validate_linear(x, weight, weight_dtype, m, n, k, y));
   switch (weight_dtype) {
-    case GK_Q8_0: return launch_quant<GK_Q8_0>(x, weight, bias, m, n, k, y, s->ctx->device, st);
-    case GK_Q5_0: return launch_quant<GK_Q5_0>(x, weight, bias, m, n, k, y, s->ctx->device, st);
-    case GK_Q4_K: return launch_quant<GK_Q4_K>(x, weight, bias, m, n, k, y, s->ctx->device, st);
-    case GK_Q6_K: return launch_quant<GK_Q6_K>(x, weight, bias, m, n, k, y, s->ctx->device, st);
+#define GK_LINEAR_CASE(DT) \
+  case DT: return launch_quant<DT>(x, weight, bias, m, n, k, y, s->ctx->device, st);
+    GK_QUANT_DTYPES(GK_LINEAR_CASE)
+#undef GK_LINEAR_CASE
     default: break;
   }
   if (m == 1) {

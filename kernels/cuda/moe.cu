@@ -415,11 +415,8 @@ GK_API gk_status gk_moe_experts(gk_stream* s, const float* x, const int32_t* ids
     GK_MOE_CASE(GK_F32)
     GK_MOE_CASE(GK_F16)
     GK_MOE_CASE(GK_BF16)
-    GK_MOE_CASE(GK_Q8_0)
-    GK_MOE_CASE(GK_Q5_0)
-    GK_MOE_CASE(GK_Q4_K)
-    default: return experts_dt<GK_Q6_K>(st, x, ids, weights, tokens, top_k, gate_up, down, experts, hidden, inter,
-                                         scratch, out);
+    GK_QUANT_DTYPES(GK_MOE_CASE)
+    default: return gk_fail(GK_ERR_INVALID_ARGUMENT, "gk_moe_experts: weight dtype %d", weight_dtype);
   }
 #undef GK_MOE_CASE
 }

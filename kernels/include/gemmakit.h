@@ -51,12 +51,25 @@ typedef enum {
   GK_F16 = 1,
   GK_BF16 = 2,
   GK_I32 = 3,
-  /* GGUF block-quantized weights, stored exactly as in the file; codes are ggml's type ids. A row of
-   * k elements is k / block_elems blocks (k must be a multiple of block_elems). */
-  GK_Q5_0 = 6,  /* 32 elems, 22 bytes: f16 d, u8 qh[4], u8 qs[16]; x = (q5 - 16) * d */
-  GK_Q8_0 = 8,  /* 32 elems, 34 bytes: f16 d, i8 qs[32];          x = q * d */
-  GK_Q4_K = 12, /* 256 elems, 144 bytes: f16 d, f16 dmin, u8 scales[12] (6-bit), u8 qs[128] */
-  GK_Q6_K = 14, /* 256 elems, 210 bytes: u8 ql[128], u8 qh[64], i8 scales[16], f16 d */
+  /* GGUF block-quantized weights, stored exactly as in the file; codes are ggml's type ids, except Q4_0 and
+   * Q4_1, whose ids (2, 3) BF16 and I32 hold here: theirs are 100 + ggml's id. A row of
+   * k elements is k / block_elems blocks (k must be a multiple of block_elems). kvalues: ggml's
+   * kvalues_iq4nl {-127,-104,-83,-65,-49,-35,-22,-10,1,13,25,38,53,69,89,113} and kvalues_mxfp4
+   * {0,1,2,3,4,6,8,12,0,-1,-2,-3,-4,-6,-8,-12}; "q4 of qs" is element j < 16 the low nibble of qs[j],
+   * element j + 16 its high nibble. */
+  GK_Q4_0 = 102, /* 32 elems, 18 bytes: f16 d, u8 qs[16] (q4 of qs);         x = (q4 - 8) * d */
+  GK_Q4_1 = 103, /* 32 elems, 20 bytes: f16 d, f16 m, u8 qs[16] (q4 of qs);  x = q4 * d + m */
+  GK_Q5_0 = 6,   /* 32 elems, 22 bytes: f16 d, u8 qh[4], u8 qs[16]; x = (q5 - 16) * d */
+  GK_Q5_1 = 7,   /* 32 elems, 24 bytes: f16 d, f16 m, u8 qh[4], u8 qs[16];   x = q5 * d + m */
+  GK_Q8_0 = 8,   /* 32 elems, 34 bytes: f16 d, i8 qs[32];          x = q * d */
+  GK_Q2_K = 10,  /* 256 elems, 84 bytes: u8 scales[16] (4-bit sc | 4-bit m), u8 qs[64], f16 d, f16 dmin */
+  GK_Q3_K = 11,  /* 256 elems, 110 bytes: u8 hmask[32], u8 qs[64], u8 scales[12] (6-bit), f16 d */
+  GK_Q4_K = 12,  /* 256 elems, 144 bytes: f16 d, f16 dmin, u8 scales[12] (6-bit), u8 qs[128] */
+  GK_Q5_K = 13,  /* 256 elems, 176 bytes: f16 d, f16 dmin, u8 scales[12] (6-bit), u8 qh[32], u8 qs[128] */
+  GK_Q6_K = 14,  /* 256 elems, 210 bytes: u8 ql[128], u8 qh[64], i8 scales[16], f16 d */
+  GK_IQ4_NL = 20, /* 32 elems, 18 bytes: f16 d, u8 qs[16] (q4 of qs);        x = d * kvalues_iq4nl[q4] */
+  GK_IQ4_XS = 23, /* 256 elems, 136 bytes: f16 d, u16 scales_h, u8 scales_l[4], u8 qs[128] (8 IQ4_NL groups) */
+  GK_MXFP4 = 39, /* 32 elems, 17 bytes: u8 e (E8M0), u8 qs[16] (q4 of qs);   x = kvalues_mxfp4[q4] * 2^(e - 128) */
 } gk_dtype;
 
 typedef enum {

@@ -59,26 +59,26 @@ const type = (id: number, name: string, blockElems: number, blockBytes: number, 
 export const GGML_TYPES: ReadonlyMap<number, GgmlType> = new Map([
   type(0, "F32", 1, 4, "f32"),
   type(1, "F16", 1, 2, "f16"),
-  type(2, "Q4_0", 32, 18),
-  type(3, "Q4_1", 32, 20),
+  type(2, "Q4_0", 32, 18, "q4_0"),
+  type(3, "Q4_1", 32, 20, "q4_1"),
   type(6, "Q5_0", 32, 22, "q5_0"),
-  type(7, "Q5_1", 32, 24),
+  type(7, "Q5_1", 32, 24, "q5_1"),
   type(8, "Q8_0", 32, 34, "q8_0"),
   type(9, "Q8_1", 32, 40),
-  type(10, "Q2_K", 256, 84),
-  type(11, "Q3_K", 256, 110),
+  type(10, "Q2_K", 256, 84, "q2_k"),
+  type(11, "Q3_K", 256, 110, "q3_k"),
   type(12, "Q4_K", 256, 144, "q4_k"),
-  type(13, "Q5_K", 256, 176),
+  type(13, "Q5_K", 256, 176, "q5_k"),
   type(14, "Q6_K", 256, 210, "q6_k"),
   type(15, "Q8_K", 256, 292),
   type(16, "IQ2_XXS", 256, 66),
   type(17, "IQ2_XS", 256, 74),
   type(18, "IQ3_XXS", 256, 98),
   type(19, "IQ1_S", 256, 50),
-  type(20, "IQ4_NL", 32, 18),
+  type(20, "IQ4_NL", 32, 18, "iq4_nl"),
   type(21, "IQ3_S", 256, 110),
   type(22, "IQ2_S", 256, 82),
-  type(23, "IQ4_XS", 256, 136),
+  type(23, "IQ4_XS", 256, 136, "iq4_xs"),
   type(24, "I8", 1, 1),
   type(25, "I16", 1, 2),
   type(26, "I32", 1, 4, "i32"),
@@ -88,10 +88,13 @@ export const GGML_TYPES: ReadonlyMap<number, GgmlType> = new Map([
   type(30, "BF16", 1, 2, "bf16"),
   type(34, "TQ1_0", 256, 54),
   type(35, "TQ2_0", 256, 66),
-  type(39, "MXFP4", 32, 17),
+  type(39, "MXFP4", 32, 17, "mxfp4"),
   type(40, "NVFP4", 64, 36),
   type(41, "Q1_0", 128, 18),
 ].map((t) => [t.id, t]));
+
+/** ggml names of the types a tensor may be loaded from, for error hints. */
+const LOADABLE_TYPES = [...GGML_TYPES.values()].filter((t) => t.dtype).map((t) => t.name).join(", ");
 
 /** Type ids ggml once had and removed; files holding them cannot be read by a current llama.cpp either. */
 const REMOVED_TYPES: ReadonlyMap<number, string> = new Map([
@@ -742,8 +745,7 @@ export class GgufFile implements WeightSource, Disposable {
     if (stored === undefined) {
       const kind = ggml.blockElems > 1 ? "quantization" : "type";
       throw new FormatError(OP, this.path, `unsupported ${kind} ${ggml.name} for tensor ${label(name)}`, {
-        hint: "gemmakit loads F32, F16, BF16, I32, Q5_0, Q8_0, Q4_K and Q6_K tensors; " +
-          "use a GGUF quantized with those (e.g. Q4_K_M, Q8_0, F16)",
+        hint: `gemmakit loads ${LOADABLE_TYPES} tensors; use a GGUF quantized with those (e.g. Q4_K_M, Q4_0, Q8_0)`,
       });
     }
     const target = options.dtype ?? stored;

@@ -5,7 +5,7 @@ import { expectDType, expectRank, expectSameBackend, fmt, output, run } from "./
 
 /**
  * Gathers rows of `table` [vocab, dim] for `ids` (i32 [n]) and multiplies them by `scale`: f32 [n, dim].
- * The table is f32, f16, bf16 or a GGUF block quantization (q8_0, q5_0, q4_k, q6_k; dim a whole number of
+ * The table is f32, f16, bf16 or a GGUF block quantization (any QuantDType; dim a whole number of
  * blocks), whose rows are dequantized.
  * @example
  * ```ts

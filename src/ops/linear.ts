@@ -6,7 +6,7 @@ import { expectDType, expectRank, expectSameBackend, expectShape, fmt, output, r
 /**
  * `y = x · Wᵀ (+ bias)` as nn.Linear computes it: x f32 [..., k], weight [n, k], y f32 [..., n].
  * The weight is f32, f16 or bf16 (then bias [n] has the weight's dtype), or a GGUF block quantization
- * (q8_0, q5_0, q4_k, q6_k: k a whole number of blocks, bias f32), read as stored and accumulated in f32.
+ * (any QuantDType: k a whole number of blocks, bias f32), read as stored and accumulated in f32.
  * A few rows take the matrix-vector kernel, more the tiled one.
  */
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null, out?: Tensor): Tensor {

@@ -11,16 +11,25 @@ export type FloatDType = "f32" | "f16" | "bf16";
 /** Element type of a tensor. */
 export type DType = FloatDType | "i32" | QuantDType;
 
-/** The gk_dtype code of kernels/include/gemmakit.h (quantized codes are ggml's type ids). */
+/** The gk_dtype code of kernels/include/gemmakit.h (quantized codes are ggml's type ids but for Q4_0, Q4_1). */
 export const DTYPE_CODE: Readonly<Record<DType, number>> = {
   f32: 0,
   f16: 1,
   bf16: 2,
   i32: 3,
+  q4_0: 102, // ggml's 2 and 3 are BF16 and I32 here (kernels/include/gemmakit.h)
+  q4_1: 103,
   q5_0: 6,
+  q5_1: 7,
   q8_0: 8,
+  q2_k: 10,
+  q3_k: 11,
   q4_k: 12,
+  q5_k: 13,
   q6_k: 14,
+  iq4_nl: 20,
+  iq4_xs: 23,
+  mxfp4: 39,
 };
 
 /** Bytes per element of the unquantized dtypes. */

@@ -8,17 +8,39 @@
  */
 
 /** GGUF block-quantized weight types, stored as in the file (kernels/include/gemmakit.h). */
-export type QuantDType = "q5_0" | "q8_0" | "q4_k" | "q6_k";
+export type QuantDType =
+  | "q4_0"
+  | "q4_1"
+  | "q5_0"
+  | "q5_1"
+  | "q8_0"
+  | "q2_k"
+  | "q3_k"
+  | "q4_k"
+  | "q5_k"
+  | "q6_k"
+  | "iq4_nl"
+  | "iq4_xs"
+  | "mxfp4";
 
 /** Block geometry of the quantized dtypes: `elems` values stored in `bytes` bytes (kernels/common/dtype.h). */
 export const QUANT_BLOCKS: Readonly<Record<QuantDType, { elems: number; bytes: number }>> = {
+  q4_0: { elems: 32, bytes: 18 },
+  q4_1: { elems: 32, bytes: 20 },
   q5_0: { elems: 32, bytes: 22 },
+  q5_1: { elems: 32, bytes: 24 },
   q8_0: { elems: 32, bytes: 34 },
+  q2_k: { elems: 256, bytes: 84 },
+  q3_k: { elems: 256, bytes: 110 },
   q4_k: { elems: 256, bytes: 144 },
+  q5_k: { elems: 256, bytes: 176 },
   q6_k: { elems: 256, bytes: 210 },
+  iq4_nl: { elems: 32, bytes: 18 },
+  iq4_xs: { elems: 256, bytes: 136 },
+  mxfp4: { elems: 32, bytes: 17 },
 };
 
-export const QUANT_DTYPES: readonly QuantDType[] = ["q5_0", "q8_0", "q4_k", "q6_k"];
+export const QUANT_DTYPES: readonly QuantDType[] = Object.keys(QUANT_BLOCKS) as QuantDType[];
 const BLOCK = QUANT_BLOCKS;
 
 /** IEEE binary16 (little-endian at `at`) → number, exact (subnormals, infinities and NaN included). */
@@ -101,7 +123,129 @@ function q6_k(b: Uint8Array, at: number, out: Float32Array, o: number): void {
   }
 }
 
-const DECODERS: Readonly<Record<QuantDType, typeof q8_0>> = { q5_0, q8_0, q4_k, q6_k };
+/** ggml's kvalues_iq4nl: the IQ4_NL / IQ4_XS codebook. */
+const IQ4NL_VALUES = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
+/** ggml's kvalues_mxfp4: e2m1 values doubled (the E8M0 scale is halved to match). */
+const MXFP4_VALUES = [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12];
+
+/** Element j < 16 of a 32-element group is the low nibble of qs[j], element j + 16 its high nibble. */
+function nibble(b: Uint8Array, qs: number, j: number): number {
+  return j < 16 ? b[qs + j] & 0xf : b[qs + j - 16] >> 4;
+}
+
+const u32At = (b: Uint8Array, at: number) => (b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (b[at + 3] << 24)) >>> 0;
+
+/** Q4_0: {f16 d; u8 qs[16]}: x = (q4 - 8) * d. */
+function q4_0(b: Uint8Array, at: number, out: Float32Array, o: number): void {
+  const d = f16At(b, at);
+  for (let j = 0; j < 32; j++) out[o + j] = (nibble(b, at + 2, j) - 8) * d;
+}
+
+/** Q4_1: {f16 d; f16 m; u8 qs[16]}: x = q4 * d + m, rounded once (q4 * d is exact). */
+function q4_1(b: Uint8Array, at: number, out: Float32Array, o: number): void {
+  const d = f16At(b, at), m = f16At(b, at + 2);
+  for (let j = 0; j < 32; j++) out[o + j] = nibble(b, at + 4, j) * d + m;
+}
+
+/** Q5_1: {f16 d; f16 m; u8 qh[4]; u8 qs[16]}: bit j of qh is element j's fifth bit; x = q5 * d + m. */
+function q5_1(b: Uint8Array, at: number, out: Float32Array, o: number): void {
+  const d = f16At(b, at), m = f16At(b, at + 2), qh = u32At(b, at + 4);
+  for (let j = 0; j < 32; j++) out[o + j] = (nibble(b, at + 8, j) | (((qh >>> j) & 1) << 4)) * d + m;
+}
+
+/** IQ4_NL: {f16 d; u8 qs[16]}: x = d * kvalues_iq4nl[q4]. */
+function iq4_nl(b: Uint8Array, at: number, out: Float32Array, o: number): void {
+  const d = f16At(b, at);
+  for (let j = 0; j < 32; j++) out[o + j] = d * IQ4NL_VALUES[nibble(b, at + 2, j)];
+}
+
+/** MXFP4: {u8 e; u8 qs[16]}: x = kvalues_mxfp4[q4] * 2^(e - 128). */
+function mxfp4(b: Uint8Array, at: number, out: Float32Array, o: number): void {
+  const d = 2 ** (b[at] - 128); // ggml's GGML_E8M0_TO_FP32_HALF (e < 2: f32 subnormals, as there)
+  for (let j = 0; j < 32; j++) out[o + j] = MXFP4_VALUES[nibble(b, at + 1, j)] * d;
+}
+
+/**
+ * Q2_K: {u8 scales[16]; u8 qs[64]; f16 d; f16 dmin}, two halves of 128. In half h, element 32t + l (t < 4)
+ * is bits 2t, 2t + 1 of qs[32h + l]; scales[8h + 2t + l / 16] holds its 4-bit scale (low nibble) and min.
+ * x = (d * sc) * q2 - (dmin * m), products in f32.
+ */
+function q2_k(b: Uint8Array, at: number, out: Float32Array, o: number): void {
+  const d = f16At(b, at + 80), dmin = f16At(b, at + 82);
+  for (let h = 0; h < 2; h++) {
+    for (let t = 0; t < 4; t++) {
+      for (let l = 0; l < 32; l++) {
+        const s = b[at + 8 * h + 2 * t + (l >> 4)];
+        const q = (b[at + 16 + 32 * h + l] >> (2 * t)) & 3;
+        out[o + 128 * h + 32 * t + l] = Math.fround(d * (s & 0xf)) * q - Math.fround(dmin * (s >> 4));
+      }
+    }
+  }
+}
+
+/**
+ * Q3_K: {u8 hmask[32]; u8 qs[64]; u8 scales[12]; f16 d}. Element 32g + l (g = 4h + t < 8) is bits 2t, 2t + 1
+ * of qs[32h + l] with bit g of hmask[l] as its third bit; its 6-bit scale i = 2g + l / 16 is nibble i / 8 of
+ * scales[i % 8] with bits 2(i / 4) of scales[8 + i % 4] on top, biased by 32. x = (d * (sc - 32)) * (q3 - 4).
+ */
+function q3_k(b: Uint8Array, at: number, out: Float32Array, o: number): void {
+  const d = f16At(b, at + 108), s = at + 96;
+  for (let g = 0; g < 8; g++) {
+    for (let l = 0; l < 32; l++) {
+      const i = 2 * g + (l >> 4);
+      const sc = (((b[s + (i & 7)] >> (4 * (i >> 3))) & 0xf) | (((b[s + 8 + (i & 3)] >> (2 * (i >> 2))) & 3) << 4)) -
+        32;
+      const q = ((b[at + 32 + 32 * (g >> 2) + l] >> (2 * (g & 3))) & 3) | (((b[at + l] >> g) & 1) << 2);
+      out[o + 32 * g + l] = Math.fround(d * sc) * (q - 4);
+    }
+  }
+}
+
+/**
+ * Q5_K: {f16 d; f16 dmin; u8 scales[12]; u8 qh[32]; u8 qs[128]}: Q4_K's layout with a fifth bit, bit g of
+ * qh[l] for element l of sub-block g. x = (d * sc) * q5 - (dmin * m).
+ */
+function q5_k(b: Uint8Array, at: number, out: Float32Array, o: number): void {
+  const d = f16At(b, at), dmin = f16At(b, at + 2);
+  for (let g = 0; g < 8; g++) {
+    const [sc, m] = scaleMinK4(b, at + 4, g);
+    const dl = Math.fround(d * sc), ml = Math.fround(dmin * m);
+    for (let l = 0; l < 32; l++) {
+      const q = ((b[at + 48 + 32 * (g >> 1) + l] >> (4 * (g & 1))) & 0xf) | (((b[at + 16 + l] >> g) & 1) << 4);
+      out[o + 32 * g + l] = dl * q - ml;
+    }
+  }
+}
+
+/**
+ * IQ4_XS: {f16 d; u16 scales_h; u8 scales_l[4]; u8 qs[128]}: 8 groups of 32 laid out as IQ4_NL blocks; group g's
+ * 6-bit scale is nibble g % 2 of scales_l[g / 2] with bits 2g, 2g + 1 of scales_h on top, biased by 32.
+ * x = (d * (ls - 32)) * kvalues_iq4nl[q4].
+ */
+function iq4_xs(b: Uint8Array, at: number, out: Float32Array, o: number): void {
+  const d = f16At(b, at), sh = b[at + 2] | (b[at + 3] << 8);
+  for (let g = 0; g < 8; g++) {
+    const ls = ((b[at + 4 + (g >> 1)] >> (4 * (g & 1))) & 0xf) | (((sh >> (2 * g)) & 3) << 4);
+    const dl = Math.fround(d * (ls - 32));
+    for (let j = 0; j < 32; j++) out[o + 32 * g + j] = dl * IQ4NL_VALUES[nibble(b, at + 8 + 16 * g, j)];
+  }
+}
+
+const DECODERS: Readonly<Record<QuantDType, typeof q8_0>> = {
+  q4_0,
+  q4_1,
+  q5_0,
+  q5_1,
+  q8_0,
+  q2_k,
+  q3_k,
+  q4_k,
+  q5_k,
+  q6_k,
+  iq4_nl,
+  iq4_xs,
+  mxfp4,
+};
 
 /** Dequantizes whole blocks of `dtype` to f32 (a tensor's bytes in row-major order). */
 export function dequantize(bytes: Uint8Array, dtype: QuantDType): Float32Array {

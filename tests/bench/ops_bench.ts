@@ -11,7 +11,7 @@
  *   --json PATH     also write the rows as JSON
  */
 import { Backend } from "../../src/runtime/backend.ts";
-import type { DType, QuantDType } from "../../src/runtime/dtype.ts";
+import { type DType, QUANT_BLOCKS, QUANT_DTYPES, type QuantDType } from "../../src/runtime/dtype.ts";
 import { Tensor } from "../../src/runtime/tensor.ts";
 import { linear } from "../../src/ops/linear.ts";
 import { attentionPrefill } from "../../src/ops/attention.ts";
@@ -106,7 +106,7 @@ const jsonPath = args.includes("--json") ? args[args.indexOf("--json") + 1] : un
 interface Row {
   backend: string;
   device: string;
-  kind: "gemv" | "gemm" | "qgemm" | "attention";
+  kind: "gemv" | "gemm" | "qgemm" | "qgemv" | "attention";
   shape: string;
   dtype: DType;
   ms: number;
@@ -198,6 +198,33 @@ function benchQuant(backend: Backend, budget: number): Row[] {
         } ${row.unit} |`,
       );
     }
+  }
+  // Decode (one token) through every quantized format: the weight bandwidth each block decoder sustains, on a
+  // 2048×2048 matrix (a whole number of blocks of every format).
+  for (const dtype of QUANT_DTYPES) {
+    const n = 2048, k = 2048;
+    using w = Tensor.empty(backend, [n, k], dtype);
+    backend.fill(w.pointer, 0x3c, w.byteLength);
+    using x = Tensor.empty(backend, [1, k]);
+    backend.fill(x.pointer, 0x3c, x.byteLength);
+    using y = Tensor.empty(backend, [1, n]);
+    const ms = time(backend, () => linear(x, w, null, y), budget, quick ? 2 : 3);
+    const row: Row = {
+      backend: backend.kind,
+      device: backend.deviceName,
+      kind: "qgemv",
+      shape: `decode ${n}×${k}`,
+      dtype,
+      ms,
+      figure: (n * k / QUANT_BLOCKS[dtype].elems * QUANT_BLOCKS[dtype].bytes) / (ms * 1e6),
+      unit: "GB/s",
+    };
+    rows.push(row);
+    console.log(
+      `| ${row.backend} | ${row.kind} | ${row.shape} | ${row.dtype} | ${ms.toFixed(3)} | ${
+        row.figure.toFixed(1)
+      } GB/s |`,
+    );
   }
   return rows;
 }

@@ -153,7 +153,7 @@ const noise = (n: number, seed = 1) =>
 const quant = (type: "q8_0" | "q4_k" | "q5_0" | "q6_k", ne: number[], seed = 1) =>
   noise((ne.reduce((a, b) => a * b, 1) / QUANT_BLOCKS[type].elems) * QUANT_BLOCKS[type].bytes, seed);
 
-const F32 = 0, F16 = 1, Q5_0 = 6, Q8_0 = 8, Q3_K = 11, Q4_K = 12, Q6_K = 14, F64 = 28, BF16 = 30;
+const F32 = 0, F16 = 1, Q5_0 = 6, Q8_0 = 8, Q4_K = 12, Q6_K = 14, IQ2_XS = 17, F64 = 28, BF16 = 30;
 
 function withTempDir(fn: (dir: string) => void): () => void {
   return () => {
@@ -488,26 +488,26 @@ Deno.test(
   "unsupported types list fine and fail only when loaded, naming the tensor",
   withTempDir((dir) => {
     using backend = Backend.open({ backend: "cpu" });
-    const path = join(dir, "q3.gguf");
+    const path = join(dir, "iq2.gguf");
     Deno.writeFileSync(
       path,
       gguf([], [
-        { name: "blk.0.attn_q.weight", ne: [256, 2], type: Q3_K, data: new Uint8Array(2 * 110) },
+        { name: "blk.0.attn_q.weight", ne: [256, 2], type: IQ2_XS, data: new Uint8Array(2 * 74) },
         { name: "blk.0.f64", ne: [3], type: F64, data: new Uint8Array(24) },
         { name: "ok", ne: [1], type: F32, data: encode([5], "f32") },
       ]).bytes,
     );
     using file = openGguf(path);
     assert.deepEqual(file.tensors.map((t) => [t.name, t.dtype, t.shape, t.bytes]), [
-      ["blk.0.attn_q.weight", "Q3_K", [2, 256], 220],
+      ["blk.0.attn_q.weight", "IQ2_XS", [2, 256], 148],
       ["blk.0.f64", "F64", [3], 24],
       ["ok", "f32", [1], 4],
     ]);
     const e = thrown(() => file.loadTensor(backend, "blk.0.attn_q.weight"), FormatError);
-    assert.match(e.message, /unsupported quantization Q3_K for tensor blk\.0\.attn_q\.weight/);
-    assert.match(e.hint ?? "", /Q4_K_M/);
+    assert.match(e.message, /unsupported quantization IQ2_XS for tensor blk\.0\.attn_q\.weight/);
+    assert.match(e.hint ?? "", /Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS/);
     assert.match(thrown(() => file.loadTensor(backend, "blk.0.f64"), FormatError).message, /unsupported type F64/);
-    assert.equal(file.readBytes("blk.0.attn_q.weight").length, 220, "the raw bytes are still readable");
+    assert.equal(file.readBytes("blk.0.attn_q.weight").length, 148, "the raw bytes are still readable");
     using ok = file.loadTensor(backend, "ok");
     assert.deepEqual([...ok.toArray()], [5]);
   }),

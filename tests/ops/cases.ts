@@ -62,6 +62,23 @@ export class Rng {
   }
 }
 
+/** The f16 fields of each block format (byte offset, signed): block scales, mins, Q4_1/Q5_1's offset m. */
+const QUANT_F16_FIELDS: Readonly<Record<QuantDType, [offset: number, signed: boolean][]>> = {
+  q4_0: [[0, true]],
+  q4_1: [[0, false], [2, true]],
+  q5_0: [[0, true]],
+  q5_1: [[0, false], [2, true]],
+  q8_0: [[0, true]],
+  q2_k: [[80, false], [82, false]],
+  q3_k: [[108, true]],
+  q4_k: [[0, false], [2, false]],
+  q5_k: [[0, false], [2, false]],
+  q6_k: [[208, true]],
+  iq4_nl: [[0, true]],
+  iq4_xs: [[0, true]],
+  mxfp4: [],
+};
+
 /**
  * Valid GGUF blocks of `dtype` for a [rows, cols] tensor: random codes (every bit pattern of qs, qh and the
  * packed scales), f16 block scales of realistic size, log-uniform (K-quants reach f16 subnormals, as real
@@ -82,12 +99,11 @@ export function randomQuantBlocks(rng: Rng, dtype: QuantDType, rows: number, col
   };
   for (let b = 0; b < blocks; b++) {
     const at = b * bytes;
-    if (dtype === "q8_0" || dtype === "q5_0") put(at, scale(-3, -2, true));
-    else if (dtype === "q6_k") put(at + 208, scale(-5, -2, true));
-    else {
-      put(at, scale(-5, -2, false)); // d
-      put(at + 2, scale(-5, -2, false)); // dmin
+    for (const [offset, signed] of QUANT_F16_FIELDS[dtype]) {
+      // K-quant super-block scales multiply 6-bit sub-scales, so they are smaller (down to f16 subnormals).
+      put(at + offset, 256 === elems ? scale(-5, -2, signed) : scale(-3, -2, signed));
     }
+    if (dtype === "mxfp4") out[at] = 120 + Math.floor(rng.next() * 10); // E8M0: 2^-8 .. 2^1, finite products
   }
   return out;
 }
@@ -420,6 +436,20 @@ const QUANT_MODEL_SHAPES: [QuantDType, n: number, k: number][] = [
   // and a partial last tile (8448 = 8192 + 256).
   ["q6_k", 64, 10240],
   ["q8_0", 70, 8448],
+  // The other formats at 270M's decode shapes as llama.cpp writes them (the K-quants only where k is a whole
+  // number of 256-blocks: 640 is not), and across the x tile.
+  ["q4_0", 4096, 640], // Google's QAT Q4_0 lm_head
+  ["q4_0", 2048, 640],
+  ["q4_1", 2048, 640],
+  ["q5_1", 1024, 640],
+  ["iq4_nl", 2048, 640],
+  ["mxfp4", 2048, 640],
+  ["q2_k", 640, 2048],
+  ["q3_k", 640, 2048],
+  ["q5_k", 640, 1024],
+  ["iq4_xs", 640, 2048],
+  ["q5_k", 64, 10240],
+  ["q4_0", 70, 8448],
 ];
 const quantLinearRows: [QuantDType, m: number, n: number, k: number, bias: boolean][] = [
   ...QUANT_DTYPES.flatMap((dtype) =>
