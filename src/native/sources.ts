@@ -9,9 +9,9 @@ export const NATIVE_SOURCES: {
   files: [string, string][];
 } = {
   version: "0.1.0",
-  sha256: "47320d64c16d3bfd9367c62c30686393c5c553790efe7e5fd7247f0010524e36",
+  sha256: "066f2cf326b0b60264d4f81c98e7363b49b9a569f339ecee294c2b5d7e34b88e",
   files: [
-    ["kernels/common/dtype.h", "51097132b4a0752ddd93fc62dc6dac1a46f70c14b8b2d18bf166e8ea230a774b"],
+    ["kernels/common/dtype.h", "423672a9860bbfc1620995b00bd2b45de6ad4082fd748c94483cc620b15d6ec5"],
     ["kernels/common/error.cpp", "16d996224683479f1bfab036cc33a4cb56589112885bf3a1d9936632ae48064c"],
     ["kernels/common/error.h", "bc5865556d6f56d22481f06c0af7ca080a3d848957177685b6eb2e347b8f5a46"],
     ["kernels/common/moe.h", "772f679355895fbfd3088007042b2a0749b01006030d173507e41328a8f4a141"],
@@ -28,11 +28,11 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/gather_sum.cpp", "343b3e0d88a0e77326aa979ec67668c42ffb2372ed8cf058da1019031107776b"],
     ["kernels/cpu/kv_cache_write.cpp", "86990e09320fbf192230c96abc269289aa6ce3425ca5a821cf0fc027767af5ca"],
     ["kernels/cpu/layer_norm.cpp", "71da9959d48a20ee3f1414af319ac6266e0a2291059c8b33567ece4326ba534a"],
-    ["kernels/cpu/linear.cpp", "9bae69073fad5b91dc6f9439f302eca5e153dc664e4cc91cc197f9ca7b5eb8fd"],
+    ["kernels/cpu/linear.cpp", "318096931df93a6f2bc7678ad98a858fe381883f9d152707ddec94daf11a7143"],
     ["kernels/cpu/moe.cpp", "3e84064843cb27eda73a65f6cec8732661d98fb96d25f2bb3f54d77850a4cbfa"],
     ["kernels/cpu/patch_extract.cpp", "526f05411a682855fa688e8805364c58caba991bdcfb782c68a7fc589ee6aa82"],
     ["kernels/cpu/program.cpp", "4bed208a2e8dbc702d2d7ee10a6dd21244eca81b61ce58cb04126431df697224"],
-    ["kernels/cpu/quant.h", "aae034177c154a22b774b2e87fe827215e93f71c230e857f1b58721b5a61e795"],
+    ["kernels/cpu/quant.h", "c9135677192004e45ef4b54cd1c0d932d8b4c7aa1ae0c96059e03b79ca563d50"],
     ["kernels/cpu/rms_norm.cpp", "66907e24dcc606530c18ec2e6883d26e7718253f94342d5fec802a86d831bf13"],
     ["kernels/cpu/rope.cpp", "93ef423e7fd1e2e8e5ec8b61095a5bf79668b5842c30b5e7954a0d5971b2c3c8"],
     ["kernels/cpu/rope_axes.cpp", "665f1ca5e21a59006551262316f3935a67e85912299caabfc82c38db98c9c077"],
@@ -40,6 +40,6 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/sample.cpp", "376dfb4fe09ed00bce3f03c583e3f2f1581030eba32a901cb2a8d31cf0cd6ae6"],
     ["kernels/cpu/simd.h", "712bd9bcd11114463b87e8bdfa85f6953c2a2382681937cdc077f5723aadcf4e"],
     ["kernels/cpu/softmax.cpp", "02d4f89bf232e81992d93b1e1d8c033724810cc91d17acc36209d031626540b1"],
-    ["kernels/include/gemmakit.h", "386088fa59d1e3d574e8a75469ffa0f27aa9854b5d8f8d01efdeac606b20b402"],
+    ["kernels/include/gemmakit.h", "2996c68cee1468ba1d50d77ce2333681412f2330ee807544b184eebebb82624e"],
   ],
 };
