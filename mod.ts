@@ -48,8 +48,11 @@ export { type ChatMessage, StreamDecoder, Tokenizer } from "./src/tokenizer/mod.
 
 // Errors: every one gemmakit throws.
 export {
+  BoundsError,
   ConfigError,
   ContextLengthError,
+  DataUrlError,
+  type DataUrlErrorKind,
   DisposedError,
   DTypeError,
   FormatError,
@@ -59,6 +62,8 @@ export {
   ImageInputError,
   LibraryError,
   NativeError,
+  RemoteMediaError,
+  type RemoteMediaErrorKind,
   ShapeError,
   type StatusName,
   ToolCallParseError,
@@ -75,9 +80,14 @@ export * from "./src/models/gemma4/mod.ts";
 export {
   decodeImage,
   decodeVideo,
+  fetchRemoteMedia,
   type ImageSource,
+  isPublicAddress,
   loadImage,
   type LoadImageOptions,
+  probeImage,
+  type RemoteFetchOptions,
+  type RemoteImageOptions,
   type RgbImage,
   type VideoSource,
 } from "./src/vision/mod.ts";
@@ -85,6 +95,7 @@ export {
 // The layers below: backends, device tensors, kernel ops, decode programs.
 export { Backend, type BackendOptions, defaultBackend, type MemoryStats } from "./src/runtime/backend.ts";
 export { Tensor } from "./src/runtime/tensor.ts";
+export { type DataUrl, decodeBase64, decodeDataUrl } from "./src/runtime/bounds.ts";
 export { DecodeProgram } from "./src/runtime/program.ts";
 export { type DType, DTYPE_BYTES } from "./src/runtime/dtype.ts";
 export { type BackendChoice, type BackendKind, libraryDir } from "./src/ffi/library.ts";

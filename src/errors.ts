@@ -213,6 +213,23 @@ export class ImageError extends GemmakitError {
   }
 }
 
+/** Why a remote media URL was not fetched. */
+export type RemoteMediaErrorKind = "not_allowed" | "unreachable" | "too_large";
+
+/**
+ * A remote (http/https) media URL that was not fetched: `not_allowed` for a URL gemmakit does not fetch at all (a
+ * scheme other than http(s), credentials in it, remote fetching off); `too_large` for a body over the byte limit;
+ * `unreachable` for everything else. That last message is one sentence whatever happened — a private or loopback
+ * address, no DNS answer, a refused connection, a redirect too many, an HTTP error, a timeout — so that a caller
+ * cannot use the fetcher to learn what lies behind the server.
+ */
+export class RemoteMediaError extends GemmakitError {
+  override name = "RemoteMediaError";
+  constructor(readonly kind: RemoteMediaErrorKind, message: string, options: { hint?: string; cause?: unknown } = {}) {
+    super("fetchRemoteMedia", message, options);
+  }
+}
+
 /** A tool call the model wrote that does not follow the grammar; `raw` is its text. */
 export class ToolCallParseError extends GemmakitError {
   override name = "ToolCallParseError";

@@ -19,6 +19,7 @@
  */
 import { type Context, Hono } from "hono";
 import type { Backend } from "../../mod.ts";
+import { BodyBudget, readJsonBody } from "./body.ts";
 import { ApiError, toApiError } from "./errors.ts";
 import { chatOptions, type GenerationOutcome, libraryInput, runGeneration, type ServedModel } from "./generation.ts";
 import { DEFAULT_LIMITS, type Limits, type RemoteImages } from "./limits.ts";
@@ -83,38 +84,6 @@ function sameKey(given: string, expected: string): boolean {
   return diff === 0;
 }
 
-async function readJson(c: Context, maxBytes: number): Promise<unknown> {
-  const declared = Number(c.req.header("content-length") ?? "0");
-  const tooLarge = () =>
-    new ApiError(413, `the request body is over the limit of ${maxBytes} bytes`, { code: "request_too_large" });
-  if (declared > maxBytes) throw tooLarge();
-  const body = c.req.raw.body;
-  if (!body) throw new ApiError(400, "the request has no body; send a JSON object");
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  const reader = body.getReader();
-  while (true) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.length;
-    if (total > maxBytes) {
-      await reader.cancel();
-      throw tooLarge();
-    }
-    chunks.push(value);
-  }
-  const bytes = new Uint8Array(total);
-  let at = 0;
-  for (const chunk of chunks) bytes.set(chunk, (at += chunk.length) - chunk.length);
-  try {
-    return JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
-  } catch (e) {
-    throw new ApiError(400, `the request body is not valid JSON: ${e instanceof Error ? e.message : e}`, {
-      code: "invalid_json",
-    });
-  }
-}
-
 export function createApp(options: AppOptions = {}): Hono {
   const { model, apiKey } = options;
   const modelId = options.modelId ?? "gemmakit";
@@ -139,6 +108,11 @@ export function createApp(options: AppOptions = {}): Hono {
       : null;
   };
   const queue = new FairQueue(limits.maxQueue);
+  const bodyBounds = {
+    maxBytes: limits.maxBodyBytes,
+    timeoutMs: limits.bodyTimeoutMs,
+    budget: new BodyBudget(limits.maxInflightBodyBytes),
+  };
   const metrics = new Metrics();
   const created = Math.floor(Date.now() / 1000);
   let counter = 0;
@@ -271,7 +245,7 @@ export function createApp(options: AppOptions = {}): Hono {
     const startedAt = performance.now();
     const clientSignal = c.req.raw.signal;
     try {
-      const raw = await readJson(c, limits.maxBodyBytes);
+      const raw = await readJsonBody(c.req.raw, bodyBounds);
       const request = chat
         ? await parseChatRequest(raw, limits, remote, clientSignal, remoteVideos)
         : parseCompletionRequest(raw, limits);

@@ -1,11 +1,13 @@
 /**
- * OpenAI `image_url` parts → image bytes for the library. Data URLs are decoded here; http(s) URLs are
- * fetched only when the operator allows it, under a time limit and the same byte limit, so a request can
- * neither make the server reach arbitrary hosts nor make it hold an unbounded download. Decoding the image
+ * OpenAI `image_url` parts → image bytes for the library. Data URLs are decoded by the library's helper; http(s)
+ * URLs are fetched only when the operator allows it, by the library's fetcher (public addresses only, every redirect
+ * hop checked again, under a time limit and the same byte limit), so a request can neither make the server reach
+ * what lies behind it nor make it hold an unbounded download. Decoding the image
  * itself is the library's job (its typed errors name a broken image); here we only refuse bytes that are
  * not an image format at all, before they reach a queue.
  * @module
  */
+import { DataUrlError, decodeDataUrl, fetchRemoteMedia, ImageError, probeImage, RemoteMediaError } from "../../mod.ts";
 import { ApiError, invalid } from "./errors.ts";
 import type { Limits, RemoteImages } from "./limits.ts";
 
@@ -35,71 +37,44 @@ export function tooLarge(param: string, kind: MediaKind): ApiError {
   });
 }
 
-/** The bytes of a base64 data URL, the size checked before decoding (from the payload length) and after. */
-export function decodeDataUrl(url: string, param: string, kind: MediaKind): Uint8Array {
-  const code = `invalid_${kind.noun}_url`;
-  const m = /^data:([^;,]*)((?:;[^;,]*)*?);base64,/i.exec(url);
-  if (!m) throw invalid(param, `${param}: a data URL must be data:${kind.noun}/...;base64,...`, code);
-  const payload = url.slice(m[0].length).replace(/\s+/g, "");
-  if (Math.floor((payload.length * 3) / 4) > kind.maxBytes + 2) throw tooLarge(param, kind);
-  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(payload) || payload.length % 4 === 1) {
-    throw invalid(param, `${param}: the data URL is not valid base64`, code);
+/**
+ * The bytes of a data URL through the library's one helper (size checked from the payload's length before
+ * decoding); its typed refusals become 400/413.
+ */
+export function dataUrlBytes(url: string, param: string, kind: MediaKind): Uint8Array {
+  try {
+    return decodeDataUrl(url, kind.maxBytes).bytes;
+  } catch (e) {
+    if (!(e instanceof DataUrlError)) throw e;
+    if (e.kind === "too_large") throw tooLarge(param, kind);
+    throw invalid(param, `${param}: ${e.message.replace(/^dataUrl: /, "").split("\n")[0]}`, `invalid_${kind.noun}_url`);
   }
-  const bin = atob(payload);
-  const bytes = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
-  if (bytes.length > kind.maxBytes) throw tooLarge(param, kind);
-  return bytes;
 }
 
-/**
- * GETs an http(s) URL with the operator's time limit, holding at most `kind.maxBytes` (the declared length is
- * checked first, then every chunk).
- */
-async function downloadBounded(
-  url: URL,
+/** A remote URL through the library's fetcher (public addresses only, bounded); its refusals become 400/413. */
+async function fetchBounded(
+  url: string,
   param: string,
   remote: RemoteImages,
   kind: MediaKind,
   signal?: AbortSignal,
 ): Promise<Uint8Array> {
-  const { noun, maxBytes } = kind;
-  const tooLargeError = () => tooLarge(param, kind);
-  const timeout = AbortSignal.timeout(remote.timeoutMs);
-  const both = signal ? AbortSignal.any([signal, timeout]) : timeout;
-  let response: Response;
   try {
-    response = await fetch(url, { signal: both, redirect: "follow" });
+    return await fetchRemoteMedia(url, {
+      maxBytes: kind.maxBytes,
+      timeoutMs: remote.timeoutMs,
+      maxRedirects: remote.maxRedirects,
+      signal,
+      resolve: remote.resolve,
+      unsafeAllowAddresses: remote.unsafeAllowAddresses,
+    });
   } catch (e) {
-    if (timeout.aborted) throw invalid(param, `${param}: fetching the ${noun} took over ${remote.timeoutMs} ms`);
-    throw invalid(param, `${param}: fetching the ${noun} failed: ${e instanceof Error ? e.message : e}`);
+    if (!(e instanceof RemoteMediaError)) throw e;
+    if (e.kind === "too_large") throw tooLarge(param, kind);
+    // The library's message is the same whatever went wrong (a private address, DNS, HTTP status, timeout).
+    const why = e.message.replace(/^fetchRemoteMedia: /, "").split("\n")[0];
+    throw invalid(param, `${param}: ${why}`, `invalid_${kind.noun}_url`);
   }
-  if (!response.ok || !response.body) {
-    await response.body?.cancel();
-    throw invalid(param, `${param}: fetching the ${noun} failed with HTTP ${response.status}`);
-  }
-  const declared = Number(response.headers.get("content-length") ?? "0");
-  if (declared > maxBytes) {
-    await response.body.cancel();
-    throw tooLargeError();
-  }
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  try {
-    for await (const chunk of response.body) {
-      total += chunk.length;
-      if (total > maxBytes) throw tooLargeError();
-      chunks.push(chunk);
-    }
-  } catch (e) {
-    if (e instanceof ApiError) throw e;
-    if (timeout.aborted) throw invalid(param, `${param}: fetching the ${noun} took over ${remote.timeoutMs} ms`);
-    throw invalid(param, `${param}: reading the ${noun} failed: ${e instanceof Error ? e.message : e}`);
-  }
-  const bytes = new Uint8Array(total);
-  let at = 0;
-  for (const c of chunks) bytes.set(c, (at += c.length) - c.length);
-  return bytes;
 }
 
 /**
@@ -116,7 +91,7 @@ export async function mediaUrlBytes(
   const { noun } = kind;
   let bytes: Uint8Array;
   if (url.startsWith("data:")) {
-    bytes = decodeDataUrl(url, param, kind);
+    bytes = dataUrlBytes(url, param, kind);
   } else {
     let parsed: URL;
     try {
@@ -134,10 +109,32 @@ export async function mediaUrlBytes(
         `remote_${noun}s_disabled`,
       );
     }
-    bytes = await downloadBounded(parsed, param, remote, kind, signal);
+    bytes = await fetchBounded(url, param, remote, kind, signal);
   }
   if (bytes.length === 0) throw invalid(param, `${param}: the ${noun} is empty`, `invalid_${noun}`);
   return bytes;
+}
+
+/**
+ * Refuses an image over `maxPixels` from its header alone (microseconds), before it waits for the model: decoding
+ * and resizing it would run on the event loop. Formats the header reader does not know are left to the library,
+ * which refuses them with its own typed error.
+ */
+function checkPixels(bytes: Uint8Array, param: string, maxPixels: number): void {
+  let size: { width: number; height: number };
+  try {
+    size = probeImage(bytes);
+  } catch (e) {
+    if (e instanceof ImageError) return;
+    throw e;
+  }
+  if (size.width * size.height > maxPixels) {
+    throw new ApiError(
+      413,
+      `${param}: the image is ${size.width}x${size.height}, over the limit of ${maxPixels} pixels`,
+      { param, code: "image_too_large" },
+    );
+  }
 }
 
 /** The bytes of one image_url, checked to be an image format and within the limits. */
@@ -152,5 +149,6 @@ export async function imageBytes(
   if (!sniffImage(bytes)) {
     throw invalid(param, `${param}: the bytes are not an image (PNG, JPEG, GIF, WebP or BMP)`, "invalid_image");
   }
+  checkPixels(bytes, param, limits.maxImagePixels);
   return bytes;
 }

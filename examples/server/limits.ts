@@ -29,13 +29,31 @@ export interface Limits {
   defaultMaxTokens: number;
   /** Requests that may wait for the model; one more is refused with 503. Default 32. */
   maxQueue: number;
+  /** A request body must arrive whole within this long (a client trickling bytes is cut off, 408). Default 30 s. */
+  bodyTimeoutMs: number;
+  /** Body bytes held by all requests being read at once; past it a request is refused with 503. Default 64 MiB. */
+  maxInflightBodyBytes: number;
+  /**
+   * Largest image in pixels, from its header before any decoding (413 past it). Decoding and resizing run on the
+   * event loop while a generation holds the model, so this bounds how long one image can hold it. Default 16 M.
+   */
+  maxImagePixels: number;
 }
 
-/** Remote (http/https) image (or video) URLs: refused unless the operator allows them. */
+/**
+ * Remote (http/https) image (or video) URLs: refused unless the operator allows them; then fetched from public
+ * addresses only (see the library's fetchRemoteMedia).
+ */
 export interface RemoteImages {
   allow: boolean;
-  /** Whole download, headers to last byte. Default 10 s. */
+  /** Whole download, DNS to last byte, redirects included. Default 10 s. */
   timeoutMs: number;
+  /** Redirect hops followed, each checked again. Default 3. */
+  maxRedirects?: number;
+  /** Tests only: the host name lookup (default DNS). */
+  resolve?: (host: string, signal: AbortSignal) => Promise<string[]>;
+  /** Tests only: non-public addresses taken anyway (a local test server). Never from a request. */
+  unsafeAllowAddresses?: readonly string[];
 }
 
 export const DEFAULT_LIMITS: Limits = {
@@ -51,4 +69,7 @@ export const DEFAULT_LIMITS: Limits = {
   maxTokens: 4096,
   defaultMaxTokens: 512,
   maxQueue: 32,
+  bodyTimeoutMs: 30_000,
+  maxInflightBodyBytes: 64 << 20,
+  maxImagePixels: 16_000_000,
 };

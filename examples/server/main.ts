@@ -10,6 +10,7 @@ import { basename } from "node:path";
 import { parseArgs } from "node:util";
 import { type BackendChoice, loadModel } from "../../mod.ts";
 import { createApp } from "./app.ts";
+import { serveBounded } from "./serve.ts";
 import { chatPageScript } from "./web/bundle.ts";
 
 const { values } = parseArgs({
@@ -65,14 +66,12 @@ const app = createApp({
 });
 await chatPageScript(); // bundle the chat page now, not on the first visitor's request
 const port = int("port", values.port)!;
-const server = Deno.serve({
-  port,
-  hostname: values.host,
-  onListen: ({ hostname, port }) =>
-    console.log(
-      `gemmakit server: '${modelId}' on ${model.backend.kind} (${model.backend.deviceName}) at http://${hostname}:${port}/`,
-    ),
-}, app.fetch);
+// Behind the connection guard: a cap on open connections and a deadline for each request's headers.
+const server = await serveBounded(app.fetch, { port, hostname: values.host });
+console.log(
+  `gemmakit server: '${modelId}' on ${model.backend.kind} (${model.backend.deviceName}) at ` +
+    `http://${server.addr.hostname}:${server.addr.port}/`,
+);
 Deno.addSignalListener("SIGINT", async () => {
   await server.shutdown();
   model.dispose();

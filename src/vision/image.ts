@@ -25,6 +25,7 @@
  */
 import { DataUrlError, ImageError } from "../errors.ts";
 import { decodeBase64, decodeDataUrl } from "../runtime/bounds.ts";
+import { fetchRemoteMedia, type RemoteFetchOptions } from "./remote.ts";
 import { applyOrientation, exifOrientation } from "./exif.ts";
 import { decodeGifRgb, readGifHeader } from "./gif.ts";
 import { decodeJpegRgb, readJpegHeader } from "./jpeg.ts";
@@ -63,7 +64,15 @@ export interface LoadImageOptions {
   applyExifOrientation?: boolean;
   /** Composite alpha onto this colour instead of dropping it (default: drop, as Pillow/transformers). */
   alphaBackground?: readonly [number, number, number];
+  /**
+   * Fetch http(s) URLs (off by default: they are refused). Only public addresses are reached, within `maxFileBytes`
+   * and the time limit; see {@link fetchRemoteMedia} for what is refused.
+   */
+  remote?: RemoteImageOptions;
 }
+
+/** How {@link loadImage} fetches http(s) URLs when the caller opts in (the byte limit is `maxFileBytes`). */
+export type RemoteImageOptions = Omit<RemoteFetchOptions, "maxBytes">;
 
 function resolveOptions(o: LoadImageOptions): DecodeOptions {
   const maxPixels = o.maxPixels ?? DEFAULT_MAX_PIXELS;
@@ -221,11 +230,12 @@ async function readFile(path: string | URL, maxBytes: number): Promise<Uint8Arra
   }
 }
 
-async function fromUrlOrPath(s: string, o: DecodeOptions): Promise<Uint8Array> {
+async function fromUrlOrPath(s: string, o: DecodeOptions, remote?: RemoteImageOptions): Promise<Uint8Array> {
   if (/^data:/i.test(s)) return dataBytes(s, o.maxFileBytes, true);
   if (/^https?:\/\//i.test(s)) {
+    if (remote) return await fetchRemoteMedia(s, { ...remote, maxBytes: o.maxFileBytes });
     throw new ImageError(OP, "bad_source", "remote image URLs are not fetched", {
-      hint: "download the image yourself (with your own size and time limits) and pass its bytes",
+      hint: "pass loadImage's `remote` option to fetch public URLs, or download the image yourself and pass its bytes",
     });
   }
   if (/^file:/i.test(s)) {
@@ -240,8 +250,8 @@ async function fromUrlOrPath(s: string, o: DecodeOptions): Promise<Uint8Array> {
   return await readFile(s, o.maxFileBytes);
 }
 
-async function sourceBytes(source: ImageSource, o: DecodeOptions): Promise<Uint8Array> {
-  if (typeof source === "string") return await fromUrlOrPath(source, o);
+async function sourceBytes(source: ImageSource, o: DecodeOptions, remote?: RemoteImageOptions): Promise<Uint8Array> {
+  if (typeof source === "string") return await fromUrlOrPath(source, o, remote);
   if (source instanceof Uint8Array) return source;
   if (source instanceof ArrayBuffer) return new Uint8Array(source);
   if (source && typeof source === "object") {
@@ -253,7 +263,7 @@ async function sourceBytes(source: ImageSource, o: DecodeOptions): Promise<Uint8
       const b = source.base64.trimStart();
       return dataBytes(b, o.maxFileBytes, /^data:/i.test(b));
     }
-    if ("url" in source && typeof source.url === "string") return await fromUrlOrPath(source.url, o);
+    if ("url" in source && typeof source.url === "string") return await fromUrlOrPath(source.url, o, remote);
   }
   throw new ImageError(OP, "bad_source", "an image source must be a path, bytes, {path}, {bytes}, {base64} or {url}");
 }
@@ -271,5 +281,5 @@ async function sourceBytes(source: ImageSource, o: DecodeOptions): Promise<Uint8
  */
 export async function loadImage(source: ImageSource, options: LoadImageOptions = {}): Promise<RgbImage> {
   const o = resolveOptions(options);
-  return decodeImage(await sourceBytes(source, o), o);
+  return decodeImage(await sourceBytes(source, o, options.remote), o);
 }

@@ -14,8 +14,11 @@ export {
   loadImage,
   type LoadImageOptions,
   probeImage,
+  type RemoteImageOptions,
   type RgbImage,
 } from "./image.ts";
+export { fetchRemoteMedia, isPublicAddress, type RemoteFetchOptions } from "./remote.ts";
+export { RemoteMediaError, type RemoteMediaErrorKind } from "../errors.ts";
 export { resizeBicubicAntialias, resizeBilinearAntialias, type U8Image } from "./resize.ts";
 export {
   decodeVideo,

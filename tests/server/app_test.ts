@@ -237,7 +237,10 @@ Deno.test("bad images: refused before they reach the model", async () => {
   const image = (url: string) =>
     chat({ messages: user([{ type: "text", text: "What is this?" }, { type: "image_url", image_url: { url } }]) });
   await fails(image("data:image/png;base64,@@@@"), 400, /not valid base64/, "invalid_image_url");
-  await fails(image("data:image/png,rawbytes"), 400, /data URL must be data:image\/...;base64/);
+  // Percent-encoded data URLs decode (the library's one helper); these bytes are no image.
+  await fails(image("data:image/png,rawbytes"), 400, /not an image/, "invalid_image");
+  await fails(image("data:image/png,%zz"), 400, /bad percent escape/, "invalid_image_url");
+  await fails(image("data:image/png;base64"), 400, /no ','/, "invalid_image_url");
   await fails(image(`data:image/png;base64,${btoa("definitely not a png")}`), 400, /not an image/, "invalid_image");
   await fails(
     image(`data:image/png;base64,${btoa("\x89PNG" + "x".repeat(3000))}`),

@@ -185,7 +185,13 @@ Deno.test({
       () => new Response(MP4, { headers: { "content-type": "video/mp4" } }),
     );
     const url = `http://127.0.0.1:${server.addr.port}/clip.mp4`;
-    const remote = createApp({ model, modelId: "g4-vision-tiny", remoteVideos: { allow: true } });
+    // A loopback server is refused as any private address is, with the one uniform message...
+    const strict = createApp({ model, modelId: "g4-vision-tiny", remoteVideos: { allow: true } });
+    const refused = await (await ask([video(url)], FOUR, strict)).json();
+    assert.match(refused.error.message, /the URL could not be fetched \(it is not public/);
+    // ...and taken when a test allowlists its address.
+    const allowed = { allow: true, unsafeAllowAddresses: ["127.0.0.1"] };
+    const remote = createApp({ model, modelId: "g4-vision-tiny", remoteVideos: allowed });
     const r = await ask([video(url)], FOUR, remote);
     assert.equal(r.status, 200, await r.clone().text());
     const local = await (await ask([video(dataUrl(MP4))], FOUR)).json();
@@ -193,7 +199,7 @@ Deno.test({
     const tight = createApp({
       model,
       modelId: "g4-vision-tiny",
-      remoteVideos: { allow: true },
+      remoteVideos: allowed,
       limits: { maxVideoBytes: 1000 },
     });
     const big = await ask([video(url)], FOUR, tight);
