@@ -5,10 +5,16 @@
  * @module
  */
 import { type StreamDecodable, StreamDecoder } from "../tokenizer/stream_decoder.ts";
-import { type GenerateOptions, resolveLimits, resolveSampling, type SamplingOptions } from "./options.ts";
+import {
+  type GenerateOptions,
+  resolveLimits,
+  resolveProcessing,
+  resolveSampling,
+  type SamplingOptions,
+} from "./options.ts";
 import type { GenerationResult, ResponseEvent, ResponseParser } from "./result.ts";
 import { StopScanner } from "./stop_scanner.ts";
-import { type CausalLM, TokenLoop } from "./token_loop.ts";
+import { type CausalLM, type TokenConstraint, TokenLoop } from "./token_loop.ts";
 
 /** Ids in, text out: what the stop scanner reads. */
 interface TextStage {
@@ -45,6 +51,8 @@ export interface GenerateRun {
   response?: { parser: ResponseParser; onEvent?: (event: ResponseEvent) => void };
   /** The prompt's media, in the family's type, handed to the model's prefill. */
   media?: unknown;
+  /** Structured output's per-step token mask (compiled from options.responseFormat by the caller). */
+  constraint?: TokenConstraint;
 }
 
 /**
@@ -66,6 +74,8 @@ export async function* generateTokens(
     chunkSize,
     stopTokenIds: run.stopTokenIds,
     signal: options.signal,
+    ...resolveProcessing(options, lm.vocabSize),
+    constraint: run.constraint,
   });
   const text = response ? parsedText(response.parser, response.onEvent) : decodedText(tokenizer);
   const scanner = new StopScanner(stop);
@@ -75,6 +85,8 @@ export async function* generateTokens(
   };
   let stopped = false;
   for await (const id of loop.run()) {
+    const lp = loop.logprobs[loop.tokens.length - 1];
+    if (lp) options.onLogprob?.(lp);
     const r = scanner.push(text.push(id));
     if (emit(r.out)) yield r.out;
     if ((stopped = r.stopped)) break;
@@ -93,6 +105,9 @@ export async function* generateTokens(
       ? { reasoning: parsed.reasoning, toolCalls: parsed.toolCalls, toolCallErrors: parsed.toolCallErrors }
       : {}),
     tokens: loop.tokens,
+    ...(loop.options.topLogprobs !== undefined && {
+      logprobs: loop.logprobs.slice(0, n - (loop.finishReason === "stop" ? 1 : 0)),
+    }),
     finishReason: stopped ? "stop" : loop.finishReason!,
     promptTokens: T,
     completionTokens: n,

@@ -16,6 +16,7 @@ import type { GenerationResult, ResponseEvent, ResponseParser } from "./result.t
 import type { CausalLM } from "./token_loop.ts";
 import { type ToolCall, type ToolSpec, validateTools } from "./tools.ts";
 import type { ToolCallParseError } from "../errors.ts";
+import { compileConstraint } from "./constraint.ts";
 
 /** A raw prompt (encoded as is, BOS added), or a conversation rendered with the chat template. */
 export type GenerateInput = string | { prompt: string } | { messages: ChatMessage[] };
@@ -200,6 +201,9 @@ export class Model {
     // Media are decoded, preprocessed and expanded into the prompt here; encoded by the model's prefill.
     const { ids, media } = await this.#layout(input, options);
     const parser = this.#parts.responseParser?.(ids);
+    const constraint = options.responseFormat
+      ? await compileConstraint(this.tokenizer, this.#parts.lm.vocabSize, options.responseFormat)
+      : undefined;
     let release!: () => void;
     const previous = this.#queue;
     this.#queue = new Promise((r) => (release = r));
@@ -211,8 +215,10 @@ export class Model {
         defaults: this.#parts.defaults,
         response: parser ? { parser, onEvent: options.onEvent } : undefined,
         media,
+        constraint,
       });
     } finally {
+      constraint?.dispose();
       release();
     }
   }

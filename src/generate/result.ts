@@ -4,6 +4,7 @@
  * @module
  */
 import type { ToolCallParseError } from "../errors.ts";
+import type { TokenLogprob } from "./token_loop.ts";
 import type { ToolCall } from "./tools.ts";
 
 /** One piece of a streamed answer. */
@@ -44,6 +45,8 @@ export interface GenerationResult {
   toolCallErrors?: ToolCallParseError[];
   /** Generated token ids (a final stop token included). */
   tokens: number[];
+  /** With `topLogprobs`: each generated token's log-probability and alternatives (a final stop token excluded). */
+  logprobs?: TokenLogprob[];
   finishReason: FinishReason;
   promptTokens: number;
   completionTokens: number;
