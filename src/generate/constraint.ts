@@ -8,7 +8,7 @@
 import { createRequire } from "node:module";
 import { ConstraintError } from "../errors.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
-import type { TokenConstraint } from "./token_loop.ts";
+import type { TokenConstraint } from "./result.ts";
 
 /** What the answer must be: OpenAI's response_format, or a grammar. */
 export type ResponseFormat =

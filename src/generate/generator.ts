@@ -12,9 +12,9 @@ import {
   resolveSampling,
   type SamplingOptions,
 } from "./options.ts";
-import type { GenerationResult, ResponseEvent, ResponseParser } from "./result.ts";
+import type { GenerationResult, ResponseEvent, ResponseParser, TokenConstraint } from "./result.ts";
 import { StopScanner } from "./stop_scanner.ts";
-import { type CausalLM, type TokenConstraint, TokenLoop } from "./token_loop.ts";
+import { type CausalLM, TokenLoop } from "./token_loop.ts";
 
 /** Ids in, text out: what the stop scanner reads. */
 interface TextStage {

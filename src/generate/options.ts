@@ -5,7 +5,7 @@
 import { GemmakitError } from "../errors.ts";
 import type { SamplingParams } from "../ops/sample.ts";
 import type { ResponseFormat } from "./constraint.ts";
-import type { LogitProcessing, TokenLogprob } from "./token_loop.ts";
+import type { LogitProcessing, TokenLogprob } from "./result.ts";
 
 /** Sampling parameters as the device sampler takes them (src/ops/sample.ts). */
 export type SamplingOptions = SamplingParams;

@@ -4,7 +4,6 @@
  * @module
  */
 import type { ToolCallParseError } from "../errors.ts";
-import type { TokenLogprob } from "./token_loop.ts";
 import type { ToolCall } from "./tools.ts";
 
 /** One piece of a streamed answer. */
@@ -59,4 +58,30 @@ export interface GenerationResult {
     /** Native decode-program calls: one per chunk of tokens. */
     decodeCalls: number;
   };
+}
+
+/** OpenAI's frequency/presence penalties and logit bias, resolved. */
+export interface LogitProcessing {
+  frequencyPenalty: number;
+  presencePenalty: number;
+  /** [token id, bias] pairs, ids distinct. */
+  logitBias: readonly (readonly [number, number])[];
+}
+
+/**
+ * A constrained-decoding matcher (structured output): the loop asks it for the allowed tokens of the next step,
+ * copies the mask to the device, and tells it the token that was sampled.
+ */
+export interface TokenConstraint {
+  /** The allowed-token bitmask of the next step: bit (id & 31) of word id >> 5, at least ceil(vocab / 32) words. */
+  nextMask(): Promise<Int32Array> | Int32Array;
+  /** Advances the matcher past a sampled token. */
+  accept(id: number): void;
+}
+
+/** A token's log-probability and the most likely alternatives at its step (log-softmax of the processed logits). */
+export interface TokenLogprob {
+  id: number;
+  logprob: number;
+  top: { id: number; logprob: number }[];
 }

@@ -12,7 +12,7 @@ import { DecodeProgram } from "../runtime/program.ts";
 import type { Tensor } from "../runtime/tensor.ts";
 import { Workspace } from "../runtime/workspace.ts";
 import type { Sampling } from "./options.ts";
-import type { FinishReason } from "./result.ts";
+import type { FinishReason, LogitProcessing, TokenConstraint, TokenLogprob } from "./result.ts";
 
 /**
  * What the loop needs of a model: a prefill (with the prompt's media, of the family's own type `M`) and a
@@ -41,32 +41,6 @@ export interface TokenLoopOptions {
   topLogprobs?: number;
   /** A constraint engine's allowed-token mask, applied on the device each step (one step per native call). */
   constraint?: TokenConstraint;
-}
-
-/** OpenAI's frequency/presence penalties and logit bias, resolved. */
-export interface LogitProcessing {
-  frequencyPenalty: number;
-  presencePenalty: number;
-  /** [token id, bias] pairs, ids distinct. */
-  logitBias: readonly (readonly [number, number])[];
-}
-
-/**
- * A constrained-decoding matcher (structured output): the loop asks it for the allowed tokens of the next step,
- * copies the mask to the device, and tells it the token that was sampled.
- */
-export interface TokenConstraint {
-  /** The allowed-token bitmask of the next step: bit (id & 31) of word id >> 5, at least ceil(vocab / 32) words. */
-  nextMask(): Promise<Int32Array> | Int32Array;
-  /** Advances the matcher past a sampled token. */
-  accept(id: number): void;
-}
-
-/** A token's log-probability and the most likely alternatives at its step (log-softmax of the processed logits). */
-export interface TokenLogprob {
-  id: number;
-  logprob: number;
-  top: { id: number; logprob: number }[];
 }
 
 // Layout of the device-side decode state (kernels/include/gemmakit.h GK_STATE_*).
