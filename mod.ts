@@ -42,6 +42,8 @@ export {
 } from "./src/generate/model.ts";
 export type { FinishReason, GenerationResult, ResponseEvent, ResponseParser } from "./src/generate/result.ts";
 export type { GenerateOptions, SamplingOptions } from "./src/generate/options.ts";
+export type { ResponseFormat } from "./src/generate/constraint.ts";
+export type { TokenLogprob } from "./src/generate/result.ts";
 export type { ImageOptions, MediaOptions, VideoOptions } from "./src/generate/media.ts";
 export { type ToolCall, type ToolSpec, type ToolValue } from "./src/generate/tools.ts";
 export { type ChatMessage, StreamDecoder, Tokenizer } from "./src/tokenizer/mod.ts";
@@ -50,6 +52,7 @@ export { type ChatMessage, StreamDecoder, Tokenizer } from "./src/tokenizer/mod.
 export {
   BoundsError,
   ConfigError,
+  ConstraintError,
   ContextLengthError,
   DataUrlError,
   type DataUrlErrorKind,

@@ -348,3 +348,11 @@ export class NativeBuildError extends LibraryError {
     super("build", message, { hint, cause });
   }
 }
+
+/** A structured-output request the constraint engine cannot compile (a JSON Schema or grammar it rejects). */
+export class ConstraintError extends GemmakitError {
+  override name = "ConstraintError";
+  constructor(message: string, options: { hint?: string; cause?: unknown } = {}) {
+    super("constraint", message, options);
+  }
+}

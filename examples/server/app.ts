@@ -18,6 +18,7 @@
  * ```
  */
 import { type Context, Hono } from "hono";
+import { cors } from "hono/cors";
 import type { Backend } from "../../mod.ts";
 import { BodyBudget, readJsonBody } from "./body.ts";
 import { ApiError, toApiError } from "./errors.ts";
@@ -27,6 +28,7 @@ import { Metrics } from "./metrics.ts";
 import {
   ChatChunks,
   chatCompletion,
+  completionLogprobs,
   finishOf,
   textCompletion,
   textCompletionChunk,
@@ -56,10 +58,21 @@ export interface AppOptions {
   acceptsVideo?: boolean;
   /** Serve the browser chat page at / (default true). */
   chatPage?: boolean;
+  /** Origins allowed to call the API from a browser (CORS, with OPTIONS preflight); "*" for any. Default none. */
+  cors?: string[];
 }
 
 /** Known routes, for metric labels (unknown paths are one label, so a scanner cannot blow up the series). */
-const ROUTES = ["/chat.js", "/health", "/metrics", "/v1/models", "/v1/chat/completions", "/v1/completions"];
+const ROUTES = [
+  "/chat.js",
+  "/health",
+  "/metrics",
+  "/v1/models",
+  "/v1/chat/completions",
+  "/v1/completions",
+  "/tokenize",
+  "/detokenize",
+];
 
 /** The route a path is (the app may be mounted under a prefix). */
 function routeLabel(path: string): string {
@@ -113,11 +126,18 @@ export function createApp(options: AppOptions = {}): Hono {
     timeoutMs: limits.bodyTimeoutMs,
     budget: new BodyBudget(limits.maxInflightBodyBytes),
   };
+  /** A token's text for logprobs, special tokens as written. */
+  const tokenText = (id: number) => model?.tokenizer?.decode([id]) ?? `<${id}>`;
   const metrics = new Metrics();
   const created = Math.floor(Date.now() / 1000);
   let counter = 0;
 
   const app = new Hono();
+  // Before the key check: a preflight carries no Authorization header.
+  if (options.cors?.length) {
+    const origins = options.cors;
+    app.use(cors({ origin: origins.includes("*") ? "*" : origins, allowHeaders: ["Authorization", "Content-Type"] }));
+  }
 
   app.use(async (c, next) => {
     await next();
@@ -265,7 +285,7 @@ export function createApp(options: AppOptions = {}): Hono {
         }
         record(outcome);
         if (clientSignal.aborted) throw new ClientGone();
-        return c.json(chat ? chatCompletion(meta, outcome) : textCompletion(meta, outcome));
+        return c.json(chat ? chatCompletion(meta, outcome, tokenText) : textCompletion(meta, outcome, tokenText));
       }
       return await sse(model, request, maxTokens, release, meta, chat, clientSignal, startedAt);
     } catch (e) {
@@ -293,12 +313,15 @@ export function createApp(options: AppOptions = {}): Hono {
     const cancelled = new AbortController();
     const signal = AbortSignal.any([clientSignal, cancelled.signal]);
     const encoder = new TextEncoder();
-    const chunks = new ChatChunks(meta);
+    const chunks = new ChatChunks(meta, tokenText);
+    // Legacy completions: logprobs wait for the text they make, with its offset in the answer.
+    const pendingLogprobs: Parameters<typeof completionLogprobs>[0][number][] = [];
+    let textOffset = 0;
     const pending: Uint8Array[] = [];
     let controller: ReadableStreamDefaultController<Uint8Array> | undefined;
     let closed = false;
     const send = (data: unknown) => {
-      if (closed) return;
+      if (closed || data === undefined) return;
       const bytes = encoder.encode(`data: ${typeof data === "string" ? data : JSON.stringify(data)}\n\n`);
       try {
         if (controller) controller.enqueue(bytes);
@@ -319,9 +342,16 @@ export function createApp(options: AppOptions = {}): Hono {
     (async () => {
       try {
         const outcome = await runGeneration(model, request, maxTokens, signal, startedAt, (e) => {
-          begin();
+          if (e.type !== "logprob") begin();
           if (chat) send(chunks.event(e));
-          else if (e.type === "content") send(textCompletionChunk(meta, e.text));
+          else if (e.type === "logprob") pendingLogprobs.push(e.entry);
+          else if (e.type === "content") {
+            const lp = request.topLogprobs === undefined
+              ? null
+              : completionLogprobs(pendingLogprobs.splice(0), tokenText, textOffset);
+            textOffset += e.text.length;
+            send(textCompletionChunk(meta, e.text, null, lp));
+          }
         });
         begin();
         record(outcome);
@@ -358,6 +388,26 @@ export function createApp(options: AppOptions = {}): Hono {
       headers: { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache" },
     });
   }
+
+  // llama-server's /tokenize {content, add_special?, with_pieces?} and /detokenize {tokens}.
+  app.post("/tokenize", async (c) => {
+    const body = await readJsonBody(c.req.raw, bodyBounds) as Record<string, unknown>;
+    if (!model?.tokenizer) throw new ApiError(404, "this server serves no model");
+    if (typeof body?.content !== "string") throw new ApiError(400, "content must be a string", { param: "content" });
+    const ids = model.tokenizer.encode(body.content, { addSpecialTokens: body.add_special === true });
+    const tokens = body.with_pieces === true ? ids.map((id) => ({ id, piece: model.tokenizer!.decode([id]) })) : ids;
+    return c.json({ tokens });
+  });
+  app.post("/detokenize", async (c) => {
+    const body = await readJsonBody(c.req.raw, bodyBounds) as Record<string, unknown>;
+    if (!model?.tokenizer) throw new ApiError(404, "this server serves no model");
+    const tokens = body?.tokens;
+    const vocab = model.tokenizer.vocabSize;
+    if (!Array.isArray(tokens) || !tokens.every((t) => Number.isInteger(t) && t >= 0 && t < vocab)) {
+      throw new ApiError(400, `tokens must be an array of token ids in [0, ${vocab})`, { param: "tokens" });
+    }
+    return c.json({ content: model.tokenizer.decode(tokens) });
+  });
 
   app.post("/v1/chat/completions", (c) => serve(c, true));
   app.post("/v1/completions", (c) => serve(c, false));

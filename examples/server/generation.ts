@@ -6,7 +6,7 @@
  * always released.
  * @module
  */
-import type { GenerateInput, GenerationResult, Model } from "../../mod.ts";
+import type { GenerateInput, GenerationResult, Model, TokenLogprob } from "../../mod.ts";
 import type { GenerationRequest } from "./request.ts";
 
 /** Options of `Model.stream` (sampling, limits, the chat template's tools and thinking switch, events). */
@@ -17,7 +17,7 @@ export type ToolSpec = NonNullable<StreamOptions["tools"]>[number];
 /** What the server needs of a model (a `Model` from loadModel; tests may pass a stand-in). */
 export type ServedModel =
   & Pick<Model, "backend" | "maxContext" | "encode" | "stream" | "supportsChat">
-  & Partial<Pick<Model, "canChat" | "supportsImages" | "supportsVideo" | "visionCacheStats">>;
+  & Partial<Pick<Model, "canChat" | "supportsImages" | "supportsVideo" | "visionCacheStats" | "tokenizer">>;
 
 export interface ToolCall {
   /** `call_...`, unique in the response. */
@@ -30,7 +30,9 @@ export interface ToolCall {
 export type GenerationEvent =
   | { type: "content"; text: string }
   | { type: "reasoning"; text: string }
-  | { type: "tool_call"; call: ToolCall };
+  | { type: "tool_call"; call: ToolCall }
+  /** A generated token's logprob, sent before the text it makes (with logprobs requested). */
+  | { type: "logprob"; entry: TokenLogprob };
 
 export interface GenerationOutcome {
   content: string;
@@ -39,6 +41,8 @@ export interface GenerationOutcome {
   finishReason: "stop" | "length" | "tool_calls" | "abort";
   promptTokens: number;
   completionTokens: number;
+  /** With logprobs requested: one per generated token (a final stop token excluded). */
+  logprobs?: TokenLogprob[];
   /** From request arrival to the first generated piece, when there was one. */
   ttftSeconds?: number;
   decodeTokensPerSecond: number;
@@ -85,6 +89,11 @@ export async function runGeneration(
     ...request.sampling,
     stop: request.stop,
     signal,
+    ...(request.topLogprobs !== undefined && {
+      topLogprobs: request.topLogprobs,
+      onLogprob: (entry: TokenLogprob) => onEvent({ type: "logprob", entry }),
+    }),
+    ...(request.responseFormat && { responseFormat: request.responseFormat }),
     ...chatOptions(request),
     // ffmpeg is killed when the client goes away, as generation stops.
     ...(request.videoLoading && { videoLoading: { ...request.videoLoading, signal } }),
@@ -119,6 +128,7 @@ export async function runGeneration(
     finishReason: result.finishReason,
     promptTokens: result.promptTokens,
     completionTokens: result.completionTokens,
+    ...(result.logprobs && { logprobs: result.logprobs }),
     ttftSeconds,
     decodeTokensPerSecond: result.timings.decodeTokensPerSecond,
   };

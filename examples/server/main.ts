@@ -27,6 +27,7 @@ const { values } = parseArgs({
     "allow-remote-videos": { type: "boolean", default: false },
     "max-queue": { type: "string" },
     "max-tokens": { type: "string" },
+    cors: { type: "string", multiple: true },
     help: { type: "boolean", short: "h" },
   },
 });
@@ -34,7 +35,7 @@ if (values.help) {
   console.log(
     "deno task serve [--model PATH] [--port 8080] [--host 127.0.0.1] [--backend auto|cpu|cuda] [--model-id NAME]\n" +
       "  [--max-context N] [--api-key KEY] [--allow-remote-images] [--allow-remote-videos] [--max-queue N]\n" +
-      "  [--max-tokens N]",
+      "  [--max-tokens N] [--cors ORIGIN]...",
   );
   Deno.exit(0);
 }
@@ -62,6 +63,7 @@ const app = createApp({
   apiKey: values["api-key"] ?? Deno.env.get("GEMMAKIT_API_KEY"),
   remoteImages: { allow: values["allow-remote-images"] },
   remoteVideos: { allow: values["allow-remote-videos"] },
+  cors: values.cors,
   limits: { ...(maxQueue !== undefined && { maxQueue }), ...(maxTokens !== undefined && { maxTokens }) },
 });
 await chatPageScript(); // bundle the chat page now, not on the first visitor's request

@@ -4,7 +4,7 @@
  * what to fix; fields this server does not implement but that change nothing essential are ignored.
  * @module
  */
-import type { ChatMessage } from "../../mod.ts";
+import type { ChatMessage, ResponseFormat } from "../../mod.ts";
 import type { ToolSpec } from "./generation.ts";
 import { ApiError, invalid } from "./errors.ts";
 import { imageBytes } from "./images.ts";
@@ -17,7 +17,21 @@ export interface GenerationRequest {
   /** Chat messages (converted), or a raw prompt. */
   input: { messages: ChatMessage[] } | { prompt: string };
   maxTokens?: number;
-  sampling: { temperature?: number; topP?: number; topK?: number; seed?: number };
+  sampling: {
+    temperature?: number;
+    topP?: number;
+    topK?: number;
+    minP?: number;
+    repetitionPenalty?: number;
+    seed?: number;
+    frequencyPenalty?: number;
+    presencePenalty?: number;
+    logitBias?: Record<number, number>;
+  };
+  /** Alternatives per token for logprobs (0: the sampled token's only); undefined: no logprobs. */
+  topLogprobs?: number;
+  /** Structured output: response_format, or llama-server's `grammar`. */
+  responseFormat?: ResponseFormat;
   stop: string[];
   /** OpenAI function tools, as {type: "function", function: {name, description, parameters}}. */
   tools?: ToolSpec[];
@@ -80,6 +94,96 @@ function maxTokens(body: Json, limits: Limits): number | undefined {
   return a ?? b;
 }
 
+/**
+ * Every field this server reads. Any other is a 400 naming it: a client that asks for something we do not do
+ * (best_of, echo, suffix, a penalty under another name...) learns it instead of getting an answer that ignored it.
+ * `user` is OpenAI's end-user id for abuse tracking: it changes no output, so it is accepted.
+ */
+const COMMON_FIELDS = [
+  "model",
+  "max_tokens",
+  "max_completion_tokens",
+  "temperature",
+  "top_p",
+  "top_k",
+  "min_p",
+  "repetition_penalty",
+  "frequency_penalty",
+  "presence_penalty",
+  "logit_bias",
+  "logprobs",
+  "n",
+  "seed",
+  "stop",
+  "stream",
+  "stream_options",
+  "response_format",
+  "grammar",
+  "user",
+];
+const CHAT_FIELDS = new Set([
+  ...COMMON_FIELDS,
+  "messages",
+  "top_logprobs",
+  "tools",
+  "tool_choice",
+  "parallel_tool_calls",
+  "reasoning_effort",
+  "chat_template_kwargs",
+  "media_io_kwargs",
+]);
+const COMPLETION_FIELDS = new Set([...COMMON_FIELDS, "prompt"]);
+
+function rejectUnknown(body: Json, known: Set<string>): void {
+  for (const key of Object.keys(body)) {
+    if (!known.has(key)) throw invalid(key, `${key} is not supported by this server; remove it from the request`);
+  }
+}
+
+/** OpenAI's logit_bias: {"token id": bias in [-100, 100]}. */
+function logitBiasOf(body: Json): Record<number, number> | undefined {
+  const v = body.logit_bias;
+  if (v === undefined || v === null) return undefined;
+  if (!isObject(v)) throw invalid("logit_bias", "logit_bias must be an object of token id → bias");
+  const out: Record<number, number> = {};
+  for (const [k, b] of Object.entries(v)) {
+    const id = Number(k);
+    if (!/^\d+$/.test(k) || !Number.isSafeInteger(id)) {
+      throw invalid("logit_bias", `logit_bias key ${JSON.stringify(k)} is not a token id`);
+    }
+    if (typeof b !== "number" || !Number.isFinite(b) || b < -100 || b > 100) {
+      throw invalid("logit_bias", `logit_bias[${k}] must be a number between -100 and 100`);
+    }
+    out[id] = b;
+  }
+  return out;
+}
+
+/** response_format (OpenAI) or grammar (llama-server's extension: a GBNF-style grammar, xgrammar's EBNF). */
+function responseFormatOf(body: Json): ResponseFormat | undefined {
+  const rf = body.response_format, grammar = body.grammar;
+  if (grammar !== undefined && grammar !== null) {
+    if (typeof grammar !== "string" || !grammar.trim()) throw invalid("grammar", "grammar must be a non-empty string");
+    if (rf !== undefined && rf !== null) throw invalid("grammar", "send either grammar or response_format, not both");
+    return { type: "grammar", grammar };
+  }
+  if (rf === undefined || rf === null) return undefined;
+  if (!isObject(rf) || typeof rf.type !== "string") {
+    throw invalid("response_format", 'response_format must be {type: "text" | "json_object" | "json_schema"}');
+  }
+  if (rf.type === "text") return undefined;
+  if (rf.type === "json_object") return { type: "json_object" };
+  if (rf.type === "json_schema") {
+    const js = rf.json_schema;
+    if (!isObject(js) || (js.schema !== undefined && !isObject(js.schema) && typeof js.schema !== "boolean")) {
+      throw invalid("response_format.json_schema", "response_format.json_schema must be {name, schema: object}");
+    }
+    // No schema: any JSON object, as OpenAI treats it.
+    return js.schema === undefined ? { type: "json_object" } : { type: "json_schema", schema: js.schema };
+  }
+  throw invalid("response_format.type", `response_format.type ${JSON.stringify(rf.type)} is not supported`);
+}
+
 /** The fields chat and legacy completions share. */
 function common(body: Json, limits: Limits) {
   if (typeof body.model !== "string" || !body.model) {
@@ -101,10 +205,16 @@ function common(body: Json, limits: Limits) {
       temperature: optNumber(body, "temperature", 0, 2),
       topP: optNumber(body, "top_p", Number.MIN_VALUE, 1),
       topK: optNumber(body, "top_k", 0, 1 << 20, true),
+      minP: optNumber(body, "min_p", 0, 1),
+      repetitionPenalty: optNumber(body, "repetition_penalty", Number.MIN_VALUE, 10),
+      frequencyPenalty: optNumber(body, "frequency_penalty", -2, 2),
+      presencePenalty: optNumber(body, "presence_penalty", -2, 2),
+      logitBias: logitBiasOf(body),
       // OpenAI takes any integer seed; the device sampler takes 32 bits.
       seed: seed === undefined ? undefined : ((seed % 2 ** 32) + 2 ** 32) % 2 ** 32,
     },
     stop: stopStrings(body),
+    responseFormat: responseFormatOf(body),
     stream: optBoolean(body, "stream"),
     includeUsage: isObject(streamOptions) && streamOptions.include_usage === true,
   };
@@ -285,8 +395,13 @@ export async function parseChatRequest(
   remoteVideos?: RemoteImages,
 ): Promise<GenerationRequest> {
   const body = objectBody(raw);
+  rejectUnknown(body, CHAT_FIELDS);
   const c = common(body, limits);
   const tools = toolsOf(body);
+  // Chat: logprobs is a switch, top_logprobs (0-20) the alternatives, which need the switch on.
+  const top = optNumber(body, "top_logprobs", 0, 20, true);
+  const wantLogprobs = optBoolean(body, "logprobs");
+  if (top !== undefined && !wantLogprobs) throw invalid("top_logprobs", "top_logprobs needs logprobs: true");
   const videoSampling = videoSamplingOf(body, limits);
   const { messages, images, videos } = await messagesOf(body, limits, remote, signal, remoteVideos);
   const videoLoading: VideoLoading | undefined = videos
@@ -298,12 +413,24 @@ export async function parseChatRequest(
       timeoutMs: limits.videoTimeoutMs,
     }
     : undefined;
-  return { ...c, input: { messages }, tools, thinking: thinkingOf(body), images, videos, videoLoading };
+  return {
+    ...c,
+    ...(wantLogprobs && { topLogprobs: top ?? 0 }),
+    input: { messages },
+    tools,
+    thinking: thinkingOf(body),
+    images,
+    videos,
+    videoLoading,
+  };
 }
 
 export function parseCompletionRequest(raw: unknown, limits: Limits): GenerationRequest {
   const body = objectBody(raw);
+  rejectUnknown(body, COMPLETION_FIELDS);
   const c = common(body, limits);
+  // Legacy completions: logprobs is the number of alternatives (0-5); absent or null: none.
+  const top = optNumber(body, "logprobs", 0, 5, true);
   let prompt = body.prompt;
   if (Array.isArray(prompt) && prompt.length === 1) prompt = prompt[0];
   if (typeof prompt !== "string") {
@@ -311,5 +438,11 @@ export function parseCompletionRequest(raw: unknown, limits: Limits): Generation
   }
   if (!prompt) throw invalid("prompt", "prompt is empty");
   // OpenAI's default for legacy completions.
-  return { ...c, maxTokens: c.maxTokens ?? 16, input: { prompt }, images: 0 };
+  return {
+    ...c,
+    ...(top !== undefined && { topLogprobs: top }),
+    maxTokens: c.maxTokens ?? 16,
+    input: { prompt },
+    images: 0,
+  };
 }

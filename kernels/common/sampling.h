@@ -129,6 +129,13 @@ GK_HD uint64_t sample_tie_rank(uint64_t above, uint64_t unit, uint64_t count, do
   return lo;
 }
 
+// OpenAI's frequency and presence penalties on a logit whose id occurs count > 0 times:
+// l - fma(count, frequency, presence): the explicit fmaf rounds once and nothing is left for a compiler to
+// contract, so every backend agrees bit for bit.
+GK_HD float sample_count_penalty(float l, int32_t count, float frequency, float presence) {
+  return sample_fsub(l, fmaf((float)count, frequency, presence));
+}
+
 // transformers' RepetitionPenaltyLogitsProcessor on one logit.
 GK_HD float sample_penalize(float l, float penalty) { return l < 0.0f ? sample_fmul(l, penalty) : l / penalty; }
 

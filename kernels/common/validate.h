@@ -184,6 +184,36 @@ inline gk_status validate_sample(const float* logits, int32_t vocab, const gk_sa
   return GK_OK;
 }
 
+inline gk_status validate_logits_process(const float* logits, int32_t vocab, const int32_t* state,
+                                        const int32_t* history, int32_t history_capacity, int32_t penalty_start,
+                                        float frequency_penalty, float presence_penalty, const int32_t* bias_ids,
+                                        const float* bias_values, int32_t n_bias, const int32_t* scratch) {
+  GK_REQUIRE(logits && state, "gk_logits_process: NULL logits or state");
+  GK_REQUIRE(vocab > 0, "gk_logits_process: vocab=%d must be positive", vocab);
+  GK_REQUIRE(std::isfinite(frequency_penalty) && std::isfinite(presence_penalty),
+             "gk_logits_process: frequency_penalty=%g presence_penalty=%g must be finite", (double)frequency_penalty,
+             (double)presence_penalty);
+  const bool penalties = frequency_penalty != 0.0f || presence_penalty != 0.0f;
+  GK_REQUIRE(!penalties || (history && scratch && history_capacity > 0),
+             "gk_logits_process: penalties need history (capacity %d > 0) and an int32 [vocab] scratch",
+             history_capacity);
+  GK_REQUIRE(penalty_start >= 0, "gk_logits_process: penalty_start=%d must be >= 0", penalty_start);
+  GK_REQUIRE(n_bias >= 0, "gk_logits_process: n_bias=%d must be >= 0", n_bias);
+  GK_REQUIRE(n_bias == 0 || (bias_ids && bias_values), "gk_logits_process: NULL bias_ids or bias_values but n_bias=%d",
+             n_bias);
+  return GK_OK;
+}
+
+inline gk_status validate_logprobs(const float* logits, int32_t vocab, const int32_t* state, int32_t top_n,
+                                   int32_t capacity, const int32_t* ids, const float* logprobs) {
+  GK_REQUIRE(logits && state && ids && logprobs, "gk_logprobs: NULL logits, state, ids or logprobs");
+  GK_REQUIRE(vocab > 0, "gk_logprobs: vocab=%d must be positive", vocab);
+  GK_REQUIRE(top_n >= 0 && top_n <= 64 && top_n <= vocab, "gk_logprobs: top_n=%d must be in [0, min(64, vocab=%d)]",
+             top_n, vocab);
+  GK_REQUIRE(capacity > 0, "gk_logprobs: capacity=%d must be positive", capacity);
+  return GK_OK;
+}
+
 inline gk_status validate_gather_sum(const float* x, int32_t rows, int32_t cols, const int32_t* idx, int32_t out_rows,
                                     int32_t k, float scale, const float* y) {
   GK_REQUIRE(x && idx && y, "gk_gather_sum: NULL x, idx or y");

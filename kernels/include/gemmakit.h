@@ -33,7 +33,7 @@
 #define GK_API GK_EXTERN __attribute__((visibility("default")))
 
 /* Bumped whenever a signature below changes; the loader refuses a library of another version. */
-#define GK_ABI_VERSION 5
+#define GK_ABI_VERSION 6
 
 typedef int32_t gk_status;
 enum {
@@ -280,5 +280,30 @@ typedef struct {
  * is one of stop_ids [n_stop] (device) or the history is full. Does nothing when STATE_DONE is set. */
 GK_API gk_status gk_sample(gk_stream* s, float* logits, int32_t vocab, const gk_sampling* params, int32_t* state,
                            int32_t* history, int32_t history_capacity, const int32_t* stop_ids, int32_t n_stop);
+
+/* The logit processors that come before gk_sample, in this order (OpenAI's and llama.cpp's fields):
+ * 1. logit bias: logits[bias_ids[j]] += bias_values[j] for j < n_bias (device; ids distinct, ids outside
+ *    [0, vocab) ignored);
+ * 2. frequency and presence penalties over the ids in history[penalty_start, STATE_HISTORY) (the generated
+ *    tokens when penalty_start is the prompt's length): an id found c > 0 times there gets
+ *    logits[id] = logits[id] - (c * frequency_penalty + presence_penalty), each operation rounded once
+ *    (kernels/common/sampling.h sample_count_penalty); scratch is int32 [vocab] device memory the op may
+ *    overwrite, NULL when both penalties are 0;
+ * 3. the allowed-token mask (a constraint engine's bitmask, device, NULL: none): id is allowed when bit
+ *    (id & 31) of allowed[id >> 5] is set, otherwise its logit becomes -inf.
+ * Does nothing when STATE_DONE is set. */
+GK_API gk_status gk_logits_process(gk_stream* s, float* logits, int32_t vocab, const int32_t* state,
+                                   const int32_t* history, int32_t history_capacity, int32_t penalty_start,
+                                   float frequency_penalty, float presence_penalty, const int32_t* bias_ids,
+                                   const float* bias_values, int32_t n_bias, const uint32_t* allowed,
+                                   int32_t* scratch);
+
+/* Log-probabilities of the step gk_sample just took, for OpenAI's logprobs: with slot = STATE_STEP - 1 (skipped
+ * unless in [0, capacity)), ids[slot, 0] = STATE_TOKEN and logprobs[slot, 0] its log-softmax under logits [vocab];
+ * ids/logprobs[slot, 1 + i] for i < top_n the i-th most likely id (ties to the lower id, NaN as -inf) and its
+ * log-softmax. ids, logprobs: [capacity, 1 + top_n] (device), 0 <= top_n <= 64. The log-sum-exp is accumulated
+ * in double, so backends agree to rounding, not bit for bit. */
+GK_API gk_status gk_logprobs(gk_stream* s, const float* logits, int32_t vocab, const int32_t* state, int32_t top_n,
+                             int32_t capacity, int32_t* ids, float* logprobs);
 
 #endif /* GEMMAKIT_H */

@@ -5,7 +5,7 @@
  */
 
 /** ABI version this table matches; the loader refuses a library reporting another. */
-export const ABI_VERSION = 5;
+export const ABI_VERSION = 6;
 
 export const symbols = {
   // library, errors, devices
@@ -332,6 +332,38 @@ export const symbols = {
       "i32", /* history_capacity */
       "pointer", /* stop_ids */
       "i32", /* n_stop */
+    ],
+    result: "i32",
+  },
+  gk_logits_process: {
+    parameters: [
+      "pointer", /* s */
+      "pointer", /* logits */
+      "i32", /* vocab */
+      "pointer", /* state */
+      "pointer", /* history */
+      "i32", /* history_capacity */
+      "i32", /* penalty_start */
+      "f32", /* frequency_penalty */
+      "f32", /* presence_penalty */
+      "pointer", /* bias_ids */
+      "pointer", /* bias_values */
+      "i32", /* n_bias */
+      "pointer", /* allowed */
+      "pointer", /* scratch */
+    ],
+    result: "i32",
+  },
+  gk_logprobs: {
+    parameters: [
+      "pointer", /* s */
+      "pointer", /* logits */
+      "i32", /* vocab */
+      "pointer", /* state */
+      "i32", /* top_n */
+      "i32", /* capacity */
+      "pointer", /* ids */
+      "pointer", /* logprobs */
     ],
     result: "i32",
   },

@@ -5,8 +5,14 @@
  * @module
  */
 import { type StreamDecodable, StreamDecoder } from "../tokenizer/stream_decoder.ts";
-import { type GenerateOptions, resolveLimits, resolveSampling, type SamplingOptions } from "./options.ts";
-import type { GenerationResult, ResponseEvent, ResponseParser } from "./result.ts";
+import {
+  type GenerateOptions,
+  resolveLimits,
+  resolveProcessing,
+  resolveSampling,
+  type SamplingOptions,
+} from "./options.ts";
+import type { GenerationResult, ResponseEvent, ResponseParser, TokenConstraint } from "./result.ts";
 import { StopScanner } from "./stop_scanner.ts";
 import { type CacheContents, type CausalLM, TokenLoop } from "./token_loop.ts";
 
@@ -49,6 +55,8 @@ export interface GenerateRun {
   start?: number;
   /** Told what the KV cache holds once the loop has ended (also when the consumer broke off); not on failure. */
   onCached?: (contents: CacheContents) => void;
+  /** Structured output's per-step token mask (compiled from options.responseFormat by the caller). */
+  constraint?: TokenConstraint;
 }
 
 /**
@@ -71,6 +79,8 @@ export async function* generateTokens(
     stopTokenIds: run.stopTokenIds,
     signal: options.signal,
     start: run.start,
+    ...resolveProcessing(options, lm.vocabSize),
+    constraint: run.constraint,
   });
   try {
     return yield* textOf(loop, tokenizer, promptIds, run);
@@ -95,6 +105,8 @@ async function* textOf(
   };
   let stopped = false;
   for await (const id of loop.run()) {
+    const lp = loop.logprobs[loop.tokens.length - 1];
+    if (lp) options.onLogprob?.(lp);
     const r = scanner.push(text.push(id));
     if (emit(r.out)) yield r.out;
     if ((stopped = r.stopped)) break;
@@ -113,6 +125,9 @@ async function* textOf(
       ? { reasoning: parsed.reasoning, toolCalls: parsed.toolCalls, toolCallErrors: parsed.toolCallErrors }
       : {}),
     tokens: loop.tokens,
+    ...(loop.options.topLogprobs !== undefined && {
+      logprobs: loop.logprobs.slice(0, n - (loop.finishReason === "stop" ? 1 : 0)),
+    }),
     finishReason: stopped ? "stop" : loop.finishReason!,
     promptTokens: T,
     cachedTokens: start,

@@ -19,6 +19,7 @@ import { type CachedPrompt, type MediaSpan, reusablePrefix } from "./prefix.ts";
 import { ChatSession, type ChatSessionOptions } from "./session.ts";
 import { readSessionFile, type SessionState, writeSessionFile } from "./session_file.ts";
 import { validateTools } from "./tools.ts";
+import { compileConstraint } from "./constraint.ts";
 
 export type {
   ChatOptions,
@@ -230,6 +231,9 @@ export class Model {
     // Media are decoded, preprocessed and expanded into the prompt here; encoded by the model's prefill.
     const { ids, media, spans = [], messages } = await this.#fitted(input, options);
     const parser = this.#parts.responseParser?.(ids);
+    const constraint = options.responseFormat
+      ? await compileConstraint(this.tokenizer, this.#parts.lm.vocabSize, options.responseFormat)
+      : undefined;
     let release!: () => void;
     const previous = this.#queue;
     this.#queue = new Promise((r) => (release = r));
@@ -248,8 +252,10 @@ export class Model {
         media,
         start,
         onCached: (c) => (this.#cached = { ...c, spans: spans.filter((s) => s.end <= c.ids.length) }),
+        constraint,
       });
     } finally {
+      constraint?.dispose();
       release();
     }
   }

@@ -4,6 +4,8 @@
  */
 import { GemmakitError } from "../errors.ts";
 import type { SamplingParams } from "../ops/sample.ts";
+import type { ResponseFormat } from "./constraint.ts";
+import type { LogitProcessing, TokenLogprob } from "./result.ts";
 
 /** Sampling parameters as the device sampler takes them (src/ops/sample.ts). */
 export type SamplingOptions = SamplingParams;
@@ -22,6 +24,18 @@ export interface GenerateOptions extends SamplingOptions {
    * answer). Default true; false recomputes the whole prompt (a cold start, for measurements).
    */
   reusePrefix?: boolean;
+  /** OpenAI's frequency_penalty: each generated occurrence of a token lowers its logit by this. Default 0. */
+  frequencyPenalty?: number;
+  /** OpenAI's presence_penalty: a token generated at least once has its logit lowered by this. Default 0. */
+  presencePenalty?: number;
+  /** Added to the logits of these token ids (OpenAI's logit_bias; -100 all but bans a token). */
+  logitBias?: Record<number, number>;
+  /** Report each generated token's log-probability with this many most likely alternatives (0..20). */
+  topLogprobs?: number;
+  /** Called with each generated token's log-probability (with `topLogprobs`), before its text is yielded. */
+  onLogprob?: (entry: TokenLogprob) => void;
+  /** Structured output: the answer is constrained to this JSON Schema, any JSON object, or a grammar. */
+  responseFormat?: ResponseFormat;
 }
 
 /** The resolved sampling parameters handed to the device. */
@@ -83,4 +97,30 @@ export function resolveLimits(options: GenerateOptions): { maxTokens: number; ch
     "stop must be non-empty strings",
   );
   return { maxTokens, chunkSize, stop };
+}
+
+/** The logit processors and logprobs a request asks for, checked; `vocabSize` bounds the biased ids. */
+export function resolveProcessing(
+  options: GenerateOptions,
+  vocabSize: number,
+): { processing?: LogitProcessing; topLogprobs?: number } {
+  const f = options.frequencyPenalty ?? 0, p = options.presencePenalty ?? 0;
+  check(Number.isFinite(f) && Math.abs(f) <= 2, `frequencyPenalty=${f} must be in [-2, 2]`);
+  check(Number.isFinite(p) && Math.abs(p) <= 2, `presencePenalty=${p} must be in [-2, 2]`);
+  const bias = Object.entries(options.logitBias ?? {}).map(([k, v]): [number, number] => {
+    const id = Number(k);
+    check(Number.isInteger(id) && id >= 0 && id < vocabSize, `logitBias: token id ${k} is not in [0, ${vocabSize})`);
+    check(
+      typeof v === "number" && Number.isFinite(v) && Math.abs(v) <= 100,
+      `logitBias[${k}]=${v} must be in [-100, 100]`,
+    );
+    return [id, v];
+  });
+  const top = options.topLogprobs;
+  check(top === undefined || (Number.isInteger(top) && top >= 0 && top <= 20), `topLogprobs=${top} must be 0..20`);
+  return {
+    ...((f !== 0 || p !== 0 || bias.length) &&
+      { processing: { frequencyPenalty: f, presencePenalty: p, logitBias: bias } }),
+    ...(top !== undefined && { topLogprobs: top }),
+  };
 }

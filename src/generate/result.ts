@@ -44,6 +44,8 @@ export interface GenerationResult {
   toolCallErrors?: ToolCallParseError[];
   /** Generated token ids (a final stop token included). */
   tokens: number[];
+  /** With `topLogprobs`: each generated token's log-probability and alternatives (a final stop token excluded). */
+  logprobs?: TokenLogprob[];
   finishReason: FinishReason;
   promptTokens: number;
   /** Prompt tokens whose KV came from the cache (the prefix shared with what the model last processed). */
@@ -58,4 +60,30 @@ export interface GenerationResult {
     /** Native decode-program calls: one per chunk of tokens. */
     decodeCalls: number;
   };
+}
+
+/** OpenAI's frequency/presence penalties and logit bias, resolved. */
+export interface LogitProcessing {
+  frequencyPenalty: number;
+  presencePenalty: number;
+  /** [token id, bias] pairs, ids distinct. */
+  logitBias: readonly (readonly [number, number])[];
+}
+
+/**
+ * A constrained-decoding matcher (structured output): the loop asks it for the allowed tokens of the next step,
+ * copies the mask to the device, and tells it the token that was sampled.
+ */
+export interface TokenConstraint {
+  /** The allowed-token bitmask of the next step: bit (id & 31) of word id >> 5, at least ceil(vocab / 32) words. */
+  nextMask(): Promise<Int32Array> | Int32Array;
+  /** Advances the matcher past a sampled token. */
+  accept(id: number): void;
+}
+
+/** A token's log-probability and the most likely alternatives at its step (log-softmax of the processed logits). */
+export interface TokenLogprob {
+  id: number;
+  logprob: number;
+  top: { id: number; logprob: number }[];
 }

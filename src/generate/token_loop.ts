@@ -5,14 +5,15 @@
  * @module
  */
 import { ContextLengthError, GemmakitError } from "../errors.ts";
-import { sample } from "../ops/sample.ts";
+import { copyRows } from "../ops/copy.ts";
+import { logitsProcess, logprobs, sample } from "../ops/sample.ts";
 import type { Backend } from "../runtime/backend.ts";
 import type { KvCache } from "../runtime/kv_cache.ts";
 import { DecodeProgram } from "../runtime/program.ts";
 import type { Tensor } from "../runtime/tensor.ts";
 import { Workspace } from "../runtime/workspace.ts";
 import type { Sampling } from "./options.ts";
-import type { FinishReason } from "./result.ts";
+import type { FinishReason, LogitProcessing, TokenConstraint, TokenLogprob } from "./result.ts";
 
 /**
  * What the loop needs of a model: a prefill from an offset (with the prompt's media, of the family's own type
@@ -43,6 +44,12 @@ export interface TokenLoopOptions {
   signal?: AbortSignal;
   /** The first prompt position to prefill: the KV cache holds the ones before it (prefix reuse). Default 0. */
   start?: number;
+  /** Logit processors before the sampler (gk_logits_process); penalties count generated tokens only. */
+  processing?: LogitProcessing;
+  /** Alternatives per token to report with each token's logprob (0: the sampled token's only); undefined: none. */
+  topLogprobs?: number;
+  /** A constraint engine's allowed-token mask, applied on the device each step (one step per native call). */
+  constraint?: TokenConstraint;
 }
 
 /** What the KV cache holds after a loop: the ids of positions 0..ids.length-1, and how far it may be written. */
@@ -63,6 +70,8 @@ const POSITION = 0, TOKEN = 1, HISTORY = 2, DONE = 3, FIELDS = 8;
 export class TokenLoop {
   /** Every generated id, a final stop token included. */
   readonly tokens: number[] = [];
+  /** With `topLogprobs`: one entry per id of `tokens`. */
+  readonly logprobs: TokenLogprob[] = [];
   /** Why the loop ended on its own (undefined while running, or when the consumer broke off). */
   finishReason: FinishReason | undefined;
   prefillMs = 0;
@@ -102,15 +111,47 @@ export class TokenLoop {
     const stopIds = o.stopTokenIds.length ? ws.get("stop_ids", [o.stopTokenIds.length], "i32") : null;
     stopIds?.write(o.stopTokenIds);
     const logits = ws.get("logits", [1, lm.vocabSize]);
-    const step = () => {
-      lm.decodeStep(state.rows(TOKEN, 1), state.rows(POSITION, 1), ws, logits);
-      sample(logits, o.sampling, state, history, stopIds);
+    const proc = o.processing;
+    const bias = proc?.logitBias.length
+      ? { ids: ws.get("bias_ids", [proc.logitBias.length], "i32"), values: ws.get("bias", [proc.logitBias.length]) }
+      : undefined;
+    bias?.ids.write(proc!.logitBias.map(([id]) => id));
+    bias?.values.write(proc!.logitBias.map(([, v]) => v));
+    const penalties = !!proc && (proc.frequencyPenalty !== 0 || proc.presencePenalty !== 0);
+    const scratch = penalties ? ws.get("penalty_counts", [lm.vocabSize], "i32") : undefined;
+    const allowed = o.constraint ? ws.get("allowed", [Math.ceil(lm.vocabSize / 32)], "i32") : undefined;
+    // Slot s of the logprob buffers is sample s (state[step] - 1): maxTokens of them, and one to spare.
+    const lp = o.topLogprobs === undefined ? undefined : {
+      n: o.topLogprobs,
+      logits: ws.get("logprob_logits", [1, lm.vocabSize]),
+      ids: ws.get("logprob_ids", [o.maxTokens + 1, 1 + o.topLogprobs], "i32"),
+      values: ws.get("logprobs", [o.maxTokens + 1, 1 + o.topLogprobs]),
     };
+    const draw = (lg: Tensor) => {
+      if (bias || penalties || allowed) {
+        logitsProcess(lg, state, history, {
+          frequencyPenalty: proc?.frequencyPenalty,
+          presencePenalty: proc?.presencePenalty,
+          penaltyStart: T,
+          biasIds: bias?.ids,
+          biasValues: bias?.values,
+          allowed,
+          scratch,
+        });
+      }
+      // The sampler scales its logits in place: logprobs read a copy taken before (processed, unscaled).
+      if (lp) copyRows(lg.reshape([1, lm.vocabSize]), lp.logits, 0);
+      sample(lg, o.sampling, state, history, stopIds);
+      if (lp) logprobs(lp.logits, state, lp.n, lp.ids, lp.values);
+    };
+    const step = () => draw(lm.decodeStep(state.rows(TOKEN, 1), state.rows(POSITION, 1), ws, logits));
+    const nextMask = async () => allowed?.write(await o.constraint!.nextMask());
 
     const t0 = performance.now();
     {
+      await nextMask();
       using first = lm.prefillFrom(promptIds, o.start ?? 0, this.media);
-      sample(first, o.sampling, state, history, stopIds);
+      draw(first);
     }
     let program: DecodeProgram | undefined;
     try {
@@ -118,16 +159,24 @@ export class TokenLoop {
         const s = state.toArray();
         const have = T + this.tokens.length;
         const fresh = s[HISTORY] > have ? history.rows(have, s[HISTORY] - have).toArray() : [];
+        if (lp && fresh.length) this.#readLogprobs(lp.ids, lp.values, lp.n, fresh.length);
         if (this.tokens.length === 0) [this.prefillMs, this.#decodeStart] = [performance.now() - t0, performance.now()];
         for (const id of fresh) {
           this.tokens.push(id);
+          o.constraint?.accept(id);
           if (o.stopTokenIds.includes(id)) return void (this.finishReason = "stop");
           yield id;
           if (this.tokens.length >= o.maxTokens) return void (this.finishReason = "length");
         }
         if (s[DONE]) return void (this.finishReason = "length"); // the history (context) is full
         if (o.signal?.aborted) return void (this.finishReason = "abort");
-        const steps = Math.min(o.chunkSize, o.maxTokens - this.tokens.length, lm.maxContext - s[POSITION]);
+        await nextMask();
+        // A constraint's mask depends on the token just sampled: one step per native call.
+        const steps = Math.min(
+          o.constraint ? 1 : o.chunkSize,
+          o.maxTokens - this.tokens.length,
+          lm.maxContext - s[POSITION],
+        );
         if (steps <= 0) return void (this.finishReason = "length");
         if (!program) {
           // One eager step allocates the workspace, so the recording allocates nothing.
@@ -145,6 +194,19 @@ export class TokenLoop {
       // Every position before the state's is written; a step after a stop token rewrites the one at it.
       const position = state.toArray()[POSITION];
       this.cached = { ids: Array.from(history.rows(0, position).toArray()), written: position + 1 };
+    }
+  }
+
+  /** Logprobs of the next `count` tokens (slots tokens.length..), read back from the device. */
+  #readLogprobs(ids: Tensor, values: Tensor, n: number, count: number): void {
+    const at = this.tokens.length;
+    const rows = Math.min(count, ids.shape[0] - at);
+    if (rows <= 0) return;
+    const i = ids.rows(at, rows).toArray(), v = values.rows(at, rows).toArray();
+    for (let r = 0; r < rows; r++) {
+      const row = r * (1 + n);
+      const top = Array.from({ length: n }, (_, k) => ({ id: i[row + 1 + k], logprob: v[row + 1 + k] }));
+      this.logprobs.push({ id: i[row], logprob: v[row], top });
     }
   }
 }

@@ -9,14 +9,14 @@ export const NATIVE_SOURCES: {
   files: [string, string][];
 } = {
   version: "0.1.0",
-  sha256: "066f2cf326b0b60264d4f81c98e7363b49b9a569f339ecee294c2b5d7e34b88e",
+  sha256: "fbc5ad9b0b99ff38e46e574ef51970f7a1151c82c20d57b75243c2dcb76551ba",
   files: [
     ["kernels/common/dtype.h", "423672a9860bbfc1620995b00bd2b45de6ad4082fd748c94483cc620b15d6ec5"],
     ["kernels/common/error.cpp", "16d996224683479f1bfab036cc33a4cb56589112885bf3a1d9936632ae48064c"],
     ["kernels/common/error.h", "bc5865556d6f56d22481f06c0af7ca080a3d848957177685b6eb2e347b8f5a46"],
     ["kernels/common/moe.h", "772f679355895fbfd3088007042b2a0749b01006030d173507e41328a8f4a141"],
-    ["kernels/common/sampling.h", "6570c3083ba9a3b75e49474b41f4da51c6cc57daf17ae9aa5a9c5a97e741fdb0"],
-    ["kernels/common/validate.h", "bd48c56cc5a392248cd4a68c309a103e98214aedffb34a4bc347e64580259eb9"],
+    ["kernels/common/sampling.h", "d5a06ee12ffac95cee2c0415d094efff717ab69848e8b02bf59eef451f7e93e8"],
+    ["kernels/common/validate.h", "b276f5d86497681d85de43a89ac0b63752e575e5c829dc82d371d5d374e3de7e"],
     ["kernels/cpu/argmax.cpp", "8d58436f57d987d546f9a195be69fea0cbfd2150aefbc3a9fed6b5fceb7a6a7d"],
     ["kernels/cpu/attention_decode.cpp", "502f1e038b9fcafc563a015c16f14b2843474bff3e2fa010a5fe08ec03ab65db"],
     ["kernels/cpu/attention_prefill.cpp", "39610353663cfb0f3daa1cb6a334389c0c9b08e07c200cb38361580ac58a63ff"],
@@ -29,6 +29,8 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/kv_cache_write.cpp", "86990e09320fbf192230c96abc269289aa6ce3425ca5a821cf0fc027767af5ca"],
     ["kernels/cpu/layer_norm.cpp", "71da9959d48a20ee3f1414af319ac6266e0a2291059c8b33567ece4326ba534a"],
     ["kernels/cpu/linear.cpp", "318096931df93a6f2bc7678ad98a858fe381883f9d152707ddec94daf11a7143"],
+    ["kernels/cpu/logits_process.cpp", "a0202bb03fa6fbd533677ab1155c2d19fb666e1275437e8bc543ee011668384a"],
+    ["kernels/cpu/logprobs.cpp", "d671988cef3ab6b39f06f74bb743ecdf2e1480d8ed43e24375f9501a0da7eba2"],
     ["kernels/cpu/moe.cpp", "3e84064843cb27eda73a65f6cec8732661d98fb96d25f2bb3f54d77850a4cbfa"],
     ["kernels/cpu/patch_extract.cpp", "526f05411a682855fa688e8805364c58caba991bdcfb782c68a7fc589ee6aa82"],
     ["kernels/cpu/program.cpp", "4bed208a2e8dbc702d2d7ee10a6dd21244eca81b61ce58cb04126431df697224"],
@@ -40,6 +42,6 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/sample.cpp", "376dfb4fe09ed00bce3f03c583e3f2f1581030eba32a901cb2a8d31cf0cd6ae6"],
     ["kernels/cpu/simd.h", "712bd9bcd11114463b87e8bdfa85f6953c2a2382681937cdc077f5723aadcf4e"],
     ["kernels/cpu/softmax.cpp", "02d4f89bf232e81992d93b1e1d8c033724810cc91d17acc36209d031626540b1"],
-    ["kernels/include/gemmakit.h", "2996c68cee1468ba1d50d77ce2333681412f2330ee807544b184eebebb82624e"],
+    ["kernels/include/gemmakit.h", "00641c19eb55d9a1de622f7eb25eb1986ca81106412a4913ac1ffeeb1274a845"],
   ],
 };

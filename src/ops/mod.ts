@@ -14,4 +14,13 @@ export { copyRows } from "./copy.ts";
 export { add, clamp, geluTanh, geluTanhMul, mul, scale, softcap } from "./elementwise.ts";
 export { argmax, softmax } from "./reduce.ts";
 export { MOE_MAX_TOP_K, moeExperts, moeRoute, moeScratchBytes } from "./moe.ts";
-export { DECODE_STATE, packSamplingParams, sample, type SamplingParams } from "./sample.ts";
+export {
+  DECODE_STATE,
+  logitsProcess,
+  type LogitsProcessing,
+  logprobs,
+  LOGPROBS_MAX_TOP,
+  packSamplingParams,
+  sample,
+  type SamplingParams,
+} from "./sample.ts";

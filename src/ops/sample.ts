@@ -119,3 +119,123 @@ export function sample(
       stopIds ? stopIds.shape[0] : 0,
     ));
 }
+
+/** What `logitsProcess` does to the logits before `sample`; every part is optional. */
+export interface LogitsProcessing {
+  /** OpenAI's frequency_penalty: logit -= count × f for ids in history[penaltyStart, state[history]). */
+  frequencyPenalty?: number;
+  /** OpenAI's presence_penalty: logit -= p for each id present there. */
+  presencePenalty?: number;
+  /** The first history entry the penalties count: the prompt's length, so only generated tokens count. */
+  penaltyStart?: number;
+  /** Logit bias: i32 [n] ids (distinct) and f32 [n] values added to their logits. */
+  biasIds?: Tensor;
+  biasValues?: Tensor;
+  /** The allowed-token bitmask, u32 words as i32 [ceil(vocab / 32)]: a clear bit sets the logit to -inf. */
+  allowed?: Tensor;
+  /** i32 [vocab] device scratch, needed by the penalties. */
+  scratch?: Tensor;
+}
+
+/**
+ * The logit processors that come before `sample` (kernels/include/gemmakit.h gk_logits_process): logit bias,
+ * frequency and presence penalties over the generated ids, then the constraint mask. In place; reads the
+ * decode `state` and `history` on the device (recordable); does nothing once state[done] is set.
+ */
+export function logitsProcess(logits: Tensor, state: Tensor, history: Tensor, p: LogitsProcessing): void {
+  const op = "logitsProcess";
+  const backend = expectSameBackend(op, {
+    logits,
+    state,
+    history,
+    biasIds: p.biasIds,
+    biasValues: p.biasValues,
+    allowed: p.allowed,
+    scratch: p.scratch,
+  });
+  expectDType(op, "logits", logits, ["f32"]);
+  const vocab = logits.shape.at(-1)!;
+  if (logits.size !== vocab) throw new ShapeError(op, `logits must be one row: [vocab] or [1, vocab]`);
+  expectDType(op, "state", state, ["i32"]);
+  expectShape(op, "state", state, [DECODE_STATE.fields]);
+  expectDType(op, "history", history, ["i32"]);
+  expectRank(op, "history", history, 1);
+  const frequency = p.frequencyPenalty ?? 0, presence = p.presencePenalty ?? 0, start = p.penaltyStart ?? 0;
+  if (!Number.isFinite(frequency) || !Number.isFinite(presence)) {
+    throw new ShapeError(op, `frequencyPenalty=${frequency} and presencePenalty=${presence} must be finite`);
+  }
+  if (!Number.isInteger(start) || start < 0) throw new ShapeError(op, `penaltyStart=${start} must be an integer >= 0`);
+  const penalties = frequency !== 0 || presence !== 0;
+  if (penalties) {
+    if (!p.scratch) throw new ShapeError(op, "the penalties need an i32 [vocab] scratch tensor");
+    expectDType(op, "scratch", p.scratch, ["i32"]);
+    expectShape(op, "scratch", p.scratch, [vocab]);
+  }
+  let nBias = 0;
+  if (p.biasIds || p.biasValues) {
+    if (!p.biasIds || !p.biasValues) throw new ShapeError(op, "biasIds and biasValues come together");
+    expectDType(op, "biasIds", p.biasIds, ["i32"]);
+    expectDType(op, "biasValues", p.biasValues, ["f32"]);
+    expectRank(op, "biasIds", p.biasIds, 1);
+    expectShape(op, "biasValues", p.biasValues, [p.biasIds.shape[0]]);
+    nBias = p.biasIds.shape[0];
+  }
+  if (p.allowed) {
+    expectDType(op, "allowed", p.allowed, ["i32"]);
+    expectShape(op, "allowed", p.allowed, [Math.ceil(vocab / 32)]);
+  }
+  run(op, backend, logits, false, () =>
+    backend.symbols.gk_logits_process(
+      backend.stream,
+      logits.pointer,
+      vocab,
+      state.pointer,
+      history.pointer,
+      history.shape[0],
+      start,
+      frequency,
+      presence,
+      nBias ? p.biasIds!.pointer : null,
+      nBias ? p.biasValues!.pointer : null,
+      nBias,
+      p.allowed ? p.allowed.pointer : null,
+      penalties ? p.scratch!.pointer : null,
+    ));
+}
+
+/** Most top alternatives `logprobs` returns per step (gk_logprobs' limit; OpenAI's top_logprobs is at most 20). */
+export const LOGPROBS_MAX_TOP = 64;
+
+/**
+ * After `sample`: the sampled token's log-softmax under `logits` (f32 [vocab], the processed logits before
+ * temperature) and the `topN` most likely ids with theirs, into row state[step] - 1 of `ids` (i32) and
+ * `logprobs` (f32), both [capacity, 1 + topN]: column 0 the sampled token, then the alternatives in order.
+ */
+export function logprobs(logits: Tensor, state: Tensor, topN: number, ids: Tensor, logprobs: Tensor): void {
+  const op = "logprobs";
+  const backend = expectSameBackend(op, { logits, state, ids, logprobs });
+  expectDType(op, "logits", logits, ["f32"]);
+  const vocab = logits.shape.at(-1)!;
+  if (logits.size !== vocab) throw new ShapeError(op, `logits must be one row: [vocab] or [1, vocab]`);
+  if (!Number.isInteger(topN) || topN < 0 || topN > Math.min(LOGPROBS_MAX_TOP, vocab)) {
+    throw new ShapeError(op, `topN=${topN} must be an integer in [0, ${Math.min(LOGPROBS_MAX_TOP, vocab)}]`);
+  }
+  expectDType(op, "state", state, ["i32"]);
+  expectShape(op, "state", state, [DECODE_STATE.fields]);
+  expectDType(op, "ids", ids, ["i32"]);
+  expectDType(op, "logprobs", logprobs, ["f32"]);
+  expectRank(op, "ids", ids, 2);
+  expectShape(op, "ids", ids, [ids.shape[0], 1 + topN]);
+  expectShape(op, "logprobs", logprobs, ids.shape);
+  run(op, backend, ids, false, () =>
+    backend.symbols.gk_logprobs(
+      backend.stream,
+      logits.pointer,
+      vocab,
+      state.pointer,
+      topN,
+      ids.shape[0],
+      ids.pointer,
+      logprobs.pointer,
+    ));
+}

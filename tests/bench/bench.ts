@@ -9,7 +9,8 @@ const threads = Deno.args.find((_, i) => Deno.args[i - 1] === "--threads") ??
 if (threads !== undefined) Deno.env.set("OMP_NUM_THREADS", threads);
 // --synthetic gemma3-4b-vision: image encoding time and TTFT with one image (tests/bench/vision_bench.ts);
 // gemma4-e2b-vision: the same for Gemma 4 at several budgets, TTFT cached and not (gemma4_vision_bench.ts);
-// video: frames/s of ffmpeg decoding + the Gemma 4 video processor (video_bench.ts).
+// video: frames/s of ffmpeg decoding + the Gemma 4 video processor (video_bench.ts);
+// constraint: structured output's mask time per token on the 262k vocabulary (constraint_bench.ts).
 const synthetic = (name: string) => Deno.args.some((a) => a === name || a === `--synthetic=${name}`);
 // --chat: TTFT of turn N of a conversation, cold vs with the history's KV reused (chat_bench.ts).
 const chat = Deno.args.includes("--chat");
@@ -22,6 +23,8 @@ await import(
     ? "./gemma4_vision_bench.ts"
     : synthetic("video")
     ? "./video_bench.ts"
+    : synthetic("constraint")
+    ? "./constraint_bench.ts"
     : modelBench
     ? "./model_bench.ts"
     : "./ops_bench.ts"

@@ -28,7 +28,7 @@ import { ModelWeights, tableRows } from "../../src/models/common/weight_table.ts
 import { loadGemma3Gguf, loadGemma3Text } from "../../src/models/gemma3/load.ts";
 import type { BackendChoice } from "../../src/ffi/library.ts";
 import { Tokenizer } from "../../src/tokenizer/tokenizer.ts";
-import { gemma3TokenizerDir } from "../../src/models/gemma3/tokenizer_files.ts";
+import { gemma3Tokenizer } from "../../src/models/gemma3/tokenizer_files.ts";
 import { PROMPT_TEXT, runLlamaCpp } from "./llama_cpp.ts";
 import { GEMMA4_SYNTHETIC, syntheticGemma4 } from "./gemma4_synthetic.ts";
 import type { Gemma3TextConfig } from "../../src/models/gemma3/config.ts";
@@ -192,7 +192,7 @@ const c = model.config.text;
  */
 async function promptIds(length: number): Promise<number[]> {
   if (!values.model) return Array.from({ length }, (_, i) => 2 + ((i * 7919) % (c.vocabSize - 2)));
-  const tokenizer = await Tokenizer.fromFiles(gguf ? await gemma3TokenizerDir() : values.model);
+  const tokenizer = gguf ? await gemma3Tokenizer() : await Tokenizer.fromFiles(values.model);
   const piece = tokenizer.encode(PROMPT_TEXT, { addSpecialTokens: false });
   const ids = [c.bosTokenId];
   while (ids.length < length) ids.push(...piece);

@@ -29,8 +29,7 @@ import { Workspace } from "../../src/runtime/workspace.ts";
 import { loadGemma3Gguf } from "../../src/models/gemma3/load.ts";
 import { generateTokens } from "../../src/generate/generator.ts";
 import type { GenerationResult } from "../../src/generate/result.ts";
-import { Tokenizer } from "../../src/tokenizer/tokenizer.ts";
-import { gemma3TokenizerDir } from "../../src/models/gemma3/tokenizer_files.ts";
+import { gemma3Tokenizer } from "../../src/models/gemma3/tokenizer_files.ts";
 
 const FIXTURE = new URL("../fixtures/gemma3-270m-gguf/", import.meta.url);
 /** Largest allowed |ours - transformers| of any logit (see the module comment for the measured error). */
@@ -114,7 +113,7 @@ Deno.test({
   async fn(t) {
     using backend = Backend.open({ backend: "cpu" });
     const lm = loadGemma3Gguf(backend, model.path!, { maxContext: 128 });
-    const tokenizer = await Tokenizer.fromFiles(await gemma3TokenizerDir());
+    const tokenizer = await gemma3Tokenizer();
     const errors: Record<string, unknown> = {};
     try {
       await t.step("our tokenizer gives the fixture's input ids", () => {

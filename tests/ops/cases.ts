@@ -1390,6 +1390,190 @@ for (const c of SAMPLE_CASES) {
   });
 }
 
+// ---- logits_process / logprobs: OpenAI's logit_bias, frequency/presence penalties, constraint masks ---------
+// The processed logits are compared exactly (one shared rounded expression per logit); -inf (masked) is a sentinel.
+const LOGITS_PROCESS_CASES: {
+  label: string;
+  vocab: number;
+  start: number;
+  frequency: number;
+  presence: number;
+  history: number[];
+  bias?: [number, number][];
+  /** Every id allowed with this probability; undefined: no mask. */
+  allow?: number;
+  done?: boolean;
+}[] = [
+  {
+    label: "bias only (out-of-range id ignored)",
+    vocab: 37,
+    start: 0,
+    frequency: 0,
+    presence: 0,
+    history: [],
+    bias: [[3, 2.5], [36, -100], [40, 1]],
+  },
+  {
+    label: "penalties over generated ids",
+    vocab: 100,
+    start: 2,
+    frequency: 0.7,
+    presence: 0.3,
+    history: [5, 9, 9, 9, 17, 5, 99, 120, -1],
+  },
+  {
+    label: "negative penalties, repeated id",
+    vocab: 1000,
+    start: 0,
+    frequency: -0.5,
+    presence: 1.25,
+    history: [7, 7, 7, 7, 7, 999],
+  },
+  {
+    label: "mask and bias",
+    vocab: 70,
+    start: 0,
+    frequency: 0,
+    presence: 0,
+    history: [1, 2],
+    bias: [[0, 1]],
+    allow: 0.3,
+  },
+  {
+    label: "everything, vocab 262144",
+    vocab: 262144,
+    start: 3,
+    frequency: 0.4,
+    presence: 0.6,
+    history: [1, 2, 3, 262143, 4, 262143, 70000],
+    bias: [[262143, -3], [5, 4]],
+    allow: 0.5,
+  },
+  {
+    label: "done: nothing changes",
+    vocab: 50,
+    start: 0,
+    frequency: 1,
+    presence: 1,
+    history: [1, 1],
+    bias: [[1, 5]],
+    allow: 0.5,
+    done: true,
+  },
+];
+for (const c of LOGITS_PROCESS_CASES) {
+  add({
+    op: "logits_process",
+    name: `${c.label}: vocab=${c.vocab}`,
+    nmse: 0,
+    exact: true,
+    setup(rng) {
+      const logits = rng.floats(c.vocab, -8, 8);
+      const capacity = c.history.length + 3;
+      const history = new Int32Array(capacity).fill(2);
+      history.set(c.history);
+      const state = new Int32Array(8);
+      state[ref.STATE_HISTORY] = c.history.length;
+      state[ref.STATE_DONE] = c.done ? 1 : 0;
+      const words = Math.ceil(c.vocab / 32);
+      const allowed = c.allow === undefined ? undefined : Uint32Array.from({ length: words }, () => {
+        let w = 0;
+        for (let b = 0; b < 32; b++) if (rng.next() < c.allow!) w |= 1 << b;
+        return w >>> 0;
+      });
+      const bias = c.bias ?? [];
+      const out = (lg: ArrayLike<number>) => Array.from(lg, (v) => (v === -Infinity ? -12345 : v));
+      return {
+        reference: () => {
+          const lg = Float32Array.from(logits);
+          ref.logitsProcess(lg, state, history, {
+            start: c.start,
+            frequency: c.frequency,
+            presence: c.presence,
+            bias,
+            allowed,
+          });
+          return out(lg);
+        },
+        run: (b) => {
+          using s = new Scope(b);
+          const lg = s.t(logits, [c.vocab]);
+          const penalties = c.frequency !== 0 || c.presence !== 0;
+          ops.logitsProcess(lg, s.t(state, [8], "i32"), s.t(history, [capacity], "i32"), {
+            frequencyPenalty: c.frequency,
+            presencePenalty: c.presence,
+            penaltyStart: c.start,
+            ...(bias.length && {
+              biasIds: s.t(bias.map(([id]) => id), [bias.length], "i32"),
+              biasValues: s.t(bias.map(([, v]) => v), [bias.length]),
+            }),
+            ...(allowed && { allowed: s.t(new Int32Array(allowed.buffer), [words], "i32") }),
+            ...(penalties && { scratch: s.t(new Int32Array(c.vocab).fill(-5), [c.vocab], "i32") }),
+          });
+          return out(lg.toArray());
+        },
+      };
+    },
+  });
+}
+
+const LOGPROBS_CASES: {
+  label: string;
+  vocab: number;
+  topN: number;
+  step: number;
+  capacity: number;
+  edit?: (x: Float32Array) => void;
+}[] = [
+  { label: "no alternatives", vocab: 33, topN: 0, step: 1, capacity: 2 },
+  { label: "top 5, slot 2", vocab: 1000, topN: 5, step: 3, capacity: 4 },
+  {
+    label: "ties go to the lower id, -inf and NaN last",
+    vocab: 300,
+    topN: 8,
+    step: 1,
+    capacity: 1,
+    edit: (x) => {
+      x[10] = x[20] = x[5] = 9;
+      x.fill(-Infinity, 100, 200);
+      x[250] = NaN;
+    },
+  },
+  { label: "top 20 of 65537", vocab: 65537, topN: 20, step: 2, capacity: 3 },
+  { label: "step outside the capacity: nothing written", vocab: 64, topN: 3, step: 5, capacity: 2 },
+];
+for (const c of LOGPROBS_CASES) {
+  add({
+    op: "logprobs",
+    name: `${c.label}: vocab=${c.vocab} topN=${c.topN}`,
+    nmse: 1e-12,
+    setup(rng) {
+      const logits = rng.floats(c.vocab, -10, 10);
+      c.edit?.(logits);
+      const state = new Int32Array(8);
+      state[ref.STATE_STEP] = c.step;
+      state[ref.STATE_TOKEN] = 7;
+      const size = c.capacity * (1 + c.topN);
+      // ids as numbers next to the logprobs: an id off by one is far outside the NMSE limit.
+      const out = (ids: ArrayLike<number>, lp: ArrayLike<number>) => [...Array.from(ids), ...Array.from(lp)];
+      return {
+        reference: () => {
+          const ids = new Int32Array(size).fill(-1), lp = new Float32Array(size).fill(1);
+          ref.logprobs(logits, state, c.topN, ids, lp);
+          return out(ids, lp);
+        },
+        run: (b) => {
+          using s = new Scope(b);
+          const ids = s.t(new Int32Array(size).fill(-1), [c.capacity, 1 + c.topN], "i32");
+          const lp = s.t(new Float32Array(size).fill(1), [c.capacity, 1 + c.topN]);
+          ops.logprobs(s.t(logits, [c.vocab]), s.t(state, [8], "i32"), c.topN, ids, lp);
+          return out(ids.toArray(), lp.toArray());
+        },
+      };
+    },
+  });
+}
+
 // ---- moe_route / moe_experts (Gemma 4 mixture of experts) -------------------------------------------
 // Router rows check the chosen ids exactly and, separately, the weights. Ties (equal logits, hence equal
 // probabilities) go to the lower expert id on every backend; the last case straddles the top-k boundary.

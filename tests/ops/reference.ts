@@ -542,3 +542,52 @@ export function moeExperts(
   }
   return out;
 }
+
+/** gk_logits_process: bias, then OpenAI's frequency/presence penalties over history[start, n), then the mask. */
+export function logitsProcess(
+  logits: Float32Array,
+  state: Int32Array,
+  history: Int32Array,
+  p: { start: number; frequency: number; presence: number; bias: [number, number][]; allowed?: Uint32Array },
+): void {
+  if (state[STATE_DONE] !== 0) return;
+  const vocab = logits.length;
+  for (const [id, v] of p.bias) if (id >= 0 && id < vocab) logits[id] = f32(logits[id] + f32(v));
+  const frequency = f32(p.frequency), presence = f32(p.presence);
+  if (frequency !== 0 || presence !== 0) {
+    const counts = new Map<number, number>();
+    const end = Math.min(Math.max(state[STATE_HISTORY], 0), history.length);
+    for (let j = p.start; j < end; j++) {
+      const id = history[j];
+      if (id >= 0 && id < vocab) counts.set(id, (counts.get(id) ?? 0) + 1);
+    }
+    for (const [id, c] of counts) logits[id] = f32(logits[id] - fmaF32(c, frequency, presence));
+  }
+  if (p.allowed) {
+    for (let i = 0; i < vocab; i++) if (!((p.allowed[i >> 5] >>> (i & 31)) & 1)) logits[i] = -Infinity;
+  }
+}
+
+/** gk_logprobs: [sampled id, top ids...] and their log-softmax (f64 log-sum-exp), into row state[step] - 1. */
+export function logprobs(
+  logits: Float32Array,
+  state: Int32Array,
+  topN: number,
+  ids: Int32Array,
+  out: Float32Array,
+): void {
+  const slot = state[STATE_STEP] - 1, capacity = ids.length / (1 + topN);
+  if (slot < 0 || slot >= capacity) return;
+  const rank = (l: number) => (Number.isNaN(l) ? -Infinity : l);
+  let m = -Infinity;
+  for (const l of logits) m = Math.max(m, rank(l));
+  let sum = 0;
+  for (const l of logits) if (rank(l) !== -Infinity) sum += Math.exp(f32(rank(l) - m));
+  const lse = m + Math.log(sum);
+  const order = Array.from(logits, (_, i) => i).sort((a, b) => rank(logits[b]) - rank(logits[a]) || a - b);
+  const row = [state[STATE_TOKEN], ...order.slice(0, topN)];
+  row.forEach((id, k) => {
+    ids[slot * (1 + topN) + k] = id;
+    out[slot * (1 + topN) + k] = rank(logits[id]) - lse;
+  });
+}

@@ -13,7 +13,7 @@ import type { Family } from "../family.ts";
 import { loadGemma3Gguf, loadGemma3Text } from "./load.ts";
 import { encodeImagePrompt, processorConfigFrom } from "./media.ts";
 import { isGemma3Multimodal, loadGemma3Multimodal, type PromptImages } from "./multimodal.ts";
-import { gemma3TokenizerDir } from "./tokenizer_files.ts";
+import { gemma3Tokenizer } from "./tokenizer_files.ts";
 import { parseGemma3VisionConfig } from "./vision_config.ts";
 
 /**
@@ -32,7 +32,7 @@ export const gemma3: Family = {
 
   async load(c, backend, options): Promise<ModelParts> {
     if (c.format === "gguf") {
-      const tokenizer = await Tokenizer.fromFiles(await gemma3TokenizerDir());
+      const tokenizer = await gemma3Tokenizer();
       // llama.cpp's converter copies the chat template of instruction-tuned checkpoints; a base model has none.
       using gguf = openGguf(c.path);
       const supportsChat = gguf.has("tokenizer.chat_template");

