@@ -25,6 +25,7 @@ import { GemmakitError } from "../errors.ts";
 import { isByteToken, patchByteFallback } from "./byte_fallback.ts";
 import { type ChatMessage, ChatTemplate, type ChatTemplateOptions, type NamedTemplate } from "./chat_template.ts";
 import { resolveSpecialTokens, stopIds, type TokenizerConfig } from "./special_tokens.ts";
+import { SegmentEncoder } from "./segments.ts";
 
 /** tokenizer.json as the Hugging Face `tokenizers` library writes it (only the keys we look at are typed). */
 export interface TokenizerJson {
@@ -92,6 +93,8 @@ export class Tokenizer {
   readonly #specialIds: ReadonlySet<number>;
   readonly #byteFallback: boolean;
   readonly #cleanUpSpaces: boolean;
+  /** Long texts without BOS/EOS (chat prompts) encode piece by piece between special tokens, pieces cached. */
+  readonly #segments: SegmentEncoder | undefined;
 
   private constructor(tokenizerJson: TokenizerJson, config: TokenizerConfig, extras: TokenizerExtras) {
     if (!tokenizerJson || typeof tokenizerJson !== "object" || typeof tokenizerJson.model !== "object") {
@@ -117,6 +120,17 @@ export class Tokenizer {
       if (id !== undefined) special.add(id);
     }
     this.#specialIds = special;
+    // Splitting at special tokens is exact only for tokens matched on the raw text that strip nothing around them.
+    const splitters = new Map<string, number>();
+    let exact = true;
+    for (const t of tokenizerJson.added_tokens ?? []) {
+      if (!t.special) continue;
+      if (t.lstrip || t.rstrip || t.single_word || t.normalized) exact = false;
+      splitters.set(t.content, t.id);
+    }
+    this.#segments = exact
+      ? new SegmentEncoder(splitters, (text) => this.#hf.encode(text, { add_special_tokens: false }).ids)
+      : undefined;
 
     this.bosId = this.#namedId("bos_token");
     this.eosId = this.#namedId("eos_token");
@@ -184,7 +198,9 @@ export class Tokenizer {
     if (typeof text !== "string") {
       throw new GemmakitError("tokenizer.encode", `text must be a string, got ${typeof text}`);
     }
-    return this.#hf.encode(text, { add_special_tokens: options.addSpecialTokens ?? true }).ids;
+    const addSpecial = options.addSpecialTokens ?? true;
+    if (!addSpecial && this.#segments && text.length >= 1024) return this.#segments.encode(text);
+    return this.#hf.encode(text, { add_special_tokens: addSpecial }).ids;
   }
 
   /** The text of `ids`. Ids outside the vocabulary are dropped, as the Rust tokenizers crate does. */
