@@ -97,6 +97,8 @@ export async function runGeneration(
     ...chatOptions(request),
     // ffmpeg is killed when the client goes away, as generation stops.
     ...(request.videoLoading && { videoLoading: { ...request.videoLoading, signal } }),
+    // Decoding and resizing a large image takes seconds: in a worker, /health and other requests keep answering.
+    imagesOffThread: true,
     onEvent: (e) => {
       if (e.type === "reasoning") {
         first();

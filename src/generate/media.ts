@@ -15,6 +15,11 @@ export interface ImageOptions {
   panAndScan?: boolean;
   /** Limits and conversions of image decoding (size, EXIF orientation, alpha background). */
   imageLoading?: LoadImageOptions;
+  /**
+   * Decode and preprocess the images in a Worker (default false): a large image costs seconds there instead of
+   * blocking the caller's event loop (a server's other requests, its health checks). Same pixels, same errors.
+   */
+  imagesOffThread?: boolean;
 }
 
 /** Per-call video options. */

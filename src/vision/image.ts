@@ -283,3 +283,17 @@ export async function loadImage(source: ImageSource, options: LoadImageOptions =
   const o = resolveOptions(options);
   return decodeImage(await sourceBytes(source, o, options.remote), o);
 }
+
+/**
+ * The encoded bytes of an image source, read (file, data URL, base64, opted-in remote URL) under the same limits
+ * as {@link loadImage}, not decoded: for a caller that decodes them elsewhere (in a worker).
+ */
+export async function imageSourceBytes(source: ImageSource, options: LoadImageOptions = {}): Promise<Uint8Array> {
+  return await sourceBytes(source, resolveOptions(options), options.remote);
+}
+
+/** The options of {@link decodeImage} that survive a structured clone (the remote fetcher's are not needed). */
+export function decodeOptionsOf(options: LoadImageOptions = {}): LoadImageOptions {
+  const { maxPixels, maxFileBytes, applyExifOrientation, alphaBackground } = options;
+  return { maxPixels, maxFileBytes, applyExifOrientation, alphaBackground };
+}

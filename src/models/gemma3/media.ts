@@ -10,8 +10,15 @@ import { ImageInputError } from "../../errors.ts";
 import type { Gemma3VisionConfig } from "./vision_config.ts";
 import type { ChatMessage, ChatTemplateOptions } from "../../tokenizer/chat_template.ts";
 import type { Tokenizer } from "../../tokenizer/tokenizer.ts";
-import { Gemma3ImageProcessorConfig, gemma3ImagePromptText, preprocessGemma3 } from "./processor.ts";
-import { loadImage } from "../../vision/image.ts";
+import {
+  Gemma3ImageProcessorConfig,
+  gemma3ImagePromptText,
+  type Gemma3PixelValues,
+  preprocessGemma3,
+} from "./processor.ts";
+import { decodeOptionsOf, imageSourceBytes, loadImage } from "../../vision/image.ts";
+import { runMediaWorker } from "../common/media_worker.ts";
+import type { Gemma3MediaRequest } from "./media_worker.ts";
 import { type ImageOptions, imageParts } from "../../generate/media.ts";
 import { type MediaSpan, mediaSpansOf } from "../../generate/prefix.ts";
 import { visionKey } from "../../runtime/vision_cache.ts";
@@ -48,13 +55,24 @@ export async function encodeImagePrompt(
       { hint: `each image part becomes one ${boi}; do not write ${boi} in text parts` },
     );
   }
-  const rgb = [];
-  for (const source of sources) rgb.push(await loadImage(source, options.imageLoading));
-  const processed = preprocessGemma3(
-    rgb,
-    vision.processor,
-    options.panAndScan === undefined ? {} : { doPanAndScan: options.panAndScan },
-  );
+  const overrides = options.panAndScan === undefined ? {} : { doPanAndScan: options.panAndScan };
+  let processed: Gemma3PixelValues;
+  if (options.imagesOffThread) {
+    // Only reading the bytes stays here (asynchronous I/O); decoding and resizing run in the worker.
+    const images: Uint8Array[] = [];
+    for (const source of sources) images.push(await imageSourceBytes(source, options.imageLoading));
+    const request: Gemma3MediaRequest = {
+      images,
+      loading: decodeOptionsOf(options.imageLoading),
+      config: vision.processor,
+      overrides,
+    };
+    processed = await runMediaWorker(new URL("./media_worker.ts", import.meta.url), request, [], "generate");
+  } else {
+    const rgb = [];
+    for (const source of sources) rgb.push(await loadImage(source, options.imageLoading));
+    processed = preprocessGemma3(rgb, vision.processor, overrides);
+  }
   const [count, channels, height, width] = processed.shape;
   const S = vision.config.imageSize;
   if (channels !== vision.config.numChannels || height !== S || width !== S) {

@@ -21,7 +21,9 @@ import {
   preprocessGemma4,
   preprocessGemma4Video,
 } from "./processor.ts";
-import { loadImage } from "../../vision/image.ts";
+import { decodeOptionsOf, imageSourceBytes, loadImage } from "../../vision/image.ts";
+import { runMediaWorker } from "../common/media_worker.ts";
+import type { Gemma4MediaRequest } from "./media_worker.ts";
 import { loadVideo } from "./video.ts";
 import { imageParts, type MediaOptions, videoParts } from "../../generate/media.ts";
 import { type MediaSpan, mediaSpansOf } from "../../generate/prefix.ts";
@@ -66,9 +68,22 @@ export async function encodeGemma4MediaPrompt(
   const imageSources = imageParts(messages);
   let imageTokens: number[] = [];
   if (imageSources.length > 0) {
-    const rgb = [];
-    for (const s of imageSources) rgb.push(await loadImage(s, options.imageLoading));
-    const p = preprocessGemma4(rgb, vision.image);
+    let p: Gemma4PixelValues;
+    if (options.imagesOffThread) {
+      // Only reading the bytes stays here (asynchronous I/O); decoding and resizing run in the worker.
+      const images: Uint8Array[] = [];
+      for (const s of imageSources) images.push(await imageSourceBytes(s, options.imageLoading));
+      const request: Gemma4MediaRequest = {
+        images,
+        loading: decodeOptionsOf(options.imageLoading),
+        config: vision.image,
+      };
+      p = await runMediaWorker(new URL("./media_worker.ts", import.meta.url), request, [], "generate");
+    } else {
+      const rgb = [];
+      for (const s of imageSources) rgb.push(await loadImage(s, options.imageLoading));
+      p = preprocessGemma4(rgb, vision.image);
+    }
     media.images = batchOf(p);
     imageTokens = p.numSoftTokens;
   }
