@@ -19,6 +19,7 @@
  */
 import { type Context, Hono } from "hono";
 import { cors } from "hono/cors";
+import { type SSEStreamingApi, streamSSE } from "hono/streaming";
 import type { Backend } from "../../mod.ts";
 import { BodyBudget, readJsonBody } from "./body.ts";
 import { ApiError, toApiError } from "./errors.ts";
@@ -218,6 +219,25 @@ export function createApp(options: AppOptions = {}): Hono {
         param: "messages",
       });
     }
+    if (request.toolChoice) {
+      const name = request.toolChoice.name;
+      const what = name === undefined ? '"required"' : `{function: {name: ${JSON.stringify(name)}}}`;
+      if (request.responseFormat) {
+        throw new ApiError(400, `tool_choice ${what} and response_format cannot be combined`, {
+          param: "tool_choice",
+        });
+      }
+      const format = model.toolCallFormat?.(request.tools!, name);
+      if (!format) {
+        throw new ApiError(
+          400,
+          `tool_choice ${what} is not supported by '${modelId}': its family has no tool-call syntax to constrain ` +
+            `the answer to ("auto" and "none" are supported)`,
+          { param: "tool_choice" },
+        );
+      }
+      request.responseFormat = format;
+    }
     if (request.images && !acceptsImages) {
       throw new ApiError(400, `'${modelId}' is a text-only model and does not take images`, {
         param: "messages",
@@ -287,7 +307,7 @@ export function createApp(options: AppOptions = {}): Hono {
         if (clientSignal.aborted) throw new ClientGone();
         return c.json(chat ? chatCompletion(meta, outcome, tokenText) : textCompletion(meta, outcome, tokenText));
       }
-      return await sse(model, request, maxTokens, release, meta, chat, clientSignal, startedAt);
+      return await sse(c, model, request, maxTokens, release, meta, chat, clientSignal, startedAt);
     } catch (e) {
       // Nobody reads this answer; 499 (client closed request) keeps the metrics honest.
       if (e instanceof ClientGone || clientSignal.aborted) return new Response(null, { status: 499 });
@@ -301,6 +321,7 @@ export function createApp(options: AppOptions = {}): Hono {
    * expanded, an image that does not decode, a template that rejects the turns) still gets its own status.
    */
   async function sse(
+    c: Context,
     model: ServedModel,
     request: GenerationRequest,
     maxTokens: number,
@@ -312,23 +333,21 @@ export function createApp(options: AppOptions = {}): Hono {
   ): Promise<Response> {
     const cancelled = new AbortController();
     const signal = AbortSignal.any([clientSignal, cancelled.signal]);
-    const encoder = new TextEncoder();
     const chunks = new ChatChunks(meta, tokenText);
     // Legacy completions: logprobs wait for the text they make, with its offset in the answer.
     const pendingLogprobs: Parameters<typeof completionLogprobs>[0][number][] = [];
     let textOffset = 0;
-    const pending: Uint8Array[] = [];
-    let controller: ReadableStreamDefaultController<Uint8Array> | undefined;
+    // Events wait here until the response (and its stream) exists; then they are written in order.
+    const pending: string[] = [];
+    let out: SSEStreamingApi | undefined;
+    let writes = Promise.resolve();
     let closed = false;
     const send = (data: unknown) => {
       if (closed || data === undefined) return;
-      const bytes = encoder.encode(`data: ${typeof data === "string" ? data : JSON.stringify(data)}\n\n`);
-      try {
-        if (controller) controller.enqueue(bytes);
-        else pending.push(bytes);
-      } catch {
-        closed = true; // the client is gone; the signal stops the generation
-      }
+      const text = typeof data === "string" ? data : JSON.stringify(data);
+      const stream = out;
+      if (stream) writes = writes.then(() => stream.writeSSE({ data: text }).then(() => {}));
+      else pending.push(text);
     };
     const finished = Promise.withResolvers<void>();
     let began = false;
@@ -369,23 +388,19 @@ export function createApp(options: AppOptions = {}): Hono {
       }
     })();
     await ready.promise;
-    const body = new ReadableStream<Uint8Array>({
-      start(c) {
-        controller = c;
-        for (const bytes of pending.splice(0)) c.enqueue(bytes);
-        finished.promise.then(() => {
-          if (closed) return;
-          closed = true;
-          c.close();
-        });
-      },
-      cancel() {
+    // Hono's SSE helper: a cancelled response body (the client went away) calls onAbort, which stops the
+    // generation, without reading the request's signal for it.
+    return streamSSE(c, async (stream) => {
+      stream.onAbort(() => {
         closed = true;
         cancelled.abort();
-      },
-    });
-    return new Response(body, {
-      headers: { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache" },
+      });
+      // Flush what came before the stream existed, then switch send() to direct writes (no await between
+      // the last flush and the switch, so nothing can slip in out of order).
+      while (pending.length > 0) await stream.writeSSE({ data: pending.shift()! });
+      out = stream;
+      await finished.promise;
+      await writes;
     });
   }
 

@@ -17,7 +17,9 @@ export type ToolSpec = NonNullable<StreamOptions["tools"]>[number];
 /** What the server needs of a model (a `Model` from loadModel; tests may pass a stand-in). */
 export type ServedModel =
   & Pick<Model, "backend" | "maxContext" | "encode" | "stream" | "supportsChat">
-  & Partial<Pick<Model, "canChat" | "supportsImages" | "supportsVideo" | "visionCacheStats" | "tokenizer">>;
+  & Partial<
+    Pick<Model, "canChat" | "supportsImages" | "supportsVideo" | "visionCacheStats" | "tokenizer" | "toolCallFormat">
+  >;
 
 export interface ToolCall {
   /** `call_...`, unique in the response. */

@@ -35,6 +35,11 @@ export interface GenerationRequest {
   stop: string[];
   /** OpenAI function tools, as {type: "function", function: {name, description, parameters}}. */
   tools?: ToolSpec[];
+  /**
+   * tool_choice "required" (`{}`) or a named function (`{name}`): the answer is constrained to one call in the
+   * family's tool-call syntax (the app asks the model for that grammar).
+   */
+  toolChoice?: { name?: string };
   /** The chat template's thinking switch (Gemma 4), from reasoning_effort; undefined: the template's default. */
   thinking?: boolean;
   stream: boolean;
@@ -365,21 +370,35 @@ function thinkingOf(body: Json): boolean | undefined {
   return effort !== "none" && effort !== "minimal";
 }
 
-function toolsOf(body: Json): ToolSpec[] | undefined {
+function toolsOf(body: Json): { tools?: ToolSpec[]; toolChoice?: { name?: string } } {
   const tools = body.tools;
-  if (tools === undefined || tools === null) return undefined;
+  const choice = body.tool_choice;
+  if (tools === undefined || tools === null) {
+    if (choice === "required" || isObject(choice)) throw invalid("tool_choice", "tool_choice needs tools");
+    return {};
+  }
   if (!Array.isArray(tools)) throw invalid("tools", "tools must be an array");
   tools.forEach((t, i) => {
     if (!isObject(t) || t.type !== "function" || !isObject(t.function) || typeof t.function.name !== "string") {
       throw invalid(`tools[${i}]`, `tools[${i}] must be {type: "function", function: {name, description, parameters}}`);
     }
   });
-  const choice = body.tool_choice;
-  if (choice === "none") return undefined;
-  if (choice !== undefined && choice !== null && choice !== "auto") {
-    throw invalid("tool_choice", `tool_choice ${JSON.stringify(choice)} is not supported ("auto" and "none" are)`);
+  const specs = tools.length ? tools as ToolSpec[] : undefined;
+  if (choice === "none") return {};
+  if (choice === undefined || choice === null || choice === "auto") return { tools: specs };
+  if (!specs) throw invalid("tool_choice", "tool_choice needs at least one tool");
+  if (choice === "required") return { tools: specs, toolChoice: {} };
+  if (isObject(choice) && choice.type === "function" && isObject(choice.function)) {
+    const name = choice.function.name;
+    if (!specs.some((t) => t.function.name === name)) {
+      throw invalid("tool_choice", `tool_choice names ${JSON.stringify(name)}, which is not among the tools`);
+    }
+    return { tools: specs, toolChoice: { name: name as string } };
   }
-  return tools.length ? tools as ToolSpec[] : undefined;
+  throw invalid(
+    "tool_choice",
+    `tool_choice must be "auto", "none", "required" or {type: "function", function: {name}}, got ${show(choice)}`,
+  );
 }
 
 function objectBody(body: unknown): Json {
@@ -397,7 +416,7 @@ export async function parseChatRequest(
   const body = objectBody(raw);
   rejectUnknown(body, CHAT_FIELDS);
   const c = common(body, limits);
-  const tools = toolsOf(body);
+  const { tools, toolChoice } = toolsOf(body);
   // Chat: logprobs is a switch, top_logprobs (0-20) the alternatives, which need the switch on.
   const top = optNumber(body, "top_logprobs", 0, 20, true);
   const wantLogprobs = optBoolean(body, "logprobs");
@@ -418,6 +437,7 @@ export async function parseChatRequest(
     ...(wantLogprobs && { topLogprobs: top ?? 0 }),
     input: { messages },
     tools,
+    ...(toolChoice && { toolChoice }),
     thinking: thinkingOf(body),
     images,
     videos,

@@ -113,16 +113,20 @@ function closeQuietly(c: Deno.Conn): void {
   } catch { /* closed already */ }
 }
 
-/** Serves `handler` on hostname:port behind the connection guard (see the module doc). */
+/**
+ * Serves `handler` on hostname:port behind the connection guard (see the module doc). `listener` is a public
+ * socket bound already: the CLI binds before it loads the model, so a busy port fails in a second, not a minute.
+ */
 export async function serveBounded(
   handler: (request: Request) => Response | Promise<Response>,
-  options: { hostname?: string; port?: number; limits?: Partial<ConnectionLimits> } = {},
+  options: { hostname?: string; port?: number; listener?: Deno.TcpListener; limits?: Partial<ConnectionLimits> } = {},
 ): Promise<BoundedServer> {
   const limits = { ...DEFAULT_CONNECTION_LIMITS, ...options.limits };
   const dir = await Deno.makeTempDir({ prefix: "gemmakit-serve-" });
   const path = `${dir}/http.sock`;
   const inner = Deno.serve({ path, onListen: () => {} }, handler);
-  const listener = Deno.listen({ hostname: options.hostname ?? "127.0.0.1", port: options.port ?? 8080 });
+  const listener = options.listener ??
+    Deno.listen({ hostname: options.hostname ?? "127.0.0.1", port: options.port ?? 8080 });
   const open = new Set<Deno.Conn>();
 
   async function guard(client: Deno.Conn): Promise<void> {

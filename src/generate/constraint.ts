@@ -15,8 +15,28 @@ export type ResponseFormat =
   | { type: "text" }
   | { type: "json_object" }
   | { type: "json_schema"; schema: Record<string, unknown> | boolean }
-  /** An EBNF grammar in xgrammar's (GBNF-like) syntax, `root` its start rule. */
-  | { type: "grammar"; grammar: string };
+  /**
+   * An EBNF grammar in xgrammar's (GBNF-like) syntax, `root` its start rule. `specialTokens` (a family's markers,
+   * by their text) are written in the grammar as `\uE000`, `\uE001`, ... in that order ({@link specialTokenChar}):
+   * each stands for that one token, so a marker cannot be spelled out of ordinary pieces that decode to the same
+   * text but that no parser would read as the marker. Other special tokens stay out of the answer.
+   */
+  | { type: "grammar"; grammar: string; specialTokens?: readonly string[] };
+
+/**
+ * Control characters stand for special tokens in grammars: ordinary pieces with control characters are out of
+ * every vocabulary here (below), so nothing else can write them. Not private-use characters: xgrammar matches a
+ * negated class like [^\uE002] byte by byte, so the three UTF-8 bytes of U+E002 pass it (measured: a string
+ * could then swallow its own closing delimiter); a one-byte character cannot.
+ */
+const SPECIAL_BASE = 0x01;
+const MAX_SPECIALS = 8;
+
+/** How a grammar writes `specialTokens[index]`, as an xgrammar string-literal escape. */
+export function specialTokenChar(index: number): string {
+  if (index >= MAX_SPECIALS) throw new ConstraintError(`a grammar may name at most ${MAX_SPECIALS} special tokens`);
+  return `\\u${(SPECIAL_BASE + index).toString(16).padStart(4, "0")}`;
+}
 
 /** A constraint for one generation; free it with dispose() (the matcher lives in WebAssembly memory). */
 export interface DisposableConstraint extends TokenConstraint {
@@ -54,19 +74,30 @@ interface Compiler {
   /** Compiled grammars by request, so a repeated schema compiles once. */
   cache: Map<string, Promise<Xgr>>;
 }
-const compilers = new WeakMap<Tokenizer, Map<number, Promise<Compiler>>>();
+const compilers = new WeakMap<Tokenizer, Map<string, Promise<Compiler>>>();
 const MAX_CACHED = 64;
 
-/** The tokenizer's vocabulary as xgrammar reads it: byte-fallback pieces, "" for ids never allowed as text. */
-function compilerFor(tokenizer: Tokenizer, vocabSize: number): Promise<Compiler> {
+/**
+ * The tokenizer's vocabulary as xgrammar reads it: byte-fallback pieces, "" for ids never allowed as text, and
+ * the `specials` a grammar writes as private-use characters (see ResponseFormat).
+ */
+function compilerFor(tokenizer: Tokenizer, vocabSize: number, specials: readonly string[] = []): Promise<Compiler> {
   let bySize = compilers.get(tokenizer);
   if (!bySize) compilers.set(tokenizer, bySize = new Map());
-  let c = bySize.get(vocabSize);
+  const key = JSON.stringify([vocabSize, specials]);
+  let c = bySize.get(key);
   if (!c) {
     c = (async () => {
       const x = await xgrammar();
       const stops = new Set(tokenizer.stopTokenIds);
+      const special = new Map<number, string>();
+      specials.forEach((text, k) => {
+        const id = tokenizer.tokenToId(text);
+        if (id === undefined) throw new ConstraintError(`the grammar's special token ${text} is not in the vocabulary`);
+        special.set(id, String.fromCharCode(SPECIAL_BASE + k));
+      });
       const vocab = Array.from({ length: vocabSize }, (_, i) => {
+        if (special.has(i)) return special.get(i)!;
         if (i >= tokenizer.vocabSize || (tokenizer.isSpecialId(i) && !stops.has(i))) return "";
         const token = tokenizer.idToToken(i) ?? "";
         // Left out of constrained answers: a non-ASCII fallback byte is a piece of a character the matcher checks
@@ -82,7 +113,7 @@ function compilerFor(tokenizer: Tokenizer, vocabSize: number): Promise<Compiler>
       const info = await x.TokenizerInfo.createTokenizerInfo(vocab, "byte_fallback", false, vocabSize, [...stops]);
       return { compiler: await x.GrammarCompiler.createGrammarCompiler(info, true), cache: new Map() };
     })();
-    bySize.set(vocabSize, c);
+    bySize.set(key, c);
   }
   return c;
 }
@@ -94,7 +125,11 @@ export async function compileConstraint(
   format: ResponseFormat,
 ): Promise<DisposableConstraint | undefined> {
   if (format.type === "text") return undefined;
-  const { compiler, cache } = await compilerFor(tokenizer, vocabSize);
+  const { compiler, cache } = await compilerFor(
+    tokenizer,
+    vocabSize,
+    format.type === "grammar" ? format.specialTokens : undefined,
+  );
   const key = JSON.stringify(format);
   let compiled = cache.get(key);
   if (!compiled) {

@@ -18,8 +18,8 @@ import type { ChatOptions, GenerateCallOptions, GenerateInput, StreamOptions } f
 import { type CachedPrompt, type MediaSpan, reusablePrefix } from "./prefix.ts";
 import { ChatSession, type ChatSessionOptions } from "./session.ts";
 import { readSessionFile, type SessionState, writeSessionFile } from "./session_file.ts";
-import { validateTools } from "./tools.ts";
-import { compileConstraint } from "./constraint.ts";
+import { type ToolSpec, validateTools } from "./tools.ts";
+import { compileConstraint, type ResponseFormat } from "./constraint.ts";
 
 export type {
   ChatOptions,
@@ -59,6 +59,12 @@ export interface ModelParts<M = unknown> {
   media?: MediaLayout<M>;
   /** The family's response parser for one answer, when the checkpoint marks reasoning and tool calls. */
   responseParser?: (promptIds: readonly number[]) => ResponseParser;
+  /**
+   * The family's tool-call syntax as a grammar over `tools` (one of them: `name`): an answer constrained by it is
+   * one call the response parser reads back, with arguments after the tool's parameter schema. What OpenAI's
+   * tool_choice "required" or a named function asks for.
+   */
+  toolCallFormat?: (tools: readonly ToolSpec[], name?: string) => ResponseFormat;
   /** The vision-encoder cache of a model with a vision tower. */
   visionCache?: VisionCache;
   /** Resources disposed with the model after the model itself (a backend opened for it). */
@@ -102,6 +108,16 @@ export class Model {
   /** True when answers are split into content, reasoning and tool calls (see events()). */
   get parsesResponses(): boolean {
     return this.#parts.responseParser !== undefined;
+  }
+
+  /**
+   * A responseFormat that makes the answer one tool call (to `name`, or any of `tools`), or undefined when the
+   * family has no tool-call syntax to constrain to.
+   */
+  toolCallFormat(tools: readonly ToolSpec[], name?: string): ResponseFormat | undefined {
+    if (!this.#parts.toolCallFormat) return undefined;
+    validateTools(tools);
+    return this.#parts.toolCallFormat(tools, name);
   }
 
   /** Whether messages may carry image parts ({type: "image", path | bytes | base64 | url}). */

@@ -9,7 +9,8 @@ import { chromium } from "playwright-core";
 import { type GenerateInput, type GenerationResult, loadModel } from "../../mod.ts";
 import { createApp } from "../../examples/server/app.ts";
 import type { ServedModel } from "../../examples/server/generation.ts";
-import { PNG_DATA_URL, ROOT } from "./helpers.ts";
+import { PNG_DATA_URL, ROOT, ScriptedModel } from "./helpers.ts";
+import { Backend } from "../../src/runtime/backend.ts";
 
 const VISION_MODEL = `${ROOT}tests/fixtures/gemma3-vision-tiny`;
 const MODEL_ID = "gemma3-vision-tiny";
@@ -69,12 +70,13 @@ Deno.test({
       await page.fill("#prompt", "Tell me a story.");
       await page.click("#send");
       const answer = page.locator(".msg.assistant .content").last();
-      await page.waitForFunction(`(document.querySelector(".msg.assistant .content")?.textContent ?? "").length > 0`);
-      const early = await answer.textContent();
+      await page.waitForFunction(`(document.querySelector(".msg.assistant .content")?.dataset.raw ?? "").length > 0`);
+      // The raw answer (the page shows it rendered as markdown).
+      const early = await answer.getAttribute("data-raw");
       assert.equal(await page.isDisabled("#stop"), false, "stop is live while streaming");
       await page.click("#stop");
       await page.locator(".msg.assistant .note").filter({ hasText: "(stopped)" }).waitFor();
-      const shown = (await answer.textContent()) ?? "";
+      const shown = (await answer.getAttribute("data-raw")) ?? "";
       assert.ok(shown.length >= (early ?? "").length && shown.length > 0);
       assert.ok(
         greedy.text.startsWith(shown),
@@ -109,7 +111,7 @@ Deno.test({
       await page.click("#send");
       // The answer to the images streams in (the stop button is live meanwhile) and ends without an error.
       await page.waitForFunction(
-        `(document.querySelectorAll(".msg.assistant .content")[1]?.textContent ?? "").length > 0`,
+        `(document.querySelectorAll(".msg.assistant .content")[1]?.dataset.raw ?? "").length > 0`,
       );
       assert.equal(await page.isDisabled("#stop"), false);
       await page.waitForFunction(`document.querySelectorAll(".msg.assistant[data-done]").length === 2`);
@@ -120,7 +122,7 @@ Deno.test({
       assert.equal(sent.messages.length, 3, "the stopped answer stays in the conversation");
       assert.equal(await page.locator(".msg.user img").count(), 2, "the images show in the conversation");
       assert.equal(await page.locator(".msg.assistant .error").count(), 0);
-      const second = (await page.locator(".msg.assistant .content").nth(1).textContent()) ?? "";
+      const second = (await page.locator(".msg.assistant .content").nth(1).getAttribute("data-raw")) ?? "";
       const direct = await model.generate({
         messages: sent.messages.map((m: { role: string; content: unknown }) => ({
           role: m.role,
@@ -134,6 +136,155 @@ Deno.test({
       const log = await browser.contexts()[0]?.pages()[0]?.locator("#log").innerText().catch(() => "?");
       console.log(`the page showed:\n${log}`);
       throw e;
+    } finally {
+      await browser.close();
+      await server.shutdown();
+    }
+  },
+});
+
+/** A scripted model whose next generation fails before its first token while `failNext` is set. */
+class Flaky extends ScriptedModel {
+  failNext = false;
+  override stream(...args: Parameters<ScriptedModel["stream"]>): ReturnType<ScriptedModel["stream"]> {
+    if (this.failNext) {
+      this.failNext = false;
+      throw new RangeError("scripted failure");
+    }
+    return super.stream(...args);
+  }
+}
+
+const MARKDOWN = [
+  "# Title\n\n",
+  "Some **bold** text and `inline` code.\n\n",
+  "```js\nlet x = 1;\n```\n\n",
+  '<img src="x" onerror="window.__xss = 1">',
+  "\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n",
+  `A long unbroken word: ${"x".repeat(160)}`,
+];
+
+Deno.test({
+  name: "chat page: markdown (sanitized), settings, new chat, error and retry, phone width, dark mode",
+  ignore: !hasChromium,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    using backend = Backend.open({ backend: "cpu" });
+    const model = new Flaky(backend, MARKDOWN, true);
+    const app = createApp({ model, modelId: "scripted" });
+    const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, app.fetch);
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+    const shots = await Deno.makeTempDir({ prefix: "gemmakit-chat-shots-" });
+    try {
+      const page = await browser.newPage({ viewport: { width: 1100, height: 800 } });
+      const requests: Record<string, unknown>[] = [];
+      page.on("request", (r) => r.method() === "POST" && requests.push(JSON.parse(r.postData() ?? "{}")));
+      const sentMessages = () => (requests.at(-1)!.messages as { role: string; content: string }[]);
+      await page.goto(`http://127.0.0.1:${server.addr.port}/`);
+      await page.locator("#status").filter({ hasText: "model: scripted" }).waitFor();
+      const done = (n: number) =>
+        page.waitForFunction(`document.querySelectorAll(".msg.assistant[data-done]").length === ${n}`);
+
+      // Markdown and code render; the model's HTML does not run.
+      await page.fill("#prompt", "Show me markdown.");
+      await page.click("#send");
+      await done(1);
+      const content = page.locator(".msg.assistant .content").first();
+      assert.equal(await content.locator("h1").textContent(), "Title");
+      assert.equal(await content.locator("pre code").textContent(), "let x = 1;\n");
+      assert.equal(await content.locator("strong").textContent(), "bold");
+      assert.equal(await content.locator("table td").count(), 2);
+      assert.equal(await content.locator("img[onerror]").count(), 0, "sanitized");
+      assert.equal(await page.evaluate("window.__xss"), undefined);
+      assert.match(
+        (await page.locator(".msg.assistant .stats").first().textContent())!,
+        /^6 tokens( · [\d.]+ tok\/s)? · prompt \d+$/,
+      );
+      await page.screenshot({ path: `${shots}/desktop-light.png` });
+
+      // Settings go out with the next request and survive a reload.
+      await page.click("#settings summary");
+      await page.fill("#system", "Answer in French.");
+      await page.fill("#temperature", "0.5");
+      await page.fill("#max-tokens", "64");
+      await page.selectOption("#thinking", "off");
+      await page.check("#json-mode");
+      await page.screenshot({ path: `${shots}/settings.png` });
+      await page.fill("#prompt", "Again.");
+      await page.click("#send");
+      await done(2);
+      const withSettings = requests.at(-1)!;
+      assert.equal(withSettings.temperature, 0.5);
+      assert.equal(withSettings.max_tokens, 64);
+      assert.equal(withSettings.reasoning_effort, "none");
+      assert.deepEqual(withSettings.response_format, { type: "json_object" });
+      assert.deepEqual(sentMessages().map((m) => m.role), ["system", "user", "assistant", "user"]);
+      assert.equal(sentMessages()[0].content, "Answer in French.");
+      await page.reload();
+      await page.locator("#status").filter({ hasText: "model: scripted" }).waitFor();
+      assert.equal(await page.inputValue("#system"), "Answer in French.");
+      assert.equal(await page.inputValue("#thinking"), "off");
+      assert.equal(await page.isChecked("#json-mode"), true);
+      await page.click("#settings summary"); // folded again after the reload
+      await page.fill("#system", "");
+      await page.fill("#temperature", "");
+      await page.fill("#max-tokens", "");
+      await page.selectOption("#thinking", "default");
+      await page.uncheck("#json-mode");
+
+      // A failed turn shows its error with a retry and is not sent again with the next message.
+      model.failNext = true;
+      await page.fill("#prompt", "This one fails.");
+      await page.click("#send");
+      await page.locator(".msg.assistant .error").filter({ hasText: "scripted failure" }).waitFor();
+      await page.fill("#prompt", "Next message.");
+      await page.click("#send");
+      await done(2);
+      assert.deepEqual(sentMessages().map((m) => m.content), ["Next message."]);
+      for (const field of ["temperature", "max_tokens", "reasoning_effort", "response_format"]) {
+        assert.ok(!(field in requests.at(-1)!), `${field} left to the server once cleared`);
+      }
+      // Fail again, then retry: the retried turn goes out once, after the turns that succeeded.
+      model.failNext = true;
+      await page.fill("#prompt", "Retry me.");
+      await page.click("#send");
+      await page.waitForFunction(`document.querySelectorAll(".retry").length === 2`);
+      await page.screenshot({ path: `${shots}/error.png` });
+      await page.locator(".retry").last().click();
+      await page.waitForFunction(
+        `document.querySelectorAll(".retry").length === 1 && document.querySelectorAll(".msg.assistant[data-done]").length === 3`,
+      );
+      assert.deepEqual(sentMessages().filter((m) => m.role === "user").map((m) => m.content), [
+        "Next message.",
+        "Retry me.",
+      ]);
+      assert.equal(await page.locator(".msg.assistant .error").count(), 1, "only the first failure is still on screen");
+
+      // New chat: an empty log, and the next request carries only its own message.
+      await page.click("#new-chat");
+      assert.equal(await page.locator("#log .msg").count(), 0);
+      await page.fill("#prompt", "Fresh start.");
+      await page.click("#send");
+      await done(1);
+      assert.deepEqual(sentMessages().map((m) => m.content), ["Fresh start."]);
+
+      // A phone, in dark mode: nothing runs off-screen, the textarea keeps its size, colours follow the scheme.
+      await page.setViewportSize({ width: 390, height: 844 });
+      await page.emulateMedia({ colorScheme: "dark" });
+      const box = (await page.locator("#prompt").boundingBox())!;
+      assert.ok(box.width >= 330 && box.height >= 60, `textarea ${box.width}x${box.height}`);
+      assert.ok(await page.evaluate("document.documentElement.scrollWidth <= 390"), "no horizontal scroll");
+      const answerBox = (await page.locator(".msg.assistant").last().boundingBox())!;
+      assert.ok(
+        answerBox.x >= 0 && answerBox.x + answerBox.width <= 390,
+        `answer at ${answerBox.x}+${answerBox.width}`,
+      );
+      assert.equal(await page.evaluate("getComputedStyle(document.body).backgroundColor"), "rgb(15, 17, 21)");
+      await page.screenshot({ path: `${shots}/phone-dark.png` });
+      await page.emulateMedia({ colorScheme: "light" });
+      await page.screenshot({ path: `${shots}/phone-light.png`, fullPage: true });
+      console.log(`screenshots: ${shots}`);
     } finally {
       await browser.close();
       await server.shutdown();

@@ -1,15 +1,20 @@
 /// <reference lib="dom" />
 /**
  * The chat page's script (bundled by bundle.ts): keeps the conversation, streams answers from
- * /v1/chat/completions over SSE, attaches images (file picker or drag-and-drop) as data URLs, stops a
- * generation (aborting the request stops it on the server), and shows reasoning folded.
+ * /v1/chat/completions over SSE, renders them as markdown (marked, then DOMPurify: the model's text is never
+ * trusted as HTML), attaches images (file picker or drag-and-drop) as data URLs, stops a generation (aborting
+ * the request stops it on the server), shows reasoning folded and tokens and tok/s under each answer. Settings
+ * (system prompt, temperature, max tokens, thinking, JSON mode) are kept in localStorage. A turn that fails
+ * leaves the conversation as it was before it (so it is never re-sent) and offers a retry.
  * Paths are relative so the page works wherever the app is mounted.
  * @module
  */
+import { marked } from "marked";
+import DOMPurify from "dompurify";
 
 type Part = { type: "text"; text: string } | { type: "image_url"; image_url: { url: string } };
 interface Message {
-  role: "user" | "assistant";
+  role: "system" | "user" | "assistant";
   content: string | Part[];
 }
 
@@ -20,10 +25,19 @@ const prompt = $<HTMLTextAreaElement>("prompt");
 const file = $<HTMLInputElement>("file");
 const send = $<HTMLButtonElement>("send");
 const stop = $<HTMLButtonElement>("stop");
+const newChat = $<HTMLButtonElement>("new-chat");
 const status = $<HTMLElement>("status");
 const attachments = $<HTMLElement>("attachments");
+const settings = {
+  system: $<HTMLTextAreaElement>("system"),
+  temperature: $<HTMLInputElement>("temperature"),
+  maxTokens: $<HTMLInputElement>("max-tokens"),
+  thinking: $<HTMLSelectElement>("thinking"),
+  json: $<HTMLInputElement>("json-mode"),
+};
 
-const history: Message[] = [];
+/** The turns the server sees: only those that succeeded (or were stopped by the user). */
+let history: Message[] = [];
 let pending: string[] = [];
 let model = "";
 let running: AbortController | undefined;
@@ -58,11 +72,50 @@ async function connect(): Promise<void> {
   }
 }
 
+// Settings survive a reload; each field is stored under its element id.
+const SETTINGS_KEY = "gemmakit-settings";
+function loadSettings(): void {
+  const saved = JSON.parse(localStorage.getItem(SETTINGS_KEY) ?? "{}") as Record<string, string | boolean>;
+  for (const el of Object.values(settings)) {
+    const v = saved[el.id];
+    if (v === undefined) continue;
+    if (el instanceof HTMLInputElement && el.type === "checkbox") el.checked = v === true;
+    else el.value = String(v);
+  }
+}
+function saveSettings(): void {
+  const out: Record<string, string | boolean> = {};
+  for (const el of Object.values(settings)) {
+    out[el.id] = el instanceof HTMLInputElement && el.type === "checkbox" ? el.checked : el.value;
+  }
+  localStorage.setItem(SETTINGS_KEY, JSON.stringify(out));
+}
+
+/** The request fields the settings add (an empty field leaves the server's default). */
+function requestSettings(): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  const temperature = settings.temperature.value.trim();
+  if (temperature !== "") out.temperature = Number(temperature);
+  const maxTokens = settings.maxTokens.value.trim();
+  if (maxTokens !== "") out.max_tokens = Number(maxTokens);
+  // Gemma 4's thinking switch travels as reasoning_effort ("none" turns it off).
+  if (settings.thinking.value === "on") out.reasoning_effort = "medium";
+  if (settings.thinking.value === "off") out.reasoning_effort = "none";
+  if (settings.json.checked) out.response_format = { type: "json_object" };
+  return out;
+}
+
 function bubble(role: "user" | "assistant"): HTMLElement {
   const div = document.createElement("div");
   div.className = `msg ${role}`;
   log.append(div);
   return div;
+}
+
+/** Markdown to sanitized HTML; the raw text stays on the element (data-raw) for copying and tests. */
+function render(el: HTMLElement, text: string): void {
+  el.dataset.raw = text;
+  el.innerHTML = DOMPurify.sanitize(marked.parse(text, { async: false, gfm: true, breaks: true }));
 }
 
 function attach(files: Iterable<File>): void {
@@ -105,24 +158,34 @@ function setRunning(controller: AbortController | undefined): void {
   stop.disabled = controller === undefined;
 }
 
-async function submit(): Promise<void> {
-  const text = prompt.value.trim();
-  if ((!text && !pending.length) || running) return;
-  const content: Message["content"] = pending.length
-    ? [{ type: "text", text }, ...pending.map((url): Part => ({ type: "image_url", image_url: { url } }))]
-    : text;
+/** Shows a user turn (text and images) in the log. */
+function showUser(text: string, images: readonly string[]): HTMLElement {
   const user = bubble("user");
   user.textContent = text;
-  for (const url of pending) {
+  for (const url of images) {
     const img = document.createElement("img");
     img.src = url;
     user.append(img);
   }
-  history.push({ role: "user", content });
+  return user;
+}
+
+async function submit(): Promise<void> {
+  const text = prompt.value.trim();
+  if ((!text && !pending.length) || running) return;
+  const images = pending;
   prompt.value = "";
   pending = [];
   attachments.replaceChildren();
+  await turn(text, images);
+}
 
+/** One exchange: the user's message, the streamed answer; on failure, the turn is taken back and can be retried. */
+async function turn(text: string, images: readonly string[]): Promise<void> {
+  const content: Message["content"] = images.length
+    ? [{ type: "text", text }, ...images.map((url): Part => ({ type: "image_url", image_url: { url } }))]
+    : text;
+  const user = showUser(text, images);
   const out = bubble("assistant");
   const thinking = document.createElement("details");
   thinking.hidden = true;
@@ -131,14 +194,39 @@ async function submit(): Promise<void> {
   thinking.append(reasoning);
   const answer = document.createElement("div");
   answer.className = "content";
-  out.append(thinking, answer);
+  const stats = document.createElement("div");
+  stats.className = "stats";
+  out.append(thinking, answer, stats);
 
+  const system = settings.system.value.trim();
+  const messages: Message[] = [
+    ...(system ? [{ role: "system" as const, content: system }] : []),
+    ...history,
+    { role: "user", content },
+  ];
   const controller = new AbortController();
   setRunning(controller);
+  let raw = "";
+  let frame = 0;
+  const draw = () => {
+    frame = 0;
+    render(answer, raw);
+    log.scrollTop = log.scrollHeight;
+  };
+  const started = performance.now();
+  let firstToken: number | undefined;
+  let usage: { prompt_tokens: number; completion_tokens: number } | undefined;
+  let failed = false;
   try {
     const response = await api("v1/chat/completions", {
       method: "POST",
-      body: JSON.stringify({ model, messages: history, stream: true }),
+      body: JSON.stringify({
+        model,
+        messages,
+        stream: true,
+        stream_options: { include_usage: true },
+        ...requestSettings(),
+      }),
       signal: controller.signal,
     });
     if (!response.ok || !response.body) {
@@ -149,16 +237,27 @@ async function submit(): Promise<void> {
       if (data === "[DONE]") break;
       const chunk = JSON.parse(data);
       if (chunk.error) throw new Error(chunk.error.message);
+      if (chunk.usage) usage = chunk.usage;
       const delta = chunk.choices?.[0]?.delta ?? {};
       if (delta.reasoning_content) {
         thinking.hidden = false;
         reasoning.textContent += delta.reasoning_content;
       }
-      if (delta.content) answer.textContent += delta.content;
-      for (const call of delta.tool_calls ?? []) {
-        answer.textContent += `\n[tool call ${call.function?.name}(${call.function?.arguments ?? ""})]`;
+      if (delta.content) {
+        firstToken ??= performance.now();
+        raw += delta.content;
       }
-      log.scrollTop = log.scrollHeight;
+      for (const call of delta.tool_calls ?? []) {
+        raw += `\n\n\`tool call: ${call.function?.name}(${call.function?.arguments ?? ""})\``;
+      }
+      // Re-render at most once a frame: parsing the whole answer per token would be quadratic work per frame.
+      frame ||= requestAnimationFrame(draw);
+    }
+    if (usage) {
+      const seconds = (performance.now() - (firstToken ?? started)) / 1000;
+      const tps = seconds > 0 && usage.completion_tokens > 1 ? usage.completion_tokens / seconds : undefined;
+      stats.textContent = `${usage.completion_tokens} tokens` +
+        (tps !== undefined ? ` · ${tps.toFixed(1)} tok/s` : "") + ` · prompt ${usage.prompt_tokens}`;
     }
   } catch (e) {
     const note = document.createElement("div");
@@ -166,15 +265,40 @@ async function submit(): Promise<void> {
       note.className = "note";
       note.textContent = "(stopped)";
     } else {
+      failed = true;
       note.className = "error";
-      note.textContent = `error: ${e instanceof Error ? e.message : e}`;
+      note.textContent = `error: ${e instanceof Error ? e.message : e} `;
+      const retry = document.createElement("button");
+      retry.type = "button";
+      retry.className = "retry";
+      retry.textContent = "Retry";
+      retry.addEventListener("click", () => {
+        if (running) return;
+        user.remove();
+        out.remove();
+        turn(text, images);
+      });
+      note.append(retry);
     }
     out.append(note);
   } finally {
-    history.push({ role: "assistant", content: answer.textContent ?? "" });
+    if (frame) cancelAnimationFrame(frame);
+    render(answer, raw);
+    // A failed turn stays on screen (with its retry) but not in the history the next request sends.
+    if (!failed) history.push({ role: "user", content }, { role: "assistant", content: raw });
+    else out.dataset.failed = "true";
     out.dataset.done = "true";
     setRunning(undefined);
   }
+}
+
+function startNewChat(): void {
+  running?.abort();
+  history = [];
+  pending = [];
+  attachments.replaceChildren();
+  log.replaceChildren();
+  prompt.focus();
 }
 
 form.addEventListener("submit", (e) => {
@@ -188,6 +312,11 @@ prompt.addEventListener("keydown", (e) => {
   }
 });
 stop.addEventListener("click", () => running?.abort());
+newChat.addEventListener("click", startNewChat);
+for (const el of Object.values(settings)) {
+  el.addEventListener("input", saveSettings);
+  el.addEventListener("change", saveSettings);
+}
 file.addEventListener("change", () => {
   attach(file.files ?? []);
   file.value = "";
@@ -204,4 +333,5 @@ for (const target of [form, log]) {
     attach(e.dataTransfer?.files ?? []);
   });
 }
+loadSettings();
 connect();

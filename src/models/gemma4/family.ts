@@ -17,6 +17,7 @@ import { encodeGemma4MediaPrompt, type Gemma4VisionSupport } from "./media.ts";
 import { loadGemma4Multimodal } from "./multimodal.ts";
 import { Gemma4ImageProcessorConfig, Gemma4VideoProcessorConfig } from "./processor.ts";
 import { Gemma4ResponseParser, gemma4ResponseTokens } from "./response.ts";
+import { gemma4ToolCallFormat } from "./tool_grammar.ts";
 import { hasGemma4Vision, parseGemma4VisionConfig } from "./vision_config.ts";
 
 /** Gemma 4's response parser over `tokenizer`, when it has the response markers (undefined otherwise). */
@@ -36,7 +37,13 @@ export const gemma4: Family = {
     if (c.format !== "hf") throw new ConfigError(c.path, ["Gemma 4 loads from checkpoint directories only"]);
     const tokenizer = await Tokenizer.fromFiles(c.path);
     const defaults = samplingDefaults(readOptionalJson(join(c.path, "generation_config.json")));
-    const parts = { tokenizer, defaults, responseParser: gemma4ResponseParserFor(tokenizer) };
+    const parts = {
+      tokenizer,
+      defaults,
+      responseParser: gemma4ResponseParserFor(tokenizer),
+      // Constrained tool calls need the markers as tokens of their own, as the parser does.
+      toolCallFormat: gemma4ResponseTokens(tokenizer) ? gemma4ToolCallFormat : undefined,
+    };
     if (!hasGemma4Vision(c.config)) return { ...parts, lm: loadGemma4Text(backend, c.path, options) };
     // The image and video processor settings of the checkpoint (Gemma 4's shipped ones without the files).
     const pre = readOptionalJson(join(c.path, "preprocessor_config.json"));
