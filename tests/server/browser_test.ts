@@ -285,6 +285,20 @@ Deno.test({
       await page.emulateMedia({ colorScheme: "light" });
       await page.screenshot({ path: `${shots}/phone-light.png`, fullPage: true });
       console.log(`screenshots: ${shots}`);
+
+      // A video file is attached as a video_url part (this scripted model takes no video: the server's 400 shows).
+      const mp4 = new Uint8Array([0, 0, 0, 24, 102, 116, 121, 112, 105, 115, 111, 109]); // an "ftyp" box header
+      await page.setInputFiles("#file", { name: "clip.mp4", mimeType: "video/mp4", buffer: Buffer.from(mp4) });
+      await page.waitForFunction(`document.querySelectorAll("#attachments video").length === 1`);
+      await page.fill("#prompt", "What happens?");
+      await page.click("#send");
+      await page.waitForFunction(
+        `document.querySelectorAll(".retry").length >= 1 || document.querySelector(".msg.assistant[data-done]:last-child")`,
+      );
+      const lastUser = sentMessages().at(-1)!.content as unknown as { type: string; video_url?: { url: string } }[];
+      assert.deepEqual(lastUser.map((p) => p.type), ["text", "video_url"]);
+      assert.ok(lastUser[1].video_url!.url.startsWith("data:video/mp4;base64,"));
+      assert.equal(await page.locator(".msg.user video").count(), 1, "the video shows in the conversation");
     } finally {
       await browser.close();
       await server.shutdown();

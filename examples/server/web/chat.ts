@@ -12,7 +12,10 @@
 import { marked } from "marked";
 import DOMPurify from "dompurify";
 
-type Part = { type: "text"; text: string } | { type: "image_url"; image_url: { url: string } };
+type Part =
+  | { type: "text"; text: string }
+  | { type: "image_url"; image_url: { url: string } }
+  | { type: "video_url"; video_url: { url: string } };
 interface Message {
   role: "system" | "user" | "assistant";
   content: string | Part[];
@@ -118,17 +121,37 @@ function render(el: HTMLElement, text: string): void {
   el.innerHTML = DOMPurify.sanitize(marked.parse(text, { async: false, gfm: true, breaks: true }));
 }
 
+/** A preview of an attached image or video (data URL), for the composer and the conversation. */
+function preview(url: string, name = ""): HTMLElement {
+  if (url.startsWith("data:video/")) {
+    const video = document.createElement("video");
+    video.src = url;
+    video.muted = true;
+    video.controls = true;
+    video.title = name;
+    return video;
+  }
+  const img = document.createElement("img");
+  img.src = url;
+  img.alt = name;
+  return img;
+}
+
+/** A message part for an attachment: videos go as video_url (Gemma 4 checkpoints with vision), images as image_url. */
+function mediaPart(url: string): Part {
+  return url.startsWith("data:video/")
+    ? { type: "video_url", video_url: { url } }
+    : { type: "image_url", image_url: { url } };
+}
+
 function attach(files: Iterable<File>): void {
   for (const f of files) {
-    if (!f.type.startsWith("image/")) continue;
+    if (!f.type.startsWith("image/") && !f.type.startsWith("video/")) continue;
     const reader = new FileReader();
     reader.onload = () => {
       const url = String(reader.result);
       pending.push(url);
-      const img = document.createElement("img");
-      img.src = url;
-      img.alt = f.name;
-      attachments.append(img);
+      attachments.append(preview(url, f.name));
     };
     reader.readAsDataURL(f);
   }
@@ -162,11 +185,7 @@ function setRunning(controller: AbortController | undefined): void {
 function showUser(text: string, images: readonly string[]): HTMLElement {
   const user = bubble("user");
   user.textContent = text;
-  for (const url of images) {
-    const img = document.createElement("img");
-    img.src = url;
-    user.append(img);
-  }
+  for (const url of images) user.append(preview(url));
   return user;
 }
 
@@ -182,9 +201,7 @@ async function submit(): Promise<void> {
 
 /** One exchange: the user's message, the streamed answer; on failure, the turn is taken back and can be retried. */
 async function turn(text: string, images: readonly string[]): Promise<void> {
-  const content: Message["content"] = images.length
-    ? [{ type: "text", text }, ...images.map((url): Part => ({ type: "image_url", image_url: { url } }))]
-    : text;
+  const content: Message["content"] = images.length ? [{ type: "text", text }, ...images.map(mediaPart)] : text;
   const user = showUser(text, images);
   const out = bubble("assistant");
   const thinking = document.createElement("details");
