@@ -61,7 +61,8 @@ Deno.test({
     const ourModel = ours.model as unknown as typeof realModel;
     // Compared entry by entry: assert.deepEqual takes minutes on a 262,144-key object.
     const realEntries = Object.entries(realModel.vocab);
-    assert.equal(Object.keys(ourModel.vocab).length, realEntries.length);
+    const size = Object.keys(ourModel.vocab).length;
+    assert.equal(size, realEntries.length);
     const wrong = realEntries.filter(([token, id]) => ourModel.vocab[token] !== id);
     assert.deepEqual(wrong.slice(0, 5), [], `${wrong.length} vocabulary entries differ`);
     assert.equal(ourModel.merges.length, realModel.merges.length);
@@ -79,7 +80,7 @@ Deno.test({
     // As JSON text: assert.deepEqual is very slow on thousands of objects.
     assert.equal(
       JSON.stringify(ours.added_tokens),
-      JSON.stringify(real.added_tokens!.filter((t) => t.id < Object.keys(ourModel.vocab).length)),
+      JSON.stringify(real.added_tokens!.filter((t) => t.id < size)),
     );
   },
 });
@@ -104,19 +105,23 @@ Deno.test({
       const stream = new StreamDecoder(tok);
       assert.equal(c.ids.map((id) => stream.push(id)).join("") + stream.flush(), c.decoded, `${label} streamed`);
     }
-    for (const c of REFERENCE.encode) {
+    // Strings holding <image_soft_token> (262144) are left out: the text checkpoint's vocabulary ends before it.
+    const inVocab = (ids: number[]) => ids.every((id) => id < tok.vocabSize);
+    assert.ok(REFERENCE.encode.filter((c) => inVocab(c.ids)).length >= REFERENCE.encode.length - 3);
+    for (const c of REFERENCE.encode.filter((c) => inVocab(c.ids))) {
       assert.deepEqual(tok.encode(c.text), c.ids, JSON.stringify(c.text));
       assert.deepEqual(tok.encode(c.text, { addSpecialTokens: false }), c.ids_no_special, JSON.stringify(c.text));
-      assert.equal(tok.decode(c.ids), c.decoded, `${JSON.stringify(c.text)} decoded`);
+      assert.equal(tok.decode(c.ids_no_special), c.decoded, `${JSON.stringify(c.text)} decoded`);
     }
     for (const c of REFERENCE.decode) {
       if (c.ids.some((id) => id >= tok.vocabSize)) continue; // ids only the multimodal vocabulary has
       assert.equal(tok.decode(c.ids), c.text, JSON.stringify(c.ids));
+      assert.equal(tok.decode(c.ids, { skipSpecialTokens: true }), c.text_skip_special, `${c.ids} skipping specials`);
     }
     // The 270M file is a base model's: no template of its own, so Gemma 3's turn format is used.
     using file = openGguf(gguf.path!);
     assert.equal(file.has("tokenizer.chat_template"), false);
-    for (const c of [...REAL_IDS.chat, ...REFERENCE.chat]) {
+    for (const c of [...REAL_IDS.chat, ...REFERENCE.chat].filter((c) => inVocab(c.ids))) {
       const options = { addGenerationPrompt: c.add_generation_prompt };
       assert.equal(tok.applyChatTemplate(c.messages as ChatMessage[], options), c.text, c.name);
       assert.deepEqual(tok.encodeChat(c.messages as ChatMessage[], options), c.ids, `${c.name} ids`);
