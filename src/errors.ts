@@ -326,6 +326,29 @@ export class HubNotFoundError extends HubHttpError {
   }
 }
 
+/**
+ * A GGUF repo id's `:tag` (a quant such as Q4_K_M, or a file name) names no single model file of the repo;
+ * `available` lists the repo's model GGUFs (projector files left out) for the message and the caller.
+ */
+export class GgufNotInRepoError extends HubError {
+  override name = "GgufNotInRepoError";
+  constructor(op: string, readonly repoId: string, readonly tag: string, readonly available: string[], why: string) {
+    super(op, `${repoId}:${tag} ${why}; the repo's GGUF files: ${available.length ? available.join(", ") : "none"}`, {
+      hint: available.length
+        ? `write ${repoId}:<quant> with one of ${
+          [...new Set(available.map(quantTag).filter(Boolean))].join(", ") || "the files above"
+        }, or ${repoId}:<file>.gguf`
+        : "this repo has no .gguf files; drop the :tag to download the checkpoint directory",
+    });
+  }
+}
+
+/** The quant tag of a GGUF file name ("gemma-3-1b-it-Q4_K_M.gguf" → "Q4_K_M"), or "" when none is seen. */
+function quantTag(path: string): string {
+  return /(?:^|[-_.])((?:I?Q\d[\w]*|F16|BF16|F32|MXFP4)(?:_[A-Z0-9]+)*)\.gguf$/i.exec(path.split("/").pop()!)?.[1] ??
+    "";
+}
+
 /** The hub could not be reached at all; `tried` lists each address (and the cache) with its failure. */
 export class HubUnreachableError extends HubError {
   override name = "HubUnreachableError";

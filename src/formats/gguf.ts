@@ -225,8 +225,10 @@ class HeaderReader {
   #buf = new Uint8Array(0);
   #view = new DataView(this.#buf.buffer);
   #bufStart = 0;
-  readonly #utf8 = new TextDecoder("utf-8", { fatal: true });
-  readonly #lossy = new TextDecoder("utf-8");
+  // ignoreBOM keeps a leading U+FEFF: TextDecoder drops it by default, which turned Gemma's vocabulary entries
+  // "\uFEFF#" into "#" (a duplicate of another token) and "\uFEFF" into "".
+  readonly #utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+  readonly #lossy = new TextDecoder("utf-8", { ignoreBOM: true });
 
   constructor(readonly path: string, readonly file: Deno.FsFile, readonly size: number) {}
 

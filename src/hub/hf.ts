@@ -9,7 +9,7 @@
 import { createHash, type Hash } from "node:crypto";
 import { dirname, join, relative } from "node:path";
 import { GemmakitError } from "../errors.ts";
-import { HubError, HubHttpError, HubUnreachableError, IntegrityError } from "../errors.ts";
+import { GgufNotInRepoError, HubError, HubHttpError, HubUnreachableError, IntegrityError } from "../errors.ts";
 import { diskOp, hashPrefix, removeQuietly, statOrNull, withFileLock, writeAll, writeTextAtomic } from "../fs.ts";
 import { ConnectionFailed, type HubContext, hubFetch, isTransient, normalizeEtag } from "./hf_http.ts";
 import { type ProgressCallback, stderrProgress } from "./progress.ts";
@@ -42,6 +42,8 @@ export interface DownloadRepoOptions {
   allowPatterns?: readonly string[];
   /** fnmatch patterns of paths to leave out even when allowed. */
   ignorePatterns?: readonly string[];
+  /** Narrows the allowed paths once the revision's listing is known (a GGUF repo's one quant file). */
+  selectFiles?: (paths: readonly string[]) => readonly string[];
   /** Receives progress instead of the bar on stderr. */
   onProgress?: ProgressCallback;
   /** Resumes after a dropped connection or a 5xx, per file; default 5. */
@@ -84,6 +86,80 @@ export function parseRepoId(spec: string): { repoId: string; revision?: string }
     });
   }
   return { repoId, revision };
+}
+
+const GGUF_OP = "downloadGguf";
+const stem = (path: string) => path.split("/").pop()!.replace(/\.gguf$/i, "");
+
+/**
+ * The one model file of a GGUF repo that `tag` names, from the repo's paths: a file name (`x.gguf`, or its path
+ * in the repo), or a quant tag matched case-insensitively as a whole part of the name, as llama.cpp's `-hf
+ * owner/repo:Q4_K_M` and Ollama's `hf.co/owner/repo:Q4_K_M` do (`Q4_K_M` → `gemma-3-1b-it-Q4_K_M.gguf`).
+ * Projector files (`mmproj*`) are never picked by a quant tag.
+ * @throws GgufNotInRepoError when nothing or more than one file matches, listing the repo's GGUF files
+ */
+export function pickGgufFile(repoId: string, tag: string, paths: readonly string[]): string {
+  const ggufs = paths.filter((p) => /\.gguf$/i.test(p)).sort();
+  const models = ggufs.filter((p) => !/mmproj/i.test(p.split("/").pop()!));
+  const fail = (why: string) => new GgufNotInRepoError(GGUF_OP, repoId, tag, models, why);
+  if (/\.gguf$/i.test(tag)) {
+    const hits = ggufs.filter((p) => p === tag || p.split("/").pop() === tag);
+    if (hits.length === 1) return hits[0];
+    throw fail(hits.length ? `matches ${hits.join(" and ")}; give the path in the repo` : "is not a file of the repo");
+  }
+  const escaped = tag.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const part = new RegExp(`(?:^|[-_.])${escaped}(?:[-_.]|$)`, "i");
+  let hits = models.filter((p) => part.test(stem(p)));
+  // "Q4_K" also matches "Q4_K_M" as a part; a file that ends with the tag itself is the closer match.
+  if (hits.length > 1) {
+    const exact = hits.filter((p) => new RegExp(`(?:^|[-_.])${escaped}$`, "i").test(stem(p)));
+    if (exact.length > 0) hits = exact;
+  }
+  if (hits.length === 1) return hits[0];
+  if (hits.length === 0) throw fail("matches no GGUF file");
+  if (hits.every((p) => /-\d{5}-of-\d{5}$/.test(stem(p)))) {
+    throw fail(
+      `is split into ${hits.length} files; gemmakit reads single-file GGUFs (merge them with llama-gguf-split)`,
+    );
+  }
+  throw fail(`matches ${hits.length} files (${hits.join(", ")}); name the file instead`);
+}
+
+/**
+ * Downloads one GGUF file of a repo (`org/name[@revision]`) into the Hugging Face cache and returns its path in
+ * the snapshot; `tag` is a quant (`Q4_K_M`) or a file name (see {@link pickGgufFile}). Only that file is fetched.
+ * When the hub cannot be reached, the file is picked from the cached snapshot.
+ * @example
+ * ```ts
+ * const path = await downloadGguf("ggml-org/gemma-3-1b-it-GGUF", "Q4_K_M");
+ * ```
+ */
+export async function downloadGguf(repoSpec: string, tag: string, options: DownloadRepoOptions = {}): Promise<string> {
+  const { repoId } = parseRepoId(repoSpec);
+  if (!/^[\w.\/-]+$/.test(tag) || tag.includes("..")) {
+    throw new GemmakitError(GGUF_OP, `"${tag}" is not a quant tag or GGUF file name`, {
+      hint: `write ${repoId}:Q4_K_M or ${repoId}:<file>.gguf`,
+    });
+  }
+  let picked: string | undefined;
+  const snapshot = await downloadRepo(repoSpec, {
+    ...options,
+    allowPatterns: ["*.gguf"],
+    selectFiles: (paths) => [picked = pickGgufFile(repoId, tag, paths)],
+  });
+  // The listing was not fetched (offline, or the hub unreachable): pick among what the cached snapshot holds.
+  picked ??= pickGgufFile(repoId, tag, await snapshotFiles(snapshot));
+  return join(snapshot, ...picked.split("/"));
+}
+
+async function snapshotFiles(dir: string, prefix = ""): Promise<string[]> {
+  const out: string[] = [];
+  for await (const e of Deno.readDir(join(dir, prefix))) {
+    const rel = prefix ? `${prefix}/${e.name}` : e.name;
+    if (e.isDirectory) out.push(...await snapshotFiles(dir, rel));
+    else out.push(rel);
+  }
+  return out;
 }
 
 /**
@@ -138,9 +214,13 @@ export async function downloadRepo(repoSpec: string, options: DownloadRepoOption
   const commit = info.sha;
   const allow = (options.allowPatterns ?? DEFAULT_ALLOW_PATTERNS).map(globToRegExp);
   const ignore = (options.ignorePatterns ?? []).map(globToRegExp);
-  const wanted = info.siblings.filter((s) =>
+  let wanted = info.siblings.filter((s) =>
     allow.some((re) => re.test(s.rfilename)) && !ignore.some((re) => re.test(s.rfilename))
   );
+  if (options.selectFiles) {
+    const selected = new Set(options.selectFiles(wanted.map((s) => s.rfilename)));
+    wanted = wanted.filter((s) => selected.has(s.rfilename));
+  }
   const snapshot = join(storage, "snapshots", commit);
   let fetched = 0;
   for (const sibling of wanted) {

