@@ -9,7 +9,7 @@ export const NATIVE_SOURCES: {
   files: [string, string][];
 } = {
   version: "0.1.0",
-  sha256: "47320d64c16d3bfd9367c62c30686393c5c553790efe7e5fd7247f0010524e36",
+  sha256: "c055f9aee4bb61f26dac083ce689d4a7742667066a68862d18570265baaf6f46",
   files: [
     ["kernels/common/dtype.h", "51097132b4a0752ddd93fc62dc6dac1a46f70c14b8b2d18bf166e8ea230a774b"],
     ["kernels/common/error.cpp", "16d996224683479f1bfab036cc33a4cb56589112885bf3a1d9936632ae48064c"],
@@ -18,7 +18,7 @@ export const NATIVE_SOURCES: {
     ["kernels/common/sampling.h", "6570c3083ba9a3b75e49474b41f4da51c6cc57daf17ae9aa5a9c5a97e741fdb0"],
     ["kernels/common/validate.h", "bd48c56cc5a392248cd4a68c309a103e98214aedffb34a4bc347e64580259eb9"],
     ["kernels/cpu/argmax.cpp", "8d58436f57d987d546f9a195be69fea0cbfd2150aefbc3a9fed6b5fceb7a6a7d"],
-    ["kernels/cpu/attention_decode.cpp", "502f1e038b9fcafc563a015c16f14b2843474bff3e2fa010a5fe08ec03ab65db"],
+    ["kernels/cpu/attention_decode.cpp", "05160048bf08af04898867eaf16769b485789a70a91db10db29339fc8c4e0669"],
     ["kernels/cpu/attention_prefill.cpp", "39610353663cfb0f3daa1cb6a334389c0c9b08e07c200cb38361580ac58a63ff"],
     ["kernels/cpu/avg_pool2d.cpp", "705651fa17c1eeaba10160f96a7f6afa534feb507b375a85585ba061b1c05223"],
     ["kernels/cpu/clamp.cpp", "0385939debcd4e9cf7ef8c8c2a7eef52ff29f22c2944eff8ceabce1d28e58bfa"],
@@ -28,9 +28,11 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/gather_sum.cpp", "343b3e0d88a0e77326aa979ec67668c42ffb2372ed8cf058da1019031107776b"],
     ["kernels/cpu/kv_cache_write.cpp", "86990e09320fbf192230c96abc269289aa6ce3425ca5a821cf0fc027767af5ca"],
     ["kernels/cpu/layer_norm.cpp", "71da9959d48a20ee3f1414af319ac6266e0a2291059c8b33567ece4326ba534a"],
-    ["kernels/cpu/linear.cpp", "9bae69073fad5b91dc6f9439f302eca5e153dc664e4cc91cc197f9ca7b5eb8fd"],
+    ["kernels/cpu/linear.cpp", "3f7b4624ffe9279ac889fa248c45e8ce1484957e86ca9ad2f3dfd7536828713f"],
     ["kernels/cpu/moe.cpp", "3e84064843cb27eda73a65f6cec8732661d98fb96d25f2bb3f54d77850a4cbfa"],
     ["kernels/cpu/patch_extract.cpp", "526f05411a682855fa688e8805364c58caba991bdcfb782c68a7fc589ee6aa82"],
+    ["kernels/cpu/pool.cpp", "7a6c624b02e50c3c0c24e84fad00b91f09467852b92556513b30e5e06c66ae77"],
+    ["kernels/cpu/pool.h", "1d0fb9dc0bf2d7fdf08291289db402be07777134252bca7176d32bf847331644"],
     ["kernels/cpu/program.cpp", "4bed208a2e8dbc702d2d7ee10a6dd21244eca81b61ce58cb04126431df697224"],
     ["kernels/cpu/quant.h", "aae034177c154a22b774b2e87fe827215e93f71c230e857f1b58721b5a61e795"],
     ["kernels/cpu/rms_norm.cpp", "66907e24dcc606530c18ec2e6883d26e7718253f94342d5fec802a86d831bf13"],
