@@ -15,6 +15,7 @@
 
 #include "../common/error.h"
 #include "cpu.h"
+#include "pool.h"
 #include "simd.h"
 
 namespace {
@@ -138,18 +139,17 @@ GK_API gk_status gk_attention_decode(gk_stream* s, const float* q, const float* 
   // Per task and q head of its group: [mx, sum] and acc [head_dim].
   std::vector<float> stats((size_t)tasks * group * 2), accs((size_t)tasks * group * hd);
   const bool par = tasks > 1 && n_keys * q_heads * hd > 32768;
-#pragma omp parallel if (par)
-  {
+  // On the decode pool (pool.h): see there why not OpenMP.
+  gk::cpu::pool_for(par ? (int)threads : 1, [&](int th, int nth) {
     std::vector<float> p((size_t)group * max_slice);
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < tasks; ++t) {
+    for (int64_t t = tasks * th / nth; t < tasks * (th + 1) / nth; ++t) {
       const int kvh = (int)(t / slices);
       const int64_t c = t % slices;
       const int64_t p0 = first + n_keys * c / slices, p1 = first + n_keys * (c + 1) / slices;
       float* st = stats.data() + (size_t)t * group * 2;
       slice(a, kvh, p0, p1, p.data(), st, st + group, accs.data() + (size_t)t * group * hd);
     }
-  }
+  });
   // Merge slices: out = Σ_c e^(mx_c - M) acc_c / Σ_c e^(mx_c - M) sum_c.
   for (int h = 0; h < q_heads; ++h) {
     const int kvh = h / group, g = h % group;

@@ -20,6 +20,7 @@
 
 #include "../common/error.h"
 #include "cpu.h"
+#include "pool.h"
 #include "quant.h"
 #include "simd.h"
 
@@ -507,21 +508,25 @@ inline void stream_rows(const float* x, const void* w, const void* bias, int64_t
 
 // This thread's share of W's rows: contiguous ranges keep each thread on a few sequential streams.
 template <int M>
-inline std::pair<int64_t, int64_t> thread_rows(int64_t n) {
+inline std::pair<int64_t, int64_t> thread_rows(int64_t n, int64_t t, int64_t nt) {
   constexpr int R = rows_per_block<M>();
-  const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
   const int64_t blocks = (n + R - 1) / R;
   return {blocks * t / nt * R, std::min(n, blocks * (t + 1) / nt * R)};
 }
+template <int M>
+inline std::pair<int64_t, int64_t> thread_rows(int64_t n) {
+  return thread_rows<M>(n, omp_get_thread_num(), omp_get_num_threads());
+}
 
+// On the decode pool (pool.h), not OpenMP: decode runs ~150 of these short products per token, and OpenMP's
+// spinning hand-offs collapse when the cores are shared.
 template <int DT, int M>
 void gemv(const float* x, const void* w, const void* bias, int64_t n, int64_t k, float* y) {
   const bool par = n * k * M >= (1 << 15) && n >= 2 * rows_per_block<M>();
-#pragma omp parallel if (par)
-  {
-    const auto [r0, r1] = thread_rows<M>(n);
+  gk::cpu::pool_for(par ? omp_get_max_threads() : 1, [&](int t, int nt) {
+    const auto [r0, r1] = thread_rows<M>(n, t, nt);
     stream_rows<DT, M>(x, w, bias, r0, r1, n, k, y);
-  }
+  });
 }
 
 // W rows [r0, r1) against g <= 8 rows of x.

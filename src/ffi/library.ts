@@ -60,6 +60,25 @@ export function cString(ptr: Deno.PointerValue): string {
 
 const opened = new Map<BackendKind, NativeLibrary>();
 
+/**
+ * libgomp reads its wait policy once, when the CPU library's dlopen loads it. Unset, its idle threads spin
+ * ~300k pause loops between parallel regions; on cores shared with other processes a spinning thread burns the
+ * timeslice its descheduled partner needs. Measured 2026-12-02 on 2 shared vCPUs (load average 7-8), Gemma 3
+ * 270M Q4_K_M prefill of 32 / 128 tokens: 22-23 / 45-47 tok/s by default, 227-265 / 260-477 with
+ * GOMP_SPINCOUNT=1000 (a few microseconds of spinning, then a futex sleep). The user's own OMP_WAIT_POLICY or
+ * GOMP_SPINCOUNT wins; without env permission libgomp keeps its default. (Decode's sections run on the library's
+ * own pool, kernels/cpu/pool.h.)
+ */
+function shortOpenMpSpin(): void {
+  try {
+    if (Deno.env.get("OMP_WAIT_POLICY") === undefined && Deno.env.get("GOMP_SPINCOUNT") === undefined) {
+      Deno.env.set("GOMP_SPINCOUNT", "1000");
+    }
+  } catch {
+    // No --allow-env: keep libgomp's default.
+  }
+}
+
 /** Opens the library of one backend. Throws LibraryError when it is missing, stale or has no device. */
 export function openLibrary(kind: BackendKind): NativeLibrary {
   const cached = opened.get(kind);
@@ -76,6 +95,7 @@ export function openLibrary(kind: BackendKind): NativeLibrary {
         : BUILD_HINT,
     });
   }
+  if (kind === "cpu") shortOpenMpSpin();
   let dylib: Deno.DynamicLibrary<typeof symbols>;
   try {
     dylib = Deno.dlopen(path, symbols);

@@ -9,7 +9,7 @@ export const NATIVE_SOURCES: {
   files: [string, string][];
 } = {
   version: "0.1.0",
-  sha256: "fbc5ad9b0b99ff38e46e574ef51970f7a1151c82c20d57b75243c2dcb76551ba",
+  sha256: "8cfe52758c2cfa020725fc54c239b811ee17c1c8987fc854614eb3014a30c71c",
   files: [
     ["kernels/common/dtype.h", "423672a9860bbfc1620995b00bd2b45de6ad4082fd748c94483cc620b15d6ec5"],
     ["kernels/common/error.cpp", "16d996224683479f1bfab036cc33a4cb56589112885bf3a1d9936632ae48064c"],
@@ -18,7 +18,7 @@ export const NATIVE_SOURCES: {
     ["kernels/common/sampling.h", "d5a06ee12ffac95cee2c0415d094efff717ab69848e8b02bf59eef451f7e93e8"],
     ["kernels/common/validate.h", "b276f5d86497681d85de43a89ac0b63752e575e5c829dc82d371d5d374e3de7e"],
     ["kernels/cpu/argmax.cpp", "8d58436f57d987d546f9a195be69fea0cbfd2150aefbc3a9fed6b5fceb7a6a7d"],
-    ["kernels/cpu/attention_decode.cpp", "502f1e038b9fcafc563a015c16f14b2843474bff3e2fa010a5fe08ec03ab65db"],
+    ["kernels/cpu/attention_decode.cpp", "05160048bf08af04898867eaf16769b485789a70a91db10db29339fc8c4e0669"],
     ["kernels/cpu/attention_prefill.cpp", "39610353663cfb0f3daa1cb6a334389c0c9b08e07c200cb38361580ac58a63ff"],
     ["kernels/cpu/avg_pool2d.cpp", "705651fa17c1eeaba10160f96a7f6afa534feb507b375a85585ba061b1c05223"],
     ["kernels/cpu/clamp.cpp", "0385939debcd4e9cf7ef8c8c2a7eef52ff29f22c2944eff8ceabce1d28e58bfa"],
@@ -28,11 +28,13 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/gather_sum.cpp", "343b3e0d88a0e77326aa979ec67668c42ffb2372ed8cf058da1019031107776b"],
     ["kernels/cpu/kv_cache_write.cpp", "86990e09320fbf192230c96abc269289aa6ce3425ca5a821cf0fc027767af5ca"],
     ["kernels/cpu/layer_norm.cpp", "71da9959d48a20ee3f1414af319ac6266e0a2291059c8b33567ece4326ba534a"],
-    ["kernels/cpu/linear.cpp", "318096931df93a6f2bc7678ad98a858fe381883f9d152707ddec94daf11a7143"],
+    ["kernels/cpu/linear.cpp", "68662c63440fa9f23b91c5e5f71644265c4f3b82c9862ee289ba78d3b331e078"],
     ["kernels/cpu/logits_process.cpp", "a0202bb03fa6fbd533677ab1155c2d19fb666e1275437e8bc543ee011668384a"],
     ["kernels/cpu/logprobs.cpp", "d671988cef3ab6b39f06f74bb743ecdf2e1480d8ed43e24375f9501a0da7eba2"],
     ["kernels/cpu/moe.cpp", "3e84064843cb27eda73a65f6cec8732661d98fb96d25f2bb3f54d77850a4cbfa"],
     ["kernels/cpu/patch_extract.cpp", "526f05411a682855fa688e8805364c58caba991bdcfb782c68a7fc589ee6aa82"],
+    ["kernels/cpu/pool.cpp", "7a6c624b02e50c3c0c24e84fad00b91f09467852b92556513b30e5e06c66ae77"],
+    ["kernels/cpu/pool.h", "1d0fb9dc0bf2d7fdf08291289db402be07777134252bca7176d32bf847331644"],
     ["kernels/cpu/program.cpp", "4bed208a2e8dbc702d2d7ee10a6dd21244eca81b61ce58cb04126431df697224"],
     ["kernels/cpu/quant.h", "c9135677192004e45ef4b54cd1c0d932d8b4c7aa1ae0c96059e03b79ca563d50"],
     ["kernels/cpu/rms_norm.cpp", "66907e24dcc606530c18ec2e6883d26e7718253f94342d5fec802a86d831bf13"],

@@ -202,9 +202,10 @@ async function measure(
   const result: LlamaCppResult = {
     prefillTokensPerSecond: median(runs.map((r) => r.prefillTokensPerSecond)),
     decodeTokensPerSecond: median(runs.map((r) => r.decodeTokensPerSecond)),
-    version: `llama.cpp ${release} (${repo}) via ${pkg}, ${llama.buildType} ${Deno.build.os}-${
-      Deno.build.arch === "x86_64" ? "x64" : Deno.build.arch
-    } CPU`,
+    version:
+      `llama.cpp ${release} (${repo}) via ${pkg}, ${llama.buildType} generic (not -march=native) ${Deno.build.os}-${
+        Deno.build.arch === "x86_64" ? "x64" : Deno.build.arch
+      } CPU`,
     bestPrefillTokensPerSecond: Math.max(...runs.map((r) => r.prefillTokensPerSecond)),
     bestDecodeTokensPerSecond: Math.max(...runs.map((r) => r.decodeTokensPerSecond)),
     medianTtftMs: median(runs.map((r) => r.ttftMs)),

@@ -6,10 +6,15 @@
  * A `.gguf` model runs through the GGUF loader (quantized weights kept quantized), and `--peer llama.cpp`
  * runs llama.cpp (node-llama-cpp, tests/bench/llama_cpp.ts) on the same file with the same prompt token ids,
  * thread count and token counts, and prints both engines' prefill and decode tokens/s and our ratio.
+ * `--peer llama.cpp-src` runs llama.cpp built from source with native flags (tests/bench/llama_cpp_src.ts:
+ * llama-bench) instead, in interleaved rounds (ours at every length, then llama-bench at every length, --runs
+ * times), and prints medians, ratios, decode as a % of a read-only stream's bandwidth, and the load average.
  *
  *   deno task bench --synthetic gemma3-270m [--prompt-tokens 128] [--decode-tokens 64] [--backend cpu] [--json PATH]
  *   deno task bench --model /path/gemma-3-270m-q4_k_m.gguf --backend cpu --peer llama.cpp \
  *     [--prompt-tokens 6,32,128,512] [--decode-tokens 64] [--runs 3] [--threads 2]
+ *   deno task bench --model /path/gemma-3-270m-q4_k_m.gguf --backend cpu --peer llama.cpp-src --threads 2 \
+ *     --prompt-tokens 16,32,64,128,512 --decode-tokens 128 --runs 5
  *
  * --threads sets OMP_NUM_THREADS for gemmakit's CPU library (read by bench.ts before the library loads) and
  * llama.cpp's thread count; default: all cores.
@@ -30,6 +35,7 @@ import type { BackendChoice } from "../../src/ffi/library.ts";
 import { Tokenizer } from "../../src/tokenizer/tokenizer.ts";
 import { gemma3Tokenizer } from "../../src/models/gemma3/tokenizer_files.ts";
 import { PROMPT_TEXT, runLlamaCpp } from "./llama_cpp.ts";
+import { buildLlamaCppSrc, llamaBenchRound, readBandwidth } from "./llama_cpp_src.ts";
 import { GEMMA4_SYNTHETIC, syntheticGemma4 } from "./gemma4_synthetic.ts";
 import type { Gemma3TextConfig } from "../../src/models/gemma3/config.ts";
 
@@ -168,8 +174,8 @@ if (!promptLengths.every((n) => Number.isInteger(n) && n >= 2) || !(decodeTokens
   Deno.exit(2);
 }
 const gguf = values.model?.endsWith(".gguf") ?? false;
-if (values.peer !== undefined && (values.peer !== "llama.cpp" || !gguf)) {
-  console.error("model bench: --peer llama.cpp needs --model FILE.gguf (the file both engines run)");
+if (values.peer !== undefined && (!["llama.cpp", "llama.cpp-src"].includes(values.peer) || !gguf)) {
+  console.error("model bench: --peer llama.cpp|llama.cpp-src needs --model FILE.gguf (the file both engines run)");
   Deno.exit(2);
 }
 using backend = Backend.open({ backend: values.backend as BackendChoice });
@@ -204,8 +210,8 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
-/** One warm-up, then `runs` timed runs of prefill + greedy decode; medians, as llama_cpp.ts measures. */
-function measure(prompt: number[]) {
+/** One warm-up, then `timedRuns` runs of prefill + greedy decode; medians, as llama_cpp.ts measures. */
+function measure(prompt: number[], timedRuns = runs) {
   const promptTokens = prompt.length;
   using ws = new Workspace(backend);
   const state = ws.get("state", [8], "i32");
@@ -224,7 +230,7 @@ function measure(prompt: number[]) {
   const ttft: number[] = [], decode: number[] = [];
   backend.resetPeak();
   try {
-    for (let r = 0; r <= runs; r++) {
+    for (let r = 0; r <= timedRuns; r++) {
       reset();
       const t0 = performance.now();
       {
@@ -260,8 +266,13 @@ function measure(prompt: number[]) {
   };
 }
 
-const bandwidth = measureBandwidth(backend);
 const threads = values.threads ? Number(values.threads) : navigator.hardwareConcurrency;
+if (values.peer === "llama.cpp-src") {
+  await srcPeerRounds();
+  model.dispose();
+  Deno.exit(0);
+}
+const bandwidth = measureBandwidth(backend);
 const modelName = values.model ?? `${values.synthetic} (synthetic bf16)`;
 const rows = [];
 console.log(
@@ -339,3 +350,74 @@ for (const length of promptLengths) {
 if (values.peer) console.log(`peer: ${rows[0].peer!.version}; flash attention ${rows[0].peer!.flashAttention}`);
 if (values.json) Deno.writeTextFileSync(values.json, JSON.stringify(rows.length === 1 ? rows[0] : rows, null, 2));
 model.dispose();
+
+/** Bytes of the KV cache the attention reads per decode token at `avgPos`, for `bytesPerValue` (4 ours, 2 f16). */
+function kvReadBytes(avgPos: number, bytesPerValue: number): number {
+  const t = c as Gemma3TextConfig;
+  return model.config.layers.reduce((sum, l) => {
+    const keys = l.window > 0 ? Math.min(avgPos, l.window) : avgPos;
+    return sum + 2 * keys * t.numKeyValueHeads * t.headDim * bytesPerValue;
+  }, 0);
+}
+
+/**
+ * --peer llama.cpp-src: `runs` interleaved rounds; each runs ours at every prompt length (one warm-up, one
+ * timed run) and then llama-bench at every length, so both see the same machine load. Medians over rounds.
+ */
+async function srcPeerRounds(): Promise<void> {
+  const build = await buildLlamaCppSrc();
+  const bw = await readBandwidth(build, threads);
+  const loads: number[][] = [Deno.loadavg()];
+  const ours = new Map<number, { prefill: number[]; decode: number[] }>();
+  const peer = new Map<number, { prefill: number[]; decode: number[] }>();
+  for (const p of promptLengths) ours.set(p, { prefill: [], decode: [] }), peer.set(p, { prefill: [], decode: [] });
+  const prompts = new Map<number, number[]>();
+  for (const p of promptLengths) prompts.set(p, await promptIds(p));
+  let cpuInfo = "";
+  for (let round = 0; round < runs; round++) {
+    for (const p of promptLengths) {
+      const r = measure(prompts.get(p)!, 1);
+      ours.get(p)!.prefill.push(r.prefillTokensPerSecond);
+      ours.get(p)!.decode.push(r.decodeTokensPerSecond);
+    }
+    const l = await llamaBenchRound(build, { gguf: values.model!, threads, prompts: promptLengths, decodeTokens });
+    cpuInfo = l.cpuInfo;
+    for (const p of promptLengths) {
+      peer.get(p)!.prefill.push(l.prefill.get(p) ?? NaN);
+      peer.get(p)!.decode.push(l.decode.get(p) ?? NaN);
+    }
+    loads.push(Deno.loadavg());
+    console.error(`round ${round + 1}/${runs} done; load ${Deno.loadavg().map((x) => x.toFixed(2)).join(" ")}`);
+  }
+  const f = (x: number) => x.toFixed(1);
+  const oneMinute = loads.map((l) => l[0]);
+  console.log(
+    `model ${values.model}, ${threads} threads, ${decodeTokens} decode tokens, medians of ${runs} interleaved rounds; ` +
+      `CPU ${cpuInfo}; read-only stream bandwidth ${(bw / 1e9).toFixed(1)} GB/s (${threads} threads); ` +
+      `1-min load average ${Math.min(...oneMinute).toFixed(2)}–${Math.max(...oneMinute).toFixed(2)} ` +
+      `(${navigator.hardwareConcurrency} CPUs)`,
+  );
+  console.log(`peer: ${build.version}`);
+  const header = "| prompt | gemmakit prefill tok/s | llama.cpp prefill tok/s | ratio | gemmakit decode tok/s | " +
+    "llama.cpp decode tok/s | ratio | gemmakit % of bound | llama.cpp % of bound |";
+  console.log(header);
+  console.log(header.replace(/[^|]+/g, (cell) => (cell.includes("prompt") ? " ---: " : " ---: ")));
+  const rows = [];
+  for (const p of promptLengths) {
+    const o = ours.get(p)!, q = peer.get(p)!;
+    const [op, od, qp, qd] = [median(o.prefill), median(o.decode), median(q.prefill), median(q.decode)];
+    const avgPos = p + decodeTokens / 2;
+    const oursBound = bw / (bytes + kvReadBytes(avgPos, 4)), peerBound = bw / (bytes + kvReadBytes(avgPos, 2));
+    console.log(
+      `| ${p} | ${f(op)} | ${f(qp)} | ${(op / qp).toFixed(2)}x | ${f(od)} | ${f(qd)} | ${(od / qd).toFixed(2)}x | ` +
+        `${(100 * od / oursBound).toFixed(0)}% | ${(100 * qd / peerBound).toFixed(0)}% |`,
+    );
+    rows.push({ prompt: p, ours: o, peer: q, oursBoundTps: oursBound, peerBoundTps: peerBound });
+  }
+  if (values.json) {
+    Deno.writeTextFileSync(
+      values.json,
+      JSON.stringify({ date: new Date().toISOString(), peer: build.version, bandwidth: bw, loads, rows }, null, 2),
+    );
+  }
+}

@@ -1,0 +1,231 @@
+/**
+ * llama.cpp built from its public source, as the strongest CPU peer: the sdist of llama-cpp-python at a pinned
+ * version (PyPI keeps every release; it vendors llama.cpp at a commit its changelog names) is downloaded with
+ * `pip download --no-binary :all:`, its vendor/llama.cpp is built with clang, `-DGGML_NATIVE=ON` (-march=native),
+ * OpenMP and the CPU backend only, and `llama-bench` runs on the GGUF. The node-llama-cpp peer
+ * (tests/bench/llama_cpp.ts) is a prebuilt generic binary; this one uses every instruction the host has.
+ *
+ *   deno task bench --model FILE.gguf --backend cpu --peer llama.cpp-src [--prompt-tokens 16,32,64,128,512] \
+ *     [--decode-tokens 128] [--runs 5] [--threads 2]                  # interleaved with gemmakit (model_bench.ts)
+ *   deno run -A tests/bench/llama_cpp_src.ts [--build-only] [--gguf FILE] [--threads 2]   # llama-bench alone
+ *
+ * Build cache: ~/.cache/gemmakit/peers/llama.cpp-<version>-<hash of flags and compiler>/ ($GEMMAKIT_PEER_CACHE
+ * overrides the parent), never inside the repository. It holds src/ (the vendored tree), build/ and bin/.
+ * Why clang: GCC 12 miscompiles llama.cpp's AMX path (the build is native, so a host with AMX compiles it);
+ * `apt-get install clang libomp-dev` when missing (without libomp ggml falls back to its own thread pool).
+ *
+ * Measurement: `llama-bench -o json -t T -r 1`, twice per round: `-p P1,P2,.. -n 0` (prompt processing of
+ * each length, one ubatch, no sampling) and `-p 0 -n N -d P1,P2,..` (N generated tokens after a context of each
+ * length, so decode is compared at the same depth as ours). llama-bench's own warm-up run precedes each test.
+ * Everything else is llama-bench's default: f16 KV cache, flash attention auto, mmap, batch 2048 / ubatch 512.
+ * Random token ids (llama-bench's), which do not change the speed of a dense model.
+ *
+ * The bandwidth bound: tests/bench/stream_read.c (built into the same cache), a read-only stream over 1 GiB
+ * at the same thread count, best of 8 passes.
+ */
+import { parseArgs } from "node:util";
+
+/** The pinned llama-cpp-python release and the llama.cpp commit its CHANGELOG.md names for it. */
+export const LLAMA_CPP_PYTHON_VERSION = "0.3.36";
+
+/** CMake options, hashed into the cache directory name with the compiler's version. */
+const CMAKE_FLAGS = [
+  "-G",
+  "Ninja",
+  "-DCMAKE_BUILD_TYPE=Release",
+  "-DCMAKE_C_COMPILER=clang",
+  "-DCMAKE_CXX_COMPILER=clang++",
+  "-DGGML_NATIVE=ON",
+  "-DGGML_OPENMP=ON",
+  "-DGGML_CUDA=OFF",
+  "-DGGML_VULKAN=OFF",
+  "-DGGML_METAL=OFF",
+  "-DBUILD_SHARED_LIBS=OFF",
+  "-DLLAMA_CURL=OFF",
+  "-DLLAMA_OPENSSL=OFF",
+  "-DLLAMA_BUILD_TESTS=OFF",
+  "-DLLAMA_BUILD_SERVER=OFF",
+  "-DLLAMA_BUILD_TOOLS=ON",
+  "-DLLAMA_BUILD_EXAMPLES=OFF",
+];
+
+export interface LlamaCppSrcBuild {
+  dir: string;
+  llamaBench: string;
+  streamRead: string;
+  /** e.g. "llama.cpp ggml-org/llama.cpp@0c1e57098 (llama-cpp-python 0.3.36 sdist), clang 14.0.6, GGML_NATIVE". */
+  version: string;
+  commit: string;
+}
+
+async function run(cmd: string, args: string[], opts: { cwd?: string; quiet?: boolean } = {}): Promise<string> {
+  const out = await new Deno.Command(cmd, { args, cwd: opts.cwd, stdout: "piped", stderr: "piped" }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  if (!out.success) {
+    const err = new TextDecoder().decode(out.stderr);
+    throw new Error(`${cmd} ${args.join(" ")} failed (${out.code}):\n${(text + err).slice(-4000)}`);
+  }
+  return text;
+}
+
+const exists = async (p: string) => await Deno.stat(p).then(() => true, () => false);
+
+async function sha256Hex(text: string): Promise<string> {
+  const d = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return Array.from(new Uint8Array(d), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Builds (once; later calls find the cache) llama-bench and the read-stream microbenchmark. */
+export async function buildLlamaCppSrc(log: (s: string) => void = console.error): Promise<LlamaCppSrcBuild> {
+  const clang = (await run("clang", ["--version"]).catch(() => "")).split("\n")[0];
+  if (!clang) throw new Error("llama.cpp-src: clang not found (apt-get install clang libomp-dev)");
+  const hash = (await sha256Hex(JSON.stringify({ v: LLAMA_CPP_PYTHON_VERSION, flags: CMAKE_FLAGS, clang })))
+    .slice(0, 12);
+  const root = Deno.env.get("GEMMAKIT_PEER_CACHE") ?? `${Deno.env.get("HOME")}/.cache/gemmakit/peers`;
+  const dir = `${root}/llama.cpp-${LLAMA_CPP_PYTHON_VERSION}-${hash}`;
+  const llamaBench = `${dir}/bin/llama-bench`, streamRead = `${dir}/bin/stream_read`;
+  const infoPath = `${dir}/info.json`;
+  if (!(await exists(llamaBench)) || !(await exists(infoPath))) {
+    await Deno.mkdir(`${dir}/bin`, { recursive: true });
+    const tmp = await Deno.makeTempDir({ prefix: "gemmakit-llama-src-" });
+    try {
+      log(`llama.cpp-src: pip download llama-cpp-python==${LLAMA_CPP_PYTHON_VERSION} (sdist)`);
+      await run("python3", [
+        "-m",
+        "pip",
+        "download",
+        "--no-binary",
+        ":all:",
+        "--no-deps",
+        `llama-cpp-python==${LLAMA_CPP_PYTHON_VERSION}`,
+        "-d",
+        tmp,
+      ]);
+      const sdist = `llama_cpp_python-${LLAMA_CPP_PYTHON_VERSION}`;
+      await run("tar", ["xzf", `${tmp}/${sdist}.tar.gz`, "-C", tmp]);
+      const changelog = await Deno.readTextFile(`${tmp}/${sdist}/CHANGELOG.md`);
+      const section = changelog.split(`## [${LLAMA_CPP_PYTHON_VERSION}]`)[1]?.split("\n## ")[0] ?? "";
+      const commit = section.match(/llama\.cpp@([0-9a-f]{7,40})/)?.[1] ?? "unknown";
+      await Deno.remove(`${dir}/src`, { recursive: true }).catch(() => {});
+      await run("cp", ["-a", `${tmp}/${sdist}/vendor/llama.cpp`, `${dir}/src`]);
+      log(`llama.cpp-src: cmake (${clang}, GGML_NATIVE=ON), building llama-bench into ${dir} (minutes)`);
+      await run("cmake", [
+        "-S",
+        `${dir}/src`,
+        "-B",
+        `${dir}/build`,
+        ...CMAKE_FLAGS,
+        `-DLLAMA_BUILD_COMMIT=${commit}`,
+        "-DLLAMA_BUILD_NUMBER=0",
+      ]);
+      const jobs = String(navigator.hardwareConcurrency);
+      await run("cmake", ["--build", `${dir}/build`, "--target", "llama-bench", "-j", jobs]);
+      await Deno.copyFile(`${dir}/build/bin/llama-bench`, llamaBench);
+      await Deno.chmod(llamaBench, 0o755);
+      await Deno.writeTextFile(
+        infoPath,
+        JSON.stringify({ llamaCppPython: LLAMA_CPP_PYTHON_VERSION, commit, clang, cmake: CMAKE_FLAGS }, null, 2),
+      );
+    } finally {
+      await Deno.remove(tmp, { recursive: true });
+    }
+  }
+  if (!(await exists(streamRead))) {
+    const src = new URL("./stream_read.c", import.meta.url).pathname;
+    await run("clang", ["-O3", "-march=native", "-fopenmp", src, "-o", streamRead]);
+  }
+  const info = JSON.parse(await Deno.readTextFile(infoPath));
+  return {
+    dir,
+    llamaBench,
+    streamRead,
+    commit: info.commit,
+    version: `llama.cpp ggml-org/llama.cpp@${info.commit} (llama-cpp-python ${info.llamaCppPython} sdist), ${
+      info.clang.replace(/^Debian /, "")
+    }, GGML_NATIVE=ON, OpenMP, CPU only`,
+  };
+}
+
+/** Read-only memory bandwidth in bytes/s with `threads` threads (stream_read.c, best of 8 passes over 1 GiB). */
+export async function readBandwidth(build: LlamaCppSrcBuild, threads: number): Promise<number> {
+  const out = await new Deno.Command(build.streamRead, {
+    args: ["1024", "8"],
+    env: { OMP_NUM_THREADS: String(threads), OMP_PROC_BIND: "false" },
+    stdout: "piped",
+  }).output();
+  if (!out.success) throw new Error("stream_read failed");
+  return JSON.parse(new TextDecoder().decode(out.stdout)).gbs * 1e9;
+}
+
+export interface LlamaBenchRound {
+  /** Prompt processing tok/s by prompt length. */
+  prefill: Map<number, number>;
+  /** Generation tok/s of `decodeTokens` tokens after a context of each prompt length. */
+  decode: Map<number, number>;
+  cpuInfo: string;
+  buildCommit: string;
+}
+
+interface LlamaBenchRow {
+  n_prompt: number;
+  n_gen: number;
+  n_depth: number;
+  avg_ts: number;
+  cpu_info: string;
+  build_commit: string;
+}
+
+async function llamaBench(build: LlamaCppSrcBuild, args: string[]): Promise<LlamaBenchRow[]> {
+  const text = await run(build.llamaBench, ["-o", "json", ...args]);
+  return JSON.parse(text) as LlamaBenchRow[];
+}
+
+/** One round: each prompt length's prefill, then decode at each length's depth (one repetition each). */
+export async function llamaBenchRound(
+  build: LlamaCppSrcBuild,
+  opts: { gguf: string; threads: number; prompts: number[]; decodeTokens: number },
+): Promise<LlamaBenchRound> {
+  const common = ["-m", opts.gguf, "-t", String(opts.threads), "-r", "1"];
+  const pp = await llamaBench(build, [...common, "-p", opts.prompts.join(","), "-n", "0"]);
+  const tg = await llamaBench(build, [
+    ...common,
+    "-p",
+    "0",
+    "-n",
+    String(opts.decodeTokens),
+    "-d",
+    opts.prompts.join(","),
+  ]);
+  return {
+    prefill: new Map(pp.map((r) => [r.n_prompt, r.avg_ts])),
+    decode: new Map(tg.map((r) => [r.n_depth, r.avg_ts])),
+    cpuInfo: pp[0]?.cpu_info ?? "",
+    buildCommit: pp[0]?.build_commit ?? "",
+  };
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      gguf: { type: "string" },
+      threads: { type: "string", default: "2" },
+      "prompt-tokens": { type: "string", default: "16,32,64,128,512" },
+      "decode-tokens": { type: "string", default: "128" },
+      "build-only": { type: "boolean", default: false },
+    },
+  });
+  const build = await buildLlamaCppSrc();
+  console.log(`${build.version}\n  ${build.llamaBench}`);
+  if (values["build-only"]) return;
+  const gguf = values.gguf ?? `${Deno.env.get("HOME")}/.cache/gemmakit/gemma-3-270m-q4_k_m.gguf`;
+  const threads = Number(values.threads);
+  const prompts = values["prompt-tokens"].split(",").map(Number);
+  const bw = await readBandwidth(build, threads);
+  const r = await llamaBenchRound(build, { gguf, threads, prompts, decodeTokens: Number(values["decode-tokens"]) });
+  console.log(`read bandwidth ${(bw / 1e9).toFixed(1)} GB/s (${threads} threads); load ${Deno.loadavg().join(" ")}`);
+  console.log("| prompt | prefill tok/s | decode tok/s (at that depth) |\n| ---: | ---: | ---: |");
+  for (const p of prompts) console.log(`| ${p} | ${r.prefill.get(p)?.toFixed(1)} | ${r.decode.get(p)?.toFixed(1)} |`);
+}
+
+if (import.meta.main) await main();
