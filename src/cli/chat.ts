@@ -4,13 +4,14 @@
  * a terminal and piped (no prompts are printed then; one message per line, EOF ends). Exit codes as generate's.
  */
 import { parseArgs } from "node:util";
-import { ConfigError, FormatError, GemmakitError, HubError, LibraryError, WeightsError } from "../errors.ts";
+import { GemmakitError } from "../errors.ts";
 import type { BackendChoice } from "../ffi/library.ts";
 import type { GenerationResult } from "../generate/result.ts";
 import type { ChatSession, UserContent } from "../generate/session.ts";
 import { loadModel } from "../models/load.ts";
 import { stderrProgress } from "../hub/progress.ts";
 import { responsePrinter } from "./response_printer.ts";
+import { number, runMain, UsageError } from "./common.ts";
 
 const USAGE = `usage: deno task chat [options]
 
@@ -31,18 +32,6 @@ In the chat:
   /save PATH    save the conversation and its KV cache      /load PATH   restore one
   /exit         leave (or Ctrl-D)
 Ctrl-C stops an answer; a second Ctrl-C (or one at the prompt) exits.`;
-
-class UsageError extends Error {}
-
-function number(values: Record<string, unknown>, key: string, integer = false): number | undefined {
-  const v = values[key];
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (v === "" || !Number.isFinite(n) || (integer && !Number.isInteger(n))) {
-    throw new UsageError(`--${key} must be ${integer ? "an integer" : "a number"}, got "${v}"`);
-  }
-  return n;
-}
 
 /** Lines of stdin as they arrive (null at EOF). */
 function lineReader(): () => Promise<string | null> {
@@ -225,25 +214,4 @@ export async function main(args: string[]): Promise<number> {
   return 0;
 }
 
-function isModelError(e: unknown): boolean {
-  return e instanceof ConfigError || e instanceof WeightsError || e instanceof FormatError || e instanceof HubError ||
-    (e instanceof GemmakitError && (e.op === "model" || e.op.startsWith("tokenizer")));
-}
-
-if (import.meta.main) {
-  try {
-    Deno.exit(await main(Deno.args));
-  } catch (e) {
-    const message = e instanceof Error ? e.message : String(e);
-    if (e instanceof UsageError || (e instanceof TypeError && "code" in e)) {
-      console.error(`chat: ${message}\n(see --help)`);
-      Deno.exit(2);
-    }
-    if (isModelError(e) || e instanceof Deno.errors.NotFound) {
-      console.error(`chat: bad model: ${message}`);
-      Deno.exit(3);
-    }
-    console.error(`chat: ${e instanceof LibraryError || e instanceof GemmakitError ? message : e}`);
-    Deno.exit(1);
-  }
-}
+if (import.meta.main) await runMain("chat", () => main(Deno.args));

@@ -4,16 +4,15 @@
  * tokenizer), 1 runtime failure.
  */
 import { parseArgs } from "node:util";
-import { ConfigError, FormatError, GemmakitError, LibraryError, WeightsError } from "../errors.ts";
 import type { BackendChoice } from "../ffi/library.ts";
 import type { GenerateInput } from "../generate/model.ts";
 import type { GenerateOptions } from "../generate/options.ts";
 import { type ToolSpec, validateTools } from "../generate/tools.ts";
 import { loadModel } from "../models/load.ts";
 import { stderrProgress } from "../hub/progress.ts";
-import { HubError } from "../errors.ts";
 import type { ChatMessage } from "../tokenizer/chat_template.ts";
 import { responsePrinter } from "./response_printer.ts";
+import { number, runMain, UsageError } from "./common.ts";
 
 const USAGE = `usage: deno task generate [options] [PROMPT]
 
@@ -47,18 +46,6 @@ exit codes: 0 done, 2 bad arguments, 3 bad model, 1 runtime failure
 examples: deno task generate "Why is the sky blue?"
           deno task generate --model google/gemma-3-1b-it --prompt "hi" --max-tokens 16
           deno task generate --model path/to/gemma-4-checkpoint --video clip.mp4 --video-frames 8 "Describe"`;
-
-class UsageError extends Error {}
-
-function number(values: Record<string, unknown>, key: string, integer = false): number | undefined {
-  const v = values[key];
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (v === "" || !Number.isFinite(n) || (integer && !Number.isInteger(n))) {
-    throw new UsageError(`--${key} must be ${integer ? "an integer" : "a number"}, got "${v}"`);
-  }
-  return n;
-}
 
 async function readStdin(): Promise<string> {
   if (Deno.stdin.isTerminal()) return "";
@@ -194,23 +181,4 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-function isModelError(e: unknown): boolean {
-  return e instanceof ConfigError || e instanceof WeightsError || e instanceof FormatError || e instanceof HubError ||
-    (e instanceof GemmakitError && (e.op === "model" || e.op.startsWith("tokenizer")));
-}
-
-try {
-  Deno.exit(await main(Deno.args));
-} catch (e) {
-  const message = e instanceof Error ? e.message : String(e);
-  if (e instanceof UsageError || (e instanceof TypeError && "code" in e)) {
-    console.error(`generate: ${message}\n(see --help)`);
-    Deno.exit(2);
-  }
-  if (isModelError(e) || e instanceof Deno.errors.NotFound) {
-    console.error(`generate: bad model: ${message}`);
-    Deno.exit(3);
-  }
-  console.error(`generate: ${e instanceof LibraryError || e instanceof GemmakitError ? message : e}`);
-  Deno.exit(1);
-}
+await runMain("generate", () => main(Deno.args));
