@@ -6,7 +6,7 @@
 import type { ChatMessage } from "../tokenizer/chat_template.ts";
 import type { ImageOptions, VideoOptions } from "./media.ts";
 import type { GenerateOptions } from "./options.ts";
-import type { ResponseEvent } from "./result.ts";
+import type { GenerationResult, ResponseEvent } from "./result.ts";
 import type { ToolCall, ToolSpec } from "./tools.ts";
 import type { ToolCallParseError } from "../errors.ts";
 
@@ -50,4 +50,29 @@ export interface GenerateCallOptions extends StreamOptions {
   onToolCall?: (call: ToolCall) => void;
   /** Called with each tool call that did not parse. */
   onToolCallError?: (error: ToolCallParseError) => void;
+}
+
+/**
+ * Runs a stream to its end, handing each piece to the call's callbacks (text, reasoning, tool calls): what
+ * Model.generate and ChatSession.promptWithResult do with their own stream.
+ */
+export async function runToEnd(
+  stream: (options: StreamOptions) => AsyncGenerator<string, GenerationResult>,
+  options: GenerateCallOptions,
+): Promise<GenerationResult> {
+  const { onReasoning, onToolCall, onToolCallError, onEvent } = options;
+  const it = stream({
+    ...options,
+    onEvent: (e) => {
+      onEvent?.(e);
+      if (e.type === "reasoning") onReasoning?.(e.text);
+      else if (e.type === "tool_call") onToolCall?.(e.call);
+      else if (e.type === "tool_call_error") onToolCallError?.(e.error);
+    },
+  });
+  while (true) {
+    const r = await it.next();
+    if (r.done) return r.value;
+    options.onText?.(r.value);
+  }
 }

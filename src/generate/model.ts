@@ -14,7 +14,13 @@ import { hasImages, hasVideos, type MediaOptions } from "./media.ts";
 import type { SamplingOptions } from "./options.ts";
 import type { GenerationResult, ResponseEvent, ResponseParser } from "./result.ts";
 import type { CausalLM } from "./token_loop.ts";
-import type { ChatOptions, GenerateCallOptions, GenerateInput, StreamOptions } from "./call_options.ts";
+import {
+  type ChatOptions,
+  type GenerateCallOptions,
+  type GenerateInput,
+  runToEnd,
+  type StreamOptions,
+} from "./call_options.ts";
 import { type CachedPrompt, type MediaSpan, reusablePrefix } from "./prefix.ts";
 import { ChatSession, type ChatSessionOptions } from "./session.ts";
 import { readSessionFile, type SessionState, writeSessionFile } from "./session_file.ts";
@@ -354,21 +360,7 @@ export class Model {
 
   /** Generates to the end and returns the text with token counts and timings. */
   async generate(input: GenerateInput, options: GenerateCallOptions = {}): Promise<GenerationResult> {
-    const { onReasoning, onToolCall, onToolCallError, onEvent } = options;
-    const it = this.stream(input, {
-      ...options,
-      onEvent: (e) => {
-        onEvent?.(e);
-        if (e.type === "reasoning") onReasoning?.(e.text);
-        else if (e.type === "tool_call") onToolCall?.(e.call);
-        else if (e.type === "tool_call_error") onToolCallError?.(e.error);
-      },
-    });
-    while (true) {
-      const r = await it.next();
-      if (r.done) return r.value;
-      options.onText?.(r.value);
-    }
+    return await runToEnd((o) => this.stream(input, o), options);
   }
 
   /**

@@ -6,7 +6,13 @@
  */
 import { GemmakitError } from "../errors.ts";
 import type { ChatContentPart, ChatMessage } from "../tokenizer/chat_template.ts";
-import type { ContextOverflow, GenerateCallOptions, GenerateInput, StreamOptions } from "./call_options.ts";
+import {
+  type ContextOverflow,
+  type GenerateCallOptions,
+  type GenerateInput,
+  runToEnd,
+  type StreamOptions,
+} from "./call_options.ts";
 import type { GenerationResult } from "./result.ts";
 
 /** What a session needs of its model (Model has it; model.chat() makes the session). */
@@ -112,21 +118,7 @@ export class ChatSession {
 
   /** Sends a user turn and returns the whole GenerationResult. */
   async promptWithResult(content: UserContent, options: GenerateCallOptions = {}): Promise<GenerationResult> {
-    const { onReasoning, onToolCall, onToolCallError, onEvent } = options;
-    const it = this.stream(content, {
-      ...options,
-      onEvent: (e) => {
-        onEvent?.(e);
-        if (e.type === "reasoning") onReasoning?.(e.text);
-        else if (e.type === "tool_call") onToolCall?.(e.call);
-        else if (e.type === "tool_call_error") onToolCallError?.(e.error);
-      },
-    });
-    while (true) {
-      const r = await it.next();
-      if (r.done) return r.value;
-      options.onText?.(r.value);
-    }
+    return await runToEnd((o) => this.stream(content, o), options);
   }
 
   /** Forgets the history (the system prompt stays). */
