@@ -97,6 +97,7 @@ export {
 
 // The layers below: backends, device tensors, kernel ops, decode programs.
 export { Backend, type BackendOptions, defaultBackend, type MemoryStats } from "./src/runtime/backend.ts";
+export type { VisionCacheStats } from "./src/runtime/vision_cache.ts";
 export { Tensor } from "./src/runtime/tensor.ts";
 export { type DataUrl, decodeBase64, decodeDataUrl } from "./src/runtime/bounds.ts";
 export { DecodeProgram } from "./src/runtime/program.ts";

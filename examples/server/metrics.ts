@@ -4,6 +4,7 @@
  * two histograms do not need a client library.
  * @module
  */
+import type { VisionCacheStats } from "../../mod.ts";
 
 class Histogram {
   readonly counts: number[];
@@ -25,16 +26,6 @@ class Histogram {
       `${name}_count ${this.count}`,
     ];
   }
-}
-
-/** The library's vision-encoder cache counters (Model.visionCacheStats()). */
-export interface VisionCacheGauges {
-  hits: number;
-  misses: number;
-  evictions: number;
-  entries: number;
-  bytes: number;
-  maxBytes: number;
 }
 
 const label = (v: string) => v.replace(/[\\"\n]/g, (c) => (c === "\n" ? "\\n" : `\\${c}`));
@@ -62,7 +53,7 @@ export class Metrics {
 
   /** The exposition text; `gauges` are read at scrape time. */
   render(
-    gauges: { queueDepth: number; inFlight: number; nativeMemoryBytes: number; visionCache?: VisionCacheGauges },
+    gauges: { queueDepth: number; inFlight: number; nativeMemoryBytes: number; visionCache?: VisionCacheStats },
   ): string {
     const v = gauges.visionCache;
     const out = [
