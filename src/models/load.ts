@@ -25,7 +25,10 @@ export interface LoadModelOptions {
   visionCacheBytes?: number;
 }
 
-/** What the registry needs to pick a family: the parsed config.json, or the GGUF's architecture. */
+/**
+ * What the registry needs to pick a family: the parsed config.json, or the GGUF's architecture (with the file
+ * left open for the family; the caller closes it).
+ */
 function checkpointAt(format: "gguf" | "hf", path: string): Checkpoint {
   if (format === "hf") {
     const config = readConfig(path);
@@ -34,9 +37,9 @@ function checkpointAt(format: "gguf" | "hf", path: string): Checkpoint {
     }
     return { format, path, config: config as Record<string, unknown> };
   }
-  using gguf = openGguf(path);
-  const arch = gguf.metadata.get("general.architecture");
-  return { format, path, architecture: arch?.type === "string" ? arch.value : undefined };
+  const file = openGguf(path);
+  const arch = file.metadata.get("general.architecture");
+  return { format, path, architecture: arch?.type === "string" ? arch.value : undefined, file };
 }
 
 /**
@@ -55,6 +58,7 @@ function checkpointAt(format: "gguf" | "hf", path: string): Checkpoint {
 export async function loadModel(path?: string, options: LoadModelOptions = {}): Promise<Model> {
   const resolved = await resolveModel(path, options.onDownload);
   const checkpoint = checkpointAt(resolved.format, resolved.path);
+  using _file = checkpoint.format === "gguf" ? checkpoint.file : undefined;
   const family = familyFor(checkpoint);
   const owned = !(options.backend instanceof Backend);
   const backend = options.backend instanceof Backend ? options.backend : Backend.open({ backend: options.backend });

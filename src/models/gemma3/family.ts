@@ -5,7 +5,6 @@
  * @module
  */
 import { join } from "node:path";
-import { openGguf } from "../../formats/gguf.ts";
 import type { ModelParts } from "../../generate/model.ts";
 import { samplingDefaults, type SamplingOptions } from "../../generate/options.ts";
 import { Tokenizer } from "../../tokenizer/tokenizer.ts";
@@ -36,11 +35,11 @@ export const gemma3: Family = {
   async load(c, backend, options): Promise<ModelParts> {
     if (c.format === "gguf") {
       // llama.cpp's converter copies the chat template of instruction-tuned checkpoints; a base model has none.
-      using gguf = openGguf(c.path);
+      const gguf = c.file;
       const supportsChat = gguf.has("tokenizer.chat_template");
       const tokenizer = hasGgufVocab(gguf) ? gemma3GgufTokenizer(gguf) : await gemma3Tokenizer();
       return {
-        lm: loadGemma3Gguf(backend, c.path, options),
+        lm: loadGemma3Gguf(backend, gguf, options),
         tokenizer,
         defaults: GEMMA3_SAMPLING,
         supportsChat,

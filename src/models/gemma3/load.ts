@@ -5,7 +5,7 @@
  * @module
  */
 import { join } from "node:path";
-import { openGguf } from "../../formats/gguf.ts";
+import { type GgufFile, openGguf } from "../../formats/gguf.ts";
 import { openSafetensorsDir } from "../../formats/safetensors.ts";
 import type { Backend } from "../../runtime/backend.ts";
 import { resolveMaxContext } from "../common/load.ts";
@@ -45,8 +45,14 @@ export function buildGemma3(
  * Loads Gemma 3 from a llama.cpp GGUF file, quantized weights kept quantized. llama.cpp's converter
  * stores RMSNorm weights as 1 + w, so they apply as x·w here.
  */
-export function loadGemma3Gguf(backend: Backend, path: string, options: LoadGemma3Options = {}): Gemma3TextModel {
-  using gguf = openGguf(path);
+export function loadGemma3Gguf(
+  backend: Backend,
+  file: string | GgufFile,
+  options: LoadGemma3Options = {},
+): Gemma3TextModel {
+  // An open file stays the caller's to close; a path is opened (and closed) here.
+  using opened = typeof file === "string" ? openGguf(file) : undefined;
+  const gguf = opened ?? (file as GgufFile);
   const config: Gemma3Model = { ...gemma3ConfigFromGguf(gguf), normMode: "scale" };
   return buildGemma3(backend, config, ggufWeightSource(gguf, config), options);
 }
