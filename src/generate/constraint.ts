@@ -72,7 +72,32 @@ function xgrammar(): Promise<Xgr> {
 interface Compiler {
   compiler: Xgr;
   /** Compiled grammars by request, so a repeated schema compiles once. */
-  cache: Map<string, Promise<Xgr>>;
+  cache: Map<string, CachedGrammar>;
+}
+
+/**
+ * A compiled grammar lives in WebAssembly memory, which no garbage collector frees. Matchers made from it count
+ * as its users: evicted from the cache, it is freed at once when none is left, else when the last one is disposed.
+ */
+interface CachedGrammar {
+  compiled: Promise<Xgr>;
+  users: number;
+  evicted: boolean;
+}
+
+let liveGrammars = 0;
+
+/** Compiled grammars not yet freed (cached or still used by a matcher): for tests of the cache's bound. */
+export function liveCompiledGrammars(): number {
+  return liveGrammars;
+}
+
+function release(entry: CachedGrammar): void {
+  if (!entry.evicted || entry.users > 0) return;
+  entry.compiled.then((g) => {
+    g.dispose();
+    liveGrammars--;
+  }, () => {/* a failed compile holds no memory */});
 }
 const compilers = new WeakMap<Tokenizer, Map<string, Promise<Compiler>>>();
 const MAX_CACHED = 64;
@@ -131,18 +156,29 @@ export async function compileConstraint(
     format.type === "grammar" ? format.specialTokens : undefined,
   );
   const key = JSON.stringify(format);
-  let compiled = cache.get(key);
-  if (!compiled) {
-    compiled = (async () => {
+  let entry = cache.get(key);
+  if (!entry) {
+    // Cached before its compile starts, so a compile that fails at once still finds itself to remove.
+    const fresh: CachedGrammar = { compiled: Promise.resolve(), users: 0, evicted: false };
+    if (cache.size >= MAX_CACHED) {
+      const [oldestKey, oldest] = cache.entries().next().value!;
+      cache.delete(oldestKey);
+      oldest.evicted = true;
+      release(oldest);
+    }
+    cache.set(key, fresh);
+    fresh.compiled = (async () => {
       try {
-        if (format.type === "json_object") return await compiler.compileBuiltinJSONGrammar();
-        if (format.type === "json_schema") {
+        let g: Xgr;
+        if (format.type === "json_object") g = await compiler.compileBuiltinJSONGrammar();
+        else if (format.type === "json_schema") {
           // Compact JSON (no free whitespace: a model cannot pad forever), every declared property in order.
-          return await compiler.compileJSONSchema(JSON.stringify(format.schema), false, undefined, undefined, true);
-        }
-        return await compiler.compileGrammar(format.grammar, "root");
+          g = await compiler.compileJSONSchema(JSON.stringify(format.schema), false, undefined, undefined, true);
+        } else g = await compiler.compileGrammar(format.grammar, "root");
+        liveGrammars++;
+        return g;
       } catch (e) {
-        cache.delete(key);
+        if (cache.get(key) === fresh) cache.delete(key);
         const what = format.type === "grammar" ? "grammar" : "JSON Schema";
         throw new ConstraintError(`the ${what} does not compile: ${e instanceof Error ? e.message : e}`, {
           hint: format.type === "grammar"
@@ -153,14 +189,29 @@ export async function compileConstraint(
         });
       }
     })();
-    if (cache.size >= MAX_CACHED) cache.delete(cache.keys().next().value!);
-    cache.set(key, compiled);
+    entry = fresh;
   }
-  const x = await xgrammar();
-  const matcher = await x.GrammarMatcher.createGrammarMatcher(await compiled);
+  const held = entry;
+  held.users++;
+  let matcher: Xgr;
+  try {
+    const x = await xgrammar();
+    matcher = await x.GrammarMatcher.createGrammarMatcher(await held.compiled);
+  } catch (e) {
+    held.users--;
+    release(held);
+    throw e;
+  }
+  let disposed = false;
   return {
     nextMask: () => matcher.getNextTokenBitmask(),
     accept: (id: number) => void matcher.acceptToken(id),
-    dispose: () => matcher.dispose(),
+    dispose: () => {
+      if (disposed) return;
+      disposed = true;
+      matcher.dispose();
+      held.users--;
+      release(held);
+    },
   };
 }

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { Ajv } from "ajv";
 import { loadModel } from "../../src/models/load.ts";
 import { ConstraintError } from "../../src/errors.ts";
+import { compileConstraint, liveCompiledGrammars } from "../../src/generate/constraint.ts";
 
 const DIR = new URL("../fixtures/gemma3-text-mixed/", import.meta.url).pathname;
 
@@ -101,4 +102,21 @@ Deno.test("logit bias forces or bans a token; penalties stop repeats", async () 
   const repeats = penalized.tokens.filter((id) => id === 300).length;
   assert.ok(repeats < 6, `token 300 repeated ${repeats} times despite the penalties`);
   await assert.rejects(model.stream("x", { logitBias: { 99999: 1 } }).next(), /logitBias/);
+});
+
+Deno.test("compiled grammars evicted from the cache are freed once their last matcher is disposed", async () => {
+  using model = await loadModel(DIR, { backend: "cpu", maxContext: 256 });
+  const schema = (n: number) => ({ type: "json_schema" as const, schema: { type: "object", required: [`k${n}`] } });
+  const vocab = model.tokenizer.vocabSize;
+  const held = await compileConstraint(model.tokenizer, vocab, schema(0));
+  const base = liveCompiledGrammars();
+  // 80 more schemas through a cache of 64: schema 0 and 15 others are evicted.
+  for (let n = 1; n <= 80; n++) (await compileConstraint(model.tokenizer, vocab, schema(n)))!.dispose();
+  await Promise.resolve();
+  // Every evicted grammar without a matcher is gone; schema 0's stays while its matcher lives.
+  assert.equal(liveCompiledGrammars(), base + 80 - 16);
+  held!.dispose();
+  held!.dispose(); // idempotent: frees nothing twice
+  await new Promise((r) => setTimeout(r, 0));
+  assert.equal(liveCompiledGrammars(), base + 80 - 16 - 1);
 });
