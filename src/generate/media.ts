@@ -16,8 +16,9 @@ export interface ImageOptions {
   /** Limits and conversions of image decoding (size, EXIF orientation, alpha background). */
   imageLoading?: LoadImageOptions;
   /**
-   * Decode and preprocess the images in a Worker (default false): a large image costs seconds there instead of
-   * blocking the caller's event loop (a server's other requests, its health checks). Same pixels, same errors.
+   * Decode and preprocess the images, and preprocess video frames, in a Worker (default false): a large image or a
+   * long video costs seconds there instead of blocking the caller's event loop (a server's other requests, its
+   * health checks). Same pixels, same errors.
    */
   imagesOffThread?: boolean;
 }

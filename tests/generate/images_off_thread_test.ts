@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { ImageError, loadModel } from "../../mod.ts";
+import { findFfmpeg } from "../../src/vision/video.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 
@@ -37,3 +38,33 @@ for (
     }
   });
 }
+
+let noFfmpeg = "";
+try {
+  findFfmpeg();
+} catch (e) {
+  noFfmpeg = (e as Error).message;
+  console.log(`imagesOffThread video test skipped: ${noFfmpeg}`);
+}
+
+Deno.test({
+  name: `imagesOffThread (Gemma 4 video): frames preprocessed in the worker give the same answer${
+    noFfmpeg ? " (skipped: ffmpeg not installed)" : ""
+  }`,
+  ignore: !!noFfmpeg,
+  fn: async () => {
+    using model = await loadModel(`${ROOT}tests/fixtures/gemma4-vision-tiny`, { backend: "cpu", maxContext: 1024 });
+    const bytes = Deno.readFileSync(`${ROOT}tests/fixtures/gemma4-media/testsrc.mp4`);
+    const ask = {
+      messages: [{
+        role: "user" as const,
+        content: [{ type: "video" as const, bytes }, { type: "text" as const, text: "Describe" }],
+      }],
+    };
+    const videoLoading = { sampling: { doSampleFrames: true, numFrames: 4 } };
+    const here = await model.generate(ask, { maxTokens: 4, temperature: 0, videoLoading });
+    const there = await model.generate(ask, { maxTokens: 4, temperature: 0, videoLoading, imagesOffThread: true });
+    assert.equal(there.promptTokens, here.promptTokens);
+    assert.equal(there.text, here.text);
+  },
+});

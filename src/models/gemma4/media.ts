@@ -36,6 +36,8 @@ export interface Gemma4VisionSupport {
   video: Gemma4VideoProcessorConfig;
 }
 
+const WORKER = new URL("./media_worker.ts", import.meta.url);
+
 const batchOf = (p: Gemma4PixelValues): VisionBatch => ({
   pixelValues: p.pixelValues,
   positionIds: p.positionIds,
@@ -74,11 +76,12 @@ export async function encodeGemma4MediaPrompt(
       const images: Uint8Array[] = [];
       for (const s of imageSources) images.push(await imageSourceBytes(s, options.imageLoading));
       const request: Gemma4MediaRequest = {
+        kind: "images",
         images,
         loading: decodeOptionsOf(options.imageLoading),
         config: vision.image,
       };
-      p = await runMediaWorker(new URL("./media_worker.ts", import.meta.url), request, [], "generate");
+      p = await runMediaWorker(WORKER, request, [], "generate");
     } else {
       const rgb = [];
       for (const s of imageSources) rgb.push(await loadImage(s, options.imageLoading));
@@ -91,7 +94,15 @@ export async function encodeGemma4MediaPrompt(
   const frames: Gemma4PixelValues[] = [];
   for (const s of videoParts(messages)) {
     const v = await loadVideo(s, { ...options.videoLoading, config: vision.video });
-    const p = preprocessGemma4Video(v.frames, vision.video);
+    let p: Gemma4PixelValues;
+    if (options.imagesOffThread) {
+      // Resizing and patchifying 32 frames costs as much as a large image: the frames move to the worker.
+      const request: Gemma4MediaRequest = { kind: "video", frames: v.frames, config: vision.video };
+      const buffers = new Set(v.frames.map((f) => f.data.buffer as ArrayBuffer));
+      p = await runMediaWorker(WORKER, request, [...buffers], "generate");
+    } else {
+      p = preprocessGemma4Video(v.frames, vision.video);
+    }
     frames.push(p);
     videos.push({ numSoftTokens: p.numSoftTokens[0], timestamps: v.timestamps });
   }
