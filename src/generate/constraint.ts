@@ -6,6 +6,7 @@
  * @module
  */
 import { createRequire } from "node:module";
+import { fileURLToPath } from "node:url";
 import { ConstraintError } from "../errors.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import type { TokenConstraint } from "./result.ts";
@@ -54,8 +55,10 @@ let module: Promise<Xgr> | undefined;
 function xgrammar(): Promise<Xgr> {
   module ??= (async () => {
     await import("@mlc-ai/web-xgrammar/package.json", { with: { type: "json" } }); // fetches the package
-    const require = createRequire(import.meta.url);
-    const file = require.resolve("@mlc-ai/web-xgrammar/lib/index.js");
+    // Resolved through the import map to the file in Deno's npm cache. Not `createRequire(import.meta.url)`: when
+    // gemmakit itself is imported by URL, its modules are not files and createRequire refuses them.
+    const file = fileURLToPath(import.meta.resolve("@mlc-ai/web-xgrammar"));
+    const require = createRequire(file);
     const m = { exports: {} as Xgr };
     new Function("exports", "module", "require", "__filename", "__dirname", await Deno.readTextFile(file))(
       m.exports,

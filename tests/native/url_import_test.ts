@@ -74,6 +74,9 @@ using y = linear(x, w);
 using model = await loadModel(${JSON.stringify(FIXTURE)}, { backend: "cpu" });
 const r = await model.generate("hi", { maxTokens: 4, temperature: 0 });
 console.log(JSON.stringify(r.text), r.completionTokens);
+// Structured output loads xgrammar's npm package by a path it resolves at run time: that must work by URL too.
+const j = await model.generate("json:", { maxTokens: 24, temperature: 0, responseFormat: { type: "json_object" } });
+console.log("json", j.finishReason);
 console.log(JSON.stringify(Array.from(y.toArray())));
 `;
 
@@ -125,6 +128,7 @@ Deno.test("imported by URL, gemmakit builds its CPU library once into the cache 
     const out = firsts[0].stdout;
     assert.equal(out.trim().split("\n").at(-1), "[1,5]");
     assert.match(out, /^".*" [1-4]$/m, "the consumer's generation did not finish");
+    assert.match(out, /^json (stop|length)$/m, "structured output did not run");
     assert.equal(firsts[1].stdout, out, "the two first runs generated different text");
 
     // The cache: one folder for this version, holding the library; no work folders left behind.
