@@ -104,14 +104,21 @@ export class Gemma3VisionModel {
   readonly #w: Gemma3VisionWeights;
   /** mm_input_projection_weight transposed to [textHidden, D] (nn.Linear layout), f32. */
   readonly #projection: Tensor;
+  /** How mm_soft_emb_norm applies its weight: (1 + w) as transformers holds it, or w when stored as 1 + w. */
+  readonly #softEmbNormMode: "one_plus" | "scale";
 
-  /** Takes ownership of `weights` (disposed with the model). */
+  /**
+   * Takes ownership of `weights` (disposed with the model). `options.softEmbNormOffset`: mm_soft_emb_norm's
+   * weight is stored as 1 + w (llama.cpp's mmproj files), so it scales as stored.
+   */
   constructor(
     backend: Backend,
     config: Gemma3VisionConfig,
     weights: ModelWeights<Gemma3VisionTable>,
     textHidden: number,
+    options: { softEmbNormOffset?: boolean } = {},
   ) {
+    this.#softEmbNormMode = options.softEmbNormOffset ? "scale" : "one_plus";
     this.backend = backend;
     this.config = config;
     this.textHidden = textHidden;
@@ -168,7 +175,8 @@ export class Gemma3VisionModel {
 
   /**
    * Gemma3MultiModalProjector on one image's tower output [patches, D] → f32 [mmTokensPerImage, textHidden]
-   * into `out`: AvgPool2d over the patch grid, Gemma3RMSNorm (1 + w) with the vision eps, then the projection.
+   * into `out`: AvgPool2d over the patch grid, Gemma3RMSNorm (1 + w; w as stored for an mmproj file) with the
+   * vision eps, then the projection.
    */
   project(hidden: Tensor, out: Tensor, ws: Workspace): Tensor {
     const c = this.config, T = c.mmTokensPerImage, side = c.patchesPerSide;
@@ -177,7 +185,7 @@ export class Gemma3VisionModel {
       { gridH: side, gridW: side, kernel: c.poolKernel },
       ws.get("pooled", [1, T, c.hiddenSize]),
     ).reshape([T, c.hiddenSize]);
-    rmsNorm(pooled, this.#w.mmSoftEmbNorm, { mode: "one_plus", eps: c.layerNormEps }, pooled);
+    rmsNorm(pooled, this.#w.mmSoftEmbNorm, { mode: this.#softEmbNormMode, eps: c.layerNormEps }, pooled);
     return linear(pooled, this.#projection, null, out);
   }
 
