@@ -26,7 +26,7 @@ export function isMmprojGguf(gguf: GgufFile): boolean {
 
 /**
  * The vision projector type of an mmproj file (`clip.vision.projector_type`, or the older `clip.projector_type`
- * that Gemma 3 files carry), e.g. "gemma3", "gemma4v"; undefined when the file names none.
+ * that older files carry), as each family names its own; undefined when the file names none.
  */
 export function clipProjectorType(gguf: GgufFile): string | undefined {
   for (const key of ["clip.vision.projector_type", "clip.projector_type"]) {

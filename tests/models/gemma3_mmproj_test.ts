@@ -49,7 +49,10 @@ Deno.test("[cpu] gemma3 model + mmproj GGUF (llama.cpp's converter): image-promp
     // 32-term dot product with weights rounded by at most 2^-11 relatively (observed 1.0e-3; bound 5e-3).
     const one = promptImages(e, e.one_image);
     {
-      using features = model.encodeImages({ pixelValues: one.pixelValues.subarray(0, one.pixelValues.length / one.count), count: 1 });
+      using features = model.encodeImages({
+        pixelValues: one.pixelValues.subarray(0, one.pixelValues.length / one.count),
+        count: 1,
+      });
       assert.deepEqual(features.shape, e.vision.image_features_shape);
       const d = maxDiff(features.toArray(), e.vision.image_features);
       assert.ok(d <= 5e-3, `image features: |Δ| ${d.toExponential(2)} to the f32 checkpoint's`);

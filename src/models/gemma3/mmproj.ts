@@ -35,9 +35,15 @@ import { Gemma3Multimodal } from "./multimodal.ts";
 import { Gemma3VisionModel, gemma3VisionTable } from "./vision.ts";
 import { type Gemma3VisionConfig, parseGemma3VisionConfig } from "./vision_config.ts";
 import { gemma3TextTable } from "./weights.ts";
+import type { ModelParts } from "../../generate/model.ts";
+import { encodeImagePrompt } from "./media.ts";
+import type { PromptImages } from "./multimodal.ts";
+import { Gemma3ImageProcessorConfig } from "./processor.ts";
 
 /** The projector type llama.cpp writes for Gemma 3 (`PROJECTOR_TYPE_GEMMA3`). */
 export const GEMMA3_PROJECTOR_TYPE = "gemma3";
+const MISMATCH_HINT = "pass the mmproj file converted from the same checkpoint as the model (--mmproj FILE), " +
+  "or load the model text-only (--no-mmproj; mmproj: false)";
 /** clip.cpp's default n_merge for gemma3: 64×64 patches pooled to 16×16 soft tokens. */
 const DEFAULT_SCALE_FACTOR = 4;
 
@@ -94,7 +100,7 @@ export function gemma3VisionConfigFromMmproj(mmproj: GgufFile, text: GgufFile, t
       `${mmproj.path} is a vision projector of type ${JSON.stringify(type ?? "(none)")}, but the model ${text.path} ` +
         `is Gemma 3, whose projector type is "${GEMMA3_PROJECTOR_TYPE}"`,
       { model: text.path, mmproj: mmproj.path },
-      "pass the mmproj file made from the same checkpoint as the model (--mmproj FILE)",
+      MISMATCH_HINT,
     );
   }
   const h = readClipVision(mmproj);
@@ -105,7 +111,7 @@ export function gemma3VisionConfigFromMmproj(mmproj: GgufFile, text: GgufFile, t
       `${mmproj.path} projects images to width ${h.projectionDim} (clip.vision.projection_dim), but the model ` +
         `${text.path} has width ${textHidden} (gemma3.embedding_length)`,
       { model: text.path, mmproj: mmproj.path },
-      "pass the mmproj file made from the same checkpoint as the model (--mmproj FILE)",
+      MISMATCH_HINT,
     );
   }
   const perSide = Math.floor(h.imageSize / h.patchSize / (h.scaleFactor ?? DEFAULT_SCALE_FACTOR));
@@ -147,8 +153,7 @@ function pairSource(text: WeightSource, vision: WeightSource, path: string): Wei
   return {
     path,
     tensors,
-    loadTensor: (backend, name, options) =>
-      (visionNames.has(name) ? vision : text).loadTensor(backend, name, options),
+    loadTensor: (backend, name, options) => (visionNames.has(name) ? vision : text).loadTensor(backend, name, options),
   };
 }
 
@@ -190,5 +195,38 @@ export function loadGemma3GgufMultimodal(
   return {
     model: new Gemma3Multimodal(built.text, built.vision, new VisionCache(options.visionCacheBytes)),
     vision: { config: visionConfig, imageMean, imageStd },
+  };
+}
+
+/**
+ * The model parts of a Gemma 3 text GGUF with its mmproj file, but the tokenizer and sampling defaults (the
+ * family's, from the text GGUF): the multimodal model, its vision-encoder cache, and the image prompt layout —
+ * Gemma 3's shipped image processor at the tower's image size, normalized with the file's image_mean / image_std.
+ */
+export function loadGemma3MmprojParts(
+  backend: Backend,
+  text: GgufFile,
+  mmproj: GgufFile,
+  options: LoadGemma3Options & { visionCacheBytes?: number } = {},
+): Pick<ModelParts, "lm" | "visionCache" | "media"> {
+  const { model: lm, vision } = loadGemma3GgufMultimodal(backend, text, mmproj, options);
+  const support = {
+    config: vision.config,
+    processor: Gemma3ImageProcessorConfig.gemma3Default().with({
+      imageSize: vision.config.imageSize,
+      ...(vision.imageMean ? { imageMean: vision.imageMean } : {}),
+      ...(vision.imageStd ? { imageStd: vision.imageStd } : {}),
+    }),
+  };
+  return {
+    lm,
+    visionCache: lm.visionCache,
+    media: {
+      video: false,
+      encode: async (tokenizer, messages, chat, opts) => {
+        const { ids, images, spans } = await encodeImagePrompt(tokenizer, messages, chat, support, opts);
+        return { ids, media: images as PromptImages, spans };
+      },
+    },
   };
 }
