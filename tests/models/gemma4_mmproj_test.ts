@@ -14,10 +14,17 @@
 import assert from "node:assert/strict";
 import { Backend } from "../../src/runtime/backend.ts";
 import { openGguf } from "../../src/formats/gguf.ts";
-import { readConfig } from "../../src/models/common/config.ts";
+import { readConfig, readOptionalJson } from "../../src/models/common/config.ts";
 import { loadGemma4Text } from "../../src/models/gemma4/load.ts";
-import { gemma4VisionConfigFromMmproj, loadGemma4MmprojVision } from "../../src/models/gemma4/mmproj.ts";
-import { Gemma4Multimodal } from "../../src/models/gemma4/multimodal.ts";
+import {
+  gemma4VisionConfigFromMmproj,
+  loadGemma4MmprojParts,
+  loadGemma4MmprojVision,
+} from "../../src/models/gemma4/mmproj.ts";
+import { Gemma4Multimodal, type Gemma4PromptMedia } from "../../src/models/gemma4/multimodal.ts";
+import { Gemma4ImageProcessorConfig } from "../../src/models/gemma4/processor.ts";
+import { Model } from "../../src/generate/model.ts";
+import { Tokenizer } from "../../src/tokenizer/tokenizer.ts";
 import { parseGemma4VisionConfig } from "../../src/models/gemma4/vision_config.ts";
 import { VisionCache } from "../../src/runtime/vision_cache.ts";
 import { MmprojError } from "../../src/errors.ts";
@@ -108,4 +115,38 @@ Deno.test("[cpu] gemma4 mmproj (llama.cpp's converter): soft tokens and media-pr
     const d = maxDiff(logits.toArray(), fixtureTensor(`${key}.logits`));
     assert.ok(d <= TOLERANCE, `${key}: logits |Δ| ${d.toExponential(2)}`);
   }
+});
+
+Deno.test("[cpu] gemma4 mmproj parts: an image prompt end to end (template, processor, tower) gives transformers' logits", async () => {
+  const e = loadG4Expected();
+  const rec = e.one_image;
+  using backend = Backend.open({ backend: "cpu" });
+  using mmproj = openGguf(MMPROJ);
+  const tokenizer = await Tokenizer.fromFiles(G4_VISION_FIXTURE);
+  const pre = readOptionalJson(`${G4_VISION_FIXTURE}/processor_config.json`) ?? {};
+  const parts = loadGemma4MmprojParts(
+    backend,
+    loadGemma4Text(backend, G4_VISION_FIXTURE, { maxContext: 512 }),
+    mmproj,
+    textOf(),
+    {
+      processors: { image: Gemma4ImageProcessorConfig.fromPreprocessorConfig({}, pre) },
+    },
+  );
+  using model = new Model({ ...parts, tokenizer, defaults: {} });
+  assert.ok(model.supportsImages && model.supportsVideo);
+  const messages = [{
+    role: "user" as const,
+    content: [
+      { type: "image" as const, path: `${G4_VISION_FIXTURE}/${rec.image_keys[0]}.png` },
+      { type: "text" as const, text: "What is shown here?" },
+    ],
+  }];
+  const encoded = await parts.media!.encode(tokenizer, messages, { addGenerationPrompt: true }, {});
+  assert.deepEqual(encoded.ids, rec.input_ids);
+  using logits = (parts.lm as Gemma4Multimodal).prefill(encoded.ids, encoded.media as Gemma4PromptMedia, "all");
+  const d = maxDiff(logits.toArray(), fixtureTensor("one_image.logits"));
+  assert.ok(d <= TOLERANCE, `logits |Δ| ${d.toExponential(2)}`);
+  const r = await model.generate({ messages }, { maxTokens: 3, temperature: 0 });
+  assert.deepEqual(r.tokens, rec.greedy.ids.slice(0, 3));
 });

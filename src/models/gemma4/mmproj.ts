@@ -25,8 +25,8 @@
 import { MmprojError } from "../../errors.ts";
 import type { GgufFile } from "../../formats/gguf.ts";
 import {
-  type ClipTensorFix,
   clipProjectorType,
+  type ClipTensorFix,
   clipWeightSource,
   ggufTokenId,
   readClipVision,
@@ -37,6 +37,12 @@ import { buildOwning, ModelWeights } from "../common/weight_table.ts";
 import type { LoadWeightsOptions } from "../common/weights.ts";
 import { Gemma4VisionModel, gemma4VisionTable } from "./vision.ts";
 import { type Gemma4VisionConfig, parseGemma4VisionConfig } from "./vision_config.ts";
+import type { ModelParts } from "../../generate/model.ts";
+import { VisionCache } from "../../runtime/vision_cache.ts";
+import { encodeGemma4MediaPrompt, type Gemma4VisionSupport } from "./media.ts";
+import type { Gemma4TextModel } from "./model.ts";
+import { Gemma4Multimodal } from "./multimodal.ts";
+import { Gemma4ImageProcessorConfig, Gemma4VideoProcessorConfig } from "./processor.ts";
 
 /** The projector type llama.cpp writes for Gemma 4's vision tower (`PROJECTOR_TYPE_GEMMA4V`). */
 export const GEMMA4_PROJECTOR_TYPE = "gemma4v";
@@ -151,7 +157,8 @@ export function gemma4VisionConfigFromMmproj(mmproj: GgufFile, text: Gemma4Mmpro
   const kvHeads = k ? Math.floor(k.shape[0] / headDim) : h.numAttentionHeads;
   const positions = mmproj.get("v.position_embd.weight");
   const ids = text.tokenIds ?? {};
-  const defined = (o: Record<string, unknown>) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
+  const defined = (o: Record<string, unknown>) =>
+    Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
   const json = {
     model_type: "gemma4",
     ...defined({
@@ -233,4 +240,54 @@ export function loadGemma4MmprojVision(
     options,
   );
   return buildOwning(weights, (w) => new Gemma4VisionModel(backend, config, w, text.hiddenSize));
+}
+
+/**
+ * The model parts of a Gemma 4 text model with the vision tower of an mmproj file, but the tokenizer, sampling
+ * defaults and response parser (the family's): the multimodal model, its vision-encoder cache, and the image and
+ * video prompt layout — Gemma 4's shipped image and video processors (transformers' defaults: 280 soft tokens per
+ * image, 70 per frame) at the file's patch size and pooling kernel. Takes ownership of `text` (disposed if the tower
+ * fails to load). What a Gemma 4 text-GGUF loader calls when an mmproj comes with the model:
+ *
+ * @example
+ * ```ts
+ * const parts = loadGemma4MmprojParts(backend, textModel, mmproj, {
+ *   path: gguf.path, hiddenSize: config.text.hiddenSize, tokenIds: gemma4GgufMediaTokenIds(gguf),
+ * });
+ * return { ...familyParts, ...parts };
+ * ```
+ */
+export function loadGemma4MmprojParts(
+  backend: Backend,
+  text: Gemma4TextModel,
+  mmproj: GgufFile,
+  info: Gemma4MmprojText,
+  options: LoadWeightsOptions & {
+    visionCacheBytes?: number;
+    /** Processor settings instead of the shipped ones (a checkpoint's processor_config.json, say). */
+    processors?: { image?: Gemma4ImageProcessorConfig; video?: Gemma4VideoProcessorConfig };
+  } = {},
+): Pick<ModelParts, "lm" | "visionCache" | "media"> {
+  let vision: Gemma4VisionModel;
+  try {
+    vision = loadGemma4MmprojVision(backend, mmproj, info, options);
+  } catch (e) {
+    text.dispose();
+    throw e;
+  }
+  const lm = new Gemma4Multimodal(text, vision, new VisionCache(options.visionCacheBytes));
+  const layout = { patchSize: vision.config.patchSize, poolingKernelSize: vision.config.poolingKernelSize };
+  const support: Gemma4VisionSupport = {
+    config: vision.config,
+    image: options.processors?.image ?? Gemma4ImageProcessorConfig.gemma4Default().with(layout),
+    video: options.processors?.video ?? Gemma4VideoProcessorConfig.gemma4Default().with(layout),
+  };
+  return {
+    lm,
+    visionCache: lm.visionCache,
+    media: {
+      video: true,
+      encode: (tokenizer, messages, chat, opts) => encodeGemma4MediaPrompt(tokenizer, messages, chat, support, opts),
+    },
+  };
 }
