@@ -35,7 +35,10 @@ Deno.test("generate: --mmproj with --no-mmproj is a usage error; the help lists 
 Deno.test("generate: another family's projector is a bad model (exit 3) naming both files", async () => {
   const r = await run("src/cli/generate.ts", ["--model", `${PAIR}/model-f32.gguf`, "--mmproj", G4_MMPROJ, "hi"]);
   assert.equal(r.code, 3, r.stderr);
-  assert.match(r.stderr, /mmproj-gemma4-f32\.gguf is a vision projector of type "gemma4v", but the model .*model-f32\.gguf/);
+  assert.match(
+    r.stderr,
+    /mmproj-gemma4-f32\.gguf is a vision projector of type "gemma4v", but the model .*model-f32\.gguf/,
+  );
   assert.match(r.stderr, /--no-mmproj/);
 });
 

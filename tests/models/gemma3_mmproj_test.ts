@@ -1,14 +1,17 @@
 /**
- * Gemma 3 from a llama.cpp model + mmproj GGUF pair: tests/fixtures/make_mmproj_fixtures.py ran llama.cpp's own
- * converter (the pinned source) on the tiny Gemma3ForConditionalGeneration checkpoint, and the pair must give the
- * logits transformers gives for the weights the files hold.
+ * Gemma 3 from llama.cpp model + mmproj GGUF pairs: tests/fixtures/make_mmproj_fixtures.py ran llama.cpp's own
+ * converter (the pinned source) on the tiny Gemma3ForConditionalGeneration checkpoint at --outtype f32 and f16, and
+ * each pair must give the logits transformers gives for the weights the files hold.
  *
- * Tolerance: the converter stores every tensor as f32 (bit-identical to the checkpoint's) except
- * mm.input_projection.weight, which it always stores as F16; the script reran transformers with that tensor
- * dequantized and stored those logits (tests/fixtures/gemma3-vision-gguf/expected.json), so the comparison is of
- * the same weights in f32 on both sides, like the safetensors parity test: 1e-4, the same bound. The norms the
- * converter stores as 1 + w (text RMSNorms and the projector's soft-embedding norm) add one f32 rounding each
- * (|w| < 1, so under 1.2e-7 absolute), far below it.
+ * Tolerance. At f32 the converter stores every tensor as the checkpoint's f32 except mm.input_projection.weight,
+ * which it always stores as F16; at f16 every matrix is F16 (norms, biases, the patch and position embeddings stay
+ * F32). The script reran transformers with exactly those parameters replaced by the values the files hold and
+ * stored its logits (expected.json), so both sides compute with the same weights in f32 arithmetic (gemmakit
+ * widens f16 weights exactly), as in the safetensors parity test: the same bound, 1e-4. The norms the converter
+ * stores as 1 + w (text RMSNorms, the projector's soft-embedding norm) add one f32 rounding each (under 1.2e-7 for
+ * |w| < 1), far below it. The script also applies the attention types llama.cpp reads from the file (no per-layer
+ * types are written for gemma3: the period-6 pattern makes all three tiny layers sliding); "layer_types" records
+ * them, and the test checks the loaded model agrees.
  */
 import assert from "node:assert/strict";
 import { Backend } from "../../src/runtime/backend.ts";
@@ -16,12 +19,18 @@ import { openGguf } from "../../src/formats/gguf.ts";
 import { loadGemma3GgufMultimodal } from "../../src/models/gemma3/mmproj.ts";
 import { loadExpected, promptImages } from "./gemma3_vision_fixture.ts";
 
-const DIR = new URL("../fixtures/gemma3-vision-gguf", import.meta.url).pathname;
-export const GEMMA3_GGUF_PAIR = { model: `${DIR}/model-f32.gguf`, mmproj: `${DIR}/mmproj-gemma3-f32.gguf`, dir: DIR };
+const FIXTURES = new URL("../fixtures/", import.meta.url).pathname;
+const PAIRS = [
+  { outtype: "f32", dir: `${FIXTURES}gemma3-vision-gguf` },
+  { outtype: "f16", dir: `${FIXTURES}gemma3-vision-gguf-f16` },
+] as const;
 const TOLERANCE = 1e-4;
 
 interface PairExpected {
+  files: string[];
   not_f32: Record<string, string>;
+  layer_types: string[];
+  rounded_parameters: Record<string, string>;
   [prompt: string]: unknown;
 }
 
@@ -32,41 +41,44 @@ function maxDiff(got: ArrayLike<number>, want: ArrayLike<number>): number {
   return d;
 }
 
-Deno.test("[cpu] gemma3 model + mmproj GGUF (llama.cpp's converter): image-prompt logits match transformers", () => {
-  const e = loadExpected();
-  const pair = JSON.parse(Deno.readTextFileSync(`${DIR}/expected.json`)) as PairExpected;
-  assert.deepEqual(pair.not_f32, { "mm.input_projection.weight": "F16" });
-  using backend = Backend.open({ backend: "cpu" });
-  using text = openGguf(GEMMA3_GGUF_PAIR.model);
-  using mmproj = openGguf(GEMMA3_GGUF_PAIR.mmproj);
-  const { model, vision } = loadGemma3GgufMultimodal(backend, text, mmproj);
-  try {
-    assert.equal(vision.config.mmTokensPerImage, 16);
-    assert.equal(vision.config.imageTokenId, 992);
-    assert.equal(vision.config.boiTokenId, 990);
-    // The tower (all f32 in the file) equals the checkpoint's exactly as the safetensors parity test checks it;
-    // the projected features differ from the float32 checkpoint's only by the F16 projection: each feature is a
-    // 32-term dot product with weights rounded by at most 2^-11 relatively (observed 1.0e-3; bound 5e-3).
-    const one = promptImages(e, e.one_image);
-    {
-      using features = model.encodeImages({
-        pixelValues: one.pixelValues.subarray(0, one.pixelValues.length / one.count),
-        count: 1,
-      });
-      assert.deepEqual(features.shape, e.vision.image_features_shape);
-      const d = maxDiff(features.toArray(), e.vision.image_features);
-      assert.ok(d <= 5e-3, `image features: |Δ| ${d.toExponential(2)} to the f32 checkpoint's`);
+for (const { outtype, dir } of PAIRS) {
+  Deno.test(`[cpu] gemma3 model + mmproj GGUF at ${outtype} (llama.cpp's converter): image-prompt logits match transformers`, () => {
+    const e = loadExpected();
+    const pair = JSON.parse(Deno.readTextFileSync(`${dir}/expected.json`)) as PairExpected;
+    // What the files hold, as the script found it: which tensors are f16, each matched to one parameter.
+    assert.equal(Object.keys(pair.rounded_parameters).length, Object.keys(pair.not_f32).length);
+    if (outtype === "f32") assert.deepEqual(pair.not_f32, { "mm.input_projection.weight": "F16" });
+    else assert.equal(Object.keys(pair.not_f32).length, 35); // 7 matrices × 3 text layers, 6 × 2 tower, embed, proj
+    using backend = Backend.open({ backend: "cpu" });
+    using text = openGguf(`${dir}/${pair.files[0]}`);
+    using mmproj = openGguf(`${dir}/${pair.files[1]}`);
+    const { model, vision } = loadGemma3GgufMultimodal(backend, text, mmproj);
+    try {
+      assert.deepEqual(model.text.config.layers.map((l) => l.type), pair.layer_types);
+      assert.equal(vision.config.mmTokensPerImage, 16); // clip.vision.projector.scale_factor 2: 8×8 patches → 4×4
+      assert.deepEqual(
+        [vision.config.boiTokenId, vision.config.eoiTokenId, vision.config.imageTokenId],
+        [990, 991, 992], // from the text GGUF's vocabulary
+      );
+      // The tower and projector against the float32 checkpoint's image features: apart only by the f16 matrices
+      // (observed 1.0e-3 with the projection alone in f16; the bound leaves room for the f16 tower).
+      const one = promptImages(e, e.one_image);
+      {
+        using features = model.encodeImages(one);
+        assert.deepEqual(features.shape, e.vision.image_features_shape);
+        const d = maxDiff(features.toArray(), e.vision.image_features);
+        assert.ok(d <= 1e-2, `image features: |Δ| ${d.toExponential(2)} to the f32 checkpoint's`);
+      }
+      for (const key of ["one_image", "two_images", "pan_and_scan"] as const) {
+        const want = pair[key] as { last_logits: number[]; argmax: number };
+        using logits = model.prefill(e[key].input_ids, promptImages(e, e[key]));
+        const got = logits.toArray();
+        const d = maxDiff(got, want.last_logits);
+        assert.ok(d <= TOLERANCE, `${key}: |Δ| ${d.toExponential(2)} exceeds ${TOLERANCE}`);
+        assert.equal(got.indexOf(Math.max(...got)), want.argmax);
+      }
+    } finally {
+      model.dispose();
     }
-    for (const key of ["one_image", "two_images", "pan_and_scan"] as const) {
-      const rec = e[key];
-      const want = (pair[key] as { last_logits: number[] }).last_logits;
-      using logits = model.prefill(rec.input_ids, promptImages(e, rec));
-      const got = logits.toArray();
-      const d = maxDiff(got, want);
-      assert.ok(d <= TOLERANCE, `${key}: |Δ| ${d.toExponential(2)} exceeds ${TOLERANCE}`);
-      assert.equal(got.indexOf(Math.max(...got)), (pair[key] as { argmax: number }).argmax);
-    }
-  } finally {
-    model.dispose();
-  }
-});
+  });
+}

@@ -150,3 +150,43 @@ Deno.test("[cpu] gemma4 mmproj parts: an image prompt end to end (template, proc
   const r = await model.generate({ messages }, { maxTokens: 3, temperature: 0 });
   assert.deepEqual(r.tokens, rec.greedy.ids.slice(0, 3));
 });
+
+Deno.test("[cpu] gemma4 mmproj at f16: soft tokens and image-prompt logits match transformers on the same weights", () => {
+  // Every matrix of the file is F16 (the patch embedding too: loaded back to f32 in (py, px, c) order); the script
+  // reran transformers with exactly those parameters rounded as stored, so both sides hold the same weights and
+  // compute in f32: the f32 bound, 1e-4.
+  const dir = new URL("../fixtures/gemma4-vision-gguf-f16", import.meta.url).pathname;
+  const want = JSON.parse(Deno.readTextFileSync(`${dir}/expected.json`));
+  assert.equal(Object.keys(want.not_f32).length, 16);
+  assert.equal(want.not_f32["v.patch_embd.weight"], "F16");
+  const e = loadG4Expected();
+  using backend = Backend.open({ backend: "cpu" });
+  using mmproj = openGguf(`${dir}/mmproj-gemma4-f16.gguf`);
+  const vision = loadGemma4MmprojVision(backend, mmproj, textOf());
+  let text;
+  try {
+    text = loadGemma4Text(backend, G4_VISION_FIXTURE, { maxContext: 512 });
+  } catch (err) {
+    vision.dispose();
+    throw err;
+  }
+  using model = new Gemma4Multimodal(text, vision, new VisionCache(0));
+  const soft = model.vision.encode(imageBatch(["landscape", "portrait"]));
+  try {
+    const got = new Float32Array(soft.reduce((s, t) => s + t.size, 0));
+    let at = 0;
+    for (const t of soft) {
+      got.set(t.toArray() as Float32Array, at);
+      at += t.size;
+    }
+    const d = maxDiff(got, want.soft_tokens);
+    assert.ok(d <= TOLERANCE, `soft tokens |Δ| ${d.toExponential(2)}`);
+  } finally {
+    for (const t of soft) t.dispose();
+  }
+  using logits = model.prefill(e.one_image.input_ids, promptMedia(e.one_image));
+  const got = logits.toArray();
+  const d = maxDiff(got, want.one_image.last_logits);
+  assert.ok(d <= TOLERANCE, `one_image last logits |Δ| ${d.toExponential(2)}`);
+  assert.equal(got.indexOf(Math.max(...got)), want.one_image.argmax);
+});

@@ -146,6 +146,18 @@ export function gemma3MmprojWeightSource(mmproj: GgufFile): WeightSource {
   return clipWeightSource(mmproj, gemma3MmprojHfName);
 }
 
+/**
+ * Whether the tower's linears are stored in another dtype than their biases (the converter writes matrices at the
+ * outtype, f16 say, and every 1-D tensor as F32): then the weights are widened to f32 on load.
+ */
+function mixedLinears(mmproj: GgufFile): boolean {
+  return mmproj.tensors.some((t) => {
+    if (!/^v\.blk\.\d+\.[a-z_0-9]+\.weight$/.test(t.name) || t.shape.length !== 2) return false;
+    const bias = mmproj.get(t.name.replace(/weight$/, "bias"));
+    return bias !== undefined && bias.dtype !== t.dtype;
+  });
+}
+
 /** Two weight sources listed as one (names must not clash), so one check covers a text GGUF and its mmproj. */
 function pairSource(text: WeightSource, vision: WeightSource, path: string): WeightSource {
   const visionNames = new Set(vision.tensors.map((t) => t.name));
@@ -187,7 +199,10 @@ export function loadGemma3GgufMultimodal(
   const built = buildTextAndVision(
     backend,
     source,
-    { text: gemma3TextTable(config), vision: gemma3VisionTable(visionConfig, config.text.hiddenSize) },
+    {
+      text: gemma3TextTable(config),
+      vision: gemma3VisionTable(visionConfig, config.text.hiddenSize, { linearsAsF32: mixedLinears(mmproj) }),
+    },
     options,
     () => buildGemma3(backend, config, source, options),
     (w) => new Gemma3VisionModel(backend, visionConfig, w, config.text.hiddenSize, { softEmbNormOffset: true }),

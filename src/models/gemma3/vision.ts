@@ -19,9 +19,15 @@ import type { Gemma3VisionConfig } from "./vision_config.ts";
 /**
  * The vision weight table. Names as transformers 5 holds them in memory; the aliases are what checkpoints
  * store: Google's converter writes `vision_tower.vision_model.…` and `multi_modal_projector.…`, and
- * transformers 5.17's save_pretrained writes `vision_tower.…` (no `vision_model`).
+ * transformers 5.17's save_pretrained writes `vision_tower.…` (no `vision_model`). `options.linearsAsF32`: the
+ * encoder's linear weights are widened to f32 on load — for files whose linears are f16 but their biases f32
+ * (llama.cpp's mmproj files; `linear` takes a bias of its weight's dtype), so the biases stay exact.
  */
-export function gemma3VisionTable(v: Gemma3VisionConfig, textHidden: number): Gemma3VisionTable {
+export function gemma3VisionTable(
+  v: Gemma3VisionConfig,
+  textHidden: number,
+  options: { linearsAsF32?: boolean } = {},
+): Gemma3VisionTable {
   const D = v.hiddenSize, I = v.intermediateSize, p = v.patchSize, P = v.patchesPerSide ** 2;
   const tower = (name: string, shape: number[], loadAs?: "f32"): WeightSpec => ({
     name: `model.vision_tower.vision_model.${name}`,
@@ -42,6 +48,11 @@ export function gemma3VisionTable(v: Gemma3VisionConfig, textHidden: number): Ge
     weight: tower(`${name}.weight`, weight),
     bias: tower(`${name}.bias`, [weight[0]]),
   });
+  /** An nn.Linear of the encoder layers. */
+  const dense = (name: string, weight: number[]) => ({
+    weight: tower(`${name}.weight`, weight, options.linearsAsF32 ? "f32" : undefined),
+    bias: tower(`${name}.bias`, [weight[0]]),
+  });
   return {
     patchEmbedding: affine("embeddings.patch_embedding", [D, v.numChannels, p, p]),
     // Added to f32 activations, so held in f32.
@@ -50,13 +61,13 @@ export function gemma3VisionTable(v: Gemma3VisionConfig, textHidden: number): Ge
       const l = `encoder.layers.${i}.`;
       return {
         layerNorm1: affine(`${l}layer_norm1`, [D]),
-        qProj: affine(`${l}self_attn.q_proj`, [D, D]),
-        kProj: affine(`${l}self_attn.k_proj`, [D, D]),
-        vProj: affine(`${l}self_attn.v_proj`, [D, D]),
-        outProj: affine(`${l}self_attn.out_proj`, [D, D]),
+        qProj: dense(`${l}self_attn.q_proj`, [D, D]),
+        kProj: dense(`${l}self_attn.k_proj`, [D, D]),
+        vProj: dense(`${l}self_attn.v_proj`, [D, D]),
+        outProj: dense(`${l}self_attn.out_proj`, [D, D]),
         layerNorm2: affine(`${l}layer_norm2`, [D]),
-        fc1: affine(`${l}mlp.fc1`, [I, D]),
-        fc2: affine(`${l}mlp.fc2`, [D, I]),
+        fc1: dense(`${l}mlp.fc1`, [I, D]),
+        fc2: dense(`${l}mlp.fc2`, [D, I]),
       };
     }),
     postLayernorm: affine("post_layernorm", [D]),
