@@ -23,7 +23,13 @@
  */
 import { MmprojError } from "../../errors.ts";
 import type { GgufFile } from "../../formats/gguf.ts";
-import { clipProjectorType, clipWeightSource, ggufTokenId, readClipVision } from "../../formats/gguf_clip.ts";
+import {
+  clipProjectorType,
+  type ClipTensorFix,
+  clipWeightSource,
+  ggufTokenId,
+  readClipVision,
+} from "../../formats/gguf_clip.ts";
 import type { SourceTensor, WeightSource } from "../../formats/weight_source.ts";
 import type { Backend } from "../../runtime/backend.ts";
 import { VisionCache } from "../../runtime/vision_cache.ts";
@@ -141,21 +147,22 @@ export function gemma3VisionConfigFromMmproj(mmproj: GgufFile, text: GgufFile, t
   };
 }
 
-/** The mmproj file's tensors under the vision table's HF names. */
-export function gemma3MmprojWeightSource(mmproj: GgufFile): WeightSource {
-  return clipWeightSource(mmproj, gemma3MmprojHfName);
-}
-
 /**
- * Whether the tower's linears are stored in another dtype than their biases (the converter writes matrices at the
- * outtype, f16 say, and every 1-D tensor as F32): then the weights are widened to f32 on load.
+ * The mmproj file's tensors under the vision table's HF names. A float linear weight stored in another dtype than
+ * its bias (the converter writes matrices at the outtype, f16 say, and every 1-D tensor as F32) is widened to f32 on
+ * load, exactly: `linear` takes a float weight's bias in the weight's dtype, and the bias stays as stored. Quantized
+ * weights (Q8_0, …) load as stored: `linear` decodes them, with an f32 bias.
  */
-function mixedLinears(mmproj: GgufFile): boolean {
-  return mmproj.tensors.some((t) => {
-    if (!/^v\.blk\.\d+\.[a-z_0-9]+\.weight$/.test(t.name) || t.shape.length !== 2) return false;
+export function gemma3MmprojWeightSource(mmproj: GgufFile): WeightSource {
+  const fixes: Record<string, ClipTensorFix> = {};
+  for (const t of mmproj.tensors) {
+    if (!/^v\.blk\.\d+\.[a-z_0-9]+\.weight$/.test(t.name) || t.shape.length !== 2) continue;
     const bias = mmproj.get(t.name.replace(/weight$/, "bias"));
-    return bias !== undefined && bias.dtype !== t.dtype;
-  });
+    if (bias !== undefined && bias.dtype !== t.dtype && (t.dtype === "f16" || t.dtype === "bf16")) {
+      fixes[t.name] = { shape: t.shape, apply: (v) => v };
+    }
+  }
+  return clipWeightSource(mmproj, gemma3MmprojHfName, fixes);
 }
 
 /** Two weight sources listed as one (names must not clash), so one check covers a text GGUF and its mmproj. */
@@ -199,10 +206,7 @@ export function loadGemma3GgufMultimodal(
   const built = buildTextAndVision(
     backend,
     source,
-    {
-      text: gemma3TextTable(config),
-      vision: gemma3VisionTable(visionConfig, config.text.hiddenSize, { linearsAsF32: mixedLinears(mmproj) }),
-    },
+    { text: gemma3TextTable(config), vision: gemma3VisionTable(visionConfig, config.text.hiddenSize) },
     options,
     () => buildGemma3(backend, config, source, options),
     (w) => new Gemma3VisionModel(backend, visionConfig, w, config.text.hiddenSize, { softEmbNormOffset: true }),

@@ -8,7 +8,7 @@
  */
 import { ShapeError } from "../../errors.ts";
 import type { Backend } from "../../runtime/backend.ts";
-import { FLOAT_DTYPES } from "../../runtime/dtype.ts";
+import { FLOAT_DTYPES, MATMUL_WEIGHT_DTYPES } from "../../runtime/dtype.ts";
 import { Tensor } from "../../runtime/tensor.ts";
 import { Workspace } from "../../runtime/workspace.ts";
 import { add, attentionPrefill, avgPool2d, geluTanh, layerNorm, linear, patchExtract, rmsNorm } from "../../ops/mod.ts";
@@ -19,20 +19,15 @@ import type { Gemma3VisionConfig } from "./vision_config.ts";
 /**
  * The vision weight table. Names as transformers 5 holds them in memory; the aliases are what checkpoints
  * store: Google's converter writes `vision_tower.vision_model.…` and `multi_modal_projector.…`, and
- * transformers 5.17's save_pretrained writes `vision_tower.…` (no `vision_model`). `options.linearsAsF32`: the
- * encoder's linear weights are widened to f32 on load — for files whose linears are f16 but their biases f32
- * (llama.cpp's mmproj files; `linear` takes a bias of its weight's dtype), so the biases stay exact.
+ * transformers 5.17's save_pretrained writes `vision_tower.…` (no `vision_model`). The encoder's linear weights
+ * may also be GGUF-quantized (llama.cpp's mmproj files: `linear` decodes the blocks, with an f32 bias).
  */
-export function gemma3VisionTable(
-  v: Gemma3VisionConfig,
-  textHidden: number,
-  options: { linearsAsF32?: boolean } = {},
-): Gemma3VisionTable {
+export function gemma3VisionTable(v: Gemma3VisionConfig, textHidden: number): Gemma3VisionTable {
   const D = v.hiddenSize, I = v.intermediateSize, p = v.patchSize, P = v.patchesPerSide ** 2;
-  const tower = (name: string, shape: number[], loadAs?: "f32"): WeightSpec => ({
+  const tower = (name: string, shape: number[], loadAs?: "f32", dtypes = FLOAT_DTYPES): WeightSpec => ({
     name: `model.vision_tower.vision_model.${name}`,
     shape,
-    dtypes: FLOAT_DTYPES,
+    dtypes,
     aliases: [`vision_tower.vision_model.${name}`, `vision_tower.${name}`, `model.vision_tower.${name}`],
     ...(loadAs ? { loadAs } : {}),
   });
@@ -50,7 +45,7 @@ export function gemma3VisionTable(
   });
   /** An nn.Linear of the encoder layers. */
   const dense = (name: string, weight: number[]) => ({
-    weight: tower(`${name}.weight`, weight, options.linearsAsF32 ? "f32" : undefined),
+    weight: tower(`${name}.weight`, weight, undefined, MATMUL_WEIGHT_DTYPES),
     bias: tower(`${name}.bias`, [weight[0]]),
   });
   return {
