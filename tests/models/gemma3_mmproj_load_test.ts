@@ -22,6 +22,8 @@ import { findMmproj } from "../../src/models/common/mmproj.ts";
 import { loadGemma3Gguf } from "../../src/models/gemma3/load.ts";
 import { loadGemma3MmprojParts } from "../../src/models/gemma3/mmproj.ts";
 import type { Gemma3Multimodal, PromptImages } from "../../src/models/gemma3/multimodal.ts";
+import { gemma3GgufTokenizer } from "../../src/models/gemma3/gguf_tokenizer.ts";
+import { realGguf270m } from "./real_gguf.ts";
 import { ImageInputError, MmprojError } from "../../src/errors.ts";
 import { loadExpected, VISION_FIXTURE } from "./gemma3_vision_fixture.ts";
 
@@ -138,4 +140,18 @@ Deno.test("[cpu] a text-only Gemma 3 GGUF refuses images with a hint about --mmp
     }, { maxTokens: 1 }),
     (err: unknown) => err instanceof ImageInputError && /--mmproj/.test(err.message),
   );
+});
+
+Deno.test("gemma3 GGUF tokenizer with a projector: <image_soft_token> (past llama.cpp's vocabulary) is one token", async () => {
+  // llama.cpp's Gemma 3 GGUFs carry the 262,144 SentencePiece pieces only; transformers' tokenizer.json adds the
+  // image soft token as id 262144, which the prompt layout repeats once per soft token.
+  const { path, skip } = await realGguf270m();
+  if (skip) return console.log(`skipped: ${skip}`);
+  using gguf = openGguf(path!);
+  const text = "<start_of_image><image_soft_token><image_soft_token><end_of_image> hi";
+  assert.ok(gemma3GgufTokenizer(gguf).encode(text, { addSpecialTokens: false }).length > 5);
+  const t = gemma3GgufTokenizer(gguf, { imageTokenId: 262144 });
+  assert.deepEqual(t.encode(text, { addSpecialTokens: false }).slice(0, 4), [255999, 262144, 262144, 256000]);
+  assert.equal(t.idToToken(262144), "<image_soft_token>");
+  assert.equal(t.decode([262144], { skipSpecialTokens: true }), "");
 });

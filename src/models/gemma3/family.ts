@@ -41,8 +41,11 @@ export const gemma3: Family = {
       const gguf = c.file;
       const supportsChat = gguf.has("tokenizer.chat_template");
       // A projector that does not fit is refused before anything else is read.
-      if (options.mmproj) gemma3VisionConfigFromMmproj(options.mmproj, gguf, gemma3ConfigFromGguf(gguf));
-      const tokenizer = hasGgufVocab(gguf) ? gemma3GgufTokenizer(gguf) : await gemma3Tokenizer();
+      const vision = options.mmproj &&
+        gemma3VisionConfigFromMmproj(options.mmproj, gguf, gemma3ConfigFromGguf(gguf)).vision;
+      const tokenizer = hasGgufVocab(gguf)
+        ? gemma3GgufTokenizer(gguf, { imageTokenId: vision ? vision.imageTokenId : undefined })
+        : await gemma3Tokenizer();
       const parts = {
         tokenizer,
         defaults: GEMMA3_SAMPLING,
