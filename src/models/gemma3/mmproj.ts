@@ -148,15 +148,15 @@ export function gemma3VisionConfigFromMmproj(mmproj: GgufFile, text: GgufFile, t
 }
 
 /**
- * The mmproj file's tensors under the vision table's HF names. A float linear weight stored in another dtype than
- * its bias (the converter writes matrices at the outtype, f16 say, and every 1-D tensor as F32) is widened to f32 on
- * load, exactly: `linear` takes a float weight's bias in the weight's dtype, and the bias stays as stored. Quantized
+ * The mmproj file's tensors under the vision table's HF names. A float linear (or patch-embedding) weight stored in
+ * another dtype than its bias (the converter writes matrices at the outtype, f16 say, and every 1-D tensor as F32;
+ * older converters also the patch embedding) is widened to f32 on load, exactly: `linear` takes a float weight's bias in the weight's dtype, and the bias stays as stored. Quantized
  * weights (Q8_0, …) load as stored: `linear` decodes them, with an f32 bias.
  */
 export function gemma3MmprojWeightSource(mmproj: GgufFile): WeightSource {
   const fixes: Record<string, ClipTensorFix> = {};
   for (const t of mmproj.tensors) {
-    if (!/^v\.blk\.\d+\.[a-z_0-9]+\.weight$/.test(t.name) || t.shape.length !== 2) continue;
+    if (!/^v\..+\.weight$/.test(t.name) || t.shape.length < 2) continue; // linears and the patch embedding
     const bias = mmproj.get(t.name.replace(/weight$/, "bias"));
     if (bias !== undefined && bias.dtype !== t.dtype && (t.dtype === "f16" || t.dtype === "bf16")) {
       fixes[t.name] = { shape: t.shape, apply: (v) => v };
