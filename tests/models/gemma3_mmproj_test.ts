@@ -1,13 +1,14 @@
 /**
  * Gemma 3 from llama.cpp model + mmproj GGUF pairs: tests/fixtures/make_mmproj_fixtures.py ran llama.cpp's own
- * converter (the pinned source) on the tiny Gemma3ForConditionalGeneration checkpoint at --outtype f32, f16 and q8_0, and
- * each pair must give the logits transformers gives for the weights the files hold.
+ * converter (the pinned source) on the tiny Gemma3ForConditionalGeneration checkpoint at --outtype f32, f16 and
+ * q8_0, and each pair must give the logits transformers gives for the weights the files hold.
  *
  * Tolerance. At f32 the converter stores every tensor as the checkpoint's f32 except mm.input_projection.weight,
  * which it always stores as F16; at f16 every matrix is F16, at q8_0 Q8_0 (norms, biases, the patch and position
- * embeddings stay F32; the projection F16). gemmakit keeps Q8_0 blocks as stored and decodes them to ggml's values. The script reran transformers with exactly those parameters replaced by the values the files hold and
- * stored its logits (expected.json), so both sides compute with the same weights in f32 arithmetic (gemmakit
- * widens f16 weights exactly), as in the safetensors parity test: the same bound, 1e-4. The norms the converter
+ * embeddings stay F32; the projection F16). The script reran transformers with exactly those parameters replaced by
+ * the values the files hold (gguf-py's own rounding) and stored its logits (expected.json), so both sides compute
+ * with the same weights in f32 arithmetic (gemmakit widens f16 weights exactly and decodes Q8_0 blocks to ggml's
+ * values), as in the safetensors parity test: the same bound, 1e-4. The norms the converter
  * stores as 1 + w (text RMSNorms, the projector's soft-embedding norm) add one f32 rounding each (under 1.2e-7 for
  * |w| < 1), far below it. The script also applies the attention types llama.cpp reads from the file (no per-layer
  * types are written for gemma3: the period-6 pattern makes all three tiny layers sliding); "layer_types" records

@@ -150,8 +150,9 @@ export function gemma3VisionConfigFromMmproj(mmproj: GgufFile, text: GgufFile, t
 /**
  * The mmproj file's tensors under the vision table's HF names. A float linear (or patch-embedding) weight stored in
  * another dtype than its bias (the converter writes matrices at the outtype, f16 say, and every 1-D tensor as F32;
- * older converters also the patch embedding) is widened to f32 on load, exactly: `linear` takes a float weight's bias in the weight's dtype, and the bias stays as stored. Quantized
- * weights (Q8_0, …) load as stored: `linear` decodes them, with an f32 bias.
+ * older converters also the patch embedding) is widened to f32 on load, exactly: `linear` takes a float weight's
+ * bias in the weight's dtype, and the bias stays as stored. Quantized weights (Q8_0, …) load as stored: `linear`
+ * decodes them, with an f32 bias.
  */
 export function gemma3MmprojWeightSource(mmproj: GgufFile): WeightSource {
   const fixes: Record<string, ClipTensorFix> = {};
