@@ -385,6 +385,7 @@ export type MmprojErrorKind =
   | "ambiguous" // several mmproj*.gguf files beside the model, and none was named
   | "mismatch" // the projector's type or dimensions do not fit the text model
   | "not_mmproj" // the file is not a llama.cpp vision projector (general.architecture is not "clip")
+  | "projector_as_model" // a vision projector file given as the model
   | "unsupported"; // an mmproj given for a model that does not take one (a checkpoint directory)
 
 /**

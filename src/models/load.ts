@@ -11,7 +11,7 @@ import type { ProgressCallback } from "../hub/progress.ts";
 import { readConfig } from "./common/config.ts";
 import { type Checkpoint, familyFor } from "./registry.ts";
 import { resolveModel } from "./resolve.ts";
-import { findMmproj, mmprojNeedsGguf, openMmproj } from "./common/mmproj.ts";
+import { findMmproj, mmprojNeedsGguf, openMmproj, projectorAsModel } from "./common/mmproj.ts";
 
 export interface LoadModelOptions {
   /** A Backend to load onto, or which one to open ("auto" by default). */
@@ -66,6 +66,7 @@ export async function loadModel(path?: string, options: LoadModelOptions = {}): 
   const resolved = await resolveModel(path, options.onDownload);
   const checkpoint = checkpointAt(resolved.format, resolved.path);
   using _file = checkpoint.format === "gguf" ? checkpoint.file : undefined;
+  if (checkpoint.format === "gguf" && checkpoint.architecture === "clip") throw projectorAsModel(checkpoint.path);
   const family = familyFor(checkpoint);
   if (checkpoint.format === "hf" && typeof options.mmproj === "string") {
     throw mmprojNeedsGguf(checkpoint.path, options.mmproj);

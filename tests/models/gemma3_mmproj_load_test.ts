@@ -98,7 +98,7 @@ Deno.test("findMmproj: the one mmproj*.gguf beside the model; none; several is a
   }
 });
 
-Deno.test("loadModel: mmproj errors name both files (ambiguous, another family's projector, not a projector, HF)", async () => {
+Deno.test("loadModel: mmproj errors name the files (ambiguous, another family's, not a projector, HF, as the model)", async () => {
   const two = folder({ "model.gguf": MODEL, "mmproj-a.gguf": MMPROJ, "mmproj-b.gguf": MMPROJ });
   try {
     const reject = (promise: Promise<unknown>, kind: string, pattern: RegExp) =>
@@ -120,6 +120,7 @@ Deno.test("loadModel: mmproj errors name both files (ambiguous, another family's
       /general\.architecture is "gemma3"/,
     );
     await reject(loadModel(VISION_FIXTURE, { backend: "cpu", mmproj: MMPROJ }), "unsupported", /checkpoint directory/);
+    await reject(loadModel(MMPROJ, { backend: "cpu" }), "projector_as_model", /is a vision projector \(mmproj\) file/);
   } finally {
     Deno.removeSync(two, { recursive: true });
   }

@@ -78,3 +78,13 @@ export function mmprojNeedsGguf(modelPath: string, mmprojPath: string): MmprojEr
     "use --mmproj with a .gguf model, or leave it out for a checkpoint directory",
   );
 }
+
+/** The error for a vision projector file given as the model. */
+export function projectorAsModel(path: string): MmprojError {
+  return new MmprojError(
+    "projector_as_model",
+    `${path} is a vision projector (mmproj) file, not a model: it holds the vision tower only`,
+    { model: path, mmproj: path },
+    "pass the text model's GGUF as the model (--model) and this file as its projector (--mmproj FILE)",
+  );
+}
