@@ -42,7 +42,7 @@ export const gemma3: Family = {
       const supportsChat = gguf.has("tokenizer.chat_template");
       // A projector that does not fit is refused before anything else is read.
       const vision = options.mmproj &&
-        gemma3VisionConfigFromMmproj(options.mmproj, gguf, gemma3ConfigFromGguf(gguf)).vision;
+        gemma3VisionConfigFromMmproj(options.mmproj, gguf, gemma3ConfigFromGguf(gguf)).config;
       const tokenizer = hasGgufVocab(gguf)
         ? gemma3GgufTokenizer(gguf, { imageTokenId: vision ? vision.imageTokenId : undefined })
         : await gemma3Tokenizer();

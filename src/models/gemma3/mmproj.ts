@@ -98,7 +98,11 @@ export function gemma3MmprojHfName(ggufName: string): string | undefined {
  * another projector type or projects to another width than the text model's; FormatError / ConfigError when
  * its metadata is missing or not a tower gemmakit runs.
  */
-export function gemma3VisionConfigFromMmproj(mmproj: GgufFile, text: GgufFile, textConfig: Gemma3Model) {
+export function gemma3VisionConfigFromMmproj(
+  mmproj: GgufFile,
+  text: GgufFile,
+  textConfig: Gemma3Model,
+): Gemma3MmprojVision {
   const type = clipProjectorType(mmproj);
   if (type !== GEMMA3_PROJECTOR_TYPE) {
     throw new MmprojError(
@@ -140,11 +144,7 @@ export function gemma3VisionConfigFromMmproj(mmproj: GgufFile, text: GgufFile, t
       hidden_act: "gelu_pytorch_tanh",
     },
   };
-  return {
-    vision: parseGemma3VisionConfig(json, mmproj.path),
-    imageMean: h.imageMean,
-    imageStd: h.imageStd,
-  };
+  return { config: parseGemma3VisionConfig(json, mmproj.path), imageMean: h.imageMean, imageStd: h.imageStd };
 }
 
 /**
@@ -177,7 +177,7 @@ function pairSource(text: WeightSource, vision: WeightSource, path: string): Wei
   };
 }
 
-/** What loading a text GGUF with its mmproj gives besides the model: the processor's settings from the file. */
+/** The vision config of an mmproj file, and the image normalization it records (`clip.vision.image_mean/std`). */
 export interface Gemma3MmprojVision {
   config: Gemma3VisionConfig;
   imageMean: number[] | undefined;
@@ -202,7 +202,7 @@ export function loadGemma3GgufMultimodal(
   options: LoadGemma3Options & { visionCacheBytes?: number } = {},
 ): { model: Gemma3Multimodal; vision: Gemma3MmprojVision } {
   const config: Gemma3Model = { ...gemma3ConfigFromGguf(text), normMode: "scale" };
-  const { vision: visionConfig, imageMean, imageStd } = gemma3VisionConfigFromMmproj(mmproj, text, config);
+  const { config: visionConfig, imageMean, imageStd } = gemma3VisionConfigFromMmproj(mmproj, text, config);
   const source = pairSource(ggufWeightSource(text, config), gemma3MmprojWeightSource(mmproj), text.path);
   const built = buildTextAndVision(
     backend,
