@@ -30,6 +30,7 @@
  */
 // Loading and generation.
 export { loadModel, type LoadModelOptions } from "./src/models/load.ts";
+export { findMmproj } from "./src/models/common/mmproj.ts";
 export { type Checkpoint, FAMILIES, type Family, familyFor } from "./src/models/registry.ts";
 export {
   type ChatOptions,
@@ -64,6 +65,8 @@ export {
   type ImageErrorKind,
   ImageInputError,
   LibraryError,
+  MmprojError,
+  type MmprojErrorKind,
   NativeError,
   RemoteMediaError,
   type RemoteMediaErrorKind,

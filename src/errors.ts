@@ -379,3 +379,27 @@ export class ConstraintError extends GemmakitError {
     super("constraint", message, options);
   }
 }
+
+/** Why a vision projector (mmproj) file was refused. */
+export type MmprojErrorKind =
+  | "ambiguous" // several mmproj*.gguf files beside the model, and none was named
+  | "mismatch" // the projector's type or dimensions do not fit the text model
+  | "not_mmproj" // the file is not a llama.cpp vision projector (general.architecture is not "clip")
+  | "projector_as_model" // a vision projector file given as the model
+  | "unsupported"; // an mmproj given for a model that does not take one (a checkpoint directory)
+
+/**
+ * A vision projector (mmproj) GGUF that cannot go with the model: `model` and `mmproj` name the two files,
+ * `candidates` the files found beside the model when the choice was ambiguous.
+ */
+export class MmprojError extends GemmakitError {
+  override name = "MmprojError";
+  constructor(
+    readonly kind: MmprojErrorKind,
+    message: string,
+    readonly files: { model: string; mmproj?: string; candidates?: readonly string[] },
+    hint?: string,
+  ) {
+    super("model", message, { hint });
+  }
+}

@@ -23,6 +23,8 @@ Serves one model over an OpenAI-compatible API (/v1/chat/completions, /v1/comple
 
 Flags:
   --model PATH|REPO|FILE.gguf  checkpoint folder, Hugging Face repo id or GGUF file (default: Gemma 3 270M)
+  --mmproj FILE                llama.cpp's vision projector (mmproj-*.gguf) for a GGUF model (default: the one
+                               mmproj*.gguf beside the model, if exactly one); --no-mmproj: text only
   --model-id NAME              the model name the API reports (default: the folder's name)
   --port N                     TCP port; 0 picks a free one (default 8080)
   --host ADDR                  address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)
@@ -69,6 +71,8 @@ function parseFlags() {
       allowPositionals: false,
       options: {
         model: { type: "string" },
+        mmproj: { type: "string" },
+        "no-mmproj": { type: "boolean", default: false },
         "model-id": { type: "string" },
         port: { type: "string", default: "8080" },
         host: { type: "string", default: "127.0.0.1" },
@@ -123,9 +127,14 @@ function bind(hostname: string, port: number): Deno.TcpListener {
   }
 }
 
-async function load(path: string | undefined, backend: BackendChoice, maxContext: number | undefined) {
+async function load(
+  path: string | undefined,
+  backend: BackendChoice,
+  maxContext: number | undefined,
+  mmproj: string | false | undefined,
+) {
   try {
-    return await loadModel(path, { backend, maxContext });
+    return await loadModel(path, { backend, maxContext, mmproj });
   } catch (e) {
     const message = firstLine(e);
     // The native library missing, stale or without a device: the checkpoint is fine, the machine is not.
@@ -160,10 +169,15 @@ async function main(): Promise<void> {
   const maxQueue = int("max-queue", values["max-queue"]);
   const maxTokens = int("max-tokens", values["max-tokens"]);
 
+  if (values.mmproj !== undefined && values["no-mmproj"]) {
+    throw new StartError(EXIT.usage, "--mmproj and --no-mmproj exclude each other", "see --help");
+  }
+  const mmproj = values["no-mmproj"] ? false : values.mmproj;
+
   const listener = bind(values.host, port);
   let model: Model;
   try {
-    model = await load(values.model, backend, maxContext);
+    model = await load(values.model, backend, maxContext, mmproj);
   } catch (e) {
     listener.close();
     throw e;

@@ -11,12 +11,13 @@ import type { ChatSession, UserContent } from "../generate/session.ts";
 import { loadModel } from "../models/load.ts";
 import { stderrProgress } from "../hub/progress.ts";
 import { responsePrinter } from "./response_printer.ts";
-import { number, runMain, UsageError } from "./common.ts";
+import { MMPROJ_USAGE, mmprojOption, number, runMain, UsageError } from "./common.ts";
 
 const USAGE = `usage: deno task chat [options]
 
   --model PATH|REPO       a GGUF file, a checkpoint directory, or a hub repo id; default: Gemma 3 270M
                           Q4_K_M (a base model: it chats in Gemma 3's turn format)
+${MMPROJ_USAGE}
   --system TEXT           a system prompt (kept when old turns are dropped to fit the context)
   --max-tokens N          most new tokens per answer (default 512)
   --temperature T  --top-k K  --top-p P  --seed N   sampling (default: the checkpoint's, greedy for GGUF)
@@ -63,6 +64,8 @@ export async function main(args: string[]): Promise<number> {
     args,
     options: {
       model: { type: "string" },
+      mmproj: { type: "string" },
+      "no-mmproj": { type: "boolean" },
       system: { type: "string" },
       "max-tokens": { type: "string" },
       temperature: { type: "string" },
@@ -93,8 +96,10 @@ export async function main(args: string[]): Promise<number> {
   const write = (t: string) => Deno.stdout.writeSync(enc.encode(t));
   const note = (t: string) => Deno.stderr.writeSync(enc.encode(`${t}\n`));
 
+  const mmproj = mmprojOption(values);
   using model = await loadModel(values.model, {
     backend: backend as BackendChoice,
+    mmproj,
     maxContext: number(values, "max-context", true),
     onDownload: stderrProgress(),
   });

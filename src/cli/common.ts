@@ -19,6 +19,21 @@ export function number(values: Record<string, unknown>, key: string, integer = f
   return n;
 }
 
+/** The help lines of --mmproj and --no-mmproj, as generate and chat print them. */
+export const MMPROJ_USAGE =
+  `  --mmproj FILE           llama.cpp's vision projector (mmproj-*.gguf) for a GGUF model: images for
+                          Gemma 3 (default: the one mmproj*.gguf beside the model, if exactly one)
+  --no-mmproj             do not look for a vision projector beside the model (text only)`;
+
+/** loadModel's \`mmproj\` from --mmproj FILE / --no-mmproj (a UsageError when both are given). */
+export function mmprojOption(values: { mmproj?: string; "no-mmproj"?: boolean }): string | false | undefined {
+  if (values.mmproj !== undefined && values["no-mmproj"]) {
+    throw new UsageError("--mmproj and --no-mmproj exclude each other");
+  }
+  if (values.mmproj === "") throw new UsageError("--mmproj needs a file");
+  return values["no-mmproj"] ? false : values.mmproj;
+}
+
 function isModelError(e: unknown): boolean {
   return e instanceof ConfigError || e instanceof WeightsError || e instanceof FormatError || e instanceof HubError ||
     (e instanceof GemmakitError && (e.op === "model" || e.op.startsWith("tokenizer")));

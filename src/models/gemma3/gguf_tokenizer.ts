@@ -60,16 +60,32 @@ const EXTRA_SPECIAL_TOKENS = {
 
 /**
  * The tokenizer of a Gemma 3 GGUF. Its chat template is the file's, else Gemma 3's turn format; the caller
- * tells the two apart with `gguf.has("tokenizer.chat_template")`.
+ * tells the two apart with `gguf.has("tokenizer.chat_template")`. `options.imageTokenId` (a model loaded with its
+ * vision projector): `<image_soft_token>` is added with that id when the file's vocabulary lacks it.
  */
-export function gemma3GgufTokenizer(gguf: GgufFile): Tokenizer {
+export function gemma3GgufTokenizer(gguf: GgufFile, options: { imageTokenId?: number } = {}): Tokenizer {
   const vocab = readGgufVocab(gguf);
   const config = {
     ...tokenizerConfigFromGguf(vocab),
     tokenizer_class: "GemmaTokenizer",
     extra_special_tokens: EXTRA_SPECIAL_TOKENS,
   };
-  return Tokenizer.fromJSON(tokenizerJsonFromGguf(vocab, GEMMA3_TOKENIZER_SECTIONS), config, {
+  const json = tokenizerJsonFromGguf(vocab, GEMMA3_TOKENIZER_SECTIONS);
+  // Gemma 3's image soft token is an added token past the SentencePiece vocabulary (id 262144 in tokenizer.json),
+  // which llama.cpp's GGUFs do not carry; with a vision projector, the prompt layout needs it as one token.
+  const image = EXTRA_SPECIAL_TOKENS.image_token;
+  if (options.imageTokenId !== undefined && !vocab.tokens.includes(image)) {
+    json.added_tokens = [...(json.added_tokens ?? []), {
+      id: options.imageTokenId,
+      content: image,
+      single_word: false,
+      lstrip: false,
+      rstrip: false,
+      normalized: false,
+      special: true,
+    }];
+  }
+  return Tokenizer.fromJSON(json, config, {
     chatTemplate: vocab.chatTemplate ?? GEMMA3_CHAT_TEMPLATE,
   });
 }

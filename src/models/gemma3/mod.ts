@@ -16,3 +16,4 @@ export {
   preprocessGemma3,
 } from "./processor.ts";
 export { gemma3 } from "./family.ts";
+export { type Gemma3MmprojVision, loadGemma3GgufMultimodal } from "./mmproj.ts";

@@ -8,7 +8,7 @@
  */
 import { ShapeError } from "../../errors.ts";
 import type { Backend } from "../../runtime/backend.ts";
-import { FLOAT_DTYPES } from "../../runtime/dtype.ts";
+import { FLOAT_DTYPES, MATMUL_WEIGHT_DTYPES } from "../../runtime/dtype.ts";
 import { Tensor } from "../../runtime/tensor.ts";
 import { Workspace } from "../../runtime/workspace.ts";
 import { add, attentionPrefill, avgPool2d, geluTanh, layerNorm, linear, patchExtract, rmsNorm } from "../../ops/mod.ts";
@@ -19,14 +19,15 @@ import type { Gemma3VisionConfig } from "./vision_config.ts";
 /**
  * The vision weight table. Names as transformers 5 holds them in memory; the aliases are what checkpoints
  * store: Google's converter writes `vision_tower.vision_model.…` and `multi_modal_projector.…`, and
- * transformers 5.17's save_pretrained writes `vision_tower.…` (no `vision_model`).
+ * transformers 5.17's save_pretrained writes `vision_tower.…` (no `vision_model`). The encoder's linear weights
+ * may also be GGUF-quantized (llama.cpp's mmproj files: `linear` decodes the blocks, with an f32 bias).
  */
 export function gemma3VisionTable(v: Gemma3VisionConfig, textHidden: number): Gemma3VisionTable {
   const D = v.hiddenSize, I = v.intermediateSize, p = v.patchSize, P = v.patchesPerSide ** 2;
-  const tower = (name: string, shape: number[], loadAs?: "f32"): WeightSpec => ({
+  const tower = (name: string, shape: number[], loadAs?: "f32", dtypes = FLOAT_DTYPES): WeightSpec => ({
     name: `model.vision_tower.vision_model.${name}`,
     shape,
-    dtypes: FLOAT_DTYPES,
+    dtypes,
     aliases: [`vision_tower.vision_model.${name}`, `vision_tower.${name}`, `model.vision_tower.${name}`],
     ...(loadAs ? { loadAs } : {}),
   });
@@ -42,6 +43,11 @@ export function gemma3VisionTable(v: Gemma3VisionConfig, textHidden: number): Ge
     weight: tower(`${name}.weight`, weight),
     bias: tower(`${name}.bias`, [weight[0]]),
   });
+  /** An nn.Linear of the encoder layers. */
+  const dense = (name: string, weight: number[]) => ({
+    weight: tower(`${name}.weight`, weight, undefined, MATMUL_WEIGHT_DTYPES),
+    bias: tower(`${name}.bias`, [weight[0]]),
+  });
   return {
     patchEmbedding: affine("embeddings.patch_embedding", [D, v.numChannels, p, p]),
     // Added to f32 activations, so held in f32.
@@ -50,13 +56,13 @@ export function gemma3VisionTable(v: Gemma3VisionConfig, textHidden: number): Ge
       const l = `encoder.layers.${i}.`;
       return {
         layerNorm1: affine(`${l}layer_norm1`, [D]),
-        qProj: affine(`${l}self_attn.q_proj`, [D, D]),
-        kProj: affine(`${l}self_attn.k_proj`, [D, D]),
-        vProj: affine(`${l}self_attn.v_proj`, [D, D]),
-        outProj: affine(`${l}self_attn.out_proj`, [D, D]),
+        qProj: dense(`${l}self_attn.q_proj`, [D, D]),
+        kProj: dense(`${l}self_attn.k_proj`, [D, D]),
+        vProj: dense(`${l}self_attn.v_proj`, [D, D]),
+        outProj: dense(`${l}self_attn.out_proj`, [D, D]),
         layerNorm2: affine(`${l}layer_norm2`, [D]),
-        fc1: affine(`${l}mlp.fc1`, [I, D]),
-        fc2: affine(`${l}mlp.fc2`, [D, I]),
+        fc1: dense(`${l}mlp.fc1`, [I, D]),
+        fc2: dense(`${l}mlp.fc2`, [D, I]),
       };
     }),
     postLayernorm: affine("post_layernorm", [D]),
@@ -104,14 +110,21 @@ export class Gemma3VisionModel {
   readonly #w: Gemma3VisionWeights;
   /** mm_input_projection_weight transposed to [textHidden, D] (nn.Linear layout), f32. */
   readonly #projection: Tensor;
+  /** How mm_soft_emb_norm applies its weight: (1 + w) as transformers holds it, or w when stored as 1 + w. */
+  readonly #softEmbNormMode: "one_plus" | "scale";
 
-  /** Takes ownership of `weights` (disposed with the model). */
+  /**
+   * Takes ownership of `weights` (disposed with the model). `options.softEmbNormOffset`: mm_soft_emb_norm's
+   * weight is stored as 1 + w (llama.cpp's mmproj files), so it scales as stored.
+   */
   constructor(
     backend: Backend,
     config: Gemma3VisionConfig,
     weights: ModelWeights<Gemma3VisionTable>,
     textHidden: number,
+    options: { softEmbNormOffset?: boolean } = {},
   ) {
+    this.#softEmbNormMode = options.softEmbNormOffset ? "scale" : "one_plus";
     this.backend = backend;
     this.config = config;
     this.textHidden = textHidden;
@@ -168,7 +181,8 @@ export class Gemma3VisionModel {
 
   /**
    * Gemma3MultiModalProjector on one image's tower output [patches, D] → f32 [mmTokensPerImage, textHidden]
-   * into `out`: AvgPool2d over the patch grid, Gemma3RMSNorm (1 + w) with the vision eps, then the projection.
+   * into `out`: AvgPool2d over the patch grid, Gemma3RMSNorm (1 + w; w as stored for an mmproj file) with the
+   * vision eps, then the projection.
    */
   project(hidden: Tensor, out: Tensor, ws: Workspace): Tensor {
     const c = this.config, T = c.mmTokensPerImage, side = c.patchesPerSide;
@@ -177,7 +191,7 @@ export class Gemma3VisionModel {
       { gridH: side, gridW: side, kernel: c.poolKernel },
       ws.get("pooled", [1, T, c.hiddenSize]),
     ).reshape([T, c.hiddenSize]);
-    rmsNorm(pooled, this.#w.mmSoftEmbNorm, { mode: "one_plus", eps: c.layerNormEps }, pooled);
+    rmsNorm(pooled, this.#w.mmSoftEmbNorm, { mode: this.#softEmbNormMode, eps: c.layerNormEps }, pooled);
     return linear(pooled, this.#projection, null, out);
   }
 

@@ -23,3 +23,4 @@ export {
 export { loadVideo, type LoadVideoOptions } from "./video.ts";
 export { Gemma4ResponseParser } from "./response.ts";
 export { gemma4, gemma4ResponseParserFor } from "./family.ts";
+export { type Gemma4MmprojText, loadGemma4MmprojVision } from "./mmproj.ts";
