@@ -121,7 +121,8 @@ export function createApp(options: AppOptions = {}): Hono {
       }
       : null;
   };
-  const queue = new FairQueue(limits.maxQueue);
+  // As many requests run at once as the model has KV-cache slots (loadModel's parallel); the library batches them.
+  const queue = new FairQueue(limits.maxQueue, model?.batchStats?.().slots ?? 1);
   const bodyBounds = {
     maxBytes: limits.maxBodyBytes,
     timeoutMs: limits.bodyTimeoutMs,
@@ -194,9 +195,10 @@ export function createApp(options: AppOptions = {}): Hono {
     c.text(
       metrics.render({
         queueDepth: queue.depth,
-        inFlight: queue.busy ? 1 : 0,
+        inFlight: queue.running,
         nativeMemoryBytes: backend?.memoryStats().inUse ?? 0,
         visionCache: model?.visionCacheStats?.(),
+        batch: model?.batchStats?.(),
       }),
       200,
       { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
