@@ -8,7 +8,11 @@ import assert from "node:assert/strict";
 import { loadModel } from "../../src/models/load.ts";
 import { BoundsError } from "../../src/errors.ts";
 import { PREFILL_CHUNK } from "../../src/generate/batch.ts";
-import type { Model } from "../../src/generate/model.ts";
+import { Model } from "../../src/generate/model.ts";
+import { Backend } from "../../src/runtime/backend.ts";
+import { loadGemma3Text } from "../../src/models/gemma3/load.ts";
+import { Tokenizer } from "../../src/tokenizer/tokenizer.ts";
+import type { CausalLM } from "../../src/generate/token_loop.ts";
 import type { GenerateCallOptions } from "../../src/generate/call_options.ts";
 
 const FIXTURE = (name: string) => new URL(`../fixtures/${name}/`, import.meta.url).pathname;
@@ -297,17 +301,47 @@ Deno.test("64 concurrent requests with random aborts answer as alone; memory bac
   assert.equal(model.backend.memoryStats().inUse, baseline);
 });
 
+Deno.test("Gemma 4 (per-layer inputs, KV-shared layers, k_eq_v, MoE) batches to the same greedy answers", async () => {
+  // sliding_window 8 → rings of 72 rows: answers of 70 tokens past prompts of 10+ wrap them.
+  for (const name of ["gemma4-text-e", "gemma4-text-k-eq-v", "gemma4-text-moe"]) {
+    const calls = PROMPTS.slice(0, 5).map((prompt, i) => ({
+      prompt,
+      options: { ...GREEDY, maxTokens: 20 + 15 * i, chunkSize: 2 + 3 * i },
+    }));
+    const want = await serialAnswers(FIXTURE(name), 128, calls);
+    using model = await loadModel(FIXTURE(name), { backend: "cpu", maxContext: 128, parallel: 4 });
+    const baseline = model.backend.memoryStats().inUse;
+    assert.equal(model.parallelNote, undefined);
+    const got = await Promise.all(calls.map((c) => model.generate(c.prompt, c.options)));
+    got.forEach((r, i) => assert.deepEqual(r.tokens, want[i].tokens, `${name} call ${i}`));
+    assert.ok(model.batchStats().rowsStepped > model.batchStats().steps, `${name}: rows were batched`);
+    assert.equal(model.backend.memoryStats().inUse, baseline);
+  }
+});
+
 Deno.test("parallel is bounded; a family without a batched step takes turns and says so", async () => {
   await assert.rejects(loadModel(MIXED, { backend: "cpu", parallel: 0 }), BoundsError);
   await assert.rejects(loadModel(MIXED, { backend: "cpu", parallel: 1e6 }), BoundsError);
-  using gemma4 = await loadModel(FIXTURE("gemma4-text-e"), { backend: "cpu", maxContext: 128, parallel: 4 });
-  assert.match(gemma4.parallelNote ?? "", /take turns/);
+  // A model that has only the single-sequence step (as a new family might).
+  using backend = Backend.open({ backend: "cpu" });
+  const lm = loadGemma3Text(backend, MIXED, { maxContext: 128 });
+  const single: CausalLM & { dispose(): void } = {
+    backend,
+    maxContext: lm.maxContext,
+    vocabSize: lm.vocabSize,
+    cache: lm.cache,
+    prefillFrom: (ids, start) => lm.prefillFrom(ids, start),
+    decodeStep: (token, position, ws, logits) => lm.decodeStep(token, position, ws, logits),
+    dispose: () => lm.dispose(),
+  };
+  using model = new Model({ lm: single, tokenizer: await Tokenizer.fromFiles(MIXED), defaults: {} }, { parallel: 4 });
+  assert.match(model.parallelNote ?? "", /take turns/);
   const [a, b] = await Promise.all([
-    gemma4.generate("Hi", { ...GREEDY, maxTokens: 6 }),
-    gemma4.generate("Hi", { ...GREEDY, maxTokens: 6 }),
+    model.generate("Hi", { ...GREEDY, maxTokens: 6 }),
+    model.generate("Hi", { ...GREEDY, maxTokens: 6 }),
   ]);
   assert.deepEqual(a.tokens, b.tokens);
-  assert.equal(gemma4.batchStats().slots, 1);
+  assert.equal(model.batchStats().slots, 1);
   // A KV budget smaller than two slots leaves one.
   using small = await loadModel(MIXED, { backend: "cpu", maxContext: 128, parallel: 4, kvCacheBytes: 1 });
   assert.equal(small.batchStats().slots, 1);
