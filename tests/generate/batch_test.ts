@@ -319,6 +319,35 @@ Deno.test("Gemma 4 (per-layer inputs, KV-shared layers, k_eq_v, MoE) batches to 
   }
 });
 
+Deno.test("an image prompt is prefilled with its media and joins the batch; its prefix is reused with the image", async () => {
+  const VISION = FIXTURE("gemma3-vision-tiny");
+  const image = (name: string) => ({ type: "image" as const, path: `${VISION}${name}` });
+  const conv = (name: string, text: string) => ({
+    messages: [{ role: "user" as const, content: [image(name), { type: "text" as const, text }] }],
+  });
+  const inputs = [
+    conv("landscape.png", "Describe"),
+    conv("landscape.png", "What else?"),
+    conv("portrait.png", "Describe"),
+  ];
+  using serial = await loadModel(VISION, { backend: "cpu", maxContext: 256 });
+  const want = [];
+  for (const input of inputs) want.push(await serial.generate(input, { ...GREEDY, maxTokens: 12, reusePrefix: false }));
+  using model = await loadModel(VISION, { backend: "cpu", maxContext: 256, parallel: 2 });
+  const text = model.generate(PROMPTS[1], { ...GREEDY, maxTokens: 30 });
+  const first = await model.generate(inputs[0], { ...GREEDY, maxTokens: 12 });
+  assert.deepEqual(first.tokens, want[0].tokens);
+  // Same image, another question: the image's soft tokens come from the cached prefix.
+  const [second, third] = await Promise.all([
+    model.generate(inputs[1], { ...GREEDY, maxTokens: 12 }),
+    model.generate(inputs[2], { ...GREEDY, maxTokens: 12 }),
+  ]);
+  assert.deepEqual(second.tokens, want[1].tokens);
+  assert.deepEqual(third.tokens, want[2].tokens);
+  assert.ok(second.cachedTokens > 0, "the image prefix was reused");
+  await text;
+});
+
 Deno.test("parallel is bounded; a family without a batched step takes turns and says so", async () => {
   await assert.rejects(loadModel(MIXED, { backend: "cpu", parallel: 0 }), BoundsError);
   await assert.rejects(loadModel(MIXED, { backend: "cpu", parallel: 1e6 }), BoundsError);
