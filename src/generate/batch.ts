@@ -115,8 +115,20 @@ export class BatchScheduler {
   enqueue(s: BatchSequence): void {
     if (this.#disposed) return s.end("abort", undefined, new GemmakitError("generate", "the model was disposed"));
     this.#queue.push(s);
-    // An abort frees the slot at the next chunk boundary (or leaves the queue at once).
-    s.options.signal?.addEventListener("abort", () => this.kick(), { once: true });
+    const signal = s.options.signal;
+    if (signal) {
+      // An abort leaves the queue at once, or frees the slot at the next chunk boundary.
+      const onAbort = () => {
+        const at = this.#queue.indexOf(s);
+        if (at >= 0) {
+          this.#queue.splice(at, 1);
+          s.end("abort", undefined);
+        }
+        this.kick();
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      s.onEnd = () => signal.removeEventListener("abort", onAbort);
+    }
     this.kick();
   }
 

@@ -39,6 +39,8 @@ export class BatchSequence implements TokenStream {
   produced: number[] = [];
   buffers: SequenceBuffers | undefined;
   slot: number | undefined;
+  /** Called once when the sequence ends (the scheduler's abort listener leaves the signal). */
+  onEnd: (() => void) | undefined;
   /** The consumer broke off (a stop string) or went away: the scheduler ends the sequence at its next boundary. */
   cancelled = false;
   prefillStart = 0;
@@ -84,6 +86,9 @@ export class BatchSequence implements TokenStream {
   end(reason: FinishReason, cached: CacheContents | undefined, error?: unknown): void {
     if (this.phase === "ended") return;
     this.phase = "ended";
+    this.onEnd?.();
+    // A sequence that ended before its first token (aborted in the queue, a failed prefill) still took time.
+    if (!this.#decodeStart && this.prefillStart) this.prefillMs = performance.now() - this.prefillStart;
     this.cached = cached;
     if (error !== undefined) [this.#failed, this.#error] = [true, error];
     else this.finishReason = reason;

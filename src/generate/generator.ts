@@ -138,7 +138,8 @@ async function* textOf(
     timings: {
       prefillMs: loop.prefillMs,
       decodeMs,
-      prefillTokensPerSecond: (T - start) / (loop.prefillMs / 1000),
+      // A request aborted while it waited for a batch slot prefilled nothing.
+      prefillTokensPerSecond: loop.prefillMs > 0 ? (T - start) / (loop.prefillMs / 1000) : 0,
       decodeTokensPerSecond: n > 1 ? (n - 1) / (decodeMs / 1000) : 0,
       decodeCalls: loop.decodeCalls,
     },

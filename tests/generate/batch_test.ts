@@ -218,6 +218,26 @@ Deno.test("prefix cache: a shared system prompt is reused across requests, in pl
   assert.deepEqual(cold.tokens, want[1].tokens);
 });
 
+Deno.test("a request aborted while it waits for a slot leaves at once, with nothing generated", async () => {
+  using model = await loadModel(MIXED, { backend: "cpu", maxContext: 256, parallel: 2 });
+  const gate = afterPieces(1);
+  const running = [
+    model.generate(PROMPTS[0], { ...GREEDY, maxTokens: 200, chunkSize: 1, onText: gate.onText }),
+    model.generate(PROMPTS[1], { ...GREEDY, maxTokens: 200, chunkSize: 1 }),
+  ];
+  await gate.reached;
+  const controller = new AbortController();
+  const waiting = model.generate(PROMPTS[2], { ...GREEDY, maxTokens: 8, signal: controller.signal });
+  while (model.batchStats().queued === 0) await new Promise((r) => setTimeout(r, 1));
+  controller.abort();
+  const r = await waiting;
+  assert.equal(r.finishReason, "abort");
+  assert.equal(r.tokens.length, 0);
+  assert.equal(model.batchStats().queued, 0);
+  assert.equal(model.batchStats().active, 2, "the others still run");
+  await Promise.all(running);
+});
+
 Deno.test("a long prompt is prefilled in chunks while other streams keep decoding", async () => {
   const long = "stone key lamp mill path ".repeat(45); // ~590 tokens: three prefill chunks
   const calls = [
