@@ -62,6 +62,18 @@ export class KvSlots {
     return best;
   }
 
+  /** The free slot whose cached ids share the longest prefix with `ids` (ties: the one used last), or mostRecent(). */
+  closest(ids: readonly number[]): number {
+    let best = this.mostRecent(), bestLength = -1;
+    this.#contents.forEach((c, i) => {
+      if (!c || this.#holders[i] !== undefined) return;
+      let n = 0;
+      while (n < c.ids.length && n < ids.length && c.ids[n] === ids[n]) n++;
+      if (n > bestLength || (n === bestLength && this.#lastUsed[i] > this.#lastUsed[best])) [best, bestLength] = [i, n];
+    });
+    return best;
+  }
+
   /** Forgets what every free slot holds. */
   forget(): void {
     this.#contents.fill(undefined);

@@ -390,12 +390,14 @@ export class Model {
 
   /**
    * Writes the KV cache and what it holds (ids, media spans), with `extra` (a session's history), to a
-   * versioned session file; waits for a running generation to end first.
+   * versioned session file; waits for a running generation to end first. A batched model (parallel > 1) has a
+   * cache per slot: it writes the one whose ids share the longest prefix with `like` (the conversation's ids), or
+   * without it the one used last.
    */
-  async saveState(path: string, extra: Record<string, unknown> = {}): Promise<void> {
+  async saveState(path: string, extra: Record<string, unknown> = {}, like?: readonly number[]): Promise<void> {
     await this.#exclusive(async () => {
-      // With a batch: the slot used last (a session's previous turn).
-      const b = this.#batch, slot = b ? b.slots.mostRecent() : 0;
+      // With a batch: the slot whose cache is closest to `like` (a session's conversation), else the one used last.
+      const b = this.#batch, slot = b ? (like ? b.slots.closest(like) : b.slots.mostRecent()) : 0;
       const cache = b ? b.slots.cache(slot) : this.#parts.lm.cache;
       const cached = (b ? b.slots.contents(slot) : this.#cached) ?? { ids: [], spans: [], written: 0 };
       const state: SessionState = { ids: [...cached.ids], spans: [...cached.spans], written: cached.written, extra };
