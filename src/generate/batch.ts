@@ -269,12 +269,13 @@ export class BatchScheduler {
   async #decodeChunk(rows: BatchSequence[]): Promise<void> {
     rows.sort((a, b) => a.slot! - b.slot!);
     const constrained = rows.some((s) => s.options.constraint);
-    // A constraint's mask depends on the token just sampled: one step per chunk while one is in the batch.
+    // A constraint's mask depends on the token just sampled: one step per chunk while one is in the batch. A chunk
+    // ends when the first row reaches its maxTokens, so no row decodes past its limit and its slot frees on time.
     const steps = Math.max(
       1,
       Math.min(
         constrained ? 1 : Math.min(...rows.map((s) => s.options.chunkSize)),
-        Math.max(...rows.map((s) => s.options.maxTokens - s.produced.length)),
+        ...rows.map((s) => s.options.maxTokens - s.produced.length),
       ),
     );
     for (const s of rows) await s.buffers!.nextMask();
