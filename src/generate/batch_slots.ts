@@ -1,11 +1,12 @@
 /**
  * The KV-cache slots of a batched model and the shared prefix cache over them: slot 0 is the model's own cache,
- * the others are allocated at load. Each free slot remembers what its cache holds; a new sequence takes the free
+ * the others are allocated at load (as many as fit in device memory). Each free slot remembers what its cache holds; a new sequence takes the free
  * slot with the longest reusable prefix of its prompt, or — when a busy slot holds a longer one — the least
  * recently used free slot with that prefix copied in (copyPrefix respects the rings' rollback bound, as
  * single-model reuse does).
  * @module
  */
+import { NativeError } from "../errors.ts";
 import type { KvCache } from "../runtime/kv_cache.ts";
 import type { BatchSequence } from "./batch_sequence.ts";
 import { type CachedPrompt, reusablePrefix } from "./prefix.ts";
@@ -20,18 +21,21 @@ export class KvSlots {
   #clock = 0;
 
   constructor(lm: { cache: KvCache; createCache(): KvCache }, count: number) {
-    this.count = count;
     this.#caches = [lm.cache];
     try {
       while (this.#caches.length < count) this.#caches.push(lm.createCache());
     } catch (e) {
-      for (const c of this.#caches.slice(1)) c.dispose();
-      throw e;
+      // Out of device memory: as many slots as fit (requests beyond them wait); anything else is a failure.
+      if (!(e instanceof NativeError && e.statusName === "out_of_memory")) {
+        for (const c of this.#caches.slice(1)) c.dispose();
+        throw e;
+      }
     }
+    this.count = this.#caches.length;
     this.bytesPerSlot = lm.cache.bytes;
-    this.#contents = Array(count).fill(undefined);
-    this.#holders = Array(count).fill(undefined);
-    this.#lastUsed = Array(count).fill(0);
+    this.#contents = Array(this.count).fill(undefined);
+    this.#holders = Array(this.count).fill(undefined);
+    this.#lastUsed = Array(this.count).fill(0);
   }
 
   hasFree(): boolean {

@@ -86,8 +86,9 @@ export const MAX_PARALLEL = 256;
 /** How a Model serves concurrent calls. */
 export interface ModelOptions {
   /**
-   * Sequences decoded at once (KV-cache slots, each a full cache of the context): concurrent generate/stream calls
-   * are batched. Default 1: calls take turns. Families without a batched decode step take turns regardless (see
+   * Sequences decoded at once (KV-cache slots, each a full cache of the context, allocated at load; fewer when the
+   * device runs out of memory first — batchStats().slots says how many): concurrent generate/stream calls are
+   * batched, and calls beyond the slots wait first come first served. Default 1: calls take turns. Families without a batched decode step take turns regardless (see
    * Model.parallelNote).
    */
   parallel?: number;

@@ -6,7 +6,9 @@
  */
 import assert from "node:assert/strict";
 import { loadModel } from "../../src/models/load.ts";
-import { BoundsError } from "../../src/errors.ts";
+import { BoundsError, NativeError } from "../../src/errors.ts";
+import { KvSlots } from "../../src/generate/batch_slots.ts";
+import { KvCache } from "../../src/runtime/kv_cache.ts";
 import { PREFILL_CHUNK } from "../../src/generate/batch.ts";
 import { Model } from "../../src/generate/model.ts";
 import { Backend } from "../../src/runtime/backend.ts";
@@ -398,4 +400,27 @@ Deno.test("parallel is bounded; a family without a batched step takes turns and 
   // A KV budget smaller than two slots leaves one.
   using small = await loadModel(MIXED, { backend: "cpu", maxContext: 128, parallel: 4, kvCacheBytes: 1 });
   assert.equal(small.batchStats().slots, 1);
+});
+
+Deno.test("slots: as many as fit when the device runs out of memory; other failures are errors", () => {
+  using backend = Backend.open({ backend: "cpu" });
+  const spec = [{ capacity: 4, kvHeads: 1, headDim: 2 }];
+  using own = new KvCache(backend, spec);
+  const made: KvCache[] = [];
+  const lm = (fail: Error) => ({
+    cache: own,
+    createCache: () => {
+      if (made.length >= 2) throw fail;
+      const c = new KvCache(backend, spec);
+      made.push(c);
+      return c;
+    },
+  });
+  const slots = new KvSlots(lm(new NativeError("gk_malloc", 2, "out of memory")), 8);
+  assert.equal(slots.count, 3);
+  slots.dispose();
+  assert.ok(made.every((c) => c.layers.every((l) => l === null || l.k.disposed)));
+  made.length = 0;
+  assert.throws(() => new KvSlots(lm(new NativeError("gk_malloc", 3, "device lost")), 8), NativeError);
+  assert.ok(made.every((c) => c.layers.every((l) => l === null || l.k.disposed)), "the slots made so far are freed");
 });
