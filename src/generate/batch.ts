@@ -185,8 +185,9 @@ export class BatchScheduler {
         await new Promise((r) => setTimeout(r, 0));
       }
     } catch (e) {
-      // A failed decode chunk: every sequence in it ends with the error; the slots are free again.
+      // Not a chunk's failure (those end their rows): a bug in the loop. Every sequence ends with it.
       for (const s of [...this.#active]) this.#finish(s, "abort", e);
+      for (const s of this.#queue.splice(0)) s.end("abort", undefined, e);
     } finally {
       this.#release();
       this.#driving = false;
@@ -278,18 +279,34 @@ export class BatchScheduler {
         ...rows.map((s) => s.options.maxTokens - s.produced.length),
       ),
     );
-    for (const s of rows) await s.buffers!.nextMask();
-    const key = rows.map((s) => s.id).join(",");
-    if (this.#recorded?.key !== key) {
+    // A constraint that fails ends its own row only.
+    for (const s of [...rows]) {
+      try {
+        await s.buffers!.nextMask();
+      } catch (e) {
+        this.#finish(s, "abort", e);
+        rows.splice(rows.indexOf(s), 1);
+      }
+    }
+    if (!rows.length) return;
+    try {
+      const key = rows.map((s) => s.id).join(",");
+      if (this.#recorded?.key !== key) {
+        this.#dropRecording();
+        const step = this.#stepOver(rows);
+        // One eager step allocates the workspace, so the recording allocates nothing.
+        step();
+        this.#recorded = { key, program: DecodeProgram.record(this.#lm.backend, step) };
+        if (steps > 1) await this.#recorded.program.runAsync(steps - 1);
+      } else {
+        // A worker thread runs the chunk: the event loop (streams, aborts, new requests) stays free.
+        await this.#recorded.program.runAsync(steps);
+      }
+    } catch (e) {
+      // A failed chunk (a native error, a constraint's mask): its rows end with the error, their slots free again.
       this.#dropRecording();
-      const step = this.#stepOver(rows);
-      // One eager step allocates the workspace, so the recording allocates nothing.
-      step();
-      this.#recorded = { key, program: DecodeProgram.record(this.#lm.backend, step) };
-      if (steps > 1) await this.#recorded.program.runAsync(steps - 1);
-    } else {
-      // A worker thread runs the chunk: the event loop (streams, aborts, new requests) stays free.
-      await this.#recorded.program.runAsync(steps);
+      for (const s of rows) this.#finish(s, "abort", e);
+      return;
     }
     this.#stats.steps += steps;
     this.#stats.rowsStepped += steps * rows.length;
