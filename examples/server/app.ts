@@ -122,6 +122,25 @@ export function createApp(options: AppOptions = {}): Hono {
       : null;
   };
   // As many requests run at once as the model has KV-cache slots (loadModel's parallel); the library batches them.
+  /** The library's batch (slots, sequences, KV bytes, prefix cache), in the API's snake_case. */
+  const batchStats = () => {
+    const b = model?.batchStats?.();
+    return b
+      ? {
+        slots: b.slots,
+        active: b.active,
+        queued: b.queued,
+        prefilling: b.prefilling,
+        kv_bytes_used: b.kvBytesUsed,
+        kv_bytes_budget: b.kvBytesBudget,
+        prefix_hits: b.prefixHits,
+        prefix_misses: b.prefixMisses,
+        prefix_tokens_reused: b.prefixTokensReused,
+        steps: b.steps,
+        rows_stepped: b.rowsStepped,
+      }
+      : null;
+  };
   const queue = new FairQueue(limits.maxQueue, model?.batchStats?.().slots ?? 1);
   const bodyBounds = {
     maxBytes: limits.maxBodyBytes,
@@ -182,6 +201,7 @@ export function createApp(options: AppOptions = {}): Hono {
       memory: backend?.memoryStats() ?? null,
       queue: { depth: queue.depth, busy: queue.busy },
       vision_cache: visionCache(),
+      batch: batchStats(),
     }));
 
   const modelCard = () => ({ id: modelId, object: "model", created, owned_by: "gemmakit" });

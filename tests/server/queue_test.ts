@@ -177,4 +177,7 @@ Deno.test("--parallel model: requests run together and /metrics shows the batch,
   assert.equal(await metric("gemmakit_prefix_cache_hits_total"), hits + 1, "the system prompt came from a slot");
   assert.ok(await metric("gemmakit_prefix_cache_tokens_total") > 0);
   assert.equal(await metric("gemmakit_requests_in_flight"), 0);
+  const health = await (await app.request("/health")).json();
+  assert.equal(health.batch.slots, 3);
+  assert.equal(health.batch.prefix_hits, hits + 1);
 });
