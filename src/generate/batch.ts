@@ -254,6 +254,7 @@ export class BatchScheduler {
         return;
       }
       await s.buffers!.nextMask();
+      if (s.cancelled) return; // reaped next: its constraint is gone
       {
         using first = lm.withCache(cache, () => lm.prefillFrom(ids, s.prefilled, s.media));
         s.buffers!.draw(first);
@@ -282,11 +283,13 @@ export class BatchScheduler {
     // A constraint that fails ends its own row only.
     for (const s of [...rows]) {
       try {
-        await s.buffers!.nextMask();
+        // A consumer that broke off has disposed its constraint: the row leaves without touching it.
+        if (s.cancelled) this.#finish(s, "abort");
+        else await s.buffers!.nextMask();
       } catch (e) {
         this.#finish(s, "abort", e);
-        rows.splice(rows.indexOf(s), 1);
       }
+      if (s.phase === "ended") rows.splice(rows.indexOf(s), 1);
     }
     if (!rows.length) return;
     try {
@@ -312,7 +315,9 @@ export class BatchScheduler {
     this.#stats.rowsStepped += steps * rows.length;
     for (const s of rows) {
       s.decodeCalls++;
-      this.#collect(s);
+      // A consumer that broke off during the chunk wants no more ids (and its constraint is gone).
+      if (s.cancelled) this.#finish(s, "abort");
+      else this.#collect(s);
     }
   }
 

@@ -175,11 +175,17 @@ Deno.test("a constrained request runs in the batch beside free ones", async () =
     },
     { prompt: PROMPTS[1], options: { ...GREEDY, maxTokens: 30 } },
     { prompt: PROMPTS[2], options: { ...GREEDY, maxTokens: 30 } },
+    // A stop string breaks this one off mid-batch: its constraint is disposed while the others still decode.
+    {
+      prompt: "json:",
+      options: { temperature: 0, maxTokens: 60, stop: [":"], responseFormat: { type: "json_schema" as const, schema } },
+    },
   ];
   const want = await serialAnswers(MIXED, 128, calls);
-  using model = await loadModel(MIXED, { backend: "cpu", maxContext: 128, parallel: 3 });
+  using model = await loadModel(MIXED, { backend: "cpu", maxContext: 128, parallel: 4 });
   const got = await Promise.all(calls.map((c) => model.generate(c.prompt, c.options)));
   got.forEach((r, i) => assert.deepEqual(r.tokens, want[i].tokens, `call ${i}`));
+  assert.equal(got[3].finishReason, "stop");
   assert.deepEqual(Object.keys(JSON.parse(got[0].text)).sort(), ["color", "ok"]);
 });
 
