@@ -15,7 +15,6 @@ import { Backend } from "../../src/runtime/backend.ts";
 import { loadGemma3Text } from "../../src/models/gemma3/load.ts";
 import { Tokenizer } from "../../src/tokenizer/tokenizer.ts";
 import type { CausalLM } from "../../src/generate/token_loop.ts";
-import { cudaOrSkip } from "../helpers.ts";
 import type { GenerateCallOptions } from "../../src/generate/call_options.ts";
 
 const FIXTURE = (name: string) => new URL(`../fixtures/${name}/`, import.meta.url).pathname;
@@ -430,29 +429,4 @@ Deno.test("slots: as many as fit when the device runs out of memory; other failu
   made.length = 0;
   assert.throws(() => new KvSlots(lm(new NativeError("gk_malloc", 3, "device lost")), 8), NativeError);
   assert.ok(made.every((c) => c.layers.every((l) => l === null || l.k.disposed)), "the slots made so far are freed");
-});
-
-const { cuda, skip: noCuda } = cudaOrSkip("CUDA batched decode");
-cuda?.dispose();
-
-Deno.test({
-  name: `[cuda] batched greedy (one graph replay per step over the rows) equals each answer alone${
-    noCuda ? " (skipped: no CUDA device)" : ""
-  }`,
-  ignore: noCuda !== "",
-  async fn() {
-    for (const name of ["gemma3-text-mixed", "gemma4-text-e"]) {
-      const calls = PROMPTS.map((prompt, i) => ({
-        prompt,
-        options: { ...GREEDY, maxTokens: 20 + 12 * i, chunkSize: 1 + 4 * (i % 3) },
-      }));
-      const want = await serialAnswers(FIXTURE(name), 160, calls);
-      using model = await loadModel(FIXTURE(name), { backend: "cuda", maxContext: 160, parallel: 4 });
-      const baseline = model.backend.memoryStats().inUse;
-      const got = await Promise.all(calls.map((c) => model.generate(c.prompt, c.options)));
-      got.forEach((r, i) => assert.deepEqual(r.tokens, want[i].tokens, `${name} call ${i}: CUDA batch vs CPU alone`));
-      assert.ok(model.batchStats().rowsStepped > model.batchStats().steps);
-      assert.equal(model.backend.memoryStats().inUse, baseline);
-    }
-  },
 });
