@@ -87,7 +87,9 @@ export class BatchScheduler {
   /** Active sequences by admission order. */
   readonly #active: BatchSequence[] = [];
   #driving = false;
+  /** The batch step's workspace, and the batch size it was made for (kept while the size stays). */
   #ws: Workspace | undefined;
+  #wsRows = 0;
   #recorded: Recorded | undefined;
   #exclusive: Promise<void> | undefined;
   #idle: (() => void)[] = [];
@@ -296,11 +298,13 @@ export class BatchScheduler {
       const key = rows.map((s) => s.id).join(",");
       if (this.#recorded?.key !== key) {
         this.#dropRecording();
-        const step = this.#stepOver(rows);
-        // One eager step allocates the workspace, so the recording allocates nothing.
-        step();
+        const { step, fresh } = this.#stepOver(rows);
+        // A new workspace (a new batch size): one eager step allocates it, so the recording allocates nothing.
+        // Otherwise the workspace of this batch size is there already and the whole chunk runs off the event loop.
+        if (fresh) step();
         this.#recorded = { key, program: DecodeProgram.record(this.#lm.backend, step) };
-        if (steps > 1) await this.#recorded.program.runAsync(steps - 1);
+        const left = fresh ? steps - 1 : steps;
+        if (left > 0) await this.#recorded.program.runAsync(left);
       } else {
         // A worker thread runs the chunk: the event loop (streams, aborts, new requests) stays free.
         await this.#recorded.program.runAsync(steps);
@@ -321,11 +325,19 @@ export class BatchScheduler {
     }
   }
 
-  /** The batched step over these rows: gather tokens and positions, forward, sample each row. */
-  #stepOver(rows: BatchSequence[]): () => void {
+  /**
+   * The batched step over these rows: gather tokens and positions, forward, sample each row. `fresh`: its workspace
+   * is new (the batch size changed), so its buffers are allocated by the first call, which must not be recorded.
+   */
+  #stepOver(rows: BatchSequence[]): { step: () => void; fresh: boolean } {
     const lm = this.#lm, B = rows.length;
-    this.#ws?.dispose();
-    const ws = this.#ws = new Workspace(lm.backend);
+    const fresh = this.#wsRows !== B || !this.#ws;
+    if (fresh) {
+      this.#ws?.dispose();
+      this.#ws = new Workspace(lm.backend);
+      this.#wsRows = B;
+    }
+    const ws = this.#ws!;
     const tokens = ws.get("batch.tokens", [B], "i32");
     const positions = ws.get("batch.positions", [B], "i32");
     const logits = ws.get("batch.logits", [B, lm.vocabSize]);
@@ -335,7 +347,7 @@ export class BatchScheduler {
       position: s.buffers!.state.rows(POSITION, 1),
       cache: this.slots.cache(s.slot!),
     }));
-    return () => {
+    const step = () => {
       per.forEach((r, i) => {
         copyRows(r.token, tokens, i);
         copyRows(r.position, positions, i);
@@ -343,6 +355,7 @@ export class BatchScheduler {
       lm.decodeStepBatch(tokens, positions, per, ws, logits);
       per.forEach((r, i) => r.draw(logits.rows(i, 1)));
     };
+    return { step, fresh };
   }
 
   #dropRecording(): void {
@@ -399,6 +412,7 @@ export class BatchScheduler {
     this.#dropRecording();
     this.#ws?.dispose();
     this.#ws = undefined;
+    this.#wsRows = 0;
   }
 
   /** Frees the slots (but slot 0, the model's own cache) and whatever the loop holds; sequences end. */
