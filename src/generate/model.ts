@@ -1,7 +1,7 @@
 /**
  * A loaded model with its tokenizer: what users hold. It knows no family: the family that loaded it binds its
  * prompt layout for media and its response parser (src/models/registry.ts). Generation calls take turns (one
- * KV cache).
+ * KV cache), or with `parallel` > 1 are batched over KV-cache slots (batch.ts).
  * @module
  */
 import type { Backend } from "../runtime/backend.ts";
@@ -88,8 +88,8 @@ export interface ModelOptions {
   /**
    * Sequences decoded at once (KV-cache slots, each a full cache of the context, allocated at load; fewer when the
    * device runs out of memory first — batchStats().slots says how many): concurrent generate/stream calls are
-   * batched, and calls beyond the slots wait first come first served. Default 1: calls take turns. Families without a batched decode step take turns regardless (see
-   * Model.parallelNote).
+   * batched, and calls beyond the slots wait first come first served. Default 1: calls take turns. Families without
+   * a batched decode step take turns regardless (see Model.parallelNote).
    */
   parallel?: number;
   /** Byte bound on the slots' KV caches together: fewer slots than `parallel` when they do not fit (at least 1). */
@@ -114,8 +114,8 @@ export class Model {
   #cached: CachedPrompt | undefined;
   /** Continuous batching over KV-cache slots (parallel > 1 on a family that batches); else calls take turns. */
   readonly #batch: BatchScheduler | undefined;
-  /** Calls waiting for their turn and running, without a batch. */
-  #serial = { waiting: 0, running: 0 };
+  /** Without a batch: calls waiting for their turn and running, and the prefix reuse of the one cache. */
+  #serial = { waiting: 0, running: 0, prefixHits: 0, prefixMisses: 0, prefixTokensReused: 0 };
 
   /** Why `parallel` was not honoured (a family without a batched decode step); undefined otherwise. */
   readonly parallelNote: string | undefined;
@@ -331,6 +331,8 @@ export class Model {
       if (messages) options.onMessages?.(messages);
       const lm = this.#parts.lm;
       const start = options.reusePrefix === false ? 0 : reusablePrefix(this.#cached, ids, spans, lm.cache.rollback);
+      if (start > 0) this.#serial.prefixHits++, this.#serial.prefixTokensReused += start;
+      else this.#serial.prefixMisses++;
       // From here the cache is being overwritten: it holds nothing known until the loop reports what it wrote.
       this.#cached = undefined;
       return yield* generateTokens(lm, this.tokenizer, ids, {
@@ -352,7 +354,8 @@ export class Model {
 
   /**
    * The batch now and counters since load: slots, active and queued sequences, KV bytes, prefix-cache hits,
-   * decode steps. Without batching: one slot, the running call and those waiting for their turn.
+   * decode steps. Without batching: one slot, the running call and those waiting for their turn, the prefix reuse
+   * of the one cache, and no step counts (steps and rowsStepped stay 0).
    */
   batchStats(): BatchStats {
     if (this.#batch) return this.#batch.stats();
@@ -364,9 +367,9 @@ export class Model {
       prefilling: 0,
       kvBytesUsed: this.#serial.running * bytes,
       kvBytesBudget: bytes,
-      prefixHits: 0,
-      prefixMisses: 0,
-      prefixTokensReused: 0,
+      prefixHits: this.#serial.prefixHits,
+      prefixMisses: this.#serial.prefixMisses,
+      prefixTokensReused: this.#serial.prefixTokensReused,
       steps: 0,
       rowsStepped: 0,
     };

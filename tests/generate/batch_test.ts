@@ -402,7 +402,10 @@ Deno.test("parallel is bounded; a family without a batched step takes turns and 
     model.generate("Hi", { ...GREEDY, maxTokens: 6 }),
   ]);
   assert.deepEqual(a.tokens, b.tokens);
-  assert.equal(model.batchStats().slots, 1);
+  const stats = model.batchStats();
+  assert.equal(stats.slots, 1);
+  assert.equal(stats.prefixHits + stats.prefixMisses, 2, "the one cache's reuse is counted too");
+  assert.equal(stats.active + stats.queued, 0);
   // A KV budget smaller than two slots leaves one.
   using small = await loadModel(MIXED, { backend: "cpu", maxContext: 128, parallel: 4, kvCacheBytes: 1 });
   assert.equal(small.batchStats().slots, 1);
