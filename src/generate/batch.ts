@@ -25,6 +25,9 @@ import type { CausalLM, TokenLoopOptions, TokenStream } from "./token_loop.ts";
 /** Prompt tokens prefilled between two decode chunks. */
 export const PREFILL_CHUNK = 256;
 
+/** Decode steps per chunk while a prompt is going in: joiners wait short chunks, not full ones, between theirs. */
+export const STEPS_WHILE_PREFILLING = 4;
+
 /** What a family implements to be batched: slot caches, prefill into one, and the decode step over B rows. */
 export interface BatchedCausalLM<M = unknown> extends CausalLM<M> {
   /** A new KV cache of the model's geometry (one per extra slot; the caller disposes it). */
@@ -275,10 +278,12 @@ export class BatchScheduler {
     const constrained = rows.some((s) => s.options.constraint);
     // A constraint's mask depends on the token just sampled: one step per chunk while one is in the batch. A chunk
     // ends when the first row reaches its maxTokens, so no row decodes past its limit and its slot frees on time.
+    const joining = this.#active.some((s) => s.phase === "prefill");
     const steps = Math.max(
       1,
       Math.min(
         constrained ? 1 : Math.min(...rows.map((s) => s.options.chunkSize)),
+        joining ? STEPS_WHILE_PREFILLING : Infinity,
         ...rows.map((s) => s.options.maxTokens - s.produced.length),
       ),
     );
