@@ -33,11 +33,14 @@ export { loadModel, type LoadModelOptions } from "./src/models/load.ts";
 export { findMmproj } from "./src/models/common/mmproj.ts";
 export { type Checkpoint, FAMILIES, type Family, familyFor } from "./src/models/registry.ts";
 export {
+  type BatchStats,
   type ChatOptions,
   type GenerateCallOptions,
   type GenerateInput,
+  MAX_PARALLEL,
   type MediaLayout,
   Model,
+  type ModelOptions,
   type ModelParts,
   type StreamOptions,
 } from "./src/generate/model.ts";

@@ -217,6 +217,8 @@ await testStep("3-models", [
   "tests/models/gemma4_parity_test.ts",
   // Gemma 3 generation through the captured decode graph with the sampler; bf16 weights on tensor cores.
   "tests/models/gemma3_cuda_model_test.ts",
+  // Continuous batching: the batched step captured once per batch composition, greedy equal to alone.
+  "tests/generate/batch_cuda_test.ts",
 ], 240);
 
 // ---- 4. bench -------------------------------------------------------------------------------------------------

@@ -121,7 +121,27 @@ export function createApp(options: AppOptions = {}): Hono {
       }
       : null;
   };
-  const queue = new FairQueue(limits.maxQueue);
+  // As many requests run at once as the model has KV-cache slots (loadModel's parallel); the library batches them.
+  /** The library's batch (slots, sequences, KV bytes, prefix cache), in the API's snake_case. */
+  const batchStats = () => {
+    const b = model?.batchStats?.();
+    return b
+      ? {
+        slots: b.slots,
+        active: b.active,
+        queued: b.queued,
+        prefilling: b.prefilling,
+        kv_bytes_used: b.kvBytesUsed,
+        kv_bytes_budget: b.kvBytesBudget,
+        prefix_hits: b.prefixHits,
+        prefix_misses: b.prefixMisses,
+        prefix_tokens_reused: b.prefixTokensReused,
+        steps: b.steps,
+        rows_stepped: b.rowsStepped,
+      }
+      : null;
+  };
+  const queue = new FairQueue(limits.maxQueue, model?.batchStats?.().slots ?? 1);
   const bodyBounds = {
     maxBytes: limits.maxBodyBytes,
     timeoutMs: limits.bodyTimeoutMs,
@@ -181,6 +201,7 @@ export function createApp(options: AppOptions = {}): Hono {
       memory: backend?.memoryStats() ?? null,
       queue: { depth: queue.depth, busy: queue.busy },
       vision_cache: visionCache(),
+      batch: batchStats(),
     }));
 
   const modelCard = () => ({ id: modelId, object: "model", created, owned_by: "gemmakit" });
@@ -194,9 +215,10 @@ export function createApp(options: AppOptions = {}): Hono {
     c.text(
       metrics.render({
         queueDepth: queue.depth,
-        inFlight: queue.busy ? 1 : 0,
+        inFlight: queue.running,
         nativeMemoryBytes: backend?.memoryStats().inUse ?? 0,
         visionCache: model?.visionCacheStats?.(),
+        batch: model?.batchStats?.(),
       }),
       200,
       { "content-type": "text/plain; version=0.0.4; charset=utf-8" },

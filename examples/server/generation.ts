@@ -18,7 +18,16 @@ export type ToolSpec = NonNullable<StreamOptions["tools"]>[number];
 export type ServedModel =
   & Pick<Model, "backend" | "maxContext" | "encode" | "stream" | "supportsChat">
   & Partial<
-    Pick<Model, "canChat" | "supportsImages" | "supportsVideo" | "visionCacheStats" | "tokenizer" | "toolCallFormat">
+    Pick<
+      Model,
+      | "canChat"
+      | "supportsImages"
+      | "supportsVideo"
+      | "visionCacheStats"
+      | "tokenizer"
+      | "toolCallFormat"
+      | "batchStats"
+    >
   >;
 
 export interface ToolCall {

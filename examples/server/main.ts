@@ -8,7 +8,7 @@
  */
 import { basename } from "node:path";
 import { parseArgs } from "node:util";
-import { type BackendChoice, LibraryError, loadModel, type Model } from "../../mod.ts";
+import { type BackendChoice, LibraryError, loadModel, MAX_PARALLEL, type Model } from "../../mod.ts";
 import { createApp } from "./app.ts";
 import { serveBounded } from "./serve.ts";
 import { chatPageScript } from "./web/bundle.ts";
@@ -33,6 +33,8 @@ Flags:
   --api-key KEY                require "Authorization: Bearer KEY" (or set GEMMAKIT_API_KEY)
   --allow-remote-images        fetch http(s) image URLs in messages (public addresses only)
   --allow-remote-videos        fetch http(s) video URLs in messages (public addresses only)
+  --parallel N                 requests decoded at once, batched (KV-cache slots, each a full context's;
+                               1..${MAX_PARALLEL}, default 1: one at a time)
   --max-queue N                requests waiting for the model before a 503 (default 16)
   --max-tokens N               cap on max_tokens per request
   --cors ORIGIN                allow browser calls from ORIGIN (repeatable; * for any)
@@ -82,6 +84,7 @@ function parseFlags() {
         "allow-remote-images": { type: "boolean", default: false },
         "allow-remote-videos": { type: "boolean", default: false },
         "max-queue": { type: "string" },
+        parallel: { type: "string" },
         "max-tokens": { type: "string" },
         cors: { type: "string", multiple: true },
         help: { type: "boolean", short: "h" },
@@ -93,13 +96,13 @@ function parseFlags() {
   }
 }
 
-function int(name: string, v: string | undefined, max = Number.MAX_SAFE_INTEGER): number | undefined {
+function int(name: string, v: string | undefined, max = Number.MAX_SAFE_INTEGER, min = 0): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (v.trim() === "" || !Number.isInteger(n) || n < 0 || n > max) {
+  if (v.trim() === "" || !Number.isInteger(n) || n < min || n > max) {
     throw new StartError(
       EXIT.usage,
-      `--${name} must be an integer in [0, ${max}], got ${JSON.stringify(v)}`,
+      `--${name} must be an integer in [${min}, ${max}], got ${JSON.stringify(v)}`,
       "see --help",
     );
   }
@@ -132,9 +135,10 @@ async function load(
   backend: BackendChoice,
   maxContext: number | undefined,
   mmproj: string | false | undefined,
+  parallel: number | undefined,
 ) {
   try {
-    return await loadModel(path, { backend, maxContext, mmproj });
+    return await loadModel(path, { backend, maxContext, mmproj, parallel });
   } catch (e) {
     const message = firstLine(e);
     // The native library missing, stale or without a device: the checkpoint is fine, the machine is not.
@@ -168,6 +172,7 @@ async function main(): Promise<void> {
   const maxContext = int("max-context", values["max-context"]);
   const maxQueue = int("max-queue", values["max-queue"]);
   const maxTokens = int("max-tokens", values["max-tokens"]);
+  const parallel = int("parallel", values.parallel, MAX_PARALLEL, 1);
 
   if (values.mmproj !== undefined && values["no-mmproj"]) {
     throw new StartError(EXIT.usage, "--mmproj and --no-mmproj exclude each other", "see --help");
@@ -177,7 +182,7 @@ async function main(): Promise<void> {
   const listener = bind(values.host, port);
   let model: Model;
   try {
-    model = await load(values.model, backend, maxContext, mmproj);
+    model = await load(values.model, backend, maxContext, mmproj, parallel);
   } catch (e) {
     listener.close();
     throw e;
@@ -197,8 +202,10 @@ async function main(): Promise<void> {
   const server = await serveBounded(app.fetch, { listener });
   console.log(
     `gemmakit server: '${modelId}' on ${model.backend.kind} (${model.backend.deviceName}) at ` +
-      `http://${server.addr.hostname}:${server.addr.port}/`,
+      `http://${server.addr.hostname}:${server.addr.port}/ (${model.batchStats().slots} at once)`,
   );
+  // After the banner (whose first line scripts read for the address).
+  if (model.parallelNote) console.log(`gemmakit server: --parallel ${parallel}: ${model.parallelNote}`);
   Deno.addSignalListener("SIGINT", async () => {
     await server.shutdown();
     model.dispose();

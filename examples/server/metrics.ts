@@ -4,7 +4,7 @@
  * two histograms do not need a client library.
  * @module
  */
-import type { VisionCacheStats } from "../../mod.ts";
+import type { BatchStats, VisionCacheStats } from "../../mod.ts";
 
 class Histogram {
   readonly counts: number[];
@@ -53,9 +53,15 @@ export class Metrics {
 
   /** The exposition text; `gauges` are read at scrape time. */
   render(
-    gauges: { queueDepth: number; inFlight: number; nativeMemoryBytes: number; visionCache?: VisionCacheStats },
+    gauges: {
+      queueDepth: number;
+      inFlight: number;
+      nativeMemoryBytes: number;
+      visionCache?: VisionCacheStats;
+      batch?: BatchStats;
+    },
   ): string {
-    const v = gauges.visionCache;
+    const v = gauges.visionCache, b = gauges.batch;
     const out = [
       "# HELP gemmakit_requests_total HTTP requests served, by route and status.",
       "# TYPE gemmakit_requests_total counter",
@@ -69,7 +75,7 @@ export class Metrics {
       "# HELP gemmakit_queue_depth Requests waiting for the model.",
       "# TYPE gemmakit_queue_depth gauge",
       `gemmakit_queue_depth ${gauges.queueDepth}`,
-      "# HELP gemmakit_requests_in_flight Generations running now (one model serves one at a time).",
+      "# HELP gemmakit_requests_in_flight Generations running now (up to the model's KV-cache slots).",
       "# TYPE gemmakit_requests_in_flight gauge",
       `gemmakit_requests_in_flight ${gauges.inFlight}`,
       "# HELP gemmakit_native_memory_bytes Device (or host, on the CPU backend) memory the backend holds.",
@@ -81,6 +87,44 @@ export class Metrics {
       "# HELP gemmakit_decode_tokens_per_second Decode speed of each generation.",
       "# TYPE gemmakit_decode_tokens_per_second histogram",
       ...this.decodeSpeed.lines("gemmakit_decode_tokens_per_second"),
+      // The library's batch: slots, sequences, KV bytes, the shared prefix cache, decode steps.
+      ...(b
+        ? [
+          "# HELP gemmakit_batch_slots KV-cache slots: sequences the model decodes at once.",
+          "# TYPE gemmakit_batch_slots gauge",
+          `gemmakit_batch_slots ${b.slots}`,
+          "# HELP gemmakit_batch_size Sequences decoding together now.",
+          "# TYPE gemmakit_batch_size gauge",
+          `gemmakit_batch_size ${b.active - b.prefilling}`,
+          "# HELP gemmakit_batch_prefilling Sequences whose prompt is going in now.",
+          "# TYPE gemmakit_batch_prefilling gauge",
+          `gemmakit_batch_prefilling ${b.prefilling}`,
+          "# HELP gemmakit_batch_queued Sequences waiting for a KV-cache slot in the library.",
+          "# TYPE gemmakit_batch_queued gauge",
+          `gemmakit_batch_queued ${b.queued}`,
+          "# HELP gemmakit_kv_cache_bytes_used Bytes of the KV-cache slots held by running sequences.",
+          "# TYPE gemmakit_kv_cache_bytes_used gauge",
+          `gemmakit_kv_cache_bytes_used ${b.kvBytesUsed}`,
+          "# HELP gemmakit_kv_cache_bytes_budget Bytes of all KV-cache slots.",
+          "# TYPE gemmakit_kv_cache_bytes_budget gauge",
+          `gemmakit_kv_cache_bytes_budget ${b.kvBytesBudget}`,
+          "# HELP gemmakit_prefix_cache_hits_total Requests that started from a cached prompt prefix.",
+          "# TYPE gemmakit_prefix_cache_hits_total counter",
+          `gemmakit_prefix_cache_hits_total ${b.prefixHits}`,
+          "# HELP gemmakit_prefix_cache_misses_total Requests that prefilled their whole prompt.",
+          "# TYPE gemmakit_prefix_cache_misses_total counter",
+          `gemmakit_prefix_cache_misses_total ${b.prefixMisses}`,
+          "# HELP gemmakit_prefix_cache_tokens_total Prompt tokens taken from the prefix cache, not prefilled.",
+          "# TYPE gemmakit_prefix_cache_tokens_total counter",
+          `gemmakit_prefix_cache_tokens_total ${b.prefixTokensReused}`,
+          "# HELP gemmakit_decode_steps_total Batched decode steps run.",
+          "# TYPE gemmakit_decode_steps_total counter",
+          `gemmakit_decode_steps_total ${b.steps}`,
+          "# HELP gemmakit_decode_rows_total Sequence rows those steps decoded (rows / steps: the mean batch size).",
+          "# TYPE gemmakit_decode_rows_total counter",
+          `gemmakit_decode_rows_total ${b.rowsStepped}`,
+        ]
+        : []),
       // Only for models with a vision tower: soft tokens reused for an image (or video frame) seen before.
       ...(v
         ? [

@@ -1,7 +1,8 @@
 /**
- * One model holds one KV cache, so it serves one generation at a time. Requests beyond that wait here in
- * arrival order (first come, first served), up to a bound; past the bound they are refused at once so a
- * burst cannot pile up unbounded memory and latency. A waiter whose client disconnects leaves the line.
+ * A model serves as many generations at once as it has KV-cache slots (one, unless loaded with `parallel`: then
+ * the library batches them). Requests beyond that wait here in arrival order (first come, first served), up to a
+ * bound; past the bound they are refused at once so a burst cannot pile up unbounded memory and latency. A waiter
+ * whose client disconnects leaves the line.
  * @module
  */
 import { ApiError } from "./errors.ts";
@@ -13,12 +14,15 @@ interface Waiter {
 export class FairQueue {
   readonly #maxWaiting: number;
   readonly #waiting: Waiter[] = [];
-  #busy = false;
+  readonly #slots: number;
+  #running = 0;
   /** Moving average of how long a slot is held, for Retry-After. */
   #avgHoldMs = 1000;
 
-  constructor(maxWaiting: number) {
+  /** `slots`: generations that run at once (the model's KV-cache slots). */
+  constructor(maxWaiting: number, slots = 1) {
     this.#maxWaiting = maxWaiting;
+    this.#slots = Math.max(1, slots);
   }
 
   /** Requests waiting for the model (not counting the one running). */
@@ -27,7 +31,12 @@ export class FairQueue {
   }
 
   get busy(): boolean {
-    return this.#busy;
+    return this.#running > 0;
+  }
+
+  /** Generations holding a slot now. */
+  get running(): number {
+    return this.#running;
   }
 
   /**
@@ -36,12 +45,13 @@ export class FairQueue {
    */
   acquire(signal?: AbortSignal): Promise<() => void> {
     if (signal?.aborted) return Promise.reject(signal.reason);
-    if (!this.#busy) {
-      this.#busy = true;
+    if (this.#running < this.#slots) {
+      this.#running++;
       return Promise.resolve(this.#releaser());
     }
     if (this.#waiting.length >= this.#maxWaiting) {
-      const seconds = Math.max(1, Math.ceil(((this.#waiting.length + 1) * this.#avgHoldMs) / 1000));
+      // Slots free up `slots` at a time: the line ahead drains that much faster.
+      const seconds = Math.max(1, Math.ceil(((this.#waiting.length + 1) * this.#avgHoldMs) / this.#slots / 1000));
       return Promise.reject(
         new ApiError(503, `the server is at capacity (${this.#waiting.length} requests waiting); retry later`, {
           type: "overloaded_error",
@@ -76,7 +86,7 @@ export class FairQueue {
       this.#avgHoldMs = 0.8 * this.#avgHoldMs + 0.2 * (performance.now() - start);
       const next = this.#waiting.shift();
       if (next) next.grant(this.#releaser());
-      else this.#busy = false;
+      else this.#running--;
     };
   }
 }

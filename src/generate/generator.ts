@@ -14,7 +14,7 @@ import {
 } from "./options.ts";
 import type { GenerationResult, ResponseEvent, ResponseParser, TokenConstraint } from "./result.ts";
 import { StopScanner } from "./stop_scanner.ts";
-import { type CacheContents, type CausalLM, TokenLoop } from "./token_loop.ts";
+import { type CacheContents, type CausalLM, TokenLoop, type TokenLoopOptions, type TokenStream } from "./token_loop.ts";
 
 /** Ids in, text out: what the stop scanner reads. */
 interface TextStage {
@@ -57,6 +57,8 @@ export interface GenerateRun {
   onCached?: (contents: CacheContents) => void;
   /** Structured output's per-step token mask (compiled from options.responseFormat by the caller). */
   constraint?: TokenConstraint;
+  /** Where the ids come from instead of a token loop of its own over `lm`: a sequence of a batch. */
+  stream?: (options: TokenLoopOptions) => TokenStream;
 }
 
 /**
@@ -72,7 +74,7 @@ export async function* generateTokens(
 ): AsyncGenerator<string, GenerationResult> {
   const { options } = run;
   const { maxTokens, chunkSize } = resolveLimits(options);
-  const loop = new TokenLoop(lm, promptIds, run.media, {
+  const loopOptions: TokenLoopOptions = {
     sampling: resolveSampling(options, run.defaults),
     maxTokens,
     chunkSize,
@@ -81,7 +83,8 @@ export async function* generateTokens(
     start: run.start,
     ...resolveProcessing(options, lm.vocabSize),
     constraint: run.constraint,
-  });
+  };
+  const loop = run.stream ? run.stream(loopOptions) : new TokenLoop(lm, promptIds, run.media, loopOptions);
   try {
     return yield* textOf(loop, tokenizer, promptIds, run);
   } finally {
@@ -90,7 +93,7 @@ export async function* generateTokens(
 }
 
 async function* textOf(
-  loop: TokenLoop,
+  loop: TokenStream,
   tokenizer: StreamDecodable,
   promptIds: readonly number[],
   run: GenerateRun,
@@ -117,7 +120,7 @@ async function* textOf(
   } else if (response) {
     text.flush(); // a stop string ended the content; reasoning and calls still count
   }
-  const decodeMs = loop.decodeMs, T = promptIds.length, n = loop.tokens.length, start = run.start ?? 0;
+  const decodeMs = loop.decodeMs, T = promptIds.length, n = loop.tokens.length, start = loop.start;
   const parsed = response?.parser.result;
   return {
     text: scanner.text,
@@ -135,7 +138,8 @@ async function* textOf(
     timings: {
       prefillMs: loop.prefillMs,
       decodeMs,
-      prefillTokensPerSecond: (T - start) / (loop.prefillMs / 1000),
+      // A request aborted while it waited for a batch slot prefilled nothing.
+      prefillTokensPerSecond: loop.prefillMs > 0 ? (T - start) / (loop.prefillMs / 1000) : 0,
       decodeTokensPerSecond: n > 1 ? (n - 1) / (decodeMs / 1000) : 0,
       decodeCalls: loop.decodeCalls,
     },

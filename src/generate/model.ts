@@ -1,7 +1,7 @@
 /**
  * A loaded model with its tokenizer: what users hold. It knows no family: the family that loaded it binds its
  * prompt layout for media and its response parser (src/models/registry.ts). Generation calls take turns (one
- * KV cache).
+ * KV cache), or with `parallel` > 1 are batched over KV-cache slots (batch.ts).
  * @module
  */
 import type { Backend } from "../runtime/backend.ts";
@@ -26,7 +26,10 @@ import { ChatSession, type ChatSessionOptions } from "./session.ts";
 import { readSessionFile, type SessionState, writeSessionFile } from "./session_file.ts";
 import { type ToolSpec, validateTools } from "./tools.ts";
 import { compileConstraint, type ResponseFormat } from "./constraint.ts";
+import { BatchScheduler, type BatchStats, canBatch } from "./batch.ts";
+import { boundedInt } from "../runtime/bounds.ts";
 
+export type { BatchStats } from "./batch.ts";
 export type {
   ChatOptions,
   ContextOverflow,
@@ -79,6 +82,30 @@ export interface ModelParts<M = unknown> {
   owned?: readonly Disposable[];
 }
 
+/** Most KV-cache slots (concurrent sequences) a model takes. */
+export const MAX_PARALLEL = 256;
+
+/** How a Model serves concurrent calls. */
+export interface ModelOptions {
+  /**
+   * Sequences decoded at once (KV-cache slots, each a full cache of the context, allocated at load; fewer when the
+   * device runs out of memory first — batchStats().slots says how many): concurrent generate/stream calls are
+   * batched, and calls beyond the slots wait first come first served. Default 1: calls take turns. Families without
+   * a batched decode step take turns regardless (see Model.parallelNote).
+   */
+  parallel?: number;
+  /** Byte bound on the slots' KV caches together: fewer slots than `parallel` when they do not fit (at least 1). */
+  kvCacheBytes?: number;
+}
+
+/** Checks ModelOptions' numbers (loadModel does so before loading weights). */
+export function checkModelOptions(options: ModelOptions): void {
+  boundedInt("loadModel", "parallel", options.parallel ?? 1, 1, MAX_PARALLEL);
+  if (options.kvCacheBytes !== undefined) {
+    boundedInt("loadModel", "kvCacheBytes", options.kvCacheBytes, 0, Number.MAX_SAFE_INTEGER);
+  }
+}
+
 export class Model {
   readonly backend: Backend;
   readonly tokenizer: Tokenizer;
@@ -87,6 +114,13 @@ export class Model {
   #disposed = false;
   /** What the KV cache holds (undefined: nothing known, e.g. after a failed prefill). */
   #cached: CachedPrompt | undefined;
+  /** Continuous batching over KV-cache slots (parallel > 1 on a family that batches); else calls take turns. */
+  readonly #batch: BatchScheduler | undefined;
+  /** Without a batch: calls waiting for their turn and running, and the prefix reuse of the one cache. */
+  #serial = { waiting: 0, running: 0, prefixHits: 0, prefixMisses: 0, prefixTokensReused: 0 };
+
+  /** Why `parallel` was not honoured (a family without a batched decode step); undefined otherwise. */
+  readonly parallelNote: string | undefined;
 
   /**
    * Whether the checkpoint is meant for conversations (has a chat template). Base (pretrained) models are
@@ -94,9 +128,18 @@ export class Model {
    */
   readonly supportsChat: boolean;
 
-  constructor(parts: ModelParts) {
+  constructor(parts: ModelParts, options: ModelOptions = {}) {
     this.#parts = parts;
     this.backend = parts.lm.backend;
+    checkModelOptions(options);
+    const parallel = options.parallel ?? 1, lm = parts.lm;
+    if (parallel > 1 && canBatch(lm)) {
+      const budget = options.kvCacheBytes ?? Infinity;
+      const slots = Math.max(1, Math.min(parallel, Math.floor(budget / lm.cache.bytes)));
+      this.#batch = new BatchScheduler(lm, slots);
+    } else if (parallel > 1) {
+      this.parallelNote = "this model's family has no batched decode step: concurrent calls take turns (parallel 1)";
+    }
     this.tokenizer = parts.tokenizer;
     this.supportsChat = (parts.supportsChat ?? true) && parts.tokenizer.chatTemplate !== undefined;
     this.chatNote = this.supportsChat || !parts.tokenizer.chatTemplate ? undefined : parts.baseModelChatNote;
@@ -259,14 +302,40 @@ export class Model {
     const constraint = options.responseFormat
       ? await compileConstraint(this.tokenizer, this.#parts.lm.vocabSize, options.responseFormat)
       : undefined;
+    const batch = this.#batch;
+    if (batch) {
+      // The scheduler picks the slot and the cached prefix when a slot is free, and prefills from there.
+      try {
+        if (messages) options.onMessages?.(messages);
+        const reuse = options.reusePrefix !== false;
+        return yield* generateTokens(this.#parts.lm, this.tokenizer, ids, {
+          stopTokenIds: this.tokenizer.stopTokenIds,
+          options,
+          defaults: this.#parts.defaults,
+          response: parser ? { parser, onEvent: options.onEvent } : undefined,
+          constraint,
+          stream: (o) => batch.sequence(ids, media, spans, reuse, o),
+        });
+      } finally {
+        constraint?.dispose();
+      }
+    }
     let release!: () => void;
     const previous = this.#queue;
     this.#queue = new Promise((r) => (release = r));
-    await previous;
+    this.#serial.waiting++;
+    try {
+      await previous;
+    } finally {
+      this.#serial.waiting--;
+    }
+    this.#serial.running++;
     try {
       if (messages) options.onMessages?.(messages);
       const lm = this.#parts.lm;
       const start = options.reusePrefix === false ? 0 : reusablePrefix(this.#cached, ids, spans, lm.cache.rollback);
+      if (start > 0) this.#serial.prefixHits++, this.#serial.prefixTokensReused += start;
+      else this.#serial.prefixMisses++;
       // From here the cache is being overwritten: it holds nothing known until the loop reports what it wrote.
       this.#cached = undefined;
       return yield* generateTokens(lm, this.tokenizer, ids, {
@@ -280,14 +349,39 @@ export class Model {
         constraint,
       });
     } finally {
+      this.#serial.running--;
       constraint?.dispose();
       release();
     }
   }
 
+  /**
+   * The batch now and counters since load: slots, active and queued sequences, KV bytes, prefix-cache hits,
+   * decode steps. Without batching: one slot, the running call and those waiting for their turn, the prefix reuse
+   * of the one cache, and no step counts (steps and rowsStepped stay 0).
+   */
+  batchStats(): BatchStats {
+    if (this.#batch) return this.#batch.stats();
+    const bytes = this.#parts.lm.cache.bytes;
+    return {
+      slots: 1,
+      active: this.#serial.running,
+      queued: this.#serial.waiting,
+      prefilling: 0,
+      kvBytesUsed: this.#serial.running * bytes,
+      kvBytesBudget: bytes,
+      prefixHits: this.#serial.prefixHits,
+      prefixMisses: this.#serial.prefixMisses,
+      prefixTokensReused: this.#serial.prefixTokensReused,
+      steps: 0,
+      rowsStepped: 0,
+    };
+  }
+
   /** Forgets what the KV cache holds: the next call prefills its whole prompt. */
   resetCache(): void {
     this.#cached = undefined;
+    this.#batch?.slots.forget();
   }
 
   /** A chat session over this model: history, streaming, aborts, save and load (see ChatSession). */
@@ -297,18 +391,24 @@ export class Model {
 
   /** Token ids the KV cache holds now (a copy; empty when nothing is known). */
   get cachedTokens(): readonly number[] {
-    return this.#cached?.ids ?? [];
+    const b = this.#batch;
+    return (b ? b.slots.contents(b.slots.mostRecent()) : this.#cached)?.ids ?? [];
   }
 
   /**
    * Writes the KV cache and what it holds (ids, media spans), with `extra` (a session's history), to a
-   * versioned session file; waits for a running generation to end first.
+   * versioned session file; waits for a running generation to end first. A batched model (parallel > 1) has a
+   * cache per slot: it writes the one whose ids share the longest prefix with `like` (the conversation's ids), or
+   * without it the one used last.
    */
-  async saveState(path: string, extra: Record<string, unknown> = {}): Promise<void> {
+  async saveState(path: string, extra: Record<string, unknown> = {}, like?: readonly number[]): Promise<void> {
     await this.#exclusive(async () => {
-      const cached = this.#cached ?? { ids: [], spans: [], written: 0 };
+      // With a batch: the slot whose cache is closest to `like` (a session's conversation), else the one used last.
+      const b = this.#batch, slot = b ? (like ? b.slots.closest(like) : b.slots.mostRecent()) : 0;
+      const cache = b ? b.slots.cache(slot) : this.#parts.lm.cache;
+      const cached = (b ? b.slots.contents(slot) : this.#cached) ?? { ids: [], spans: [], written: 0 };
       const state: SessionState = { ids: [...cached.ids], spans: [...cached.spans], written: cached.written, extra };
-      await writeSessionFile(path, this.#fingerprint(), state, this.#parts.lm.cache.read(cached.written));
+      await writeSessionFile(path, this.#fingerprint(), state, cache.read(cached.written));
     });
   }
 
@@ -330,8 +430,11 @@ export class Model {
           }),
       );
       this.#cached = undefined;
+      this.#batch?.slots.setContents(0, undefined);
       cache.load(state.written, blocks);
       this.#cached = { ids: state.ids, spans: state.spans, written: state.written };
+      // With a batch the model's own cache is slot 0: the next call finds the session's prefix there.
+      this.#batch?.slots.setContents(0, this.#cached);
       return state.extra;
     });
   }
@@ -350,6 +453,7 @@ export class Model {
   /** Runs `f` when no generation is running, holding off others until it ends. */
   async #exclusive<T>(f: () => Promise<T>): Promise<T> {
     if (this.#disposed) throw new GemmakitError("generate", "the model was disposed");
+    if (this.#batch) return await this.#batch.exclusive(f);
     let release!: () => void;
     const previous = this.#queue;
     this.#queue = new Promise((r) => (release = r));
@@ -395,6 +499,7 @@ export class Model {
     if (this.#disposed) return;
     this.#disposed = true;
     try {
+      this.#batch?.dispose();
       this.#parts.lm.dispose();
     } finally {
       for (const r of this.#parts.owned ?? []) r[Symbol.dispose]();

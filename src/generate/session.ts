@@ -19,7 +19,10 @@ import type { GenerationResult } from "./result.ts";
 export interface ChatModel {
   readonly canChat: boolean;
   stream(input: GenerateInput, options?: StreamOptions): AsyncGenerator<string, GenerationResult>;
-  saveState(path: string, extra?: Record<string, unknown>): Promise<void>;
+  /** `like`: the conversation's ids, which pick the cache to save when the model has several (batch slots). */
+  saveState(path: string, extra?: Record<string, unknown>, like?: readonly number[]): Promise<void>;
+  /** Token ids of a conversation (optional: without it a batched model saves the cache it used last). */
+  encode?(input: GenerateInput): number[];
   loadState(path: string): Promise<Record<string, unknown>>;
 }
 
@@ -128,7 +131,16 @@ export class ChatSession {
 
   /** Saves the history, the system prompt and the model's KV cache to a session file. */
   async save(path: string): Promise<void> {
-    await this.model.saveState(path, { chat: { system: this.#options.system ?? null, history: this.#history } });
+    // A batched model holds several caches: the conversation's ids pick this session's.
+    let like: number[] | undefined;
+    if (this.#history.length) {
+      const system = this.#options.system;
+      const messages = [...(system ? [{ role: "system" as const, content: system }] : []), ...this.#history];
+      try {
+        like = this.model.encode?.({ messages });
+      } catch { /* media parts or a template error: the slot used last */ }
+    }
+    await this.model.saveState(path, { chat: { system: this.#options.system ?? null, history: this.#history } }, like);
   }
 
   /**

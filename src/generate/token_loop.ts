@@ -5,13 +5,12 @@
  * @module
  */
 import { ContextLengthError, GemmakitError } from "../errors.ts";
-import { copyRows } from "../ops/copy.ts";
-import { logitsProcess, logprobs, sample } from "../ops/sample.ts";
 import type { Backend } from "../runtime/backend.ts";
 import type { KvCache } from "../runtime/kv_cache.ts";
 import { DecodeProgram } from "../runtime/program.ts";
 import type { Tensor } from "../runtime/tensor.ts";
 import { Workspace } from "../runtime/workspace.ts";
+import { type CacheContents, DONE, POSITION, SequenceBuffers, TOKEN } from "./sequence.ts";
 import type { Sampling } from "./options.ts";
 import type { FinishReason, LogitProcessing, TokenConstraint, TokenLogprob } from "./result.ts";
 
@@ -52,22 +51,32 @@ export interface TokenLoopOptions {
   constraint?: TokenConstraint;
 }
 
-/** What the KV cache holds after a loop: the ids of positions 0..ids.length-1, and how far it may be written. */
-export interface CacheContents {
-  ids: number[];
-  /** Positions 0..written-1 may have been written (a step after a stop token writes one past `ids`). */
-  written: number;
-}
+export type { CacheContents };
 
-// Layout of the device-side decode state (kernels/include/gemmakit.h GK_STATE_*).
-const POSITION = 0, TOKEN = 1, HISTORY = 2, DONE = 3, FIELDS = 8;
+/**
+ * A generation's token stream as the text stages read it: the single token loop, or a sequence of a batch.
+ * `run()` yields every generated id but a stop token; breaking off ends the sequence.
+ */
+export interface TokenStream {
+  readonly tokens: number[];
+  readonly logprobs: TokenLogprob[];
+  readonly finishReason: FinishReason | undefined;
+  readonly prefillMs: number;
+  readonly decodeMs: number;
+  readonly decodeCalls: number;
+  /** Prompt positions that came from the KV cache (not prefilled). */
+  readonly start: number;
+  readonly cached: CacheContents | undefined;
+  readonly options: { readonly topLogprobs?: number };
+  run(): AsyncGenerator<number, void>;
+}
 
 /**
  * One generation's token stream. `for await (const id of loop.run())` yields every generated id but a stop
  * token; a consumer may break early (a stop string), which ends the loop and frees its program.
  * The model's KV cache is overwritten from position `start`; `cached` then says what it holds.
  */
-export class TokenLoop {
+export class TokenLoop implements TokenStream {
   /** Every generated id, a final stop token included. */
   readonly tokens: number[] = [];
   /** With `topLogprobs`: one entry per id of `tokens`. */
@@ -95,6 +104,10 @@ export class TokenLoop {
     }
   }
 
+  get start(): number {
+    return this.options.start ?? 0;
+  }
+
   /** Milliseconds since the first token came back (the decode phase), up to now. */
   get decodeMs(): number {
     return this.#decodeStart ? performance.now() - this.#decodeStart : 0;
@@ -103,63 +116,22 @@ export class TokenLoop {
   async *run(): AsyncGenerator<number, void> {
     const { lm, promptIds, options: o } = this;
     const T = promptIds.length;
+    using seq = new SequenceBuffers(lm.backend, lm.vocabSize, lm.maxContext, promptIds, o);
     using ws = new Workspace(lm.backend);
-    const state = ws.get("state", [FIELDS], "i32");
-    state.write([T - 1, promptIds[T - 1], T, 0, 0, 0, 0, 0]);
-    const history = ws.get("history", [lm.maxContext], "i32");
-    history.write(Int32Array.from({ length: lm.maxContext }, (_, i) => (i < T ? promptIds[i] : 0)));
-    const stopIds = o.stopTokenIds.length ? ws.get("stop_ids", [o.stopTokenIds.length], "i32") : null;
-    stopIds?.write(o.stopTokenIds);
     const logits = ws.get("logits", [1, lm.vocabSize]);
-    const proc = o.processing;
-    const bias = proc?.logitBias.length
-      ? { ids: ws.get("bias_ids", [proc.logitBias.length], "i32"), values: ws.get("bias", [proc.logitBias.length]) }
-      : undefined;
-    bias?.ids.write(proc!.logitBias.map(([id]) => id));
-    bias?.values.write(proc!.logitBias.map(([, v]) => v));
-    const penalties = !!proc && (proc.frequencyPenalty !== 0 || proc.presencePenalty !== 0);
-    const scratch = penalties ? ws.get("penalty_counts", [lm.vocabSize], "i32") : undefined;
-    const allowed = o.constraint ? ws.get("allowed", [Math.ceil(lm.vocabSize / 32)], "i32") : undefined;
-    // Slot s of the logprob buffers is sample s (state[step] - 1): maxTokens of them, and one to spare.
-    const lp = o.topLogprobs === undefined ? undefined : {
-      n: o.topLogprobs,
-      logits: ws.get("logprob_logits", [1, lm.vocabSize]),
-      ids: ws.get("logprob_ids", [o.maxTokens + 1, 1 + o.topLogprobs], "i32"),
-      values: ws.get("logprobs", [o.maxTokens + 1, 1 + o.topLogprobs]),
-    };
-    const draw = (lg: Tensor) => {
-      if (bias || penalties || allowed) {
-        logitsProcess(lg, state, history, {
-          frequencyPenalty: proc?.frequencyPenalty,
-          presencePenalty: proc?.presencePenalty,
-          penaltyStart: T,
-          biasIds: bias?.ids,
-          biasValues: bias?.values,
-          allowed,
-          scratch,
-        });
-      }
-      // The sampler scales its logits in place: logprobs read a copy taken before (processed, unscaled).
-      if (lp) copyRows(lg.reshape([1, lm.vocabSize]), lp.logits, 0);
-      sample(lg, o.sampling, state, history, stopIds);
-      if (lp) logprobs(lp.logits, state, lp.n, lp.ids, lp.values);
-    };
-    const step = () => draw(lm.decodeStep(state.rows(TOKEN, 1), state.rows(POSITION, 1), ws, logits));
-    const nextMask = async () => allowed?.write(await o.constraint!.nextMask());
+    const step = () => seq.draw(lm.decodeStep(seq.state.rows(TOKEN, 1), seq.state.rows(POSITION, 1), ws, logits));
 
     const t0 = performance.now();
     {
-      await nextMask();
+      await seq.nextMask();
       using first = lm.prefillFrom(promptIds, o.start ?? 0, this.media);
-      draw(first);
+      seq.draw(first);
     }
     let program: DecodeProgram | undefined;
     try {
       while (true) {
-        const s = state.toArray();
-        const have = T + this.tokens.length;
-        const fresh = s[HISTORY] > have ? history.rows(have, s[HISTORY] - have).toArray() : [];
-        if (lp && fresh.length) this.#readLogprobs(lp.ids, lp.values, lp.n, fresh.length);
+        const { state: s, fresh } = seq.readBack(T + this.tokens.length);
+        if (fresh.length) this.logprobs.push(...seq.readLogprobs(this.tokens.length, fresh.length));
         if (this.tokens.length === 0) [this.prefillMs, this.#decodeStart] = [performance.now() - t0, performance.now()];
         for (const id of fresh) {
           this.tokens.push(id);
@@ -170,7 +142,7 @@ export class TokenLoop {
         }
         if (s[DONE]) return void (this.finishReason = "length"); // the history (context) is full
         if (o.signal?.aborted) return void (this.finishReason = "abort");
-        await nextMask();
+        await seq.nextMask();
         // A constraint's mask depends on the token just sampled: one step per native call.
         const steps = Math.min(
           o.constraint ? 1 : o.chunkSize,
@@ -191,22 +163,7 @@ export class TokenLoop {
       }
     } finally {
       program?.dispose();
-      // Every position before the state's is written; a step after a stop token rewrites the one at it.
-      const position = state.toArray()[POSITION];
-      this.cached = { ids: Array.from(history.rows(0, position).toArray()), written: position + 1 };
-    }
-  }
-
-  /** Logprobs of the next `count` tokens (slots tokens.length..), read back from the device. */
-  #readLogprobs(ids: Tensor, values: Tensor, n: number, count: number): void {
-    const at = this.tokens.length;
-    const rows = Math.min(count, ids.shape[0] - at);
-    if (rows <= 0) return;
-    const i = ids.rows(at, rows).toArray(), v = values.rows(at, rows).toArray();
-    for (let r = 0; r < rows; r++) {
-      const row = r * (1 + n);
-      const top = Array.from({ length: n }, (_, k) => ({ id: i[row + 1 + k], logprob: v[row + 1 + k] }));
-      this.logprobs.push({ id: i[row], logprob: v[row], top });
+      this.cached = seq.cached();
     }
   }
 }

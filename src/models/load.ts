@@ -5,7 +5,7 @@
  */
 import { Backend } from "../runtime/backend.ts";
 import type { BackendChoice } from "../ffi/library.ts";
-import { Model } from "../generate/model.ts";
+import { checkModelOptions, Model, type ModelOptions } from "../generate/model.ts";
 import { openGguf } from "../formats/gguf.ts";
 import type { ProgressCallback } from "../hub/progress.ts";
 import { readConfig } from "./common/config.ts";
@@ -13,7 +13,7 @@ import { type Checkpoint, familyFor } from "./registry.ts";
 import { resolveModel } from "./resolve.ts";
 import { findMmproj, mmprojNeedsGguf, openMmproj, projectorAsModel } from "./common/mmproj.ts";
 
-export interface LoadModelOptions {
+export interface LoadModelOptions extends ModelOptions {
   /** A Backend to load onto, or which one to open ("auto" by default). */
   backend?: Backend | BackendChoice;
   /** Context length (prompt + output) to allocate the KV cache for. Default min(max_position_embeddings, 8192). */
@@ -63,6 +63,7 @@ function checkpointAt(format: "gguf" | "hf", path: string): Checkpoint {
  * ```
  */
 export async function loadModel(path?: string, options: LoadModelOptions = {}): Promise<Model> {
+  checkModelOptions(options);
   const resolved = await resolveModel(path, options.onDownload);
   const checkpoint = checkpointAt(resolved.format, resolved.path);
   using _file = checkpoint.format === "gguf" ? checkpoint.file : undefined;
@@ -85,7 +86,11 @@ export async function loadModel(path?: string, options: LoadModelOptions = {}): 
       visionCacheBytes: options.visionCacheBytes,
       mmproj,
     });
-    return new Model({ ...parts, owned: owned ? [backend] : [] });
+    const model = new Model({ ...parts, owned: owned ? [backend] : [] }, {
+      parallel: options.parallel,
+      kvCacheBytes: options.kvCacheBytes,
+    });
+    return model;
   } catch (e) {
     if (owned) backend.dispose();
     throw e;

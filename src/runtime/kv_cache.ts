@@ -34,6 +34,8 @@ export interface LayerCache {
   k: Tensor;
   v: Tensor;
   capacity: number;
+  /** The sliding window when this cache is a ring (capacity below the context). */
+  window?: number;
 }
 
 /** The capacity of a layer's cache: a ring of the window (plus RING_SLACK) for sliding layers, else the context. */
@@ -87,7 +89,7 @@ export class KvCache {
           k.dispose();
           throw e;
         }
-        const layer = { k, v, capacity: s.capacity };
+        const layer = { k, v, capacity: s.capacity, ...(s.window ? { window: s.window } : {}) };
         this.#owned.push(layer);
         layers.push(layer);
       }
@@ -141,6 +143,27 @@ export class KvCache {
         }
         t.backend.upload(rows.pointer, bytes);
       }
+    });
+  }
+
+  /**
+   * Makes this cache hold what `src` (same geometry) holds for positions 0..prefix-1, when `src` was written up to
+   * `written` (>= prefix): a full layer's first `prefix` rows, a ring's every slot written (the window before
+   * `prefix` lies among them while `written - prefix` is within `rollback`). Device to device, in stream order.
+   */
+  copyPrefix(src: KvCache, prefix: number, written: number): void {
+    const from = src.#owned;
+    if (from.length !== this.#owned.length || src.geometry.join() !== this.geometry.join()) {
+      throw new RangeError(`cache geometry ${src.geometry} differs from ${this.geometry}`);
+    }
+    if (!Number.isInteger(prefix) || prefix < 1 || !(written >= prefix)) {
+      throw new RangeError(`prefix=${prefix} must be an integer in [1, written=${written}]`);
+    }
+    this.#owned.forEach((l, i) => {
+      const n = Math.min(l.window ? written : prefix, l.capacity);
+      const bytes = (l.k.byteLength / l.capacity) * n;
+      l.k.backend.copy(l.k.pointer, from[i].k.pointer, bytes);
+      l.v.backend.copy(l.v.pointer, from[i].v.pointer, bytes);
     });
   }
 

@@ -39,6 +39,7 @@ Deno.test("server --help lists every flag with a description, and examples", asy
     "--allow-remote-images",
     "--allow-remote-videos",
     "--max-queue",
+    "--parallel",
     "--max-tokens",
     "--cors",
     "--help",
@@ -66,6 +67,14 @@ Deno.test("server: a bad --port is a usage error", async () => {
   const { code, stderr } = await serve("--port", "70000");
   assert.equal(code, 2);
   assertOneLine(stderr, /--port/);
+});
+
+Deno.test("server: --parallel is bounded to [1, MAX_PARALLEL], a usage error before the model loads", async () => {
+  for (const bad of ["0", "257", "two", "1.5"]) {
+    const { code, stderr } = await serve("--parallel", bad, "--model", "/nonexistent/gemma");
+    assert.equal(code, 2, `--parallel ${bad}: ${stderr}`);
+    assertOneLine(stderr, /--parallel must be an integer in \[1, 256\]/);
+  }
 });
 
 Deno.test("server: a missing model exits 4 with one line", async () => {

@@ -4,10 +4,10 @@
  * Retry-After, and a client that goes away — queued, mid-generation, or mid-stream — aborts its work.
  */
 import assert from "node:assert/strict";
-import { Backend } from "../../mod.ts";
+import { Backend, loadModel } from "../../mod.ts";
 import { createApp } from "../../examples/server/app.ts";
 import { FairQueue } from "../../examples/server/queue.ts";
-import { json, ScriptedModel } from "./helpers.ts";
+import { json, MODEL_ID, ScriptedModel, TEXT_MODEL } from "./helpers.ts";
 
 const tick = () => new Promise((r) => setTimeout(r, 5));
 const prompt = (i: number) => ({ model: "m", prompt: `request ${i}`, max_tokens: 4 });
@@ -118,4 +118,66 @@ Deno.test("FairQueue: grants in order, skips waiters that aborted, releases once
   assert.deepEqual(order, [1, 3]);
   assert.equal(q.busy, false);
   await assert.rejects(q.acquire(AbortSignal.abort(new Error("already"))), /already/);
+});
+
+Deno.test("FairQueue with slots: that many run at once, the rest wait in order", async () => {
+  const q = new FairQueue(8, 3);
+  const held = await Promise.all([q.acquire(), q.acquire(), q.acquire()]);
+  assert.equal(q.running, 3);
+  let granted = false;
+  const fourth = q.acquire().then((release) => ((granted = true), release));
+  await tick();
+  assert.equal(granted, false, "the fourth waits for a slot");
+  assert.equal(q.depth, 1);
+  held[1]();
+  (await fourth)();
+  assert.equal(q.running, 2);
+  held[0](), held[2]();
+  assert.equal(q.running, 0);
+  assert.equal(q.busy, false);
+});
+
+Deno.test("--parallel model: requests run together and /metrics shows the batch, KV use and prefix hits", async () => {
+  using model = await loadModel(TEXT_MODEL, { backend: "cpu", maxContext: 256, parallel: 3 });
+  const app = createApp({ model, modelId: MODEL_ID });
+  const metric = async (name: string) => {
+    const text = await (await app.request("/metrics")).text();
+    const m = text.match(new RegExp(`^${name} (\\d+)$`, "m"));
+    assert.ok(m, `${name} in /metrics`);
+    return Number(m[1]);
+  };
+  assert.equal(await metric("gemmakit_batch_slots"), 3);
+  assert.equal(await metric("gemmakit_kv_cache_bytes_budget"), model.batchStats().kvBytesBudget);
+  assert.equal(await metric("gemmakit_decode_steps_total"), 0);
+  const system = "You answer in one short sentence about lamps and keys and the mill by the river. ".repeat(2);
+  const body = (q: string) => ({
+    model: MODEL_ID,
+    messages: [{ role: "system", content: system }, { role: "user", content: q }],
+    max_tokens: 24,
+    temperature: 0,
+    stream: true,
+  });
+  // Three streams at once: while they run, the batch holds them all.
+  const responses = await Promise.all(
+    ["a?", "b?", "c?"].map((q) => app.request("/v1/chat/completions", json(body(q)))),
+  );
+  let sawBatch = 0;
+  const readers = responses.map(async (r) => {
+    const reader = r.body!.pipeThrough(new TextDecoderStream()).getReader();
+    while (!(await reader.read()).done) sawBatch = Math.max(sawBatch, await metric("gemmakit_batch_size"));
+  });
+  await Promise.all(readers);
+  assert.ok(sawBatch >= 2, `batch size seen: ${sawBatch}`);
+  assert.ok(await metric("gemmakit_decode_steps_total") > 0);
+  assert.ok(await metric("gemmakit_decode_rows_total") > await metric("gemmakit_decode_steps_total"));
+  assert.equal(await metric("gemmakit_kv_cache_bytes_used"), 0);
+  const hits = await metric("gemmakit_prefix_cache_hits_total");
+  const done = await app.request("/v1/chat/completions", json({ ...body("d?"), stream: false }));
+  assert.equal(done.status, 200);
+  assert.equal(await metric("gemmakit_prefix_cache_hits_total"), hits + 1, "the system prompt came from a slot");
+  assert.ok(await metric("gemmakit_prefix_cache_tokens_total") > 0);
+  assert.equal(await metric("gemmakit_requests_in_flight"), 0);
+  const health = await (await app.request("/health")).json();
+  assert.equal(health.batch.slots, 3);
+  assert.equal(health.batch.prefix_hits, hits + 1);
 });

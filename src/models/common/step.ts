@@ -7,7 +7,7 @@ import { ContextLengthError, ShapeError } from "../../errors.ts";
 import { copyRows } from "../../ops/copy.ts";
 import { kvCacheWrite } from "../../ops/kv_cache.ts";
 import type { Backend } from "../../runtime/backend.ts";
-import type { LayerCache } from "../../runtime/kv_cache.ts";
+import type { KvCache, LayerCache } from "../../runtime/kv_cache.ts";
 import { Tensor } from "../../runtime/tensor.ts";
 import { Workspace } from "../../runtime/workspace.ts";
 
@@ -38,6 +38,18 @@ export interface Step {
   hostSpanIds?: ArrayLike<number>;
   /** Prefill only: called with named intermediates (see TraceHook). */
   trace?: TraceHook;
+  /**
+   * A batched decode step: row r of the tokens is its own sequence, at the position in `rows[r].position`
+   * (i32 [1], device) over its own KV cache. Absent: one sequence over the model's cache.
+   */
+  rows?: readonly BatchRow[];
+}
+
+/** One sequence of a batched decode step: where its token sits and the KV cache it reads and writes. */
+export interface BatchRow {
+  /** i32 [1], device memory: the position of this row's token (its decode state's position field). */
+  position: Tensor;
+  cache: KvCache;
 }
 
 /** A forward over `ids` (i32 [tokens]) writing logits of the last row or of every row into `logits`. */

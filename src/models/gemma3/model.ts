@@ -27,7 +27,7 @@ import {
   softcap,
 } from "../../ops/mod.ts";
 import type { Gemma3Model, LayerType } from "./config.ts";
-import { prefillKeys, runPrefill, spliceRows, type Step, type TraceHook } from "../common/step.ts";
+import { type BatchRow, prefillKeys, runPrefill, spliceRows, type Step, type TraceHook } from "../common/step.ts";
 import type { ModelWeights } from "../common/weight_table.ts";
 import type { Gemma3LayerWeights, Gemma3TextTable, Gemma3TextWeights } from "./weights.ts";
 
@@ -49,7 +49,10 @@ export class Gemma3TextModel {
   readonly config: Gemma3Model;
   readonly backend: Backend;
   readonly maxContext: number;
-  readonly cache: KvCache;
+  /** The model's own KV cache: slot 0 of a batch, and the one sessions save and load. */
+  readonly #ownCache: KvCache;
+  /** The cache prefill and the one-row decode step write: the model's own, or a batch slot's (withCache). */
+  #cache: KvCache;
   readonly #weights: ModelWeights<Gemma3TextTable>;
   readonly #w: Gemma3TextWeights;
   readonly #invFreq: Record<LayerType, Tensor>;
@@ -76,10 +79,32 @@ export class Gemma3TextModel {
       sliding_attention: Tensor.fromArray(backend, freq("sliding_attention"), [c.headDim / 2]),
       full_attention: Tensor.fromArray(backend, freq("full_attention"), [c.headDim / 2]),
     };
-    this.cache = new KvCache(
-      backend,
-      config.layers.map((l) => layerCacheSpec(l.window, maxContext, c.numKeyValueHeads, c.headDim)),
+    this.#ownCache = this.#cache = this.createCache();
+  }
+
+  /** The KV cache prefill and decode write (a batch slot's inside withCache). */
+  get cache(): KvCache {
+    return this.#cache;
+  }
+
+  /** A new KV cache of this model's geometry (a batch slot; the caller disposes it). */
+  createCache(): KvCache {
+    const c = this.config.text;
+    return new KvCache(
+      this.backend,
+      this.config.layers.map((l) => layerCacheSpec(l.window, this.maxContext, c.numKeyValueHeads, c.headDim)),
     );
+  }
+
+  /** Runs `f` (synchronous: a prefill) with `cache` as the cache it reads and writes. */
+  withCache<T>(cache: KvCache, f: () => T): T {
+    const before = this.#cache;
+    this.#cache = cache;
+    try {
+      return f();
+    } finally {
+      this.#cache = before;
+    }
   }
 
   get vocabSize(): number {
@@ -105,7 +130,22 @@ export class Gemma3TextModel {
     // Gemma 3 scales scores by query_pre_attn_scalar^-0.5 and applies no attention softcap.
     const options = { scale: c.queryPreAttnScalar ** -0.5, window: spec.window };
     const attn = s.ws.get("attn", [T, nH, hd]);
-    if (s.decode) {
+    if (s.rows) {
+      // A batched step: each row writes and attends over its own sequence's cache at its own position.
+      s.rows.forEach((row, r) => {
+        const rc = row.cache.layer(i);
+        kvCacheWrite(k.rows(r, 1), rc.k, row.position);
+        kvCacheWrite(v.rows(r, 1), rc.v, row.position);
+        attentionDecode(
+          q.rows(r, 1).reshape([nH, hd]),
+          rc.k,
+          rc.v,
+          row.position,
+          options,
+          attn.rows(r, 1).reshape([nH, hd]),
+        );
+      });
+    } else if (s.decode) {
       kvCacheWrite(k, cache.k, s.position0);
       kvCacheWrite(v, cache.v, s.position0);
       attentionDecode(q.reshape([nH, hd]), cache.k, cache.v, s.position0, options, attn.reshape([nH, hd]));
@@ -193,8 +233,24 @@ export class Gemma3TextModel {
     );
   }
 
+  /**
+   * One decode step for B sequences at once: `tokens` and `positions` (i32 [B], device) hold each row's input
+   * token and position, `rows[r]` its position (i32 [1]) and KV cache; writes f32 [B, vocab] into `logits`. The
+   * linears run over [B, hidden] (one GEMM per weight); attention runs per row over that row's cache.
+   */
+  decodeStepBatch(
+    tokens: Tensor,
+    positions: Tensor,
+    rows: readonly BatchRow[],
+    ws: Workspace,
+    logits: Tensor,
+  ): Tensor {
+    const step = { ws, tokens: rows.length, start: 0, positions, position0: rows[0].position, decode: true, rows };
+    return this.#forward(tokens, step, "all", logits);
+  }
+
   dispose(): void {
-    this.cache.dispose();
+    this.#ownCache.dispose();
     this.#invFreq.full_attention.dispose();
     this.#invFreq.sliding_attention.dispose();
     this.#weights.dispose();

@@ -10,6 +10,9 @@ import { ContextLengthError, ImageInputError, ShapeError } from "../../errors.ts
 import { openSafetensorsDir } from "../../formats/safetensors.ts";
 import type { Backend } from "../../runtime/backend.ts";
 import { Tensor } from "../../runtime/tensor.ts";
+import type { KvCache } from "../../runtime/kv_cache.ts";
+import type { Workspace } from "../../runtime/workspace.ts";
+import type { BatchRow } from "../common/step.ts";
 import { copyRows } from "../../ops/copy.ts";
 import { buildTextAndVision, MultimodalModel } from "../common/multimodal.ts";
 import { VisionCache, visionKey } from "../../runtime/vision_cache.ts";
@@ -47,6 +50,21 @@ export function imageSpans(ids: ArrayLike<number>, imageTokenId: number): { posi
 }
 
 export class Gemma3Multimodal extends MultimodalModel<Gemma3TextModel, Gemma3VisionModel> {
+  /** A batch slot's KV cache (the text model's geometry). */
+  createCache(): KvCache {
+    return this.text.createCache();
+  }
+
+  /** Runs `f` (a prefill, media included) with `cache` as the text model's cache. */
+  withCache<T>(cache: KvCache, f: () => T): T {
+    return this.text.withCache(cache, f);
+  }
+
+  /** The batched decode step is the text model's: media only enter through prefill. */
+  decodeStepBatch(tokens: Tensor, positions: Tensor, rows: readonly BatchRow[], ws: Workspace, logits: Tensor): Tensor {
+    return this.text.decodeStepBatch(tokens, positions, rows, ws, logits);
+  }
+
   /** Image features f32 [count · mmTokensPerImage, textHidden] (the caller disposes them). */
   encodeImages(images: PromptImages): Tensor {
     return this.vision.encode(images.pixelValues, images.count);

@@ -19,6 +19,7 @@ import {
   attentionDecode,
   attentionPrefill,
   embedding,
+  gatherSum,
   geluTanhMul,
   kvCacheWrite,
   linear,
@@ -28,7 +29,15 @@ import {
   scale,
   softcap,
 } from "../../ops/mod.ts";
-import { type PrefillKeys, prefillKeys, runPrefill, spliceRows, type Step, type TraceHook } from "../common/step.ts";
+import {
+  type BatchRow,
+  type PrefillKeys,
+  prefillKeys,
+  runPrefill,
+  spliceRows,
+  type Step,
+  type TraceHook,
+} from "../common/step.ts";
 import type { ModelWeights } from "../common/weight_table.ts";
 import type { Gemma4LayerSpec, Gemma4Model, LayerType } from "./config.ts";
 import { gemma4MoeExperts } from "./moe.ts";
@@ -61,7 +70,10 @@ export class Gemma4TextModel {
   readonly config: Gemma4Model;
   readonly backend: Backend;
   readonly maxContext: number;
-  readonly cache: KvCache;
+  /** The model's own KV cache: slot 0 of a batch, and the one sessions save and load. */
+  readonly #ownCache: KvCache;
+  /** The cache prefill and the one-row decode step write: the model's own, or a batch slot's (withCache). */
+  #cache: KvCache;
   /** Sees each prefill's named intermediates (embeddings, per_layer_inputs, per layer attn_norm, attn_out,
    * mlp_norm, mlp_out, hidden); off (undefined) by default. For locating a divergence layer by layer. */
   trace: TraceHook | undefined;
@@ -101,7 +113,7 @@ export class Gemma4TextModel {
         });
         this.#invFreq[l.type] = Tensor.fromArray(backend, freq, [l.headDim / 2]);
       }
-      this.cache = new KvCache(backend, gemma4CacheSpecs(config, maxContext));
+      this.#ownCache = this.#cache = this.createCache();
     } catch (e) {
       for (const t of Object.values(this.#invFreq)) t.dispose();
       throw e;
@@ -110,6 +122,27 @@ export class Gemma4TextModel {
 
   get vocabSize(): number {
     return this.config.text.vocabSize;
+  }
+
+  /** The KV cache prefill and decode write (a batch slot's inside withCache). */
+  get cache(): KvCache {
+    return this.#cache;
+  }
+
+  /** A new KV cache of this model's geometry (a batch slot; the caller disposes it). */
+  createCache(): KvCache {
+    return new KvCache(this.backend, gemma4CacheSpecs(this.config, this.maxContext));
+  }
+
+  /** Runs `f` (synchronous: a prefill) with `cache` as the cache it reads and writes. */
+  withCache<T>(cache: KvCache, f: () => T): T {
+    const before = this.#cache;
+    this.#cache = cache;
+    try {
+      return f();
+    } finally {
+      this.#cache = before;
+    }
   }
 
   /** Gemma4RMSNorm: x·w ("scale"), or without a weight ("plain") when `weight` is null. */
@@ -128,9 +161,18 @@ export class Gemma4TextModel {
     const w = this.#w.perLayer!;
     const table = w.embedTokens;
     const tokenPart = s.ws.get("ple_tokens", [L * T, P]);
-    if (s.decode) {
+    if (s.decode && T === 1) {
       // One token: its packed row [L·P] is already [L, 1, P].
       embedding(table, ids, this.#perLayerEmbedScale, tokenPart.reshape([1, L * P]));
+    } else if (s.decode) {
+      // A batched step: the ids are on the device, so gather the packed rows [T, L, P], then reorder them into
+      // [L, T, P] with a fixed row index (row i·T + t takes row t·L + i), written before the step is recorded.
+      const packed = embedding(table, ids, this.#perLayerEmbedScale, s.ws.get("ple_packed", [T, L * P]));
+      const order = s.ws.get("ple_order", [L * T, 1], "i32");
+      if (!this.backend.recording) {
+        order.write(Int32Array.from({ length: L * T }, (_, j) => (j % T) * L + Math.floor(j / T)));
+      }
+      gatherSum(packed.reshape([T * L, P]), order, 1, tokenPart);
     } else {
       // Row id·L + i of the table viewed as [V·L, P] is layer i's slice of token id: gather in [L, T, P] order.
       const hostIds = s.hostIds!;
@@ -170,7 +212,14 @@ export class Gemma4TextModel {
       }
       this.#norm(k, w.kNorm, k);
       rope(k, s.positions, invFreq);
-      if (s.decode) {
+      if (s.rows) {
+        // A batched step: each row writes its own sequence's cache at its own position.
+        s.rows.forEach((row, r) => {
+          const rc = row.cache.layer(l.index);
+          kvCacheWrite(k.rows(r, 1), rc.k, row.position);
+          kvCacheWrite(v.rows(r, 1), rc.v, row.position);
+        });
+      } else if (s.decode) {
         kvCacheWrite(k, cache.k, s.position0);
         kvCacheWrite(v, cache.v, s.position0);
       } else {
@@ -181,8 +230,22 @@ export class Gemma4TextModel {
     // Gemma 4 scales scores by 1.0 and applies no attention softcap.
     const options = { scale: 1, window: l.window };
     const attn = s.ws.get(`attn.${hd}`, [T, nH, hd]);
-    if (s.decode) attentionDecode(q.reshape([nH, hd]), cache.k, cache.v, s.position0, options, attn.reshape([nH, hd]));
-    else {
+    if (s.rows) {
+      // Each row attends over its own cache (a KV-shared layer: its source's in that row's cache).
+      s.rows.forEach((row, r) => {
+        const rc = row.cache.layer(l.index);
+        attentionDecode(
+          q.rows(r, 1).reshape([nH, hd]),
+          rc.k,
+          rc.v,
+          row.position,
+          options,
+          attn.rows(r, 1).reshape([nH, hd]),
+        );
+      });
+    } else if (s.decode) {
+      attentionDecode(q.reshape([nH, hd]), cache.k, cache.v, s.position0, options, attn.reshape([nH, hd]));
+    } else {
       // create_masks_for_vision_model: the media blocks open up on sliding layers only; full layers stay causal.
       const spanIds = l.type === "sliding_attention" ? keys!.spanIds : undefined;
       attentionPrefill(q, keys!.k, keys!.v, { ...options, causal: true, qPos0: keys!.qPos0, spanIds }, attn);
@@ -311,8 +374,24 @@ export class Gemma4TextModel {
     );
   }
 
+  /**
+   * One decode step for B sequences at once: `tokens` and `positions` (i32 [B], device) hold each row's input
+   * token and position, `rows[r]` its position (i32 [1]) and KV cache; writes f32 [B, vocab] into `logits`. The
+   * linears (and the MoE block) run over [B, hidden]; attention runs per row over that row's cache.
+   */
+  decodeStepBatch(
+    tokens: Tensor,
+    positions: Tensor,
+    rows: readonly BatchRow[],
+    ws: Workspace,
+    logits: Tensor,
+  ): Tensor {
+    const step = { ws, tokens: rows.length, start: 0, positions, position0: rows[0].position, decode: true, rows };
+    return this.#forward(tokens, step, "all", logits);
+  }
+
   dispose(): void {
-    this.cache.dispose();
+    this.#ownCache.dispose();
     for (const t of Object.values(this.#invFreq)) t.dispose();
     this.#weights.dispose();
   }

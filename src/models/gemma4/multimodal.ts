@@ -14,6 +14,9 @@ import { ContextLengthError, ShapeError } from "../../errors.ts";
 import { openSafetensorsDir } from "../../formats/safetensors.ts";
 import type { Backend } from "../../runtime/backend.ts";
 import type { Tensor } from "../../runtime/tensor.ts";
+import type { KvCache } from "../../runtime/kv_cache.ts";
+import type { Workspace } from "../../runtime/workspace.ts";
+import type { BatchRow } from "../common/step.ts";
 import { buildTextAndVision, MultimodalModel } from "../common/multimodal.ts";
 import { VisionCache, visionKey } from "../../runtime/vision_cache.ts";
 import { ImageInputError } from "../../errors.ts";
@@ -50,6 +53,21 @@ export interface Gemma4MultimodalOptions extends LoadGemma4Options {
 }
 
 export class Gemma4Multimodal extends MultimodalModel<Gemma4TextModel, Gemma4VisionModel> {
+  /** A batch slot's KV cache (the text model's geometry). */
+  createCache(): KvCache {
+    return this.text.createCache();
+  }
+
+  /** Runs `f` (a prefill, media included) with `cache` as the text model's cache. */
+  withCache<T>(cache: KvCache, f: () => T): T {
+    return this.text.withCache(cache, f);
+  }
+
+  /** The batched decode step is the text model's: media only enter through prefill. */
+  decodeStepBatch(tokens: Tensor, positions: Tensor, rows: readonly BatchRow[], ws: Workspace, logits: Tensor): Tensor {
+    return this.text.decodeStepBatch(tokens, positions, rows, ws, logits);
+  }
+
   /**
    * Soft tokens of the images, then the video frames, per item (each f32 [n_i, textHidden]), through the cache:
    * the misses of both kinds are encoded together in one tower pass. `commit` once the prefill is done.
