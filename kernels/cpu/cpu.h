@@ -14,7 +14,11 @@
 
 // One recorded call of a decode program: the op's entry point with its arguments captured by value,
 // re-invoked on the stream gk_program_run is given (kernels/cpu/program.cpp).
-using gk_cpu_call = std::function<gk_status(gk_stream*)>;
+// `name` is the entry point's source text up to its argument list (a string literal), for GEMMAKIT_PROFILE.
+struct gk_cpu_call {
+  std::function<gk_status(gk_stream*)> fn;
+  const char* name;
+};
 
 // The CPU stream runs each op synchronously when it is called; between gk_program_begin and
 // gk_program_end it records the calls instead (GK_CPU_RECORD) and runs none of them.
@@ -36,16 +40,16 @@ struct gk_stream {
 #define GK_CPU_RECORD(stream, call)                                                    \
   do {                                                                                 \
     if ((stream)->recording) {                                                         \
-      return gk::cpu::record((stream), [=](gk_stream* stream) -> gk_status { return call; }); \
+      return gk::cpu::record((stream), #call, [=](gk_stream* stream) -> gk_status { return call; }); \
     }                                                                                  \
   } while (0)
 
 namespace gk::cpu {
 
 template <typename F>
-gk_status record(gk_stream* s, F&& call) {
+gk_status record(gk_stream* s, const char* name, F&& call) {
   try {
-    s->recorded.emplace_back(std::forward<F>(call));
+    s->recorded.push_back(gk_cpu_call{std::forward<F>(call), name});
   } catch (const std::bad_alloc&) {
     return gk_fail(GK_ERR_OUT_OF_MEMORY, "gk_program: out of host memory recording call %zu", s->recorded.size());
   }
