@@ -79,6 +79,13 @@ inline void load_row_f32(const void* base, int32_t dtype, int64_t first, int64_t
 gk_status linear(const float* x, const void* weight, int32_t weight_dtype, const void* bias, int64_t m, int64_t n,
                  int64_t k, float* y);
 
+// GEMMAKIT_CPU_Q8_ACTIVATIONS=1 (read once): gk_linear with quantized W and 1..32 rows of x quantizes x to int8 per
+// 32 elements and multiplies with AVX512-VNNI (kernels/cpu/linear_q8act.cpp). Off by default: not bit-faithful.
+bool q8_activations_enabled();
+// That path: false (nothing written) for a format, shape or build it does not take.
+bool linear_q8act(const float* x, const void* weight, int32_t weight_dtype, const void* bias, int64_t m, int64_t n,
+                  int64_t k, float* y);
+
 // tanh as a branch-free rational function (Eigen's generic_fast_tanh_float: odd degree-13 over even degree-6
 // polynomial on [-7.9, 7.9], where f32 tanh reaches ±1), so that loops over it vectorise: libm's tanhf is a
 // scalar call, and was 17% of a 128-token prefill of Gemma 3 270M (GELU over the 2048-wide MLP). Measured
