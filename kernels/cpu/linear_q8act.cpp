@@ -1,13 +1,14 @@
-// gk_linear's int8-activation path (opt-in: GEMMAKIT_CPU_Q8_ACTIVATIONS=1), for quantized W and 1..32 rows of x:
-// the decode step (m = 1), short prefills and batched decode.
+// gk_linear's int8-activation path (opt-in: GEMMAKIT_CPU_Q8_ACTIVATIONS=1), for quantized W and a few rows of x:
+// the decode step (m = 1), batched decode and the shortest prefills (linear.cpp sends m <= 8 here; this file
+// takes up to 32).
 //
 // x is quantized per 32-element block to int8 as llama.cpp's Q8_0 does (d = max|x| / 127, q = round(x / d)), and
 // each 64-element unit of a W row is reduced to unsigned 8-bit codes u plus a float scale per 16 elements, so
 // that W = scale · (u − c) (+ a per-32 min for Q4_K). The products are AVX512-VNNI vpdpbusd (u8 × s8 summed in
 // groups of 4 into int32 lanes: lane l covers elements 4l .. 4l + 3), started from −c · Σ q over the lane's four
-// elements (precomputed per row of x), converted to f32 and scaled by scale · d_x per lane. Each unit of W is
-// decoded once per tile of up to 8 rows of x, and a block of W rows stays in L1 across the tiles, so W is read
-// from memory once for all rows.
+// elements (precomputed per row of x), converted to f32 and scaled by scale · d_x per lane. m = 1 decodes 4 W rows
+// in registers and uses them at once (prefetching the next 4); m >= 2 decodes 4 W rows once into an L1 scratch and
+// sweeps every row of x against it, so W is read from memory once for all rows.
 //
 // Numerics differ from the default path (which keeps x in f32, so that our logits match transformers' to
 // ~1e-4): the int8 rounding of x moves logits by ~1e-2 (docs/benchmarks.md states top-1 agreement and KL
