@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 #include <vector>
 
 #include "cpu.h"
@@ -45,7 +46,8 @@ bool gk::cpu::q8_activations_enabled() {
 #if defined(GK_Q8ACT)
   return on;
 #else
-  return false && on;
+  (void)on;
+  return false;
 #endif
 }
 
@@ -66,11 +68,16 @@ struct QX {
   std::vector<int32_t> corr;
 };
 
-void quantize_x(const float* x, int64_t m, int64_t k, int c, QX& out) {
-  out.q.resize(m * k);
-  out.dl.resize(m * k / 4);
-  out.corr.resize(m * k / 4);
-  out.ds.resize(m * k / 32);
+// False (x untouched) when the buffers cannot grow: the caller falls back to the f32 path.
+bool quantize_x(const float* x, int64_t m, int64_t k, int c, QX& out) {
+  try {
+    out.q.resize(m * k);
+    out.dl.resize(m * k / 4);
+    out.corr.resize(m * k / 4);
+    out.ds.resize(m * k / 32);
+  } catch (const std::bad_alloc&) {
+    return false;
+  }
   for (int64_t i = 0; i < m; ++i) {
     for (int64_t b = 0; b < k / 32; ++b) {
       const float* xb = x + i * k + 32 * b;
@@ -92,6 +99,7 @@ void quantize_x(const float* x, int64_t m, int64_t k, int c, QX& out) {
       out.ds[i * k / 32 + b] = d * (float)sum;
     }
   }
+  return true;
 }
 
 // Unit U (elements 64U .. 64U + 63) of a W row: codes (64 u8) and a per-lane scale (16 f32, lane l covering
@@ -331,9 +339,9 @@ void q8_rows_multi(const QX& qx, int64_t m, const uint8_t* w, int64_t row_bytes,
 }
 
 template <int DT>
-void linear_q8(const float* x, const void* w, const void* bias, int64_t m, int64_t n, int64_t k, float* y) {
+bool linear_q8(const float* x, const void* w, const void* bias, int64_t m, int64_t n, int64_t k, float* y) {
   thread_local QX qx;
-  quantize_x(x, m, k, code_offset<DT>(), qx);
+  if (!quantize_x(x, m, k, code_offset<DT>(), qx)) return false;
   const int64_t row_bytes = k / gk::quant::Block<DT>::elems * gk::quant::Block<DT>::bytes;
   // Blocks of 16 W rows per chunk of work: each thread's range is contiguous (a few sequential streams), and
   // within it a block of W rows is swept by every tile of x while it sits in L1.
@@ -352,6 +360,7 @@ void linear_q8(const float* x, const void* w, const void* bias, int64_t m, int64
       q8_rows_multi<DT>(q, m, (const uint8_t*)w, row_bytes, bias, r0, r1, n, k, y);
     }
   });
+  return true;
 }
 
 }  // namespace
@@ -360,10 +369,10 @@ bool gk::cpu::linear_q8act(const float* x, const void* weight, int32_t weight_dt
                            int64_t n, int64_t k, float* y) {
   if (m < 1 || m > 32 || k % 64 != 0) return false;
   switch (weight_dtype) {
-    case GK_Q8_0: linear_q8<GK_Q8_0>(x, weight, bias, m, n, k, y); return true;
-    case GK_Q5_0: linear_q8<GK_Q5_0>(x, weight, bias, m, n, k, y); return true;
-    case GK_Q4_K: linear_q8<GK_Q4_K>(x, weight, bias, m, n, k, y); return true;
-    case GK_Q6_K: linear_q8<GK_Q6_K>(x, weight, bias, m, n, k, y); return true;
+    case GK_Q8_0: return linear_q8<GK_Q8_0>(x, weight, bias, m, n, k, y);
+    case GK_Q5_0: return linear_q8<GK_Q5_0>(x, weight, bias, m, n, k, y);
+    case GK_Q4_K: return linear_q8<GK_Q4_K>(x, weight, bias, m, n, k, y);
+    case GK_Q6_K: return linear_q8<GK_Q6_K>(x, weight, bias, m, n, k, y);
     default: return false;
   }
 }
