@@ -83,7 +83,12 @@ bool quantize_x(const float* x, int64_t m, int64_t k, int c, QX& out) {
       const float* xb = x + i * k + 32 * b;
       const __m512 v0 = _mm512_loadu_ps(xb), v1 = _mm512_loadu_ps(xb + 16);
       const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
-      const float d = amax / 127.0f, id = amax > 0.0f ? 127.0f / amax : 0.0f;
+      // A NaN or infinity in the block makes its d NaN, so the rows it reaches come out NaN as on the f32 path
+      // (max_ps would drop a NaN, and the codes of such a block mean nothing).
+      const __m512 big = _mm512_set1_ps(3.402823466e38f);
+      const bool finite = !(_mm512_cmp_ps_mask(_mm512_abs_ps(v0), big, _CMP_NLE_UQ) |
+                            _mm512_cmp_ps_mask(_mm512_abs_ps(v1), big, _CMP_NLE_UQ));
+      const float d = finite ? amax / 127.0f : __builtin_nanf(""), id = finite && amax > 0.0f ? 127.0f / amax : 0.0f;
       const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, _mm512_set1_ps(id)));
       const __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, _mm512_set1_ps(id)));
       int8_t* qb = out.q.data() + i * k + 32 * b;

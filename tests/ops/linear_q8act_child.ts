@@ -42,4 +42,17 @@ for (const dtype of ["q8_0", "q5_0", "q4_k", "q6_k"] as QuantDType[]) {
     }
   }
 }
+// A NaN in x reaches the outputs of its row (and only its row), as on the f32 path.
+{
+  const n = 8, k = 640;
+  using w = Tensor.fromBytes(backend, randomQuantBlocks(rng, "q8_0", n, k), [n, k], "q8_0");
+  const xs = Float32Array.from({ length: 2 * k }, () => rng.next() * 2 - 1);
+  xs[k + 100] = NaN;
+  using x = Tensor.fromArray(backend, xs, [2, k]);
+  using y = Tensor.empty(backend, [2, n]);
+  linear(x, w, null, y);
+  const got = y.toArray() as Float32Array;
+  const nanRow = got.subarray(n).every(Number.isNaN), cleanRow = got.subarray(0, n).every(Number.isFinite);
+  rows.push({ name: "q8_0 NaN in row 1 of x", nmse: nanRow && cleanRow ? 1e-5 : 1 });
+}
 console.log(JSON.stringify({ vnni, rows }));

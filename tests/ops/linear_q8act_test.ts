@@ -31,7 +31,11 @@ async function child(q8: boolean): Promise<{ vnni: boolean; rows: { name: string
 
 Deno.test("gk_linear, GEMMAKIT_CPU_Q8_ACTIVATIONS=1: int8 activations within int8 rounding of the exact product", async () => {
   const [on, off] = await Promise.all([child(true), child(false)]);
-  for (const r of off.rows) assert.ok(r.nmse < 1e-10, `default path ${r.name}: NMSE ${r.nmse}`);
+  for (const r of off.rows.filter((r) => !r.name.includes("NaN"))) {
+    assert.ok(r.nmse < 1e-10, `default path ${r.name}: NMSE ${r.nmse}`);
+  }
+  // The NaN row reports 1e-5 when the NaN reached exactly its row's outputs, 1 otherwise.
+  for (const r of [...off.rows, ...on.rows].filter((r) => r.name.includes("NaN"))) assert.equal(r.nmse, 1e-5, r.name);
   if (!on.vnni) {
     console.log("ignoring the int8 checks: this CPU or build has no AVX512-VNNI (the f32 path ran)");
     return;
