@@ -14,7 +14,11 @@
 
 // One recorded call of a decode program: the op's entry point with its arguments captured by value,
 // re-invoked on the stream gk_program_run is given (kernels/cpu/program.cpp).
-using gk_cpu_call = std::function<gk_status(gk_stream*)>;
+// `name` is the entry point's source text up to its argument list (a string literal), for GEMMAKIT_PROFILE.
+struct gk_cpu_call {
+  std::function<gk_status(gk_stream*)> fn;
+  const char* name;
+};
 
 // The CPU stream runs each op synchronously when it is called; between gk_program_begin and
 // gk_program_end it records the calls instead (GK_CPU_RECORD) and runs none of them.
@@ -36,16 +40,16 @@ struct gk_stream {
 #define GK_CPU_RECORD(stream, call)                                                    \
   do {                                                                                 \
     if ((stream)->recording) {                                                         \
-      return gk::cpu::record((stream), [=](gk_stream* stream) -> gk_status { return call; }); \
+      return gk::cpu::record((stream), #call, [=](gk_stream* stream) -> gk_status { return call; }); \
     }                                                                                  \
   } while (0)
 
 namespace gk::cpu {
 
 template <typename F>
-gk_status record(gk_stream* s, F&& call) {
+gk_status record(gk_stream* s, const char* name, F&& call) {
   try {
-    s->recorded.emplace_back(std::forward<F>(call));
+    s->recorded.push_back(gk_cpu_call{std::forward<F>(call), name});
   } catch (const std::bad_alloc&) {
     return gk_fail(GK_ERR_OUT_OF_MEMORY, "gk_program: out of host memory recording call %zu", s->recorded.size());
   }
@@ -74,6 +78,13 @@ inline void load_row_f32(const void* base, int32_t dtype, int64_t first, int64_t
 // for ops built on matmuls (gk_moe_experts).
 gk_status linear(const float* x, const void* weight, int32_t weight_dtype, const void* bias, int64_t m, int64_t n,
                  int64_t k, float* y);
+
+// GEMMAKIT_CPU_Q8_ACTIVATIONS=1 (read once): gk_linear with quantized W and 1..32 rows of x quantizes x to int8 per
+// 32 elements and multiplies with AVX512-VNNI (kernels/cpu/linear_q8act.cpp). Off by default: not bit-faithful.
+bool q8_activations_enabled();
+// That path: false (nothing written) for a format, shape or build it does not take.
+bool linear_q8act(const float* x, const void* weight, int32_t weight_dtype, const void* bias, int64_t m, int64_t n,
+                  int64_t k, float* y);
 
 // tanh as a branch-free rational function (Eigen's generic_fast_tanh_float: odd degree-13 over even degree-6
 // polynomial on [-7.9, 7.9], where f32 tanh reaches ±1), so that loops over it vectorise: libm's tanhf is a

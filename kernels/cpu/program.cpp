@@ -5,7 +5,12 @@
 // A recorded call re-invokes the op's entry point with the arguments it was recorded with, on the stream
 // gk_program_run is given (any CPU stream that is not itself recording). Replays re-validate (cheap) and
 // read the per-step values — token ids, positions, the decode state — from memory when they run.
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
 #include <string>
 
 #include "../common/error.h"
@@ -39,12 +44,66 @@ GK_API gk_status gk_program_end(gk_stream* s, gk_program** out_program) {
   return GK_OK;
 }
 
+// GEMMAKIT_PROFILE=1: every gk_program_run times each recorded call and prints, on stderr, the time per
+// entry point (summed over its calls and the run's steps), largest first. Read once; when unset the replay
+// loop is the plain one.
+static bool profiling() {
+  static const bool on = [] {
+    const char* v = getenv("GEMMAKIT_PROFILE");
+    return v && *v && strcmp(v, "0") != 0;
+  }();
+  return on;
+}
+
+static void print_profile(const gk_program* program, const std::vector<double>& ns, int32_t steps) {
+  std::map<std::string, std::pair<double, int>> by_op;  // entry point -> (ns, calls per step)
+  double total = 0;
+  for (size_t i = 0; i < ns.size(); ++i) {
+    const char* name = program->calls[i].name;
+    const std::string op(name, strcspn(name, "("));
+    by_op[op].first += ns[i];
+    by_op[op].second += 1;
+    total += ns[i];
+  }
+  std::vector<std::pair<double, std::string>> rows;
+  for (const auto& [op, v] : by_op) rows.emplace_back(v.first, op);
+  std::sort(rows.rbegin(), rows.rend());
+  fprintf(stderr, "gemmakit profile: %d steps of %zu calls, %.3f ms per step\n", steps, ns.size(),
+          total / 1e6 / steps);
+  for (const auto& [t, op] : rows) {
+    fprintf(stderr, "  %-24s %4d calls/step %8.3f ms/step %5.1f%%\n", op.c_str(), by_op[op].second,
+            t / 1e6 / steps, 100.0 * t / total);
+  }
+  std::vector<std::pair<double, size_t>> calls;  // the costliest single calls (the lm_head among the linears)
+  for (size_t i = 0; i < ns.size(); ++i) calls.emplace_back(ns[i], i);
+  std::sort(calls.rbegin(), calls.rend());
+  for (size_t j = 0; j < std::min<size_t>(3, calls.size()); ++j) {
+    const char* name = program->calls[calls[j].second].name;
+    fprintf(stderr, "  call %zu (%.*s): %.3f ms/step\n", calls[j].second, (int)strcspn(name, "("), name,
+            calls[j].first / 1e6 / steps);
+  }
+}
+
 static gk_status run_steps(gk_program* program, gk_stream* s, int32_t steps) {
   GK_TRY(gk::validate_program_run(program, s, steps));
   GK_REQUIRE(!s->recording, "gk_program_run: the stream is recording a program; end the recording first");
+  if (profiling()) {
+    using clock = std::chrono::steady_clock;
+    std::vector<double> ns(program->calls.size(), 0.0);
+    for (int32_t step = 0; step < steps; ++step) {
+      for (size_t i = 0; i < program->calls.size(); ++i) {
+        const auto t0 = clock::now();
+        const gk_status st = program->calls[i].fn(s);
+        ns[i] += std::chrono::duration<double, std::nano>(clock::now() - t0).count();
+        if (st != GK_OK) return gk_fail(st, "gk_program_run: recorded op %zu failed", i);
+      }
+    }
+    if (steps > 0) print_profile(program, ns, steps);
+    return GK_OK;
+  }
   for (int32_t step = 0; step < steps; ++step) {
     for (size_t i = 0; i < program->calls.size(); ++i) {
-      const gk_status st = program->calls[i](s);
+      const gk_status st = program->calls[i].fn(s);
       if (st != GK_OK) {
         const std::string why = gk_last_error();  // copied: gk_fail rewrites the same buffer
         return gk_fail(st, "gk_program_run: step %d of %d, recorded op %zu: %s", step, steps, i, why.c_str());
