@@ -551,19 +551,21 @@ inline void stream_rows_any(int g, const float* x, const void* w, const void* bi
 // streamed once per group of at most kGroup rows of x instead, the groups as even as possible (6 rows: one
 // pass of 6, not 4 + 2). Each thread keeps the same W rows for every group; a 270M projection's half
 // (<= 0.6 MB) stays in L2 between groups, so later passes decode from cache.
+//
+// On the decode pool, as gemv: a batched decode step (src/generate/batch.ts) runs its products with 5..15 rows
+// ~150 times per step, where OpenMP's hand-offs cost as much as the products on shared cores.
 template <int DT>
 void gemv_groups(const float* x, const void* w, const void* bias, int64_t m, int64_t n, int64_t k, float* y) {
   constexpr int kGroup = 8;
   const int64_t groups = (m + kGroup - 1) / kGroup;
-#pragma omp parallel if (n >= 2 * rows_per_block<1>())
-  {
-    const auto [r0, r1] = thread_rows<1>(n);  // stream_rows takes any range (a ragged tail goes row by row)
+  gk::cpu::pool_for(n >= 2 * rows_per_block<1>() ? omp_get_max_threads() : 1, [&](int t, int nt) {
+    const auto [r0, r1] = thread_rows<1>(n, t, nt);  // stream_rows takes any range (a ragged tail goes row by row)
     for (int64_t g = 0, i = 0; g < groups; ++g) {
       const int64_t rows = m * (g + 1) / groups - i;
       stream_rows_any<DT>((int)rows, x + i * k, w, bias, r0, r1, n, k, y + i * n);
       i += rows;
     }
-  }
+  });
 }
 
 // ---- m > 1: packed-panel GEMM ----
