@@ -197,6 +197,9 @@ async function main(): Promise<void> {
     const options = { backend: values.backend as BackendChoice, maxContext: slotContext, parallel: n };
     using model = await loadModel(gguf, options as LoadModelOptions);
     const batched = typeof (model as unknown as { batchStats?: unknown }).batchStats === "function";
+    // issue-16a: why a model decodes its calls in turns despite `parallel` (a family without a batched step).
+    const note = (model as unknown as { parallelNote?: string }).parallelNote;
+    if (note) console.error(`  N=${n}: ${note}`);
     const server = build ? await startLlamaServer(build, { gguf, threads, parallel: n, slotContext }) : undefined;
     try {
       const row: Row = { n, ours: [], peer: [], batched };
