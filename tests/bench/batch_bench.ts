@@ -21,7 +21,8 @@
  *                    ours yields a decode chunk's tokens (`chunkSize` 16) together: a burst of k after a gap g
  *                    counts as k gaps of g/k (tokenGaps), the pace a reader sees, not the burst's 0 ms
  *   TTFT             from sending to the stream's first text, median over the N streams (queueing included)
- * and our scaling against our own single stream. Threads: OMP_NUM_THREADS for ours (bench.ts sets it from
+ * and our scaling against our own single stream; with batching, rows / step (batchStats' rowsStepped ÷ steps over
+ * the timed rounds: how many streams a decode step carried on average). Threads: OMP_NUM_THREADS for ours (bench.ts sets it from
  * --threads before the library loads), -t/-tb for llama-server; default all cores.
  */
 import { parseArgs } from "node:util";
@@ -189,22 +190,26 @@ async function main(): Promise<void> {
   const loadBefore = Deno.loadavg();
   console.error(`load average before: ${load(loadBefore)}`);
 
-  type Row = { n: number; ours: RoundFigures[]; peer: RoundFigures[]; batched: boolean };
+  /** meanRows: issue-16a's batchStats rowsStepped ÷ steps over the timed rounds — how many rows a step decoded. */
+  type Row = { n: number; ours: RoundFigures[]; peer: RoundFigures[]; batched: boolean; meanRows: number };
   const rows: Row[] = [];
   for (const n of counts) {
     // TODO(merge): `parallel` is issue 16a's LoadModelOptions field (N KV slots, batched decode); until that
     // branch merges it is not in the type (hence the cast) and the loader ignores it.
     const options = { backend: values.backend as BackendChoice, maxContext: slotContext, parallel: n };
     using model = await loadModel(gguf, options as LoadModelOptions);
-    const batched = typeof (model as unknown as { batchStats?: unknown }).batchStats === "function";
+    type Stats = { steps: number; rowsStepped: number };
+    const stats = (model as unknown as { batchStats?: () => Stats }).batchStats?.bind(model);
+    const batched = stats !== undefined;
     // issue-16a: why a model decodes its calls in turns despite `parallel` (a family without a batched step).
     const note = (model as unknown as { parallelNote?: string }).parallelNote;
     if (note) console.error(`  N=${n}: ${note}`);
     const server = build ? await startLlamaServer(build, { gguf, threads, parallel: n, slotContext }) : undefined;
     try {
-      const row: Row = { n, ours: [], peer: [], batched };
+      const row: Row = { n, ours: [], peer: [], batched, meanRows: NaN };
       await oursStream(model, prompts(1)[0], 16); // warm-up: the decode program, the pool, the page cache
       if (server) await peerStream(server, prompts(1)[0], 16);
+      const s0 = stats?.();
       for (let r = 0; r < runs; r++) {
         row.ours.push(await round(n, (p) => oursStream(model, p, tokens)));
         if (server) row.peer.push(await round(n, (p) => peerStream(server, p, tokens)));
@@ -214,6 +219,8 @@ async function main(): Promise<void> {
             (server ? `, llama-server ${last(row.peer.at(-1))}` : "") + `; load ${load(Deno.loadavg())}`,
         );
       }
+      const s1 = stats?.();
+      if (s0 && s1) row.meanRows = (s1.rowsStepped - s0.rowsStepped) / (s1.steps - s0.steps);
       rows.push(row);
     } finally {
       await server?.close();
@@ -256,6 +263,7 @@ async function main(): Promise<void> {
     ...(build ? ["llama-server ITL med / p90 ms"] : []),
     "gemmakit TTFT ms",
     ...(build ? ["llama-server TTFT ms"] : []),
+    ...(allBatched ? ["gemmakit rows / step"] : []),
   ];
   console.log(`| ${head.join(" | ")} |`);
   console.log(`| ${head.map(() => "---:").join(" | ")} |`);
@@ -270,6 +278,7 @@ async function main(): Promise<void> {
       ...(build ? [`${fmt(med(r.peer, "itlMedianMs"))} / ${fmt(med(r.peer, "itlP90Ms"))}`] : []),
       fmt(med(r.ours, "ttftMedianMs"), 0),
       ...(build ? [fmt(med(r.peer, "ttftMedianMs"), 0)] : []),
+      ...(allBatched ? [fmt(r.meanRows, 2)] : []),
     ];
     console.log(`| ${cells.join(" | ")} |`);
   }
