@@ -14,8 +14,12 @@ if (threads !== undefined) Deno.env.set("OMP_NUM_THREADS", threads);
 const synthetic = (name: string) => Deno.args.some((a) => a === name || a === `--synthetic=${name}`);
 // --chat: TTFT of turn N of a conversation, cold vs with the history's KV reused (chat_bench.ts).
 const chat = Deno.args.includes("--chat");
+// --streams 1,2,4,8,16: N concurrent streams on one model, against llama-server with --peer (batch_bench.ts).
+const streams = Deno.args.some((a) => a === "--streams" || a.startsWith("--streams="));
 await import(
-  chat
+  streams
+    ? "./batch_bench.ts"
+    : chat
     ? "./chat_bench.ts"
     : synthetic("gemma3-4b-vision")
     ? "./vision_bench.ts"

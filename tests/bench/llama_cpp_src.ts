@@ -4,6 +4,8 @@
  * `pip download --no-binary :all:`, its vendor/llama.cpp is built with clang, `-DGGML_NATIVE=ON` (-march=native),
  * OpenMP and the CPU backend only, and `llama-bench` runs on the GGUF. The node-llama-cpp peer
  * (tests/bench/llama_cpp.ts) is a prebuilt generic binary; this one uses every instruction the host has.
+ * The same tree also builds `llama-server` (the batching peer of tests/bench/batch_bench.ts, started here by
+ * startLlamaServer) and `llama-quantize` (for fixtures): all three link the same ggml and llama objects.
  *
  *   deno task bench --model FILE.gguf --backend cpu --peer llama.cpp-src [--prompt-tokens 16,32,64,128,512] \
  *     [--decode-tokens 128] [--runs 5] [--threads 2]                  # interleaved with gemmakit (model_bench.ts)
@@ -11,6 +13,11 @@
  *
  * Build cache: ~/.cache/gemmakit/peers/llama.cpp-<version>-<hash of flags and compiler>/ ($GEMMAKIT_PEER_CACHE
  * overrides the parent), never inside the repository. It holds src/ (the vendored tree), build/ and bin/.
+ * The hash covers what decides the object code (CMAKE_FLAGS, the compiler, the version); which targets exist
+ * (TARGET_FLAGS, TARGETS) is not in it, so a tree built before a target was added is extended in place: ninja
+ * compiles only the new target's files and relinks. Builders take `<dir>.lock` (flock) — two processes asking
+ * at once build once, the second waits and finds the binaries — and every file a reader trusts (src/, each
+ * bin/ binary, info.json last) appears by rename, so a build killed halfway leaves no half-written binary.
  * Why clang: GCC 12 miscompiles llama.cpp's AMX path (the build is native, so a host with AMX compiles it);
  * `apt-get install clang libomp-dev` when missing (without libomp ggml falls back to its own thread pool).
  *
@@ -44,14 +51,29 @@ const CMAKE_FLAGS = [
   "-DLLAMA_CURL=OFF",
   "-DLLAMA_OPENSSL=OFF",
   "-DLLAMA_BUILD_TESTS=OFF",
+  // The first configure of a tree; TARGET_FLAGS, given after these, switch the server on. Kept so that trees
+  // built before llama-server was a target keep their hash and their compiled objects.
   "-DLLAMA_BUILD_SERVER=OFF",
   "-DLLAMA_BUILD_TOOLS=ON",
   "-DLLAMA_BUILD_EXAMPLES=OFF",
 ];
 
+/**
+ * Options that add targets without changing any object the others share (not hashed). The server's web UI is
+ * neither built (npm) nor downloaded (Hugging Face): the peer runs with --no-webui and the build stays offline.
+ */
+const TARGET_FLAGS = ["-DLLAMA_BUILD_SERVER=ON", "-DLLAMA_BUILD_UI=OFF", "-DLLAMA_USE_PREBUILT_UI=OFF"];
+
+/** The binaries a tree provides, installed into its bin/. */
+export const TARGETS = ["llama-bench", "llama-server", "llama-quantize"] as const;
+
 export interface LlamaCppSrcBuild {
   dir: string;
   llamaBench: string;
+  /** The OpenAI-compatible HTTP server with continuous batching over `-np` slots. */
+  llamaServer: string;
+  /** GGUF re-quantization (`llama-quantize IN.gguf OUT.gguf Q4_K_M`). */
+  llamaQuantize: string;
   streamRead: string;
   /** e.g. "llama.cpp ggml-org/llama.cpp@0c1e57098 (llama-cpp-python 0.3.36 sdist), clang 14.0.6, GGML_NATIVE". */
   version: string;
@@ -75,7 +97,79 @@ async function sha256Hex(text: string): Promise<string> {
   return Array.from(new Uint8Array(d), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-/** Builds (once; later calls find the cache) llama-bench and the read-stream microbenchmark. */
+/** Writes `text` to `path` by rename: a reader sees the old file or the whole new one. */
+async function writeAtomic(path: string, text: string): Promise<void> {
+  const tmp = `${path}.tmp-${Deno.pid}`;
+  await Deno.writeTextFile(tmp, text);
+  await Deno.rename(tmp, path);
+}
+
+/** Copies a built binary into bin/ by rename (same filesystem), executable. */
+async function installAtomic(from: string, to: string): Promise<void> {
+  const tmp = `${to}.tmp-${Deno.pid}`;
+  await Deno.copyFile(from, tmp);
+  await Deno.chmod(tmp, 0o755);
+  await Deno.rename(tmp, to);
+}
+
+interface TreeInfo {
+  llamaCppPython: string;
+  commit: string;
+  clang: string;
+  cmake: string[];
+  /** Installed binaries (absent in trees from before llama-server was a target: llama-bench only). */
+  targets?: string[];
+}
+
+async function readInfo(path: string): Promise<TreeInfo | undefined> {
+  return await Deno.readTextFile(path).then((t) => JSON.parse(t) as TreeInfo, () => undefined);
+}
+
+/** Whether every target's binary is installed and info.json lists it. */
+async function complete(dir: string, info: TreeInfo | undefined): Promise<boolean> {
+  if (!info) return false;
+  for (const t of TARGETS) {
+    if (!(info.targets ?? ["llama-bench"]).includes(t) || !(await exists(`${dir}/bin/${t}`))) return false;
+  }
+  return true;
+}
+
+/** The sdist's vendored llama.cpp into `${dir}/src` (by rename) and the commit its CHANGELOG names. */
+async function fetchSource(dir: string, log: (s: string) => void): Promise<string> {
+  const tmp = await Deno.makeTempDir({ prefix: "gemmakit-llama-src-" });
+  try {
+    log(`llama.cpp-src: pip download llama-cpp-python==${LLAMA_CPP_PYTHON_VERSION} (sdist)`);
+    await run("python3", [
+      "-m",
+      "pip",
+      "download",
+      "--no-binary",
+      ":all:",
+      "--no-deps",
+      `llama-cpp-python==${LLAMA_CPP_PYTHON_VERSION}`,
+      "-d",
+      tmp,
+    ]);
+    const sdist = `llama_cpp_python-${LLAMA_CPP_PYTHON_VERSION}`;
+    await run("tar", ["xzf", `${tmp}/${sdist}.tar.gz`, "-C", tmp]);
+    const changelog = await Deno.readTextFile(`${tmp}/${sdist}/CHANGELOG.md`);
+    const section = changelog.split(`## [${LLAMA_CPP_PYTHON_VERSION}]`)[1]?.split("\n## ")[0] ?? "";
+    const commit = section.match(/llama\.cpp@([0-9a-f]{7,40})/)?.[1] ?? "unknown";
+    const staging = `${dir}/src.tmp-${Deno.pid}`;
+    await Deno.remove(staging, { recursive: true }).catch(() => {});
+    await run("cp", ["-a", `${tmp}/${sdist}/vendor/llama.cpp`, staging]);
+    await Deno.remove(`${dir}/src`, { recursive: true }).catch(() => {});
+    await Deno.rename(staging, `${dir}/src`);
+    return commit;
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+}
+
+/**
+ * Builds (once; later calls find the cache) llama-bench, llama-server and llama-quantize, and the read-stream
+ * microbenchmark. A tree that has some targets gets the missing ones from the same build directory.
+ */
 export async function buildLlamaCppSrc(log: (s: string) => void = console.error): Promise<LlamaCppSrcBuild> {
   const clang = (await run("clang", ["--version"]).catch(() => "")).split("\n")[0];
   if (!clang) throw new Error("llama.cpp-src: clang not found (apt-get install clang libomp-dev)");
@@ -83,65 +177,58 @@ export async function buildLlamaCppSrc(log: (s: string) => void = console.error)
     .slice(0, 12);
   const root = Deno.env.get("GEMMAKIT_PEER_CACHE") ?? `${Deno.env.get("HOME")}/.cache/gemmakit/peers`;
   const dir = `${root}/llama.cpp-${LLAMA_CPP_PYTHON_VERSION}-${hash}`;
-  const llamaBench = `${dir}/bin/llama-bench`, streamRead = `${dir}/bin/stream_read`;
+  const bin = (t: string) => `${dir}/bin/${t}`;
+  const streamRead = bin("stream_read");
   const infoPath = `${dir}/info.json`;
-  if (!(await exists(llamaBench)) || !(await exists(infoPath))) {
+  let info = await readInfo(infoPath);
+  if (!(await complete(dir, info))) {
     await Deno.mkdir(`${dir}/bin`, { recursive: true });
-    const tmp = await Deno.makeTempDir({ prefix: "gemmakit-llama-src-" });
-    try {
-      log(`llama.cpp-src: pip download llama-cpp-python==${LLAMA_CPP_PYTHON_VERSION} (sdist)`);
-      await run("python3", [
-        "-m",
-        "pip",
-        "download",
-        "--no-binary",
-        ":all:",
-        "--no-deps",
-        `llama-cpp-python==${LLAMA_CPP_PYTHON_VERSION}`,
-        "-d",
-        tmp,
-      ]);
-      const sdist = `llama_cpp_python-${LLAMA_CPP_PYTHON_VERSION}`;
-      await run("tar", ["xzf", `${tmp}/${sdist}.tar.gz`, "-C", tmp]);
-      const changelog = await Deno.readTextFile(`${tmp}/${sdist}/CHANGELOG.md`);
-      const section = changelog.split(`## [${LLAMA_CPP_PYTHON_VERSION}]`)[1]?.split("\n## ")[0] ?? "";
-      const commit = section.match(/llama\.cpp@([0-9a-f]{7,40})/)?.[1] ?? "unknown";
-      await Deno.remove(`${dir}/src`, { recursive: true }).catch(() => {});
-      await run("cp", ["-a", `${tmp}/${sdist}/vendor/llama.cpp`, `${dir}/src`]);
-      log(`llama.cpp-src: cmake (${clang}, GGML_NATIVE=ON), building llama-bench into ${dir} (minutes)`);
+    using lock = await Deno.open(`${dir}.lock`, { create: true, write: true });
+    await lock.lock(true); // another process building this tree: wait for it, then see what it left
+    info = await readInfo(infoPath);
+    if (!(await complete(dir, info))) {
+      // The source is reused when a previous build of this tree got it; the commit comes from its info.json.
+      const commit = info?.commit && (await exists(`${dir}/src/CMakeLists.txt`))
+        ? info.commit
+        : await fetchSource(dir, log);
+      const have = info ? info.targets ?? ["llama-bench"] : [];
+      const missing = TARGETS.filter((t) => !have.includes(t));
+      log(
+        `llama.cpp-src: cmake (${clang}, GGML_NATIVE=ON), building ${missing.join(", ")} into ${dir} (minutes; ` +
+          `objects already in ${dir}/build are reused)`,
+      );
       await run("cmake", [
         "-S",
         `${dir}/src`,
         "-B",
         `${dir}/build`,
         ...CMAKE_FLAGS,
+        ...TARGET_FLAGS,
         `-DLLAMA_BUILD_COMMIT=${commit}`,
         "-DLLAMA_BUILD_NUMBER=0",
       ]);
       const jobs = String(navigator.hardwareConcurrency);
-      await run("cmake", ["--build", `${dir}/build`, "--target", "llama-bench", "-j", jobs]);
-      await Deno.copyFile(`${dir}/build/bin/llama-bench`, llamaBench);
-      await Deno.chmod(llamaBench, 0o755);
-      await Deno.writeTextFile(
-        infoPath,
-        JSON.stringify({ llamaCppPython: LLAMA_CPP_PYTHON_VERSION, commit, clang, cmake: CMAKE_FLAGS }, null, 2),
-      );
-    } finally {
-      await Deno.remove(tmp, { recursive: true });
+      await run("cmake", ["--build", `${dir}/build`, "--target", ...TARGETS, "-j", jobs]);
+      for (const t of TARGETS) await installAtomic(`${dir}/build/bin/${t}`, bin(t));
+      info = { llamaCppPython: LLAMA_CPP_PYTHON_VERSION, commit, clang, cmake: CMAKE_FLAGS, targets: [...TARGETS] };
+      await writeAtomic(infoPath, JSON.stringify(info, null, 2));
     }
   }
   if (!(await exists(streamRead))) {
     const src = new URL("./stream_read.c", import.meta.url).pathname;
-    await run("clang", ["-O3", "-march=native", "-fopenmp", src, "-o", streamRead]);
+    const tmp = `${streamRead}.tmp-${Deno.pid}`;
+    await run("clang", ["-O3", "-march=native", "-fopenmp", src, "-o", tmp]);
+    await Deno.rename(tmp, streamRead);
   }
-  const info = JSON.parse(await Deno.readTextFile(infoPath));
   return {
     dir,
-    llamaBench,
+    llamaBench: bin("llama-bench"),
+    llamaServer: bin("llama-server"),
+    llamaQuantize: bin("llama-quantize"),
     streamRead,
-    commit: info.commit,
-    version: `llama.cpp ggml-org/llama.cpp@${info.commit} (llama-cpp-python ${info.llamaCppPython} sdist), ${
-      info.clang.replace(/^Debian /, "")
+    commit: info!.commit,
+    version: `llama.cpp ggml-org/llama.cpp@${info!.commit} (llama-cpp-python ${info!.llamaCppPython} sdist), ${
+      info!.clang.replace(/^Debian /, "")
     }, GGML_NATIVE=ON, OpenMP, CPU only`,
   };
 }
@@ -204,6 +291,82 @@ export async function llamaBenchRound(
   };
 }
 
+/** A running llama-server; `close()` stops it (SIGTERM, then SIGKILL after 5 s) and waits for it. */
+export interface LlamaServer {
+  url: string;
+  /** The server's last lines of output (its log), for an error message. */
+  log(): string;
+  close(): Promise<void>;
+}
+
+/** A free loopback port (bound and released: a race with another process is possible but unlikely). */
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+/**
+ * Starts llama-server on a GGUF: `-np parallel` slots of `slotContext` tokens each (`-c parallel × slotContext`,
+ * no unified KV), `threads` for decode and batches, no web UI, on a free loopback port; resolves once /health
+ * answers 200 (the model is loaded). `extra` goes after these arguments.
+ */
+export async function startLlamaServer(
+  build: LlamaCppSrcBuild,
+  opts: { gguf: string; threads: number; parallel: number; slotContext: number; extra?: string[]; timeoutMs?: number },
+): Promise<LlamaServer> {
+  const port = freePort();
+  const child = new Deno.Command(build.llamaServer, {
+    args: [
+      ...["-m", opts.gguf, "--host", "127.0.0.1", "--port", String(port)],
+      ...["-t", String(opts.threads), "-tb", String(opts.threads)],
+      ...["-np", String(opts.parallel), "-c", String(opts.parallel * opts.slotContext), "--no-kv-unified"],
+      "--no-webui",
+      ...(opts.extra ?? []),
+    ],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  // Both pipes are drained (a full pipe would stall the server); the last 64 KiB are kept for errors.
+  let tail = "";
+  const drain = async (s: ReadableStream<Uint8Array>) => {
+    for await (const t of s.pipeThrough(new TextDecoderStream())) tail = (tail + t).slice(-65536);
+  };
+  const drained = Promise.all([drain(child.stdout), drain(child.stderr)]);
+  let exited = false;
+  const status = child.status.then((s) => ((exited = true), s));
+  const url = `http://127.0.0.1:${port}`;
+  const server: LlamaServer = {
+    url,
+    log: () => tail,
+    async close() {
+      if (!exited) {
+        child.kill("SIGTERM");
+        const timer = setTimeout(() => !exited && child.kill("SIGKILL"), 5000);
+        await status;
+        clearTimeout(timer);
+      }
+      await drained;
+    },
+  };
+  const deadline = performance.now() + (opts.timeoutMs ?? 120_000);
+  while (true) {
+    if (exited) {
+      await drained;
+      throw new Error(`llama-server exited (${(await status).code}) while starting:\n${tail.slice(-4000)}`);
+    }
+    const ok = await fetch(`${url}/health`).then(async (r) => (await r.body?.cancel(), r.status === 200), () => false);
+    if (ok) return server;
+    if (performance.now() > deadline) {
+      await server.close();
+      throw new Error(`llama-server did not become healthy in time:\n${tail.slice(-4000)}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     args: Deno.args,
@@ -216,7 +379,7 @@ async function main(): Promise<void> {
     },
   });
   const build = await buildLlamaCppSrc();
-  console.log(`${build.version}\n  ${build.llamaBench}`);
+  console.log(`${build.version}\n  ${build.llamaBench}\n  ${build.llamaServer}\n  ${build.llamaQuantize}`);
   if (values["build-only"]) return;
   const gguf = values.gguf ?? `${Deno.env.get("HOME")}/.cache/gemmakit/gemma-3-270m-q4_k_m.gguf`;
   const threads = Number(values.threads);

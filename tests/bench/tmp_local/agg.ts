@@ -1,0 +1,11 @@
+import { loadModel } from "../../../mod.ts";
+const N = Number(Deno.args[0] ?? 8);
+const path = `${Deno.env.get("HOME")}/.cache/gemmakit/gemma-3-270m-q4_k_m.gguf`;
+using model = await loadModel(path, { backend: "cpu", maxContext: 512, parallel: N });
+const ask = (i: number) => model.generate(`Tell me a long story about the number ${i * 7 + 3} and a cat.`, { maxTokens: 48, temperature: 0 });
+await ask(99);
+const t0 = performance.now();
+const rs = await Promise.all(Array.from({ length: N }, (_, i) => ask(i)));
+const s = (performance.now() - t0) / 1000;
+const toks = rs.reduce((a, r) => a + r.completionTokens, 0);
+console.log(`N=${N} agg ${(toks / s).toFixed(1)} tok/s (${toks} tokens, ${s.toFixed(2)} s)`);
