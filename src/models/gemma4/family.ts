@@ -12,7 +12,12 @@ import { samplingDefaults } from "../../generate/options.ts";
 import { Tokenizer } from "../../tokenizer/tokenizer.ts";
 import { readOptionalJson } from "../common/config.ts";
 import type { Family } from "../family.ts";
-import { loadGemma4Text } from "./load.ts";
+import { loadGemma4Gguf, loadGemma4Text } from "./load.ts";
+import { gemma4GgufTokenizer, isGemma4GgufVocab } from "./gguf_tokenizer.ts";
+import { hasGgufVocab } from "../common/gguf_tokenizer.ts";
+import { shortestF32 } from "../common/gguf_meta.ts";
+import type { GgufFile } from "../../formats/gguf.ts";
+import type { SamplingOptions } from "../../generate/options.ts";
 import { encodeGemma4MediaPrompt, type Gemma4VisionSupport } from "./media.ts";
 import { loadGemma4Multimodal } from "./multimodal.ts";
 import { Gemma4ImageProcessorConfig, Gemma4VideoProcessorConfig } from "./processor.ts";
@@ -28,13 +33,46 @@ export function gemma4ResponseParserFor(
   return markers && ((promptIds) => new Gemma4ResponseParser(tokenizer, markers, { promptIds }));
 }
 
+/**
+ * Sampling defaults of a GGUF: the converter copies generation_config.json into `general.sampling.*`; without
+ * them, Gemma 4's (temperature 1, top_k 64, top_p 0.95).
+ */
+function ggufSampling(gguf: GgufFile): SamplingOptions {
+  // f32 values: the decimal the converter wrote (0.95, not 0.949999988).
+  const num = (key: string, fallback: number) => gguf.has(key) ? shortestF32(gguf.getNumber(key)) : fallback;
+  return {
+    temperature: num("general.sampling.temp", 1),
+    topK: num("general.sampling.top_k", 64),
+    topP: num("general.sampling.top_p", 0.95),
+  };
+}
+
 export const gemma4: Family = {
   name: "gemma4",
-  describes: "Gemma 4 (model_type gemma4_text or gemma4)",
-  recognizes: (c) => c.format === "hf" && ["gemma4_text", "gemma4"].includes(c.config.model_type as string),
+  describes: "Gemma 4 (model_type gemma4_text or gemma4, GGUF architecture gemma4: text only)",
+  recognizes: (c) =>
+    c.format === "gguf"
+      ? c.architecture === "gemma4"
+      : ["gemma4_text", "gemma4"].includes(c.config.model_type as string),
 
   async load(c, backend, options): Promise<ModelParts> {
-    if (c.format !== "hf") throw new ConfigError(c.path, ["Gemma 4 loads from checkpoint directories only"]);
+    if (c.format === "gguf") {
+      const gguf = c.file;
+      if (!hasGgufVocab(gguf) || !isGemma4GgufVocab(gguf)) {
+        throw new ConfigError(c.path, [
+          'a Gemma 4 GGUF needs its own vocabulary (tokenizer.ggml.model "gemma4" with tokenizer.ggml.merges)',
+        ]);
+      }
+      const tokenizer = gemma4GgufTokenizer(gguf);
+      return {
+        lm: loadGemma4Gguf(backend, gguf, options),
+        tokenizer,
+        defaults: ggufSampling(gguf),
+        supportsChat: gguf.has("tokenizer.chat_template"),
+        responseParser: gemma4ResponseParserFor(tokenizer),
+        toolCallFormat: gemma4ResponseTokens(tokenizer) ? gemma4ToolCallFormat : undefined,
+      };
+    }
     const tokenizer = await Tokenizer.fromFiles(c.path);
     const defaults = samplingDefaults(readOptionalJson(join(c.path, "generation_config.json")));
     const parts = {

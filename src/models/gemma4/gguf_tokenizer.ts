@@ -1,0 +1,73 @@
+/**
+ * Gemma 4's tokenizer from a GGUF file's own metadata (`tokenizer.ggml.model` "gemma4"): the vocabulary and the
+ * merges the converter stored (conversion/gemma.py `Gemma4Model.set_vocab`: LlamaHfVocab + SpecialVocab with
+ * merges) rebuilt into a tokenizer.json (src/tokenizer/gguf_vocab.ts) with the sections of Gemma 4's real
+ * tokenizer.json (tests/fixtures/gemma4-tokenizer): the same normalizer, pre-tokenizer and decoder as Gemma 3's,
+ * and a post-processor that adds nothing — the chat template writes `<bos>` itself. (The file's
+ * `add_bos_token` is true, which llama.cpp follows; transformers, which the fixtures' logits come from, does not.)
+ * @module
+ */
+import type { GgufFile } from "../../formats/gguf.ts";
+import { GGUF_TOKEN_TYPE, tokenizerConfigFromGguf, tokenizerJsonFromGguf } from "../../tokenizer/gguf_vocab.ts";
+import { Tokenizer } from "../../tokenizer/tokenizer.ts";
+import { readGgufVocab } from "../common/gguf_tokenizer.ts";
+
+/**
+ * Tokens the converter writes as user-defined so that llama.cpp renders them (`visible_tokens` in
+ * `Gemma4Model.set_vocab`), though tokenizer.json marks them special.
+ */
+const VISIBLE_SPECIAL = new Set([
+  "<|channel>",
+  "<channel|>",
+  "<|tool_call>",
+  "<tool_call|>",
+  "<|tool_response>",
+  "<tool_response|>",
+  '<|"|>',
+]);
+
+/** Gemma 4's named special tokens beyond bos/eos/unk/pad (tokenizer_config.json). */
+const EXTRA_SPECIAL_TOKENS = {
+  "audio_token": "<|audio|>",
+  "boa_token": "<|audio>",
+  "boi_token": "<|image>",
+  "eoa_token": "<audio|>",
+  "eoi_token": "<image|>",
+  "image_token": "<|image|>",
+};
+
+const SECTIONS = {
+  normalizer: { "type": "Replace", "pattern": { "String": " " }, "content": "▁" },
+  pre_tokenizer: { "type": "Split", "pattern": { "String": " " }, "behavior": "MergedWithPrevious", "invert": false },
+  post_processor: {
+    "type": "TemplateProcessing",
+    "single": [{ "Sequence": { "id": "A", "type_id": 0 } }],
+    "pair": [{ "Sequence": { "id": "A", "type_id": 0 } }, { "Sequence": { "id": "B", "type_id": 1 } }],
+    "special_tokens": {},
+  },
+  decoder: {
+    "type": "Sequence",
+    "decoders": [{ "type": "Replace", "pattern": { "String": "▁" }, "content": " " }, { "type": "ByteFallback" }, {
+      "type": "Fuse",
+    }],
+  },
+  isSpecial: (content: string, _id: number, type: number) =>
+    type === GGUF_TOKEN_TYPE.control || VISIBLE_SPECIAL.has(content),
+};
+
+/** True when the file's vocabulary is Gemma 4's kind (a BPE with stored merges). */
+export function isGemma4GgufVocab(gguf: GgufFile): boolean {
+  return gguf.has("tokenizer.ggml.merges") && gguf.getString("tokenizer.ggml.model") === "gemma4";
+}
+
+/** The tokenizer of a Gemma 4 GGUF, with the file's chat template (none for a converted base model). */
+export function gemma4GgufTokenizer(gguf: GgufFile): Tokenizer {
+  const vocab = readGgufVocab(gguf);
+  const config = {
+    ...tokenizerConfigFromGguf(vocab),
+    tokenizer_class: "GemmaTokenizer",
+    mask_token: "<mask>",
+    extra_special_tokens: EXTRA_SPECIAL_TOKENS,
+  };
+  return Tokenizer.fromJSON(tokenizerJsonFromGguf(vocab, SECTIONS), config, { chatTemplate: vocab.chatTemplate });
+}
