@@ -2,9 +2,8 @@
  * Gemma 4's tokenizer from a GGUF file's own metadata (`tokenizer.ggml.model` "gemma4"): the vocabulary and the
  * merges the converter stored (conversion/gemma.py `Gemma4Model.set_vocab`: LlamaHfVocab + SpecialVocab with
  * merges) rebuilt into a tokenizer.json (src/tokenizer/gguf_vocab.ts) with the sections of Gemma 4's real
- * tokenizer.json (tests/fixtures/gemma4-tokenizer): the same normalizer, pre-tokenizer and decoder as Gemma 3's,
- * and a post-processor that adds nothing — the chat template writes `<bos>` itself. (The file's
- * `add_bos_token` is true, which llama.cpp follows; transformers, which the fixtures' logits come from, does not.)
+ * tokenizer.json (tests/fixtures/gemma4-tokenizer): the same normalizer, pre-tokenizer and decoder as Gemma 3's.
+ * BOS follows the file's `add_bos_token` (true), as in llama.cpp and as transformers' GemmaTokenizer adds it.
  * @module
  */
 import type { GgufFile } from "../../formats/gguf.ts";
@@ -39,12 +38,6 @@ const EXTRA_SPECIAL_TOKENS = {
 const SECTIONS = {
   normalizer: { "type": "Replace", "pattern": { "String": " " }, "content": "▁" },
   pre_tokenizer: { "type": "Split", "pattern": { "String": " " }, "behavior": "MergedWithPrevious", "invert": false },
-  post_processor: {
-    "type": "TemplateProcessing",
-    "single": [{ "Sequence": { "id": "A", "type_id": 0 } }],
-    "pair": [{ "Sequence": { "id": "A", "type_id": 0 } }, { "Sequence": { "id": "B", "type_id": 1 } }],
-    "special_tokens": {},
-  },
   decoder: {
     "type": "Sequence",
     "decoders": [{ "type": "Replace", "pattern": { "String": "▁" }, "content": " " }, { "type": "ByteFallback" }, {

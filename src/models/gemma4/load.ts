@@ -53,6 +53,6 @@ export function loadGemma4Gguf(
 ): Gemma4TextModel {
   using opened = typeof file === "string" ? openGguf(file) : undefined;
   const gguf = opened ?? (file as GgufFile);
-  const config = gemma4ConfigFromGguf(gguf);
+  const config = { ...gemma4ConfigFromGguf(gguf), embedScaleDtype: "f32" as const };
   return buildGemma4(backend, config, gemma4GgufWeightSource(gguf, config), options);
 }
