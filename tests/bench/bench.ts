@@ -1,4 +1,6 @@
 /** `deno task bench`: model benchmarks with --model/--synthetic, else the op benchmarks. */
+// --quant-sweep DIR: decode tok/s of every GGUF in DIR (one per quant type; quant_sweep.ts).
+const quantSweep = Deno.args.some((a) => a === "--quant-sweep" || a.startsWith("--quant-sweep="));
 const modelBench = !Deno.args.includes("--chat") &&
   Deno.args.some((a) =>
     a === "--model" || a === "--synthetic" || a.startsWith("--model=") || a.startsWith("--synthetic=")
@@ -15,7 +17,9 @@ const synthetic = (name: string) => Deno.args.some((a) => a === name || a === `-
 // --chat: TTFT of turn N of a conversation, cold vs with the history's KV reused (chat_bench.ts).
 const chat = Deno.args.includes("--chat");
 await import(
-  chat
+  quantSweep
+    ? "./quant_sweep.ts"
+    : chat
     ? "./chat_bench.ts"
     : synthetic("gemma3-4b-vision")
     ? "./vision_bench.ts"
