@@ -66,6 +66,11 @@ export interface GgufTokenizerSections {
   decoder?: unknown;
   /** The post-processor; default: BOS/EOS as the file's add_bos_token / add_eos_token ask. */
   post_processor?: unknown;
+  /**
+   * Which tokens are added tokens (matched whole in the text before the BPE runs). Default: unknown, control and
+   * user-defined ones. A family whose converter writes some added tokens as normal extends this.
+   */
+  isAdded?: (content: string, id: number, type: number) => boolean;
   /** Added tokens (control, user-defined) that transformers marks `special` (skipped by decode). Default: control. */
   isSpecial?: (content: string, id: number, type: number) => boolean;
 }
@@ -188,10 +193,11 @@ export function tokenizerJsonFromGguf(v: GgufVocab, sections: GgufTokenizerSecti
   }
   const isSpecial = sections.isSpecial ?? ((_c: string, _id: number, type: number) => type === GGUF_TOKEN_TYPE.control);
   const addedTypes: readonly number[] = [GGUF_TOKEN_TYPE.unknown, GGUF_TOKEN_TYPE.control, GGUF_TOKEN_TYPE.userDefined];
+  const isAdded = sections.isAdded ?? ((_c: string, _id: number, type: number) => addedTypes.includes(type));
   const added = [];
   for (let id = 0; id < tokens.length; id++) {
     const type = v.tokenTypes[id];
-    if (!addedTypes.includes(type)) continue;
+    if (!isAdded(tokens[id], id, type)) continue;
     added.push({
       id,
       content: tokens[id],

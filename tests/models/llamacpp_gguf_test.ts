@@ -26,6 +26,16 @@ import { familyFor } from "../../src/models/registry.ts";
 import type { Tensor } from "../../src/runtime/tensor.ts";
 import { gemma4ConfigFromGguf } from "../../src/models/gemma4/gguf.ts";
 import { parseGemma4Config } from "../../src/models/gemma4/config.ts";
+import { gemma4GgufTokenizer, gemma4GgufTokenizerJson } from "../../src/models/gemma4/gguf_tokenizer.ts";
+import { Tokenizer } from "../../src/tokenizer/tokenizer.ts";
+
+interface TokenizerFile {
+  model: { vocab: Record<string, number>; merges: (string | [string, string])[] };
+  added_tokens: { id: number; content: string; special: boolean }[];
+  normalizer: unknown;
+  pre_tokenizer: unknown;
+  decoder: unknown;
+}
 
 const DIR = new URL("../fixtures/llamacpp-gguf/", import.meta.url);
 const ATOL = 5e-4;
@@ -117,3 +127,37 @@ for (const checkpoint of ["gemma4-text-e", "gemma4-text-k-eq-v", "gemma4-text-mo
     assert.deepEqual(fromGguf.text.eosTokenIds, [1, 106, 50]);
   });
 }
+
+Deno.test("llama.cpp GGUF of a Gemma 4 checkpoint: the metadata rebuilds its tokenizer.json", () => {
+  const e = manifest.files.find((f) => f.checkpoint === "gemma4-text-e")!;
+  using file = openGguf(new URL(e.gguf, DIR).pathname);
+  const got = gemma4GgufTokenizerJson(file) as unknown as TokenizerFile;
+  const want = JSON.parse(
+    Deno.readTextFileSync(new URL("../fixtures/gemma4-text-e/tokenizer.json", import.meta.url)),
+  ) as TokenizerFile;
+  assert.deepEqual(got.model.vocab, want.model.vocab);
+  const pairs = (m: (string | [string, string])[]) => m.map((x) => typeof x === "string" ? x.split(" ") : x);
+  assert.deepEqual(pairs(got.model.merges), pairs(want.model.merges));
+  const added = (t: TokenizerFile) => t.added_tokens.map((a) => [a.id, a.content, a.special]);
+  assert.deepEqual(added(got), added(want));
+  for (const k of ["normalizer", "pre_tokenizer", "decoder"] as const) assert.deepEqual(got[k], want[k], k);
+});
+
+Deno.test("llama.cpp GGUF of a Gemma 4 checkpoint: chat, markers and decode as the checkpoint's own tokenizer", async () => {
+  const e = manifest.files.find((f) => f.checkpoint === "gemma4-text-e")!;
+  using file = openGguf(new URL(e.gguf, DIR).pathname);
+  const ours = gemma4GgufTokenizer(file);
+  const theirs = await Tokenizer.fromFiles(new URL("../fixtures/gemma4-text-e", import.meta.url).pathname);
+  const messages = [
+    { role: "system" as const, content: "Be brief." },
+    { role: "user" as const, content: "Hello there, how are you?  Two  spaces\nand a newline." },
+    { role: "assistant" as const, content: "Fine, thanks." },
+    { role: "user" as const, content: "<|turn> is a marker; so is <turn|>." },
+  ];
+  const opts = { addGenerationPrompt: true };
+  assert.equal(ours.applyChatTemplate(messages, opts), theirs.applyChatTemplate(messages, opts));
+  const ids = theirs.encodeChat(messages, opts);
+  assert.deepEqual(ours.encodeChat(messages, opts), ids);
+  assert.equal(ours.decode(ids), theirs.decode(ids));
+  assert.equal(ours.decode(ids, { skipSpecialTokens: true }), theirs.decode(ids, { skipSpecialTokens: true }));
+});

@@ -8,7 +8,7 @@
  */
 import type { GgufFile } from "../../formats/gguf.ts";
 import { GGUF_TOKEN_TYPE, tokenizerConfigFromGguf, tokenizerJsonFromGguf } from "../../tokenizer/gguf_vocab.ts";
-import { Tokenizer } from "../../tokenizer/tokenizer.ts";
+import { Tokenizer, type TokenizerJson } from "../../tokenizer/tokenizer.ts";
 import { readGgufVocab } from "../common/gguf_tokenizer.ts";
 
 /**
@@ -24,6 +24,16 @@ const VISIBLE_SPECIAL = new Set([
   "<tool_response|>",
   '<|"|>',
 ]);
+
+/**
+ * Gemma 4's markers: `<|turn>`, `<turn|>`, `<|think|>`, `<|image|>`… (a pipe at one or both ends). LlamaHfVocab
+ * writes an added token that is also in the base vocabulary as NORMAL unless it is a named special token
+ * (bos, eos, the image tokens), so the file marks `<|turn>` like any piece; tokenizer.json has all of these as
+ * special added tokens (llama.cpp too singles them out by text, llama-vocab.cpp).
+ */
+const MARKER = /^<\|[^<>|\s]*\|?>$|^<[^<>|\s]*\|>$/;
+/** Added tokens tokenizer.json does not mark special: `<unusedN>` and `[multimodal]`. */
+const PLAIN_ADDED = /^<unused\d+>$|^\[multimodal\]$/;
 
 /** Gemma 4's named special tokens beyond bos/eos/unk/pad (tokenizer_config.json). */
 const EXTRA_SPECIAL_TOKENS = {
@@ -44,13 +54,21 @@ const SECTIONS = {
       "type": "Fuse",
     }],
   },
+  isAdded: (content: string, _id: number, type: number) =>
+    type === GGUF_TOKEN_TYPE.control || type === GGUF_TOKEN_TYPE.userDefined || type === GGUF_TOKEN_TYPE.unknown ||
+    MARKER.test(content) || PLAIN_ADDED.test(content),
   isSpecial: (content: string, _id: number, type: number) =>
-    type === GGUF_TOKEN_TYPE.control || VISIBLE_SPECIAL.has(content),
+    type === GGUF_TOKEN_TYPE.control || VISIBLE_SPECIAL.has(content) || MARKER.test(content),
 };
 
 /** True when the file's vocabulary is Gemma 4's kind (a BPE with stored merges). */
 export function isGemma4GgufVocab(gguf: GgufFile): boolean {
   return gguf.has("tokenizer.ggml.merges") && gguf.getString("tokenizer.ggml.model") === "gemma4";
+}
+
+/** The tokenizer.json a Gemma 4 GGUF's metadata rebuilds (what gemma4GgufTokenizer runs). */
+export function gemma4GgufTokenizerJson(gguf: GgufFile): TokenizerJson {
+  return tokenizerJsonFromGguf(readGgufVocab(gguf), SECTIONS);
 }
 
 /** The tokenizer of a Gemma 4 GGUF, with the file's chat template (none for a converted base model). */
