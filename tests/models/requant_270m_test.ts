@@ -20,6 +20,8 @@ import { loadGemma3Gguf } from "../../src/models/gemma3/load.ts";
 
 const DIR = Deno.env.get("GEMMAKIT_REQUANT_DIR") ?? join(Deno.env.get("HOME") ?? "", ".cache/gemmakit/requant-270m");
 const TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q5_K", "Q3_K", "Q2_K", "IQ4_NL", "IQ4_XS", "Q6_K", "Q8_0"];
+/** llama-quantize --pure: the only files with Q2_K and Q3_K tensors (see make_requant_270m.py PURE_TYPES). */
+const PURE = ["Q2_K", "Q3_K", "Q5_K", "Q6_K", "IQ4_XS"].map((t) => `${t}-pure`);
 const ATOL = 2e-3;
 
 interface Reference {
@@ -33,7 +35,7 @@ async function sha256File(path: string): Promise<string> {
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-for (const type of TYPES) {
+for (const type of [...TYPES, ...PURE]) {
   const gguf = join(DIR, `gemma-3-270m.${type}.gguf`);
   const refPath = join(DIR, `gemma-3-270m.${type}.reference.json`);
   const present = existsSync(gguf) && existsSync(refPath);
