@@ -28,6 +28,7 @@ import { gemma4ConfigFromGguf } from "../../src/models/gemma4/gguf.ts";
 import { parseGemma4Config } from "../../src/models/gemma4/config.ts";
 import { gemma4GgufTokenizer, gemma4GgufTokenizerJson } from "../../src/models/gemma4/gguf_tokenizer.ts";
 import { Tokenizer } from "../../src/tokenizer/tokenizer.ts";
+import { ConfigError } from "../../src/errors.ts";
 
 interface TokenizerFile {
   model: { vocab: Record<string, number>; merges: (string | [string, string])[] };
@@ -160,4 +161,14 @@ Deno.test("llama.cpp GGUF of a Gemma 4 checkpoint: chat, markers and decode as t
   assert.deepEqual(ours.encodeChat(messages, opts), ids);
   assert.equal(ours.decode(ids), theirs.decode(ids));
   assert.equal(ours.decode(ids, { skipSpecialTokens: true }), theirs.decode(ids, { skipSpecialTokens: true }));
+});
+
+Deno.test("Gemma 4 GGUF config: another architecture is a ConfigError naming it", () => {
+  const e = manifest.files.find((f) => f.architecture === "gemma3")!;
+  using file = openGguf(new URL(e.gguf, DIR).pathname);
+  assert.throws(() => gemma4ConfigFromGguf(file), (err: Error) => {
+    assert.ok(err instanceof ConfigError);
+    assert.match(err.message, /general\.architecture is "gemma3", not Gemma 4/);
+    return true;
+  });
 });
