@@ -4,8 +4,9 @@
  * tokenizer.json has (see {@link GgufTokenizerSections}); this module rebuilds the vocabulary, the BPE merges and
  * the added tokens, which are the parts that depend on the file.
  *
- * Only `tokenizer.ggml.model` "llama" (SentencePiece-style BPE with byte fallback, which Gemma uses) is read.
- * The merges are not stored in such a file; they are rebuilt from the scores as transformers' GGUF loader and
+ * `tokenizer.ggml.model` "llama" (SentencePiece-style BPE with byte fallback, which Gemma 3 uses) is read, and
+ * any BPE whose file stores `tokenizer.ggml.merges` (a tokenizer.json BPE's, e.g. Gemma 4's) with those merges.
+ * A "llama" file does not store merges; they are rebuilt from the scores as transformers' GGUF loader and
  * tokenizers' SentencePieceExtractor do: every split of a normal or user-defined token into two vocabulary
  * entries is a merge, ranked by the token's score. Ties are broken by the lengths of the left, then the right
  * piece, longest first, and user-defined tokens score 0 (llama.cpp writes -1000 for them); with these two rules
@@ -51,6 +52,11 @@ export interface GgufVocab {
   addSpacePrefix?: boolean;
   /** `tokenizer.chat_template`, when the converter copied one. */
   chatTemplate?: string;
+  /**
+   * `tokenizer.ggml.merges` ("left right", best first), when the file stores them (vocabularies converted from a
+   * tokenizer.json BPE); without them the merges are rebuilt from the scores.
+   */
+  merges?: readonly string[];
 }
 
 /** What a family's real tokenizer.json has around the vocabulary; each left out gets the SentencePiece default. */
@@ -58,6 +64,13 @@ export interface GgufTokenizerSections {
   normalizer?: unknown;
   pre_tokenizer?: unknown;
   decoder?: unknown;
+  /** The post-processor; default: BOS/EOS as the file's add_bos_token / add_eos_token ask. */
+  post_processor?: unknown;
+  /**
+   * Which tokens are added tokens (matched whole in the text before the BPE runs). Default: unknown, control and
+   * user-defined ones. A family whose converter writes some added tokens as normal extends this.
+   */
+  isAdded?: (content: string, id: number, type: number) => boolean;
   /** Added tokens (control, user-defined) that transformers marks `special` (skipped by decode). Default: control. */
   isSpecial?: (content: string, id: number, type: number) => boolean;
 }
@@ -70,9 +83,10 @@ function fail(message: string, hint?: string): GemmakitError {
 
 /** Checks the metadata's shape once, so the builders below can index freely. */
 function checkVocab(v: GgufVocab): void {
-  if (v.model !== LLAMA_MODEL) {
+  if (v.model !== LLAMA_MODEL && v.merges === undefined) {
     throw fail(
-      `tokenizer.ggml.model is ${JSON.stringify(v.model)}; only "llama" (SentencePiece-style BPE) is supported`,
+      `tokenizer.ggml.model is ${JSON.stringify(v.model)} without tokenizer.ggml.merges; only "llama" ` +
+        "(SentencePiece-style BPE) or a BPE with stored merges is supported",
       "load the checkpoint directory with its tokenizer.json instead of the GGUF",
     );
   }
@@ -130,6 +144,17 @@ export function mergesFromScores(tokens: readonly string[], scores: ArrayLike<nu
   return order.map((i) => [left[i], right[i]] as [string, string]);
 }
 
+/** `tokenizer.ggml.merges` as pairs: each entry is "left right" (BPE pieces hold no plain space). */
+function storedMerges(merges: readonly string[]): [string, string][] {
+  return merges.map((m, i) => {
+    const at = m.indexOf(" ");
+    if (at <= 0 || at === m.length - 1 || m.indexOf(" ", at + 1) >= 0) {
+      throw fail(`tokenizer.ggml.merges[${i}] is ${JSON.stringify(m)}, not "left right"`);
+    }
+    return [m.slice(0, at), m.slice(at + 1)];
+  });
+}
+
 /** A TemplateProcessing writing BOS/EOS as the file's add_bos_token / add_eos_token ask (the pair form repeats it). */
 function postProcessor(v: GgufVocab, tokens: readonly string[]): unknown {
   const bos = v.addBos ?? true ? v.bosId : undefined;
@@ -168,10 +193,11 @@ export function tokenizerJsonFromGguf(v: GgufVocab, sections: GgufTokenizerSecti
   }
   const isSpecial = sections.isSpecial ?? ((_c: string, _id: number, type: number) => type === GGUF_TOKEN_TYPE.control);
   const addedTypes: readonly number[] = [GGUF_TOKEN_TYPE.unknown, GGUF_TOKEN_TYPE.control, GGUF_TOKEN_TYPE.userDefined];
+  const isAdded = sections.isAdded ?? ((_c: string, _id: number, type: number) => addedTypes.includes(type));
   const added = [];
   for (let id = 0; id < tokens.length; id++) {
     const type = v.tokenTypes[id];
-    if (!addedTypes.includes(type)) continue;
+    if (!isAdded(tokens[id], id, type)) continue;
     added.push({
       id,
       content: tokens[id],
@@ -196,7 +222,7 @@ export function tokenizerJsonFromGguf(v: GgufVocab, sections: GgufTokenizerSecti
       ],
     },
     pre_tokenizer: sections.pre_tokenizer !== undefined ? sections.pre_tokenizer : null,
-    post_processor: postProcessor(v, tokens),
+    post_processor: sections.post_processor !== undefined ? sections.post_processor : postProcessor(v, tokens),
     decoder: sections.decoder !== undefined ? sections.decoder : {
       type: "Sequence",
       decoders: [
@@ -216,7 +242,7 @@ export function tokenizerJsonFromGguf(v: GgufVocab, sections: GgufTokenizerSecti
       byte_fallback: true,
       ignore_merges: false,
       vocab,
-      merges: mergesFromScores(tokens, v.scores, v.tokenTypes),
+      merges: v.merges ? storedMerges(v.merges) : mergesFromScores(tokens, v.scores, v.tokenTypes),
     },
   };
 }

@@ -1,4 +1,6 @@
 /** `deno task bench`: model benchmarks with --model/--synthetic, else the op benchmarks. */
+// --quant-sweep DIR: decode tok/s of every GGUF in DIR (one per quant type; quant_sweep.ts).
+const quantSweep = Deno.args.some((a) => a === "--quant-sweep" || a.startsWith("--quant-sweep="));
 const modelBench = !Deno.args.includes("--chat") &&
   Deno.args.some((a) =>
     a === "--model" || a === "--synthetic" || a.startsWith("--model=") || a.startsWith("--synthetic=")
@@ -19,6 +21,8 @@ const streams = Deno.args.some((a) => a === "--streams" || a.startsWith("--strea
 await import(
   streams
     ? "./batch_bench.ts"
+    : quantSweep
+    ? "./quant_sweep.ts"
     : chat
     ? "./chat_bench.ts"
     : synthetic("gemma3-4b-vision")

@@ -8,8 +8,9 @@
  * embedding only permuted, the clip bounds only reshaped, both undone exactly), so the weights are bit-identical
  * to the checkpoint's and the bound is the safetensors parity test's, 1e-4.
  *
- * The text half of the pair (model-f32.gguf, architecture gemma4) is loaded by the Gemma 4 text GGUF reader, not
- * part of this change; here the text model comes from the checkpoint.
+ * The last test loads both halves of the pair as files (model-f32.gguf through the Gemma 4 text GGUF reader, the
+ * family's GGUF path); only the tokenizer is the checkpoint's, as the tiny BPE vocabulary is written by the converter
+ * as a "gpt2" one that the Gemma 4 GGUF tokenizer does not read.
  */
 import assert from "node:assert/strict";
 import { Backend } from "../../src/runtime/backend.ts";
@@ -28,6 +29,7 @@ import { Tokenizer } from "../../src/tokenizer/tokenizer.ts";
 import { parseGemma4VisionConfig } from "../../src/models/gemma4/vision_config.ts";
 import { VisionCache } from "../../src/runtime/vision_cache.ts";
 import { MmprojError } from "../../src/errors.ts";
+import { loadGemma4GgufParts } from "../../src/models/gemma4/family.ts";
 import { fixtureTensor, G4_VISION_FIXTURE, imageBatch, loadG4Expected, promptMedia } from "./gemma4_vision_fixture.ts";
 
 const DIR = new URL("../fixtures/gemma4-vision-gguf", import.meta.url).pathname;
@@ -189,4 +191,35 @@ Deno.test("[cpu] gemma4 mmproj at f16: soft tokens and image-prompt logits match
   const d = maxDiff(got, want.one_image.last_logits);
   assert.ok(d <= TOLERANCE, `one_image last logits |Δ| ${d.toExponential(2)}`);
   assert.equal(got.indexOf(Math.max(...got)), want.one_image.argmax);
+});
+
+Deno.test("[cpu] gemma4 text GGUF + mmproj through the family's GGUF path: transformers' image-prompt logits and greedy ids", async () => {
+  const rec = loadG4Expected().one_image;
+  using backend = Backend.open({ backend: "cpu" });
+  using gguf = openGguf(`${DIR}/model-f32.gguf`);
+  using mmproj = openGguf(MMPROJ);
+  const tokenizer = await Tokenizer.fromFiles(G4_VISION_FIXTURE);
+  // The checkpoint's processor settings (its reference ids used them; a GGUF pair carries none: Gemma 4's shipped).
+  const pre = readOptionalJson(`${G4_VISION_FIXTURE}/processor_config.json`) ?? {};
+  const parts = loadGemma4GgufParts(backend, gguf, `${DIR}/model-f32.gguf`, tokenizer, {
+    mmproj,
+    maxContext: 512,
+    processors: { image: Gemma4ImageProcessorConfig.fromPreprocessorConfig({}, pre) },
+  });
+  using model = new Model(parts);
+  assert.ok(model.supportsImages && model.supportsVideo);
+  const messages = [{
+    role: "user" as const,
+    content: [
+      { type: "image" as const, path: `${G4_VISION_FIXTURE}/${rec.image_keys[0]}.png` },
+      { type: "text" as const, text: "What is shown here?" },
+    ],
+  }];
+  const encoded = await parts.media!.encode(tokenizer, messages, { addGenerationPrompt: true }, {});
+  assert.deepEqual(encoded.ids, rec.input_ids);
+  using logits = (parts.lm as Gemma4Multimodal).prefill(encoded.ids, encoded.media as Gemma4PromptMedia, "all");
+  const d = maxDiff(logits.toArray(), fixtureTensor("one_image.logits"));
+  assert.ok(d <= TOLERANCE, `logits |Δ| ${d.toExponential(2)}`);
+  const r = await model.generate({ messages }, { maxTokens: 3, temperature: 0 });
+  assert.deepEqual(r.tokens, rec.greedy.ids.slice(0, 3));
 });

@@ -35,5 +35,8 @@ export function readGgufVocab(gguf: GgufFile): GgufVocab {
     addEos: flag("tokenizer.ggml.add_eos_token"),
     addSpacePrefix: flag("tokenizer.ggml.add_space_prefix"),
     chatTemplate: gguf.has("tokenizer.chat_template") ? gguf.getString("tokenizer.chat_template") : undefined,
+    merges: gguf.has("tokenizer.ggml.merges")
+      ? gguf.getArray("tokenizer.ggml.merges", "string").items as readonly string[]
+      : undefined,
   };
 }

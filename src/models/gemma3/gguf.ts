@@ -23,7 +23,8 @@ import type { Backend } from "../../runtime/backend.ts";
 import type { DType } from "../../runtime/dtype.ts";
 import type { Tensor } from "../../runtime/tensor.ts";
 import { FormatError } from "../../errors.ts";
-import type { GgufFile, GgufValue } from "../../formats/gguf.ts";
+import type { GgufFile } from "../../formats/gguf.ts";
+import { GgufMetaReader } from "../common/gguf_meta.ts";
 import type { SourceTensor, WeightSource } from "../../formats/weight_source.ts";
 import { type Gemma3Model, parseGemma3Config } from "./config.ts";
 import { ConfigError } from "../../errors.ts";
@@ -89,69 +90,6 @@ export function gemma3HfName(ggufName: string, layers: number): string | undefin
   return suffix !== undefined && i < layers ? `model.layers.${i}.${suffix}` : undefined;
 }
 
-const describe = (v: GgufValue) =>
-  v.type === "array"
-    ? `an array of ${v.itemType}`
-    : `${v.type} ${v.type === "string" ? JSON.stringify(v.value) : String(v.value)}`;
-
-/**
- * The shortest decimal that is the same f32 as `x`: the converter stored a decimal (e.g. rms_norm_eps 1e-6)
- * as f32, and this gives the decimal back (f32(1e-6) is 9.99999997e-7), the same number to an f32 kernel.
- */
-function shortestF32(x: number): number {
-  if (!Number.isFinite(x)) return x;
-  for (let digits = 1; digits < 17; digits++) {
-    const d = Number(x.toPrecision(digits));
-    if (Math.fround(d) === x) return d;
-  }
-  return x;
-}
-
-/** Collects every problem of the metadata the config needs, instead of stopping at the first. */
-class MetaReader {
-  readonly problems: string[] = [];
-  constructor(readonly gguf: GgufFile) {}
-
-  #get(key: string, required: boolean): GgufValue | undefined {
-    const v = this.gguf.metadata.get(key);
-    if (v === undefined && required) this.problems.push(`${key} is missing`);
-    return v;
-  }
-
-  /** A number (any numeric type; 64-bit within 2^53), or undefined after recording why not. */
-  num(key: string, required = true): number | undefined {
-    const v = this.#get(key, required);
-    if (v === undefined) return undefined;
-    const x = v.type === "array" ? undefined : v.value;
-    if (v.type === "f32") return shortestF32(x as number);
-    if (typeof x === "number") return x;
-    if (typeof x === "bigint" && Number.isSafeInteger(Number(x))) return Number(x);
-    this.problems.push(`${key} is ${describe(v)}, not a number`);
-    return undefined;
-  }
-
-  /**
-   * A per-model count that llama.cpp also accepts as a per-layer array (`get_key_or_arr`); Gemma 3 needs
-   * it uniform, so an array must hold one value throughout.
-   */
-  uniform(key: string, required = true): number | undefined {
-    const v = this.gguf.metadata.get(key);
-    if (v?.type !== "array") return this.num(key, required);
-    const items = Array.from(v.items as ArrayLike<unknown>, (x) => typeof x === "bigint" ? Number(x) : x);
-    if (items.length > 0 && items.every((x) => typeof x === "number" && x === items[0])) return items[0] as number;
-    this.problems.push(`${key} varies per layer (${items.slice(0, 8).join(", ")}…); Gemma 3 needs one value`);
-    return undefined;
-  }
-
-  str(key: string, required = true): string | undefined {
-    const v = this.#get(key, required);
-    if (v === undefined) return undefined;
-    if (v.type === "string") return v.value;
-    this.problems.push(`${key} is ${describe(v)}, not a string`);
-    return undefined;
-  }
-}
-
 /**
  * The Gemma 3 config a llama.cpp GGUF describes: its `gemma3.*` metadata plus what llama.cpp hard-codes for
  * gemma3 (sliding pattern 6, local RoPE base 10000, query_pre_attn_scalar = head_dim except for 27B), mapped
@@ -166,7 +104,7 @@ class MetaReader {
  * ```
  */
 export function gemma3ConfigFromGguf(gguf: GgufFile): Gemma3Model {
-  const m = new MetaReader(gguf);
+  const m = new GgufMetaReader(gguf, "Gemma 3");
   const arch = m.str("general.architecture");
   if (arch !== undefined && arch !== "gemma3") {
     throw new ConfigError(gguf.path, [

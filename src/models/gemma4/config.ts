@@ -77,6 +77,12 @@ export interface Gemma4Model {
   architecture: "causal_lm" | "conditional_generation";
   text: Gemma4TextConfig;
   layers: Gemma4LayerSpec[];
+  /**
+   * The dtype the embedding scales (√hidden, √per-layer width) are rounded to. Default (undefined): the table's
+   * stored float dtype, as transformers casts them to the checkpoint's dtype; "f32" for GGUF files, whose
+   * storage type says nothing of the compute type (llama.cpp scales in f32).
+   */
+  embedScaleDtype?: "f32";
 }
 
 const DEFAULT_ROPE: Record<LayerType, Gemma4RopeParams> = {

@@ -11,8 +11,16 @@ import type { ResponseParser } from "../../generate/result.ts";
 import { samplingDefaults } from "../../generate/options.ts";
 import { Tokenizer } from "../../tokenizer/tokenizer.ts";
 import { readOptionalJson } from "../common/config.ts";
-import type { Family } from "../family.ts";
-import { loadGemma4Text } from "./load.ts";
+import type { Family, FamilyLoadOptions } from "../family.ts";
+import type { Backend } from "../../runtime/backend.ts";
+import { gemma4ConfigFromGguf } from "./gguf.ts";
+import { gemma4GgufMmprojText, gemma4VisionConfigFromMmproj, loadGemma4MmprojParts } from "./mmproj.ts";
+import { loadGemma4Gguf, loadGemma4Text } from "./load.ts";
+import { gemma4GgufTokenizer, isGemma4GgufVocab } from "./gguf_tokenizer.ts";
+import { hasGgufVocab } from "../common/gguf_tokenizer.ts";
+import { shortestF32 } from "../common/gguf_meta.ts";
+import type { GgufFile } from "../../formats/gguf.ts";
+import type { SamplingOptions } from "../../generate/options.ts";
 import { encodeGemma4MediaPrompt, type Gemma4VisionSupport } from "./media.ts";
 import { loadGemma4Multimodal } from "./multimodal.ts";
 import { Gemma4ImageProcessorConfig, Gemma4VideoProcessorConfig } from "./processor.ts";
@@ -28,13 +36,76 @@ export function gemma4ResponseParserFor(
   return markers && ((promptIds) => new Gemma4ResponseParser(tokenizer, markers, { promptIds }));
 }
 
+/**
+ * Sampling defaults of a GGUF: the converter copies generation_config.json into `general.sampling.*`; without
+ * them, Gemma 4's (temperature 1, top_k 64, top_p 0.95).
+ */
+function ggufSampling(gguf: GgufFile): SamplingOptions {
+  // f32 values: the decimal the converter wrote (0.95, not 0.949999988).
+  const num = (key: string, fallback: number) => gguf.has(key) ? shortestF32(gguf.getNumber(key)) : fallback;
+  return {
+    temperature: num("general.sampling.temp", 1),
+    topK: num("general.sampling.top_k", 64),
+    topP: num("general.sampling.top_p", 0.95),
+  };
+}
+
+/**
+ * The model parts of a Gemma 4 text GGUF, read with `tokenizer`, and with the vision tower of `options.mmproj`
+ * (llama.cpp's projector file) when one is given: a projector that does not fit is refused before the text weights
+ * are read.
+ */
+export function loadGemma4GgufParts(
+  backend: Backend,
+  gguf: GgufFile,
+  path: string,
+  tokenizer: Tokenizer,
+  options: FamilyLoadOptions & {
+    /** Image/video processor settings instead of Gemma 4's shipped ones at the file's patch size. */
+    processors?: { image?: Gemma4ImageProcessorConfig; video?: Gemma4VideoProcessorConfig };
+  },
+): ModelParts {
+  const parts = {
+    tokenizer,
+    defaults: ggufSampling(gguf),
+    supportsChat: gguf.has("tokenizer.chat_template"),
+    responseParser: gemma4ResponseParserFor(tokenizer),
+    toolCallFormat: gemma4ResponseTokens(tokenizer) ? gemma4ToolCallFormat : undefined,
+  };
+  if (!options.mmproj) {
+    return {
+      ...parts,
+      lm: loadGemma4Gguf(backend, gguf, options),
+      noMediaHint: "this GGUF holds the text model only: give its vision projector file with --mmproj FILE " +
+        "(loadModel(path, { mmproj })), or put the mmproj-*.gguf beside the model",
+    };
+  }
+  const text = gemma4GgufMmprojText(path, gguf, gemma4ConfigFromGguf(gguf).text.hiddenSize);
+  gemma4VisionConfigFromMmproj(options.mmproj, text);
+  return {
+    ...parts,
+    ...loadGemma4MmprojParts(backend, loadGemma4Gguf(backend, gguf, options), options.mmproj, text, options),
+  };
+}
+
 export const gemma4: Family = {
   name: "gemma4",
-  describes: "Gemma 4 (model_type gemma4_text or gemma4)",
-  recognizes: (c) => c.format === "hf" && ["gemma4_text", "gemma4"].includes(c.config.model_type as string),
+  describes: "Gemma 4 (model_type gemma4_text or gemma4, GGUF architecture gemma4, with a gemma4v mmproj for images)",
+  recognizes: (c) =>
+    c.format === "gguf"
+      ? c.architecture === "gemma4"
+      : ["gemma4_text", "gemma4"].includes(c.config.model_type as string),
 
   async load(c, backend, options): Promise<ModelParts> {
-    if (c.format !== "hf") throw new ConfigError(c.path, ["Gemma 4 loads from checkpoint directories only"]);
+    if (c.format === "gguf") {
+      const gguf = c.file;
+      if (!hasGgufVocab(gguf) || !isGemma4GgufVocab(gguf)) {
+        throw new ConfigError(c.path, [
+          'a Gemma 4 GGUF needs its own vocabulary (tokenizer.ggml.model "gemma4" with tokenizer.ggml.merges)',
+        ]);
+      }
+      return loadGemma4GgufParts(backend, gguf, c.path, gemma4GgufTokenizer(gguf), options);
+    }
     const tokenizer = await Tokenizer.fromFiles(c.path);
     const defaults = samplingDefaults(readOptionalJson(join(c.path, "generation_config.json")));
     const parts = {

@@ -15,6 +15,8 @@ import { readConfig } from "../common/config.ts";
 import { type Gemma4Model, parseGemma4Config } from "./config.ts";
 import { Gemma4TextModel } from "./model.ts";
 import { gemma4TextTable, unexpectedGemma4Weights } from "./weights.ts";
+import { type GgufFile, openGguf } from "../../formats/gguf.ts";
+import { gemma4ConfigFromGguf, gemma4GgufWeightSource } from "./gguf.ts";
 
 export interface LoadGemma4Options extends LoadWeightsOptions {
   /** Context length to allocate the KV cache for. Default: the config's max_position_embeddings, at most 8192. */
@@ -38,4 +40,19 @@ export function buildGemma4(
   unexpectedGemma4Weights(config, source);
   const weights = ModelWeights.load(backend, source, gemma4TextTable(config), options);
   return buildOwning(weights, (w) => new Gemma4TextModel(backend, config, w, maxContext));
+}
+
+/**
+ * Loads Gemma 4 text from a llama.cpp GGUF file (general.architecture "gemma4"), quantized weights kept
+ * quantized. An open file stays the caller's to close; a path is opened (and closed) here.
+ */
+export function loadGemma4Gguf(
+  backend: Backend,
+  file: string | GgufFile,
+  options: LoadGemma4Options = {},
+): Gemma4TextModel {
+  using opened = typeof file === "string" ? openGguf(file) : undefined;
+  const gguf = opened ?? (file as GgufFile);
+  const config = { ...gemma4ConfigFromGguf(gguf), embedScaleDtype: "f32" as const };
+  return buildGemma4(backend, config, gemma4GgufWeightSource(gguf, config), options);
 }

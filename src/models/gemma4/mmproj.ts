@@ -126,6 +126,21 @@ export function gemma4GgufMediaTokenIds(text: GgufFile): NonNullable<Gemma4Mmpro
 }
 
 /**
+ * What a Gemma 4 text GGUF tells its projector: the width, the media token ids of its vocabulary, and the mask rule
+ * for media, which the GGUF does not store: llama.cpp's (tools/mtmd `mtmd_decode_use_non_causal`) — bidirectional
+ * on sliding layers ("vision", as the 26B and 31B configs say) except for E2B and E4B (widths 1536 and 2560), which
+ * stay causal.
+ */
+export function gemma4GgufMmprojText(path: string, text: GgufFile, hiddenSize: number): Gemma4MmprojText {
+  return {
+    path,
+    hiddenSize,
+    tokenIds: gemma4GgufMediaTokenIds(text),
+    useBidirectionalAttention: hiddenSize === 1536 || hiddenSize === 2560 ? null : "vision",
+  };
+}
+
+/**
  * The Gemma 4 vision config of an mmproj file for the text model `text`. Throws MmprojError (kind "mismatch")
  * naming both when the file is another projector type or projects to another width; FormatError / ConfigError
  * when its metadata or tensors do not describe a tower gemmakit runs.

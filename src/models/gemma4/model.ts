@@ -96,9 +96,10 @@ export class Gemma4TextModel {
     this.#w = weights.tensors;
     this.maxContext = maxContext;
     // Gemma4TextScaledWordEmbedding: the scale is cast to the table's dtype before the multiply.
-    this.#embedScale = roundTo([Math.sqrt(c.hiddenSize)], dtypeOf(this.#w.embedTokens))[0];
+    const scaleDtype = (t: Tensor) => config.embedScaleDtype ?? dtypeOf(t);
+    this.#embedScale = roundTo([Math.sqrt(c.hiddenSize)], scaleDtype(this.#w.embedTokens))[0];
     const P = c.hiddenSizePerLayerInput, perLayer = this.#w.perLayer;
-    this.#perLayerEmbedScale = perLayer ? roundTo([Math.sqrt(P)], dtypeOf(perLayer.embedTokens))[0] : 1;
+    this.#perLayerEmbedScale = perLayer ? roundTo([Math.sqrt(P)], scaleDtype(perLayer.embedTokens))[0] : 1;
     this.#layerScalar = this.#w.layers.map((l) => l.layerScalar.toArray()[0]);
     try {
       // Each layer type has one head dim, so one inv_freq table (proportional rope: zeros past the rotated part).

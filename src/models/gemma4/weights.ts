@@ -15,7 +15,7 @@ import { type Loaded, tableRows } from "../common/weight_table.ts";
 /** Row name of a text-model tensor: `layers.0.mlp.up_proj.weight` → `model.layers.0.mlp.up_proj.weight`. */
 const rowName = (name: string): string => `model.${name}`;
 
-/** Norms, scalars and expert tensors load as float; projections the matrix kernels read may be quantized too. */
+/** Norms and scalars load as float; the tensors the matrix and expert kernels read may be quantized too. */
 function row(name: string, shape: number[], matmul = false): WeightSpec {
   return {
     name: rowName(name),
@@ -101,8 +101,9 @@ function layerTable(model: Gemma4Model, l: Gemma4LayerSpec): Gemma4LayerTable {
         routerProj: row(`${p}router.proj.weight`, [moe.numExperts, H], true),
         routerScale: row(`${p}router.scale`, [H]),
         perExpertScale: row(`${p}router.per_expert_scale`, [moe.numExperts]),
-        gateUp: row(`${p}experts.gate_up_proj`, [moe.numExperts, 2 * moe.moeIntermediateSize, H]),
-        down: row(`${p}experts.down_proj`, [moe.numExperts, H, moe.moeIntermediateSize]),
+        // The expert kernel reads quantized experts (a GGUF's) too; gate_up and down must share one dtype.
+        gateUp: row(`${p}experts.gate_up_proj`, [moe.numExperts, 2 * moe.moeIntermediateSize, H], true),
+        down: row(`${p}experts.down_proj`, [moe.numExperts, H, moe.moeIntermediateSize], true),
         preFeedforwardLayernorm2: row(`${p}pre_feedforward_layernorm_2.weight`, [H]),
         postFeedforwardLayernorm1: row(`${p}post_feedforward_layernorm_1.weight`, [H]),
         postFeedforwardLayernorm2: row(`${p}post_feedforward_layernorm_2.weight`, [H]),
