@@ -6,6 +6,7 @@
 import { ContextLengthError, ShapeError } from "../../errors.ts";
 import { copyRows } from "../../ops/copy.ts";
 import { kvCacheWrite } from "../../ops/kv_cache.ts";
+import { attentionDecode, type AttentionOptions } from "../../ops/attention.ts";
 import type { Backend } from "../../runtime/backend.ts";
 import type { KvCache, LayerCache } from "../../runtime/kv_cache.ts";
 import { Tensor } from "../../runtime/tensor.ts";
@@ -50,6 +51,34 @@ export interface BatchRow {
   /** i32 [1], device memory: the position of this row's token (its decode state's position field). */
   position: Tensor;
   cache: KvCache;
+}
+
+/** A batched step's KV write: row r of `k` and `v` (f32 [rows, kvHeads, headDim]) into its own sequence's cache. */
+export function writeRowsKv(rows: readonly BatchRow[], layer: number, k: Tensor, v: Tensor): void {
+  rows.forEach((row, r) => {
+    const cache = row.cache.layer(layer);
+    kvCacheWrite(k.rows(r, 1), cache.k, row.position);
+    kvCacheWrite(v.rows(r, 1), cache.v, row.position);
+  });
+}
+
+/**
+ * A batched step's attention: row r of `q` (f32 [rows, heads, headDim]) at its own position over layer `layer` of
+ * its own sequence's cache, into row r of `out`.
+ */
+export function attendRows(
+  rows: readonly BatchRow[],
+  layer: number,
+  q: Tensor,
+  options: AttentionOptions,
+  out: Tensor,
+): void {
+  const [, heads, headDim] = q.shape;
+  rows.forEach((row, r) => {
+    const cache = row.cache.layer(layer);
+    const qr = q.rows(r, 1).reshape([heads, headDim]);
+    attentionDecode(qr, cache.k, cache.v, row.position, options, out.rows(r, 1).reshape([heads, headDim]));
+  });
 }
 
 /** A forward over `ids` (i32 [tokens]) writing logits of the last row or of every row into `logits`. */

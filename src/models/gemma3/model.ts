@@ -27,7 +27,16 @@ import {
   softcap,
 } from "../../ops/mod.ts";
 import type { Gemma3Model, LayerType } from "./config.ts";
-import { type BatchRow, prefillKeys, runPrefill, spliceRows, type Step, type TraceHook } from "../common/step.ts";
+import {
+  attendRows,
+  type BatchRow,
+  prefillKeys,
+  runPrefill,
+  spliceRows,
+  type Step,
+  type TraceHook,
+  writeRowsKv,
+} from "../common/step.ts";
 import type { ModelWeights } from "../common/weight_table.ts";
 import type { Gemma3LayerWeights, Gemma3TextTable, Gemma3TextWeights } from "./weights.ts";
 
@@ -132,19 +141,8 @@ export class Gemma3TextModel {
     const attn = s.ws.get("attn", [T, nH, hd]);
     if (s.rows) {
       // A batched step: each row writes and attends over its own sequence's cache at its own position.
-      s.rows.forEach((row, r) => {
-        const rc = row.cache.layer(i);
-        kvCacheWrite(k.rows(r, 1), rc.k, row.position);
-        kvCacheWrite(v.rows(r, 1), rc.v, row.position);
-        attentionDecode(
-          q.rows(r, 1).reshape([nH, hd]),
-          rc.k,
-          rc.v,
-          row.position,
-          options,
-          attn.rows(r, 1).reshape([nH, hd]),
-        );
-      });
+      writeRowsKv(s.rows, i, k, v);
+      attendRows(s.rows, i, q, options, attn);
     } else if (s.decode) {
       kvCacheWrite(k, cache.k, s.position0);
       kvCacheWrite(v, cache.v, s.position0);

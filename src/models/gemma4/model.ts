@@ -30,6 +30,7 @@ import {
   softcap,
 } from "../../ops/mod.ts";
 import {
+  attendRows,
   type BatchRow,
   type PrefillKeys,
   prefillKeys,
@@ -37,6 +38,7 @@ import {
   spliceRows,
   type Step,
   type TraceHook,
+  writeRowsKv,
 } from "../common/step.ts";
 import type { ModelWeights } from "../common/weight_table.ts";
 import type { Gemma4LayerSpec, Gemma4Model, LayerType } from "./config.ts";
@@ -215,11 +217,7 @@ export class Gemma4TextModel {
       rope(k, s.positions, invFreq);
       if (s.rows) {
         // A batched step: each row writes its own sequence's cache at its own position.
-        s.rows.forEach((row, r) => {
-          const rc = row.cache.layer(l.index);
-          kvCacheWrite(k.rows(r, 1), rc.k, row.position);
-          kvCacheWrite(v.rows(r, 1), rc.v, row.position);
-        });
+        writeRowsKv(s.rows, l.index, k, v);
       } else if (s.decode) {
         kvCacheWrite(k, cache.k, s.position0);
         kvCacheWrite(v, cache.v, s.position0);
@@ -233,17 +231,7 @@ export class Gemma4TextModel {
     const attn = s.ws.get(`attn.${hd}`, [T, nH, hd]);
     if (s.rows) {
       // Each row attends over its own cache (a KV-shared layer: its source's in that row's cache).
-      s.rows.forEach((row, r) => {
-        const rc = row.cache.layer(l.index);
-        attentionDecode(
-          q.rows(r, 1).reshape([nH, hd]),
-          rc.k,
-          rc.v,
-          row.position,
-          options,
-          attn.rows(r, 1).reshape([nH, hd]),
-        );
-      });
+      attendRows(s.rows, l.index, q, options, attn);
     } else if (s.decode) {
       attentionDecode(q.reshape([nH, hd]), cache.k, cache.v, s.position0, options, attn.reshape([nH, hd]));
     } else {
