@@ -12,7 +12,7 @@
 import { basename, dirname, join, resolve } from "node:path";
 import { MmprojError } from "../../errors.ts";
 import { type GgufFile, openGguf } from "../../formats/gguf.ts";
-import { isMmprojGguf } from "../../formats/gguf_clip.ts";
+import { clipProjectorType, type ClipVisionHparams, isMmprojGguf, readClipVision } from "../../formats/gguf_clip.ts";
 
 const MMPROJ_NAME = /^mmproj.*\.gguf$/i;
 
@@ -87,4 +87,40 @@ export function projectorAsModel(path: string): MmprojError {
     { model: path, mmproj: path },
     "pass the text model's GGUF as the model (--model) and this file as its projector (--mmproj FILE)",
   );
+}
+
+const MISMATCH_HINT = "pass the mmproj file converted from the same checkpoint as the model (--mmproj FILE), " +
+  "or load the model text-only (--no-mmproj; mmproj: false)";
+
+/**
+ * The projector's clip.vision settings, once it is checked to be of the family's projector `type` and to project
+ * to the text model's width `hiddenSize` (`widthKey` names where the model states it, for the message); else an
+ * MmprojError ("mismatch") naming both files.
+ */
+export function readMatchingProjector(
+  mmproj: GgufFile,
+  model: { path: string; family: string; type: string; hiddenSize: number; widthKey?: string },
+): ClipVisionHparams {
+  const type = clipProjectorType(mmproj);
+  const files = { model: model.path, mmproj: mmproj.path };
+  if (type !== model.type) {
+    throw new MmprojError(
+      "mismatch",
+      `${mmproj.path} is a vision projector of type ${JSON.stringify(type ?? "(none)")}, but the model ${model.path} ` +
+        `is ${model.family}, whose projector type is "${model.type}"`,
+      files,
+      MISMATCH_HINT,
+    );
+  }
+  const h = readClipVision(mmproj);
+  if (h.projectionDim !== model.hiddenSize) {
+    throw new MmprojError(
+      "mismatch",
+      `${mmproj.path} projects images to width ${h.projectionDim} (clip.vision.projection_dim), but the model ` +
+        `${model.path} has width ${model.hiddenSize}${model.widthKey ? ` (${model.widthKey})` : ""}`,
+      files,
+      MISMATCH_HINT,
+    );
+  }
+  return h;
 }

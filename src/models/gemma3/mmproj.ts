@@ -21,15 +21,9 @@
  *   the vocabulary has none of that text).
  * @module
  */
-import { MmprojError } from "../../errors.ts";
 import type { GgufFile } from "../../formats/gguf.ts";
-import {
-  clipProjectorType,
-  type ClipTensorFix,
-  clipWeightSource,
-  ggufTokenId,
-  readClipVision,
-} from "../../formats/gguf_clip.ts";
+import { readMatchingProjector } from "../common/mmproj.ts";
+import { type ClipTensorFix, clipWeightSource, ggufTokenId } from "../../formats/gguf_clip.ts";
 import type { SourceTensor, WeightSource } from "../../formats/weight_source.ts";
 import type { Backend } from "../../runtime/backend.ts";
 import { VisionCache } from "../../runtime/vision_cache.ts";
@@ -48,8 +42,6 @@ import { Gemma3ImageProcessorConfig } from "./processor.ts";
 
 /** The projector type llama.cpp writes for Gemma 3 (`PROJECTOR_TYPE_GEMMA3`). */
 export const GEMMA3_PROJECTOR_TYPE = "gemma3";
-const MISMATCH_HINT = "pass the mmproj file converted from the same checkpoint as the model (--mmproj FILE), " +
-  "or load the model text-only (--no-mmproj; mmproj: false)";
 /** clip.cpp's default n_merge for gemma3: 64×64 patches pooled to 16×16 soft tokens. */
 const DEFAULT_SCALE_FACTOR = 4;
 
@@ -103,27 +95,13 @@ export function gemma3VisionConfigFromMmproj(
   text: GgufFile,
   textConfig: Gemma3Model,
 ): Gemma3MmprojVision {
-  const type = clipProjectorType(mmproj);
-  if (type !== GEMMA3_PROJECTOR_TYPE) {
-    throw new MmprojError(
-      "mismatch",
-      `${mmproj.path} is a vision projector of type ${JSON.stringify(type ?? "(none)")}, but the model ${text.path} ` +
-        `is Gemma 3, whose projector type is "${GEMMA3_PROJECTOR_TYPE}"`,
-      { model: text.path, mmproj: mmproj.path },
-      MISMATCH_HINT,
-    );
-  }
-  const h = readClipVision(mmproj);
-  const textHidden = textConfig.text.hiddenSize;
-  if (h.projectionDim !== textHidden) {
-    throw new MmprojError(
-      "mismatch",
-      `${mmproj.path} projects images to width ${h.projectionDim} (clip.vision.projection_dim), but the model ` +
-        `${text.path} has width ${textHidden} (gemma3.embedding_length)`,
-      { model: text.path, mmproj: mmproj.path },
-      MISMATCH_HINT,
-    );
-  }
+  const h = readMatchingProjector(mmproj, {
+    path: text.path,
+    family: "Gemma 3",
+    type: GEMMA3_PROJECTOR_TYPE,
+    hiddenSize: textConfig.text.hiddenSize,
+    widthKey: "gemma3.embedding_length",
+  });
   const perSide = Math.floor(h.imageSize / h.patchSize / (h.scaleFactor ?? DEFAULT_SCALE_FACTOR));
   const json = {
     model_type: "gemma3",

@@ -22,15 +22,9 @@
  *   `<|video|>`, `<|audio|>` in a Gemma 4 vocabulary).
  * @module
  */
-import { MmprojError } from "../../errors.ts";
 import type { GgufFile } from "../../formats/gguf.ts";
-import {
-  clipProjectorType,
-  type ClipTensorFix,
-  clipWeightSource,
-  ggufTokenId,
-  readClipVision,
-} from "../../formats/gguf_clip.ts";
+import { readMatchingProjector } from "../common/mmproj.ts";
+import { type ClipTensorFix, clipWeightSource, ggufTokenId } from "../../formats/gguf_clip.ts";
 import type { WeightSource } from "../../formats/weight_source.ts";
 import type { Backend } from "../../runtime/backend.ts";
 import { buildOwning, ModelWeights } from "../common/weight_table.ts";
@@ -50,8 +44,6 @@ export const GEMMA4_PROJECTOR_TYPE = "gemma4v";
 const ROPE_THETA = 100;
 /** clip.cpp for gemma4v: `hparams.n_merge = 3; // pooling_kernel_size`. */
 const DEFAULT_POOLING_KERNEL = 3;
-const MISMATCH_HINT = "pass the mmproj file converted from the same checkpoint as the model (--mmproj FILE), " +
-  "or load the model text-only (--no-mmproj; mmproj: false)";
 
 /** A clippable linear's GGUF stem under `v.blk.{i}.` → HF stem under `encoder.layers.{i}.`. */
 const CLIPPABLE: Readonly<Record<string, string>> = {
@@ -146,26 +138,12 @@ export function gemma4GgufMmprojText(path: string, text: GgufFile, hiddenSize: n
  * when its metadata or tensors do not describe a tower gemmakit runs.
  */
 export function gemma4VisionConfigFromMmproj(mmproj: GgufFile, text: Gemma4MmprojText): Gemma4VisionConfig {
-  const type = clipProjectorType(mmproj);
-  if (type !== GEMMA4_PROJECTOR_TYPE) {
-    throw new MmprojError(
-      "mismatch",
-      `${mmproj.path} is a vision projector of type ${JSON.stringify(type ?? "(none)")}, but the model ${text.path} ` +
-        `is Gemma 4, whose projector type is "${GEMMA4_PROJECTOR_TYPE}"`,
-      { model: text.path, mmproj: mmproj.path },
-      MISMATCH_HINT,
-    );
-  }
-  const h = readClipVision(mmproj);
-  if (h.projectionDim !== text.hiddenSize) {
-    throw new MmprojError(
-      "mismatch",
-      `${mmproj.path} projects images to width ${h.projectionDim} (clip.vision.projection_dim), but the model ` +
-        `${text.path} has width ${text.hiddenSize}`,
-      { model: text.path, mmproj: mmproj.path },
-      MISMATCH_HINT,
-    );
-  }
+  const h = readMatchingProjector(mmproj, {
+    path: text.path,
+    family: "Gemma 4",
+    type: GEMMA4_PROJECTOR_TYPE,
+    hiddenSize: text.hiddenSize,
+  });
   const qNorm = mmproj.get("v.blk.0.attn_q_norm.weight");
   const headDim = qNorm?.shape[0] ?? Math.floor(h.hiddenSize / h.numAttentionHeads);
   const k = mmproj.get("v.blk.0.attn_k.weight");
