@@ -53,6 +53,16 @@ export interface BatchRow {
   cache: KvCache;
 }
 
+/** The Step of one decode step: the token at the position in `position` (i32 [1], device memory). */
+export function decodeStepOf(ws: Workspace, position: Tensor): Step {
+  return { ws, tokens: 1, start: 0, positions: position, position0: position, decode: true };
+}
+
+/** The Step of a batched decode step: row r at `positions[r]` (i32 [B], device memory) over `rows[r].cache`. */
+export function batchStepOf(ws: Workspace, positions: Tensor, rows: readonly BatchRow[]): Step {
+  return { ws, tokens: rows.length, start: 0, positions, position0: rows[0].position, decode: true, rows };
+}
+
 /** A batched step's KV write: row r of `k` and `v` (f32 [rows, kvHeads, headDim]) into its own sequence's cache. */
 export function writeRowsKv(rows: readonly BatchRow[], layer: number, k: Tensor, v: Tensor): void {
   rows.forEach((row, r) => {

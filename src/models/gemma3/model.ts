@@ -30,6 +30,8 @@ import type { Gemma3Model, LayerType } from "./config.ts";
 import {
   attendRows,
   type BatchRow,
+  batchStepOf,
+  decodeStepOf,
   prefillKeys,
   runPrefill,
   spliceRows,
@@ -223,12 +225,7 @@ export class Gemma3TextModel {
    * device memory, writing f32 [1, vocab] into `logits`. Allocates only on its first call (`ws`).
    */
   decodeStep(token: Tensor, position: Tensor, ws: Workspace, logits: Tensor): Tensor {
-    return this.#forward(
-      token,
-      { ws, tokens: 1, start: 0, positions: position, position0: position, decode: true },
-      "all",
-      logits,
-    );
+    return this.#forward(token, decodeStepOf(ws, position), "all", logits);
   }
 
   /**
@@ -243,8 +240,7 @@ export class Gemma3TextModel {
     ws: Workspace,
     logits: Tensor,
   ): Tensor {
-    const step = { ws, tokens: rows.length, start: 0, positions, position0: rows[0].position, decode: true, rows };
-    return this.#forward(tokens, step, "all", logits);
+    return this.#forward(tokens, batchStepOf(ws, positions, rows), "all", logits);
   }
 
   dispose(): void {

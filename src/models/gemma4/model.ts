@@ -32,6 +32,8 @@ import {
 import {
   attendRows,
   type BatchRow,
+  batchStepOf,
+  decodeStepOf,
   type PrefillKeys,
   prefillKeys,
   runPrefill,
@@ -355,12 +357,7 @@ export class Gemma4TextModel {
    * device memory, writing f32 [1, vocab] into `logits`. Allocates only on its first call (`ws`).
    */
   decodeStep(token: Tensor, position: Tensor, ws: Workspace, logits: Tensor): Tensor {
-    return this.#forward(
-      token,
-      { ws, tokens: 1, start: 0, positions: position, position0: position, decode: true },
-      "all",
-      logits,
-    );
+    return this.#forward(token, decodeStepOf(ws, position), "all", logits);
   }
 
   /**
@@ -375,8 +372,7 @@ export class Gemma4TextModel {
     ws: Workspace,
     logits: Tensor,
   ): Tensor {
-    const step = { ws, tokens: rows.length, start: 0, positions, position0: rows[0].position, decode: true, rows };
-    return this.#forward(tokens, step, "all", logits);
+    return this.#forward(tokens, batchStepOf(ws, positions, rows), "all", logits);
   }
 
   dispose(): void {
