@@ -1,13 +1,13 @@
 /**
  * Continuous batching of decode: many generations in flight on one model. Each sequence holds a KV-cache slot
  * (fixed slots, allocated at load from the slot count and the memory budget); requests beyond the slots wait in
- * arrival order. The scheduler loop runs, between decode chunks, one prefill chunk of a joining sequence (a long
- * prompt goes in PREFILL_CHUNK tokens at a time, so streams keep flowing), then one decode chunk of every
- * decoding sequence at once: one recorded step over B rows (the family's decodeStepBatch: GEMMs over the rows,
- * attention per row over its own slot), each row sampled with its own parameters, stop ids and RNG state. The
- * recording is redone whenever the batch's composition changes (recording is cheap; the replay is one native
- * call, one CUDA graph launch per step, per chunk). A new sequence reuses the longest cached prefix of any slot:
- * in place when that slot is free, else copied into its own slot (slots.ts).
+ * arrival order. The scheduler loop runs, between decode chunks, up to PREFILL_CHUNK prompt tokens of joining
+ * sequences (several short prompts at once; a long prompt a chunk at a time, so streams keep flowing), then one
+ * decode chunk of every decoding sequence at once: one recorded step over B rows (the family's decodeStepBatch:
+ * GEMMs over the rows, attention per row over its own slot), each row sampled with its own parameters, stop ids
+ * and RNG state. The recording is redone whenever the batch's composition changes (recording is cheap; the replay
+ * is one native call, one CUDA graph launch per step, per chunk). A new sequence reuses the longest cached prefix
+ * of any slot: in place when that slot is free, else copied into its own slot (slots.ts).
  * @module
  */
 import { GemmakitError } from "../errors.ts";
@@ -180,12 +180,20 @@ export class BatchScheduler {
       while (!this.#disposed) {
         this.#reap();
         if (!this.#exclusive) this.#admit();
-        const prefilling = this.#active.find((s) => s.phase === "prefill");
-        if (prefilling) await this.#prefillChunk(prefilling);
+        // Prompts go in between decode chunks, up to PREFILL_CHUNK tokens a round: several short prompts in one
+        // round (each joiner waits for no decode chunk per earlier joiner), a long one a chunk at a time.
+        const prefilling = this.#active.filter((s) => s.phase === "prefill");
+        let budget = PREFILL_CHUNK;
+        for (const s of prefilling) {
+          if (budget <= 0) break;
+          const before = s.prefilled;
+          await this.#prefillChunk(s, budget);
+          budget -= Math.max(1, s.prefilled - before);
+        }
         this.#reap();
         const decoding = this.#active.filter((s) => s.phase === "decode");
         if (decoding.length) await this.#decodeChunk(decoding);
-        else if (!prefilling) break;
+        else if (!prefilling.length) break;
         // Consumers (streams, abort handlers) run between chunks.
         await new Promise((r) => setTimeout(r, 0));
       }
@@ -245,12 +253,12 @@ export class BatchScheduler {
     }
   }
 
-  /** The next chunk of a sequence's prompt; the last one samples its first token. */
-  async #prefillChunk(s: BatchSequence): Promise<void> {
+  /** The next chunk of a sequence's prompt, at most `tokens` long; the last one samples its first token. */
+  async #prefillChunk(s: BatchSequence, tokens: number): Promise<void> {
     const lm = this.#lm, ids = s.promptIds, T = ids.length;
     try {
       // A prompt with media goes in at once: a chunk boundary must not split a media span.
-      const end = s.media !== undefined ? T : Math.min(T, s.prefilled + PREFILL_CHUNK);
+      const end = s.media !== undefined ? T : Math.min(T, s.prefilled + tokens);
       const part = end === T ? ids : ids.slice(0, end);
       const cache = this.slots.cache(s.slot!);
       if (end < T) {
