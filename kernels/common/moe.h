@@ -64,20 +64,26 @@ inline gk_status validate_route(const float* logits, const void* scale, int32_t 
 }
 
 inline gk_status validate_experts(const float* x, const int32_t* ids, const float* weights, int32_t tokens,
-                                  int32_t top_k, const void* gate_up, const void* down, int32_t dtype, int32_t experts,
-                                  int32_t hidden, int32_t inter, const void* scratch, uint64_t scratch_size,
-                                  const float* out) {
+                                  int32_t top_k, const void* gate_up, int32_t gate_up_dtype, const void* down,
+                                  int32_t down_dtype, int32_t experts, int32_t hidden, int32_t inter,
+                                  const void* scratch, uint64_t scratch_size, const float* out) {
   GK_REQUIRE(x && ids && weights && gate_up && down && scratch && out,
              "gk_moe_experts: NULL x, ids, weights, gate_up, down, scratch or out");
-  GK_REQUIRE(is_float_dtype(dtype) || is_quant_dtype(dtype),
-             "gk_moe_experts: weight dtype %d is not f32, f16, bf16 or a supported GGUF quantization", dtype);
+  GK_REQUIRE(is_float_dtype(gate_up_dtype) || is_quant_dtype(gate_up_dtype),
+             "gk_moe_experts: gate_up dtype %d is not f32, f16, bf16 or a supported GGUF quantization", gate_up_dtype);
+  GK_REQUIRE(is_float_dtype(down_dtype) || is_quant_dtype(down_dtype),
+             "gk_moe_experts: down dtype %d is not f32, f16, bf16 or a supported GGUF quantization", down_dtype);
   GK_REQUIRE(tokens > 0 && experts > 0 && hidden > 0 && inter > 0,
              "gk_moe_experts: tokens=%d experts=%d hidden=%d inter=%d must be positive", tokens, experts, hidden, inter);
   GK_REQUIRE(top_k >= 1 && top_k <= experts && top_k <= kMaxTopK,
              "gk_moe_experts: top_k=%d must be in [1, min(experts=%d, %d)]", top_k, experts, kMaxTopK);
-  GK_REQUIRE(hidden % block_elems(dtype) == 0 && inter % block_elems(dtype) == 0,
-             "gk_moe_experts: hidden=%d and inter=%d must be multiples of the %d-element blocks of dtype %d", hidden,
-             inter, block_elems(dtype), dtype);
+  // Each projection's rows are whole blocks of its own type: gate_up's rows are hidden long, down's inter.
+  GK_REQUIRE(hidden % block_elems(gate_up_dtype) == 0,
+             "gk_moe_experts: hidden=%d must be a multiple of the %d-element blocks of gate_up dtype %d", hidden,
+             block_elems(gate_up_dtype), gate_up_dtype);
+  GK_REQUIRE(inter % block_elems(down_dtype) == 0,
+             "gk_moe_experts: inter=%d must be a multiple of the %d-element blocks of down dtype %d", inter,
+             block_elems(down_dtype), down_dtype);
   const uint64_t need = scratch_bytes(tokens, top_k, experts, hidden, inter);
   GK_REQUIRE(scratch_size >= need, "gk_moe_experts: scratch is %llu bytes, needs %llu",
              (unsigned long long)scratch_size, (unsigned long long)need);

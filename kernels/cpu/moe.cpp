@@ -4,8 +4,9 @@
 // gk_moe_experts groups the (token, slot) pairs by expert with a counting sort, so each selected expert's weights
 // are streamed once per call however many tokens chose it, and runs its two projections through gk_linear's
 // kernels (gk::cpu::linear: the streaming GEMV for a few rows, the packed GEMM for many, every weight dtype
-// including GGUF blocks). The pairs' outputs are then combined per token in ascending expert id, the order of
-// transformers' loop over experts, so the result does not depend on the thread count.
+// including GGUF blocks; gate_up and down each in its own). The pairs' outputs are then combined per token in
+// ascending expert id, the order of transformers' loop over experts, so the result does not depend on the thread
+// count.
 #include <omp.h>
 
 #include <algorithm>
@@ -73,14 +74,14 @@ GK_API gk_status gk_moe_route(gk_stream* s, const float* logits, const void* per
 }
 
 GK_API gk_status gk_moe_experts(gk_stream* s, const float* x, const int32_t* ids, const float* weights, int32_t tokens,
-                                int32_t top_k, const void* gate_up, const void* down, int32_t weight_dtype,
-                                int32_t experts, int32_t hidden, int32_t inter, void* scratch, uint64_t scratch_bytes,
-                                float* out) {
+                                int32_t top_k, const void* gate_up, int32_t gate_up_dtype, const void* down,
+                                int32_t down_dtype, int32_t experts, int32_t hidden, int32_t inter, void* scratch,
+                                uint64_t scratch_bytes, float* out) {
   GK_TRY(gk::validate_stream(s, "gk_moe_experts"));
-  GK_TRY(gk::moe::validate_experts(x, ids, weights, tokens, top_k, gate_up, down, weight_dtype, experts, hidden, inter,
-                                   scratch, scratch_bytes, out));
-  GK_CPU_RECORD(s, gk_moe_experts(s, x, ids, weights, tokens, top_k, gate_up, down, weight_dtype, experts, hidden,
-                                  inter, scratch, scratch_bytes, out));
+  GK_TRY(gk::moe::validate_experts(x, ids, weights, tokens, top_k, gate_up, gate_up_dtype, down, down_dtype, experts,
+                                   hidden, inter, scratch, scratch_bytes, out));
+  GK_CPU_RECORD(s, gk_moe_experts(s, x, ids, weights, tokens, top_k, gate_up, gate_up_dtype, down, down_dtype,
+                                  experts, hidden, inter, scratch, scratch_bytes, out));
   const int64_t P = (int64_t)tokens * top_k, H = hidden, I = inter;
   const gk::moe::Scratch sc = gk::moe::carve(scratch, P, experts, H, I);
   // start[e] .. start[e + 1]: expert e's pairs in `pairs`, ascending; at[p]: where pair p's row landed.
@@ -101,7 +102,8 @@ GK_API gk_status gk_moe_experts(gk_stream* s, const float* x, const int32_t* ids
   for (int32_t e = experts; e > 0; --e) start[e] = start[e - 1];  // the fill advanced each start to its end
   start[0] = 0;
 
-  const int64_t gu_bytes = matrix_bytes(weight_dtype, 2 * I, H), down_bytes = matrix_bytes(weight_dtype, H, I);
+  // Each projection in its own type (llama-quantize's mixes often store down in another one).
+  const int64_t gu_bytes = matrix_bytes(gate_up_dtype, 2 * I, H), down_bytes = matrix_bytes(down_dtype, H, I);
   for (int32_t e = 0; e < experts; ++e) {
     const int64_t r0 = start[e], rows = start[e + 1] - r0;
     if (rows == 0) continue;
@@ -109,12 +111,12 @@ GK_API gk_status gk_moe_experts(gk_stream* s, const float* x, const int32_t* ids
     float* g = sc.g + r0 * 2 * I;
     float* h = sc.h + r0 * I;
     for (int64_t r = 0; r < rows; ++r) memcpy(xg + r * H, x + pairs[r0 + r] / top_k * H, sizeof(float) * H);
-    GK_TRY(gk::cpu::linear(xg, (const char*)gate_up + e * gu_bytes, weight_dtype, nullptr, rows, 2 * I, H, g));
+    GK_TRY(gk::cpu::linear(xg, (const char*)gate_up + e * gu_bytes, gate_up_dtype, nullptr, rows, 2 * I, H, g));
 #pragma omp parallel for schedule(static) if (rows * I > 65536)
     for (int64_t r = 0; r < rows; ++r) {
       for (int64_t i = 0; i < I; ++i) h[r * I + i] = gk::cpu::gelu_tanh(g[r * 2 * I + i]) * g[r * 2 * I + I + i];
     }
-    GK_TRY(gk::cpu::linear(h, (const char*)down + e * down_bytes, weight_dtype, nullptr, rows, H, I, sc.y + r0 * H));
+    GK_TRY(gk::cpu::linear(h, (const char*)down + e * down_bytes, down_dtype, nullptr, rows, H, I, sc.y + r0 * H));
   }
 
 #pragma omp parallel for schedule(static) if (P * H > 65536)

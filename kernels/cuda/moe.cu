@@ -10,8 +10,9 @@
 //    and writes a table of row tiles; grouped GEMM kernels (one block per tile and column block, the tile count
 //    bounded on the host by ceil(P / BM) + min(E, P)) read each expert's weights once per tile, and a last kernel
 //    combines each token's slots in ascending expert id.
-// Weights are read in 8-element groups (f32/f16/bf16, or a GGUF quantization decoded with quant.cuh's decode8),
-// accumulated in f32 with FMA; the CPU library sums the same terms in another order (op-parity limit 1e-10).
+// Weights are read in 8-element groups (f32/f16/bf16, or a GGUF quantization decoded with quant.cuh's decode8;
+// gate_up and down each in its own type), accumulated in f32 with FMA; the CPU library sums the same terms in
+// another order (op-parity limit 1e-10).
 #include <algorithm>
 
 #include "../common/moe.h"
@@ -354,33 +355,72 @@ __global__ void combine_kernel(const float* __restrict__ y, const int32_t* __res
 // Tokens up to this take the per-pair path (the CPU's streaming rule: a few rows of x).
 constexpr int kPairPathTokens = 4;
 
-template <int DT>
-gk_status experts_dt(cudaStream_t st, const float* x, const int32_t* ids, const float* weights, int tokens,
-                     int top_k, const void* gate_up, const void* down, int experts, int hidden, int inter,
-                     void* scratch, float* out) {
-  const int64_t pairs = (int64_t)tokens * top_k;
-  const gk::moe::Scratch sc = gk::moe::carve(scratch, pairs, experts, hidden, inter);
-  if (tokens <= kPairPathTokens) {
-    pair_gate_up<DT><<<dim3(ceil_div(inter, kWarps), (unsigned)pairs), kWarps * 32, 0, st>>>(
-        x, ids, top_k, gate_up, experts, hidden, inter, sc.h);
-    GK_LAUNCH_CHECK();
-    pair_down<DT><<<dim3(ceil_div(hidden, kWarps), tokens), kWarps * 32, 0, st>>>(sc.h, ids, weights, top_k, down,
-                                                                                  experts, hidden, inter, out);
-    GK_LAUNCH_CHECK();
-    return GK_OK;
+// One call's arguments and the path it takes, shared by its two projections.
+struct Call {
+  cudaStream_t st;
+  const float *x, *weights;
+  const int32_t* ids;
+  const void *gate_up, *down;
+  int tokens, top_k, experts, hidden, inter;
+  int64_t pairs;
+  bool grouped;    // the expert-grouped GEMMs (else the per-pair kernels)
+  unsigned tiles;  // grouped: the tile bound of the launch grid
+  Groups g;        // grouped: the tile tables
+  gk::moe::Scratch sc;
+  float* out;
+};
+
+// One projection, GATE: h[pair, i] = gelu_tanh(gate_i · x) * (up_i · x); else down: on the per-pair path straight
+// into out (the slots combined as they go), grouped into y[pair] = down[e] · h[pair] (combined after). gate_up and
+// down may be stored in different types (llama-quantize's mixes), so each projection is instantiated for its own
+// type: the instantiations grow with the number of types, not with its square.
+template <int DT, bool GATE>
+gk_status project(const Call& c) {
+  if (c.grouped) {
+    grouped_gemm<DT, GATE><<<dim3(c.tiles, ceil_div(GATE ? c.inter : c.hidden, kBN)), kGemmThreads, 0, c.st>>>(
+        GATE ? c.x : c.sc.h, c.top_k, GATE ? c.gate_up : c.down, c.experts, c.hidden, c.inter, c.g,
+        GATE ? c.sc.h : c.sc.y);
+  } else if constexpr (GATE) {
+    pair_gate_up<DT><<<dim3(ceil_div(c.inter, kWarps), (unsigned)c.pairs), kWarps * 32, 0, c.st>>>(
+        c.x, c.ids, c.top_k, c.gate_up, c.experts, c.hidden, c.inter, c.sc.h);
+  } else {
+    pair_down<DT><<<dim3(ceil_div(c.hidden, kWarps), c.tokens), kWarps * 32, 0, c.st>>>(
+        c.sc.h, c.ids, c.weights, c.top_k, c.down, c.experts, c.hidden, c.inter, c.out);
   }
-  const Groups g = groups_in(sc.ints, pairs, experts);
-  group_kernel<<<1, kGroupThreads, 0, st>>>(ids, (int)pairs, experts, g);
+  GK_LAUNCH_CHECK();
+  return GK_OK;
+}
+
+gk_status project_any(bool gate, int32_t dtype, const Call& c) {
+#define GK_MOE_CASE(DT) \
+  case DT: return gate ? project<DT, true>(c) : project<DT, false>(c);
+  switch (dtype) {
+    GK_MOE_CASE(GK_F32)
+    GK_MOE_CASE(GK_F16)
+    GK_MOE_CASE(GK_BF16)
+    GK_QUANT_DTYPES(GK_MOE_CASE)
+    default: return gk_fail(GK_ERR_INVALID_ARGUMENT, "gk_moe_experts: %s dtype %d", gate ? "gate_up" : "down", dtype);
+  }
+#undef GK_MOE_CASE
+}
+
+gk_status run_experts(Call c, int32_t gate_up_dtype, int32_t down_dtype, void* scratch) {
+  c.pairs = (int64_t)c.tokens * c.top_k;
+  c.sc = gk::moe::carve(scratch, c.pairs, c.experts, c.hidden, c.inter);
+  c.grouped = c.tokens > kPairPathTokens;
+  if (!c.grouped) {
+    GK_TRY(project_any(true, gate_up_dtype, c));
+    return project_any(false, down_dtype, c);
+  }
+  c.g = groups_in(c.sc.ints, c.pairs, c.experts);
+  group_kernel<<<1, kGroupThreads, 0, c.st>>>(c.ids, (int)c.pairs, c.experts, c.g);
   GK_LAUNCH_CHECK();
   // Σ_e ceil(count_e / BM) <= P / BM + (experts hit) <= ceil(P / BM) + min(E, P).
-  const unsigned max_tiles = (unsigned)(ceil_div<int64_t>(pairs, kBM) + std::min<int64_t>(experts, pairs));
-  grouped_gemm<DT, true><<<dim3(max_tiles, ceil_div(inter, kBN)), kGemmThreads, 0, st>>>(
-      x, top_k, gate_up, experts, hidden, inter, g, sc.h);
-  GK_LAUNCH_CHECK();
-  grouped_gemm<DT, false><<<dim3(max_tiles, ceil_div(hidden, kBN)), kGemmThreads, 0, st>>>(
-      sc.h, top_k, down, experts, hidden, inter, g, sc.y);
-  GK_LAUNCH_CHECK();
-  combine_kernel<<<dim3(tokens, ceil_div(hidden, 256)), 256, 0, st>>>(sc.y, ids, weights, top_k, experts, hidden, out);
+  c.tiles = (unsigned)(ceil_div<int64_t>(c.pairs, kBM) + std::min<int64_t>(c.experts, c.pairs));
+  GK_TRY(project_any(true, gate_up_dtype, c));
+  GK_TRY(project_any(false, down_dtype, c));
+  combine_kernel<<<dim3(c.tokens, ceil_div(c.hidden, 256)), 256, 0, c.st>>>(c.sc.y, c.ids, c.weights, c.top_k,
+                                                                           c.experts, c.hidden, c.out);
   GK_LAUNCH_CHECK();
   return GK_OK;
 }
@@ -398,25 +438,19 @@ GK_API gk_status gk_moe_route(gk_stream* s, const float* logits, const void* per
 }
 
 GK_API gk_status gk_moe_experts(gk_stream* s, const float* x, const int32_t* ids, const float* weights, int32_t tokens,
-                                int32_t top_k, const void* gate_up, const void* down, int32_t weight_dtype,
-                                int32_t experts, int32_t hidden, int32_t inter, void* scratch, uint64_t scratch_bytes,
-                                float* out) {
+                                int32_t top_k, const void* gate_up, int32_t gate_up_dtype, const void* down,
+                                int32_t down_dtype, int32_t experts, int32_t hidden, int32_t inter, void* scratch,
+                                uint64_t scratch_bytes, float* out) {
   cudaStream_t st;
   GK_TRY(begin_op(s, "gk_moe_experts", &st));
-  GK_TRY(gk::moe::validate_experts(x, ids, weights, tokens, top_k, gate_up, down, weight_dtype, experts, hidden, inter,
-                                   scratch, scratch_bytes, out));
-  GK_REQUIRE(!gk::is_quant_dtype(weight_dtype) ||
-                 ((uintptr_t)gate_up % quant::quant_align(weight_dtype) == 0 &&
-                  (uintptr_t)down % quant::quant_align(weight_dtype) == 0),
-             "gk_moe_experts: quantized gate_up/down must be %d-byte aligned", quant::quant_align(weight_dtype));
-#define GK_MOE_CASE(DT) \
-  case DT: return experts_dt<DT>(st, x, ids, weights, tokens, top_k, gate_up, down, experts, hidden, inter, scratch, out);
-  switch (weight_dtype) {
-    GK_MOE_CASE(GK_F32)
-    GK_MOE_CASE(GK_F16)
-    GK_MOE_CASE(GK_BF16)
-    GK_QUANT_DTYPES(GK_MOE_CASE)
-    default: return gk_fail(GK_ERR_INVALID_ARGUMENT, "gk_moe_experts: weight dtype %d", weight_dtype);
-  }
-#undef GK_MOE_CASE
+  GK_TRY(gk::moe::validate_experts(x, ids, weights, tokens, top_k, gate_up, gate_up_dtype, down, down_dtype, experts,
+                                   hidden, inter, scratch, scratch_bytes, out));
+  GK_REQUIRE(!gk::is_quant_dtype(gate_up_dtype) || (uintptr_t)gate_up % quant::quant_align(gate_up_dtype) == 0,
+             "gk_moe_experts: quantized gate_up must be %d-byte aligned", quant::quant_align(gate_up_dtype));
+  GK_REQUIRE(!gk::is_quant_dtype(down_dtype) || (uintptr_t)down % quant::quant_align(down_dtype) == 0,
+             "gk_moe_experts: quantized down must be %d-byte aligned", quant::quant_align(down_dtype));
+  Call c{};
+  c.st = st, c.x = x, c.weights = weights, c.ids = ids, c.gate_up = gate_up, c.down = down;
+  c.tokens = tokens, c.top_k = top_k, c.experts = experts, c.hidden = hidden, c.inter = inter, c.out = out;
+  return run_experts(c, gate_up_dtype, down_dtype, scratch);
 }

@@ -33,7 +33,7 @@
 #define GK_API GK_EXTERN __attribute__((visibility("default")))
 
 /* Bumped whenever a signature below changes; the loader refuses a library of another version. */
-#define GK_ABI_VERSION 6
+#define GK_ABI_VERSION 7
 
 typedef int32_t gk_status;
 enum {
@@ -226,14 +226,16 @@ GK_API gk_status gk_moe_route(gk_stream* s, const float* logits, const void* per
 /* out[t, :] = Σ_j weights[t, j] · down[e] · (gelu_tanh(g) ⊙ u) with e = ids[t, j] and [g; u] = gate_up[e] · x[t, :]
  * (rows 0..inter of gate_up[e] are the gate, inter..2·inter the up projection). x, out [tokens, hidden] f32 (out
  * must not alias x); ids, weights [tokens, top_k] from gk_moe_route, read on the device (a recorded decode step
- * replays the router's fresh choice; ids within a token must be distinct). gate_up [experts, 2·inter, hidden],
- * down [experts, hidden, inter] in weight_dtype: f32/f16/bf16, or on CPU a GGUF quantization (hidden and inter
- * whole blocks). Terms are added in ascending expert id, transformers' loop order. An id outside [0, experts)
- * is an error on CPU; on CUDA its term is skipped. scratch [scratch_bytes] is device memory the op may overwrite. */
+ * replays the router's fresh choice; ids within a token must be distinct). gate_up [experts, 2·inter, hidden] in
+ * gate_up_dtype, down [experts, hidden, inter] in down_dtype: each f32/f16/bf16 or a GGUF quantization whose
+ * blocks tile its rows (hidden long for gate_up, inter for down), independently, as llama-quantize's mixes often
+ * store down in another type from gate_up. Terms are added in ascending expert id, transformers' loop order. An id
+ * outside [0, experts) is an error on CPU; on CUDA its term is skipped. scratch [scratch_bytes] is device memory
+ * the op may overwrite. */
 GK_API gk_status gk_moe_experts(gk_stream* s, const float* x, const int32_t* ids, const float* weights, int32_t tokens,
-                                int32_t top_k, const void* gate_up, const void* down, int32_t weight_dtype,
-                                int32_t experts, int32_t hidden, int32_t inter, void* scratch, uint64_t scratch_bytes,
-                                float* out);
+                                int32_t top_k, const void* gate_up, int32_t gate_up_dtype, const void* down,
+                                int32_t down_dtype, int32_t experts, int32_t hidden, int32_t inter, void* scratch,
+                                uint64_t scratch_bytes, float* out);
 
 /* ---- decode programs ------------------------------------------------------------------------
  * A decode step is recorded once and replayed natively many times per FFI call. Between

@@ -5,7 +5,7 @@
  */
 
 /** ABI version this table matches; the loader refuses a library reporting another. */
-export const ABI_VERSION = 6;
+export const ABI_VERSION = 7;
 
 export const symbols = {
   // library, errors, devices
@@ -296,8 +296,9 @@ export const symbols = {
       "i32", /* tokens */
       "i32", /* top_k */
       "pointer", /* gate_up */
+      "i32", /* gate_up_dtype */
       "pointer", /* down */
-      "i32", /* weight_dtype */
+      "i32", /* down_dtype */
       "i32", /* experts */
       "i32", /* hidden */
       "i32", /* inter */

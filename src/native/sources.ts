@@ -9,12 +9,12 @@ export const NATIVE_SOURCES: {
   files: [string, string][];
 } = {
   version: "0.1.0",
-  sha256: "266c3379747630a8ecad1955bda12c0b6af1e896c726a558fd330bc5ba1ea6d5",
+  sha256: "6ad5e2f66672978073f96d4bd7ea2cac36240a5dfb08bab192824319e8721e57",
   files: [
     ["kernels/common/dtype.h", "423672a9860bbfc1620995b00bd2b45de6ad4082fd748c94483cc620b15d6ec5"],
     ["kernels/common/error.cpp", "16d996224683479f1bfab036cc33a4cb56589112885bf3a1d9936632ae48064c"],
     ["kernels/common/error.h", "bc5865556d6f56d22481f06c0af7ca080a3d848957177685b6eb2e347b8f5a46"],
-    ["kernels/common/moe.h", "772f679355895fbfd3088007042b2a0749b01006030d173507e41328a8f4a141"],
+    ["kernels/common/moe.h", "aab3d53b4e96fca9a84b3c3c8dd6b13d2fc701898dd2a00b0ed60b954869f6e6"],
     ["kernels/common/sampling.h", "d5a06ee12ffac95cee2c0415d094efff717ab69848e8b02bf59eef451f7e93e8"],
     ["kernels/common/validate.h", "b276f5d86497681d85de43a89ac0b63752e575e5c829dc82d371d5d374e3de7e"],
     ["kernels/cpu/argmax.cpp", "8d58436f57d987d546f9a195be69fea0cbfd2150aefbc3a9fed6b5fceb7a6a7d"],
@@ -32,7 +32,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/linear_q8act.cpp", "a186f46149d24d2d86c2d343f6c65dfa86bec340075c2cafb77c1a9a0f42bad7"],
     ["kernels/cpu/logits_process.cpp", "a0202bb03fa6fbd533677ab1155c2d19fb666e1275437e8bc543ee011668384a"],
     ["kernels/cpu/logprobs.cpp", "d671988cef3ab6b39f06f74bb743ecdf2e1480d8ed43e24375f9501a0da7eba2"],
-    ["kernels/cpu/moe.cpp", "3e84064843cb27eda73a65f6cec8732661d98fb96d25f2bb3f54d77850a4cbfa"],
+    ["kernels/cpu/moe.cpp", "eb47619bc5b59f53a71eb6c4a8abaf08d5c76621e707ddff095f754f6e15782f"],
     ["kernels/cpu/patch_extract.cpp", "526f05411a682855fa688e8805364c58caba991bdcfb782c68a7fc589ee6aa82"],
     ["kernels/cpu/pool.cpp", "7a6c624b02e50c3c0c24e84fad00b91f09467852b92556513b30e5e06c66ae77"],
     ["kernels/cpu/pool.h", "1d0fb9dc0bf2d7fdf08291289db402be07777134252bca7176d32bf847331644"],
@@ -45,6 +45,6 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/sample.cpp", "376dfb4fe09ed00bce3f03c583e3f2f1581030eba32a901cb2a8d31cf0cd6ae6"],
     ["kernels/cpu/simd.h", "712bd9bcd11114463b87e8bdfa85f6953c2a2382681937cdc077f5723aadcf4e"],
     ["kernels/cpu/softmax.cpp", "02d4f89bf232e81992d93b1e1d8c033724810cc91d17acc36209d031626540b1"],
-    ["kernels/include/gemmakit.h", "00641c19eb55d9a1de622f7eb25eb1986ca81106412a4913ac1ffeeb1274a845"],
+    ["kernels/include/gemmakit.h", "93556d81d411553bc9739af52042e2d6f3c8f135c7106dcb1ada007b78b7410d"],
   ],
 };

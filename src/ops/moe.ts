@@ -77,9 +77,10 @@ export function moeScratchBytes(tokens: number, topK: number, experts: number, h
  * The experts of Gemma 4's MoE layers (transformers' Gemma 4 text experts): for each token and each of its `topK` chosen experts e, `down[e] · (gelu_tanh(g) ⊙ u)` with
  * `[g; u] = gateUp[e] · x`, scaled by the router weight and summed in ascending expert id (transformers' order).
  * x f32 [tokens, hidden]; ids i32 / weights f32 [tokens, topK] from {@link moeRoute}; gateUp [E, 2·inter, hidden],
- * down [E, hidden, inter] in f32/f16/bf16 (or a GGUF quantization on the CPU backend). `scratch` is any tensor of
- * at least {@link moeScratchBytes} bytes (a Workspace buffer, so a recorded decode step allocates nothing); without
- * it a temporary is made and freed. Returns out f32 [tokens, hidden].
+ * down [E, hidden, inter], each in f32/f16/bf16 or a GGUF quantization, the two types independent (llama-quantize's
+ * mixes often store down in another type from gateUp; a quantized tensor's rows must be whole blocks). `scratch`
+ * is any tensor of at least {@link moeScratchBytes} bytes (a Workspace buffer, so a recorded decode step allocates
+ * nothing); without it a temporary is made and freed. Returns out f32 [tokens, hidden].
  */
 export function moeExperts(
   x: Tensor,
@@ -98,22 +99,25 @@ export function moeExperts(
   expectDType(op, "weights", weights, ["f32"]);
   expectDType(op, "gateUp", gateUp, MATMUL_WEIGHT_DTYPES);
   expectRank(op, "gateUp", gateUp, 3);
+  expectDType(op, "down", down, MATMUL_WEIGHT_DTYPES);
   const [tokens, hidden] = x.shape;
   const [experts, twoInter] = gateUp.shape;
   const inter = twoInter / 2;
   if (!Number.isInteger(inter) || gateUp.shape[2] !== hidden) {
     throw new ShapeError(op, `gateUp is ${fmt(gateUp)}; expected [experts, 2·inter, hidden=${hidden}]`);
   }
-  if (down.dtype !== gateUp.dtype) throw new ShapeError(op, `down is ${fmt(down)} but gateUp is ${fmt(gateUp)}`);
   expectShape(op, "down", down, [experts, hidden, inter]);
   const topK = ids.shape.at(-1)!;
   checkTopK(op, topK, experts);
   expectShape(op, "ids", ids, [tokens, topK]);
   expectShape(op, "weights", weights, [tokens, topK]);
-  if (isQuantized(gateUp.dtype)) {
-    const { elems } = QUANT_BLOCKS[gateUp.dtype];
-    if (hidden % elems !== 0 || inter % elems !== 0) {
-      throw new ShapeError(op, `hidden=${hidden} and inter=${inter} must be whole ${elems}-element blocks`);
+  // Each tensor's rows are whole blocks of its own type: gateUp's are hidden long, down's inter.
+  for (const [name, t, cols] of [["gateUp", gateUp, hidden], ["down", down, inter]] as const) {
+    if (isQuantized(t.dtype) && cols % QUANT_BLOCKS[t.dtype].elems !== 0) {
+      throw new ShapeError(
+        op,
+        `${name} is ${fmt(t)}: its rows (${cols}) must be whole ${QUANT_BLOCKS[t.dtype].elems}-element blocks`,
+      );
     }
   }
   const need = moeScratchBytes(tokens, topK, experts, hidden, inter);
@@ -134,8 +138,9 @@ export function moeExperts(
         tokens,
         topK,
         gateUp.pointer,
-        down.pointer,
         DTYPE_CODE[gateUp.dtype],
+        down.pointer,
+        DTYPE_CODE[down.dtype],
         experts,
         hidden,
         inter,

@@ -11,7 +11,8 @@
  * not quantize them, unlike llama.cpp). So the quant type does not enter the error; what remains is float32
  * summation order over 5-6 tiny layers. Measured on this machine (2026-12-02, CPU, every position):
  *   gemma3-text-softcap Q8_0 4.7e-5, Q4_K_M 6.9e-5, Q4_0 6.9e-5 (logits up to ~30 under the softcap);
- *   gemma4-text-e Q8_0 1.2e-5, Q4_K_M 1.0e-5; k-eq-v Q5_1 7.2e-6, IQ4_NL 7.3e-6; moe Q8_0 8.9e-6, Q4_0 7.6e-6.
+ *   gemma4-text-e Q8_0 1.2e-5, Q4_K_M 1.0e-5; k-eq-v Q5_1 7.2e-6, IQ4_NL 7.3e-6; moe Q8_0 6.9e-6, Q4_0 6.1e-6
+ *   (its experts held as stored: Q8_0 or Q4_0 gate/up beside an F16 down).
  * ATOL = 5e-4, one bound for every type (7x the worst), since the block decode is exact on both sides: a
  * type-specific error (a wrong IQ4_NL table entry, a Q5_1 high-bit slip) or a wrong tensor mapping, norm offset,
  * RoPE factor or embedding scale moves logits by 1e-3..10 and fails (an f16-rounded √8 per-layer embedding
@@ -24,7 +25,9 @@ import { Backend } from "../../src/runtime/backend.ts";
 import { openGguf } from "../../src/formats/gguf.ts";
 import { familyFor } from "../../src/models/registry.ts";
 import type { Tensor } from "../../src/runtime/tensor.ts";
-import { gemma4ConfigFromGguf } from "../../src/models/gemma4/gguf.ts";
+import { gemma4ConfigFromGguf, gemma4GgufWeightSource } from "../../src/models/gemma4/gguf.ts";
+import { gemma4TextTable } from "../../src/models/gemma4/weights.ts";
+import { ModelWeights } from "../../src/models/common/weight_table.ts";
 import { parseGemma4Config } from "../../src/models/gemma4/config.ts";
 import { gemma4GgufTokenizer, gemma4GgufTokenizerJson } from "../../src/models/gemma4/gguf_tokenizer.ts";
 import { Tokenizer } from "../../src/tokenizer/tokenizer.ts";
@@ -48,6 +51,7 @@ interface Entry {
   architecture: string;
   sha256: string;
   tensor_types: Record<string, number>;
+  tensors: Record<string, string>;
   input_ids: number[];
   logits: string;
   logits_shape: [number, number];
@@ -109,6 +113,28 @@ for (const e of manifest.files) {
     } finally {
       lm.dispose();
     }
+  });
+}
+
+for (const e of manifest.files.filter((f) => f.checkpoint === "gemma4-text-moe")) {
+  Deno.test(`llama.cpp GGUF ${e.gguf}: the experts are held in the file's own types, gate_up's and down's`, () => {
+    using file = openGguf(new URL(e.gguf, DIR).pathname);
+    // The source and table loadGemma4Gguf builds the model from (the logits test above runs that model).
+    const config = { ...gemma4ConfigFromGguf(file), embedScaleDtype: "f32" as const };
+    using weights = ModelWeights.load(backend, gemma4GgufWeightSource(file, config), gemma4TextTable(config));
+    const held: string[] = [], stored: string[] = [];
+    weights.tensors.layers.forEach((l, i) => {
+      assert.ok(l.moe, `layer ${i} has experts`);
+      held.push(l.moe.gateUp.dtype, l.moe.down.dtype);
+      stored.push(
+        e.tensors[`blk.${i}.ffn_gate_up_exps.weight`].toLowerCase(),
+        e.tensors[`blk.${i}.ffn_down_exps.weight`].toLowerCase(),
+      );
+    });
+    assert.deepEqual(held, stored);
+    assert.ok(!held.includes("f32"), `no expert tensor widened to f32: ${held}`);
+    // llama-quantize stored down in another type (F16: its 16-wide rows fit no block), so the pairs are mixed.
+    assert.ok(stored.some((t, i) => i % 2 === 0 && t !== stored[i + 1]), "the file has mixed expert pairs");
   });
 }
 

@@ -1675,44 +1675,69 @@ function moeIds(rng: Rng, tokens: number, experts: number, topK: number): Int32A
   }
   return ids;
 }
-const moeExpertRows: [DType, number, number, number, number, number][] = [
-  ...WEIGHT_DTYPES.flatMap((d) =>
-    MOE_EXPERT_SHAPES.map((s) => [d, ...s] as [DType, number, number, number, number, number])
-  ),
-  ["q8_0", 3, 8, 2, 64, 32],
-  ["q5_0", 6, 5, 3, 96, 64],
-  ["q4_k", 5, 4, 2, 256, 256],
-  ["q6_k", 1, 4, 2, 256, 512],
+type MoeExpertRow = [
+  gateUp: DType,
+  down: DType,
+  tokens: number,
+  experts: number,
+  topK: number,
+  hidden: number,
+  inter: number,
 ];
-for (const [dtype, tokens, experts, topK, hidden, inter] of moeExpertRows) {
+const moeExpertRows: MoeExpertRow[] = [
+  ...WEIGHT_DTYPES.flatMap((d) => MOE_EXPERT_SHAPES.map((s): MoeExpertRow => [d, d, ...s])),
+  ["q8_0", "q8_0", 3, 8, 2, 64, 32],
+  ["q5_0", "q5_0", 6, 5, 3, 96, 64],
+  ["q4_k", "q4_k", 5, 4, 2, 256, 256],
+  ["q6_k", "q6_k", 1, 4, 2, 256, 512],
+  // gate_up and down in different types, as llama-quantize's mixes store them: a _M mix's Q6_K down beside Q4_K
+  // gate/up; a down whose rows (inter) fit no K block falling back to Q8_0 (26B-A4B's inter 704 = 2.75 blocks of
+  // 256); the fixtures' Q4_0 / Q8_0 gate/up beside an F16 or F32 down that fits no block at all; float pairs.
+  ["q4_k", "q6_k", 5, 4, 2, 256, 256],
+  ["q4_k", "q6_k", 1, 4, 2, 256, 256],
+  ["q4_k", "q8_0", 3, 8, 2, 256, 96],
+  ["q4_0", "f16", 6, 4, 2, 32, 16],
+  ["q8_0", "f32", 9, 6, 3, 64, 17],
+  ["f16", "q5_0", 2, 5, 2, 33, 64],
+  ["bf16", "f16", 1, 4, 2, 19, 7],
+  ["bf16", "f16", 40, 8, 2, 72, 24],
+];
+for (const [guType, dnType, tokens, experts, topK, hidden, inter] of moeExpertRows) {
   add({
     op: "moe_experts",
-    name: `tokens=${tokens} experts=${experts} top_k=${topK} hidden=${hidden} inter=${inter} ${dtype}`,
+    name: `tokens=${tokens} experts=${experts} top_k=${topK} hidden=${hidden} inter=${inter} ${
+      guType === dnType ? guType : `gate_up=${guType} down=${dnType}`
+    }`,
     nmse: 1e-10,
     setup(rng) {
       const x = rng.floats(tokens * hidden), ids = moeIds(rng, tokens, experts, topK);
       const weights = rng.floats(tokens * topK, 0, 1);
-      const quant = QUANT_DTYPES.includes(dtype as QuantDType);
-      const gu = quant
-        ? randomQuantBlocks(rng, dtype as QuantDType, experts * 2 * inter, hidden)
-        : rng.floats(experts * 2 * inter * hidden, -0.2, 0.2);
-      const dn = quant
-        ? randomQuantBlocks(rng, dtype as QuantDType, experts * hidden, inter)
-        : rng.floats(experts * hidden * inter, -0.2, 0.2);
-      const values = (w: Float32Array | Uint8Array) =>
-        quant ? dequantize(w as Uint8Array, dtype as QuantDType) : roundTo(w as Float32Array, dtype);
-      const tensor = (s: Scope, w: Float32Array | Uint8Array, shape: number[]) =>
-        quant ? s.raw(w as Uint8Array, shape, dtype) : s.t(w as Float32Array, shape, dtype);
+      const isQuant = (d: DType) => QUANT_DTYPES.includes(d as QuantDType);
+      // One projection's weights [experts · rows, cols] in dtype: raw blocks, or floats rounded to dtype.
+      const make = (dtype: DType, rows: number, cols: number) => {
+        const w = isQuant(dtype)
+          ? randomQuantBlocks(rng, dtype as QuantDType, experts * rows, cols)
+          : rng.floats(experts * rows * cols, -0.2, 0.2);
+        return {
+          values: () =>
+            isQuant(dtype) ? dequantize(w as Uint8Array, dtype as QuantDType) : roundTo(w as Float32Array, dtype),
+          tensor: (s: Scope) =>
+            isQuant(dtype)
+              ? s.raw(w as Uint8Array, [experts, rows, cols], dtype)
+              : s.t(w as Float32Array, [experts, rows, cols], dtype),
+        };
+      };
+      const gu = make(guType, 2 * inter, hidden), dn = make(dnType, hidden, inter);
       return {
-        reference: () => ref.moeExperts(x, ids, weights, values(gu), values(dn), topK, hidden, inter),
+        reference: () => ref.moeExperts(x, ids, weights, gu.values(), dn.values(), topK, hidden, inter),
         run: (b) =>
           run(b, (s) =>
             ops.moeExperts(
               s.t(x, [tokens, hidden]),
               s.t(ids, [tokens, topK], "i32"),
               s.t(weights, [tokens, topK]),
-              tensor(s, gu, [experts, 2 * inter, hidden]),
-              tensor(s, dn, [experts, hidden, inter]),
+              gu.tensor(s),
+              dn.tensor(s),
             )),
       };
     },

@@ -262,24 +262,11 @@ export function gemma4ConfigFromGguf(gguf: GgufFile): Gemma4Model {
 }
 
 /**
- * Expert pairs whose two tensors llama-quantize stored in different types (a "_M" mix gives ffn_down_exps more
- * bits; rows that fit no block fall back to f16): the expert kernel takes one weight type for both, so these
- * load dequantized to f32. Returns the GGUF names of those tensors.
- */
-function mixedExperts(gguf: GgufFile): Set<string> {
-  const mixed = new Set<string>();
-  for (const t of gguf.tensors) {
-    const m = /^(blk\.\d+\.)ffn_gate_up_exps\.weight$/.exec(t.name);
-    const down = m && gguf.get(`${m[1]}ffn_down_exps.weight`);
-    if (down && down.dtype !== t.dtype) [t.name, down.name].forEach((n) => mixed.add(n));
-  }
-  return mixed;
-}
-
-/**
  * The GGUF's tensors under the HF names of `gemma4TextWeights(config)` (shapes already outermost first), so
  * `ModelWeights.load(backend, gemma4GgufWeightSource(gguf, config), gemma4TextTable(config))` works as for
- * safetensors. Experts whose gate_up and down types differ are listed and loaded as f32 (see mixedExperts).
+ * safetensors. Every tensor keeps its stored type, the experts too when llama-quantize stored gate_up and down in
+ * different types (a "_M" mix gives ffn_down_exps more bits; rows that fit no block fall back): moeExperts takes
+ * one type per tensor.
  * The GGUF stays owned by the caller.
  */
 export function gemma4GgufWeightSource(gguf: GgufFile, config: Gemma4Model): WeightSource {
@@ -287,7 +274,6 @@ export function gemma4GgufWeightSource(gguf: GgufFile, config: Gemma4Model): Wei
   const toGguf = new Map<string, string>();
   const tensors: SourceTensor[] = [];
   const problems: string[] = [];
-  const asF32 = mixedExperts(gguf);
   for (const t of gguf.tensors) {
     if (t.name === ROPE_FREQS) continue;
     const name = gemma4HfName(t.name, layers) ?? t.name;
@@ -297,7 +283,7 @@ export function gemma4GgufWeightSource(gguf: GgufFile, config: Gemma4Model): Wei
       continue;
     }
     toGguf.set(name, t.name);
-    tensors.push(Object.freeze({ name, dtype: asF32.has(t.name) ? "f32" : t.dtype, shape: t.shape, bytes: t.bytes }));
+    tensors.push(Object.freeze({ name, dtype: t.dtype, shape: t.shape, bytes: t.bytes }));
   }
   if (problems.length > 0) throw new FormatError("gguf", gguf.path, problems);
   return {
@@ -308,7 +294,7 @@ export function gemma4GgufWeightSource(gguf: GgufFile, config: Gemma4Model): Wei
       if (ggufName === undefined) {
         throw new FormatError("gguf", gguf.path, `no tensor ${name} (${tensors.length} tensors)`);
       }
-      return gguf.loadTensor(backend, ggufName, asF32.has(ggufName) ? { ...options, dtype: "f32" } : options);
+      return gguf.loadTensor(backend, ggufName, options);
     },
   };
 }

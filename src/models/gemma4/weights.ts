@@ -101,7 +101,7 @@ function layerTable(model: Gemma4Model, l: Gemma4LayerSpec): Gemma4LayerTable {
         routerProj: row(`${p}router.proj.weight`, [moe.numExperts, H], true),
         routerScale: row(`${p}router.scale`, [H]),
         perExpertScale: row(`${p}router.per_expert_scale`, [moe.numExperts]),
-        // The expert kernel reads quantized experts (a GGUF's) too; gate_up and down must share one dtype.
+        // The expert kernel reads quantized experts (a GGUF's) too, gate_up and down each in its own dtype.
         gateUp: row(`${p}experts.gate_up_proj`, [moe.numExperts, 2 * moe.moeIntermediateSize, H], true),
         down: row(`${p}experts.down_proj`, [moe.numExperts, H, moe.moeIntermediateSize], true),
         preFeedforwardLayernorm2: row(`${p}pre_feedforward_layernorm_2.weight`, [H]),
