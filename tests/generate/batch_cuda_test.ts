@@ -5,30 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { loadModel } from "../../src/models/load.ts";
-import type { GenerateCallOptions } from "../../src/generate/call_options.ts";
+import { FIXTURE, GREEDY, PROMPTS, serialAnswers } from "./batch_fixtures.ts";
 import { cudaOrSkip } from "../helpers.ts";
-
-const FIXTURE = (name: string) => new URL(`../fixtures/${name}/`, import.meta.url).pathname;
-const GREEDY = { temperature: 0 };
-const PROMPTS = [
-  "The keeper",
-  "Once upon a time in a land far away there lived a",
-  "A",
-  "The lamp and the key were both",
-  "Seven small stones lay on the path to the old mill, and",
-  "Why",
-];
-
-async function serialAnswers(
-  dir: string,
-  maxContext: number,
-  calls: { prompt: string; options: GenerateCallOptions }[],
-) {
-  using model = await loadModel(dir, { backend: "cpu", maxContext });
-  const out = [];
-  for (const c of calls) out.push(await model.generate(c.prompt, c.options));
-  return out;
-}
 
 const { cuda, skip: noCuda } = cudaOrSkip("CUDA batched decode");
 cuda?.dispose();

@@ -15,32 +15,9 @@ import { Backend } from "../../src/runtime/backend.ts";
 import { loadGemma3Text } from "../../src/models/gemma3/load.ts";
 import { Tokenizer } from "../../src/tokenizer/tokenizer.ts";
 import type { CausalLM } from "../../src/generate/token_loop.ts";
-import type { GenerateCallOptions } from "../../src/generate/call_options.ts";
+import { FIXTURE, GREEDY, PROMPTS, serialAnswers } from "./batch_fixtures.ts";
 
-const FIXTURE = (name: string) => new URL(`../fixtures/${name}/`, import.meta.url).pathname;
 const MIXED = FIXTURE("gemma3-text-mixed");
-const GREEDY = { temperature: 0 };
-
-const PROMPTS = [
-  "The keeper",
-  "Once upon a time in a land far away there lived a",
-  "A",
-  "The lamp and the key were both",
-  "Seven small stones lay on the path to the old mill, and",
-  "Why",
-];
-
-/** Each prompt alone on a model without batching: the reference answers. */
-async function serialAnswers(
-  dir: string,
-  maxContext: number,
-  calls: { prompt: string; options: GenerateCallOptions }[],
-) {
-  using model = await loadModel(dir, { backend: "cpu", maxContext });
-  const out = [];
-  for (const c of calls) out.push(await model.generate(c.prompt, c.options));
-  return out;
-}
 
 /** Resolves after `n` text pieces of a call have streamed. */
 function afterPieces(n: number) {
