@@ -11,12 +11,9 @@
  * (`KEY_PROJ_TYPE` read as `clip.vision.projector_type`, falling back to the older `clip.projector_type`).
  * @module
  */
-import type { Backend } from "../runtime/backend.ts";
-import type { DType } from "../runtime/dtype.ts";
-import { Tensor } from "../runtime/tensor.ts";
 import { FormatError } from "../errors.ts";
 import type { GgufFile, GgufValue } from "./gguf.ts";
-import type { SourceTensor, WeightSource } from "./weight_source.ts";
+import { type RenamedGgufSource, renamedGgufSource, type TensorFix } from "./gguf_source.ts";
 
 /** Whether a GGUF is a llama.cpp vision projector (mmproj) file rather than a model. */
 export function isMmprojGguf(gguf: GgufFile): boolean {
@@ -121,69 +118,23 @@ export function readClipVision(gguf: GgufFile): ClipVisionHparams {
   return h as ClipVisionHparams;
 }
 
-/** A host-side layout fix of one tensor: its shape after the fix, and the fix on its f32 values. */
-export interface ClipTensorFix {
-  shape: readonly number[];
-  apply(values: Float32Array): Float32Array;
-}
+/** A host-side layout fix of one mmproj tensor (see renamedGgufSource). */
+export type ClipTensorFix = TensorFix;
 
 /** An mmproj file seen as a WeightSource under a family's names. */
-export interface ClipWeightSource extends WeightSource {
-  readonly path: string;
-  /** The GGUF name behind a listed name. */
-  ggufName(name: string): string | undefined;
-  loadTensor(backend: Backend, name: string, options?: { dtype?: DType }): Tensor;
-}
+export type ClipWeightSource = RenamedGgufSource;
 
 /**
  * The mmproj file's tensors under the names `rename` gives (tensors it returns undefined for keep their GGUF
  * names, so the weight loader lists them as unclaimed), with the layout fixes of `fixes` (by GGUF name) applied
- * on the host as each tensor loads: a fixed tensor is listed, and loads, as f32 in its fixed shape. The file
- * stays owned by the caller.
+ * on the host as each tensor loads. The file stays owned by the caller.
  */
 export function clipWeightSource(
   gguf: GgufFile,
   rename: (ggufName: string) => string | undefined,
   fixes: Readonly<Record<string, ClipTensorFix>> = {},
 ): ClipWeightSource {
-  const toGguf = new Map<string, string>();
-  const tensors: SourceTensor[] = [];
-  const problems: string[] = [];
-  for (const t of gguf.tensors) {
-    const name = rename(t.name) ?? t.name;
-    const other = toGguf.get(name);
-    if (other !== undefined) {
-      problems.push(`tensors ${other} and ${t.name} both map to ${name}`);
-      continue;
-    }
-    toGguf.set(name, t.name);
-    const fix = Object.hasOwn(fixes, t.name) ? fixes[t.name] : undefined;
-    tensors.push(Object.freeze(
-      fix
-        ? { name, dtype: "f32", shape: fix.shape, bytes: t.bytes }
-        : { name, dtype: t.dtype, shape: t.shape, bytes: t.bytes },
-    ));
-  }
-  if (problems.length > 0) throw new FormatError("mmproj", gguf.path, problems);
-  return {
-    path: gguf.path,
-    tensors: Object.freeze(tensors),
-    ggufName: (name) => toGguf.get(name),
-    loadTensor(backend, name, options) {
-      const ggufName = toGguf.get(name);
-      if (ggufName === undefined) {
-        throw new FormatError("mmproj", gguf.path, `no tensor ${name} (${tensors.length} tensors)`);
-      }
-      const fix = Object.hasOwn(fixes, ggufName) ? fixes[ggufName] : undefined;
-      if (!fix) return gguf.loadTensor(backend, ggufName, options);
-      let values: Float32Array;
-      {
-        using stored = gguf.loadTensor(backend, ggufName, { dtype: "f32" });
-        values = stored.toArray() as Float32Array;
-      }
-      return Tensor.fromArray(backend, fix.apply(values), fix.shape, options?.dtype ?? "f32");
-    },
-  };
+  return renamedGgufSource(gguf, rename, { format: "mmproj", fixes });
 }
 
 /** A token's id in a GGUF's vocabulary (`tokenizer.ggml.tokens`), or undefined when it has none by that text. */

@@ -19,13 +19,9 @@
  *   permuted (unlike LLaMA's converter), so they keep the Hugging Face layout.
  * @module
  */
-import type { Backend } from "../../runtime/backend.ts";
-import type { DType } from "../../runtime/dtype.ts";
-import type { Tensor } from "../../runtime/tensor.ts";
-import { FormatError } from "../../errors.ts";
 import type { GgufFile } from "../../formats/gguf.ts";
+import { type RenamedGgufSource, renamedGgufSource } from "../../formats/gguf_source.ts";
 import { GgufMetaReader } from "../common/gguf_meta.ts";
-import type { SourceTensor, WeightSource } from "../../formats/weight_source.ts";
 import { type Gemma3Model, parseGemma3Config } from "./config.ts";
 import { ConfigError } from "../../errors.ts";
 
@@ -183,15 +179,9 @@ export function gemma3ConfigFromGguf(gguf: GgufFile): Gemma3Model {
 }
 
 /** A Gemma 3 GGUF seen as a WeightSource under Hugging Face names. */
-export interface Gemma3GgufSource extends WeightSource {
-  readonly path: string;
-  /** Text-model tensors under their HF names; other tensors (if any) under their GGUF names. File order. */
-  readonly tensors: readonly SourceTensor[];
+export interface Gemma3GgufSource extends RenamedGgufSource {
   /** See GEMMA3_GGUF_FACTS: norm weights are stored as `1 + w`. */
   readonly normAlreadyOffset: true;
-  /** The GGUF name behind a listed name, e.g. "model.norm.weight" → "output_norm.weight". */
-  ggufName(name: string): string | undefined;
-  loadTensor(backend: Backend, name: string, options?: { dtype?: DType }): Tensor;
 }
 
 /**
@@ -208,31 +198,8 @@ export interface Gemma3GgufSource extends WeightSource {
  */
 export function ggufWeightSource(gguf: GgufFile, config: Gemma3Model): Gemma3GgufSource {
   const layers = config.text.numHiddenLayers;
-  const toGguf = new Map<string, string>();
-  const tensors: SourceTensor[] = [];
-  const problems: string[] = [];
-  for (const t of gguf.tensors) {
-    const name = gemma3HfName(t.name, layers) ?? t.name;
-    const other = toGguf.get(name);
-    if (other !== undefined) {
-      problems.push(`tensors ${other} and ${t.name} both map to ${name}`);
-      continue;
-    }
-    toGguf.set(name, t.name);
-    tensors.push(Object.freeze({ name, dtype: t.dtype, shape: t.shape, bytes: t.bytes }));
-  }
-  if (problems.length > 0) throw new FormatError("gguf", gguf.path, problems);
   return {
-    path: gguf.path,
-    tensors: Object.freeze(tensors),
+    ...renamedGgufSource(gguf, (name) => gemma3HfName(name, layers)),
     normAlreadyOffset: GEMMA3_GGUF_FACTS.normAlreadyOffset,
-    ggufName: (name) => toGguf.get(name),
-    loadTensor(backend, name, options) {
-      const ggufName = toGguf.get(name);
-      if (ggufName === undefined) {
-        throw new FormatError("gguf", gguf.path, `no tensor ${name} (${tensors.length} tensors)`);
-      }
-      return gguf.loadTensor(backend, ggufName, options);
-    },
   };
 }

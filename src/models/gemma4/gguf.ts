@@ -20,12 +20,10 @@
  *   per_layer_projection → proj, post_per_layer_input_norm → post_norm, the per_layer_* top-level tensors.
  * @module
  */
-import type { Backend } from "../../runtime/backend.ts";
-import type { DType } from "../../runtime/dtype.ts";
-import type { Tensor } from "../../runtime/tensor.ts";
-import { ConfigError, FormatError } from "../../errors.ts";
+import { ConfigError } from "../../errors.ts";
 import type { GgufFile } from "../../formats/gguf.ts";
-import type { SourceTensor, WeightSource } from "../../formats/weight_source.ts";
+import { renamedGgufSource } from "../../formats/gguf_source.ts";
+import type { WeightSource } from "../../formats/weight_source.ts";
 import { GgufMetaReader } from "../common/gguf_meta.ts";
 import { type Gemma4Model, parseGemma4Config } from "./config.ts";
 
@@ -271,30 +269,6 @@ export function gemma4ConfigFromGguf(gguf: GgufFile): Gemma4Model {
  */
 export function gemma4GgufWeightSource(gguf: GgufFile, config: Gemma4Model): WeightSource {
   const layers = config.text.numHiddenLayers;
-  const toGguf = new Map<string, string>();
-  const tensors: SourceTensor[] = [];
-  const problems: string[] = [];
-  for (const t of gguf.tensors) {
-    if (t.name === ROPE_FREQS) continue;
-    const name = gemma4HfName(t.name, layers) ?? t.name;
-    const other = toGguf.get(name);
-    if (other !== undefined) {
-      problems.push(`tensors ${other} and ${t.name} both map to ${name}`);
-      continue;
-    }
-    toGguf.set(name, t.name);
-    tensors.push(Object.freeze({ name, dtype: t.dtype, shape: t.shape, bytes: t.bytes }));
-  }
-  if (problems.length > 0) throw new FormatError("gguf", gguf.path, problems);
-  return {
-    path: gguf.path,
-    tensors: Object.freeze(tensors),
-    loadTensor(backend: Backend, name: string, options?: { dtype?: DType }): Tensor {
-      const ggufName = toGguf.get(name);
-      if (ggufName === undefined) {
-        throw new FormatError("gguf", gguf.path, `no tensor ${name} (${tensors.length} tensors)`);
-      }
-      return gguf.loadTensor(backend, ggufName, options);
-    },
-  };
+  // rope_freqs is read into the config (the partial RoPE), not loaded as a weight.
+  return renamedGgufSource(gguf, (name) => name === ROPE_FREQS ? null : gemma4HfName(name, layers));
 }
