@@ -79,3 +79,19 @@ export function renamedGgufSource(
     },
   };
 }
+
+/**
+ * The HF name of a tensor in llama.cpp's naming: `top[name]` for a model-level tensor, `model.layers.{i}.{suffix}`
+ * for `blk.{i}.{rest}` when `perLayer[rest]` is `suffix` and i < `layers`; undefined for any other name.
+ */
+export function llamaCppHfName(
+  ggufName: string,
+  layers: number,
+  names: { top: Readonly<Record<string, string>>; perLayer: Readonly<Record<string, string>> },
+): string | undefined {
+  if (Object.hasOwn(names.top, ggufName)) return names.top[ggufName];
+  const m = /^blk\.(0|[1-9]\d*)\.(.+)$/.exec(ggufName);
+  if (!m || !Object.hasOwn(names.perLayer, m[2])) return undefined;
+  const i = Number(m[1]);
+  return i < layers ? `model.layers.${i}.${names.perLayer[m[2]]}` : undefined;
+}

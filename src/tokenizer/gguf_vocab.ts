@@ -75,6 +75,21 @@ export interface GgufTokenizerSections {
   isSpecial?: (content: string, id: number, type: number) => boolean;
 }
 
+/**
+ * The sections of Gemma's tokenizer.json (Gemma 3 and Gemma 4 alike) around a byte-fallback BPE: spaces become "▁"
+ * before a split that keeps each space with the piece before it, and the decoder undoes both.
+ */
+export const GEMMA_BPE_SECTIONS = Object.freeze({
+  normalizer: { "type": "Replace", "pattern": { "String": " " }, "content": "▁" },
+  pre_tokenizer: { "type": "Split", "pattern": { "String": " " }, "behavior": "MergedWithPrevious", "invert": false },
+  decoder: {
+    "type": "Sequence",
+    "decoders": [{ "type": "Replace", "pattern": { "String": "▁" }, "content": " " }, { "type": "ByteFallback" }, {
+      "type": "Fuse",
+    }],
+  },
+});
+
 const LLAMA_MODEL = "llama";
 
 function fail(message: string, hint?: string): GemmakitError {

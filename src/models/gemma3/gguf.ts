@@ -20,7 +20,7 @@
  * @module
  */
 import type { GgufFile } from "../../formats/gguf.ts";
-import { type RenamedGgufSource, renamedGgufSource } from "../../formats/gguf_source.ts";
+import { llamaCppHfName, type RenamedGgufSource, renamedGgufSource } from "../../formats/gguf_source.ts";
 import { GgufMetaReader } from "../common/gguf_meta.ts";
 import { type Gemma3Model, parseGemma3Config } from "./config.ts";
 import { ConfigError } from "../../errors.ts";
@@ -77,13 +77,7 @@ const TOP_TENSORS: Readonly<Record<string, string>> = {
  * ```
  */
 export function gemma3HfName(ggufName: string, layers: number): string | undefined {
-  const top = TOP_TENSORS[ggufName];
-  if (top !== undefined) return top;
-  const m = /^blk\.(0|[1-9]\d*)\.(.+)$/.exec(ggufName);
-  if (!m) return undefined;
-  const i = Number(m[1]);
-  const suffix = Object.hasOwn(LAYER_TENSORS, m[2]) ? LAYER_TENSORS[m[2]] : undefined;
-  return suffix !== undefined && i < layers ? `model.layers.${i}.${suffix}` : undefined;
+  return llamaCppHfName(ggufName, layers, { top: TOP_TENSORS, perLayer: LAYER_TENSORS });
 }
 
 /**

@@ -7,6 +7,7 @@
  */
 import type { GgufFile } from "../../formats/gguf.ts";
 import {
+  GEMMA_BPE_SECTIONS,
   type GgufTokenizerSections,
   tokenizerConfigFromGguf,
   tokenizerJsonFromGguf,
@@ -40,14 +41,7 @@ const SPECIAL = new Set([
 
 /** The sections of Gemma 3's tokenizer.json around the vocabulary. */
 export const GEMMA3_TOKENIZER_SECTIONS: GgufTokenizerSections = Object.freeze({
-  normalizer: { "type": "Replace", "pattern": { "String": " " }, "content": "▁" },
-  pre_tokenizer: { "type": "Split", "pattern": { "String": " " }, "behavior": "MergedWithPrevious", "invert": false },
-  decoder: {
-    "type": "Sequence",
-    "decoders": [{ "type": "Replace", "pattern": { "String": "▁" }, "content": " " }, { "type": "ByteFallback" }, {
-      "type": "Fuse",
-    }],
-  },
+  ...GEMMA_BPE_SECTIONS,
   isSpecial: (content: string) => SPECIAL.has(content),
 });
 

@@ -22,7 +22,7 @@
  */
 import { ConfigError } from "../../errors.ts";
 import type { GgufFile } from "../../formats/gguf.ts";
-import { renamedGgufSource } from "../../formats/gguf_source.ts";
+import { llamaCppHfName, renamedGgufSource } from "../../formats/gguf_source.ts";
 import type { WeightSource } from "../../formats/weight_source.ts";
 import { GgufMetaReader } from "../common/gguf_meta.ts";
 import { type Gemma4Model, parseGemma4Config } from "./config.ts";
@@ -84,13 +84,7 @@ const UNROTATED_FACTOR = 1e29;
  * ```
  */
 export function gemma4HfName(ggufName: string, layers: number): string | undefined {
-  const top = TOP_TENSORS[ggufName];
-  if (top !== undefined) return top;
-  const m = /^blk\.(0|[1-9]\d*)\.(.+)$/.exec(ggufName);
-  if (!m) return undefined;
-  const i = Number(m[1]);
-  const suffix = Object.hasOwn(LAYER_TENSORS, m[2]) ? LAYER_TENSORS[m[2]] : undefined;
-  return suffix !== undefined && i < layers ? `model.layers.${i}.${suffix}` : undefined;
+  return llamaCppHfName(ggufName, layers, { top: TOP_TENSORS, perLayer: LAYER_TENSORS });
 }
 
 /** The fraction of the full layers' frequency pairs that rotate, from `rope_freqs.weight` (1 without it). */

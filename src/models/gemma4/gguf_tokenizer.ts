@@ -7,7 +7,12 @@
  * @module
  */
 import type { GgufFile } from "../../formats/gguf.ts";
-import { GGUF_TOKEN_TYPE, tokenizerConfigFromGguf, tokenizerJsonFromGguf } from "../../tokenizer/gguf_vocab.ts";
+import {
+  GEMMA_BPE_SECTIONS,
+  GGUF_TOKEN_TYPE,
+  tokenizerConfigFromGguf,
+  tokenizerJsonFromGguf,
+} from "../../tokenizer/gguf_vocab.ts";
 import { Tokenizer, type TokenizerJson } from "../../tokenizer/tokenizer.ts";
 import { readGgufVocab } from "../common/gguf_tokenizer.ts";
 
@@ -46,14 +51,7 @@ const EXTRA_SPECIAL_TOKENS = {
 };
 
 const SECTIONS = {
-  normalizer: { "type": "Replace", "pattern": { "String": " " }, "content": "▁" },
-  pre_tokenizer: { "type": "Split", "pattern": { "String": " " }, "behavior": "MergedWithPrevious", "invert": false },
-  decoder: {
-    "type": "Sequence",
-    "decoders": [{ "type": "Replace", "pattern": { "String": "▁" }, "content": " " }, { "type": "ByteFallback" }, {
-      "type": "Fuse",
-    }],
-  },
+  ...GEMMA_BPE_SECTIONS,
   isAdded: (content: string, _id: number, type: number) =>
     type === GGUF_TOKEN_TYPE.control || type === GGUF_TOKEN_TYPE.userDefined || type === GGUF_TOKEN_TYPE.unknown ||
     MARKER.test(content) || PLAIN_ADDED.test(content),
