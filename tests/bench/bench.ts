@@ -16,10 +16,14 @@ if (threads !== undefined) Deno.env.set("OMP_NUM_THREADS", threads);
 const synthetic = (name: string) => Deno.args.some((a) => a === name || a === `--synthetic=${name}`);
 // --chat: TTFT of turn N of a conversation, cold vs with the history's KV reused (chat_bench.ts).
 const chat = Deno.args.includes("--chat");
+// --fidelity: top-1 and KL against transformers on the real 270M fixture, default vs int8 activations.
+const fidelity = Deno.args.includes("--fidelity");
 // --streams 1,2,4,8,16: N concurrent streams on one model, against llama-server with --peer (batch_bench.ts).
 const streams = Deno.args.some((a) => a === "--streams" || a.startsWith("--streams="));
 await import(
-  streams
+  fidelity
+    ? "./fidelity_bench.ts"
+    : streams
     ? "./batch_bench.ts"
     : quantSweep
     ? "./quant_sweep.ts"
