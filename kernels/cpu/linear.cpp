@@ -87,6 +87,37 @@ inline void transpose(vf r[16]) {
   transpose_stage<4>(r);
   transpose_stage<8>(r);
 }
+// out[i] = hsum(r[i]) for 16 vectors at once: four folding stages of permutes and adds (45 ops) instead of 16
+// reductions (~128). Each stage adds lane l to lane l + 8, then + 4, + 2, + 1: the tree _mm512_reduce_add_ps
+// uses, so every sum is bit-identical to hsum's.
+template <int H>
+inline vf fold_pair(vf a, vf b) {  // lanes of a then of b, each group of 2H lanes folded to H
+  // lo / hi: the first / second H lanes of each group of 2H in the 32 lanes of (a, b).
+  if constexpr (H == 8) {
+    return _mm512_add_ps(
+        _mm512_permutex2var_ps(a, _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23), b),
+        _mm512_permutex2var_ps(a, _mm512_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31), b));
+  } else if constexpr (H == 4) {
+    return _mm512_add_ps(
+        _mm512_permutex2var_ps(a, _mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27), b),
+        _mm512_permutex2var_ps(a, _mm512_setr_epi32(4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31), b));
+  } else if constexpr (H == 2) {
+    return _mm512_add_ps(
+        _mm512_permutex2var_ps(a, _mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29), b),
+        _mm512_permutex2var_ps(a, _mm512_setr_epi32(2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31), b));
+  } else if constexpr (H == 1) {
+    return _mm512_add_ps(
+        _mm512_permutex2var_ps(a, _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30), b),
+        _mm512_permutex2var_ps(a, _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31), b));
+  }
+}
+__attribute__((always_inline)) inline void hsum16(const vf* r, float* out) {
+  vf s8[8], s4[4], s2[2];
+  for (int p = 0; p < 8; ++p) s8[p] = fold_pair<8>(r[2 * p], r[2 * p + 1]);
+  for (int p = 0; p < 4; ++p) s4[p] = fold_pair<4>(s8[2 * p], s8[2 * p + 1]);
+  for (int p = 0; p < 2; ++p) s2[p] = fold_pair<2>(s4[2 * p], s4[2 * p + 1]);
+  _mm512_storeu_ps(out, fold_pair<1>(s2[0], s2[1]));
+}
 // ---- quantized blocks, decoded in registers: unit u of a block (unit_elems<DT>() elements) to f32 ----
 // A unit is the span whose codes come from the same loaded bytes: a Q8_0 / Q5_0 block, a Q4_K pair of
 // sub-blocks (the low and high nibbles of 32 bytes), half a Q6_K block (64 ql bytes, 32 qh bytes). Codes
@@ -482,6 +513,16 @@ inline void qdot_block(const float* x, const void* w, const void* bias, int64_t 
       }
     }
   }
+#if defined(__AVX512F__)
+  if constexpr (M * R == 16) {
+    alignas(64) float sums[16];
+    hsum16(&acc[0][0], sums);
+    for (int i = 0; i < M; ++i) {
+      for (int j = 0; j < R; ++j) y[i * n + r + j] = sums[i * R + j] + bias_at(bias, GK_F32, r + j);
+    }
+    return;
+  }
+#endif
   for (int i = 0; i < M; ++i) {
     for (int j = 0; j < R; ++j) y[i * n + r + j] = hsum(acc[i][j]) + bias_at(bias, GK_F32, r + j);
   }
