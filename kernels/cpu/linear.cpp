@@ -9,7 +9,8 @@
 // the packed one decodes a panel's rows once, straight into the packed layout. Between them, 16..128 rows
 // of x take a third path (gemm_bcast) that decodes W rows once and broadcasts them against x^T, with no
 // transpose of W. So a quantized product equals the f32 product with the dequantized W, up to f32
-// summation order.
+// summation order — except decode's m = 1 for Q8_0, Q5_0 and Q6_K on AVX-512 (qdot_block), which applies each
+// block's (group's) scale to its partial sum instead of to every weight: the same sum to f32 rounding.
 // Every y element is produced by one thread in a fixed order, so results do not depend on thread count.
 #include <omp.h>
 
@@ -479,6 +480,10 @@ inline void dot_block(const float* x, const void* w, const void* bias, int64_t r
 #endif
 }
 
+// Where qdot_block prefetches: the rows one call ahead, pulled in at the rate these are consumed.
+inline const char* prefetch_base(const uint8_t* rows, int rows_per_call, int64_t row_bytes) {
+  return (const char*)rows + rows_per_call * row_bytes;
+}
 // Quantized W: y[i, r .. r+R) for i < M, block by block. Each unit of a row is decoded to f32 in registers
 // once and FMA'd against the M rows of x.
 template <int DT, int M, int R>
@@ -487,13 +492,105 @@ inline void qdot_block(const float* x, const void* w, const void* bias, int64_t 
   constexpr int U = unit_elems<DT>();
   const int64_t blocks = k / B::elems, row_bytes = blocks * B::bytes;
   const uint8_t* rows = (const uint8_t*)w + r * row_bytes;
+#if defined(__AVX512F__)
+  if constexpr (DT == GK_Q8_0 && M == 1) {
+    // As Q5_0 below, d · Σ q · x: the lm_head of a tied-embedding model is Q8_0 and nearly half of a token.
+    vf acc[R];
+    for (int j = 0; j < R; ++j) acc[j] = vzero();
+    const char* ahead = prefetch_base(rows, R, row_bytes);
+    for (int64_t b = 0; b < blocks; ++b) {
+      for (int64_t at = 0; at < R * B::bytes; at += 64) __builtin_prefetch(ahead + b * R * B::bytes + at, 0, 3);
+      const vf x0 = vload(x + b * 32), x1 = vload(x + b * 32 + 16);
+#pragma GCC unroll 16
+      for (int j = 0; j < R; ++j) {
+        const uint8_t* blk = rows + j * row_bytes + b * B::bytes;
+        const vf q0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(blk + 2))));
+        const vf q1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(blk + 18))));
+        acc[j] = vfma(vfma(q1, x1, _mm512_mul_ps(q0, x0)), vset1(gk::quant::f16_at(blk)), acc[j]);
+      }
+    }
+    for (int j = 0; j < R; ++j) y[r + j] = hsum(acc[j]) + bias_at(bias, GK_F32, r + j);
+    return;
+  }
+  if constexpr (DT == GK_Q5_0 && M == 1) {
+    // Decode (m = 1) is bound by the decoding work per weight, not by memory: here a block's scale is applied
+    // once to its sum, d · Σ (q − 16) · x, rather than to each weight (d · (q − 16)) · x, which saves the
+    // per-block offset and a broadcast and two of four float ops per 32 weights (~20% per product). The sum
+    // is the same to f32 rounding (it is no longer the FMA of the exactly dequantized weights).
+    const __m512i low4 = _mm512_set1_epi32(0xF), sixteen = _mm512_set1_epi32(16);
+    vf acc[R];
+    for (int j = 0; j < R; ++j) acc[j] = vzero();
+    const char* ahead = prefetch_base(rows, R, row_bytes);
+    for (int64_t b = 0; b < blocks; ++b) {
+      for (int64_t at = 0; at < R * B::bytes; at += 64) __builtin_prefetch(ahead + b * R * B::bytes + at, 0, 3);
+      const vf x0 = vload(x + b * 32), x1 = vload(x + b * 32 + 16);
+#pragma GCC unroll 16
+      for (int j = 0; j < R; ++j) {
+        const uint8_t* blk = rows + j * row_bytes + b * B::bytes;
+        const uint32_t qh = gk::quant::u32_at(blk + 2);
+        const __m512i q = u8x16(blk + 6), lo = _mm512_and_si512(q, low4), hi = _mm512_srli_epi32(q, 4);
+        // q − 16 for q = nibble | fifth bit << 4: the lanes whose fifth bit is clear lose 16.
+        const vf q0 = _mm512_cvtepi32_ps(_mm512_mask_sub_epi32(lo, (__mmask16)~qh, lo, sixteen));
+        const vf q1 = _mm512_cvtepi32_ps(_mm512_mask_sub_epi32(hi, (__mmask16)~(qh >> 16), hi, sixteen));
+        acc[j] = vfma(vfma(q1, x1, _mm512_mul_ps(q0, x0)), vset1(gk::quant::f16_at(blk)), acc[j]);
+      }
+    }
+    for (int j = 0; j < R; ++j) y[r + j] = hsum(acc[j]) + bias_at(bias, GK_F32, r + j);
+    return;
+  }
+  if constexpr (DT == GK_Q6_K && M == 1) {
+    // The same for Q6_K: each 16-element group's scale d · sc is applied to its sum, d · sc · Σ (q − 32) · x
+    // (the scales of a half block converted together, then taken as broadcast memory operands), not to each
+    // weight: ~15% per product.
+    const __m512i low4 = _mm512_set1_epi32(0xF), top2 = _mm512_set1_epi32(0x30), k32 = _mm512_set1_epi32(32);
+    vf acc[R];
+    for (int j = 0; j < R; ++j) acc[j] = vzero();
+    const char* ahead = prefetch_base(rows, R, row_bytes);
+    for (int64_t b = 0; b < blocks; ++b) {
+      for (int64_t at = 0; at < R * B::bytes; at += 64) __builtin_prefetch(ahead + b * R * B::bytes + at, 0, 3);
+      for (int u = 0; u < 2; ++u) {
+        // Half u: group t (elements 32t .. 32t + 32 of the half) takes nibble t >> 1 of ql[32(t & 1) + l] and bits
+        // 2t, 2t + 1 of qh[l]; vector v of a group (16 elements) has scale sc[2t + v] (decode_unit's layout).
+        vf xv[8];
+        for (int t = 0; t < 4; ++t) {
+          for (int v = 0; v < 2; ++v) xv[2 * t + v] = vload(x + b * 256 + 128 * u + 32 * t + 16 * v);
+        }
+#pragma GCC unroll 16
+        for (int j = 0; j < R; ++j) {
+          const uint8_t* blk = rows + j * row_bytes + b * B::bytes;
+          const uint8_t* ql = blk + 64 * u;
+          const uint8_t* qh = blk + 128 + 32 * u;
+          alignas(32) float scale[8];
+          _mm256_store_ps(scale, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
+                                                   (const __m128i*)(blk + 192 + 8 * u)))),
+                                               _mm256_set1_ps(gk::quant::f16_at(blk + 208))));
+          for (int v = 0; v < 2; ++v) {
+            const __m512i a = u8x16(ql + 16 * v), c = u8x16(ql + 32 + 16 * v), h = u8x16(qh + 16 * v);
+            const __m512i q[4] = {
+                _mm512_or_si512(_mm512_and_si512(a, low4), _mm512_and_si512(_mm512_slli_epi32(h, 4), top2)),
+                _mm512_or_si512(_mm512_and_si512(c, low4), _mm512_and_si512(_mm512_slli_epi32(h, 2), top2)),
+                _mm512_or_si512(_mm512_srli_epi32(a, 4), _mm512_and_si512(h, top2)),
+                _mm512_or_si512(_mm512_srli_epi32(c, 4), _mm512_and_si512(_mm512_srli_epi32(h, 2), top2)),
+            };
+            for (int t = 0; t < 4; ++t) {
+              const vf p = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(q[t], k32)), xv[2 * t + v]);
+              acc[j] = vfma(p, vset1(scale[2 * t + v]), acc[j]);
+            }
+          }
+        }
+      }
+    }
+    for (int j = 0; j < R; ++j) y[r + j] = hsum(acc[j]) + bias_at(bias, GK_F32, r + j);
+    return;
+  }
+#endif
   vf acc[M][R];
   for (int i = 0; i < M; ++i)
     for (int j = 0; j < R; ++j) acc[i][j] = vzero();
   // As dot_block: pull the next R rows in at the rate these are consumed (R blocks' bytes per block), here
   // all the way to L1 (prefetcht0): on the Q8_0 lm_head that measured ~18 GB/s per core against ~13 for
   // prefetcht1, neutral for the K-quants, which decode longer per byte.
-  const char* next = (const char*)rows + R * row_bytes;
+  const char* next = prefetch_base(rows, R, row_bytes);
   for (int64_t b = 0; b < blocks; ++b) {
     for (int64_t at = 0; at < R * B::bytes; at += 64) __builtin_prefetch(next + b * R * B::bytes + at, 0, 3);
     for (int u = 0; u < B::elems / U; ++u) {
