@@ -6,6 +6,8 @@
  * A `.gguf` model runs through the GGUF loader (quantized weights kept quantized), and `--peer llama.cpp`
  * runs llama.cpp (node-llama-cpp, tests/bench/llama_cpp.ts) on the same file with the same prompt token ids,
  * thread count and token counts, and prints both engines' prefill and decode tokens/s and our ratio.
+ * A Gemma 4 GGUF (general.architecture "gemma4", e.g. the synthetic E2B of tests/fixtures/make_synthetic_gguf.py)
+ * loads through the Gemma 4 GGUF loader; its bound counts one row of the per-layer-input table per token.
  * `--peer llama.cpp-src` runs llama.cpp built from source with native flags (tests/bench/llama_cpp_src.ts:
  * llama-bench) instead, in interleaved rounds (ours at every length, then llama-bench at every length, --runs
  * times), and prints medians, ratios, decode as a % of a read-only stream's bandwidth, and the load average.
@@ -31,6 +33,11 @@ import { Gemma3TextModel } from "../../src/models/gemma3/model.ts";
 import { gemma3TextTable } from "../../src/models/gemma3/weights.ts";
 import { ModelWeights, tableRows } from "../../src/models/common/weight_table.ts";
 import { loadGemma3Gguf, loadGemma3Text } from "../../src/models/gemma3/load.ts";
+import { loadGemma4Gguf } from "../../src/models/gemma4/load.ts";
+import { gemma4GgufTokenizer } from "../../src/models/gemma4/gguf_tokenizer.ts";
+import type { Gemma4LayerSpec } from "../../src/models/gemma4/config.ts";
+import type { LayerSpec } from "../../src/models/gemma3/config.ts";
+import { openGguf } from "../../src/formats/gguf.ts";
 import type { BackendChoice } from "../../src/ffi/library.ts";
 import { Tokenizer } from "../../src/tokenizer/tokenizer.ts";
 import { gemma3Tokenizer } from "../../src/models/gemma3/tokenizer_files.ts";
@@ -182,13 +189,24 @@ using backend = Backend.open({ backend: values.backend as BackendChoice });
 const maxContext = Math.max(...promptLengths) + decodeTokens + 1;
 const loadStart = performance.now();
 const g4 = gemma4Synthetic ? syntheticGemma4(backend, values.synthetic!, maxContext) : undefined;
+/** A GGUF's architecture, and its per-layer-input table (Gemma 4 E2B/E4B): decode reads one row of it per token. */
+const ggufInfo = gguf
+  ? (() => {
+    using f = openGguf(values.model!);
+    const ple = f.get("per_layer_token_embd.weight");
+    return { arch: f.getString("general.architecture"), pleBytes: ple?.bytes ?? 0, pleRows: ple?.shape[0] ?? 1 };
+  })()
+  : undefined;
 const { model, bytes } = g4 ? g4 : values.model
   ? (() => {
-    const load = gguf ? loadGemma3Gguf : loadGemma3Text;
-    const m = load(backend, values.model!, { maxContext });
+    const m = ggufInfo?.arch === "gemma4"
+      ? loadGemma4Gguf(backend, values.model!, { maxContext })
+      : (gguf ? loadGemma3Gguf : loadGemma3Text)(backend, values.model!, { maxContext });
     return { model: m, bytes: backend.memoryStats().inUse - m.cache.bytes };
   })()
   : syntheticModel(backend, values.synthetic!, maxContext);
+/** Weight bytes one decode token reads (a --model file): all of them but the per-layer-input table's other rows. */
+const readBytes = ggufInfo ? bytes - ggufInfo.pleBytes + ggufInfo.pleBytes / ggufInfo.pleRows : bytes;
 const loadMs = performance.now() - loadStart;
 const c = model.config.text;
 
@@ -198,7 +216,14 @@ const c = model.config.text;
  */
 async function promptIds(length: number): Promise<number[]> {
   if (!values.model) return Array.from({ length }, (_, i) => 2 + ((i * 7919) % (c.vocabSize - 2)));
-  const tokenizer = gguf ? await gemma3Tokenizer() : await Tokenizer.fromFiles(values.model);
+  const tokenizer = ggufInfo?.arch === "gemma4"
+    ? (() => {
+      using f = openGguf(values.model!);
+      return gemma4GgufTokenizer(f);
+    })()
+    : gguf
+    ? await gemma3Tokenizer()
+    : await Tokenizer.fromFiles(values.model);
   const piece = tokenizer.encode(PROMPT_TEXT, { addSpecialTokens: false });
   const ids = [c.bosTokenId];
   while (ids.length < length) ids.push(...piece);
@@ -292,12 +317,8 @@ for (const length of promptLengths) {
   // Bytes read per decode token: every weight once (the tied head reads the whole embedding table) plus
   // the K/V the attention reads at the average position of the run.
   const avgPos = length + decodeTokens / 2;
-  const kvPerToken = g4 ? 0 : model.config.layers.reduce((sum, l) => {
-    const keys = l.window > 0 ? Math.min(avgPos, l.window) : avgPos;
-    return sum + 2 * keys * (c as Gemma3TextConfig).numKeyValueHeads * (c as Gemma3TextConfig).headDim * 4;
-  }, 0);
   // Gemma 4 reads only top_k experts and one row of the per-layer-input table per token.
-  const boundTps = bandwidth / (g4 ? g4.decodeReadBytes(avgPos) : bytes + kvPerToken);
+  const boundTps = bandwidth / (g4 ? g4.decodeReadBytes(avgPos) : readBytes + kvReadBytes(avgPos, 4));
   const peer = values.peer
     ? await runLlamaCpp({ gguf: values.model!, threads, tokens: prompt, decodeTokens, runs })
     : undefined;
@@ -354,9 +375,11 @@ model.dispose();
 /** Bytes of the KV cache the attention reads per decode token at `avgPos`, for `bytesPerValue` (4 ours, 2 f16). */
 function kvReadBytes(avgPos: number, bytesPerValue: number): number {
   const t = c as Gemma3TextConfig;
-  return model.config.layers.reduce((sum, l) => {
+  const layers: readonly (LayerSpec | Gemma4LayerSpec)[] = model.config.layers;
+  return layers.reduce((sum, l) => {
     const keys = l.window > 0 ? Math.min(avgPos, l.window) : avgPos;
-    return sum + 2 * keys * t.numKeyValueHeads * t.headDim * bytesPerValue;
+    const width = "kvHeads" in l ? l.kvHeads * l.headDim : t.numKeyValueHeads * t.headDim; // Gemma 4: per layer
+    return sum + 2 * keys * width * bytesPerValue;
   }, 0);
 }
 
@@ -407,7 +430,8 @@ async function srcPeerRounds(): Promise<void> {
     const o = ours.get(p)!, q = peer.get(p)!;
     const [op, od, qp, qd] = [median(o.prefill), median(o.decode), median(q.prefill), median(q.decode)];
     const avgPos = p + decodeTokens / 2;
-    const oursBound = bw / (bytes + kvReadBytes(avgPos, 4)), peerBound = bw / (bytes + kvReadBytes(avgPos, 2));
+    const oursBound = bw / (readBytes + kvReadBytes(avgPos, 4));
+    const peerBound = bw / (readBytes + kvReadBytes(avgPos, 2));
     console.log(
       `| ${p} | ${f(op)} | ${f(qp)} | ${(op / qp).toFixed(2)}x | ${f(od)} | ${f(qd)} | ${(od / qd).toFixed(2)}x | ` +
         `${(100 * od / oursBound).toFixed(0)}% | ${(100 * qd / peerBound).toFixed(0)}% |`,
