@@ -9,7 +9,7 @@ export const NATIVE_SOURCES: {
   files: [string, string][];
 } = {
   version: "0.1.0",
-  sha256: "6ad5e2f66672978073f96d4bd7ea2cac36240a5dfb08bab192824319e8721e57",
+  sha256: "164350bcfa4da905ab74f33c016536f6d92e79afc5d7788f87805060d4fb48c7",
   files: [
     ["kernels/common/dtype.h", "423672a9860bbfc1620995b00bd2b45de6ad4082fd748c94483cc620b15d6ec5"],
     ["kernels/common/error.cpp", "16d996224683479f1bfab036cc33a4cb56589112885bf3a1d9936632ae48064c"],
@@ -23,7 +23,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/avg_pool2d.cpp", "705651fa17c1eeaba10160f96a7f6afa534feb507b375a85585ba061b1c05223"],
     ["kernels/cpu/clamp.cpp", "0385939debcd4e9cf7ef8c8c2a7eef52ff29f22c2944eff8ceabce1d28e58bfa"],
     ["kernels/cpu/cpu.h", "2ce612cdc3050832441da39d4d3cb2837b471122eb6a5e3ecd80323b09b140b5"],
-    ["kernels/cpu/elementwise.cpp", "84a33146d4d28aead082922a6d7538af655ceaa8e23125b1dd521e23adf69cbb"],
+    ["kernels/cpu/elementwise.cpp", "038c95cabe9cdc2b5379edeea7090d19f93cae277aab63029df365b37c11d08c"],
     ["kernels/cpu/embedding.cpp", "b1608ff1acdea88dab8fc75828980a06ba044e4563ca743b63f6a286658edca1"],
     ["kernels/cpu/gather_sum.cpp", "343b3e0d88a0e77326aa979ec67668c42ffb2372ed8cf058da1019031107776b"],
     ["kernels/cpu/kv_cache_write.cpp", "86990e09320fbf192230c96abc269289aa6ce3425ca5a821cf0fc027767af5ca"],
@@ -43,7 +43,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/rope_axes.cpp", "665f1ca5e21a59006551262316f3935a67e85912299caabfc82c38db98c9c077"],
     ["kernels/cpu/runtime.cpp", "4f4235dba12246fa5a261e8e0313271cc2241adab20b0e55a1f1ede9faf2b823"],
     ["kernels/cpu/sample.cpp", "376dfb4fe09ed00bce3f03c583e3f2f1581030eba32a901cb2a8d31cf0cd6ae6"],
-    ["kernels/cpu/simd.h", "712bd9bcd11114463b87e8bdfa85f6953c2a2382681937cdc077f5723aadcf4e"],
+    ["kernels/cpu/simd.h", "0d24b19c335c909b992d5ee6cc3bbaa7ab0e393e458c4509be5c6792df17276b"],
     ["kernels/cpu/softmax.cpp", "02d4f89bf232e81992d93b1e1d8c033724810cc91d17acc36209d031626540b1"],
     ["kernels/include/gemmakit.h", "93556d81d411553bc9739af52042e2d6f3c8f135c7106dcb1ada007b78b7410d"],
   ],
