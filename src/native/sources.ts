@@ -9,7 +9,7 @@ export const NATIVE_SOURCES: {
   files: [string, string][];
 } = {
   version: "0.1.0",
-  sha256: "164350bcfa4da905ab74f33c016536f6d92e79afc5d7788f87805060d4fb48c7",
+  sha256: "c119ece61ffd84dcd928509943faa2aaec40e75363c0ea0060d790e4630f7ec5",
   files: [
     ["kernels/common/dtype.h", "423672a9860bbfc1620995b00bd2b45de6ad4082fd748c94483cc620b15d6ec5"],
     ["kernels/common/error.cpp", "16d996224683479f1bfab036cc33a4cb56589112885bf3a1d9936632ae48064c"],
@@ -18,7 +18,7 @@ export const NATIVE_SOURCES: {
     ["kernels/common/sampling.h", "d5a06ee12ffac95cee2c0415d094efff717ab69848e8b02bf59eef451f7e93e8"],
     ["kernels/common/validate.h", "b276f5d86497681d85de43a89ac0b63752e575e5c829dc82d371d5d374e3de7e"],
     ["kernels/cpu/argmax.cpp", "8d58436f57d987d546f9a195be69fea0cbfd2150aefbc3a9fed6b5fceb7a6a7d"],
-    ["kernels/cpu/attention_decode.cpp", "05160048bf08af04898867eaf16769b485789a70a91db10db29339fc8c4e0669"],
+    ["kernels/cpu/attention_decode.cpp", "81690dd7ae23eb5ac239f621aaabc51577fe6041d45f6d10c1cefb56bb472f30"],
     ["kernels/cpu/attention_prefill.cpp", "39610353663cfb0f3daa1cb6a334389c0c9b08e07c200cb38361580ac58a63ff"],
     ["kernels/cpu/avg_pool2d.cpp", "705651fa17c1eeaba10160f96a7f6afa534feb507b375a85585ba061b1c05223"],
     ["kernels/cpu/clamp.cpp", "0385939debcd4e9cf7ef8c8c2a7eef52ff29f22c2944eff8ceabce1d28e58bfa"],
