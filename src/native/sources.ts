@@ -9,7 +9,7 @@ export const NATIVE_SOURCES: {
   files: [string, string][];
 } = {
   version: "0.1.0",
-  sha256: "c119ece61ffd84dcd928509943faa2aaec40e75363c0ea0060d790e4630f7ec5",
+  sha256: "427c3e166287e5b6d7f5916eea86834d8f808636551b68eb9a74f27bff6ae8c2",
   files: [
     ["kernels/common/dtype.h", "423672a9860bbfc1620995b00bd2b45de6ad4082fd748c94483cc620b15d6ec5"],
     ["kernels/common/error.cpp", "16d996224683479f1bfab036cc33a4cb56589112885bf3a1d9936632ae48064c"],
@@ -17,7 +17,7 @@ export const NATIVE_SOURCES: {
     ["kernels/common/moe.h", "aab3d53b4e96fca9a84b3c3c8dd6b13d2fc701898dd2a00b0ed60b954869f6e6"],
     ["kernels/common/sampling.h", "d5a06ee12ffac95cee2c0415d094efff717ab69848e8b02bf59eef451f7e93e8"],
     ["kernels/common/validate.h", "b276f5d86497681d85de43a89ac0b63752e575e5c829dc82d371d5d374e3de7e"],
-    ["kernels/cpu/argmax.cpp", "8d58436f57d987d546f9a195be69fea0cbfd2150aefbc3a9fed6b5fceb7a6a7d"],
+    ["kernels/cpu/argmax.cpp", "edc446e9a6fe339b427ee9841869a15fd959451b83ccce04b38bc1cd515a8ea1"],
     ["kernels/cpu/attention_decode.cpp", "81690dd7ae23eb5ac239f621aaabc51577fe6041d45f6d10c1cefb56bb472f30"],
     ["kernels/cpu/attention_prefill.cpp", "39610353663cfb0f3daa1cb6a334389c0c9b08e07c200cb38361580ac58a63ff"],
     ["kernels/cpu/avg_pool2d.cpp", "705651fa17c1eeaba10160f96a7f6afa534feb507b375a85585ba061b1c05223"],
@@ -42,8 +42,8 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/rope.cpp", "93ef423e7fd1e2e8e5ec8b61095a5bf79668b5842c30b5e7954a0d5971b2c3c8"],
     ["kernels/cpu/rope_axes.cpp", "665f1ca5e21a59006551262316f3935a67e85912299caabfc82c38db98c9c077"],
     ["kernels/cpu/runtime.cpp", "4f4235dba12246fa5a261e8e0313271cc2241adab20b0e55a1f1ede9faf2b823"],
-    ["kernels/cpu/sample.cpp", "376dfb4fe09ed00bce3f03c583e3f2f1581030eba32a901cb2a8d31cf0cd6ae6"],
-    ["kernels/cpu/simd.h", "0d24b19c335c909b992d5ee6cc3bbaa7ab0e393e458c4509be5c6792df17276b"],
+    ["kernels/cpu/sample.cpp", "9523b389ed9a9f41e6a462bc61f183c5a2666cb3a8ee6a8c8ea2d9ed9427ca1f"],
+    ["kernels/cpu/simd.h", "e53d9456c831c85cb45b2dcbf754e147d0f316dd0e4bef6cb7e3f62103566633"],
     ["kernels/cpu/softmax.cpp", "02d4f89bf232e81992d93b1e1d8c033724810cc91d17acc36209d031626540b1"],
     ["kernels/include/gemmakit.h", "93556d81d411553bc9739af52042e2d6f3c8f135c7106dcb1ada007b78b7410d"],
   ],
