@@ -9,7 +9,7 @@ export const NATIVE_SOURCES: {
   files: [string, string][];
 } = {
   version: "0.1.0",
-  sha256: "427c3e166287e5b6d7f5916eea86834d8f808636551b68eb9a74f27bff6ae8c2",
+  sha256: "de7a8ee3d7cc2c86fe4861bccd3a425a6f1acc8fec418850918d463b060eb984",
   files: [
     ["kernels/common/dtype.h", "423672a9860bbfc1620995b00bd2b45de6ad4082fd748c94483cc620b15d6ec5"],
     ["kernels/common/error.cpp", "16d996224683479f1bfab036cc33a4cb56589112885bf3a1d9936632ae48064c"],
@@ -23,7 +23,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/avg_pool2d.cpp", "705651fa17c1eeaba10160f96a7f6afa534feb507b375a85585ba061b1c05223"],
     ["kernels/cpu/clamp.cpp", "0385939debcd4e9cf7ef8c8c2a7eef52ff29f22c2944eff8ceabce1d28e58bfa"],
     ["kernels/cpu/cpu.h", "2ce612cdc3050832441da39d4d3cb2837b471122eb6a5e3ecd80323b09b140b5"],
-    ["kernels/cpu/elementwise.cpp", "038c95cabe9cdc2b5379edeea7090d19f93cae277aab63029df365b37c11d08c"],
+    ["kernels/cpu/elementwise.cpp", "453028cbe2835c8b74d30a25032234e8b44c67ce2f28dae1496775558399d499"],
     ["kernels/cpu/embedding.cpp", "b1608ff1acdea88dab8fc75828980a06ba044e4563ca743b63f6a286658edca1"],
     ["kernels/cpu/gather_sum.cpp", "343b3e0d88a0e77326aa979ec67668c42ffb2372ed8cf058da1019031107776b"],
     ["kernels/cpu/kv_cache_write.cpp", "86990e09320fbf192230c96abc269289aa6ce3425ca5a821cf0fc027767af5ca"],
@@ -38,7 +38,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/pool.h", "1d0fb9dc0bf2d7fdf08291289db402be07777134252bca7176d32bf847331644"],
     ["kernels/cpu/program.cpp", "779c22004d3834968b009297672ff3bb8c9c29853e06c14137edefd1c59e3fc1"],
     ["kernels/cpu/quant.h", "c9135677192004e45ef4b54cd1c0d932d8b4c7aa1ae0c96059e03b79ca563d50"],
-    ["kernels/cpu/rms_norm.cpp", "66907e24dcc606530c18ec2e6883d26e7718253f94342d5fec802a86d831bf13"],
+    ["kernels/cpu/rms_norm.cpp", "b9bcf218b0f2136fe6e80d8066bc5e14fb8ff456b04cdf2e8d0ea0d2a8de09fb"],
     ["kernels/cpu/rope.cpp", "93ef423e7fd1e2e8e5ec8b61095a5bf79668b5842c30b5e7954a0d5971b2c3c8"],
     ["kernels/cpu/rope_axes.cpp", "665f1ca5e21a59006551262316f3935a67e85912299caabfc82c38db98c9c077"],
     ["kernels/cpu/runtime.cpp", "4f4235dba12246fa5a261e8e0313271cc2241adab20b0e55a1f1ede9faf2b823"],
