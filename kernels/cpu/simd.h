@@ -289,6 +289,19 @@ inline int32_t argmax(const float* x, int32_t n) {
 #endif
 }
 
+// y[i] = gelu_tanh(gate[i]) · up[i] for a row (the gated MLP product; gk_gelu_tanh_mul and the MoE experts). The
+// last n % kW elements go through a zero-padded vector, so every element takes the same path.
+inline void gelu_tanh_mul_row(const float* gate, const float* up, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + kW <= n; i += kW) vstore(y + i, vmul(vgelu_tanh(vload(gate + i)), vload(up + i)));
+  if (i < n) {
+    float tg[kW] = {}, tu[kW] = {}, ty[kW];
+    for (int64_t j = i; j < n; ++j) tg[j - i] = gate[j], tu[j - i] = up[j];
+    vstore(ty, vmul(vgelu_tanh(vload(tg)), vload(tu)));
+    for (int64_t j = i; j < n; ++j) y[j] = ty[j - i];
+  }
+}
+
 // Pins a loaded vector in a register: reused by several FMAs, GCC may otherwise fold the load into each of
 // them as a memory operand, turning one load into one per FMA.
 inline void vkeep(vf& a) {

@@ -9,7 +9,7 @@ export const NATIVE_SOURCES: {
   files: [string, string][];
 } = {
   version: "0.1.0",
-  sha256: "31cebbe8d28677a568253d6c93daadfa0cf4cde3c0c2652badfca39dde739c49",
+  sha256: "bb0f7463b202ba2fc8d49282149ebe1c30764255806a947047329c2f7877e47f",
   files: [
     ["kernels/common/dtype.h", "423672a9860bbfc1620995b00bd2b45de6ad4082fd748c94483cc620b15d6ec5"],
     ["kernels/common/error.cpp", "16d996224683479f1bfab036cc33a4cb56589112885bf3a1d9936632ae48064c"],
@@ -22,7 +22,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/attention_prefill.cpp", "39610353663cfb0f3daa1cb6a334389c0c9b08e07c200cb38361580ac58a63ff"],
     ["kernels/cpu/avg_pool2d.cpp", "705651fa17c1eeaba10160f96a7f6afa534feb507b375a85585ba061b1c05223"],
     ["kernels/cpu/clamp.cpp", "0385939debcd4e9cf7ef8c8c2a7eef52ff29f22c2944eff8ceabce1d28e58bfa"],
-    ["kernels/cpu/cpu.h", "2ce612cdc3050832441da39d4d3cb2837b471122eb6a5e3ecd80323b09b140b5"],
+    ["kernels/cpu/cpu.h", "943784edc90a0e260d8bdd89550421e413fa005c1de2234004bb3460a260ea6d"],
     ["kernels/cpu/elementwise.cpp", "453028cbe2835c8b74d30a25032234e8b44c67ce2f28dae1496775558399d499"],
     ["kernels/cpu/embedding.cpp", "b1608ff1acdea88dab8fc75828980a06ba044e4563ca743b63f6a286658edca1"],
     ["kernels/cpu/gather_sum.cpp", "343b3e0d88a0e77326aa979ec67668c42ffb2372ed8cf058da1019031107776b"],
@@ -32,7 +32,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/linear_q8act.cpp", "a186f46149d24d2d86c2d343f6c65dfa86bec340075c2cafb77c1a9a0f42bad7"],
     ["kernels/cpu/logits_process.cpp", "a0202bb03fa6fbd533677ab1155c2d19fb666e1275437e8bc543ee011668384a"],
     ["kernels/cpu/logprobs.cpp", "d671988cef3ab6b39f06f74bb743ecdf2e1480d8ed43e24375f9501a0da7eba2"],
-    ["kernels/cpu/moe.cpp", "eb47619bc5b59f53a71eb6c4a8abaf08d5c76621e707ddff095f754f6e15782f"],
+    ["kernels/cpu/moe.cpp", "795ca110dc8aeacace2eb516b3b3231234edcc8d2deb3f336e7f27194e4cf54c"],
     ["kernels/cpu/patch_extract.cpp", "526f05411a682855fa688e8805364c58caba991bdcfb782c68a7fc589ee6aa82"],
     ["kernels/cpu/pool.cpp", "7a6c624b02e50c3c0c24e84fad00b91f09467852b92556513b30e5e06c66ae77"],
     ["kernels/cpu/pool.h", "1d0fb9dc0bf2d7fdf08291289db402be07777134252bca7176d32bf847331644"],
@@ -43,7 +43,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/rope_axes.cpp", "665f1ca5e21a59006551262316f3935a67e85912299caabfc82c38db98c9c077"],
     ["kernels/cpu/runtime.cpp", "4f4235dba12246fa5a261e8e0313271cc2241adab20b0e55a1f1ede9faf2b823"],
     ["kernels/cpu/sample.cpp", "9523b389ed9a9f41e6a462bc61f183c5a2666cb3a8ee6a8c8ea2d9ed9427ca1f"],
-    ["kernels/cpu/simd.h", "e53d9456c831c85cb45b2dcbf754e147d0f316dd0e4bef6cb7e3f62103566633"],
+    ["kernels/cpu/simd.h", "375d79f4ce32aaa0be1f15f4e28d371d00edc248f6a39d45a81bf76d562e8110"],
     ["kernels/cpu/softmax.cpp", "02d4f89bf232e81992d93b1e1d8c033724810cc91d17acc36209d031626540b1"],
     ["kernels/include/gemmakit.h", "93556d81d411553bc9739af52042e2d6f3c8f135c7106dcb1ada007b78b7410d"],
   ],
