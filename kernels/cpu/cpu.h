@@ -86,33 +86,4 @@ bool q8_activations_enabled();
 bool linear_q8act(const float* x, const void* weight, int32_t weight_dtype, const void* bias, int64_t m, int64_t n,
                   int64_t k, float* y);
 
-// tanh as a branch-free rational function (Eigen's generic_fast_tanh_float: odd degree-13 over even degree-6
-// polynomial on [-7.9, 7.9], where f32 tanh reaches ±1), so that loops over it vectorise: libm's tanhf is a
-// scalar call, and was 17% of a 128-token prefill of Gemma 3 270M (GELU over the 2048-wide MLP). Measured
-// against double tanh over every float in [-12, 12]: at most 4.9 ulp, 2.9e-7 absolute; 27x faster in a loop.
-inline float tanh_rational(float x) {
-  const float c = 7.90531110763549805f;
-  const float xc = x < -c ? -c : (x > c ? c : x);
-  const float x2 = xc * xc;
-  float p = -2.76076847742355e-16f;
-  p = p * x2 + 2.00018790482477e-13f;
-  p = p * x2 + -8.60467152213735e-11f;
-  p = p * x2 + 5.12229709037114e-08f;
-  p = p * x2 + 1.48572235717979e-05f;
-  p = p * x2 + 6.37261928875436e-04f;
-  p = p * x2 + 4.89352455891786e-03f;
-  float q = 1.19825839466702e-06f;
-  q = q * x2 + 1.18534705686654e-04f;
-  q = q * x2 + 2.26843463243900e-03f;
-  q = q * x2 + 4.89352518554385e-03f;
-  const float r = xc * p / q;
-  return (x < 0.0004f && x > -0.0004f) ? x : r;  // tanh(x) = x in f32 there
-}
-
-// transformers' gelu_pytorch_tanh: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
-inline float gelu_tanh(float x) {
-  const float k = 0.7978845608028654f;
-  return 0.5f * x * (1.0f + tanh_rational(k * (x + 0.044715f * x * x * x)));
-}
-
 }  // namespace gk::cpu

@@ -15,6 +15,7 @@
 
 #include "../common/moe.h"
 #include "cpu.h"
+#include "simd.h"
 
 namespace {
 
@@ -114,7 +115,7 @@ GK_API gk_status gk_moe_experts(gk_stream* s, const float* x, const int32_t* ids
     GK_TRY(gk::cpu::linear(xg, (const char*)gate_up + e * gu_bytes, gate_up_dtype, nullptr, rows, 2 * I, H, g));
 #pragma omp parallel for schedule(static) if (rows * I > 65536)
     for (int64_t r = 0; r < rows; ++r) {
-      for (int64_t i = 0; i < I; ++i) h[r * I + i] = gk::cpu::gelu_tanh(g[r * 2 * I + i]) * g[r * 2 * I + I + i];
+      gk::cpu::simd::gelu_tanh_mul_row(g + r * 2 * I, g + r * 2 * I + I, h + r * I, I);  // as gk_gelu_tanh_mul
     }
     GK_TRY(gk::cpu::linear(h, (const char*)down + e * down_bytes, down_dtype, nullptr, rows, H, I, sc.y + r0 * H));
   }

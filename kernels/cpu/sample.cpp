@@ -6,6 +6,7 @@
 
 #include "../common/sampling.h"
 #include "cpu.h"
+#include "simd.h"
 
 namespace {
 
@@ -22,14 +23,10 @@ struct Scratch {
 };
 thread_local Scratch scratch;
 
-// torch.argmax: the first maximum, and the first NaN beats every number.
-int32_t argmax(const float* x, int32_t n) {
-  int32_t best = 0;
-  for (int32_t j = 1; j < n && x[best] == x[best]; ++j) {
-    if (x[j] != x[j] || x[j] > x[best]) best = j;
-  }
-  return best;
-}
+// torch.argmax: the first maximum, and the first NaN beats every number (simd.h). (Splitting a vocabulary-sized
+// row over the decode pool measured slower on 2 shared cores: the hand-off costs more than the second core's
+// share of bandwidth.)
+int32_t argmax(const float* x, int32_t n) { return gk::cpu::simd::argmax(x, n); }
 
 // Temperature, softmax weights, top-k, top-p, min-p, then the draw. Scales logits in place.
 int32_t draw(float* logits, int32_t vocab, const gk_sampling& p, uint32_t u24) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cmath>
+#include <cstdint>
 
 #if defined(__AVX512F__) || defined(__AVX2__)
 // GCC 12's AVX-512 intrinsics self-initialise their `__Y` operand (PR 105593) and -W(maybe-)uninitialized
@@ -34,6 +35,15 @@ inline vf vpow2i(vf y, vf n) { return _mm512_scalef_ps(y, n); }  // y · 2^n, n 
 inline vf vzero_below(vf r, vf x, float lim) {  // 0 where x < lim (x = -inf included), else r (x = NaN included)
   return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(lim), _CMP_NLT_UQ), r);
 }
+inline vf vdiv(vf a, vf b) { return _mm512_div_ps(a, b); }
+inline vf vabs(vf a) { return _mm512_abs_ps(a); }
+inline vf vcopysign(vf mag, vf s) {  // mag (sign bit clear) with the sign of s
+  const __m512i sign = _mm512_and_si512(_mm512_castps_si512(s), _mm512_set1_epi32(INT32_MIN));
+  return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(mag), sign));
+}
+inline vf vselect_lt(vf x, float lim, vf a, vf b) {  // x < lim ? a : b (NaN x: b)
+  return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(lim), _CMP_LT_OQ), b, a);
+}
 inline float hmax(vf a) { return _mm512_reduce_max_ps(a); }
 inline bool vhas_nan(vf a) { return _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q) != 0; }
 inline __m128 vsum4(vf a) {  // to 4 partial sums
@@ -61,6 +71,12 @@ inline vf vpow2i(vf y, vf n) {  // y · 2^n for integral n in [-126, 127]: n goe
 }
 inline vf vzero_below(vf r, vf x, float lim) {
   return _mm256_and_ps(r, _mm256_cmp_ps(x, _mm256_set1_ps(lim), _CMP_NLT_UQ));
+}
+inline vf vdiv(vf a, vf b) { return _mm256_div_ps(a, b); }
+inline vf vabs(vf a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
+inline vf vcopysign(vf mag, vf s) { return _mm256_or_ps(mag, _mm256_and_ps(s, _mm256_set1_ps(-0.0f))); }
+inline vf vselect_lt(vf x, float lim, vf a, vf b) {
+  return _mm256_blendv_ps(b, a, _mm256_cmp_ps(x, _mm256_set1_ps(lim), _CMP_LT_OQ));
 }
 inline bool vhas_nan(vf a) { return _mm256_movemask_ps(_mm256_cmp_ps(a, a, _CMP_UNORD_Q)) != 0; }
 inline float hmax(vf a) {
@@ -114,6 +130,22 @@ inline vf vzero_below(vf r, vf x, float lim) {
   for (int i = 0; i < kW; ++i) r.v[i] = x.v[i] < lim ? 0.0f : r.v[i];
   return r;
 }
+inline vf vdiv(vf a, vf b) {
+  for (int i = 0; i < kW; ++i) a.v[i] /= b.v[i];
+  return a;
+}
+inline vf vabs(vf a) {
+  for (int i = 0; i < kW; ++i) a.v[i] = std::fabs(a.v[i]);
+  return a;
+}
+inline vf vcopysign(vf mag, vf s) {
+  for (int i = 0; i < kW; ++i) mag.v[i] = std::copysign(mag.v[i], s.v[i]);
+  return mag;
+}
+inline vf vselect_lt(vf x, float lim, vf a, vf b) {
+  for (int i = 0; i < kW; ++i) b.v[i] = x.v[i] < lim ? a.v[i] : b.v[i];
+  return b;
+}
 inline bool vhas_nan(vf a) {
   bool n = false;
   for (int i = 0; i < kW; ++i) n |= a.v[i] != a.v[i];
@@ -143,6 +175,131 @@ inline vf vexp(vf x) {
   y = vfma(y, r, vset1(5.0000001201e-1f));
   y = vfma(y, vmul(r, r), vadd(r, vset1(1.0f)));
   return vzero_below(vpow2i(y, n), x, -87.0f);
+}
+
+// tanh to about 1.5 ulp over every float (odd, so computed on |x| and given x's sign back; ±0 stay ±0):
+//   |x| < ln(3)/2 (tanh < 0.5): |x| + |x|^3 Q(x^2), Q a degree-4 least-squares fit (Chebyshev nodes, relative
+//     error) of (tanh(a) - a) / a^3, 0.02 ulp from tanh before rounding. No cancellation near 0, and tiny or
+//     subnormal x come back unchanged (|x|^3 underflows).
+//   else: 1 - 2 / (e^(2|x|) + 1), where the subtracted term is at most 0.5 so vexp's ulp stays about one.
+//     Large |x| saturates to ±1 (vexp clamps at 88), ±inf gives ±1, NaN stays NaN.
+// tests/ops/tanh_test.ts holds it to 2 ulp of double tanh over a dense sweep of every binade.
+inline vf vtanh(vf x) {
+  const vf a = vabs(x);
+  const vf s = vmul(a, a);
+  vf q = vset1(-6.292931390e-03f);
+  q = vfma(q, s, vset1(2.108552973e-02f));
+  q = vfma(q, s, vset1(-5.385589590e-02f));
+  q = vfma(q, s, vset1(1.333262356e-01f));
+  q = vfma(q, s, vset1(-3.333331883e-01f));
+  const vf small = vfma(vmul(a, s), q, a);
+  const vf e = vexp(vadd(a, a));
+  const vf large = vsub(vset1(1.0f), vdiv(vset1(2.0f), vadd(e, vset1(1.0f))));
+  return vcopysign(vselect_lt(a, 0.54930614f, small, large), x);
+}
+
+// transformers' gelu_pytorch_tanh, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), on vtanh. For x below about
+// -3, 1 + tanh cancels in f32 as it does in torch's own f32 evaluation of the same formula.
+inline vf vgelu_tanh(vf x) {
+  const vf inner = vmul(vset1(0.7978845608028654f), vfma(vset1(0.044715f), vmul(vmul(x, x), x), x));
+  return vmul(vmul(vset1(0.5f), x), vadd(vset1(1.0f), vtanh(inner)));
+}
+
+// torch.argmax of x[0, n): the first maximum, and the first NaN beats every number. The plain loop (reading
+// x[best] back every step) took ~0.3 ms over a 262144-entry vocabulary, a decode step's greedy sample.
+inline int32_t argmax_scalar(const float* x, int32_t n) {
+  int32_t best = 0;
+  for (int32_t j = 1; j < n && x[best] == x[best]; ++j) {
+    if (x[j] != x[j] || x[j] > x[best]) best = j;
+  }
+  return best;
+}
+
+// The same index, vectorised: each lane keeps its largest value and that value's first index (strictly greater
+// replaces, so a lane keeps its earliest maximum), two vectors at a time; then the lowest index among the lanes
+// holding the overall maximum is the first maximum. Any NaN sends the whole row to the scalar loop (rare, and
+// it finds the first NaN); the last n % (2 kW) elements continue the scalar rule from the vector part's winner.
+inline int32_t argmax(const float* x, int32_t n) {
+#if defined(__AVX512F__)
+  if (n < 32) return argmax_scalar(x, n);
+  __m512 b0 = _mm512_loadu_ps(x), b1 = _mm512_loadu_ps(x + 16);
+  __m512i i0 = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  __m512i i1 = _mm512_add_epi32(i0, _mm512_set1_epi32(16)), c0 = i0, c1 = i1;
+  const __m512i step = _mm512_set1_epi32(32);
+  __mmask16 nan = _mm512_cmp_ps_mask(b0, b0, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(b1, b1, _CMP_UNORD_Q);
+  int32_t j = 32;
+  for (; j + 32 <= n; j += 32) {
+    const __m512 v0 = _mm512_loadu_ps(x + j), v1 = _mm512_loadu_ps(x + j + 16);
+    c0 = _mm512_add_epi32(c0, step);
+    c1 = _mm512_add_epi32(c1, step);
+    const __mmask16 g0 = _mm512_cmp_ps_mask(v0, b0, _CMP_GT_OQ), g1 = _mm512_cmp_ps_mask(v1, b1, _CMP_GT_OQ);
+    nan |= _mm512_cmp_ps_mask(v0, v0, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(v1, v1, _CMP_UNORD_Q);
+    b0 = _mm512_mask_mov_ps(b0, g0, v0);
+    b1 = _mm512_mask_mov_ps(b1, g1, v1);
+    i0 = _mm512_mask_mov_epi32(i0, g0, c0);
+    i1 = _mm512_mask_mov_epi32(i1, g1, c1);
+  }
+  if (nan) return argmax_scalar(x, n);
+  float m = _mm512_reduce_max_ps(_mm512_max_ps(b0, b1));
+  const __m512 vm = _mm512_set1_ps(m);
+  const __m512i big = _mm512_set1_epi32(INT32_MAX);
+  const __m512i c = _mm512_min_epi32(_mm512_mask_mov_epi32(big, _mm512_cmp_ps_mask(b0, vm, _CMP_EQ_OQ), i0),
+                                     _mm512_mask_mov_epi32(big, _mm512_cmp_ps_mask(b1, vm, _CMP_EQ_OQ), i1));
+  int32_t best = _mm512_reduce_min_epi32(c);
+#elif defined(__AVX2__) && defined(__FMA__)
+  if (n < 16) return argmax_scalar(x, n);
+  __m256 b0 = _mm256_loadu_ps(x), b1 = _mm256_loadu_ps(x + 8);
+  __m256i i0 = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), i1 = _mm256_add_epi32(i0, _mm256_set1_epi32(8));
+  __m256i c0 = i0, c1 = i1;
+  const __m256i step = _mm256_set1_epi32(16);
+  __m256 nan = _mm256_or_ps(_mm256_cmp_ps(b0, b0, _CMP_UNORD_Q), _mm256_cmp_ps(b1, b1, _CMP_UNORD_Q));
+  int32_t j = 16;
+  for (; j + 16 <= n; j += 16) {
+    const __m256 v0 = _mm256_loadu_ps(x + j), v1 = _mm256_loadu_ps(x + j + 8);
+    c0 = _mm256_add_epi32(c0, step);
+    c1 = _mm256_add_epi32(c1, step);
+    const __m256 g0 = _mm256_cmp_ps(v0, b0, _CMP_GT_OQ), g1 = _mm256_cmp_ps(v1, b1, _CMP_GT_OQ);
+    nan = _mm256_or_ps(nan, _mm256_or_ps(_mm256_cmp_ps(v0, v0, _CMP_UNORD_Q), _mm256_cmp_ps(v1, v1, _CMP_UNORD_Q)));
+    b0 = _mm256_blendv_ps(b0, v0, g0);
+    b1 = _mm256_blendv_ps(b1, v1, g1);
+    i0 = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(i0), _mm256_castsi256_ps(c0), g0));
+    i1 = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(i1), _mm256_castsi256_ps(c1), g1));
+  }
+  if (_mm256_movemask_ps(nan)) return argmax_scalar(x, n);
+  float m = hmax(_mm256_max_ps(b0, b1));
+  float bv[16];
+  int32_t bi[16];
+  _mm256_storeu_ps(bv, b0);
+  _mm256_storeu_ps(bv + 8, b1);
+  _mm256_storeu_si256((__m256i*)bi, i0);
+  _mm256_storeu_si256((__m256i*)(bi + 8), i1);
+  int32_t best = INT32_MAX;
+  for (int l = 0; l < 16; ++l) {
+    if (bv[l] == m && bi[l] < best) best = bi[l];
+  }
+#else
+  return argmax_scalar(x, n);
+#endif
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+  for (; j < n; ++j) {
+    if (x[j] != x[j]) return j;
+    if (x[j] > m) m = x[j], best = j;
+  }
+  return best;
+#endif
+}
+
+// y[i] = gelu_tanh(gate[i]) · up[i] for a row (the gated MLP product; gk_gelu_tanh_mul and the MoE experts). The
+// last n % kW elements go through a zero-padded vector, so every element takes the same path.
+inline void gelu_tanh_mul_row(const float* gate, const float* up, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + kW <= n; i += kW) vstore(y + i, vmul(vgelu_tanh(vload(gate + i)), vload(up + i)));
+  if (i < n) {
+    float tg[kW] = {}, tu[kW] = {}, ty[kW];
+    for (int64_t j = i; j < n; ++j) tg[j - i] = gate[j], tu[j - i] = up[j];
+    vstore(ty, vmul(vgelu_tanh(vload(tg)), vload(tu)));
+    for (int64_t j = i; j < n; ++j) y[j] = ty[j - i];
+  }
 }
 
 // Pins a loaded vector in a register: reused by several FMAs, GCC may otherwise fold the load into each of

@@ -515,6 +515,13 @@ const ROPE_CASES: {
     pos0: 70000,
   },
   { label: "rotary_dim < head_dim", tokens: 3, heads: 5, spec: { headDim: 64, theta: 10000 }, rotaryDim: 32, pos0: 11 },
+  // Decode (one token): the CPU reuses a cos/sin row across calls at the same position and table contents, so
+  // the same position with another table, and the next position with the first, must each get their own.
+  { label: "decode q local", tokens: 1, heads: 4, spec: { headDim: 256, theta: 10000 }, pos0: 57 },
+  { label: "decode k global", tokens: 1, heads: 1, spec: { headDim: 256, theta: 1e6, factor: 8 }, pos0: 57 },
+  { label: "decode k local", tokens: 1, heads: 1, spec: { headDim: 256, theta: 10000 }, pos0: 57 },
+  { label: "decode q local next", tokens: 1, heads: 4, spec: { headDim: 256, theta: 10000 }, pos0: 58 },
+  { label: "decode partial", tokens: 1, heads: 2, spec: { headDim: 64, theta: 10000 }, rotaryDim: 32, pos0: 58 },
 ];
 for (const c of ROPE_CASES) {
   const rot = c.rotaryDim ?? c.spec.headDim;
