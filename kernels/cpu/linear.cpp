@@ -9,7 +9,7 @@
 // the packed one decodes a panel's rows once, straight into the packed layout. Between them, 16..128 rows
 // of x take a third path (gemm_bcast) that decodes W rows once and broadcasts them against x^T, with no
 // transpose of W. So a quantized product equals the f32 product with the dequantized W, up to f32
-// summation order — except decode's m = 1 for Q8_0, Q5_0 and Q6_K on AVX-512 (qdot_block), which applies each
+// summation order — except decode's m = 1 for Q8_0, Q5_0 and Q6_K on AVX-512 (block_dot), which applies each
 // block's (group's) scale to its partial sum instead of to every weight: the same sum to f32 rounding.
 // Every y element is produced by one thread in a fixed order, so results do not depend on thread count.
 #include <omp.h>
@@ -145,6 +145,34 @@ inline vi vi_lut16(vi idx, const int8_t* table) {  // table[idx], idx in 0..15: 
 inline vf scaled(__m512i q, float scale, float offset) {
   return vfma(_mm512_cvtepi32_ps(q), vset1(scale), vset1(offset));
 }
+// Q5_0's codes minus 16 as two vectors of 16 int32 lanes (elements 0..15, 16..31): element e takes bit e of qh as
+// its fifth bit; q − 16 is formed in the integers (lanes whose fifth bit is clear lose 16).
+inline void q5_0_codes(const uint8_t* blk, __m512i q[2]) {
+  const uint32_t qh = gk::quant::u32_at(blk + 2);
+  const __m512i b = u8x16(blk + 6), sixteen = _mm512_set1_epi32(16), low4 = _mm512_set1_epi32(0xF);
+  const __m512i lo = _mm512_and_si512(b, low4), hi = _mm512_srli_epi32(b, 4);
+  q[0] = _mm512_mask_sub_epi32(lo, (__mmask16)~qh, lo, sixteen);
+  q[1] = _mm512_mask_sub_epi32(hi, (__mmask16)~(qh >> 16), hi, sixteen);
+}
+// Half u of a Q6_K block: vector v (0, 1) of group t (0..3) as q[t] minus 32, and the half's 8 scales d · sc
+// (exact: 11 × 8 significant bits), scale[2t + v] for q[t] of vector v. Group t (elements 32t .. 32t + 32 of the
+// half) takes nibble t >> 1 of ql[32(t & 1) + l] and bits 2t, 2t + 1 of qh[l].
+inline void q6_k_scales(const uint8_t* blk, int u, float scale[8]) {
+  _mm256_storeu_ps(scale, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
+                                            _mm_loadl_epi64((const __m128i*)(blk + 192 + 8 * u)))),
+                                        _mm256_set1_ps(gk::quant::f16_at(blk + 208))));
+}
+inline void q6_k_codes(const uint8_t* blk, int u, int v, __m512i q[4]) {
+  const uint8_t* ql = blk + 64 * u;
+  const uint8_t* qh = blk + 128 + 32 * u;
+  const __m512i low4 = _mm512_set1_epi32(0xF), top2 = _mm512_set1_epi32(0x30), k32 = _mm512_set1_epi32(32);
+  const __m512i a = u8x16(ql + 16 * v), b = u8x16(ql + 32 + 16 * v), h = u8x16(qh + 16 * v);
+  q[0] = _mm512_or_si512(_mm512_and_si512(a, low4), _mm512_and_si512(_mm512_slli_epi32(h, 4), top2));
+  q[1] = _mm512_or_si512(_mm512_and_si512(b, low4), _mm512_and_si512(_mm512_slli_epi32(h, 2), top2));
+  q[2] = _mm512_or_si512(_mm512_srli_epi32(a, 4), _mm512_and_si512(h, top2));
+  q[3] = _mm512_or_si512(_mm512_srli_epi32(b, 4), _mm512_and_si512(_mm512_srli_epi32(h, 2), top2));
+  for (int t = 0; t < 4; ++t) q[t] = _mm512_sub_epi32(q[t], k32);
+}
 template <int DT>
 inline void decode_unit(const uint8_t* blk, int u, vf* w) {
   using namespace gk::quant;
@@ -157,15 +185,11 @@ inline void decode_unit(const uint8_t* blk, int u, vf* w) {
     }
   } else if constexpr (DT == GK_Q5_0) {
     (void)u;
-    // Element e takes bit e of qh as its fifth bit: a lane mask per vector. q − 16 is formed in the integers
-    // (lanes whose fifth bit is clear lose 16) and scaled by one product, d · (q − 16): the same exactly
-    // representable value as scale · q + offset, one broadcast and no offset per block.
-    const uint32_t qh = u32_at(blk + 2);
-    const __m512i b = u8x16(blk + 6), sixteen = _mm512_set1_epi32(16);
-    const __m512i lo = _mm512_and_si512(b, low4), hi = _mm512_srli_epi32(b, 4);
+    // d · (q − 16): the same exactly representable value as scale · q + offset, one broadcast and no offset.
+    __m512i q[2];
+    q5_0_codes(blk, q);
     const vf d = vset1(f16_at(blk));
-    w[0] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_mask_sub_epi32(lo, (__mmask16)~qh, lo, sixteen)), d);
-    w[1] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_mask_sub_epi32(hi, (__mmask16)~(qh >> 16), hi, sixteen)), d);
+    for (int v = 0; v < 2; ++v) w[v] = _mm512_mul_ps(_mm512_cvtepi32_ps(q[v]), d);
   } else if constexpr (DT == GK_Q4_K) {
     // Sub-blocks 2u (low nibbles) and 2u + 1 (high nibbles) of qs[32u .. 32u + 32).
     const GroupParams p0 = group_params<DT>(blk, 2 * u), p1 = group_params<DT>(blk, 2 * u + 1);
@@ -177,29 +201,14 @@ inline void decode_unit(const uint8_t* blk, int u, vf* w) {
   } else if constexpr (generic_group<DT>()) {
     decode_group_simd<DT>(blk, u, w);
   } else {
-    // Half u: group t (elements 32t .. 32t + 32 of the half) takes nibble t >> 1 of ql[32(t & 1) + l] and
-    // bits 2t, 2t + 1 of qh[l]; vector v of a group (16 elements) has its own scale.
-    const uint8_t* ql = blk + 64 * u;
-    const uint8_t* qh = blk + 128 + 32 * u;
-    const __m512i top2 = _mm512_set1_epi32(0x30), k32 = _mm512_set1_epi32(32);
-    // The half's 8 scales d · sc at once (exact: 11 × 8 significant bits), taken as broadcast memory operands;
-    // each weight is scale · (q − 32) with q − 32 formed in the integers: one rounding of the same product as
+    // Half u, each weight scale · (q − 32) with q − 32 formed in the integers: one rounding of the same product as
     // scale · q + offset, so the same value, without two broadcasts and two scalar products per 16 weights.
     alignas(32) float scale[8];
-    _mm256_store_ps(scale, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
-                                             (const __m128i*)(blk + 192 + 8 * u)))),
-                                         _mm256_set1_ps(f16_at(blk + 208))));
+    q6_k_scales(blk, u, scale);
     for (int v = 0; v < 2; ++v) {
-      const __m512i a = u8x16(ql + 16 * v), b = u8x16(ql + 32 + 16 * v), h = u8x16(qh + 16 * v);
-      const __m512i q[4] = {
-          _mm512_or_si512(_mm512_and_si512(a, low4), _mm512_and_si512(_mm512_slli_epi32(h, 4), top2)),
-          _mm512_or_si512(_mm512_and_si512(b, low4), _mm512_and_si512(_mm512_slli_epi32(h, 2), top2)),
-          _mm512_or_si512(_mm512_srli_epi32(a, 4), _mm512_and_si512(h, top2)),
-          _mm512_or_si512(_mm512_srli_epi32(b, 4), _mm512_and_si512(_mm512_srli_epi32(h, 2), top2)),
-      };
-      for (int t = 0; t < 4; ++t) {
-        w[2 * t + v] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(q[t], k32)), vset1(scale[2 * t + v]));
-      }
+      __m512i q[4];
+      q6_k_codes(blk, u, v, q);
+      for (int t = 0; t < 4; ++t) w[2 * t + v] = _mm512_mul_ps(_mm512_cvtepi32_ps(q[t]), vset1(scale[2 * t + v]));
     }
   }
 }
@@ -486,6 +495,47 @@ inline void dot_block(const float* x, const void* w, const void* bias, int64_t r
 #endif
 }
 
+#if defined(__AVX512F__)
+// Decode (m = 1) is bound by the decoding work per weight, not by memory. For Q8_0 (a tied-embedding lm_head, nearly
+// half of a 270M token), Q5_0 and Q6_K each block's (16-element group's) scale is applied once to its partial sum,
+// d · Σ q·x, rather than to every weight, (d · q) · x: 16-17% less time per Q5_0 / Q6_K product. The same sum to f32
+// rounding, no longer the FMA of the exactly dequantized weights (the file header's one exception).
+template <int DT>
+constexpr bool factored_gemv() {
+  return DT == GK_Q8_0 || DT == GK_Q5_0 || DT == GK_Q6_K;
+}
+// acc + one W row's block `blk` dotted with its inputs x, scale by scale.
+template <int DT>
+inline vf block_dot(const uint8_t* blk, const float* x, vf acc) {
+  using gk::quant::f16_at;
+  if constexpr (DT == GK_Q8_0) {
+    const vf q0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(blk + 2))));
+    const vf q1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(blk + 18))));
+    return vfma(vfma(q1, vload(x + 16), _mm512_mul_ps(q0, vload(x))), vset1(f16_at(blk)), acc);
+  } else if constexpr (DT == GK_Q5_0) {
+    __m512i q[2];
+    q5_0_codes(blk, q);
+    const vf s = vfma(_mm512_cvtepi32_ps(q[1]), vload(x + 16), _mm512_mul_ps(_mm512_cvtepi32_ps(q[0]), vload(x)));
+    return vfma(s, vset1(f16_at(blk)), acc);
+  } else {
+    static_assert(DT == GK_Q6_K);
+    for (int u = 0; u < 2; ++u) {
+      alignas(32) float scale[8];
+      q6_k_scales(blk, u, scale);
+      for (int v = 0; v < 2; ++v) {
+        __m512i q[4];
+        q6_k_codes(blk, u, v, q);
+        for (int t = 0; t < 4; ++t) {
+          const vf p = _mm512_mul_ps(_mm512_cvtepi32_ps(q[t]), vload(x + 128 * u + 32 * t + 16 * v));
+          acc = vfma(p, vset1(scale[2 * t + v]), acc);
+        }
+      }
+    }
+    return acc;
+  }
+}
+#endif
+
 // Where qdot_block prefetches: the rows one call ahead, pulled in at the rate these are consumed.
 inline const char* prefetch_base(const uint8_t* rows, int rows_per_call, int64_t row_bytes) {
   return (const char*)rows + rows_per_call * row_bytes;
@@ -499,92 +549,14 @@ inline void qdot_block(const float* x, const void* w, const void* bias, int64_t 
   const int64_t blocks = k / B::elems, row_bytes = blocks * B::bytes;
   const uint8_t* rows = (const uint8_t*)w + r * row_bytes;
 #if defined(__AVX512F__)
-  if constexpr (DT == GK_Q8_0 && M == 1) {
-    // As Q5_0 below, d · Σ q · x: the lm_head of a tied-embedding model is Q8_0 and nearly half of a token.
+  if constexpr (M == 1 && factored_gemv<DT>()) {
     vf acc[R];
     for (int j = 0; j < R; ++j) acc[j] = vzero();
     const char* ahead = prefetch_base(rows, R, row_bytes);
     for (int64_t b = 0; b < blocks; ++b) {
       for (int64_t at = 0; at < R * B::bytes; at += 64) __builtin_prefetch(ahead + b * R * B::bytes + at, 0, 3);
-      const vf x0 = vload(x + b * 32), x1 = vload(x + b * 32 + 16);
 #pragma GCC unroll 16
-      for (int j = 0; j < R; ++j) {
-        const uint8_t* blk = rows + j * row_bytes + b * B::bytes;
-        const vf q0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(blk + 2))));
-        const vf q1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(blk + 18))));
-        acc[j] = vfma(vfma(q1, x1, _mm512_mul_ps(q0, x0)), vset1(gk::quant::f16_at(blk)), acc[j]);
-      }
-    }
-    for (int j = 0; j < R; ++j) y[r + j] = hsum(acc[j]) + bias_at(bias, GK_F32, r + j);
-    return;
-  }
-  if constexpr (DT == GK_Q5_0 && M == 1) {
-    // Decode (m = 1) is bound by the decoding work per weight, not by memory: here a block's scale is applied
-    // once to its sum, d · Σ (q − 16) · x, rather than to each weight (d · (q − 16)) · x, which saves the
-    // per-block offset and a broadcast and two of four float ops per 32 weights (~20% per product). The sum
-    // is the same to f32 rounding (it is no longer the FMA of the exactly dequantized weights).
-    const __m512i low4 = _mm512_set1_epi32(0xF), sixteen = _mm512_set1_epi32(16);
-    vf acc[R];
-    for (int j = 0; j < R; ++j) acc[j] = vzero();
-    const char* ahead = prefetch_base(rows, R, row_bytes);
-    for (int64_t b = 0; b < blocks; ++b) {
-      for (int64_t at = 0; at < R * B::bytes; at += 64) __builtin_prefetch(ahead + b * R * B::bytes + at, 0, 3);
-      const vf x0 = vload(x + b * 32), x1 = vload(x + b * 32 + 16);
-#pragma GCC unroll 16
-      for (int j = 0; j < R; ++j) {
-        const uint8_t* blk = rows + j * row_bytes + b * B::bytes;
-        const uint32_t qh = gk::quant::u32_at(blk + 2);
-        const __m512i q = u8x16(blk + 6), lo = _mm512_and_si512(q, low4), hi = _mm512_srli_epi32(q, 4);
-        // q − 16 for q = nibble | fifth bit << 4: the lanes whose fifth bit is clear lose 16.
-        const vf q0 = _mm512_cvtepi32_ps(_mm512_mask_sub_epi32(lo, (__mmask16)~qh, lo, sixteen));
-        const vf q1 = _mm512_cvtepi32_ps(_mm512_mask_sub_epi32(hi, (__mmask16)~(qh >> 16), hi, sixteen));
-        acc[j] = vfma(vfma(q1, x1, _mm512_mul_ps(q0, x0)), vset1(gk::quant::f16_at(blk)), acc[j]);
-      }
-    }
-    for (int j = 0; j < R; ++j) y[r + j] = hsum(acc[j]) + bias_at(bias, GK_F32, r + j);
-    return;
-  }
-  if constexpr (DT == GK_Q6_K && M == 1) {
-    // The same for Q6_K: each 16-element group's scale d · sc is applied to its sum, d · sc · Σ (q − 32) · x
-    // (the scales of a half block converted together, then taken as broadcast memory operands), not to each
-    // weight: ~15% per product.
-    const __m512i low4 = _mm512_set1_epi32(0xF), top2 = _mm512_set1_epi32(0x30), k32 = _mm512_set1_epi32(32);
-    vf acc[R];
-    for (int j = 0; j < R; ++j) acc[j] = vzero();
-    const char* ahead = prefetch_base(rows, R, row_bytes);
-    for (int64_t b = 0; b < blocks; ++b) {
-      for (int64_t at = 0; at < R * B::bytes; at += 64) __builtin_prefetch(ahead + b * R * B::bytes + at, 0, 3);
-      for (int u = 0; u < 2; ++u) {
-        // Half u: group t (elements 32t .. 32t + 32 of the half) takes nibble t >> 1 of ql[32(t & 1) + l] and bits
-        // 2t, 2t + 1 of qh[l]; vector v of a group (16 elements) has scale sc[2t + v] (decode_unit's layout).
-        vf xv[8];
-        for (int t = 0; t < 4; ++t) {
-          for (int v = 0; v < 2; ++v) xv[2 * t + v] = vload(x + b * 256 + 128 * u + 32 * t + 16 * v);
-        }
-#pragma GCC unroll 16
-        for (int j = 0; j < R; ++j) {
-          const uint8_t* blk = rows + j * row_bytes + b * B::bytes;
-          const uint8_t* ql = blk + 64 * u;
-          const uint8_t* qh = blk + 128 + 32 * u;
-          alignas(32) float scale[8];
-          _mm256_store_ps(scale, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
-                                                   (const __m128i*)(blk + 192 + 8 * u)))),
-                                               _mm256_set1_ps(gk::quant::f16_at(blk + 208))));
-          for (int v = 0; v < 2; ++v) {
-            const __m512i a = u8x16(ql + 16 * v), c = u8x16(ql + 32 + 16 * v), h = u8x16(qh + 16 * v);
-            const __m512i q[4] = {
-                _mm512_or_si512(_mm512_and_si512(a, low4), _mm512_and_si512(_mm512_slli_epi32(h, 4), top2)),
-                _mm512_or_si512(_mm512_and_si512(c, low4), _mm512_and_si512(_mm512_slli_epi32(h, 2), top2)),
-                _mm512_or_si512(_mm512_srli_epi32(a, 4), _mm512_and_si512(h, top2)),
-                _mm512_or_si512(_mm512_srli_epi32(c, 4), _mm512_and_si512(_mm512_srli_epi32(h, 2), top2)),
-            };
-            for (int t = 0; t < 4; ++t) {
-              const vf p = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(q[t], k32)), xv[2 * t + v]);
-              acc[j] = vfma(p, vset1(scale[2 * t + v]), acc[j]);
-            }
-          }
-        }
-      }
+      for (int j = 0; j < R; ++j) acc[j] = block_dot<DT>(rows + j * row_bytes + b * B::bytes, x + b * B::elems, acc[j]);
     }
     for (int j = 0; j < R; ++j) y[r + j] = hsum(acc[j]) + bias_at(bias, GK_F32, r + j);
     return;

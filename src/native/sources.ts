@@ -9,7 +9,7 @@ export const NATIVE_SOURCES: {
   files: [string, string][];
 } = {
   version: "0.1.0",
-  sha256: "cbbd09b89e5ec84c6ac73a8b9ad39541018b7f1e38e83409ece5f2ed4c1eab4a",
+  sha256: "a3eb8494780e348f367124db4919c2f8db4c751485f77e90fbbe22eff66c2269",
   files: [
     ["kernels/common/dtype.h", "423672a9860bbfc1620995b00bd2b45de6ad4082fd748c94483cc620b15d6ec5"],
     ["kernels/common/error.cpp", "16d996224683479f1bfab036cc33a4cb56589112885bf3a1d9936632ae48064c"],
@@ -28,7 +28,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/gather_sum.cpp", "343b3e0d88a0e77326aa979ec67668c42ffb2372ed8cf058da1019031107776b"],
     ["kernels/cpu/kv_cache_write.cpp", "86990e09320fbf192230c96abc269289aa6ce3425ca5a821cf0fc027767af5ca"],
     ["kernels/cpu/layer_norm.cpp", "71da9959d48a20ee3f1414af319ac6266e0a2291059c8b33567ece4326ba534a"],
-    ["kernels/cpu/linear.cpp", "e5b6bcc31168cfa657c1441028d15deba062962109ee7f71569659550971e4c8"],
+    ["kernels/cpu/linear.cpp", "2de936b8d67ebea96bead0aa5f264d3c13a4678f3c5406b00db21e33b6596d0a"],
     ["kernels/cpu/linear_q8act.cpp", "a186f46149d24d2d86c2d343f6c65dfa86bec340075c2cafb77c1a9a0f42bad7"],
     ["kernels/cpu/logits_process.cpp", "a0202bb03fa6fbd533677ab1155c2d19fb666e1275437e8bc543ee011668384a"],
     ["kernels/cpu/logprobs.cpp", "d671988cef3ab6b39f06f74bb743ecdf2e1480d8ed43e24375f9501a0da7eba2"],
