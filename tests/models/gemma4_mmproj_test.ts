@@ -24,7 +24,7 @@ import {
 } from "../../src/models/gemma4/mmproj.ts";
 import { Gemma4Multimodal, type Gemma4PromptMedia } from "../../src/models/gemma4/multimodal.ts";
 import { Gemma4ImageProcessorConfig } from "../../src/models/gemma4/processor.ts";
-import { Model } from "../../src/generate/model.ts";
+import { Model, type ModelParts } from "../../src/generate/model.ts";
 import { Tokenizer } from "../../src/tokenizer/tokenizer.ts";
 import { parseGemma4VisionConfig } from "../../src/models/gemma4/vision_config.ts";
 import { VisionCache } from "../../src/runtime/vision_cache.ts";
@@ -60,6 +60,34 @@ function textOf() {
     },
     useBidirectionalAttention: (t.use_bidirectional_attention ?? null) as string | null,
   };
+}
+
+/**
+ * The one-image chat prompt through a loaded multimodal model: transformers' prompt ids, every position's logits and
+ * the first greedy ids (the fixture's record `rec`).
+ */
+async function checkOneImagePrompt(
+  model: Model,
+  parts: Pick<ModelParts, "lm" | "media">,
+  tokenizer: Tokenizer,
+  // deno-lint-ignore no-explicit-any
+  rec: any,
+): Promise<void> {
+  assert.ok(model.supportsImages && model.supportsVideo);
+  const messages = [{
+    role: "user" as const,
+    content: [
+      { type: "image" as const, path: `${G4_VISION_FIXTURE}/${rec.image_keys[0]}.png` },
+      { type: "text" as const, text: "What is shown here?" },
+    ],
+  }];
+  const encoded = await parts.media!.encode(tokenizer, messages, { addGenerationPrompt: true }, {});
+  assert.deepEqual(encoded.ids, rec.input_ids);
+  using logits = (parts.lm as Gemma4Multimodal).prefill(encoded.ids, encoded.media as Gemma4PromptMedia, "all");
+  const d = maxDiff(logits.toArray(), fixtureTensor("one_image.logits"));
+  assert.ok(d <= TOLERANCE, `logits |Δ| ${d.toExponential(2)}`);
+  const r = await model.generate({ messages }, { maxTokens: 3, temperature: 0 });
+  assert.deepEqual(r.tokens, rec.greedy.ids.slice(0, 3));
 }
 
 Deno.test("gemma4 mmproj: the vision config from clip metadata and tensor shapes equals config.json's", () => {
@@ -136,21 +164,7 @@ Deno.test("[cpu] gemma4 mmproj parts: an image prompt end to end (template, proc
     },
   );
   using model = new Model({ ...parts, tokenizer, defaults: {} });
-  assert.ok(model.supportsImages && model.supportsVideo);
-  const messages = [{
-    role: "user" as const,
-    content: [
-      { type: "image" as const, path: `${G4_VISION_FIXTURE}/${rec.image_keys[0]}.png` },
-      { type: "text" as const, text: "What is shown here?" },
-    ],
-  }];
-  const encoded = await parts.media!.encode(tokenizer, messages, { addGenerationPrompt: true }, {});
-  assert.deepEqual(encoded.ids, rec.input_ids);
-  using logits = (parts.lm as Gemma4Multimodal).prefill(encoded.ids, encoded.media as Gemma4PromptMedia, "all");
-  const d = maxDiff(logits.toArray(), fixtureTensor("one_image.logits"));
-  assert.ok(d <= TOLERANCE, `logits |Δ| ${d.toExponential(2)}`);
-  const r = await model.generate({ messages }, { maxTokens: 3, temperature: 0 });
-  assert.deepEqual(r.tokens, rec.greedy.ids.slice(0, 3));
+  await checkOneImagePrompt(model, parts, tokenizer, rec);
 });
 
 Deno.test("[cpu] gemma4 mmproj at f16: soft tokens and image-prompt logits match transformers on the same weights", () => {
@@ -207,19 +221,5 @@ Deno.test("[cpu] gemma4 text GGUF + mmproj through the family's GGUF path: trans
     processors: { image: Gemma4ImageProcessorConfig.fromPreprocessorConfig({}, pre) },
   });
   using model = new Model(parts);
-  assert.ok(model.supportsImages && model.supportsVideo);
-  const messages = [{
-    role: "user" as const,
-    content: [
-      { type: "image" as const, path: `${G4_VISION_FIXTURE}/${rec.image_keys[0]}.png` },
-      { type: "text" as const, text: "What is shown here?" },
-    ],
-  }];
-  const encoded = await parts.media!.encode(tokenizer, messages, { addGenerationPrompt: true }, {});
-  assert.deepEqual(encoded.ids, rec.input_ids);
-  using logits = (parts.lm as Gemma4Multimodal).prefill(encoded.ids, encoded.media as Gemma4PromptMedia, "all");
-  const d = maxDiff(logits.toArray(), fixtureTensor("one_image.logits"));
-  assert.ok(d <= TOLERANCE, `logits |Δ| ${d.toExponential(2)}`);
-  const r = await model.generate({ messages }, { maxTokens: 3, temperature: 0 });
-  assert.deepEqual(r.tokens, rec.greedy.ids.slice(0, 3));
+  await checkOneImagePrompt(model, parts, tokenizer, rec);
 });
