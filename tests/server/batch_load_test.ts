@@ -10,6 +10,7 @@
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
+import { readSseUntil } from "./helpers.ts";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const MAIN = "examples/server/main.ts";
@@ -94,19 +95,8 @@ async function chat(
         finishReason: body.choices[0].finish_reason,
       };
     }
-    const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
-    let sse = "", events = 0;
-    while (true) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      sse += value;
-      events += value.split("\n\n").length - 1;
-      if (abort?.afterEvents !== undefined && events >= abort.afterEvents) {
-        controller.abort();
-        await reader.cancel().catch(() => {});
-        return "aborted";
-      }
-    }
+    const sse = await readSseUntil(response, controller, abort?.afterEvents ?? -1);
+    if (sse === "aborted") return "aborted";
     const frames = sse.split("\n\n").filter((e) => e);
     assert.ok(frames.every((e) => e.startsWith("data: ")), "only data events");
     assert.equal(frames.at(-1), "data: [DONE]");

@@ -27,6 +27,30 @@ export async function sseData(response: Response): Promise<string[]> {
   });
 }
 
+/**
+ * A streamed response's raw SSE text, or "aborted" when `abortAfterEvents` (≥ 0) events have arrived: then
+ * `controller` (the request's) is aborted and the body cancelled, as a client that breaks off mid-stream does.
+ */
+export async function readSseUntil(
+  response: Response,
+  controller: AbortController,
+  abortAfterEvents = -1,
+): Promise<string | "aborted"> {
+  const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "", events = 0;
+  while (true) {
+    const { done, value } = await reader.read();
+    if (done) return text;
+    text += value;
+    events += value.split("\n\n").length - 1;
+    if (abortAfterEvents >= 0 && events >= abortAfterEvents) {
+      controller.abort();
+      await reader.cancel().catch(() => {});
+      return "aborted";
+    }
+  }
+}
+
 export function json(body: unknown, headers: Record<string, string> = {}): RequestInit {
   return { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) };
 }

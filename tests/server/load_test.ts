@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { loadModel } from "../../mod.ts";
 import { createApp } from "../../examples/server/app.ts";
-import { MODEL_ID, TEXT_MODEL } from "./helpers.ts";
+import { MODEL_ID, readSseUntil, TEXT_MODEL } from "./helpers.ts";
 
 const CLIENTS = 64;
 const MAX_TOKENS = 8;
@@ -67,20 +67,8 @@ Deno.test("load: 64 concurrent clients, a quarter aborting; the server recovers 
         });
         assert.equal(response.status, 200);
         if (!stream) return { prompt, aborted: false, body: await response.json() };
-        const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
-        let text = "", events = 0;
-        while (true) {
-          const { done, value } = await reader.read();
-          if (done) break;
-          text += value;
-          events += value.split("\n\n").length - 1;
-          if (abortAfterEvents >= 0 && events >= abortAfterEvents) {
-            controller.abort();
-            await reader.cancel().catch(() => {});
-            return { prompt, aborted: true };
-          }
-        }
-        return { prompt, aborted: false, sse: text };
+        const sse = await readSseUntil(response, controller, abortAfterEvents);
+        return sse === "aborted" ? { prompt, aborted: true } : { prompt, aborted: false, sse };
       } catch (e) {
         if (controller.signal.aborted) return { prompt, aborted: true };
         throw e;
