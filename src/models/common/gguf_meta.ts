@@ -94,3 +94,23 @@ export class GgufMetaReader {
     return undefined;
   }
 }
+
+/**
+ * The per-layer GGUF tensor names every Gemma family llama.cpp writes shares: GGUF name → HF name suffix under
+ * `model.layers.{i}.`. A family spreads these into its own table and adds its own tensors.
+ */
+export const GEMMA_LAYER_TENSORS: Readonly<Record<string, string>> = {
+  "attn_norm.weight": "input_layernorm.weight",
+  "attn_q.weight": "self_attn.q_proj.weight",
+  "attn_k.weight": "self_attn.k_proj.weight",
+  "attn_v.weight": "self_attn.v_proj.weight",
+  "attn_output.weight": "self_attn.o_proj.weight",
+  "attn_q_norm.weight": "self_attn.q_norm.weight",
+  "attn_k_norm.weight": "self_attn.k_norm.weight",
+  "post_attention_norm.weight": "post_attention_layernorm.weight",
+  "ffn_norm.weight": "pre_feedforward_layernorm.weight",
+  "post_ffw_norm.weight": "post_feedforward_layernorm.weight",
+  "ffn_gate.weight": "mlp.gate_proj.weight",
+  "ffn_up.weight": "mlp.up_proj.weight",
+  "ffn_down.weight": "mlp.down_proj.weight",
+};

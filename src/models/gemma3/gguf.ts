@@ -21,7 +21,7 @@
  */
 import type { GgufFile } from "../../formats/gguf.ts";
 import { llamaCppHfName, type RenamedGgufSource, renamedGgufSource } from "../../formats/gguf_source.ts";
-import { GgufMetaReader } from "../common/gguf_meta.ts";
+import { GEMMA_LAYER_TENSORS, GgufMetaReader } from "../common/gguf_meta.ts";
 import { type Gemma3Model, parseGemma3Config } from "./config.ts";
 import { ConfigError } from "../../errors.ts";
 
@@ -43,23 +43,6 @@ const DEFAULT_ROPE_BASE = 10_000;
 /** llama.cpp treats a 62-layer gemma3 as 27B, whose attention scale uses hidden / heads (5376 / 32 = 168). */
 const LAYERS_27B = 62;
 
-/** Per-layer GGUF tensor name → HF name suffix under `model.layers.{i}.`. */
-const LAYER_TENSORS: Readonly<Record<string, string>> = {
-  "attn_q.weight": "self_attn.q_proj.weight",
-  "attn_k.weight": "self_attn.k_proj.weight",
-  "attn_v.weight": "self_attn.v_proj.weight",
-  "attn_output.weight": "self_attn.o_proj.weight",
-  "attn_q_norm.weight": "self_attn.q_norm.weight",
-  "attn_k_norm.weight": "self_attn.k_norm.weight",
-  "attn_norm.weight": "input_layernorm.weight",
-  "post_attention_norm.weight": "post_attention_layernorm.weight",
-  "ffn_norm.weight": "pre_feedforward_layernorm.weight",
-  "post_ffw_norm.weight": "post_feedforward_layernorm.weight",
-  "ffn_gate.weight": "mlp.gate_proj.weight",
-  "ffn_up.weight": "mlp.up_proj.weight",
-  "ffn_down.weight": "mlp.down_proj.weight",
-};
-
 /** Top-level GGUF tensor name → HF name. */
 const TOP_TENSORS: Readonly<Record<string, string>> = {
   "token_embd.weight": "model.embed_tokens.weight",
@@ -77,7 +60,7 @@ const TOP_TENSORS: Readonly<Record<string, string>> = {
  * ```
  */
 export function gemma3HfName(ggufName: string, layers: number): string | undefined {
-  return llamaCppHfName(ggufName, layers, { top: TOP_TENSORS, perLayer: LAYER_TENSORS });
+  return llamaCppHfName(ggufName, layers, { top: TOP_TENSORS, perLayer: GEMMA_LAYER_TENSORS });
 }
 
 /**

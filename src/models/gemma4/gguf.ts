@@ -24,24 +24,12 @@ import { ConfigError } from "../../errors.ts";
 import type { GgufFile } from "../../formats/gguf.ts";
 import { llamaCppHfName, renamedGgufSource } from "../../formats/gguf_source.ts";
 import type { WeightSource } from "../../formats/weight_source.ts";
-import { GgufMetaReader } from "../common/gguf_meta.ts";
+import { GEMMA_LAYER_TENSORS, GgufMetaReader } from "../common/gguf_meta.ts";
 import { type Gemma4Model, parseGemma4Config } from "./config.ts";
 
 /** Per-layer GGUF tensor name → HF name suffix under `model.layers.{i}.`. */
 const LAYER_TENSORS: Readonly<Record<string, string>> = {
-  "attn_norm.weight": "input_layernorm.weight",
-  "attn_q.weight": "self_attn.q_proj.weight",
-  "attn_k.weight": "self_attn.k_proj.weight",
-  "attn_v.weight": "self_attn.v_proj.weight",
-  "attn_output.weight": "self_attn.o_proj.weight",
-  "attn_q_norm.weight": "self_attn.q_norm.weight",
-  "attn_k_norm.weight": "self_attn.k_norm.weight",
-  "post_attention_norm.weight": "post_attention_layernorm.weight",
-  "ffn_norm.weight": "pre_feedforward_layernorm.weight",
-  "post_ffw_norm.weight": "post_feedforward_layernorm.weight",
-  "ffn_gate.weight": "mlp.gate_proj.weight",
-  "ffn_up.weight": "mlp.up_proj.weight",
-  "ffn_down.weight": "mlp.down_proj.weight",
+  ...GEMMA_LAYER_TENSORS,
   "layer_output_scale.weight": "layer_scalar",
   "inp_gate.weight": "per_layer_input_gate.weight",
   "proj.weight": "per_layer_projection.weight",
