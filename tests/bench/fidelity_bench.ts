@@ -9,28 +9,11 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { gunzipSync } from "fflate";
 import { Backend } from "../../src/runtime/backend.ts";
+import { type Positions, readFidelityExpected, readLastLogits, V } from "../models/gemma3_270m_fidelity_fixture.ts";
 import { Workspace } from "../../src/runtime/workspace.ts";
 import { loadGemma3Gguf } from "../../src/models/gemma3/load.ts";
 import { ensureDefaultModel } from "../../src/models/registry.ts";
-
-const FIXTURE = new URL("../fixtures/gemma3-270m-gguf/", import.meta.url);
-const V = 262144;
-
-interface Positions {
-  argmax: number[];
-  top_ids: number[][];
-  top_logits: number[][];
-  logsumexp: number[];
-}
-interface Prompt {
-  name: string;
-  input_ids: number[];
-  positions: Positions;
-  last_logits_file?: string;
-  greedy?: { ids: number[]; steps: Positions };
-}
 
 /** Per-row figures against transformers' top-20 records. */
 class Tally {
@@ -89,7 +72,7 @@ function fullKl(want: Float32Array, got: Float32Array): number {
 }
 
 function measure(path: string): string {
-  const expected = JSON.parse(Deno.readTextFileSync(new URL("expected.json", FIXTURE))) as { prompts: Prompt[] };
+  const expected = readFidelityExpected();
   using backend = Backend.open({ backend: "cpu" });
   const lm = loadGemma3Gguf(backend, path, { maxContext: 128 });
   try {
@@ -100,8 +83,7 @@ function measure(path: string): string {
       const all = logits.toArray() as Float32Array;
       for (let t = 0; t < p.input_ids.length; t++) prefill.add(all.subarray(t * V, (t + 1) * V), p.positions, t);
       if (p.last_logits_file) {
-        const bytes = gunzipSync(Deno.readFileSync(new URL(p.last_logits_file, FIXTURE)));
-        const want = new Float32Array(bytes.buffer, bytes.byteOffset, V);
+        const want = readLastLogits(p.last_logits_file);
         full.push(`${p.name} ${fullKl(want, all.subarray((p.input_ids.length - 1) * V)).toExponential(1)}`);
       }
       if (!p.greedy) continue;

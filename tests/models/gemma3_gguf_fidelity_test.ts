@@ -22,8 +22,8 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { gunzipSync } from "fflate";
 import { realGguf270m } from "./real_gguf.ts";
+import { type Positions, readFidelityExpected, readLastLogits, V } from "./gemma3_270m_fidelity_fixture.ts";
 import { Backend } from "../../src/runtime/backend.ts";
 import { Workspace } from "../../src/runtime/workspace.ts";
 import { loadGemma3Gguf } from "../../src/models/gemma3/load.ts";
@@ -31,7 +31,6 @@ import { generateTokens } from "../../src/generate/generator.ts";
 import type { GenerationResult } from "../../src/generate/result.ts";
 import { gemma3Tokenizer } from "../../src/models/gemma3/tokenizer_files.ts";
 
-const FIXTURE = new URL("../fixtures/gemma3-270m-gguf/", import.meta.url);
 /** Largest allowed |ours - transformers| of any logit (see the module comment for the measured error). */
 const LOGIT_ATOL = 2e-3;
 /** Of the logsumexp (measured 7.6e-5; a sum of exps is no worse than its largest terms). */
@@ -41,31 +40,11 @@ const FULL_REL_L2 = 2e-5;
 /** Below this transformers top-1 minus top-2 gap, our argmax may pick transformers' second token. */
 const NEAR_TIE = 2 * LOGIT_ATOL;
 
-interface Positions {
-  argmax: number[];
-  top_ids: number[][];
-  top_logits: number[][];
-  logsumexp: number[];
-}
-interface Prompt {
-  name: string;
-  text: string;
-  messages?: { role: string; content: string }[];
-  input_ids: number[];
-  positions: Positions;
-  last_logits_file?: string;
-  greedy?: { ids: number[]; text: string; steps: Positions };
-}
-const expected = JSON.parse(Deno.readTextFileSync(new URL("expected.json", FIXTURE))) as {
-  gguf: { sha256: string };
-  prompts: Prompt[];
-};
+const expected = readFidelityExpected();
 const prompt = (name: string) => expected.prompts.find((p) => p.name === name)!;
 
 const model = await realGguf270m();
 if (model.skip) console.log(`ignoring the real-GGUF fidelity test: ${model.skip}`);
-
-const V = 262144;
 
 /** Compares logits [rows, V] with transformers' per-row records; returns the largest errors seen. */
 function compareRows(label: string, logits: Float32Array, ref: Positions, rows: number) {
@@ -134,8 +113,7 @@ Deno.test({
 
       await t.step("prefill: the full last-position logits", () => {
         for (const p of expected.prompts.filter((p) => p.last_logits_file)) {
-          const bytes = gunzipSync(Deno.readFileSync(new URL(p.last_logits_file!, FIXTURE)));
-          const want = new Float32Array(bytes.buffer, bytes.byteOffset, V);
+          const want = readLastLogits(p.last_logits_file!);
           using logits = lm.prefill(p.input_ids, "last");
           const got = logits.toArray() as Float32Array;
           let maxAbs = 0, err2 = 0, ref2 = 0;
