@@ -44,9 +44,14 @@ function checkpointAt(format: "gguf" | "hf", path: string): Checkpoint {
     }
     return { format, path, config: config as Record<string, unknown> };
   }
+  return ggufCheckpoint(path);
+}
+
+/** A GGUF file as the registry sees it: its architecture, with the file left open (the caller closes it). */
+export function ggufCheckpoint(path: string): Extract<Checkpoint, { format: "gguf" }> {
   const file = openGguf(path);
   const arch = file.metadata.get("general.architecture");
-  return { format, path, architecture: arch?.type === "string" ? arch.value : undefined, file };
+  return { format: "gguf", path, architecture: arch?.type === "string" ? arch.value : undefined, file };
 }
 
 /**

@@ -17,6 +17,7 @@ import { DecodeProgram } from "../../src/runtime/program.ts";
 import { sample } from "../../src/ops/sample.ts";
 import { openGguf } from "../../src/formats/gguf.ts";
 import { familyFor } from "../../src/models/registry.ts";
+import { ggufCheckpoint } from "../../src/models/load.ts";
 import type { BackendChoice } from "../../src/ffi/library.ts";
 import type { Tensor } from "../../src/runtime/tensor.ts";
 
@@ -62,14 +63,8 @@ function typesOf(path: string): string {
 
 /** One prefill, then `decodeTokens - 1` greedy steps through a recorded program; decode tok/s. */
 async function decodeOnce(path: string): Promise<number> {
-  using file = openGguf(path);
-  const arch = file.metadata.get("general.architecture");
-  const checkpoint = {
-    format: "gguf" as const,
-    path,
-    architecture: arch?.type === "string" ? arch.value : undefined,
-    file,
-  };
+  const checkpoint = ggufCheckpoint(path);
+  using _file = checkpoint.file;
   const parts = await familyFor(checkpoint).load(checkpoint, backend, { maxContext });
   const lm = parts.lm as unknown as DecodeLm;
   try {

@@ -24,6 +24,7 @@ import { gunzipSync } from "fflate";
 import { Backend } from "../../src/runtime/backend.ts";
 import { openGguf } from "../../src/formats/gguf.ts";
 import { familyFor } from "../../src/models/registry.ts";
+import { ggufCheckpoint } from "../../src/models/load.ts";
 import type { Tensor } from "../../src/runtime/tensor.ts";
 import { gemma4ConfigFromGguf, gemma4GgufWeightSource } from "../../src/models/gemma4/gguf.ts";
 import { gemma4TextTable } from "../../src/models/gemma4/weights.ts";
@@ -70,14 +71,8 @@ for (const e of manifest.files) {
   Deno.test(`llama.cpp GGUF ${e.gguf}: logits of every prompt position match transformers (${ATOL})`, async () => {
     const path = new URL(e.gguf, DIR).pathname;
     assert.equal(await sha256(Deno.readFileSync(path)), e.sha256, "the committed GGUF is the one the manifest lists");
-    using file = openGguf(path);
-    const arch = file.metadata.get("general.architecture");
-    const checkpoint = {
-      format: "gguf" as const,
-      path,
-      architecture: arch?.type === "string" ? arch.value : undefined,
-      file,
-    };
+    const checkpoint = ggufCheckpoint(path);
+    using _file = checkpoint.file;
     const family = familyFor(checkpoint);
     assert.equal(family.name, e.architecture);
     const parts = await family.load(checkpoint, backend, { maxContext: 128 });
