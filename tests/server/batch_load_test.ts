@@ -10,7 +10,7 @@
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { readSseUntil } from "./helpers.ts";
+import { random, readSseUntil } from "./helpers.ts";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const MAIN = "examples/server/main.ts";
@@ -30,16 +30,6 @@ const PROMPTS = [
   "Why is the sea salty?",
 ];
 const MAX_TOKENS = [3, 12, 40];
-
-/** mulberry32: a seeded generator, so a failing run can be repeated with its printed seed. */
-function random(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Request {
   /** Key of the reference answer: the same messages and max_tokens (streaming or not gives the same text). */

@@ -7,21 +7,11 @@
 import assert from "node:assert/strict";
 import { loadModel } from "../../mod.ts";
 import { createApp } from "../../examples/server/app.ts";
-import { MODEL_ID, readSseUntil, TEXT_MODEL } from "./helpers.ts";
+import { MODEL_ID, random, readSseUntil, TEXT_MODEL } from "./helpers.ts";
 
 const CLIENTS = 64;
 const MAX_TOKENS = 8;
 const PROMPTS = ["The keeper", "A lamp", "Once upon", "Rivers and", "The north wind", "Seven"];
-
-/** mulberry32: a seeded generator, so a failing run can be repeated with its printed seed. */
-function random(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 Deno.test("load: 64 concurrent clients, a quarter aborting; the server recovers whole", async () => {
   const seed = Number(Deno.env.get("LOAD_SEED") ?? Date.now() % 100000);
