@@ -1017,6 +1017,7 @@ template <int DT>
 gk_status linear_dt(const float* x, const void* w, const void* bias, int64_t m, int64_t n, int64_t k, float* y) {
   if constexpr (is_quant_dtype(DT)) {
     if (m <= 8 && gk::cpu::q8_activations_enabled() && gk::cpu::linear_q8act(x, w, DT, bias, m, n, k, y)) return GK_OK;
+    if (m == 1 && gk::cpu::x24_activations_enabled() && gk::cpu::linear_x24act(x, w, DT, bias, n, k, y)) return GK_OK;
   }
   // A few rows of x: packing W would cost more than streaming it once (the header's m == 1 rule, widened).
   static_assert(kSmallM <= 5, "the streaming path takes at most 4 rows of x");

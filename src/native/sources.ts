@@ -9,7 +9,7 @@ export const NATIVE_SOURCES: {
   files: [string, string][];
 } = {
   version: "0.1.0",
-  sha256: "a3eb8494780e348f367124db4919c2f8db4c751485f77e90fbbe22eff66c2269",
+  sha256: "0372182be1c314a67c2f569aba19f57a79ae94508b81c74b1df7d1a1b321c474",
   files: [
     ["kernels/common/dtype.h", "423672a9860bbfc1620995b00bd2b45de6ad4082fd748c94483cc620b15d6ec5"],
     ["kernels/common/error.cpp", "16d996224683479f1bfab036cc33a4cb56589112885bf3a1d9936632ae48064c"],
@@ -22,14 +22,14 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/attention_prefill.cpp", "39610353663cfb0f3daa1cb6a334389c0c9b08e07c200cb38361580ac58a63ff"],
     ["kernels/cpu/avg_pool2d.cpp", "705651fa17c1eeaba10160f96a7f6afa534feb507b375a85585ba061b1c05223"],
     ["kernels/cpu/clamp.cpp", "0385939debcd4e9cf7ef8c8c2a7eef52ff29f22c2944eff8ceabce1d28e58bfa"],
-    ["kernels/cpu/cpu.h", "943784edc90a0e260d8bdd89550421e413fa005c1de2234004bb3460a260ea6d"],
+    ["kernels/cpu/cpu.h", "9fe13d67066cc68540d0c2feb897d2a04cd40b45c64fb213725a98758b6304da"],
     ["kernels/cpu/elementwise.cpp", "453028cbe2835c8b74d30a25032234e8b44c67ce2f28dae1496775558399d499"],
     ["kernels/cpu/embedding.cpp", "b1608ff1acdea88dab8fc75828980a06ba044e4563ca743b63f6a286658edca1"],
     ["kernels/cpu/gather_sum.cpp", "343b3e0d88a0e77326aa979ec67668c42ffb2372ed8cf058da1019031107776b"],
     ["kernels/cpu/kv_cache_write.cpp", "86990e09320fbf192230c96abc269289aa6ce3425ca5a821cf0fc027767af5ca"],
     ["kernels/cpu/layer_norm.cpp", "71da9959d48a20ee3f1414af319ac6266e0a2291059c8b33567ece4326ba534a"],
-    ["kernels/cpu/linear.cpp", "2de936b8d67ebea96bead0aa5f264d3c13a4678f3c5406b00db21e33b6596d0a"],
-    ["kernels/cpu/linear_q8act.cpp", "a186f46149d24d2d86c2d343f6c65dfa86bec340075c2cafb77c1a9a0f42bad7"],
+    ["kernels/cpu/linear.cpp", "6aa773a06f6111ce1ff66a9f5f94685a947c590cb554cfcd7bb33620a364bf8d"],
+    ["kernels/cpu/linear_q8act.cpp", "0a2229ac958d158da12e702dd0ec0169a92c32497bbc8e1fa989454928888ef0"],
     ["kernels/cpu/logits_process.cpp", "a0202bb03fa6fbd533677ab1155c2d19fb666e1275437e8bc543ee011668384a"],
     ["kernels/cpu/logprobs.cpp", "d671988cef3ab6b39f06f74bb743ecdf2e1480d8ed43e24375f9501a0da7eba2"],
     ["kernels/cpu/moe.cpp", "795ca110dc8aeacace2eb516b3b3231234edcc8d2deb3f336e7f27194e4cf54c"],

@@ -120,10 +120,15 @@ if (values.child) {
     "| mode | prefill top-1 | prefill KL mean / max | decode top-1 | decode KL mean / max | full KL | largest top-20 logit error |",
   );
   console.log("| --- | ---: | --- | ---: | --- | --- | ---: |");
-  for (const [mode, env] of [["default (f32 x)", "0"], ["`GEMMAKIT_CPU_Q8_ACTIVATIONS=1`", "1"]]) {
+  const modes: [string, Record<string, string>][] = [
+    ["default (24-bit x in decode products)", { GEMMAKIT_CPU_Q8_ACTIVATIONS: "0" }],
+    ["`GEMMAKIT_CPU_X24_ACTIVATIONS=0` (f32 x)", { GEMMAKIT_CPU_Q8_ACTIVATIONS: "0", GEMMAKIT_CPU_X16_ACTIVATIONS: "0" }],
+    ["`GEMMAKIT_CPU_Q8_ACTIVATIONS=1`", { GEMMAKIT_CPU_Q8_ACTIVATIONS: "1" }],
+  ];
+  for (const [mode, env] of modes) {
     const r = await new Deno.Command(Deno.execPath(), {
       args: ["run", "-A", import.meta.filename!, "--child", "--model", path],
-      env: { GEMMAKIT_CPU_Q8_ACTIVATIONS: env },
+      env,
       stdout: "piped",
       stderr: "inherit",
     }).output();

@@ -1,4 +1,7 @@
-/** Child of linear_q8act_test.ts: prints {vnni, rows: [{name, nmse}]} as JSON on its last line. */
+/**
+ * Child of linear_q8act_test.ts: prints {vnni, rows: [{name, nmse, hash}]} as JSON on its last line (hash: of y's
+ * bytes, so that two modes' products can be told apart).
+ */
 import { Backend } from "../../src/runtime/backend.ts";
 import { Tensor } from "../../src/runtime/tensor.ts";
 import { linear } from "../../src/ops/linear.ts";
@@ -16,7 +19,12 @@ const cpuinfo = (() => {
 })();
 const vnni = /\bavx512_vnni\b/.test(cpuinfo) && /\bavx512bw\b/.test(cpuinfo) && /\bavx512vl\b/.test(cpuinfo);
 const rng = new Rng(19);
-const rows: { name: string; nmse: number }[] = [];
+const rows: { name: string; nmse: number; hash?: string }[] = [];
+const hash = (y: Float32Array) => {
+  let h = 2166136261;
+  for (const b of new Uint8Array(y.buffer, y.byteOffset, y.byteLength)) h = Math.imul(h ^ b, 16777619) >>> 0;
+  return h.toString(16);
+};
 for (const dtype of ["q8_0", "q5_0", "q4_k", "q6_k"] as QuantDType[]) {
   for (const k of dtype.endsWith("_k") ? [512] : [640]) {
     const n = 37; // not a multiple of the 4-row blocks nor of the threads' 16-row chunks
@@ -25,6 +33,8 @@ for (const dtype of ["q8_0", "q5_0", "q4_k", "q6_k"] as QuantDType[]) {
     using w = Tensor.fromBytes(backend, wb, [n, k], dtype);
     for (const m of [1, 2, 3, 8]) {
       const xs = Float32Array.from({ length: m * k }, () => rng.next() * 2 - 1);
+      // Lanes the 24-bit form scales on their own: an outlier (Gemma's activations have a few), zeros, subnormals.
+      if (m === 1) xs.set([300, 0, 0, 0, 0, 1e-40, -1e-40, 0], 64);
       using x = Tensor.fromArray(backend, xs, [m, k]);
       using y = Tensor.empty(backend, [m, n]);
       linear(x, w, null, y);
@@ -38,7 +48,7 @@ for (const dtype of ["q8_0", "q5_0", "q4_k", "q6_k"] as QuantDType[]) {
           r2 += s * s;
         }
       }
-      rows.push({ name: `${dtype} m=${m} n=${n} k=${k}`, nmse: e2 / r2 });
+      rows.push({ name: `${dtype} m=${m} n=${n} k=${k}`, nmse: e2 / r2, hash: hash(got) });
     }
   }
 }
@@ -54,5 +64,20 @@ for (const dtype of ["q8_0", "q5_0", "q4_k", "q6_k"] as QuantDType[]) {
   const got = y.toArray() as Float32Array;
   const nanRow = got.subarray(n).every(Number.isNaN), cleanRow = got.subarray(0, n).every(Number.isFinite);
   rows.push({ name: "q8_0 NaN in row 1 of x", nmse: nanRow && cleanRow ? 1e-5 : 1 });
+}
+// One row of x (decode: the 24-bit path for Q5_0 / Q4_K / Q6_K): a NaN or an infinity in x makes every output
+// non-finite, as on the f32 path.
+for (const dtype of ["q5_0", "q4_k", "q6_k"] as QuantDType[]) {
+  for (const bad of [NaN, Infinity]) {
+    const n = 8, k = 512;
+    using w = Tensor.fromBytes(backend, randomQuantBlocks(rng, dtype, n, k), [n, k], dtype);
+    const xs = Float32Array.from({ length: k }, () => rng.next() * 2 - 1);
+    xs[300] = bad;
+    using x = Tensor.fromArray(backend, xs, [1, k]);
+    using y = Tensor.empty(backend, [1, n]);
+    linear(x, w, null, y);
+    const all = (y.toArray() as Float32Array).every((v) => !Number.isFinite(v));
+    rows.push({ name: `${dtype} ${bad} in the one row of x`, nmse: all ? 1e-5 : 1 });
+  }
 }
 console.log(JSON.stringify({ vnni, rows }));
