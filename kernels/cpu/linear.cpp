@@ -10,7 +10,9 @@
 // of x take a third path (gemm_bcast) that decodes W rows once and broadcasts them against x^T, with no
 // transpose of W. So a quantized product equals the f32 product with the dequantized W, up to f32
 // summation order — except decode's m = 1 for Q8_0, Q5_0 and Q6_K on AVX-512 (block_dot), which applies each
-// block's (group's) scale to its partial sum instead of to every weight: the same sum to f32 rounding.
+// block's (group's) scale to its partial sum instead of to every weight: the same sum to f32 rounding. On
+// AVX512-VNNI builds decode's m = 1 for Q5_0, Q4_K and Q6_K goes to linear_q8act.cpp instead (x as 24-bit integers,
+// integer products: again the same sum to f32 rounding; GEMMAKIT_CPU_X24_ACTIVATIONS=0 keeps it here).
 // Every y element is produced by one thread in a fixed order, so results do not depend on thread count.
 #include <omp.h>
 

@@ -1,4 +1,7 @@
-// gk_linear's int8-activation path (opt-in: GEMMAKIT_CPU_Q8_ACTIVATIONS=1), for quantized W and a few rows of x:
+// gk_linear's integer-activation paths. At the end of the file, the default decode path of AVX512-VNNI builds: one
+// row of x as 24-bit integers (x24_block; GEMMAKIT_CPU_X24_ACTIVATIONS=0 turns it off). First, sharing its weight
+// decoding (decode_unit8), the int8-activation path (opt-in: GEMMAKIT_CPU_Q8_ACTIVATIONS=1), for quantized W and a
+// few rows of x:
 // the decode step (m = 1), batched decode and the shortest prefills (linear.cpp sends m <= 8 here; this file
 // takes up to 32).
 //

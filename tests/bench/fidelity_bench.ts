@@ -122,7 +122,10 @@ if (values.child) {
   console.log("| --- | ---: | --- | ---: | --- | --- | ---: |");
   const modes: [string, Record<string, string>][] = [
     ["default (24-bit x in decode products)", { GEMMAKIT_CPU_Q8_ACTIVATIONS: "0" }],
-    ["`GEMMAKIT_CPU_X24_ACTIVATIONS=0` (f32 x)", { GEMMAKIT_CPU_Q8_ACTIVATIONS: "0", GEMMAKIT_CPU_X16_ACTIVATIONS: "0" }],
+    ["`GEMMAKIT_CPU_X24_ACTIVATIONS=0` (f32 x)", {
+      GEMMAKIT_CPU_Q8_ACTIVATIONS: "0",
+      GEMMAKIT_CPU_X24_ACTIVATIONS: "0",
+    }],
     ["`GEMMAKIT_CPU_Q8_ACTIVATIONS=1`", { GEMMAKIT_CPU_Q8_ACTIVATIONS: "1" }],
   ];
   for (const [mode, env] of modes) {
