@@ -3,12 +3,12 @@
  * (fixed slots, allocated at load from the slot count and the memory budget); requests beyond the slots wait in
  * arrival order. The scheduler loop runs, between decode chunks, up to PREFILL_CHUNK prompt tokens of joining
  * sequences (several short prompts at once, in one forward where the family has prefillBatch; a long prompt a chunk
- * at a time, so streams keep flowing), then one
- * decode chunk of every decoding sequence at once: one recorded step over B rows (the family's decodeStepBatch:
- * GEMMs over the rows, attention per row over its own slot), each row sampled with its own parameters, stop ids
- * and RNG state. The recording is redone whenever the batch's composition changes (recording is cheap; the replay
- * is one native call, one CUDA graph launch per step, per chunk). A new sequence reuses the longest cached prefix
- * of any slot: in place when that slot is free, else copied into its own slot (slots.ts).
+ * at a time, so streams keep flowing), then one decode chunk of every decoding sequence at once: one recorded step
+ * over B rows (the family's decodeStepBatch: GEMMs over the rows, attention per row over its own slot), each row
+ * sampled with its own parameters, stop ids and RNG state. The recording is redone whenever the batch's composition
+ * changes (recording is cheap; the replay is one native call, one CUDA graph launch per step, per chunk). A new
+ * sequence reuses the longest cached prefix of any slot: in place when that slot is free, else copied into its own
+ * slot (slots.ts).
  * @module
  */
 import { GemmakitError } from "../errors.ts";
@@ -290,15 +290,15 @@ export class BatchScheduler {
       const part = end === T ? ids : ids.slice(0, end);
       const cache = this.slots.cache(s.slot!);
       if (end < T) {
-        this.#stats.prefillForwards++;
         lm.withCache(cache, () => lm.prefillFrom(part, s.prefilled, s.media)).dispose();
+        this.#stats.prefillForwards++;
         s.prefilled = end;
         return;
       }
       await s.buffers!.nextMask();
       if (s.cancelled) return; // reaped next: its constraint is gone
-      this.#stats.prefillForwards++;
       using first = lm.withCache(cache, () => lm.prefillFrom(ids, s.prefilled, s.media));
+      this.#stats.prefillForwards++;
       this.#started(s, first);
     } catch (e) {
       this.#finish(s, "abort", e);
