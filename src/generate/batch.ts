@@ -2,12 +2,13 @@
  * Continuous batching of decode: many generations in flight on one model. Each sequence holds a KV-cache slot
  * (fixed slots, allocated at load from the slot count and the memory budget); requests beyond the slots wait in
  * arrival order. The scheduler loop runs, between decode chunks, up to PREFILL_CHUNK prompt tokens of joining
- * sequences (several short prompts at once; a long prompt a chunk at a time, so streams keep flowing), then one
- * decode chunk of every decoding sequence at once: one recorded step over B rows (the family's decodeStepBatch:
- * GEMMs over the rows, attention per row over its own slot), each row sampled with its own parameters, stop ids
- * and RNG state. The recording is redone whenever the batch's composition changes (recording is cheap; the replay
- * is one native call, one CUDA graph launch per step, per chunk). A new sequence reuses the longest cached prefix
- * of any slot: in place when that slot is free, else copied into its own slot (slots.ts).
+ * sequences (several short prompts at once, in one forward where the family has prefillBatch; a long prompt a chunk
+ * at a time, so streams keep flowing), then one decode chunk of every decoding sequence at once: one recorded step
+ * over B rows (the family's decodeStepBatch: GEMMs over the rows, attention per row over its own slot), each row
+ * sampled with its own parameters, stop ids and RNG state. The recording is redone whenever the batch's composition
+ * changes (recording is cheap; the replay is one native call, one CUDA graph launch per step, per chunk). A new
+ * sequence reuses the longest cached prefix of any slot: in place when that slot is free, else copied into its own
+ * slot (slots.ts).
  * @module
  */
 import { GemmakitError } from "../errors.ts";
@@ -34,6 +35,11 @@ export interface BatchedCausalLM<M = unknown> extends CausalLM<M> {
   createCache(): KvCache;
   /** Runs `f` (a prefill) with `cache` as the cache it reads and writes. */
   withCache<T>(cache: KvCache, f: () => T): T;
+  /**
+   * Optional: several text-only prompts in one forward, part j from `start` over its own `cache`; logits f32
+   * [parts, vocab], row j of part j's last position. Without it, joiners are prefilled one after another.
+   */
+  prefillBatch?(parts: readonly { ids: ArrayLike<number>; start: number; cache: KvCache }[]): Tensor;
   /**
    * One decode step for B rows: `tokens`, `positions` i32 [B] (device), row r at `rows[r].position` (i32 [1],
    * device) over `rows[r].cache`; logits f32 [B, vocab].
@@ -76,6 +82,10 @@ export interface BatchStats {
   /** Decode steps run (each over every decoding row), and rows stepped in all. */
   steps: number;
   rowsStepped: number;
+  /** Prefill forwards run (a chunk of one prompt, or several prompts' last chunks in one multi-sequence forward). */
+  prefillForwards: number;
+  /** Prompts whose last chunk went in beside others in one multi-sequence forward. */
+  prefillsBatched: number;
 }
 
 interface Recorded {
@@ -97,7 +107,15 @@ export class BatchScheduler {
   #exclusive: Promise<void> | undefined;
   #idle: (() => void)[] = [];
   #disposed = false;
-  #stats = { prefixHits: 0, prefixMisses: 0, prefixTokensReused: 0, steps: 0, rowsStepped: 0 };
+  #stats = {
+    prefixHits: 0,
+    prefixMisses: 0,
+    prefixTokensReused: 0,
+    steps: 0,
+    rowsStepped: 0,
+    prefillForwards: 0,
+    prefillsBatched: 0,
+  };
 
   constructor(lm: BatchedCausalLM, slots: number) {
     this.#lm = lm;
@@ -181,15 +199,25 @@ export class BatchScheduler {
         this.#reap();
         if (!this.#exclusive) this.#admit();
         // Prompts go in between decode chunks, up to PREFILL_CHUNK tokens a round: several short prompts in one
-        // round (each joiner waits for no decode chunk per earlier joiner), a long one a chunk at a time.
+        // round (each joiner waits for no decode chunk per earlier joiner), a long one a chunk at a time. The text
+        // prompts whose rest fits the round go in together, one forward over all their rows.
         const prefilling = this.#active.filter((s) => s.phase === "prefill");
+        const together: BatchSequence[] = [];
         let budget = PREFILL_CHUNK;
         for (const s of prefilling) {
           if (budget <= 0) break;
+          const left = s.promptIds.length - s.prefilled;
+          if (this.#lm.prefillBatch && s.media === undefined && left <= budget) {
+            together.push(s);
+            budget -= left;
+            continue;
+          }
           const before = s.prefilled;
           await this.#prefillChunk(s, budget);
           budget -= Math.max(1, s.prefilled - before);
         }
+        if (together.length > 1) await this.#prefillTogether(together);
+        else if (together.length) await this.#prefillChunk(together[0], PREFILL_CHUNK);
         this.#reap();
         const decoding = this.#active.filter((s) => s.phase === "decode");
         if (decoding.length) await this.#decodeChunk(decoding);
@@ -263,21 +291,62 @@ export class BatchScheduler {
       const cache = this.slots.cache(s.slot!);
       if (end < T) {
         lm.withCache(cache, () => lm.prefillFrom(part, s.prefilled, s.media)).dispose();
+        this.#stats.prefillForwards++;
         s.prefilled = end;
         return;
       }
       await s.buffers!.nextMask();
       if (s.cancelled) return; // reaped next: its constraint is gone
-      {
-        using first = lm.withCache(cache, () => lm.prefillFrom(ids, s.prefilled, s.media));
-        s.buffers!.draw(first);
-      }
-      s.prefilled = T;
-      s.phase = "decode";
-      this.#collect(s);
+      using first = lm.withCache(cache, () => lm.prefillFrom(ids, s.prefilled, s.media));
+      this.#stats.prefillForwards++;
+      this.#started(s, first);
     } catch (e) {
       this.#finish(s, "abort", e);
     }
+  }
+
+  /**
+   * The rest of several text prompts in one forward (prefillBatch: the linears over all their rows, each prompt's
+   * attention over its own slot); each samples its first token from its own logits row. A failed forward ends every
+   * sequence in it with the error.
+   */
+  async #prefillTogether(group: BatchSequence[]): Promise<void> {
+    const ready: BatchSequence[] = [];
+    for (const s of group) {
+      try {
+        await s.buffers!.nextMask();
+        if (!s.cancelled) ready.push(s); // else reaped next: its constraint is gone
+      } catch (e) {
+        this.#finish(s, "abort", e);
+      }
+    }
+    if (!ready.length) return;
+    let logits: Tensor;
+    try {
+      const parts = ready.map((s) => ({ ids: s.promptIds, start: s.prefilled, cache: this.slots.cache(s.slot!) }));
+      logits = this.#lm.prefillBatch!(parts);
+    } catch (e) {
+      for (const s of ready) this.#finish(s, "abort", e);
+      return;
+    }
+    this.#stats.prefillForwards++;
+    this.#stats.prefillsBatched += ready.length;
+    using _ = logits;
+    for (const [j, s] of ready.entries()) {
+      try {
+        this.#started(s, logits.rows(j, 1));
+      } catch (e) {
+        this.#finish(s, "abort", e);
+      }
+    }
+  }
+
+  /** A prompt is in: its first token is drawn from `logits` (f32 [1, vocab]) and it decodes from now on. */
+  #started(s: BatchSequence, logits: Tensor): void {
+    s.buffers!.draw(logits);
+    s.prefilled = s.promptIds.length;
+    s.phase = "decode";
+    this.#collect(s);
   }
 
   /** One decode chunk over every decoding sequence. */

@@ -358,7 +358,7 @@ export class Model {
   /**
    * The batch now and counters since load: slots, active and queued sequences, KV bytes, prefix-cache hits,
    * decode steps. Without batching: one slot, the running call and those waiting for their turn, the prefix reuse
-   * of the one cache, and no step counts (steps and rowsStepped stay 0).
+   * of the one cache, and no step or prefill counts (they stay 0).
    */
   batchStats(): BatchStats {
     if (this.#batch) return this.#batch.stats();
@@ -375,6 +375,8 @@ export class Model {
       prefixTokensReused: this.#serial.prefixTokensReused,
       steps: 0,
       rowsStepped: 0,
+      prefillForwards: 0,
+      prefillsBatched: 0,
     };
   }
 

@@ -1,15 +1,16 @@
 /**
  * Continuous batching (loadModel({ parallel })): concurrent calls on one model answer exactly as each alone
- * (greedy ids, seeded samples, stop strings, logit processors, logprobs, constraints), while sequences join,
- * leave, wait for a slot, abort, and wrap their sliding-window rings; the shared prefix cache reuses a cached
- * prompt across requests (in place or copied from a busy slot); memory is back to what load left afterwards.
+ * (greedy ids, seeded samples, stop strings, logit processors, logprobs, constraints), while sequences join
+ * (those arriving together prefilled in one forward), leave, wait for a slot, abort, and wrap their sliding-window
+ * rings; the shared prefix cache reuses a cached prompt across requests (in place or copied from a busy slot);
+ * memory is back to what load left afterwards.
  */
 import assert from "node:assert/strict";
 import { loadModel } from "../../src/models/load.ts";
 import { BoundsError, NativeError } from "../../src/errors.ts";
 import { KvSlots } from "../../src/generate/batch_slots.ts";
 import { KvCache } from "../../src/runtime/kv_cache.ts";
-import { PREFILL_CHUNK } from "../../src/generate/batch.ts";
+import { type BatchedCausalLM, PREFILL_CHUNK } from "../../src/generate/batch.ts";
 import { Model } from "../../src/generate/model.ts";
 import { Backend } from "../../src/runtime/backend.ts";
 import { loadGemma3Text } from "../../src/models/gemma3/load.ts";
@@ -94,6 +95,10 @@ Deno.test("other Gemma 3 variants (softcaps, legacy config) batch to the same gr
     using model = await loadModel(FIXTURE(name), { backend: "cpu", maxContext: 128, parallel: 4 });
     const got = await Promise.all(calls.map((c) => model.generate(c.prompt, c.options)));
     got.forEach((r, i) => assert.deepEqual(r.tokens, want[i].tokens, `${name} call ${i}`));
+    // They arrived together: their prompts went in one multi-sequence forward.
+    const stats = model.batchStats();
+    assert.ok(stats.prefillsBatched >= 2, `${name}: ${stats.prefillsBatched} prompts prefilled together`);
+    assert.ok(stats.prefillForwards < calls.length, `${name}: ${stats.prefillForwards} prefill forwards`);
   }
 });
 
@@ -306,6 +311,7 @@ Deno.test("64 concurrent requests with random aborts answer as alone; memory bac
   assert.ok(aborted > 0, "some were aborted");
   const stats = model.batchStats();
   assert.ok(stats.rowsStepped / stats.steps > 2, `${stats.rowsStepped / stats.steps} rows per step on average`);
+  assert.ok(stats.prefillsBatched >= 8, `${stats.prefillsBatched} prompts prefilled beside others`);
   assert.equal(stats.active + stats.queued, 0);
   assert.equal(model.backend.memoryStats().inUse, baseline);
 });
@@ -324,6 +330,7 @@ Deno.test("Gemma 4 (per-layer inputs, KV-shared layers, k_eq_v, MoE) batches to 
     const got = await Promise.all(calls.map((c) => model.generate(c.prompt, c.options)));
     got.forEach((r, i) => assert.deepEqual(r.tokens, want[i].tokens, `${name} call ${i}`));
     assert.ok(model.batchStats().rowsStepped > model.batchStats().steps, `${name}: rows were batched`);
+    assert.ok(model.batchStats().prefillsBatched >= 2, `${name}: prompts were prefilled together`);
     assert.equal(model.backend.memoryStats().inUse, baseline);
   }
 });
@@ -386,6 +393,43 @@ Deno.test("parallel is bounded; a family without a batched step takes turns and 
   // A KV budget smaller than two slots leaves one.
   using small = await loadModel(MIXED, { backend: "cpu", maxContext: 128, parallel: 4, kvCacheBytes: 1 });
   assert.equal(small.batchStats().slots, 1);
+});
+
+Deno.test("a failed multi-sequence prefill ends every sequence in it with the error; the model serves on", async () => {
+  using backend = Backend.open({ backend: "cpu" });
+  const lm = loadGemma3Text(backend, MIXED, { maxContext: 128 });
+  let fail = true;
+  const failing: BatchedCausalLM & { dispose(): void } = {
+    backend,
+    maxContext: lm.maxContext,
+    vocabSize: lm.vocabSize,
+    cache: lm.cache,
+    createCache: () => lm.createCache(),
+    withCache: (cache, f) => lm.withCache(cache, f),
+    prefillFrom: (ids, start) => lm.prefillFrom(ids, start),
+    prefillBatch: (parts) => {
+      if (fail) throw new NativeError("gk_linear", 2, "out of memory");
+      return lm.prefillBatch(parts);
+    },
+    decodeStep: (token, position, ws, logits) => lm.decodeStep(token, position, ws, logits),
+    decodeStepBatch: (tokens, positions, rows, ws, logits) => lm.decodeStepBatch(tokens, positions, rows, ws, logits),
+    dispose: () => lm.dispose(),
+  };
+  using model = new Model({ lm: failing, tokenizer: await Tokenizer.fromFiles(MIXED), defaults: {} }, { parallel: 3 });
+  const calls = PROMPTS.slice(0, 3).map((prompt) => model.generate(prompt, { ...GREEDY, maxTokens: 6 }));
+  for (const r of await Promise.allSettled(calls)) {
+    assert.equal(r.status, "rejected");
+    assert.ok(r.reason instanceof NativeError, `${r.reason}`);
+  }
+  const stats = model.batchStats();
+  assert.equal(stats.active + stats.queued, 0, "their slots are free again");
+  assert.equal(stats.prefillsBatched, 0);
+  fail = false;
+  const again = PROMPTS.slice(0, 3).map((prompt) => ({ prompt, options: { ...GREEDY, maxTokens: 6 } }));
+  const want = await serialAnswers(MIXED, 128, again);
+  const got = await Promise.all(again.map((c) => model.generate(c.prompt, c.options)));
+  got.forEach((r, i) => assert.deepEqual(r.tokens, want[i].tokens, `call ${i}`));
+  assert.equal(model.batchStats().prefillsBatched, 3);
 });
 
 Deno.test("slots: as many as fit when the device runs out of memory; other failures are errors", () => {

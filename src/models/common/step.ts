@@ -6,7 +6,7 @@
 import { ContextLengthError, ShapeError } from "../../errors.ts";
 import { copyRows } from "../../ops/copy.ts";
 import { kvCacheWrite } from "../../ops/kv_cache.ts";
-import { attentionDecode, type AttentionOptions } from "../../ops/attention.ts";
+import { attentionDecode, type AttentionOptions, attentionPrefill } from "../../ops/attention.ts";
 import type { Backend } from "../../runtime/backend.ts";
 import type { KvCache, LayerCache } from "../../runtime/kv_cache.ts";
 import { Tensor } from "../../runtime/tensor.ts";
@@ -44,6 +44,28 @@ export interface Step {
    * (i32 [1], device) over its own KV cache. Absent: one sequence over the model's cache.
    */
   rows?: readonly BatchRow[];
+  /**
+   * A multi-sequence prefill: the token rows are several prompts' chunks one after another, each over its own KV
+   * cache (see PrefillSegment). Absent: one prompt over the model's cache.
+   */
+  segments?: readonly PrefillSegment[];
+}
+
+/** One prompt of a multi-sequence prefill: `tokens` rows from row `offset` of the step, at positions from `start`. */
+export interface PrefillSegment {
+  offset: number;
+  tokens: number;
+  /** Position of its first token: `cache` already holds positions 0..start-1 of this prompt. */
+  start: number;
+  cache: KvCache;
+}
+
+/** One prompt of a multi-sequence prefill as its caller gives it: the ids from `start` go into `cache`. */
+export interface PrefillPart {
+  /** The whole prompt (the cache holds ids 0..start-1 already). */
+  ids: ArrayLike<number>;
+  start: number;
+  cache: KvCache;
 }
 
 /** One sequence of a batched decode step: where its token sits and the KV cache it reads and writes. */
@@ -150,6 +172,70 @@ export function runPrefill(
 }
 
 /**
+ * Runs `forward` over several prompts at once (text only), each from its own `start` over its own cache: their
+ * chunks are the rows of one step, so every linear runs over all of them (one GEMM per weight, where a prompt
+ * alone is a few rows), and attention runs per prompt over its own cache. Returns f32 [parts, vocab]: row j is
+ * the logits of part j's last position, as `runPrefill(parts[j].ids, ..., { start })` over its cache gives them.
+ */
+export function runPrefillBatch(
+  backend: Backend,
+  parts: readonly PrefillPart[],
+  limits: { maxContext: number; vocabSize: number },
+  forward: Forward,
+): Tensor {
+  if (parts.length < 1) throw new ShapeError("prefill", "no prompts to prefill");
+  const chunk: number[] = [], positions: number[] = [];
+  const segments = parts.map(({ ids, start, cache }, j): PrefillSegment => {
+    if (ids.length < 1) throw new ShapeError("prefill", `prompt ${j} is empty`);
+    if (ids.length > limits.maxContext) throw new ContextLengthError("prefill", ids.length, limits.maxContext);
+    if (!Number.isInteger(start) || start < 0 || start >= ids.length) {
+      throw new ShapeError("prefill", `prompt ${j}: start=${start} must be an integer in [0, ${ids.length})`);
+    }
+    const offset = chunk.length;
+    for (let p = start; p < ids.length; p++) {
+      chunk.push(ids[p]);
+      positions.push(p);
+    }
+    return { offset, tokens: ids.length - start, start, cache };
+  });
+  const T = chunk.length;
+  using ws = new Workspace(backend);
+  const idsT = ws.get("ids", [T], "i32");
+  idsT.write(chunk);
+  const positionsT = ws.get("positions", [T], "i32");
+  positionsT.write(Int32Array.from(positions));
+  const step: Step = {
+    ws,
+    tokens: T,
+    start: 0,
+    positions: positionsT,
+    position0: positionsT.rows(0, 1),
+    decode: false,
+    hostIds: chunk,
+    segments,
+  };
+  const logits = Tensor.empty(backend, [parts.length, limits.vocabSize]);
+  try {
+    return forward(idsT, step, "last", logits);
+  } catch (e) {
+    logits.dispose();
+    throw e;
+  }
+}
+
+/**
+ * The rows whose logits a forward computes: every row (`all`), the last row, or the last row of each prompt of a
+ * multi-sequence prefill (gathered into f32 [prompts, hidden]).
+ */
+export function logitRows(h: Tensor, s: Step, logitsRows: "last" | "all"): Tensor {
+  if (logitsRows === "all") return h;
+  if (!s.segments) return h.rows(s.tokens - 1, 1);
+  const last = s.ws.get("last_rows", [s.segments.length, h.shape[1]]);
+  s.segments.forEach((seg, j) => copyRows(h.rows(seg.offset + seg.tokens - 1, 1), last, j));
+  return last;
+}
+
+/**
  * masked_scatter of the multimodal forwards: copies row r of `embeds` (f32 [rows, hidden]) over row
  * `positions[r]` of the token embeddings `h` (f32 [tokens, hidden]), one copy per run of consecutive positions.
  */
@@ -229,6 +315,62 @@ export function prefillKeys(
   kvCacheWrite(k, cache.k, s.position0);
   kvCacheWrite(v, cache.v, s.position0);
   return { ...out, qPos0: P, spanIds };
+}
+
+/**
+ * A prefill layer's K/V write, for each prompt of the step: prefillKeys over the model's `cache` (one prompt), or
+ * per segment of a multi-sequence prefill, over that segment's rows and its own cache. One entry per prompt.
+ */
+export function prefillLayerKeys(
+  s: Step,
+  cache: KvCache,
+  layer: number,
+  window: number,
+  k: Tensor,
+  v: Tensor,
+  name: string,
+): PrefillKeys[] {
+  if (!s.segments) return [prefillKeys(s, cache.layer(layer), window, k, v, name)];
+  return s.segments.map((seg, j) => {
+    const rows = (t: Tensor) => t.rows(seg.offset, seg.tokens);
+    // The segment's own step: its rows, its start, and positions[offset] as the first cache slot it writes.
+    const positions = rows(s.positions);
+    const own: Step = {
+      ...s,
+      tokens: seg.tokens,
+      start: seg.start,
+      positions,
+      position0: positions.rows(0, 1),
+      segments: undefined,
+    };
+    return prefillKeys(own, seg.cache.layer(layer), window, rows(k), rows(v), `${name}.${j}`);
+  });
+}
+
+/**
+ * A prefill layer's causal attention of `q` (f32 [tokens, heads, headDim]) into `out`, each prompt's queries over
+ * the keys prefillLayerKeys returned for it. `spans`: whether the prompt's span ids open up the mask (media).
+ */
+export function attendPrefill(
+  s: Step,
+  keys: readonly PrefillKeys[],
+  q: Tensor,
+  options: AttentionOptions,
+  out: Tensor,
+  spans = true,
+): void {
+  const segments = s.segments ?? [{ offset: 0, tokens: s.tokens }];
+  segments.forEach((seg, j) => {
+    const { k, v, qPos0, spanIds } = keys[j];
+    const rows = (t: Tensor) => s.segments ? t.rows(seg.offset, seg.tokens) : t;
+    attentionPrefill(
+      rows(q),
+      k,
+      v,
+      { ...options, causal: true, qPos0, spanIds: spans ? spanIds : undefined },
+      rows(out),
+    );
+  });
 }
 
 /** i32 [P + tokens]: P zeros (cached keys belong to no span of this chunk), then the chunk's span ids. */

@@ -16,7 +16,6 @@ import type { Workspace } from "../../runtime/workspace.ts";
 import {
   add,
   attentionDecode,
-  attentionPrefill,
   embedding,
   geluTanhMul,
   kvCacheWrite,
@@ -28,12 +27,16 @@ import {
 } from "../../ops/mod.ts";
 import type { Gemma3Model, LayerType } from "./config.ts";
 import {
+  attendPrefill,
   attendRows,
   type BatchRow,
   batchStepOf,
   decodeStepOf,
-  prefillKeys,
+  logitRows,
+  prefillLayerKeys,
+  type PrefillPart,
   runPrefill,
+  runPrefillBatch,
   spliceRows,
   type Step,
   type TraceHook,
@@ -150,8 +153,8 @@ export class Gemma3TextModel {
       kvCacheWrite(v, cache.v, s.position0);
       attentionDecode(q.reshape([nH, hd]), cache.k, cache.v, s.position0, options, attn.reshape([nH, hd]));
     } else {
-      const keys = prefillKeys(s, cache, spec.window, k, v, "ctx");
-      attentionPrefill(q, keys.k, keys.v, { ...options, causal: true, qPos0: keys.qPos0, spanIds: keys.spanIds }, attn);
+      // A prefill: each prompt (one, or each of a multi-sequence prefill) over its own cache.
+      attendPrefill(s, prefillLayerKeys(s, this.cache, i, spec.window, k, v, "ctx"), q, options, attn);
     }
     return linear(attn.reshape([T, nH * hd]), w.oProj, null, s.ws.get("o", [T, c.hiddenSize]));
   }
@@ -189,7 +192,7 @@ export class Gemma3TextModel {
     if (inject) spliceRows(h, inject.embeds, inject.positions.map((p) => p - s.start));
     s.trace?.("embeddings", -1, h);
     for (let i = 0; i < c.numHiddenLayers; i++) this.#layer(i, h, s);
-    const last = logitsRows === "last" ? h.rows(T - 1, 1) : h;
+    const last = logitRows(h, s, logitsRows);
     const normed = this.#norm(last, this.#w.norm, s.ws.get("final", last.shape));
     linear(normed, this.#w.lmHead ?? this.#w.embedTokens, null, logits);
     if (c.finalLogitSoftcapping !== null) softcap(logits, c.finalLogitSoftcapping, logits);
@@ -218,6 +221,15 @@ export class Gemma3TextModel {
   /** CausalLM: the prompt from `start` (the cache holds the positions before it), logits of its last position. */
   prefillFrom(ids: ArrayLike<number>, start: number): Tensor {
     return this.prefill(ids, "last", undefined, start);
+  }
+
+  /**
+   * Prefills several prompts (text only) in one forward, each from its `start` over its own `cache`: logits f32
+   * [parts, vocab], row j for part j's last position (what prefillFrom gives for it alone). The caller disposes them.
+   */
+  prefillBatch(parts: readonly PrefillPart[]): Tensor {
+    const limits = { maxContext: this.maxContext, vocabSize: this.config.text.vocabSize };
+    return runPrefillBatch(this.backend, parts, limits, (i, s, rows, out) => this.#forward(i, s, rows, out));
   }
 
   /**

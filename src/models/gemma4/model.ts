@@ -17,7 +17,6 @@ import type { Workspace } from "../../runtime/workspace.ts";
 import {
   add,
   attentionDecode,
-  attentionPrefill,
   embedding,
   gatherSum,
   geluTanhMul,
@@ -30,13 +29,17 @@ import {
   softcap,
 } from "../../ops/mod.ts";
 import {
+  attendPrefill,
   attendRows,
   type BatchRow,
   batchStepOf,
   decodeStepOf,
+  logitRows,
   type PrefillKeys,
-  prefillKeys,
+  prefillLayerKeys,
+  type PrefillPart,
   runPrefill,
+  runPrefillBatch,
   spliceRows,
   type Step,
   type TraceHook,
@@ -88,8 +91,11 @@ export class Gemma4TextModel {
   readonly #perLayerEmbedScale: number;
   /** layer_scalar of each layer: a constant buffer, read once. */
   readonly #layerScalar: number[];
-  /** Per layer type, the keys the current prefill's last non-shared layer attended over (for KV-shared layers). */
-  readonly #prefillKeys = new Map<LayerType, PrefillKeys>();
+  /**
+   * Per layer type, the keys the current prefill's last non-shared layer attended over, one entry per prompt
+   * (for KV-shared layers).
+   */
+  readonly #prefillKeys = new Map<LayerType, PrefillKeys[]>();
 
   /** Takes ownership of `weights` (disposed with the model). */
   constructor(backend: Backend, config: Gemma4Model, weights: ModelWeights<Gemma4TextTable>, maxContext: number) {
@@ -206,7 +212,7 @@ export class Gemma4TextModel {
     const k = s.ws.get(`k.${l.type}`, [T, nKV, hd]);
     const v = s.ws.get(`v.${l.type}`, [T, nKV, hd]);
     const cache = this.cache.layer(l.index);
-    let keys: PrefillKeys | undefined;
+    let keys: PrefillKeys[] | undefined;
     if (w.kProj && w.kNorm) {
       linear(x, w.kProj, null, k.reshape([T, nKV * hd]));
       // attention_k_eq_v: V is the raw K projection, before k_norm and RoPE.
@@ -224,7 +230,7 @@ export class Gemma4TextModel {
         kvCacheWrite(k, cache.k, s.position0);
         kvCacheWrite(v, cache.v, s.position0);
       } else {
-        keys = prefillKeys(s, cache, l.window, k, v, `ctx.${l.type}`);
+        keys = prefillLayerKeys(s, this.cache, l.index, l.window, k, v, `ctx.${l.type}`);
         this.#prefillKeys.set(l.type, keys);
       }
     } else if (!s.decode) keys = this.#prefillKeys.get(l.type);
@@ -238,8 +244,7 @@ export class Gemma4TextModel {
       attentionDecode(q.reshape([nH, hd]), cache.k, cache.v, s.position0, options, attn.reshape([nH, hd]));
     } else {
       // create_masks_for_vision_model: the media blocks open up on sliding layers only; full layers stay causal.
-      const spanIds = l.type === "sliding_attention" ? keys!.spanIds : undefined;
-      attentionPrefill(q, keys!.k, keys!.v, { ...options, causal: true, qPos0: keys!.qPos0, spanIds }, attn);
+      attendPrefill(s, keys!, q, options, attn, l.type === "sliding_attention");
     }
     return linear(attn.reshape([T, nH * hd]), w.oProj, null, s.ws.get("o", [T, c.hiddenSize]));
   }
@@ -313,7 +318,7 @@ export class Gemma4TextModel {
     const perLayer = c.hiddenSizePerLayerInput ? this.#perLayerInputs(ids, h, s) : null;
     if (perLayer) s.trace?.("per_layer_inputs", -1, perLayer);
     for (const l of this.config.layers) this.#layer(l, h, s, perLayer?.rows(l.index * T, T) ?? null);
-    const last = logitsRows === "last" ? h.rows(T - 1, 1) : h;
+    const last = logitRows(h, s, logitsRows);
     const normed = this.#norm(last, this.#w.norm, s.ws.get("final", last.shape));
     linear(normed, this.#w.lmHead ?? this.#w.embedTokens, null, logits);
     if (c.finalLogitSoftcapping !== null) softcap(logits, c.finalLogitSoftcapping, logits);
@@ -350,6 +355,19 @@ export class Gemma4TextModel {
   /** CausalLM: the prompt from `start` (the cache holds the positions before it), logits of its last position. */
   prefillFrom(ids: ArrayLike<number>, start: number): Tensor {
     return this.prefill(ids, "last", undefined, start);
+  }
+
+  /**
+   * Prefills several prompts (text only) in one forward, each from its `start` over its own `cache`: logits f32
+   * [parts, vocab], row j for part j's last position (what prefillFrom gives for it alone). The caller disposes them.
+   */
+  prefillBatch(parts: readonly PrefillPart[]): Tensor {
+    const limits = { maxContext: this.maxContext, vocabSize: this.vocabSize };
+    try {
+      return runPrefillBatch(this.backend, parts, limits, (i, s, rows, out) => this.#forward(i, s, rows, out));
+    } finally {
+      this.#prefillKeys.clear();
+    }
   }
 
   /**

@@ -16,7 +16,7 @@ import type { Backend } from "../../runtime/backend.ts";
 import type { Tensor } from "../../runtime/tensor.ts";
 import type { KvCache } from "../../runtime/kv_cache.ts";
 import type { Workspace } from "../../runtime/workspace.ts";
-import type { BatchRow } from "../common/step.ts";
+import type { BatchRow, PrefillPart } from "../common/step.ts";
 import { buildTextAndVision, MultimodalModel } from "../common/multimodal.ts";
 import { VisionCache, visionKey } from "../../runtime/vision_cache.ts";
 import { ImageInputError } from "../../errors.ts";
@@ -66,6 +66,11 @@ export class Gemma4Multimodal extends MultimodalModel<Gemma4TextModel, Gemma4Vis
   /** The batched decode step is the text model's: media only enter through prefill. */
   decodeStepBatch(tokens: Tensor, positions: Tensor, rows: readonly BatchRow[], ws: Workspace, logits: Tensor): Tensor {
     return this.text.decodeStepBatch(tokens, positions, rows, ws, logits);
+  }
+
+  /** Several text-only prompts in one forward (the text model's): a prompt with media goes in alone. */
+  prefillBatch(parts: readonly PrefillPart[]): Tensor {
+    return this.text.prefillBatch(parts);
   }
 
   /**
