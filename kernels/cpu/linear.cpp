@@ -902,12 +902,12 @@ constexpr int kBcastMV = 2;                  // vectors of x^T (kW rows of x eac
 
 // W rows [r0, r0 + rows) decoded into strip, laid out [k / kW][kBcastNR][kW] so the micro-kernel walks it
 // as one stream; rows past `rows` are 0.
-template <int DT>
+template <int DT, int NR>
 void decode_strip(const void* w, int64_t k, int64_t r0, int rows, float* strip) {
   using B = gk::quant::Block<DT>;
   constexpr int U = unit_elems<DT>(), V = unit_vectors<DT>();
   const int64_t row_bytes = k / B::elems * B::bytes;
-  for (int j = 0; j < kBcastNR; ++j) {
+  for (int j = 0; j < NR; ++j) {
     const uint8_t* row = (const uint8_t*)w + (r0 + j) * row_bytes;
     for (int64_t c = 0; c < k; c += U) {
       vf wv[V];
@@ -916,33 +916,33 @@ void decode_strip(const void* w, int64_t k, int64_t r0, int rows, float* strip) 
       } else {
         for (int v = 0; v < V; ++v) wv[v] = vzero();
       }
-      for (int v = 0; v < V; ++v) vstore(strip + ((c / kW + v) * kBcastNR + j) * kW, wv[v]);
+      for (int v = 0; v < V; ++v) vstore(strip + ((c / kW + v) * NR + j) * kW, wv[v]);
     }
   }
 }
 
 // y[m0 + i, r0 + j] (+ bias) for i < MV·kW, j < cols: vectors of x^T (rows m0 .. m0 + MV·kW of x; x^T's
 // rows are mp apart) against the strip, over the whole k.
-template <int MV>
+template <int MV, int NR>
 void bcast_tile(const float* xt, int64_t mp, const float* strip, int64_t k, const void* bias, int64_t m0, int64_t r0,
                 int cols, int64_t n, float* y) {
-  vf acc[kBcastNR][MV];
-  for (int j = 0; j < kBcastNR; ++j)
+  vf acc[NR][MV];
+  for (int j = 0; j < NR; ++j)
     for (int v = 0; v < MV; ++v) acc[j][v] = vzero();
   for (int64_t c = 0; c < k; c += kW) {
-    const float* wb = strip + c * kBcastNR;
+    const float* wb = strip + c * NR;
     for (int l = 0; l < kW; ++l) {
       vf xv[MV];
       for (int v = 0; v < MV; ++v) xv[v] = vload(xt + (c + l) * mp + m0 + v * kW);
-#pragma GCC unroll 8
-      for (int j = 0; j < kBcastNR; ++j) {
+#pragma GCC unroll 16
+      for (int j = 0; j < NR; ++j) {
         const vf b = vset1(wb[j * kW + l]);
         for (int v = 0; v < MV; ++v) acc[j][v] = vfma(b, xv[v], acc[j][v]);
       }
     }
   }
-  alignas(64) float tile[kBcastNR][MV * kW];
-  for (int j = 0; j < kBcastNR; ++j)
+  alignas(64) float tile[NR][MV * kW];
+  for (int j = 0; j < NR; ++j)
     for (int v = 0; v < MV; ++v) vstore(&tile[j][v * kW], acc[j][v]);
   for (int i = 0; i < MV * kW; ++i) {
     for (int j = 0; j < cols; ++j) y[(m0 + i) * n + r0 + j] = tile[j][i] + bias_at(bias, GK_F32, r0 + j);
@@ -951,24 +951,63 @@ void bcast_tile(const float* xt, int64_t mp, const float* strip, int64_t k, cons
 
 // The rows past the last whole vector of x^T (m % kW of them): R rows of x dotted with the strip's rows
 // along k, so a lone 17th row costs one row's FMAs rather than a padded vector's kW.
-template <int R>
+template <int R, int NR>
 void dot_tile(const float* x, int64_t k, const float* strip, const void* bias, int64_t i0, int64_t r0, int cols,
               int64_t n, float* y) {
-  vf acc[R][kBcastNR];
+  vf acc[R][NR];
   for (int i = 0; i < R; ++i)
-    for (int j = 0; j < kBcastNR; ++j) acc[i][j] = vzero();
+    for (int j = 0; j < NR; ++j) acc[i][j] = vzero();
   for (int64_t c = 0; c < k; c += kW) {
     vf xv[R];
     for (int i = 0; i < R; ++i) xv[i] = vload(x + (i0 + i) * k + c);
-#pragma GCC unroll 8
-    for (int j = 0; j < kBcastNR; ++j) {
-      const vf wv = vload(strip + c * kBcastNR + j * kW);
+#pragma GCC unroll 16
+    for (int j = 0; j < NR; ++j) {
+      const vf wv = vload(strip + c * NR + j * kW);
       for (int i = 0; i < R; ++i) acc[i][j] = vfma(wv, xv[i], acc[i][j]);
     }
   }
   for (int i = 0; i < R; ++i) {
     for (int j = 0; j < cols; ++j) y[(i0 + i) * n + r0 + j] = hsum(acc[i][j]) + bias_at(bias, GK_F32, r0 + j);
   }
+}
+
+// gemm_bcast's products over strips of NR W rows.
+template <int DT, int NR>
+gk_status bcast_strips(const float* x, const void* w, const void* bias, int64_t m, int64_t n, int64_t k, float* y,
+                       const float* xt, int64_t mp) {
+  const int64_t strips = (n + NR - 1) / NR;
+  // On the decode pool (pool.h), each thread a contiguous range of strips: a prefill runs ~130 of these
+  // products, and OpenMP's fork/join (futex wakes of threads that went to sleep between ops) cost ~10% of a
+  // 16-token prefill.
+  std::atomic<bool> oom{false};
+  gk::cpu::pool_for(m * n * k >= (1 << 18) ? omp_get_max_threads() : 1, [&](int t, int nt) {
+    float* strip = thread_panel();
+    if (!strip) {
+      oom = true;
+      return;
+    }
+    for (int64_t s = strips * t / nt; s < strips * (t + 1) / nt; ++s) {
+      const int64_t r0 = s * NR;
+      const int cols = (int)std::min<int64_t>(NR, n - r0);
+      decode_strip<DT, NR>(w, k, r0, cols, strip);
+      [[maybe_unused]] int64_t m0 = 0;
+      if constexpr (NR > kBcastNR) {  // one vector of x^T; the rest a row at a time (two would spill)
+        bcast_tile<1, NR>(xt, mp, strip, k, bias, 0, r0, cols, n, y);
+        for (int64_t i = mp; i < m; ++i) dot_tile<1, NR>(x, k, strip, bias, i, r0, cols, n, y);
+        continue;
+      }
+      for (; m0 < mp;) {
+        switch (std::min<int64_t>(kBcastMV, (mp - m0) / kW)) {
+          case 1: bcast_tile<1, NR>(xt, mp, strip, k, bias, m0, r0, cols, n, y); m0 += kW; break;
+          default: bcast_tile<2, NR>(xt, mp, strip, k, bias, m0, r0, cols, n, y); m0 += 2 * kW; break;
+        }
+      }
+      for (; m0 + 2 <= m; m0 += 2) dot_tile<2, NR>(x, k, strip, bias, m0, r0, cols, n, y);
+      if (m0 < m) dot_tile<1, NR>(x, k, strip, bias, m0, r0, cols, n, y);
+    }
+  });
+  if (oom) return gk_fail(GK_ERR_OUT_OF_MEMORY, "gk_linear: cannot allocate a %d×%d packing panel", kNB, kKB);
+  return GK_OK;
 }
 
 template <int DT>
@@ -985,34 +1024,11 @@ gk_status gemm_bcast(const float* x, const void* w, const void* bias, int64_t m,
       for (int j = 0; j < kW; ++j) vstore(xt + (c + j) * mp + i0, r[j]);
     }
   }
-  const int64_t strips = (n + kBcastNR - 1) / kBcastNR;
-  // On the decode pool (pool.h), each thread a contiguous range of strips: a prefill runs ~130 of these
-  // products, and OpenMP's fork/join (futex wakes of threads that went to sleep between ops) cost ~10% of a
-  // 16-token prefill.
-  std::atomic<bool> oom{false};
-  gk::cpu::pool_for(m * n * k >= (1 << 18) ? omp_get_max_threads() : 1, [&](int t, int nt) {
-    float* strip = thread_panel();
-    if (!strip) {
-      oom = true;
-      return;
-    }
-    for (int64_t s = strips * t / nt; s < strips * (t + 1) / nt; ++s) {
-      const int64_t r0 = s * kBcastNR;
-      const int cols = (int)std::min<int64_t>(kBcastNR, n - r0);
-      decode_strip<DT>(w, k, r0, cols, strip);
-      int64_t m0 = 0;
-      for (; m0 < mp;) {
-        switch (std::min<int64_t>(kBcastMV, (mp - m0) / kW)) {
-          case 1: bcast_tile<1>(xt, mp, strip, k, bias, m0, r0, cols, n, y); m0 += kW; break;
-          default: bcast_tile<2>(xt, mp, strip, k, bias, m0, r0, cols, n, y); m0 += 2 * kW; break;
-        }
-      }
-      for (; m0 + 2 <= m; m0 += 2) dot_tile<2>(x, k, strip, bias, m0, r0, cols, n, y);
-      if (m0 < m) dot_tile<1>(x, k, strip, bias, m0, r0, cols, n, y);
-    }
-  });
-  if (oom) return gk_fail(GK_ERR_OUT_OF_MEMORY, "gk_linear: cannot allocate a %d×%d packing panel", kNB, kKB);
-  return GK_OK;
+  // One vector of x^T (16..31 rows of x): strips of twice the rows, so the tile has 2·kBcastNR FMA chains on one x
+  // vector rather than kBcastNR (too few to cover the FMA latency with both ports busy) while the strip still fits
+  // the thread's panel.
+  if (mp == kW && 2 * kBcastNR * k <= kNB * kKB) return bcast_strips<DT, 2 * kBcastNR>(x, w, bias, m, n, k, y, xt, mp);
+  return bcast_strips<DT, kBcastNR>(x, w, bias, m, n, k, y, xt, mp);
 }
 
 template <int DT>

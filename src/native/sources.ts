@@ -9,7 +9,7 @@ export const NATIVE_SOURCES: {
   files: [string, string][];
 } = {
   version: "0.1.0",
-  sha256: "4b3e2f698a00fe6b329091788d5a1ee97228a09169b49cf43afe79819d9a85d6",
+  sha256: "af1580fa5ecf7ca5e0c6df7e57afeba1d6041fcb671e3014078a3b690f5a1eed",
   files: [
     ["kernels/common/dtype.h", "423672a9860bbfc1620995b00bd2b45de6ad4082fd748c94483cc620b15d6ec5"],
     ["kernels/common/error.cpp", "16d996224683479f1bfab036cc33a4cb56589112885bf3a1d9936632ae48064c"],
@@ -28,7 +28,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/gather_sum.cpp", "343b3e0d88a0e77326aa979ec67668c42ffb2372ed8cf058da1019031107776b"],
     ["kernels/cpu/kv_cache_write.cpp", "86990e09320fbf192230c96abc269289aa6ce3425ca5a821cf0fc027767af5ca"],
     ["kernels/cpu/layer_norm.cpp", "71da9959d48a20ee3f1414af319ac6266e0a2291059c8b33567ece4326ba534a"],
-    ["kernels/cpu/linear.cpp", "80033dc7752ca37aaa51f33d70a37446ba525ccea34d23ddf4d6585cde1f9c35"],
+    ["kernels/cpu/linear.cpp", "02881bbeb58c220d055fa4198ac15a3a4537a610d1bbed7d76846a988d435374"],
     ["kernels/cpu/linear_q8act.cpp", "b5148467b5e6b314359e708beaa4997736551a9dac7090713b031c95429ec41c"],
     ["kernels/cpu/logits_process.cpp", "a0202bb03fa6fbd533677ab1155c2d19fb666e1275437e8bc543ee011668384a"],
     ["kernels/cpu/logprobs.cpp", "d671988cef3ab6b39f06f74bb743ecdf2e1480d8ed43e24375f9501a0da7eba2"],
