@@ -41,11 +41,11 @@
 #pragma GCC diagnostic pop
 #endif
 
-bool gk::cpu::q8_activations_enabled() {
-  static const bool on = [] {
-    const char* v = getenv("GEMMAKIT_CPU_Q8_ACTIVATIONS");
-    return v && *v && strcmp(v, "0") != 0;
-  }();
+namespace {
+// An environment switch read once: set (not "0") or not; false in builds without the paths.
+bool env_switch(const char* name, bool when_unset) {
+  const char* v = getenv(name);
+  const bool on = v && *v ? strcmp(v, "0") != 0 : when_unset;
 #if defined(GK_Q8ACT)
   return on;
 #else
@@ -53,18 +53,16 @@ bool gk::cpu::q8_activations_enabled() {
   return false;
 #endif
 }
+}  // namespace
+
+bool gk::cpu::q8_activations_enabled() {
+  static const bool on = env_switch("GEMMAKIT_CPU_Q8_ACTIVATIONS", false);
+  return on;
+}
 
 bool gk::cpu::x24_activations_enabled() {
-  static const bool on = [] {
-    const char* v = getenv("GEMMAKIT_CPU_X24_ACTIVATIONS");
-    return !(v && strcmp(v, "0") == 0);
-  }();
-#if defined(GK_Q8ACT)
+  static const bool on = env_switch("GEMMAKIT_CPU_X24_ACTIVATIONS", true);
   return on;
-#else
-  (void)on;
-  return false;
-#endif
 }
 
 #if !defined(GK_Q8ACT)
