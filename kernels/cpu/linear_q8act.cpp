@@ -435,7 +435,9 @@ bool quantize_x24(const float* x, int64_t k, int c, QX24& out) {
     // element: max_ps drops a NaN operand, so m4 may not hold it.)
     const uint32_t odd = _mm512_cmp_ps_mask(a, big, _CMP_NLE_UQ);
     const __mmask16 bad = (__mmask16)(((odd | odd >> 1 | odd >> 2 | odd >> 3) & 0x1111u) * 0xFu);
-    const __mmask16 live = _mm512_cmp_ps_mask(m4, _mm512_setzero_ps(), _CMP_GT_OQ) & ~bad;
+    // A lane whose largest |x| is below 2^-96 goes in as 0 (its codes 0): qmax / m would overflow from ~2.5e-32 on,
+    // and the d of such a lane is subnormal anyway; its products are below 2^-73 of any unit-sized weight.
+    const __mmask16 live = _mm512_cmp_ps_mask(m4, _mm512_set1_ps(0x1p-96f), _CMP_GT_OQ) & ~bad;
     const __m512 inv = _mm512_maskz_div_ps(live, qmax, m4);
     const __m512 d = _mm512_mask_mov_ps(_mm512_div_ps(m4, qmax), bad, _mm512_set1_ps(__builtin_nanf("")));
     // Clamped: x · (qmax / m) may round a hair past qmax.

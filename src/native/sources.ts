@@ -9,7 +9,7 @@ export const NATIVE_SOURCES: {
   files: [string, string][];
 } = {
   version: "0.1.0",
-  sha256: "e3e249d7912bfda02be3270716492a19e1a219f8fc43ce6638836a07cc758463",
+  sha256: "d22fd16db8ead1fb5e9b407b63a895e13ef1a64255e71521bfaee9576e4e95b7",
   files: [
     ["kernels/common/dtype.h", "423672a9860bbfc1620995b00bd2b45de6ad4082fd748c94483cc620b15d6ec5"],
     ["kernels/common/error.cpp", "16d996224683479f1bfab036cc33a4cb56589112885bf3a1d9936632ae48064c"],
@@ -29,7 +29,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/kv_cache_write.cpp", "86990e09320fbf192230c96abc269289aa6ce3425ca5a821cf0fc027767af5ca"],
     ["kernels/cpu/layer_norm.cpp", "71da9959d48a20ee3f1414af319ac6266e0a2291059c8b33567ece4326ba534a"],
     ["kernels/cpu/linear.cpp", "02881bbeb58c220d055fa4198ac15a3a4537a610d1bbed7d76846a988d435374"],
-    ["kernels/cpu/linear_q8act.cpp", "4b804d90dc110dca1e8207752c356dd5181c29d8bdbee126f7134f6077f641cb"],
+    ["kernels/cpu/linear_q8act.cpp", "93df9f9bec818f279b9b46b4512211c3908e715db0e6c839f7e071912ff3857f"],
     ["kernels/cpu/logits_process.cpp", "a0202bb03fa6fbd533677ab1155c2d19fb666e1275437e8bc543ee011668384a"],
     ["kernels/cpu/logprobs.cpp", "d671988cef3ab6b39f06f74bb743ecdf2e1480d8ed43e24375f9501a0da7eba2"],
     ["kernels/cpu/moe.cpp", "795ca110dc8aeacace2eb516b3b3231234edcc8d2deb3f336e7f27194e4cf54c"],
