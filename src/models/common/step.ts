@@ -131,13 +131,9 @@ export function runPrefill(
   extras: { spanIds?: ArrayLike<number>; trace?: TraceHook; start?: number } = {},
 ): Tensor {
   const { trace, start = 0 } = extras;
-  if (ids.length < 1) throw new ShapeError("prefill", "the prompt is empty");
-  if (ids.length > limits.maxContext) throw new ContextLengthError("prefill", ids.length, limits.maxContext);
+  checkPrompt(ids, start, limits, "the prompt");
   if (extras.spanIds && extras.spanIds.length !== ids.length) {
     throw new ShapeError("prefill", `${extras.spanIds.length} span ids for a prompt of ${ids.length} tokens`);
-  }
-  if (!Number.isInteger(start) || start < 0 || start >= ids.length) {
-    throw new ShapeError("prefill", `start=${start} must be an integer in [0, ${ids.length})`);
   }
   const chunk = Array.prototype.slice.call(ids, start) as number[];
   const spanIds = extras.spanIds && Array.prototype.slice.call(extras.spanIds, start) as number[];
@@ -162,9 +158,32 @@ export function runPrefill(
     step.spanIds.write(spanIds);
     step.hostSpanIds = spanIds;
   }
-  const logits = Tensor.empty(backend, [logitsRows === "last" ? 1 : T, limits.vocabSize]);
+  return intoLogits(
+    backend,
+    [logitsRows === "last" ? 1 : T, limits.vocabSize],
+    (l) => forward(idsT, step, logitsRows, l),
+  );
+}
+
+/** A prefill's prompt (`name` in messages) from `start`: not empty, within the context, `start` inside it. */
+function checkPrompt(
+  ids: ArrayLike<number>,
+  start: number,
+  limits: { maxContext: number },
+  name: string,
+): void {
+  if (ids.length < 1) throw new ShapeError("prefill", `${name} is empty`);
+  if (ids.length > limits.maxContext) throw new ContextLengthError("prefill", ids.length, limits.maxContext);
+  if (!Number.isInteger(start) || start < 0 || start >= ids.length) {
+    throw new ShapeError("prefill", `${name}: start=${start} must be an integer in [0, ${ids.length})`);
+  }
+}
+
+/** New logits of `shape` that `fill` writes and returns; disposed when it throws. */
+function intoLogits(backend: Backend, shape: number[], fill: (logits: Tensor) => Tensor): Tensor {
+  const logits = Tensor.empty(backend, shape);
   try {
-    return forward(idsT, step, logitsRows, logits);
+    return fill(logits);
   } catch (e) {
     logits.dispose();
     throw e;
@@ -186,11 +205,7 @@ export function runPrefillBatch(
   if (parts.length < 1) throw new ShapeError("prefill", "no prompts to prefill");
   const chunk: number[] = [], positions: number[] = [];
   const segments = parts.map(({ ids, start, cache }, j): PrefillSegment => {
-    if (ids.length < 1) throw new ShapeError("prefill", `prompt ${j} is empty`);
-    if (ids.length > limits.maxContext) throw new ContextLengthError("prefill", ids.length, limits.maxContext);
-    if (!Number.isInteger(start) || start < 0 || start >= ids.length) {
-      throw new ShapeError("prefill", `prompt ${j}: start=${start} must be an integer in [0, ${ids.length})`);
-    }
+    checkPrompt(ids, start, limits, `prompt ${j}`);
     const offset = chunk.length;
     for (let p = start; p < ids.length; p++) {
       chunk.push(ids[p]);
@@ -214,13 +229,7 @@ export function runPrefillBatch(
     hostIds: chunk,
     segments,
   };
-  const logits = Tensor.empty(backend, [parts.length, limits.vocabSize]);
-  try {
-    return forward(idsT, step, "last", logits);
-  } catch (e) {
-    logits.dispose();
-    throw e;
-  }
+  return intoLogits(backend, [parts.length, limits.vocabSize], (l) => forward(idsT, step, "last", l));
 }
 
 /**
