@@ -9,7 +9,7 @@ export const NATIVE_SOURCES: {
   files: [string, string][];
 } = {
   version: "0.1.0",
-  sha256: "5e2fb467304fbb3cdcd485883a3a46bd7513870e2f153720f8600c248c01f110",
+  sha256: "9ee8632cf3c98798a96cb9decee25e6df61bbd876a6ae475ab85ad5453c658d9",
   files: [
     ["kernels/common/dtype.h", "423672a9860bbfc1620995b00bd2b45de6ad4082fd748c94483cc620b15d6ec5"],
     ["kernels/common/error.cpp", "16d996224683479f1bfab036cc33a4cb56589112885bf3a1d9936632ae48064c"],
@@ -22,7 +22,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/attention_prefill.cpp", "39610353663cfb0f3daa1cb6a334389c0c9b08e07c200cb38361580ac58a63ff"],
     ["kernels/cpu/avg_pool2d.cpp", "705651fa17c1eeaba10160f96a7f6afa534feb507b375a85585ba061b1c05223"],
     ["kernels/cpu/clamp.cpp", "0385939debcd4e9cf7ef8c8c2a7eef52ff29f22c2944eff8ceabce1d28e58bfa"],
-    ["kernels/cpu/cpu.h", "9b3b31d0f0e9a48f48ce3c895abf4c44508a150ec7aaaf961ea194b38e97f215"],
+    ["kernels/cpu/cpu.h", "18273149120dcdd994005f724c9caec659d75bfb1110ffae1d6a381a56e2d916"],
     ["kernels/cpu/elementwise.cpp", "453028cbe2835c8b74d30a25032234e8b44c67ce2f28dae1496775558399d499"],
     ["kernels/cpu/embedding.cpp", "b1608ff1acdea88dab8fc75828980a06ba044e4563ca743b63f6a286658edca1"],
     ["kernels/cpu/gather_sum.cpp", "343b3e0d88a0e77326aa979ec67668c42ffb2372ed8cf058da1019031107776b"],
