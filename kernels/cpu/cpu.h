@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <new>
 #include <utility>
@@ -78,6 +80,20 @@ inline void load_row_f32(const void* base, int32_t dtype, int64_t first, int64_t
 // for ops built on matmuls (gk_moe_experts).
 gk_status linear(const float* x, const void* weight, int32_t weight_dtype, const void* bias, int64_t m, int64_t n,
                  int64_t k, float* y);
+
+// An environment switch: set and not "0", or unset and `when_unset` (callers read it once, into a static).
+inline bool env_switch(const char* name, bool when_unset) {
+  const char* v = getenv(name);
+  return v && *v ? strcmp(v, "0") != 0 : when_unset;
+}
+
+// GK_Q8_0X16 (kernels/cpu/q8_0x16.cpp): whether this build reads it; its shape rule (n % 16, k % 32) as an
+// INVALID_ARGUMENT (UNSUPPORTED in builds that cannot read it) naming `op`; y = x · Wᵀ (+ bias f32) for any m; and
+// row r of W decoded to f32 (k values), exactly as its Q8_0 row was.
+bool q8_0x16_supported();
+gk_status validate_q8_0x16(const char* op, int64_t n, int64_t k);
+gk_status linear_q8_0x16(const float* x, const void* w, const void* bias, int64_t m, int64_t n, int64_t k, float* y);
+void q8_0x16_row(const void* w, int64_t k, int64_t r, float* out);
 
 // GEMMAKIT_CPU_Q8_ACTIVATIONS=1 (read once): gk_linear with quantized W and 1..32 rows of x quantizes x to int8 per
 // 32 elements and multiplies with AVX512-VNNI (kernels/cpu/linear_q8act.cpp). Off by default: not bit-faithful.

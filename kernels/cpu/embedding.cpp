@@ -1,12 +1,17 @@
 // gk_embedding: token rows gathered from the table and scaled (Gemma multiplies by sqrt(hidden)).
-// A quantized table's rows are decoded block by block (kernels/cpu/quant.h).
+// A quantized table's rows are decoded block by block (kernels/cpu/quant.h; Q8_0X16 in kernels/cpu/q8_0x16.cpp).
 #include "cpu.h"
 #include "quant.h"
 
 GK_API gk_status gk_embedding(gk_stream* s, const void* table, int32_t table_dtype, int32_t vocab, int32_t dim,
                               const int32_t* ids, int32_t n, float scale, float* out) {
   GK_TRY(gk::validate_stream(s, "gk_embedding"));
-  GK_TRY(gk::validate_embedding(table, table_dtype, vocab, dim, ids, n, out));
+  if (table_dtype == GK_Q8_0X16) {  // the CPU library's own layout of Q8_0 (kernels/cpu/q8_0x16.cpp)
+    GK_TRY(gk::validate_embedding(table, GK_Q8_0, vocab, dim, ids, n, out));
+    GK_TRY(gk::cpu::validate_q8_0x16("gk_embedding", vocab, dim));
+  } else {
+    GK_TRY(gk::validate_embedding(table, table_dtype, vocab, dim, ids, n, out));
+  }
   GK_CPU_RECORD(s, gk_embedding(s, table, table_dtype, vocab, dim, ids, n, scale, out));
   // ids are host-readable here, so a bad id is an error rather than the zero row CUDA writes.
   for (int32_t i = 0; i < n; ++i) {
@@ -15,7 +20,9 @@ GK_API gk_status gk_embedding(gk_stream* s, const void* table, int32_t table_dty
 #pragma omp parallel for schedule(static) if ((int64_t)n * dim > 65536)
   for (int32_t i = 0; i < n; ++i) {
     float* row = out + (int64_t)i * dim;
-    if (gk::is_quant_dtype(table_dtype)) {
+    if (table_dtype == GK_Q8_0X16) {
+      gk::cpu::q8_0x16_row(table, dim, ids[i], row);
+    } else if (gk::is_quant_dtype(table_dtype)) {
       gk::quant::decode_range(table, table_dtype, (int64_t)ids[i] * dim, dim, row);
     } else {
       gk::cpu::load_row_f32(table, table_dtype, (int64_t)ids[i] * dim, dim, row);

@@ -1068,7 +1068,12 @@ gk_status linear_dt(const float* x, const void* w, const void* bias, int64_t m, 
 GK_API gk_status gk_linear(gk_stream* s, const float* x, const void* weight, int32_t weight_dtype, const void* bias,
                            int32_t m, int32_t n, int32_t k, float* y) {
   GK_TRY(gk::validate_stream(s, "gk_linear"));
-  GK_TRY(gk::validate_linear(x, weight, weight_dtype, m, n, k, y));
+  if (weight_dtype == GK_Q8_0X16) {  // the CPU library's own layout of Q8_0 (kernels/cpu/q8_0x16.cpp)
+    GK_TRY(gk::validate_linear(x, weight, GK_Q8_0, m, n, k, y));
+    GK_TRY(gk::cpu::validate_q8_0x16("gk_linear", n, k));
+  } else {
+    GK_TRY(gk::validate_linear(x, weight, weight_dtype, m, n, k, y));
+  }
   GK_CPU_RECORD(s, gk_linear(s, x, weight, weight_dtype, bias, m, n, k, y));
   return gk::cpu::linear(x, weight, weight_dtype, bias, m, n, k, y);
 }
@@ -1084,6 +1089,7 @@ gk_status gk::cpu::linear(const float* x, const void* weight, int32_t weight_dty
   case DT: return linear_dt<DT>(x, weight, bias, m, n, k, y);
     GK_QUANT_DTYPES(GK_LINEAR_CASE)
 #undef GK_LINEAR_CASE
+    case GK_Q8_0X16: return gk::cpu::linear_q8_0x16(x, weight, bias, m, n, k, y);
     default: return gk_fail(GK_ERR_INVALID_ARGUMENT, "gk_linear: weight dtype %d", weight_dtype);
   }
 }

@@ -42,26 +42,24 @@
 #endif
 
 namespace {
-// An environment switch read once: set (not "0") or not; false in builds without the paths.
-bool env_switch(const char* name, bool when_unset) {
-  const char* v = getenv(name);
-  const bool on = v && *v ? strcmp(v, "0") != 0 : when_unset;
+// An environment switch (cpu.h's env_switch); false in builds without the paths.
+bool path_switch(const char* name, bool when_unset) {
 #if defined(GK_Q8ACT)
-  return on;
+  return gk::cpu::env_switch(name, when_unset);
 #else
-  (void)on;
+  (void)name, (void)when_unset;
   return false;
 #endif
 }
 }  // namespace
 
 bool gk::cpu::q8_activations_enabled() {
-  static const bool on = env_switch("GEMMAKIT_CPU_Q8_ACTIVATIONS", false);
+  static const bool on = path_switch("GEMMAKIT_CPU_Q8_ACTIVATIONS", false);
   return on;
 }
 
 bool gk::cpu::x24_activations_enabled() {
-  static const bool on = env_switch("GEMMAKIT_CPU_X24_ACTIVATIONS", true);
+  static const bool on = path_switch("GEMMAKIT_CPU_X24_ACTIVATIONS", true);
   return on;
 }
 

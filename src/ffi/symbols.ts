@@ -5,7 +5,7 @@
  */
 
 /** ABI version this table matches; the loader refuses a library reporting another. */
-export const ABI_VERSION = 7;
+export const ABI_VERSION = 8;
 
 export const symbols = {
   // library, errors, devices
@@ -149,6 +149,17 @@ export const symbols = {
       "i32", /* rows */
       "i32", /* dim */
       "pointer", /* y */
+    ],
+    result: "i32",
+  },
+  gk_repack: {
+    parameters: [
+      "pointer", /* s */
+      "pointer", /* weight */
+      "i32", /* from_dtype */
+      "i32", /* to_dtype */
+      "i32", /* n */
+      "i32", /* k */
     ],
     result: "i32",
   },

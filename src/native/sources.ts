@@ -9,7 +9,7 @@ export const NATIVE_SOURCES: {
   files: [string, string][];
 } = {
   version: "0.1.0",
-  sha256: "9ee8632cf3c98798a96cb9decee25e6df61bbd876a6ae475ab85ad5453c658d9",
+  sha256: "8c99fc0867b8a35a76672736f9b9de468cc1cb97ac663b8302d32b9fbe64c797",
   files: [
     ["kernels/common/dtype.h", "423672a9860bbfc1620995b00bd2b45de6ad4082fd748c94483cc620b15d6ec5"],
     ["kernels/common/error.cpp", "16d996224683479f1bfab036cc33a4cb56589112885bf3a1d9936632ae48064c"],
@@ -22,14 +22,14 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/attention_prefill.cpp", "39610353663cfb0f3daa1cb6a334389c0c9b08e07c200cb38361580ac58a63ff"],
     ["kernels/cpu/avg_pool2d.cpp", "705651fa17c1eeaba10160f96a7f6afa534feb507b375a85585ba061b1c05223"],
     ["kernels/cpu/clamp.cpp", "0385939debcd4e9cf7ef8c8c2a7eef52ff29f22c2944eff8ceabce1d28e58bfa"],
-    ["kernels/cpu/cpu.h", "18273149120dcdd994005f724c9caec659d75bfb1110ffae1d6a381a56e2d916"],
+    ["kernels/cpu/cpu.h", "7c1a9db785178da8e9bee580b50931892ef5bf93e0a39c66d106862f79032b62"],
     ["kernels/cpu/elementwise.cpp", "453028cbe2835c8b74d30a25032234e8b44c67ce2f28dae1496775558399d499"],
-    ["kernels/cpu/embedding.cpp", "b1608ff1acdea88dab8fc75828980a06ba044e4563ca743b63f6a286658edca1"],
+    ["kernels/cpu/embedding.cpp", "7a11ae4efeb54f0c2dd16f7494a2613fcb4c9f2153b4b7c0e17d92d46a1dad7d"],
     ["kernels/cpu/gather_sum.cpp", "343b3e0d88a0e77326aa979ec67668c42ffb2372ed8cf058da1019031107776b"],
     ["kernels/cpu/kv_cache_write.cpp", "86990e09320fbf192230c96abc269289aa6ce3425ca5a821cf0fc027767af5ca"],
     ["kernels/cpu/layer_norm.cpp", "71da9959d48a20ee3f1414af319ac6266e0a2291059c8b33567ece4326ba534a"],
-    ["kernels/cpu/linear.cpp", "02881bbeb58c220d055fa4198ac15a3a4537a610d1bbed7d76846a988d435374"],
-    ["kernels/cpu/linear_q8act.cpp", "93df9f9bec818f279b9b46b4512211c3908e715db0e6c839f7e071912ff3857f"],
+    ["kernels/cpu/linear.cpp", "1ee25e0b972ffa70e1c96efe34776ad7be7a57716b74b2b5469ed15ed62fbc6d"],
+    ["kernels/cpu/linear_q8act.cpp", "981c9a0835927a72e0827c5f72d876277005e0cd853229e28d2325ef12a3aa42"],
     ["kernels/cpu/logits_process.cpp", "a0202bb03fa6fbd533677ab1155c2d19fb666e1275437e8bc543ee011668384a"],
     ["kernels/cpu/logprobs.cpp", "d671988cef3ab6b39f06f74bb743ecdf2e1480d8ed43e24375f9501a0da7eba2"],
     ["kernels/cpu/moe.cpp", "795ca110dc8aeacace2eb516b3b3231234edcc8d2deb3f336e7f27194e4cf54c"],
@@ -37,6 +37,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/pool.cpp", "7a6c624b02e50c3c0c24e84fad00b91f09467852b92556513b30e5e06c66ae77"],
     ["kernels/cpu/pool.h", "1d0fb9dc0bf2d7fdf08291289db402be07777134252bca7176d32bf847331644"],
     ["kernels/cpu/program.cpp", "779c22004d3834968b009297672ff3bb8c9c29853e06c14137edefd1c59e3fc1"],
+    ["kernels/cpu/q8_0x16.cpp", "e1419656687f4bf00c27deaaca87cf7b3716592be7a86a7a300e50c5f8550442"],
     ["kernels/cpu/quant.h", "c9135677192004e45ef4b54cd1c0d932d8b4c7aa1ae0c96059e03b79ca563d50"],
     ["kernels/cpu/rms_norm.cpp", "b9bcf218b0f2136fe6e80d8066bc5e14fb8ff456b04cdf2e8d0ea0d2a8de09fb"],
     ["kernels/cpu/rope.cpp", "66e636e581746d89b9e2a37762426e81230d64a7ce420e8c3cf87dc6d893ad68"],
@@ -45,6 +46,6 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/sample.cpp", "9523b389ed9a9f41e6a462bc61f183c5a2666cb3a8ee6a8c8ea2d9ed9427ca1f"],
     ["kernels/cpu/simd.h", "375d79f4ce32aaa0be1f15f4e28d371d00edc248f6a39d45a81bf76d562e8110"],
     ["kernels/cpu/softmax.cpp", "02d4f89bf232e81992d93b1e1d8c033724810cc91d17acc36209d031626540b1"],
-    ["kernels/include/gemmakit.h", "93556d81d411553bc9739af52042e2d6f3c8f135c7106dcb1ada007b78b7410d"],
+    ["kernels/include/gemmakit.h", "db6be1db829dc50ef62e19261fd37e424d620364cc164b4d3f9bb8cec0a74326"],
   ],
 };

@@ -1,30 +1,30 @@
 import { ShapeError } from "../errors.ts";
-import { DTYPE_CODE, isQuantized, MATMUL_WEIGHT_DTYPES, QUANT_BLOCKS } from "../runtime/dtype.ts";
+import { blockOf, DTYPE_CODE, KERNEL_WEIGHT_DTYPES } from "../runtime/dtype.ts";
 import type { Tensor } from "../runtime/tensor.ts";
 import { expectDType, expectRank, expectSameBackend, expectShape, fmt, output, run } from "./check.ts";
 
 /**
  * `y = x · Wᵀ (+ bias)` as nn.Linear computes it: x f32 [..., k], weight [n, k], y f32 [..., n].
  * The weight is f32, f16 or bf16 (then bias [n] has the weight's dtype), or a GGUF block quantization
- * (any QuantDType: k a whole number of blocks, bias f32), read as stored and accumulated in f32.
+ * (any QuantDType: k a whole number of blocks, bias f32), read as stored and accumulated in f32, or the CPU
+ * library's q8_0x16 (src/ops/repack.ts).
  * A few rows take the matrix-vector kernel, more the tiled one.
  */
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null, out?: Tensor): Tensor {
   const op = "linear";
   const backend = expectSameBackend(op, { x, weight, bias: bias ?? undefined, out });
   expectDType(op, "x", x, ["f32"]);
-  expectDType(op, "weight", weight, MATMUL_WEIGHT_DTYPES);
+  expectDType(op, "weight", weight, KERNEL_WEIGHT_DTYPES);
   expectRank(op, "weight", weight, 2);
   const [n, k] = weight.shape;
   if (x.shape.at(-1) !== k) {
     throw new ShapeError(op, `x is ${fmt(x)} but weight is ${fmt(weight)}: x's last axis must be ${k}`);
   }
-  const quantized = isQuantized(weight.dtype);
-  if (quantized && k % QUANT_BLOCKS[weight.dtype].elems !== 0) {
-    const { elems } = QUANT_BLOCKS[weight.dtype];
+  const block = blockOf(weight.dtype), quantized = block !== undefined;
+  if (block && k % block.elems !== 0) {
     throw new ShapeError(
       op,
-      `x is ${fmt(x)}, weight is ${fmt(weight)}: k=${k} is not a whole number of ${elems}-element blocks`,
+      `x is ${fmt(x)}, weight is ${fmt(weight)}: k=${k} is not a whole number of ${block.elems}-element blocks`,
     );
   }
   if (bias) {

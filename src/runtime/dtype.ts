@@ -2,14 +2,20 @@
  * Element types of device tensors and host-side conversions between them.
  * @module
  */
-import { dequantize, QUANT_BLOCKS, QUANT_DTYPES, type QuantDType } from "./quant.ts";
+import { dequantize, dequantizeQ8_0x16, QUANT_BLOCKS, QUANT_DTYPES, type QuantDType } from "./quant.ts";
 
 export { QUANT_BLOCKS, QUANT_DTYPES, type QuantDType };
 
 /** Float element types: activations are f32; weights may be f32, f16 or bf16. */
 export type FloatDType = "f32" | "f16" | "bf16";
+/**
+ * A layout the CPU library makes from a weight for its own kernels (gk_repack; src/ops/repack.ts): Q8_0 with 16
+ * rows interleaved, the same bytes reordered (kernels/include/gemmakit.h). Never in a file; only linear and
+ * embedding read it.
+ */
+export type RepackedDType = "q8_0x16";
 /** Element type of a tensor. */
-export type DType = FloatDType | "i32" | QuantDType;
+export type DType = FloatDType | "i32" | QuantDType | RepackedDType;
 
 /** The gk_dtype code of kernels/include/gemmakit.h (quantized codes are ggml's type ids but for Q4_0, Q4_1). */
 export const DTYPE_CODE: Readonly<Record<DType, number>> = {
@@ -30,6 +36,7 @@ export const DTYPE_CODE: Readonly<Record<DType, number>> = {
   iq4_nl: 20,
   iq4_xs: 23,
   mxfp4: 39,
+  q8_0x16: 208,
 };
 
 /** Bytes per element of the unquantized dtypes. */
@@ -39,9 +46,19 @@ export const DTYPE_BYTES: Readonly<Record<FloatDType | "i32", number>> = { f32: 
 export const FLOAT_DTYPES: readonly DType[] = ["f32", "f16", "bf16"];
 /** Weights a matrix product or embedding gather reads as stored. */
 export const MATMUL_WEIGHT_DTYPES: readonly DType[] = [...FLOAT_DTYPES, ...QUANT_DTYPES];
+/** What linear and embedding take: the stored dtypes and the CPU library's repacked layout. */
+export const KERNEL_WEIGHT_DTYPES: readonly DType[] = [...MATMUL_WEIGHT_DTYPES, "q8_0x16"];
+
+/** Rows per interleaved group of a q8_0x16 matrix. */
+export const Q8_0X16_ROWS = 16;
 
 export function isQuantized(dtype: DType): dtype is QuantDType {
   return dtype in QUANT_BLOCKS;
+}
+
+/** Block geometry of a block-quantized dtype, a repacked one included (q8_0x16: Q8_0's); undefined for the rest. */
+export function blockOf(dtype: DType): { elems: number; bytes: number } | undefined {
+  return dtype === "q8_0x16" ? QUANT_BLOCKS.q8_0 : isQuantized(dtype) ? QUANT_BLOCKS[dtype] : undefined;
 }
 
 /**
@@ -50,10 +67,11 @@ export function isQuantized(dtype: DType): dtype is QuantDType {
  */
 export function byteLengthOf(dtype: DType, shape: readonly number[]): number | undefined {
   const count = shape.reduce((a, b) => a * b, 1);
-  if (!isQuantized(dtype)) return count * DTYPE_BYTES[dtype];
-  const { elems, bytes } = QUANT_BLOCKS[dtype];
+  const block = blockOf(dtype);
+  if (!block) return count * DTYPE_BYTES[dtype as FloatDType | "i32"];
   const inner = shape.at(-1) ?? 1;
-  return inner % elems === 0 ? (count / elems) * bytes : undefined;
+  if (dtype === "q8_0x16" && (count / inner) % Q8_0X16_ROWS !== 0) return undefined;
+  return inner % block.elems === 0 ? (count / block.elems) * block.bytes : undefined;
 }
 
 const f32 = new Float32Array(1);
@@ -139,7 +157,7 @@ export function f32ToF16(src: ArrayLike<number>): Uint16Array {
 
 /** Values in `dtype` as the bytes a tensor of that dtype holds (not for quantized dtypes: quantizing is lossy). */
 export function encode(values: ArrayLike<number>, dtype: DType): Uint8Array {
-  if (isQuantized(dtype)) {
+  if (isQuantized(dtype) || dtype === "q8_0x16") {
     throw new TypeError(`encode: cannot quantize to ${dtype}; upload GGUF blocks with Tensor.fromBytes`);
   }
   switch (dtype) {
@@ -154,8 +172,15 @@ export function encode(values: ArrayLike<number>, dtype: DType): Uint8Array {
   }
 }
 
-/** Bytes of a tensor of `dtype` as numbers (f32 for float and quantized dtypes). */
-export function decode(bytes: Uint8Array, dtype: DType): Float32Array | Int32Array {
+/**
+ * Bytes of a tensor of `dtype` as numbers (f32 for float and quantized dtypes); `inner`, the last dimension, is
+ * needed for q8_0x16 (its rows are interleaved).
+ */
+export function decode(bytes: Uint8Array, dtype: DType, inner?: number): Float32Array | Int32Array {
+  if (dtype === "q8_0x16") {
+    if (inner === undefined) throw new TypeError("decode: a q8_0x16 matrix needs its row length");
+    return dequantizeQ8_0x16(bytes, inner);
+  }
   if (isQuantized(dtype)) return dequantize(bytes, dtype);
   const aligned = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
   switch (dtype) {

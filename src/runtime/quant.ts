@@ -259,3 +259,29 @@ export function dequantize(bytes: Uint8Array, dtype: QuantDType): Float32Array {
   for (let i = 0; i < blocks; i++) decode(bytes, i * size, out, i * elems);
   return out;
 }
+
+/**
+ * A q8_0x16 matrix (Q8_0 with 16 rows interleaved, kernels/include/gemmakit.h) of rows `k` long → f32 [rows, k]:
+ * block b of group g at byte (g · k / 32 + b) · 544 holds the 16 rows' f16 scales, then for t < 8 each row's codes
+ * of elements 4t .. 4t + 3 (row j's at 32 + 64t + 4j), stored as q + 128.
+ */
+export function dequantizeQ8_0x16(bytes: Uint8Array, k: number): Float32Array {
+  const nb = k / 32, groupBytes = nb * 544;
+  if (!Number.isInteger(nb) || nb < 1 || bytes.byteLength % groupBytes !== 0) {
+    throw new RangeError(`dequantize: ${bytes.byteLength} bytes are not whole q8_0x16 groups of 16 rows of ${k}`);
+  }
+  const rows = (bytes.byteLength / groupBytes) * 16;
+  const out = new Float32Array(rows * k);
+  for (let r = 0; r < rows; r++) {
+    const group = Math.floor(r / 16) * groupBytes, j = r % 16;
+    for (let b = 0; b < nb; b++) {
+      const at = group + b * 544, d = f16At(bytes, at + 2 * j);
+      for (let t = 0; t < 8; t++) {
+        for (let e = 0; e < 4; e++) {
+          out[r * k + 32 * b + 4 * t + e] = d * i8(bytes[at + 32 + 64 * t + 4 * j + e] ^ 0x80);
+        }
+      }
+    }
+  }
+  return out;
+}

@@ -155,6 +155,17 @@ export class Tensor {
     return new Tensor(this.backend, this.pointer, this.dtype, shape, this.#owner ?? this);
   }
 
+  /**
+   * The same memory as `dtype`, which must take as many bytes for this shape: a weight that gk_repack rewrote in
+   * place (src/ops/repack.ts). The tensor it came from must not be read as before.
+   */
+  retyped(dtype: DType): Tensor {
+    if (byteLengthOf(dtype, this.shape) !== this.byteLength) {
+      throw new ShapeError("retyped", `${this} is not ${dtype}[${this.shape.join(", ")}] byte for byte`);
+    }
+    return new Tensor(this.backend, this.pointer, dtype, this.shape, this.#owner ?? this);
+  }
+
   /** Rows [start, start + count) along the first axis, as a view. */
   rows(start: number, count: number): Tensor {
     const rows = this.shape[0];
@@ -163,6 +174,9 @@ export class Tensor {
         "rows",
         `rows ${start}..${start + count - 1} are outside [0, ${rows}) of [${this.shape.join(", ")}]`,
       );
+    }
+    if (this.dtype === "q8_0x16" && (start % 16 !== 0 || count % 16 !== 0)) {
+      throw new ShapeError("rows", `rows of a q8_0x16 tensor come in groups of 16, not ${start}..${start + count - 1}`);
     }
     const rowBytes = this.byteLength / rows;
     const ptr = Deno.UnsafePointer.offset(this.pointer, start * rowBytes) as Deno.PointerObject;
@@ -178,7 +192,7 @@ export class Tensor {
 
   /** Values as numbers: Float32Array for float dtypes, Int32Array for i32. */
   toArray(): Float32Array | Int32Array {
-    return decode(this.toBytes(), this.dtype);
+    return decode(this.toBytes(), this.dtype, this.shape.at(-1));
   }
 
   /** Replaces the contents with `values` (same count), converted to the tensor's dtype. */

@@ -1,9 +1,10 @@
 /**
  * `deno task bench --fidelity [--model FILE.gguf]`: how closely the CPU backend's logits follow transformers' on the
  * real Gemma 3 270M fidelity fixture (tests/fixtures/gemma3-270m-gguf: 126 prompt positions, greedy decode steps with
- * transformers' own tokens fed back, full last-position vectors of two prompts), in the default mode and with
- * `GEMMAKIT_CPU_Q8_ACTIVATIONS=1` (the opt-in int8 activations, read once when the library loads: each mode runs in
- * its own process). Prints top-1 agreement, KL(transformers ‖ ours) over transformers' top 20 plus the rest as one
+ * transformers' own tokens fed back, full last-position vectors of two prompts), in the default mode, with the
+ * default's integer paths switched off (`GEMMAKIT_CPU_REPACK=0`, `GEMMAKIT_CPU_X24_ACTIVATIONS=0`) and with
+ * `GEMMAKIT_CPU_Q8_ACTIVATIONS=1` (the opt-in int8 activations; the switches are read once when the library loads:
+ * each mode runs in its own process). Prints top-1 agreement, KL(transformers ‖ ours) over transformers' top 20 plus the rest as one
  * outcome (exact over all logits for the full vectors) and the largest top-20 logit error — the table of
  * docs/benchmarks.md. The pass/fail bounds live in tests/models/gemma3_gguf_fidelity_test.ts.
  * @module
@@ -121,10 +122,12 @@ if (values.child) {
   );
   console.log("| --- | ---: | --- | ---: | --- | --- | ---: |");
   const modes: [string, Record<string, string>][] = [
-    ["default (24-bit x in decode products)", { GEMMAKIT_CPU_Q8_ACTIVATIONS: "0" }],
-    ["`GEMMAKIT_CPU_X24_ACTIVATIONS=0` (f32 x)", {
+    ["default (24-bit x in decode products and the q8_0x16 lm_head)", { GEMMAKIT_CPU_Q8_ACTIVATIONS: "0" }],
+    ["`GEMMAKIT_CPU_REPACK=0` (the lm_head as stored)", { GEMMAKIT_CPU_Q8_ACTIVATIONS: "0", GEMMAKIT_CPU_REPACK: "0" }],
+    ["`GEMMAKIT_CPU_X24_ACTIVATIONS=0 GEMMAKIT_CPU_REPACK=0` (f32 x)", {
       GEMMAKIT_CPU_Q8_ACTIVATIONS: "0",
       GEMMAKIT_CPU_X24_ACTIVATIONS: "0",
+      GEMMAKIT_CPU_REPACK: "0",
     }],
     ["`GEMMAKIT_CPU_Q8_ACTIVATIONS=1`", { GEMMAKIT_CPU_Q8_ACTIVATIONS: "1" }],
   ];

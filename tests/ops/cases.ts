@@ -495,6 +495,70 @@ for (const [dtype, m, n, k, bias] of quantLinearRows) {
   });
 }
 
+// Q8_0 weights in the layout the backend multiplies fastest (src/ops/repack.ts): on the CPU library with AVX512-VNNI,
+// q8_0x16 (16 rows interleaved, x as 24-bit integers per 32-element block); on CUDA, Q8_0 as stored. The reference
+// is the exact product with the Q8_0 weights, so a row measures the repack, the layout's reading and x's rounding
+// (tests/ops/q8_0x16_test.ts checks that the layout was made where it should be).
+for (
+  const [m, n, k, bias] of [[1, 4096, 640, false], [2, 160, 640, true], [8, 4096, 640, false], [9, 48, 1152, false], [
+    17,
+    160,
+    640,
+    true,
+  ]] as [number, number, number, boolean][]
+) {
+  add({
+    op: "linear",
+    name: `m=${m} n=${n} k=${k} q8_0 repacked for the backend${bias ? " +bias f32" : ""}`,
+    nmse: 1e-10,
+    cudaNmse: m > 1 ? TENSOR_CORE_NMSE : 1e-10,
+    setup(rng) {
+      const x = rng.floats(m * k), w = randomQuantBlocks(rng, "q8_0", n, k), bb = rng.floats(n);
+      return {
+        reference: () => ref.linear(x, dequantize(w, "q8_0"), bias ? bb : null, m, n, k),
+        run: (b) =>
+          run(b, (s) =>
+            ops.linear(
+              s.t(x, [m, k]),
+              ops.repackForBackend(s.raw(w, [n, k], "q8_0")),
+              bias ? s.t(bb, [n]) : null,
+            )),
+      };
+    },
+  });
+}
+add({
+  op: "repack",
+  name: "q8_0 [48, 640] for the backend, read back",
+  nmse: 0,
+  setup(rng) {
+    const w = randomQuantBlocks(rng, "q8_0", 48, 640);
+    return {
+      reference: () => dequantize(w, "q8_0"),
+      run: (b) => run(b, (s) => s.keep(ops.repackForBackend(s.raw(w, [48, 640], "q8_0")))),
+    };
+  },
+});
+add({
+  op: "embedding",
+  name: "vocab=64 dim=640 n=7 q8_0 repacked for the backend scale=25.298",
+  nmse: 1e-12,
+  setup(rng) {
+    const [vocab, dim, n] = [64, 640, 7];
+    const table = randomQuantBlocks(rng, "q8_0", vocab, dim), ids = rng.ints(n, 0, vocab);
+    ids[0] = vocab - 1;
+    const scale = Math.fround(Math.sqrt(640));
+    return {
+      reference: () => ref.embedding(dequantize(table, "q8_0"), dim, ids, scale),
+      run: (b) =>
+        run(
+          b,
+          (s) => ops.embedding(ops.repackForBackend(s.raw(table, [vocab, dim], "q8_0")), s.t(ids, [n], "i32"), scale),
+        ),
+    };
+  },
+});
+
 // ---- rope -----------------------------------------------------------------------------------------
 const ROPE_CASES: {
   label: string;

@@ -94,6 +94,24 @@ export class ModelWeights<T extends WeightTree> implements Disposable {
     checkWeights(source, tables.flatMap(tableRows));
   }
 
+  /**
+   * Puts `by` wherever `old` is in the tree: a weight rewritten in place into another layout (src/ops/repack.ts),
+   * which every holder must read the new way (a tied lm_head is also the embedding table). `old` stays owned: it
+   * holds the memory `by` views.
+   */
+  replaceTensor(old: Tensor, by: Tensor): void {
+    if (old === by) return;
+    const walk = (node: Record<string, unknown>) => {
+      for (const [key, value] of Object.entries(node)) {
+        if (value === old) node[key] = by;
+        else if (Array.isArray(value) || Object.getPrototypeOf(value ?? 0) === Object.prototype) {
+          walk(value as Record<string, unknown>);
+        }
+      }
+    };
+    walk(this.tensors as unknown as Record<string, unknown>);
+  }
+
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;

@@ -10,7 +10,7 @@
  * @module
  */
 import type { Backend } from "../../runtime/backend.ts";
-import { isQuantized, roundTo } from "../../runtime/dtype.ts";
+import { blockOf, roundTo } from "../../runtime/dtype.ts";
 import { type CacheSpec, KvCache, layerCacheSpec } from "../../runtime/kv_cache.ts";
 import { Tensor } from "../../runtime/tensor.ts";
 import type { Workspace } from "../../runtime/workspace.ts";
@@ -22,6 +22,7 @@ import {
   geluTanhMul,
   kvCacheWrite,
   linear,
+  repackForBackend,
   rmsNorm,
   rope,
   ropeInvFreq,
@@ -71,7 +72,7 @@ export function gemma4CacheSpecs(config: Gemma4Model, maxContext: number): Cache
   );
 }
 
-const dtypeOf = (t: Tensor) => isQuantized(t.dtype) ? "f32" : t.dtype;
+const dtypeOf = (t: Tensor) => blockOf(t.dtype) ? "f32" : t.dtype;
 
 export class Gemma4TextModel {
   readonly config: Gemma4Model;
@@ -103,6 +104,10 @@ export class Gemma4TextModel {
     this.backend = backend;
     this.config = config;
     this.#weights = weights;
+    // The lm_head in the layout this backend multiplies fastest (the CPU library's q8_0x16 for a Q8_0 head); a tied
+    // head is the embedding table too, which reads the new layout as well.
+    const head = weights.tensors.lmHead ?? weights.tensors.embedTokens;
+    weights.replaceTensor(head, repackForBackend(head));
     this.#w = weights.tensors;
     this.maxContext = maxContext;
     // Gemma4TextScaledWordEmbedding: the scale is cast to the table's dtype before the multiply.

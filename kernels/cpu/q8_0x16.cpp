@@ -1,0 +1,298 @@
+// GK_Q8_0X16, the CPU library's own layout of a Q8_0 matrix (kernels/include/gemmakit.h): gk_repack makes it, and
+// gk_linear / gk_embedding read it (linear_q8_0x16, q8_0x16_row). Meant for the 262,144-row tied lm_head of Gemma 3
+// (and the embedding table it is): half of a 270M decode token's time, and of a short prefill's lm_head.
+//
+// Why a layout: multiplied as stored, a Q8_0 row's 32-element blocks each need their codes widened to f32, their
+// scale broadcast, and every row a horizontal sum at the end — about 10 vector ops per 32 weights, so the product ran
+// at ~17 GB/s a core in cache and ~22-25 GB/s for both cores from memory, about half of what a read-only stream gets.
+// With 16 rows interleaved 4 elements at a time, one 64-byte load holds 4 codes of each of 16 rows, the lanes of a
+// vpdpbusd are the 16 rows (each lane sums its row's 4 products exactly in int32), the 16 rows' scales are one f16
+// vector, and the outputs come out as a vector with no horizontal sum: ~3 ops per 32 weights.
+//
+// x is taken as 24-bit integers with one scale per 32-element block (d = max|x| / 8355711), split into three signed
+// bytes (l, m, h: x = 65536 h + 256 m + l), each a vpdpbusd against the codes (u8 q + 128, so the sums carry
+// +128 · Σ of x's bytes, subtracted once per block). A block's sums are exact; x's rounding is at most 2^-24 of its
+// block's largest |x|, the size of an f32 rounding of that element, so logits stay as close to transformers' as the
+// f32 path's (docs/benchmarks.md states the fidelity figures). A non-finite x makes its block's scale NaN, so the
+// rows it reaches come out NaN as on the f32 path; a block whose largest |x| is below 2^-96 goes in as zeros.
+//
+// The rows are read once per call whatever m is (each 16-row group's 544-byte blocks stay in L1 while every row of x
+// passes over them, 8 rows of x at a time), prefetched ~4 KB ahead: without that the loads of this light loop wait
+// on memory and the product reads at half the stream's rate (measured on the 270M lm_head: 8.0 -> 4.0 ms, 2 threads).
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <new>
+#include <vector>
+
+#include "cpu.h"
+#include "pool.h"
+
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512F__) && defined(__F16C__)
+#define GK_X16 1
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#endif
+
+namespace {
+constexpr int kRows = 16;                      // rows per group
+constexpr int64_t kBlockBytes = 34 * kRows;    // one block of a group: 16 f16 scales + 16 × 32 codes
+}  // namespace
+
+// GEMMAKIT_CPU_REPACK=0: gk_repack makes nothing (weights keep their file layout; for A/B and fidelity runs).
+static bool repack_enabled() {
+  static const bool on = gk::cpu::env_switch("GEMMAKIT_CPU_REPACK", true);
+  return on;
+}
+
+bool gk::cpu::q8_0x16_supported() {
+#if defined(GK_X16)
+  return true;
+#else
+  return false;
+#endif
+}
+
+gk_status gk::cpu::validate_q8_0x16(const char* op, int64_t n, int64_t k) {
+  if (!q8_0x16_supported()) {
+    return gk_fail(GK_ERR_UNSUPPORTED, "%s: this build of the CPU library cannot read Q8_0X16 (it needs AVX512-VNNI)", op);
+  }
+  GK_REQUIRE(n > 0 && k > 0 && n % kRows == 0 && k % 32 == 0,
+             "%s: a Q8_0X16 matrix has a multiple of 16 rows and of 32 columns, not [%lld, %lld]", op, (long long)n,
+             (long long)k);
+  return GK_OK;
+}
+
+void gk::cpu::q8_0x16_row(const void* w, int64_t k, int64_t r, float* out) {
+  const int64_t nb = k / 32, j = r % kRows;
+  const uint8_t* group = (const uint8_t*)w + r / kRows * nb * kBlockBytes;
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = group + b * kBlockBytes;
+    uint16_t dh;
+    memcpy(&dh, blk + 2 * j, 2);
+    const float d = gk::f16_to_f32(dh);
+    for (int t = 0; t < 8; ++t) {
+      for (int e = 0; e < 4; ++e) out[32 * b + 4 * t + e] = d * (float)(int8_t)(blk[32 + 64 * t + 4 * j + e] ^ 0x80);
+    }
+  }
+}
+
+GK_API gk_status gk_repack(gk_stream* s, void* weight, int32_t from_dtype, int32_t to_dtype, int32_t n, int32_t k) {
+  GK_TRY(gk::validate_stream(s, "gk_repack"));
+  GK_REQUIRE(weight, "gk_repack: NULL weight");
+  // A load-time rewrite of a weight, not a step of a decode program.
+  GK_REQUIRE(!s->recording, "gk_repack: cannot be recorded into a decode program");
+  if (from_dtype != GK_Q8_0 || to_dtype != GK_Q8_0X16 || !gk::cpu::q8_0x16_supported() || !repack_enabled() ||
+      n <= 0 || k <= 0 || n % kRows != 0 || k % 32 != 0) {
+    return gk_fail(GK_ERR_UNSUPPORTED, "gk_repack: %d -> %d for [%d, %d] is not a layout this build makes", from_dtype,
+                   to_dtype, n, k);
+  }
+  const int64_t nb = k / 32, group_bytes = nb * kBlockBytes;
+  std::atomic<bool> oom{false};
+  // Group by group through a copy of its 16 rows: the group's bytes are the same bytes, reordered.
+#pragma omp parallel
+  {
+    std::vector<uint8_t> rows;
+    try {
+      rows.resize(group_bytes);
+    } catch (const std::bad_alloc&) {
+      oom = true;
+    }
+    if (!oom) {
+#pragma omp for schedule(static)
+      for (int64_t g = 0; g < n / kRows; ++g) {
+        uint8_t* dst = (uint8_t*)weight + g * group_bytes;
+        memcpy(rows.data(), dst, group_bytes);
+        for (int j = 0; j < kRows; ++j) {
+          const uint8_t* row = rows.data() + j * nb * 34;
+          for (int64_t b = 0; b < nb; ++b) {
+            uint8_t* blk = dst + b * kBlockBytes;
+            memcpy(blk + 2 * j, row + 34 * b, 2);
+            for (int t = 0; t < 8; ++t) {
+              for (int e = 0; e < 4; ++e) blk[32 + 64 * t + 4 * j + e] = row[34 * b + 2 + 4 * t + e] ^ 0x80;
+            }
+          }
+        }
+      }
+    }
+  }
+  // Every thread allocates before any writes, so on failure nothing was reordered.
+  if (oom) return gk_fail(GK_ERR_OUT_OF_MEMORY, "gk_repack: cannot allocate a %lld-byte group", (long long)group_bytes);
+  return GK_OK;
+}
+
+#if defined(GK_X16)
+namespace {
+
+constexpr float kX24Max = 8355711.0f;  // 127 · 65793 = 0x7F7F7F: after the carries of the split every byte fits an int8
+constexpr int64_t kAhead = 8 * kBlockBytes;  // prefetch distance (bytes)
+constexpr int kMaxM = 8;                     // rows of x per pass over a group (2·8 f32 accumulators + 3 int32)
+
+// One row of x in 24-bit form: bytes l, m, h (k each), and per 32-element block its scale d and the offset terms
+// 128 · Σ (256 h + m) and 128 · Σ l that the codes' +128 adds to the sums.
+struct X24Row {
+  const int8_t *l, *m, *h;
+  const float* d;
+  const int32_t *corr_hm, *corr_l;
+};
+
+struct X24Rows {
+  std::vector<int8_t> l, m, h;
+  std::vector<float> d;
+  std::vector<int32_t> corr_hm, corr_l;
+  bool resize(int64_t rows, int64_t k) {
+    try {
+      for (auto* v : {&l, &m, &h}) v->resize(rows * k);
+      d.resize(rows * k / 32);
+      for (auto* v : {&corr_hm, &corr_l}) v->resize(rows * k / 32);
+    } catch (const std::bad_alloc&) {
+      return false;
+    }
+    return true;
+  }
+  X24Row row(int64_t i, int64_t k) const {
+    const int64_t nb = k / 32;
+    return {l.data() + i * k, m.data() + i * k, h.data() + i * k, d.data() + i * nb, corr_hm.data() + i * nb,
+            corr_l.data() + i * nb};
+  }
+};
+
+void quantize_row(const float* x, int64_t k, X24Rows& q, int64_t i) {
+  const int64_t nb = k / 32;
+  int8_t *l = q.l.data() + i * k, *m = q.m.data() + i * k, *h = q.h.data() + i * k;
+  const __m512i k128 = _mm512_set1_epi32(128), k255 = _mm512_set1_epi32(255), lim = _mm512_set1_epi32((int)kX24Max);
+  // The signed byte of q's low 8 bits (−128..127), and the rest above it, (q − byte) / 256 exactly.
+  const auto low_byte = [&](__m512i v) { return _mm512_sub_epi32(_mm512_and_si512(_mm512_add_epi32(v, k128), k255), k128); };
+  for (int64_t b = 0; b < nb; ++b) {
+    const __m512 v0 = _mm512_loadu_ps(x + 32 * b), v1 = _mm512_loadu_ps(x + 32 * b + 16);
+    const __m512 a0 = _mm512_abs_ps(v0), a1 = _mm512_abs_ps(v1);
+    // Per element (max_ps would drop a NaN operand): a NaN or infinity makes the block's scale NaN.
+    const __m512 big = _mm512_set1_ps(3.402823466e38f);
+    const bool bad = (_mm512_cmp_ps_mask(a0, big, _CMP_NLE_UQ) | _mm512_cmp_ps_mask(a1, big, _CMP_NLE_UQ)) != 0;
+    const float mx = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1));
+    int32_t* hm_sum = q.corr_hm.data() + i * nb + b;
+    int32_t* l_sum = q.corr_l.data() + i * nb + b;
+    float* d = q.d.data() + i * nb + b;
+    if (bad || !(mx > 0x1p-96f)) {  // (and a block below 2^-96: its kX24Max / mx would overflow, its d is subnormal)
+      memset(l + 32 * b, 0, 32), memset(m + 32 * b, 0, 32), memset(h + 32 * b, 0, 32);
+      *hm_sum = *l_sum = 0;
+      *d = bad ? __builtin_nanf("") : 0.0f;
+      continue;
+    }
+    const __m512 inv = _mm512_set1_ps(kX24Max / mx);
+    *d = mx / kX24Max;
+    __m512i shm = _mm512_setzero_si512(), sl = _mm512_setzero_si512();
+    for (int half = 0; half < 2; ++half) {
+      // Clamped: x · (kX24Max / mx) may round a hair past kX24Max.
+      const __m512i qv = _mm512_max_epi32(_mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(half ? v1 : v0, inv)), lim),
+                                          _mm512_sub_epi32(_mm512_setzero_si512(), lim));
+      const __m512i lb = low_byte(qv), hm = _mm512_srai_epi32(_mm512_sub_epi32(qv, lb), 8);
+      const __m512i mb = low_byte(hm), hb = _mm512_srai_epi32(_mm512_sub_epi32(hm, mb), 8);
+      const int64_t at = 32 * b + 16 * half;
+      _mm_storeu_si128((__m128i*)(l + at), _mm512_cvtepi32_epi8(lb));
+      _mm_storeu_si128((__m128i*)(m + at), _mm512_cvtepi32_epi8(mb));
+      _mm_storeu_si128((__m128i*)(h + at), _mm512_cvtepi32_epi8(hb));
+      shm = _mm512_add_epi32(shm, hm);
+      sl = _mm512_add_epi32(sl, lb);
+    }
+    *hm_sum = 128 * _mm512_reduce_add_epi32(shm);
+    *l_sum = 128 * _mm512_reduce_add_epi32(sl);
+  }
+}
+
+// y[i, 16g .. 16g + 16) for M rows of x against group g: per block, three int32 vectors of the 16 rows' exact sums
+// (one lane a row), converted and scaled by d_w · d_x into acc_hm (256 h + m) and acc_l (l); y = 256 · acc_hm + acc_l.
+template <int M>
+inline void group_rows(const uint8_t* group, int64_t nb, const X24Row* xr, const float* bias, int64_t g, int64_t n,
+                       float* y) {
+  __m512 acc_hm[M], acc_l[M];
+  for (int i = 0; i < M; ++i) acc_hm[i] = acc_l[i] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = group + b * kBlockBytes;
+    for (int64_t at = 0; at < kBlockBytes; at += 64) _mm_prefetch((const char*)blk + kAhead + at, _MM_HINT_T0);
+    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)blk));
+#pragma GCC unroll 8
+    for (int i = 0; i < M; ++i) {
+      const int32_t *h4 = (const int32_t*)(xr[i].h + 32 * b), *m4 = (const int32_t*)(xr[i].m + 32 * b),
+                    *l4 = (const int32_t*)(xr[i].l + 32 * b);
+      __m512i ah = _mm512_setzero_si512(), am = ah, al = ah;
+#pragma GCC unroll 8
+      for (int t = 0; t < 8; ++t) {
+        const __m512i c = _mm512_loadu_si512((const void*)(blk + 32 + 64 * t));
+        ah = _mm512_dpbusd_epi32(ah, c, _mm512_set1_epi32(h4[t]));
+        am = _mm512_dpbusd_epi32(am, c, _mm512_set1_epi32(m4[t]));
+        al = _mm512_dpbusd_epi32(al, c, _mm512_set1_epi32(l4[t]));
+      }
+      const __m512i hm =
+          _mm512_sub_epi32(_mm512_add_epi32(_mm512_slli_epi32(ah, 8), am), _mm512_set1_epi32(xr[i].corr_hm[b]));
+      const __m512i lo = _mm512_sub_epi32(al, _mm512_set1_epi32(xr[i].corr_l[b]));
+      const __m512 sc = _mm512_mul_ps(dw, _mm512_set1_ps(xr[i].d[b]));
+      acc_hm[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(hm), sc, acc_hm[i]);
+      acc_l[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lo), sc, acc_l[i]);
+    }
+  }
+  const __m512 bv = bias ? _mm512_loadu_ps(bias + kRows * g) : _mm512_setzero_ps();
+  for (int i = 0; i < M; ++i) {
+    _mm512_storeu_ps(y + i * n + kRows * g, _mm512_add_ps(_mm512_fmadd_ps(acc_hm[i], _mm512_set1_ps(256.0f), acc_l[i]), bv));
+  }
+}
+
+void group_any(int rows, const uint8_t* group, int64_t nb, const X24Row* xr, const float* bias, int64_t g, int64_t n,
+               float* y) {
+  switch (rows) {
+    case 8: return group_rows<8>(group, nb, xr, bias, g, n, y);
+    case 7: return group_rows<7>(group, nb, xr, bias, g, n, y);
+    case 6: return group_rows<6>(group, nb, xr, bias, g, n, y);
+    case 5: return group_rows<5>(group, nb, xr, bias, g, n, y);
+    case 4: return group_rows<4>(group, nb, xr, bias, g, n, y);
+    case 3: return group_rows<3>(group, nb, xr, bias, g, n, y);
+    case 2: return group_rows<2>(group, nb, xr, bias, g, n, y);
+    default: return group_rows<1>(group, nb, xr, bias, g, n, y);
+  }
+}
+
+}  // namespace
+
+gk_status gk::cpu::linear_q8_0x16(const float* x, const void* w, const void* bias, int64_t m, int64_t n, int64_t k,
+                                  float* y) {
+  thread_local X24Rows q;
+  if (!q.resize(m, k)) {
+    return gk_fail(GK_ERR_OUT_OF_MEMORY, "gk_linear: cannot allocate x's 24-bit form (%lld×%lld)", (long long)m,
+                   (long long)k);
+  }
+  std::vector<X24Row> rows;
+  try {
+    rows.resize(m);
+  } catch (const std::bad_alloc&) {
+    return gk_fail(GK_ERR_OUT_OF_MEMORY, "gk_linear: out of host memory");
+  }
+  for (int64_t i = 0; i < m; ++i) {
+    quantize_row(x + i * k, k, q, i);
+    rows[i] = q.row(i, k);
+  }
+  const int64_t nb = k / 32, groups = n / kRows;
+  const bool par = n * k * m >= (1 << 15) && groups >= 2;
+  gk::cpu::pool_for(par ? omp_get_max_threads() : 1, [&](int t, int nt) {
+    for (int64_t g = groups * t / nt; g < groups * (t + 1) / nt; ++g) {
+      const uint8_t* group = (const uint8_t*)w + g * nb * kBlockBytes;
+      // Every row of x against this group while it is in L1: passes of at most kMaxM rows, as even as possible.
+      const int64_t passes = (m + kMaxM - 1) / kMaxM;
+      for (int64_t p = 0, i = 0; p < passes; ++p) {
+        const int64_t r = m * (p + 1) / passes - i;
+        group_any((int)r, group, nb, rows.data() + i, (const float*)bias, g, n, y + i * n);
+        i += r;
+      }
+    }
+  });
+  return GK_OK;
+}
+#else
+gk_status gk::cpu::linear_q8_0x16(const float*, const void*, const void*, int64_t, int64_t, int64_t, float*) {
+  return gk_fail(GK_ERR_UNSUPPORTED, "gk_linear: this build of the CPU library cannot read Q8_0X16");
+}
+#endif
