@@ -94,6 +94,9 @@ bool q8_0x16_supported();
 gk_status validate_q8_0x16(const char* op, int64_t n, int64_t k);
 gk_status linear_q8_0x16(const float* x, const void* w, const void* bias, int64_t m, int64_t n, int64_t k, float* y);
 void q8_0x16_row(const void* w, int64_t k, int64_t r, float* out);
+// Rows r0 .. r0 + rows (within one 16-row group; rows <= nr) decoded to f32 in linear.cpp's strip layout
+// [k / 16][nr][16] (rows past `rows` are 0), for the products with more rows of x than the integer kernel wins at.
+void q8_0x16_strip(const void* w, int64_t k, int64_t r0, int rows, int nr, float* strip);
 
 // GEMMAKIT_CPU_Q8_ACTIVATIONS=1 (read once): gk_linear with quantized W and 1..32 rows of x quantizes x to int8 per
 // 32 elements and multiplies with AVX512-VNNI (kernels/cpu/linear_q8act.cpp). Off by default: not bit-faithful.

@@ -1,6 +1,9 @@
-// GK_Q8_0X16, the CPU library's own layout of a Q8_0 matrix (kernels/include/gemmakit.h): gk_repack makes it, and
-// gk_linear / gk_embedding read it (linear_q8_0x16, q8_0x16_row). Meant for the 262,144-row tied lm_head of Gemma 3
-// (and the embedding table it is): half of a 270M decode token's time, and of a short prefill's lm_head.
+// GK_Q8_0X16, the CPU library's own layout of a Q8_0 matrix (kernels/include/gemmakit.h): gk_repack makes it from a
+// Q8_0 or a Q5_0 matrix (every Q5_0 value is a Q8_0 one: d, q5 − 16), and gk_linear / gk_embedding read it
+// (linear_q8_0x16 up to 16 rows of x, q8_0x16_strip for linear.cpp's f32 strips beyond, q8_0x16_row). The Gemma models
+// repack their matrices when they load (src/models/common/repack.ts): on the 270M, the 262,144-row tied lm_head (and
+// the embedding table it is), half of a decode token's time, and the Q5_0 q/gate/up projections, whose 5-bit codes
+// cost more to unpack per token than the 12 more bytes per block cost to read.
 //
 // Why a layout: multiplied as stored, a Q8_0 row's 32-element blocks each need their codes widened to f32, their
 // scale broadcast, and every row a horizontal sum at the end — about 10 vector ops per 32 weights, so the product ran
@@ -82,19 +85,45 @@ void gk::cpu::q8_0x16_row(const void* w, int64_t k, int64_t r, float* out) {
   }
 }
 
-GK_API gk_status gk_repack(gk_stream* s, void* weight, int32_t from_dtype, int32_t to_dtype, int32_t n, int32_t k) {
+namespace {
+// Group g's 16 rows of a Q5_0 matrix as Q8_0 rows (the same d, code q5 − 16): every Q5_0 value is a Q8_0 one.
+void q5_0_rows_as_q8_0(const uint8_t* src, int64_t nb, int64_t g, uint8_t* rows) {
+  for (int64_t r = 0; r < kRows * nb; ++r) {  // block r of the group's rows, in order
+    const uint8_t* b5 = src + (g * kRows * nb + r) * 22;
+    uint8_t* b8 = rows + r * 34;
+    memcpy(b8, b5, 2);
+    uint32_t qh;
+    memcpy(&qh, b5 + 2, 4);
+    for (int j = 0; j < 16; ++j) {
+      b8[2 + j] = (uint8_t)(int8_t)(((b5[6 + j] & 0x0F) | ((qh >> j & 1) << 4)) - 16);
+      b8[18 + j] = (uint8_t)(int8_t)(((b5[6 + j] >> 4) | ((qh >> (j + 16) & 1) << 4)) - 16);
+    }
+  }
+}
+}  // namespace
+
+GK_API gk_status gk_repack(gk_stream* s, const void* src, int32_t from_dtype, void* dst, int32_t to_dtype, int32_t n,
+                           int32_t k) {
   GK_TRY(gk::validate_stream(s, "gk_repack"));
-  GK_REQUIRE(weight, "gk_repack: NULL weight");
+  GK_REQUIRE(src && dst, "gk_repack: NULL src or dst");
   // A load-time rewrite of a weight, not a step of a decode program.
   GK_REQUIRE(!s->recording, "gk_repack: cannot be recorded into a decode program");
-  if (from_dtype != GK_Q8_0 || to_dtype != GK_Q8_0X16 || !gk::cpu::q8_0x16_supported() || !repack_enabled() ||
-      n <= 0 || k <= 0 || n % kRows != 0 || k % 32 != 0) {
+  if ((from_dtype != GK_Q8_0 && from_dtype != GK_Q5_0) || to_dtype != GK_Q8_0X16 || !gk::cpu::q8_0x16_supported() ||
+      !repack_enabled() || n <= 0 || k <= 0 || n % kRows != 0 || k % 32 != 0) {
     return gk_fail(GK_ERR_UNSUPPORTED, "gk_repack: %d -> %d for [%d, %d] is not a layout this build makes", from_dtype,
                    to_dtype, n, k);
   }
   const int64_t nb = k / 32, group_bytes = nb * kBlockBytes;
+  if (from_dtype == GK_Q5_0) {
+    const uint8_t *s0 = (const uint8_t*)src, *d0 = (const uint8_t*)dst;
+    GK_REQUIRE(d0 + n * group_bytes / kRows <= s0 || s0 + n * nb * 22 <= d0, "gk_repack: dst overlaps src");
+  } else {
+    GK_REQUIRE(src == dst || (const uint8_t*)dst + n * group_bytes / kRows <= (const uint8_t*)src ||
+                   (const uint8_t*)src + n * group_bytes / kRows <= (const uint8_t*)dst,
+               "gk_repack: dst overlaps src without being it");
+  }
   std::atomic<bool> oom{false};
-  // Group by group through a copy of its 16 rows: the group's bytes are the same bytes, reordered.
+  // Group by group through a copy of its 16 rows as Q8_0 rows: then written interleaved (in place for Q8_0).
 #pragma omp parallel
   {
     std::vector<uint8_t> rows;
@@ -103,15 +132,20 @@ GK_API gk_status gk_repack(gk_stream* s, void* weight, int32_t from_dtype, int32
     } catch (const std::bad_alloc&) {
       oom = true;
     }
+#pragma omp barrier
     if (!oom) {
 #pragma omp for schedule(static)
       for (int64_t g = 0; g < n / kRows; ++g) {
-        uint8_t* dst = (uint8_t*)weight + g * group_bytes;
-        memcpy(rows.data(), dst, group_bytes);
+        uint8_t* out = (uint8_t*)dst + g * group_bytes;
+        if (from_dtype == GK_Q5_0) {
+          q5_0_rows_as_q8_0((const uint8_t*)src, nb, g, rows.data());
+        } else {
+          memcpy(rows.data(), (const uint8_t*)src + g * group_bytes, group_bytes);
+        }
         for (int j = 0; j < kRows; ++j) {
           const uint8_t* row = rows.data() + j * nb * 34;
           for (int64_t b = 0; b < nb; ++b) {
-            uint8_t* blk = dst + b * kBlockBytes;
+            uint8_t* blk = out + b * kBlockBytes;
             memcpy(blk + 2 * j, row + 34 * b, 2);
             for (int t = 0; t < 8; ++t) {
               for (int e = 0; e < 4; ++e) blk[32 + 64 * t + 4 * j + e] = row[34 * b + 2 + 4 * t + e] ^ 0x80;
@@ -127,6 +161,40 @@ GK_API gk_status gk_repack(gk_stream* s, void* weight, int32_t from_dtype, int32
 }
 
 #if defined(GK_X16)
+void gk::cpu::q8_0x16_strip(const void* w, int64_t k, int64_t r0, int rows, int nr, float* strip) {
+  const int64_t nb = k / 32;
+  const uint8_t* group = (const uint8_t*)w + r0 / kRows * nb * kBlockBytes;
+  const int j0 = (int)(r0 % kRows);
+  const __m512i flip = _mm512_set1_epi8((char)0x80);
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = group + b * kBlockBytes;
+    alignas(64) float d[kRows];
+    _mm512_store_ps(d, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)blk)));
+    for (int half = 0; half < 2; ++half) {  // elements 16·half .. 16·half + 15 of the block: codes t = 4·half .. + 3
+      // A 4×16 transpose of dwords (each dword a row's 4 codes): row 4L + i's 16 codes end up in lane L of rows4[i].
+      const uint8_t* codes = blk + 32 + 256 * half;
+      __m512i c[4];
+      for (int t = 0; t < 4; ++t) c[t] = _mm512_xor_si512(_mm512_loadu_si512((const void*)(codes + 64 * t)), flip);
+      const __m512i a0 = _mm512_unpacklo_epi32(c[0], c[1]), a1 = _mm512_unpackhi_epi32(c[0], c[1]);
+      const __m512i a2 = _mm512_unpacklo_epi32(c[2], c[3]), a3 = _mm512_unpackhi_epi32(c[2], c[3]);
+      alignas(64) int8_t rows4[4][64];
+      _mm512_store_si512((void*)rows4[0], _mm512_unpacklo_epi64(a0, a2));
+      _mm512_store_si512((void*)rows4[1], _mm512_unpackhi_epi64(a0, a2));
+      _mm512_store_si512((void*)rows4[2], _mm512_unpacklo_epi64(a1, a3));
+      _mm512_store_si512((void*)rows4[3], _mm512_unpackhi_epi64(a1, a3));
+      float* out = strip + (2 * b + half) * nr * 16;
+      for (int j = 0; j < nr; ++j) {
+        const int r = j0 + j;
+        const __m512 v = j < rows ? _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                                                      _mm_load_si128((const __m128i*)(rows4[r % 4] + 16 * (r / 4))))),
+                                                  _mm512_set1_ps(d[r]))
+                                  : _mm512_setzero_ps();
+        _mm512_storeu_ps(out + 16 * j, v);
+      }
+    }
+  }
+}
+
 namespace {
 
 constexpr float kX24Max = 8355711.0f;  // 127 · 65793 = 0x7F7F7F: after the carries of the split every byte fits an int8
@@ -295,4 +363,5 @@ gk_status gk::cpu::linear_q8_0x16(const float* x, const void* w, const void* bia
 gk_status gk::cpu::linear_q8_0x16(const float*, const void*, const void*, int64_t, int64_t, int64_t, float*) {
   return gk_fail(GK_ERR_UNSUPPORTED, "gk_linear: this build of the CPU library cannot read Q8_0X16");
 }
+void gk::cpu::q8_0x16_strip(const void*, int64_t, int64_t, int, int, float*) {}
 #endif

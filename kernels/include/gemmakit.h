@@ -70,8 +70,8 @@ typedef enum {
   GK_IQ4_NL = 20, /* 32 elems, 18 bytes: f16 d, u8 qs[16] (q4 of qs);        x = d * kvalues_iq4nl[q4] */
   GK_IQ4_XS = 23, /* 256 elems, 136 bytes: f16 d, u16 scales_h, u8 scales_l[4], u8 qs[128] (8 IQ4_NL groups) */
   GK_MXFP4 = 39, /* 32 elems, 17 bytes: u8 e (E8M0), u8 qs[16] (q4 of qs);   x = kvalues_mxfp4[q4] * 2^(e - 128) */
-  /* Not a file format: Q8_0 with 16 rows interleaved, which gk_repack makes from a Q8_0 matrix [n, k] (n a
-   * multiple of 16) for the CPU kernels, in place and the same size. Rows 16g .. 16g + 15 (group g) are stored
+  /* Not a file format: Q8_0 with 16 rows interleaved, which gk_repack makes from a Q8_0 (or Q5_0) matrix [n, k] (n
+   * a multiple of 16) for the CPU kernels, Q8_0's size. Rows 16g .. 16g + 15 (group g) are stored
    * together, block b of the group (k / 32 blocks) at byte (g · k / 32 + b) · 544: f16 d[16] (row j's d at 2j),
    * then for t < 8 the codes of elements 4t .. 4t + 3 of rows 0 .. 15 (row j's at 32 + 64t + 4j), each stored as
    * u8 q ^ 0x80 (q + 128). x = q * d as in Q8_0. Only gk_linear and gk_embedding of the CPU library read it. */
@@ -170,11 +170,14 @@ GK_API gk_status gk_clamp(gk_stream* s, const float* x, float* y, int64_t n, flo
 GK_API gk_status gk_linear(gk_stream* s, const float* x, const void* weight, int32_t weight_dtype,
                            const void* bias, int32_t m, int32_t n, int32_t k, float* y);
 
-/* Rewrites weight [n, k] of from_dtype in place into to_dtype, the same bytes in a layout the kernels of this
- * library multiply faster. Supported: GK_Q8_0 -> GK_Q8_0X16 on CPU builds with AVX512-VNNI (n % 16 == 0,
- * k % 32 == 0). Anything else returns GK_ERR_UNSUPPORTED with the weight untouched (the CUDA library always
- * does: its kernels read the GGUF layouts as stored), so a caller may try it and keep the weight as it was. */
-GK_API gk_status gk_repack(gk_stream* s, void* weight, int32_t from_dtype, int32_t to_dtype, int32_t n, int32_t k);
+/* Writes weight src [n, k] of from_dtype into dst as to_dtype, the same values in a layout the kernels of this
+ * library multiply faster. Supported on CPU builds with AVX512-VNNI (n % 16 == 0, k % 32 == 0): GK_Q8_0 ->
+ * GK_Q8_0X16 (the same size: dst may be src, rewritten in place) and GK_Q5_0 -> GK_Q8_0X16 (every Q5_0 value is a
+ * Q8_0 one; dst, 34/22 of src's size, must not overlap it). Anything else returns GK_ERR_UNSUPPORTED with nothing
+ * written (the CUDA library always does: its kernels read the GGUF layouts as stored), so a caller may try it and
+ * keep the weight as it was. */
+GK_API gk_status gk_repack(gk_stream* s, const void* src, int32_t from_dtype, void* dst, int32_t to_dtype, int32_t n,
+                           int32_t k);
 
 /* In-place rotary embedding, transformers' half-rotation layout, on x [tokens, heads, head_dim].
  * Pairs (j, j + rotary_dim/2) for j < rotary_dim/2 rotate by angle positions[t] * inv_freq[j]

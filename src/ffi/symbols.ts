@@ -155,8 +155,9 @@ export const symbols = {
   gk_repack: {
     parameters: [
       "pointer", /* s */
-      "pointer", /* weight */
+      "pointer", /* src */
       "i32", /* from_dtype */
+      "pointer", /* dst */
       "i32", /* to_dtype */
       "i32", /* n */
       "i32", /* k */

@@ -9,7 +9,7 @@ export const NATIVE_SOURCES: {
   files: [string, string][];
 } = {
   version: "0.1.0",
-  sha256: "8c99fc0867b8a35a76672736f9b9de468cc1cb97ac663b8302d32b9fbe64c797",
+  sha256: "bd3f6dc135978bdb45b9ce28452c7d84776fda2249a04d9899afb97593f47d45",
   files: [
     ["kernels/common/dtype.h", "423672a9860bbfc1620995b00bd2b45de6ad4082fd748c94483cc620b15d6ec5"],
     ["kernels/common/error.cpp", "16d996224683479f1bfab036cc33a4cb56589112885bf3a1d9936632ae48064c"],
@@ -22,13 +22,13 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/attention_prefill.cpp", "39610353663cfb0f3daa1cb6a334389c0c9b08e07c200cb38361580ac58a63ff"],
     ["kernels/cpu/avg_pool2d.cpp", "705651fa17c1eeaba10160f96a7f6afa534feb507b375a85585ba061b1c05223"],
     ["kernels/cpu/clamp.cpp", "0385939debcd4e9cf7ef8c8c2a7eef52ff29f22c2944eff8ceabce1d28e58bfa"],
-    ["kernels/cpu/cpu.h", "7c1a9db785178da8e9bee580b50931892ef5bf93e0a39c66d106862f79032b62"],
+    ["kernels/cpu/cpu.h", "f3f0eeb6d0b93660eee9f211544d770ee24fda34fdf13675e39f5b030336ab26"],
     ["kernels/cpu/elementwise.cpp", "453028cbe2835c8b74d30a25032234e8b44c67ce2f28dae1496775558399d499"],
     ["kernels/cpu/embedding.cpp", "7a11ae4efeb54f0c2dd16f7494a2613fcb4c9f2153b4b7c0e17d92d46a1dad7d"],
     ["kernels/cpu/gather_sum.cpp", "343b3e0d88a0e77326aa979ec67668c42ffb2372ed8cf058da1019031107776b"],
     ["kernels/cpu/kv_cache_write.cpp", "86990e09320fbf192230c96abc269289aa6ce3425ca5a821cf0fc027767af5ca"],
     ["kernels/cpu/layer_norm.cpp", "71da9959d48a20ee3f1414af319ac6266e0a2291059c8b33567ece4326ba534a"],
-    ["kernels/cpu/linear.cpp", "1ee25e0b972ffa70e1c96efe34776ad7be7a57716b74b2b5469ed15ed62fbc6d"],
+    ["kernels/cpu/linear.cpp", "bffe2d8d2691852f7ab0bb853af97fb77b639ad82e20659e569abe2f4ab6eeb9"],
     ["kernels/cpu/linear_q8act.cpp", "981c9a0835927a72e0827c5f72d876277005e0cd853229e28d2325ef12a3aa42"],
     ["kernels/cpu/logits_process.cpp", "a0202bb03fa6fbd533677ab1155c2d19fb666e1275437e8bc543ee011668384a"],
     ["kernels/cpu/logprobs.cpp", "d671988cef3ab6b39f06f74bb743ecdf2e1480d8ed43e24375f9501a0da7eba2"],
@@ -37,7 +37,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/pool.cpp", "7a6c624b02e50c3c0c24e84fad00b91f09467852b92556513b30e5e06c66ae77"],
     ["kernels/cpu/pool.h", "1d0fb9dc0bf2d7fdf08291289db402be07777134252bca7176d32bf847331644"],
     ["kernels/cpu/program.cpp", "779c22004d3834968b009297672ff3bb8c9c29853e06c14137edefd1c59e3fc1"],
-    ["kernels/cpu/q8_0x16.cpp", "e1419656687f4bf00c27deaaca87cf7b3716592be7a86a7a300e50c5f8550442"],
+    ["kernels/cpu/q8_0x16.cpp", "83659a46530ffee57004a76d5c84534ce998b7497c54825d2431da99215e05a4"],
     ["kernels/cpu/quant.h", "c9135677192004e45ef4b54cd1c0d932d8b4c7aa1ae0c96059e03b79ca563d50"],
     ["kernels/cpu/rms_norm.cpp", "b9bcf218b0f2136fe6e80d8066bc5e14fb8ff456b04cdf2e8d0ea0d2a8de09fb"],
     ["kernels/cpu/rope.cpp", "66e636e581746d89b9e2a37762426e81230d64a7ce420e8c3cf87dc6d893ad68"],
@@ -46,6 +46,6 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/sample.cpp", "9523b389ed9a9f41e6a462bc61f183c5a2666cb3a8ee6a8c8ea2d9ed9427ca1f"],
     ["kernels/cpu/simd.h", "375d79f4ce32aaa0be1f15f4e28d371d00edc248f6a39d45a81bf76d562e8110"],
     ["kernels/cpu/softmax.cpp", "02d4f89bf232e81992d93b1e1d8c033724810cc91d17acc36209d031626540b1"],
-    ["kernels/include/gemmakit.h", "db6be1db829dc50ef62e19261fd37e424d620364cc164b4d3f9bb8cec0a74326"],
+    ["kernels/include/gemmakit.h", "e9ad9e88b0964d7d69d8fcebcdf0a61e9292fc9d35b543f327316172d795fd3e"],
   ],
 };

@@ -495,32 +495,37 @@ for (const [dtype, m, n, k, bias] of quantLinearRows) {
   });
 }
 
-// Q8_0 weights in the layout the backend multiplies fastest (src/ops/repack.ts): on the CPU library with AVX512-VNNI,
-// q8_0x16 (16 rows interleaved, x as 24-bit integers per 32-element block); on CUDA, Q8_0 as stored. The reference
-// is the exact product with the Q8_0 weights, so a row measures the repack, the layout's reading and x's rounding
-// (tests/ops/q8_0x16_test.ts checks that the layout was made where it should be).
+// Q8_0 and Q5_0 weights in the layout the backend multiplies fastest (src/ops/repack.ts): on the CPU library with
+// AVX512-VNNI, q8_0x16 (16 rows interleaved; up to 16 rows of x as 24-bit integers per 32-element block, more through
+// f32 strips); on CUDA, as stored. The reference is the exact product with the stored weights, so a row measures the
+// repack, the layout's reading and x's rounding (tests/ops/q8_0x16_test.ts checks that the layout was made).
 for (
-  const [m, n, k, bias] of [[1, 4096, 640, false], [2, 160, 640, true], [8, 4096, 640, false], [9, 48, 1152, false], [
-    17,
-    160,
-    640,
-    true,
-  ]] as [number, number, number, boolean][]
+  const [dtype, m, n, k, bias] of [
+    ["q8_0", 1, 4096, 640, false],
+    ["q8_0", 2, 160, 640, true],
+    ["q8_0", 8, 4096, 640, false],
+    ["q8_0", 9, 48, 1152, false],
+    ["q8_0", 17, 160, 640, true],
+    ["q5_0", 1, 2048, 640, false],
+    ["q5_0", 8, 1024, 640, true],
+    ["q5_0", 20, 160, 640, false],
+    ["q5_0", 40, 64, 1152, true],
+  ] as ["q8_0" | "q5_0", number, number, number, boolean][]
 ) {
   add({
     op: "linear",
-    name: `m=${m} n=${n} k=${k} q8_0 repacked for the backend${bias ? " +bias f32" : ""}`,
+    name: `m=${m} n=${n} k=${k} ${dtype} repacked for the backend${bias ? " +bias f32" : ""}`,
     nmse: 1e-10,
     cudaNmse: m > 1 ? TENSOR_CORE_NMSE : 1e-10,
     setup(rng) {
-      const x = rng.floats(m * k), w = randomQuantBlocks(rng, "q8_0", n, k), bb = rng.floats(n);
+      const x = rng.floats(m * k), w = randomQuantBlocks(rng, dtype, n, k), bb = rng.floats(n);
       return {
-        reference: () => ref.linear(x, dequantize(w, "q8_0"), bias ? bb : null, m, n, k),
+        reference: () => ref.linear(x, dequantize(w, dtype), bias ? bb : null, m, n, k),
         run: (b) =>
           run(b, (s) =>
             ops.linear(
               s.t(x, [m, k]),
-              ops.repackForBackend(s.raw(w, [n, k], "q8_0")),
+              s.keep(ops.repackForBackend(s.raw(w, [n, k], dtype))),
               bias ? s.t(bb, [n]) : null,
             )),
       };

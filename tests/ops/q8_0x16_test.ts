@@ -1,7 +1,8 @@
 /**
  * The CPU library's q8_0x16 layout (kernels/cpu/q8_0x16.cpp, src/ops/repack.ts): made where the build can read it,
- * the same values as the Q8_0 weight it came from (read back on the host, gathered by embedding), products within f32
- * rounding of the exact one for every row count, and a NaN or infinity in x reaching every output as on the f32 path.
+ * the same values as the Q8_0 or Q5_0 weight it came from (read back on the host, gathered by embedding), products
+ * within f32 rounding of the exact one for every row count (the integer kernel up to 16 rows, f32 strips beyond), and
+ * a NaN or infinity in x reaching every output as on the f32 path.
  * The op-parity table (tests/ops/cases.ts) holds the same products against CUDA when a GPU is present.
  * @module
  */
@@ -72,6 +73,15 @@ Deno.test("q8_0x16: repacked on an AVX512-VNNI CPU, the same values as the Q8_0 
     assert.ok(out.slice(n).every(Number.isNaN), `${bad}: row 1 is NaN throughout, as x · W is`);
   }
 
+  // A Q5_0 weight becomes a new q8_0x16 tensor with its values (each Q5_0 value is a Q8_0 one), the original intact.
+  const q5bytes = randomQuantBlocks(rng, "q5_0", 32, k);
+  using q5 = Tensor.fromBytes(backend, q5bytes, [32, k], "q5_0");
+  using q5x16 = repackForBackend(q5);
+  assert.equal(q5x16.dtype, "q8_0x16");
+  assert.ok(!q5x16.isView, "a tensor of its own");
+  assert.deepEqual(q5x16.toArray(), dequantize(q5bytes, "q5_0"));
+  assert.deepEqual(q5.toBytes(), q5bytes);
+
   // The embedding gather reads the layout: exactly the Q8_0 rows, scaled.
   const ids = Int32Array.from([0, 15, 16, 63, 5]);
   using idt = Tensor.fromArray(backend, ids, [ids.length], "i32");
@@ -85,8 +95,8 @@ Deno.test("q8_0x16: what cannot take the layout stays as it was, and its shapes 
   // 24 rows: not a whole number of 16-row groups.
   using odd = Tensor.fromBytes(backend, randomQuantBlocks(rng, "q8_0", 24, 64), [24, 64], "q8_0");
   assert.equal(repackForBackend(odd), odd);
-  using q5 = Tensor.fromBytes(backend, randomQuantBlocks(rng, "q5_0", 16, 64), [16, 64], "q5_0");
-  assert.equal(repackForBackend(q5), q5);
+  using q4k = Tensor.fromBytes(backend, randomQuantBlocks(rng, "q4_k", 16, 256), [16, 256], "q4_k");
+  assert.equal(repackForBackend(q4k), q4k);
   assert.throws(() => Tensor.empty(backend, [24, 64], "q8_0x16"), ShapeError);
   if (!vnni) return;
   using w = Tensor.fromBytes(backend, randomQuantBlocks(rng, "q8_0", 32, 64), [32, 64], "q8_0");

@@ -20,7 +20,6 @@ import {
   geluTanhMul,
   kvCacheWrite,
   linear,
-  repackForBackend,
   rmsNorm,
   rope,
   ropeInvFreq,
@@ -44,6 +43,7 @@ import {
   writeRowsKv,
 } from "../common/step.ts";
 import type { ModelWeights } from "../common/weight_table.ts";
+import { repackLinears } from "../common/repack.ts";
 import type { Gemma3LayerWeights, Gemma3TextTable, Gemma3TextWeights } from "./weights.ts";
 
 /**
@@ -82,10 +82,13 @@ export class Gemma3TextModel {
     this.backend = backend;
     this.config = config;
     this.#weights = weights;
-    // The lm_head in the layout this backend multiplies fastest (the CPU library's q8_0x16 for a Q8_0 head, half
-    // of a 270M decode token); a tied head is the embedding table too, which reads the new layout as well.
-    const head = weights.tensors.lmHead ?? weights.tensors.embedTokens;
-    weights.replaceTensor(head, repackForBackend(head));
+    // The matrices in the layout this backend multiplies fastest (the CPU library's q8_0x16 for Q8_0 / Q5_0); a
+    // tied head is the embedding table too, which reads the new layout as well.
+    const t = weights.tensors;
+    repackLinears(weights, [
+      t.lmHead ?? t.embedTokens,
+      ...t.layers.flatMap((l) => [l.qProj, l.kProj, l.vProj, l.oProj, l.gateProj, l.upProj, l.downProj]),
+    ]);
     this.#w = weights.tensors;
     this.maxContext = maxContext;
     // sqrt(hidden) is cast to the embedding dtype before the multiply (55.4256 -> 55.5 in bf16); a

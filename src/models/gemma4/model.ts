@@ -22,7 +22,6 @@ import {
   geluTanhMul,
   kvCacheWrite,
   linear,
-  repackForBackend,
   rmsNorm,
   rope,
   ropeInvFreq,
@@ -47,6 +46,7 @@ import {
   writeRowsKv,
 } from "../common/step.ts";
 import type { ModelWeights } from "../common/weight_table.ts";
+import { repackLinears } from "../common/repack.ts";
 import type { Gemma4LayerSpec, Gemma4Model, LayerType } from "./config.ts";
 import { gemma4MoeExperts } from "./moe.ts";
 import type { Gemma4LayerWeights, Gemma4TextTable, Gemma4TextWeights } from "./weights.ts";
@@ -104,10 +104,24 @@ export class Gemma4TextModel {
     this.backend = backend;
     this.config = config;
     this.#weights = weights;
-    // The lm_head in the layout this backend multiplies fastest (the CPU library's q8_0x16 for a Q8_0 head); a tied
-    // head is the embedding table too, which reads the new layout as well.
-    const head = weights.tensors.lmHead ?? weights.tensors.embedTokens;
-    weights.replaceTensor(head, repackForBackend(head));
+    // The matrices in the layout this backend multiplies fastest (the CPU library's q8_0x16 for Q8_0 / Q5_0); a
+    // tied head is the embedding table too, which reads the new layout as well. (MoE experts go through their own
+    // kernel and keep the file's layout.)
+    const t = weights.tensors;
+    repackLinears(weights, [
+      t.lmHead ?? t.embedTokens,
+      ...t.layers.flatMap((l) => [
+        l.qProj,
+        l.kProj,
+        l.vProj,
+        l.oProj,
+        l.gateProj,
+        l.upProj,
+        l.downProj,
+        l.perLayerInput?.gate,
+        l.perLayerInput?.projection,
+      ]),
+    ]);
     this.#w = weights.tensors;
     this.maxContext = maxContext;
     // Gemma4TextScaledWordEmbedding: the scale is cast to the table's dtype before the multiply.
