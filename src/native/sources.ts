@@ -9,7 +9,7 @@ export const NATIVE_SOURCES: {
   files: [string, string][];
 } = {
   version: "0.1.0",
-  sha256: "bd3f6dc135978bdb45b9ce28452c7d84776fda2249a04d9899afb97593f47d45",
+  sha256: "49f7f92f3f9f7e7b97e90d4fc5fc2ca7e70c843962f662ff55beba3d67d44f0a",
   files: [
     ["kernels/common/dtype.h", "423672a9860bbfc1620995b00bd2b45de6ad4082fd748c94483cc620b15d6ec5"],
     ["kernels/common/error.cpp", "16d996224683479f1bfab036cc33a4cb56589112885bf3a1d9936632ae48064c"],
@@ -40,7 +40,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/q8_0x16.cpp", "83659a46530ffee57004a76d5c84534ce998b7497c54825d2431da99215e05a4"],
     ["kernels/cpu/quant.h", "c9135677192004e45ef4b54cd1c0d932d8b4c7aa1ae0c96059e03b79ca563d50"],
     ["kernels/cpu/rms_norm.cpp", "b9bcf218b0f2136fe6e80d8066bc5e14fb8ff456b04cdf2e8d0ea0d2a8de09fb"],
-    ["kernels/cpu/rope.cpp", "66e636e581746d89b9e2a37762426e81230d64a7ce420e8c3cf87dc6d893ad68"],
+    ["kernels/cpu/rope.cpp", "7fc00eceba13068ac06f6375ebdb6cb4ee6d1aea40667d5dc17a10df32d169d6"],
     ["kernels/cpu/rope_axes.cpp", "665f1ca5e21a59006551262316f3935a67e85912299caabfc82c38db98c9c077"],
     ["kernels/cpu/runtime.cpp", "4f4235dba12246fa5a261e8e0313271cc2241adab20b0e55a1f1ede9faf2b823"],
     ["kernels/cpu/sample.cpp", "9523b389ed9a9f41e6a462bc61f183c5a2666cb3a8ee6a8c8ea2d9ed9427ca1f"],
