@@ -328,21 +328,22 @@ void group_any(int rows, const uint8_t* group, int64_t nb, const X24Row* xr, con
 
 gk_status gk::cpu::linear_q8_0x16(const float* x, const void* w, const void* bias, int64_t m, int64_t n, int64_t k,
                                   float* y) {
+  // Kept between calls: a decode step makes ~130 of these products.
   thread_local X24Rows q;
-  if (!q.resize(m, k)) {
-    return gk_fail(GK_ERR_OUT_OF_MEMORY, "gk_linear: cannot allocate x's 24-bit form (%lld×%lld)", (long long)m,
-                   (long long)k);
-  }
-  std::vector<X24Row> rows;
+  thread_local std::vector<X24Row> rows;
   try {
+    if (!q.resize(m, k)) throw std::bad_alloc();
     rows.resize(m);
   } catch (const std::bad_alloc&) {
-    return gk_fail(GK_ERR_OUT_OF_MEMORY, "gk_linear: out of host memory");
+    return gk_fail(GK_ERR_OUT_OF_MEMORY, "gk_linear: cannot allocate x's 24-bit form (%lld×%lld)", (long long)m,
+                   (long long)k);
   }
   for (int64_t i = 0; i < m; ++i) {
     quantize_row(x + i * k, k, q, i);
     rows[i] = q.row(i, k);
   }
+  // (The pool's threads must not name the thread_locals: they would get their own, empty ones.)
+  const X24Row* xr = rows.data();
   const int64_t nb = k / 32, groups = n / kRows;
   const bool par = n * k * m >= (1 << 15) && groups >= 2;
   gk::cpu::pool_for(par ? omp_get_max_threads() : 1, [&](int t, int nt) {
@@ -352,7 +353,7 @@ gk_status gk::cpu::linear_q8_0x16(const float* x, const void* w, const void* bia
       const int64_t passes = (m + kMaxM - 1) / kMaxM;
       for (int64_t p = 0, i = 0; p < passes; ++p) {
         const int64_t r = m * (p + 1) / passes - i;
-        group_any((int)r, group, nb, rows.data() + i, (const float*)bias, g, n, y + i * n);
+        group_any((int)r, group, nb, xr + i, (const float*)bias, g, n, y + i * n);
         i += r;
       }
     }

@@ -9,7 +9,7 @@ export const NATIVE_SOURCES: {
   files: [string, string][];
 } = {
   version: "0.1.0",
-  sha256: "49f7f92f3f9f7e7b97e90d4fc5fc2ca7e70c843962f662ff55beba3d67d44f0a",
+  sha256: "abcd27c29ce94bf7582fbe711e2f6f65b4d9bfac66500a9bdc07f1e0f1f322b8",
   files: [
     ["kernels/common/dtype.h", "423672a9860bbfc1620995b00bd2b45de6ad4082fd748c94483cc620b15d6ec5"],
     ["kernels/common/error.cpp", "16d996224683479f1bfab036cc33a4cb56589112885bf3a1d9936632ae48064c"],
@@ -37,7 +37,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/pool.cpp", "7a6c624b02e50c3c0c24e84fad00b91f09467852b92556513b30e5e06c66ae77"],
     ["kernels/cpu/pool.h", "1d0fb9dc0bf2d7fdf08291289db402be07777134252bca7176d32bf847331644"],
     ["kernels/cpu/program.cpp", "779c22004d3834968b009297672ff3bb8c9c29853e06c14137edefd1c59e3fc1"],
-    ["kernels/cpu/q8_0x16.cpp", "83659a46530ffee57004a76d5c84534ce998b7497c54825d2431da99215e05a4"],
+    ["kernels/cpu/q8_0x16.cpp", "2dc66d99987dc737cb123ca8dbafabfb0d6fc9086f848402552f3d0a290bb7cc"],
     ["kernels/cpu/quant.h", "c9135677192004e45ef4b54cd1c0d932d8b4c7aa1ae0c96059e03b79ca563d50"],
     ["kernels/cpu/rms_norm.cpp", "b9bcf218b0f2136fe6e80d8066bc5e14fb8ff456b04cdf2e8d0ea0d2a8de09fb"],
     ["kernels/cpu/rope.cpp", "7fc00eceba13068ac06f6375ebdb6cb4ee6d1aea40667d5dc17a10df32d169d6"],
