@@ -32,13 +32,9 @@
 #include "pool.h"
 #include "quant.h"
 
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#include "vnni.h"
+#if defined(GK_VNNI)
 #define GK_Q8ACT 1
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
 #endif
 
 namespace {

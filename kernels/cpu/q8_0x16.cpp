@@ -33,13 +33,9 @@
 #include "cpu.h"
 #include "pool.h"
 
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512F__) && defined(__F16C__)
+#include "vnni.h"
+#if defined(GK_VNNI)
 #define GK_X16 1
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
 #endif
 
 namespace {

@@ -9,7 +9,7 @@ export const NATIVE_SOURCES: {
   files: [string, string][];
 } = {
   version: "0.1.0",
-  sha256: "abcd27c29ce94bf7582fbe711e2f6f65b4d9bfac66500a9bdc07f1e0f1f322b8",
+  sha256: "9610d02dab3214bee3a1fcf177fbd6821c9695515fc903fe1f5a7132f1e9c02c",
   files: [
     ["kernels/common/dtype.h", "423672a9860bbfc1620995b00bd2b45de6ad4082fd748c94483cc620b15d6ec5"],
     ["kernels/common/error.cpp", "16d996224683479f1bfab036cc33a4cb56589112885bf3a1d9936632ae48064c"],
@@ -29,7 +29,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/kv_cache_write.cpp", "86990e09320fbf192230c96abc269289aa6ce3425ca5a821cf0fc027767af5ca"],
     ["kernels/cpu/layer_norm.cpp", "71da9959d48a20ee3f1414af319ac6266e0a2291059c8b33567ece4326ba534a"],
     ["kernels/cpu/linear.cpp", "bffe2d8d2691852f7ab0bb853af97fb77b639ad82e20659e569abe2f4ab6eeb9"],
-    ["kernels/cpu/linear_q8act.cpp", "981c9a0835927a72e0827c5f72d876277005e0cd853229e28d2325ef12a3aa42"],
+    ["kernels/cpu/linear_q8act.cpp", "401798871c089a2e29ddf70dc78f90dbcd979382b8c029cde0e89dc77bc050bb"],
     ["kernels/cpu/logits_process.cpp", "a0202bb03fa6fbd533677ab1155c2d19fb666e1275437e8bc543ee011668384a"],
     ["kernels/cpu/logprobs.cpp", "d671988cef3ab6b39f06f74bb743ecdf2e1480d8ed43e24375f9501a0da7eba2"],
     ["kernels/cpu/moe.cpp", "795ca110dc8aeacace2eb516b3b3231234edcc8d2deb3f336e7f27194e4cf54c"],
@@ -37,7 +37,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/pool.cpp", "7a6c624b02e50c3c0c24e84fad00b91f09467852b92556513b30e5e06c66ae77"],
     ["kernels/cpu/pool.h", "1d0fb9dc0bf2d7fdf08291289db402be07777134252bca7176d32bf847331644"],
     ["kernels/cpu/program.cpp", "779c22004d3834968b009297672ff3bb8c9c29853e06c14137edefd1c59e3fc1"],
-    ["kernels/cpu/q8_0x16.cpp", "2dc66d99987dc737cb123ca8dbafabfb0d6fc9086f848402552f3d0a290bb7cc"],
+    ["kernels/cpu/q8_0x16.cpp", "e50d73896d0ad9f019c83666043f1247ef822723f094aa65a127c005a14ef630"],
     ["kernels/cpu/quant.h", "c9135677192004e45ef4b54cd1c0d932d8b4c7aa1ae0c96059e03b79ca563d50"],
     ["kernels/cpu/rms_norm.cpp", "b9bcf218b0f2136fe6e80d8066bc5e14fb8ff456b04cdf2e8d0ea0d2a8de09fb"],
     ["kernels/cpu/rope.cpp", "7fc00eceba13068ac06f6375ebdb6cb4ee6d1aea40667d5dc17a10df32d169d6"],
@@ -46,6 +46,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/sample.cpp", "9523b389ed9a9f41e6a462bc61f183c5a2666cb3a8ee6a8c8ea2d9ed9427ca1f"],
     ["kernels/cpu/simd.h", "375d79f4ce32aaa0be1f15f4e28d371d00edc248f6a39d45a81bf76d562e8110"],
     ["kernels/cpu/softmax.cpp", "02d4f89bf232e81992d93b1e1d8c033724810cc91d17acc36209d031626540b1"],
+    ["kernels/cpu/vnni.h", "360eea9a63dc3b070a38067291005360b4a42e2a9ddb09973575cd53a0dd9881"],
     ["kernels/include/gemmakit.h", "e9ad9e88b0964d7d69d8fcebcdf0a61e9292fc9d35b543f327316172d795fd3e"],
   ],
 };

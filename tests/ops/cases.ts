@@ -478,22 +478,31 @@ const quantLinearRows: [QuantDType, m: number, n: number, k: number, bias: boole
   // Gemma 3 1B's k at a 130-token prefill: 128×128 tensor-core tiles, partial in both m and n.
   ["q8_0", 130, 1000, 1152, false],
 ];
-for (const [dtype, m, n, k, bias] of quantLinearRows) {
+/**
+ * x [m, k] · W [n, k]ᵀ with W random `dtype` blocks, against the exact product with the dequantized W; `repacked`
+ * first hands W to repackForBackend (the backend's fastest layout, src/ops/repack.ts).
+ */
+function addQuantLinear(dtype: QuantDType, m: number, n: number, k: number, bias: boolean, repacked = false): void {
   add({
     op: "linear",
-    name: `m=${m} n=${n} k=${k} ${dtype}${bias ? " +bias f32" : ""}`,
+    name: `m=${m} n=${n} k=${k} ${dtype}${repacked ? " repacked for the backend" : ""}${bias ? " +bias f32" : ""}`,
     nmse: 1e-10,
     // As the float rows: the tiled CUDA path rounds x and the decoded W to bf16 for tensor cores.
     cudaNmse: m > 1 ? TENSOR_CORE_NMSE : 1e-10,
     setup(rng) {
       const x = rng.floats(m * k), w = randomQuantBlocks(rng, dtype, n, k), bb = rng.floats(n);
+      const weight = (s: Scope) => {
+        const stored = s.raw(w, [n, k], dtype);
+        return repacked ? s.keep(ops.repackForBackend(stored)) : stored;
+      };
       return {
         reference: () => ref.linear(x, dequantize(w, dtype), bias ? bb : null, m, n, k),
-        run: (b) => run(b, (s) => ops.linear(s.t(x, [m, k]), s.raw(w, [n, k], dtype), bias ? s.t(bb, [n]) : null)),
+        run: (b) => run(b, (s) => ops.linear(s.t(x, [m, k]), weight(s), bias ? s.t(bb, [n]) : null)),
       };
     },
   });
 }
+for (const [dtype, m, n, k, bias] of quantLinearRows) addQuantLinear(dtype, m, n, k, bias);
 
 // Q8_0 and Q5_0 weights in the layout the backend multiplies fastest (src/ops/repack.ts): on the CPU library with
 // AVX512-VNNI, q8_0x16 (16 rows interleaved; up to 16 rows of x as 24-bit integers per 32-element block, more through
@@ -511,27 +520,7 @@ for (
     ["q5_0", 20, 160, 640, false],
     ["q5_0", 40, 64, 1152, true],
   ] as ["q8_0" | "q5_0", number, number, number, boolean][]
-) {
-  add({
-    op: "linear",
-    name: `m=${m} n=${n} k=${k} ${dtype} repacked for the backend${bias ? " +bias f32" : ""}`,
-    nmse: 1e-10,
-    cudaNmse: m > 1 ? TENSOR_CORE_NMSE : 1e-10,
-    setup(rng) {
-      const x = rng.floats(m * k), w = randomQuantBlocks(rng, dtype, n, k), bb = rng.floats(n);
-      return {
-        reference: () => ref.linear(x, dequantize(w, dtype), bias ? bb : null, m, n, k),
-        run: (b) =>
-          run(b, (s) =>
-            ops.linear(
-              s.t(x, [m, k]),
-              s.keep(ops.repackForBackend(s.raw(w, [n, k], dtype))),
-              bias ? s.t(bb, [n]) : null,
-            )),
-      };
-    },
-  });
-}
+) addQuantLinear(dtype, m, n, k, bias, true);
 add({
   op: "repack",
   name: "q8_0 [48, 640] for the backend, read back",
