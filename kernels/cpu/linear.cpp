@@ -837,9 +837,10 @@ inline float* thread_panel() {
   return panel.p;
 }
 
-// The calling thread's x^T buffer for gemm_bcast, grown on demand and kept (as thread_panel, to spare an
-// mmap per call); nullptr when it cannot grow.
-inline float* thread_xt(int64_t floats) {
+// A buffer of the calling thread, grown on demand and kept (as thread_panel, to spare an mmap per call); nullptr
+// when it cannot grow. One per Tag: gemm_bcast's x^T and its W strips.
+template <typename Tag>
+inline float* thread_buffer(int64_t floats) {
   struct Buffer {
     float* p = nullptr;
     int64_t size = 0;
@@ -853,6 +854,9 @@ inline float* thread_xt(int64_t floats) {
   }
   return buf.p;
 }
+struct XtTag;
+struct StripTag;
+inline float* thread_xt(int64_t floats) { return thread_buffer<XtTag>(floats); }
 
 template <int DT>
 gk_status gemm(const float* x, const void* w, const void* bias, int64_t m, int64_t n, int64_t k, float* y) {
@@ -899,6 +903,10 @@ gk_status gemm(const float* x, const void* w, const void* bias, int64_t m, int64
 constexpr int kQuantBcastM = 128;            // measured: faster than the packed GEMM at 16..128, mixed at 256
 constexpr int kBcastNR = kW == 16 ? 8 : 4;   // W rows per strip: kBcastNR × kBcastMV accumulators
 constexpr int kBcastMV = 2;                  // vectors of x^T (kW rows of x each) per micro-tile
+// Longest k taken: a strip of 2·kBcastNR rows is then at most 1 MB, within a core's L2 (2 MB here). Up to k = 4096 the
+// strip lived in the packing panel; Gemma 4 E2B's down_proj (k = 6144) and 1B's (6912) went to the packed GEMM,
+// measured slower at 16 rows.
+constexpr int64_t kBcastMaxK = 16384;
 
 // W rows [r0, r0 + rows) decoded into strip, laid out [k / kW][kBcastNR][kW] so the micro-kernel walks it
 // as one stream; rows past `rows` are 0.
@@ -989,7 +997,7 @@ gk_status bcast_strips(const float* x, const void* w, const void* bias, int64_t 
   // 16-token prefill.
   std::atomic<bool> oom{false};
   gk::cpu::pool_for(m * n * k >= (1 << 18) ? omp_get_max_threads() : 1, [&](int t, int nt) {
-    float* strip = thread_panel();
+    float* strip = thread_buffer<StripTag>(NR * k);
     if (!strip) {
       oom = true;
       return;
@@ -1014,7 +1022,7 @@ gk_status bcast_strips(const float* x, const void* w, const void* bias, int64_t 
       if (m0 < m) dot_tile<1, NR>(x, k, strip, bias, m0, r0, cols, n, y);
     }
   });
-  if (oom) return gk_fail(GK_ERR_OUT_OF_MEMORY, "gk_linear: cannot allocate a %d×%d packing panel", kNB, kKB);
+  if (oom) return gk_fail(GK_ERR_OUT_OF_MEMORY, "gk_linear: cannot allocate a %d×%lld strip", NR, (long long)k);
   return GK_OK;
 }
 
@@ -1033,9 +1041,8 @@ gk_status gemm_bcast(const float* x, const void* w, const void* bias, int64_t m,
     }
   }
   // One vector of x^T (16..31 rows of x): strips of twice the rows, so the tile has 2·kBcastNR FMA chains on one x
-  // vector rather than kBcastNR (too few to cover the FMA latency with both ports busy) while the strip still fits
-  // the thread's panel.
-  if (mp == kW && 2 * kBcastNR * k <= kNB * kKB) return bcast_strips<DT, 2 * kBcastNR>(x, w, bias, m, n, k, y, xt, mp);
+  // vector rather than kBcastNR (too few to cover the FMA latency with both ports busy).
+  if (mp == kW) return bcast_strips<DT, 2 * kBcastNR>(x, w, bias, m, n, k, y, xt, mp);
   return bcast_strips<DT, kBcastNR>(x, w, bias, m, n, k, y, xt, mp);
 }
 
@@ -1059,8 +1066,8 @@ gk_status linear_dt(const float* x, const void* w, const void* bias, int64_t m, 
       gemv_groups<DT>(x, w, bias, m, n, k, y);
       return GK_OK;
     }
-    // The strip (kBcastNR whole rows of W) lives in the thread's packing panel, so k up to 4096 here.
-    if (m <= kQuantBcastM && kBcastNR * k <= kNB * kKB) {
+    // The strip (kBcastNR or 2·kBcastNR whole rows of W) lives in a buffer of its own, so k up to kBcastMaxK here.
+    if (m <= kQuantBcastM && k <= kBcastMaxK) {
       float* xt = thread_xt(m / kW * kW * k);
       if (!xt) {
         return gk_fail(GK_ERR_OUT_OF_MEMORY, "gk_linear: cannot allocate x^T (%lld×%lld)", (long long)k, (long long)m);
@@ -1077,7 +1084,7 @@ gk_status linear_dt(const float* x, const void* w, const void* bias, int64_t m, 
 // rows 0.35 ms integer / 0.40 f32, 32 rows 0.71 / 0.65, 128 rows 2.88 / 2.26).
 gk_status linear_x16(const float* x, const void* w, const void* bias, int64_t m, int64_t n, int64_t k, float* y) {
 #if defined(__AVX512F__)
-  if (m > 16 && kBcastNR * k <= kNB * kKB) {
+  if (m > 16 && k <= kBcastMaxK) {
     float* xt = thread_xt(m / kW * kW * k);
     if (!xt) return gk_fail(GK_ERR_OUT_OF_MEMORY, "gk_linear: cannot allocate x^T (%lld×%lld)", (long long)k, (long long)m);
     return gemm_bcast<GK_Q8_0X16>(x, w, bias, m, n, k, y, xt);

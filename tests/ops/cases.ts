@@ -475,6 +475,9 @@ const quantLinearRows: [QuantDType, m: number, n: number, k: number, bias: boole
   // 270M's o_proj and down_proj at a 32-token prefill: k of 4 and 8 panel slabs.
   ["q4_k", 32, 640, 1024, false],
   ["q6_k", 33, 640, 2048, true],
+  // Gemma 4 E2B's and Gemma 3 1B's down_proj (k = 6144, 6912) at short prefills: strips longer than a packing panel.
+  ["q4_k", 16, 96, 6144, false],
+  ["q6_k", 33, 40, 6912, true],
   // Gemma 3 1B's k at a 130-token prefill: 128×128 tensor-core tiles, partial in both m and n.
   ["q8_0", 130, 1000, 1152, false],
 ];
