@@ -907,6 +907,10 @@ constexpr int kBcastMV = 2;                  // vectors of x^T (kW rows of x eac
 // strip lived in the packing panel; Gemma 4 E2B's down_proj (k = 6144) and 1B's (6912) went to the packed GEMM,
 // measured slower at 16 rows.
 constexpr int64_t kBcastMaxK = 16384;
+// And the most x^T it streams per strip (m·k floats, 2 MB): past that every strip re-reads x^T from L3 (measured, a
+// 1536×6144 Q4_K weight, 2 threads: 16 / 64 / 128 rows at 68 / 100 / 48 GMAC/s), and the packed GEMM wins.
+constexpr int64_t kBcastMaxXt = 1 << 19;
+inline bool bcast_fits(int64_t m, int64_t k) { return k <= kBcastMaxK && m * k <= kBcastMaxXt; }
 
 // W rows [r0, r0 + rows) decoded into strip, laid out [k / kW][kBcastNR][kW] so the micro-kernel walks it
 // as one stream; rows past `rows` are 0.
@@ -1067,7 +1071,7 @@ gk_status linear_dt(const float* x, const void* w, const void* bias, int64_t m, 
       return GK_OK;
     }
     // The strip (kBcastNR or 2·kBcastNR whole rows of W) lives in a buffer of its own, so k up to kBcastMaxK here.
-    if (m <= kQuantBcastM && k <= kBcastMaxK) {
+    if (m <= kQuantBcastM && bcast_fits(m, k)) {
       float* xt = thread_xt(m / kW * kW * k);
       if (!xt) {
         return gk_fail(GK_ERR_OUT_OF_MEMORY, "gk_linear: cannot allocate x^T (%lld×%lld)", (long long)k, (long long)m);
@@ -1084,7 +1088,7 @@ gk_status linear_dt(const float* x, const void* w, const void* bias, int64_t m, 
 // rows 0.35 ms integer / 0.40 f32, 32 rows 0.71 / 0.65, 128 rows 2.88 / 2.26).
 gk_status linear_x16(const float* x, const void* w, const void* bias, int64_t m, int64_t n, int64_t k, float* y) {
 #if defined(__AVX512F__)
-  if (m > 16 && k <= kBcastMaxK) {
+  if (m > 16 && bcast_fits(m, k)) {
     float* xt = thread_xt(m / kW * kW * k);
     if (!xt) return gk_fail(GK_ERR_OUT_OF_MEMORY, "gk_linear: cannot allocate x^T (%lld×%lld)", (long long)k, (long long)m);
     return gemm_bcast<GK_Q8_0X16>(x, w, bias, m, n, k, y, xt);
