@@ -907,9 +907,10 @@ constexpr int kBcastMV = 2;                  // vectors of x^T (kW rows of x eac
 // strip lived in the packing panel; Gemma 4 E2B's down_proj (k = 6144) and 1B's (6912) went to the packed GEMM,
 // measured slower at 16 rows.
 constexpr int64_t kBcastMaxK = 16384;
-// And the most x^T it streams per strip (m·k floats, 2 MB): past that every strip re-reads x^T from L3 (measured, a
-// 1536×6144 Q4_K weight, 2 threads: 16 / 64 / 128 rows at 68 / 100 / 48 GMAC/s), and the packed GEMM wins.
-constexpr int64_t kBcastMaxXt = 1 << 19;
+// And the most x^T it streams per strip (m·k floats, 1 MB, half a core's L2): past that every strip re-reads x^T from
+// L3 and the packed GEMM wins (measured, 2 threads: a 1536×6144 Q4_K weight at 128 rows 48 against 123 GMAC/s; a
+// 1152×6912 Q6_K one at 48 / 64 rows 58-67 / 53-56 against 82-94 / 98-101).
+constexpr int64_t kBcastMaxXt = 1 << 18;
 inline bool bcast_fits(int64_t m, int64_t k) { return k <= kBcastMaxK && m * k <= kBcastMaxXt; }
 
 // W rows [r0, r0 + rows) decoded into strip, laid out [k / kW][kBcastNR][kW] so the micro-kernel walks it
@@ -1085,10 +1086,11 @@ gk_status linear_dt(const float* x, const void* w, const void* bias, int64_t m, 
 // GK_Q8_0X16 (kernels/cpu/q8_0x16.cpp): up to 16 rows of x its integer kernel, which reads W once for all rows; more
 // rows take the other quantized weights' way, x^T against W rows decoded to f32 strips (gemm_bcast), which does more
 // multiply-adds per instruction once a weight serves 32 rows or more (measured, one thread, a 2048×640 weight: 16
-// rows 0.35 ms integer / 0.40 f32, 32 rows 0.71 / 0.65, 128 rows 2.88 / 2.26).
+// rows 0.35 ms integer / 0.40 f32, 32 rows 0.71 / 0.65, 128 rows 2.88 / 2.26). With no packed GEMM to fall back to, x^T
+// may be 4x the other weights' budget (2 threads, 512 rows: 9.5 ms integer / 6.6 strips).
 gk_status linear_x16(const float* x, const void* w, const void* bias, int64_t m, int64_t n, int64_t k, float* y) {
 #if defined(__AVX512F__)
-  if (m > 16 && bcast_fits(m, k)) {
+  if (m > 16 && bcast_fits(m / 4, k)) {
     float* xt = thread_xt(m / kW * kW * k);
     if (!xt) return gk_fail(GK_ERR_OUT_OF_MEMORY, "gk_linear: cannot allocate x^T (%lld×%lld)", (long long)k, (long long)m);
     return gemm_bcast<GK_Q8_0X16>(x, w, bias, m, n, k, y, xt);
