@@ -1051,6 +1051,14 @@ gk_status gemm_bcast(const float* x, const void* w, const void* bias, int64_t m,
   return bcast_strips<DT, kBcastNR>(x, w, bias, m, n, k, y, xt, mp);
 }
 
+// gemm_bcast with this thread's x^T buffer.
+template <int DT>
+gk_status bcast_product(const float* x, const void* w, const void* bias, int64_t m, int64_t n, int64_t k, float* y) {
+  float* xt = thread_xt(m / kW * kW * k);
+  if (!xt) return gk_fail(GK_ERR_OUT_OF_MEMORY, "gk_linear: cannot allocate x^T (%lld×%lld)", (long long)k, (long long)m);
+  return gemm_bcast<DT>(x, w, bias, m, n, k, y, xt);
+}
+
 template <int DT>
 gk_status linear_dt(const float* x, const void* w, const void* bias, int64_t m, int64_t n, int64_t k, float* y) {
   if constexpr (is_quant_dtype(DT)) {
@@ -1072,13 +1080,7 @@ gk_status linear_dt(const float* x, const void* w, const void* bias, int64_t m, 
       return GK_OK;
     }
     // The strip (kBcastNR or 2·kBcastNR whole rows of W) lives in a buffer of its own, so k up to kBcastMaxK here.
-    if (m <= kQuantBcastM && bcast_fits(m, k)) {
-      float* xt = thread_xt(m / kW * kW * k);
-      if (!xt) {
-        return gk_fail(GK_ERR_OUT_OF_MEMORY, "gk_linear: cannot allocate x^T (%lld×%lld)", (long long)k, (long long)m);
-      }
-      return gemm_bcast<DT>(x, w, bias, m, n, k, y, xt);
-    }
+    if (m <= kQuantBcastM && bcast_fits(m, k)) return bcast_product<DT>(x, w, bias, m, n, k, y);
   }
   return gemm<DT>(x, w, bias, m, n, k, y);
 }
@@ -1090,11 +1092,7 @@ gk_status linear_dt(const float* x, const void* w, const void* bias, int64_t m, 
 // may be 4x the other weights' budget (2 threads, 512 rows: 9.5 ms integer / 6.6 strips).
 gk_status linear_x16(const float* x, const void* w, const void* bias, int64_t m, int64_t n, int64_t k, float* y) {
 #if defined(__AVX512F__)
-  if (m > 16 && bcast_fits(m / 4, k)) {
-    float* xt = thread_xt(m / kW * kW * k);
-    if (!xt) return gk_fail(GK_ERR_OUT_OF_MEMORY, "gk_linear: cannot allocate x^T (%lld×%lld)", (long long)k, (long long)m);
-    return gemm_bcast<GK_Q8_0X16>(x, w, bias, m, n, k, y, xt);
-  }
+  if (m > 16 && bcast_fits(m / 4, k)) return bcast_product<GK_Q8_0X16>(x, w, bias, m, n, k, y);
 #endif
   return gk::cpu::linear_q8_0x16(x, w, bias, m, n, k, y);
 }

@@ -32,6 +32,7 @@
 
 #include "cpu.h"
 #include "pool.h"
+#include "quant.h"
 
 #include "vnni.h"
 #if defined(GK_VNNI)
@@ -88,12 +89,9 @@ void q5_0_rows_as_q8_0(const uint8_t* src, int64_t nb, int64_t g, uint8_t* rows)
     const uint8_t* b5 = src + (g * kRows * nb + r) * 22;
     uint8_t* b8 = rows + r * 34;
     memcpy(b8, b5, 2);
-    uint32_t qh;
-    memcpy(&qh, b5 + 2, 4);
-    for (int j = 0; j < 16; ++j) {
-      b8[2 + j] = (uint8_t)(int8_t)(((b5[6 + j] & 0x0F) | ((qh >> j & 1) << 4)) - 16);
-      b8[18 + j] = (uint8_t)(int8_t)(((b5[6 + j] >> 4) | ((qh >> (j + 16) & 1) << 4)) - 16);
-    }
+    int32_t q[32];
+    gk::quant::group_codes<GK_Q5_0>(b5, 0, q);
+    for (int l = 0; l < 32; ++l) b8[2 + l] = (uint8_t)(int8_t)(q[l] - 16);
   }
 }
 }  // namespace

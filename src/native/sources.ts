@@ -9,7 +9,7 @@ export const NATIVE_SOURCES: {
   files: [string, string][];
 } = {
   version: "0.1.0",
-  sha256: "ea57076bd7ca2f734753778fb0da1c816e9b45294c3ce1af96e67248e41f100c",
+  sha256: "7e777e6d5022e0a6c6082ed3ee7b4f7c6f52696096296f639d4df9d08df748ad",
   files: [
     ["kernels/common/dtype.h", "423672a9860bbfc1620995b00bd2b45de6ad4082fd748c94483cc620b15d6ec5"],
     ["kernels/common/error.cpp", "16d996224683479f1bfab036cc33a4cb56589112885bf3a1d9936632ae48064c"],
@@ -28,7 +28,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/gather_sum.cpp", "343b3e0d88a0e77326aa979ec67668c42ffb2372ed8cf058da1019031107776b"],
     ["kernels/cpu/kv_cache_write.cpp", "86990e09320fbf192230c96abc269289aa6ce3425ca5a821cf0fc027767af5ca"],
     ["kernels/cpu/layer_norm.cpp", "71da9959d48a20ee3f1414af319ac6266e0a2291059c8b33567ece4326ba534a"],
-    ["kernels/cpu/linear.cpp", "bf5affcaf8a9ec0cda63846077637ebb3e8868cc3dac7b40ae347638c9017509"],
+    ["kernels/cpu/linear.cpp", "2b9bf10b3b13e89ca2d8e1fbb805bcc73c2317af11c4478fc395744627a9d870"],
     ["kernels/cpu/linear_q8act.cpp", "401798871c089a2e29ddf70dc78f90dbcd979382b8c029cde0e89dc77bc050bb"],
     ["kernels/cpu/logits_process.cpp", "a0202bb03fa6fbd533677ab1155c2d19fb666e1275437e8bc543ee011668384a"],
     ["kernels/cpu/logprobs.cpp", "d671988cef3ab6b39f06f74bb743ecdf2e1480d8ed43e24375f9501a0da7eba2"],
@@ -37,7 +37,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/pool.cpp", "7a6c624b02e50c3c0c24e84fad00b91f09467852b92556513b30e5e06c66ae77"],
     ["kernels/cpu/pool.h", "1d0fb9dc0bf2d7fdf08291289db402be07777134252bca7176d32bf847331644"],
     ["kernels/cpu/program.cpp", "779c22004d3834968b009297672ff3bb8c9c29853e06c14137edefd1c59e3fc1"],
-    ["kernels/cpu/q8_0x16.cpp", "e50d73896d0ad9f019c83666043f1247ef822723f094aa65a127c005a14ef630"],
+    ["kernels/cpu/q8_0x16.cpp", "ab5dd31c5e625fe00b60a1027d54c929f9e756fd99fef84069704d893b2fc492"],
     ["kernels/cpu/quant.h", "c9135677192004e45ef4b54cd1c0d932d8b4c7aa1ae0c96059e03b79ca563d50"],
     ["kernels/cpu/rms_norm.cpp", "b9bcf218b0f2136fe6e80d8066bc5e14fb8ff456b04cdf2e8d0ea0d2a8de09fb"],
     ["kernels/cpu/rope.cpp", "7fc00eceba13068ac06f6375ebdb6cb4ee6d1aea40667d5dc17a10df32d169d6"],
