@@ -4,8 +4,8 @@
  * transformers' own tokens fed back, full last-position vectors of two prompts), in the default mode, with the
  * default's integer paths switched off (`GEMMAKIT_CPU_REPACK=0`, `GEMMAKIT_CPU_X24_ACTIVATIONS=0`) and with
  * `GEMMAKIT_CPU_Q8_ACTIVATIONS=1` (the opt-in int8 activations; the switches are read once when the library loads:
- * each mode runs in its own process). Prints top-1 agreement, KL(transformers ‖ ours) over transformers' top 20 plus the rest as one
- * outcome (exact over all logits for the full vectors) and the largest top-20 logit error — the table of
+ * each mode runs in its own process). Prints top-1 agreement, KL(transformers ‖ ours) over transformers' top 20 plus
+ * the rest as one outcome (exact over all logits for the full vectors) and the largest top-20 logit error — the table of
  * docs/benchmarks.md. The pass/fail bounds live in tests/models/gemma3_gguf_fidelity_test.ts.
  * @module
  */
