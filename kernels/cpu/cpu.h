@@ -87,16 +87,18 @@ inline bool env_switch(const char* name, bool when_unset) {
   return v && *v ? strcmp(v, "0") != 0 : when_unset;
 }
 
-// GK_Q8_0X16 (kernels/cpu/q8_0x16.cpp): whether this build reads it; its shape rule (n % 16, k % 32) as an
-// INVALID_ARGUMENT (UNSUPPORTED in builds that cannot read it) naming `op`; y = x · Wᵀ (+ bias f32) for any m; and
-// row r of W decoded to f32 (k values), exactly as its Q8_0 row was.
-bool q8_0x16_supported();
-gk_status validate_q8_0x16(const char* op, int64_t n, int64_t k);
-gk_status linear_q8_0x16(const float* x, const void* w, const void* bias, int64_t m, int64_t n, int64_t k, float* y);
-void q8_0x16_row(const void* w, int64_t k, int64_t r, float* out);
+// The 16-row layouts GK_Q8_0X16 and GK_Q5_0X16 (kernels/cpu/repack.cpp): whether this build reads them; their shape
+// rule (n % 16, k % 32) as an INVALID_ARGUMENT (UNSUPPORTED in builds that cannot read them) naming `op`; y = x · Wᵀ
+// (+ bias f32) for any m; and row r of W decoded to f32 (k values), exactly as its file row was.
+inline bool is_x16_dtype(int32_t dtype) { return dtype == GK_Q8_0X16 || dtype == GK_Q5_0X16; }
+bool x16_supported();
+gk_status validate_x16(const char* op, int32_t dtype, int64_t n, int64_t k);
+gk_status linear_x16(const float* x, const void* w, int32_t dtype, const void* bias, int64_t m, int64_t n, int64_t k,
+                     float* y);
+void x16_row(const void* w, int32_t dtype, int64_t k, int64_t r, float* out);
 // Rows r0 .. r0 + rows (within one 16-row group; rows <= nr) decoded to f32 in linear.cpp's strip layout
 // [k / 16][nr][16] (rows past `rows` are 0), for the products with more rows of x than the integer kernel wins at.
-void q8_0x16_strip(const void* w, int64_t k, int64_t r0, int rows, int nr, float* strip);
+void x16_strip(const void* w, int32_t dtype, int64_t k, int64_t r0, int rows, int nr, float* strip);
 
 // GEMMAKIT_CPU_Q8_ACTIVATIONS=1 (read once): gk_linear with quantized W and 1..32 rows of x quantizes x to int8 per
 // 32 elements and multiplies with AVX512-VNNI (kernels/cpu/linear_q8act.cpp). Off by default: not bit-faithful.

@@ -1,14 +1,14 @@
 // gk_embedding: token rows gathered from the table and scaled (Gemma multiplies by sqrt(hidden)).
-// A quantized table's rows are decoded block by block (kernels/cpu/quant.h; Q8_0X16 in kernels/cpu/q8_0x16.cpp).
+// A quantized table's rows are decoded block by block (kernels/cpu/quant.h; the 16-row layouts in kernels/cpu/repack.cpp).
 #include "cpu.h"
 #include "quant.h"
 
 GK_API gk_status gk_embedding(gk_stream* s, const void* table, int32_t table_dtype, int32_t vocab, int32_t dim,
                               const int32_t* ids, int32_t n, float scale, float* out) {
   GK_TRY(gk::validate_stream(s, "gk_embedding"));
-  if (table_dtype == GK_Q8_0X16) {  // the CPU library's own layout of Q8_0 (kernels/cpu/q8_0x16.cpp)
-    GK_TRY(gk::validate_embedding(table, GK_Q8_0, vocab, dim, ids, n, out));
-    GK_TRY(gk::cpu::validate_q8_0x16("gk_embedding", vocab, dim));
+  if (gk::cpu::is_x16_dtype(table_dtype)) {  // the CPU library's own layouts (kernels/cpu/repack.cpp)
+    GK_TRY(gk::validate_embedding(table, table_dtype == GK_Q8_0X16 ? GK_Q8_0 : GK_Q5_0, vocab, dim, ids, n, out));
+    GK_TRY(gk::cpu::validate_x16("gk_embedding", table_dtype, vocab, dim));
   } else {
     GK_TRY(gk::validate_embedding(table, table_dtype, vocab, dim, ids, n, out));
   }
@@ -20,8 +20,8 @@ GK_API gk_status gk_embedding(gk_stream* s, const void* table, int32_t table_dty
 #pragma omp parallel for schedule(static) if ((int64_t)n * dim > 65536)
   for (int32_t i = 0; i < n; ++i) {
     float* row = out + (int64_t)i * dim;
-    if (table_dtype == GK_Q8_0X16) {
-      gk::cpu::q8_0x16_row(table, dim, ids[i], row);
+    if (gk::cpu::is_x16_dtype(table_dtype)) {
+      gk::cpu::x16_row(table, table_dtype, dim, ids[i], row);
     } else if (gk::is_quant_dtype(table_dtype)) {
       gk::quant::decode_range(table, table_dtype, (int64_t)ids[i] * dim, dim, row);
     } else {

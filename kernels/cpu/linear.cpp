@@ -935,8 +935,8 @@ void decode_strip_rows(const void* w, int64_t k, int64_t r0, int rows, float* st
 }
 template <int DT, int NR>
 void decode_strip(const void* w, int64_t k, int64_t r0, int rows, float* strip) {
-  if constexpr (DT == GK_Q8_0X16) {
-    gk::cpu::q8_0x16_strip(w, k, r0, rows, NR, strip);  // (strips of 8 or 16 rows: never across a 16-row group)
+  if constexpr (DT == GK_Q8_0X16 || DT == GK_Q5_0X16) {
+    gk::cpu::x16_strip(w, DT, k, r0, rows, NR, strip);  // (strips of 8 or 16 rows: never across a 16-row group)
   } else {
     decode_strip_rows<DT, NR>(w, k, r0, rows, strip);
   }
@@ -1085,16 +1085,17 @@ gk_status linear_dt(const float* x, const void* w, const void* bias, int64_t m, 
   return gemm<DT>(x, w, bias, m, n, k, y);
 }
 
-// GK_Q8_0X16 (kernels/cpu/q8_0x16.cpp): up to 16 rows of x its integer kernel, which reads W once for all rows; more
+// GK_Q8_0X16 and GK_Q5_0X16 (kernels/cpu/repack.cpp): up to 16 rows of x their integer kernel, which reads W once for all rows; more
 // rows take the other quantized weights' way, x^T against W rows decoded to f32 strips (gemm_bcast), which does more
 // multiply-adds per instruction once a weight serves 32 rows or more (measured, one thread, a 2048×640 weight: 16
 // rows 0.35 ms integer / 0.40 f32, 32 rows 0.71 / 0.65, 128 rows 2.88 / 2.26). With no packed GEMM to fall back to, x^T
 // may be 4x the other weights' budget (2 threads, 512 rows: 9.5 ms integer / 6.6 strips).
-gk_status linear_x16(const float* x, const void* w, const void* bias, int64_t m, int64_t n, int64_t k, float* y) {
+template <int DT>
+gk_status linear_rows16(const float* x, const void* w, const void* bias, int64_t m, int64_t n, int64_t k, float* y) {
 #if defined(__AVX512F__)
-  if (m > 16 && bcast_fits(m / 4, k)) return bcast_product<GK_Q8_0X16>(x, w, bias, m, n, k, y);
+  if (m > 16 && bcast_fits(m / 4, k)) return bcast_product<DT>(x, w, bias, m, n, k, y);
 #endif
-  return gk::cpu::linear_q8_0x16(x, w, bias, m, n, k, y);
+  return gk::cpu::linear_x16(x, w, DT, bias, m, n, k, y);
 }
 
 }  // namespace
@@ -1102,9 +1103,9 @@ gk_status linear_x16(const float* x, const void* w, const void* bias, int64_t m,
 GK_API gk_status gk_linear(gk_stream* s, const float* x, const void* weight, int32_t weight_dtype, const void* bias,
                            int32_t m, int32_t n, int32_t k, float* y) {
   GK_TRY(gk::validate_stream(s, "gk_linear"));
-  if (weight_dtype == GK_Q8_0X16) {  // the CPU library's own layout of Q8_0 (kernels/cpu/q8_0x16.cpp)
-    GK_TRY(gk::validate_linear(x, weight, GK_Q8_0, m, n, k, y));
-    GK_TRY(gk::cpu::validate_q8_0x16("gk_linear", n, k));
+  if (gk::cpu::is_x16_dtype(weight_dtype)) {  // the CPU library's own layouts (kernels/cpu/repack.cpp)
+    GK_TRY(gk::validate_linear(x, weight, weight_dtype == GK_Q8_0X16 ? GK_Q8_0 : GK_Q5_0, m, n, k, y));
+    GK_TRY(gk::cpu::validate_x16("gk_linear", weight_dtype, n, k));
   } else {
     GK_TRY(gk::validate_linear(x, weight, weight_dtype, m, n, k, y));
   }
@@ -1123,7 +1124,8 @@ gk_status gk::cpu::linear(const float* x, const void* weight, int32_t weight_dty
   case DT: return linear_dt<DT>(x, weight, bias, m, n, k, y);
     GK_QUANT_DTYPES(GK_LINEAR_CASE)
 #undef GK_LINEAR_CASE
-    case GK_Q8_0X16: return linear_x16(x, weight, bias, m, n, k, y);
+    case GK_Q8_0X16: return linear_rows16<GK_Q8_0X16>(x, weight, bias, m, n, k, y);
+    case GK_Q5_0X16: return linear_rows16<GK_Q5_0X16>(x, weight, bias, m, n, k, y);
     default: return gk_fail(GK_ERR_INVALID_ARGUMENT, "gk_linear: weight dtype %d", weight_dtype);
   }
 }

@@ -1,4 +1,4 @@
-// The AVX512-VNNI intrinsics of the integer-activation kernels (linear_q8act.cpp, q8_0x16.cpp): GK_VNNI is defined
+// The AVX512-VNNI intrinsics of the integer-activation kernels (linear_q8act.cpp, repack.cpp): GK_VNNI is defined
 // where the build targets them (AVX512 F/BW/VL with VNNI, and F16C for the f16 scales).
 #pragma once
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__F16C__)

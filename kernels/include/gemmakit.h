@@ -70,12 +70,18 @@ typedef enum {
   GK_IQ4_NL = 20, /* 32 elems, 18 bytes: f16 d, u8 qs[16] (q4 of qs);        x = d * kvalues_iq4nl[q4] */
   GK_IQ4_XS = 23, /* 256 elems, 136 bytes: f16 d, u16 scales_h, u8 scales_l[4], u8 qs[128] (8 IQ4_NL groups) */
   GK_MXFP4 = 39, /* 32 elems, 17 bytes: u8 e (E8M0), u8 qs[16] (q4 of qs);   x = kvalues_mxfp4[q4] * 2^(e - 128) */
-  /* Not a file format: Q8_0 with 16 rows interleaved, which gk_repack makes from a Q8_0 (or Q5_0) matrix [n, k] (n
-   * a multiple of 16) for the CPU kernels, Q8_0's size. Rows 16g .. 16g + 15 (group g) are stored
-   * together, block b of the group (k / 32 blocks) at byte (g · k / 32 + b) · 544: f16 d[16] (row j's d at 2j),
-   * then for t < 8 the codes of elements 4t .. 4t + 3 of rows 0 .. 15 (row j's at 32 + 64t + 4j), each stored as
-   * u8 q ^ 0x80 (q + 128). x = q * d as in Q8_0. Only gk_linear and gk_embedding of the CPU library read it. */
+  /* Not a file format: Q8_0 with 16 rows interleaved, which gk_repack makes from a Q8_0 matrix [n, k] (n a multiple
+   * of 16) for the CPU kernels, Q8_0's size. Rows 16g .. 16g + 15 (group g) are stored together, block b of the
+   * group (k / 32 blocks) at byte (g · k / 32 + b) · 544: f16 d[16] (row j's d at 2j), then for t < 8 the codes of
+   * elements 4t .. 4t + 3 of rows 0 .. 15 (row j's at 32 + 64t + 4j), each stored as u8 q ^ 0x80 (q + 128). x = q * d as in Q8_0. Only gk_linear and gk_embedding of the CPU library read it. */
   GK_Q8_0X16 = 208,
+  /* Not a file format: Q5_0 with 16 rows interleaved, which gk_repack makes from a Q5_0 matrix [n, k] (n a multiple of
+   * 16), Q5_0's size. Block b of group g at byte (g · k / 32 + b) · 352: f16 d[16] (row j's d at 2j); then for
+   * u < 4, 64 bytes whose byte 32 + 64u + 4j + e holds the low 4 bits of row j's q5 of element 4u + e (low nibble)
+   * and of element 16 + 4u + e (high nibble); then for t < 8 a little-endian u64 at 288 + 8t whose bit 4j + e is bit
+   * 4 of row j's q5 of element 4t + e. x = (q5 - 16) * d as in Q5_0. Only the CPU library's gk_linear and
+   * gk_embedding read it. */
+  GK_Q5_0X16 = 209,
 } gk_dtype;
 
 typedef enum {
@@ -172,10 +178,9 @@ GK_API gk_status gk_linear(gk_stream* s, const float* x, const void* weight, int
 
 /* Writes weight src [n, k] of from_dtype into dst as to_dtype, the same values in a layout the kernels of this
  * library multiply faster. Supported on CPU builds with AVX512-VNNI (n % 16 == 0, k % 32 == 0): GK_Q8_0 ->
- * GK_Q8_0X16 (the same size: dst may be src, rewritten in place) and GK_Q5_0 -> GK_Q8_0X16 (every Q5_0 value is a
- * Q8_0 one; dst, 34/22 of src's size, must not overlap it). Anything else returns GK_ERR_UNSUPPORTED with nothing
- * written (the CUDA library always does: its kernels read the GGUF layouts as stored), so a caller may try it and
- * keep the weight as it was. */
+ * GK_Q8_0X16 and GK_Q5_0 -> GK_Q5_0X16, the same bytes reordered (dst is src, rewritten in place, or does not
+ * overlap it). Anything else returns GK_ERR_UNSUPPORTED with nothing written (the CUDA library always does: its
+ * kernels read the GGUF layouts as stored), so a caller may try it and keep the weight as it was. */
 GK_API gk_status gk_repack(gk_stream* s, const void* src, int32_t from_dtype, void* dst, int32_t to_dtype, int32_t n,
                            int32_t k);
 

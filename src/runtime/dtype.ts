@@ -2,18 +2,20 @@
  * Element types of device tensors and host-side conversions between them.
  * @module
  */
-import { dequantize, dequantizeQ8_0x16, QUANT_BLOCKS, QUANT_DTYPES, type QuantDType } from "./quant.ts";
+import { dequantize, dequantizeX16, QUANT_BLOCKS, QUANT_DTYPES, type QuantDType } from "./quant.ts";
 
 export { QUANT_BLOCKS, QUANT_DTYPES, type QuantDType };
 
 /** Float element types: activations are f32; weights may be f32, f16 or bf16. */
 export type FloatDType = "f32" | "f16" | "bf16";
 /**
- * A layout the CPU library makes from a weight for its own kernels (gk_repack; src/ops/repack.ts): Q8_0 with 16
- * rows interleaved, the same bytes reordered (kernels/include/gemmakit.h). Never in a file; only linear and
+ * A layout the CPU library makes from a weight for its own kernels (gk_repack; src/ops/repack.ts): Q8_0 or Q5_0 with
+ * 16 rows interleaved, the same bytes reordered (kernels/include/gemmakit.h). Never in a file; only linear and
  * embedding read it.
  */
-export type RepackedDType = "q8_0x16";
+export type RepackedDType = "q8_0x16" | "q5_0x16";
+/** Each repacked layout and the file format it is made from. */
+export const REPACKED_FROM: Readonly<Record<RepackedDType, "q8_0" | "q5_0">> = { q8_0x16: "q8_0", q5_0x16: "q5_0" };
 /** Element type of a tensor. */
 export type DType = FloatDType | "i32" | QuantDType | RepackedDType;
 
@@ -37,6 +39,7 @@ export const DTYPE_CODE: Readonly<Record<DType, number>> = {
   iq4_xs: 23,
   mxfp4: 39,
   q8_0x16: 208,
+  q5_0x16: 209,
 };
 
 /** Bytes per element of the unquantized dtypes. */
@@ -46,19 +49,24 @@ export const DTYPE_BYTES: Readonly<Record<FloatDType | "i32", number>> = { f32: 
 export const FLOAT_DTYPES: readonly DType[] = ["f32", "f16", "bf16"];
 /** Weights a matrix product or embedding gather reads as stored. */
 export const MATMUL_WEIGHT_DTYPES: readonly DType[] = [...FLOAT_DTYPES, ...QUANT_DTYPES];
-/** What linear and embedding take: the stored dtypes and the CPU library's repacked layout. */
-export const KERNEL_WEIGHT_DTYPES: readonly DType[] = [...MATMUL_WEIGHT_DTYPES, "q8_0x16"];
+/** What linear and embedding take: the stored dtypes and the CPU library's repacked layouts. */
+export const KERNEL_WEIGHT_DTYPES: readonly DType[] = [...MATMUL_WEIGHT_DTYPES, "q8_0x16", "q5_0x16"];
 
-/** Rows per interleaved group of a q8_0x16 matrix. */
-export const Q8_0X16_ROWS = 16;
+/** Rows per interleaved group of a repacked matrix. */
+export const REPACK_ROWS = 16;
+
+export function isRepacked(dtype: DType): dtype is RepackedDType {
+  return dtype in REPACKED_FROM;
+}
 
 export function isQuantized(dtype: DType): dtype is QuantDType {
   return dtype in QUANT_BLOCKS;
 }
 
-/** Block geometry of a block-quantized dtype, a repacked one included (q8_0x16: Q8_0's); undefined for the rest. */
+/** Block geometry of a block-quantized dtype, a repacked one included (its file format's); undefined for the rest. */
 export function blockOf(dtype: DType): { elems: number; bytes: number } | undefined {
-  return dtype === "q8_0x16" ? QUANT_BLOCKS.q8_0 : isQuantized(dtype) ? QUANT_BLOCKS[dtype] : undefined;
+  if (isRepacked(dtype)) return QUANT_BLOCKS[REPACKED_FROM[dtype]];
+  return isQuantized(dtype) ? QUANT_BLOCKS[dtype] : undefined;
 }
 
 /**
@@ -70,7 +78,7 @@ export function byteLengthOf(dtype: DType, shape: readonly number[]): number | u
   const block = blockOf(dtype);
   if (!block) return count * DTYPE_BYTES[dtype as FloatDType | "i32"];
   const inner = shape.at(-1) ?? 1;
-  if (dtype === "q8_0x16" && (count / inner) % Q8_0X16_ROWS !== 0) return undefined;
+  if (isRepacked(dtype) && (count / inner) % REPACK_ROWS !== 0) return undefined;
   return inner % block.elems === 0 ? (count / block.elems) * block.bytes : undefined;
 }
 
@@ -157,7 +165,7 @@ export function f32ToF16(src: ArrayLike<number>): Uint16Array {
 
 /** Values in `dtype` as the bytes a tensor of that dtype holds (not for quantized dtypes: quantizing is lossy). */
 export function encode(values: ArrayLike<number>, dtype: DType): Uint8Array {
-  if (isQuantized(dtype) || dtype === "q8_0x16") {
+  if (isQuantized(dtype) || isRepacked(dtype)) {
     throw new TypeError(`encode: cannot quantize to ${dtype}; upload GGUF blocks with Tensor.fromBytes`);
   }
   switch (dtype) {
@@ -174,12 +182,12 @@ export function encode(values: ArrayLike<number>, dtype: DType): Uint8Array {
 
 /**
  * Bytes of a tensor of `dtype` as numbers (f32 for float and quantized dtypes); `inner`, the last dimension, is
- * needed for q8_0x16 (its rows are interleaved).
+ * needed for the repacked layouts (their rows are interleaved).
  */
 export function decode(bytes: Uint8Array, dtype: DType, inner?: number): Float32Array | Int32Array {
-  if (dtype === "q8_0x16") {
-    if (inner === undefined) throw new TypeError("decode: a q8_0x16 matrix needs its row length");
-    return dequantizeQ8_0x16(bytes, inner);
+  if (isRepacked(dtype)) {
+    if (inner === undefined) throw new TypeError(`decode: a ${dtype} matrix needs its row length`);
+    return dequantizeX16(bytes, dtype, inner);
   }
   if (isQuantized(dtype)) return dequantize(bytes, dtype);
   const aligned = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();

@@ -261,25 +261,32 @@ export function dequantize(bytes: Uint8Array, dtype: QuantDType): Float32Array {
 }
 
 /**
- * A q8_0x16 matrix (Q8_0 with 16 rows interleaved, kernels/include/gemmakit.h) of rows `k` long → f32 [rows, k]:
- * block b of group g at byte (g · k / 32 + b) · 544 holds the 16 rows' f16 scales, then for t < 8 each row's codes
- * of elements 4t .. 4t + 3 (row j's at 32 + 64t + 4j), stored as q + 128.
+ * A matrix in one of the CPU library's 16-row layouts (kernels/include/gemmakit.h) of rows `k` long → f32 [rows, k].
+ * Block b of group g (16 rows) at byte (g · k / 32 + b) · B holds the 16 rows' f16 scales, then their codes of
+ * elements 4t .. 4t + 3 for t < 8 (row j's at 4j of the t-th 64 bytes): q8_0x16 (B = 544) stores q + 128 there,
+ * q5_0x16 (B = 352) the low 4 bits of q5 in 4 × 64 bytes (t < 4 in the low nibbles, t >= 4 in the high) and bit 4
+ * in a u64 per t at 288 + 8t (bit 4j + e). The host-side reference the CPU kernels are held to.
  */
-export function dequantizeQ8_0x16(bytes: Uint8Array, k: number): Float32Array {
-  const nb = k / 32, groupBytes = nb * 544;
+export function dequantizeX16(bytes: Uint8Array, dtype: "q8_0x16" | "q5_0x16", k: number): Float32Array {
+  const q8 = dtype === "q8_0x16", blockBytes = q8 ? 544 : 352;
+  const nb = k / 32, groupBytes = nb * blockBytes;
   if (!Number.isInteger(nb) || nb < 1 || bytes.byteLength % groupBytes !== 0) {
-    throw new RangeError(`dequantize: ${bytes.byteLength} bytes are not whole q8_0x16 groups of 16 rows of ${k}`);
+    throw new RangeError(`dequantize: ${bytes.byteLength} bytes are not whole ${dtype} groups of 16 rows of ${k}`);
   }
+  const code = (at: number, j: number, t: number, e: number) => {
+    if (q8) return i8(bytes[at + 32 + 64 * t + 4 * j + e] ^ 0x80);
+    const low = (bytes[at + 32 + 64 * (t % 4) + 4 * j + e] >> (t < 4 ? 0 : 4)) & 0xf;
+    const bit = (bytes[at + 288 + 8 * t + ((4 * j + e) >> 3)] >> ((4 * j + e) & 7)) & 1;
+    return (low | (bit << 4)) - 16;
+  };
   const rows = (bytes.byteLength / groupBytes) * 16;
   const out = new Float32Array(rows * k);
   for (let r = 0; r < rows; r++) {
     const group = Math.floor(r / 16) * groupBytes, j = r % 16;
     for (let b = 0; b < nb; b++) {
-      const at = group + b * 544, d = f16At(bytes, at + 2 * j);
+      const at = group + b * blockBytes, d = f16At(bytes, at + 2 * j);
       for (let t = 0; t < 8; t++) {
-        for (let e = 0; e < 4; e++) {
-          out[r * k + 32 * b + 4 * t + e] = d * i8(bytes[at + 32 + 64 * t + 4 * j + e] ^ 0x80);
-        }
+        for (let e = 0; e < 4; e++) out[r * k + 32 * b + 4 * t + e] = d * code(at, j, t, e);
       }
     }
   }

@@ -6,7 +6,7 @@
  */
 import { DisposedError, ShapeError } from "../errors.ts";
 import type { Backend } from "./backend.ts";
-import { byteLengthOf, decode, type DType, encode } from "./dtype.ts";
+import { byteLengthOf, decode, type DType, encode, isRepacked, REPACK_ROWS } from "./dtype.ts";
 
 interface Allocation {
   backend: Backend;
@@ -180,8 +180,11 @@ export class Tensor {
         `rows ${start}..${start + count - 1} are outside [0, ${rows}) of [${this.shape.join(", ")}]`,
       );
     }
-    if (this.dtype === "q8_0x16" && (start % 16 !== 0 || count % 16 !== 0)) {
-      throw new ShapeError("rows", `rows of a q8_0x16 tensor come in groups of 16, not ${start}..${start + count - 1}`);
+    if (isRepacked(this.dtype) && (start % REPACK_ROWS !== 0 || count % REPACK_ROWS !== 0)) {
+      throw new ShapeError(
+        "rows",
+        `rows of a ${this.dtype} tensor come in groups of ${REPACK_ROWS}, not ${start}..${start + count - 1}`,
+      );
     }
     const rowBytes = this.byteLength / rows;
     const ptr = Deno.UnsafePointer.offset(this.pointer, start * rowBytes) as Deno.PointerObject;

@@ -212,8 +212,8 @@ const { model, bytes } = g4 ? g4 : values.model
   : syntheticModel(backend, values.synthetic!, maxContext);
 /**
  * Weight bytes one decode token reads (a --model file): all of them but the per-layer-input table's other rows. For a
- * GGUF, the file's tensors as stored: what any engine must read. Not our memory in use, which the CPU library's
- * repacked layouts make larger (q8_0x16 from Q5_0: 34 bytes a block for 22): a bound must not grow with that.
+ * GGUF, the file's tensors as stored: what any engine must read. Not our memory in use, which holds more than the
+ * weights (and a layout that made them larger must not make the bound larger).
  */
 const readBytes = ggufInfo ? ggufInfo.fileBytes - ggufInfo.pleBytes + ggufInfo.pleBytes / ggufInfo.pleRows : bytes;
 const loadMs = performance.now() - loadStart;

@@ -508,9 +508,10 @@ function addQuantLinear(dtype: QuantDType, m: number, n: number, k: number, bias
 for (const [dtype, m, n, k, bias] of quantLinearRows) addQuantLinear(dtype, m, n, k, bias);
 
 // Q8_0 and Q5_0 weights in the layout the backend multiplies fastest (src/ops/repack.ts): on the CPU library with
-// AVX512-VNNI, q8_0x16 (16 rows interleaved; up to 16 rows of x as 24-bit integers per 32-element block, more through
-// f32 strips); on CUDA, as stored. The reference is the exact product with the stored weights, so a row measures the
-// repack, the layout's reading and x's rounding (tests/ops/q8_0x16_test.ts checks that the layout was made).
+// AVX512-VNNI, q8_0x16 / q5_0x16 (16 rows interleaved; up to 16 rows of x as 24-bit integers per 32-element block,
+// more through f32 strips); on CUDA, as stored. The reference is the exact product with the stored weights, so a row
+// measures the repack, the layout's reading and x's rounding (tests/ops/repack_test.ts checks that the layout was
+// made).
 for (
   const [dtype, m, n, k, bias] of [
     ["q8_0", 1, 4096, 640, false],
@@ -519,42 +520,46 @@ for (
     ["q8_0", 9, 48, 1152, false],
     ["q8_0", 17, 160, 640, true],
     ["q5_0", 1, 2048, 640, false],
+    ["q5_0", 3, 64, 1152, false],
     ["q5_0", 8, 1024, 640, true],
+    ["q5_0", 16, 256, 640, false],
     ["q5_0", 20, 160, 640, false],
     ["q5_0", 40, 64, 1152, true],
   ] as ["q8_0" | "q5_0", number, number, number, boolean][]
 ) addQuantLinear(dtype, m, n, k, bias, true);
-add({
-  op: "repack",
-  name: "q8_0 [48, 640] for the backend, read back",
-  nmse: 0,
-  setup(rng) {
-    const w = randomQuantBlocks(rng, "q8_0", 48, 640);
-    return {
-      reference: () => dequantize(w, "q8_0"),
-      run: (b) => run(b, (s) => s.keep(ops.repackForBackend(s.raw(w, [48, 640], "q8_0")))),
-    };
-  },
-});
-add({
-  op: "embedding",
-  name: "vocab=64 dim=640 n=7 q8_0 repacked for the backend scale=25.298",
-  nmse: 1e-12,
-  setup(rng) {
-    const [vocab, dim, n] = [64, 640, 7];
-    const table = randomQuantBlocks(rng, "q8_0", vocab, dim), ids = rng.ints(n, 0, vocab);
-    ids[0] = vocab - 1;
-    const scale = Math.fround(Math.sqrt(640));
-    return {
-      reference: () => ref.embedding(dequantize(table, "q8_0"), dim, ids, scale),
-      run: (b) =>
-        run(
-          b,
-          (s) => ops.embedding(ops.repackForBackend(s.raw(table, [vocab, dim], "q8_0")), s.t(ids, [n], "i32"), scale),
-        ),
-    };
-  },
-});
+for (const dtype of ["q8_0", "q5_0"] as const) {
+  add({
+    op: "repack",
+    name: `${dtype} [48, 640] for the backend, read back`,
+    nmse: 0,
+    setup(rng) {
+      const w = randomQuantBlocks(rng, dtype, 48, 640);
+      return {
+        reference: () => dequantize(w, dtype),
+        run: (b) => run(b, (s) => s.keep(ops.repackForBackend(s.raw(w, [48, 640], dtype)))),
+      };
+    },
+  });
+  add({
+    op: "embedding",
+    name: `vocab=64 dim=640 n=7 ${dtype} repacked for the backend scale=25.298`,
+    nmse: 1e-12,
+    setup(rng) {
+      const [vocab, dim, n] = [64, 640, 7];
+      const table = randomQuantBlocks(rng, dtype, vocab, dim), ids = rng.ints(n, 0, vocab);
+      ids[0] = vocab - 1;
+      const scale = Math.fround(Math.sqrt(640));
+      return {
+        reference: () => ref.embedding(dequantize(table, dtype), dim, ids, scale),
+        run: (b) =>
+          run(
+            b,
+            (s) => ops.embedding(ops.repackForBackend(s.raw(table, [vocab, dim], dtype)), s.t(ids, [n], "i32"), scale),
+          ),
+      };
+    },
+  });
+}
 
 // ---- rope -----------------------------------------------------------------------------------------
 const ROPE_CASES: {

@@ -146,7 +146,7 @@ Deno.test("every CPU op records itself when a decode program is being recorded",
     "gk_program_begin",
     "gk_program_end",
     "gk_program_run",
-    // A load-time rewrite of a weight, which refuses to run while recording (kernels/cpu/q8_0x16.cpp).
+    // A load-time rewrite of a weight, which refuses to run while recording (kernels/cpu/repack.cpp).
     "gk_repack",
   ]);
   const missing: string[] = [];

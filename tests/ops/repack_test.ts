@@ -1,0 +1,102 @@
+/**
+ * The CPU library's 16-row layouts q8_0x16 and q5_0x16 (kernels/cpu/repack.cpp, src/ops/repack.ts): made in place
+ * where the build can read them, the same values as the Q8_0 or Q5_0 weight they came from (read back on the host,
+ * gathered by embedding), products within f32 rounding of the exact one for every row count (the integer kernel up
+ * to 16 rows, f32 strips beyond), and a NaN or infinity in x reaching every output as on the f32 path.
+ * The op-parity table (tests/ops/cases.ts) holds the same products against CUDA when a GPU is present.
+ * @module
+ */
+import assert from "node:assert/strict";
+import { Backend } from "../../src/runtime/backend.ts";
+import { Tensor } from "../../src/runtime/tensor.ts";
+import { dequantize } from "../../src/runtime/quant.ts";
+import { embedding, linear, repackForBackend } from "../../src/ops/mod.ts";
+import { ShapeError } from "../../src/errors.ts";
+import { randomQuantBlocks, Rng } from "./cases.ts";
+import * as ref from "./reference.ts";
+
+/** The CPU library is built with -march=native, so it reads the layouts exactly where the CPU has AVX512-VNNI. */
+const vnni = (() => {
+  try {
+    return / avx512_vnni( |$)/m.test(Deno.readTextFileSync("/proc/cpuinfo"));
+  } catch {
+    return false;
+  }
+})();
+
+function nmse(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  let num = 0, den = 0;
+  for (let i = 0; i < want.length; i++) num += (got[i] - want[i]) ** 2, den += want[i] ** 2;
+  return num / den;
+}
+
+for (const [file, layout] of [["q8_0", "q8_0x16"], ["q5_0", "q5_0x16"]] as const) {
+  Deno.test(`${layout}: repacked on an AVX512-VNNI CPU, the same values as the ${file} weight, products within f32 rounding`, () => {
+    if (!vnni) {
+      console.log(`ignoring: this CPU has no AVX512-VNNI, so the CPU library keeps ${file} weights as stored`);
+      return;
+    }
+    using backend = Backend.open({ backend: "cpu" });
+    const rng = new Rng(7);
+    const [n, k] = [64, 640];
+    const bytes = randomQuantBlocks(rng, file, n, k);
+    using w = Tensor.fromBytes(backend, bytes, [n, k], file);
+    const x16 = repackForBackend(w);
+    assert.equal(x16.dtype, layout);
+    assert.deepEqual(x16.shape, [n, k]);
+    assert.ok(x16.isView, "rewritten in place: a view of the weight's memory");
+    const values = dequantize(bytes, file);
+    assert.deepEqual(x16.toArray(), values, `the repacked bytes read back as the ${file} values`);
+    assert.notDeepEqual(x16.toBytes(), bytes, "the bytes were reordered");
+
+    // Every row count the kernel takes in one pass (1..8) and more (passes of <= 8 rows; f32 strips past 16), with an
+    // outlier per row and a block of zeros and one of subnormal-small values (which go in as 0).
+    for (const m of [1, 2, 3, 5, 8, 9, 16, 17, 33]) {
+      const x = rng.floats(m * k);
+      for (let i = 0; i < m; i++) {
+        x[i * k + 7 * i] = 300;
+        x.fill(0, i * k + 64, i * k + 96);
+        for (let j = 96; j < 128; j++) x[i * k + j] = 1e-35 * (j - 100);
+      }
+      using xt = Tensor.fromArray(backend, x, [m, k]);
+      using y = linear(xt, x16);
+      const e = nmse(y.toArray(), ref.linear(x, values, null, m, n, k));
+      assert.ok(e < 1e-10, `m=${m}: NMSE ${e}`);
+    }
+
+    // A non-finite x reaches every output of its row, and no other row's.
+    for (const bad of [NaN, Infinity]) {
+      const x = rng.floats(2 * k);
+      x[k + 100] = bad;
+      using xt = Tensor.fromArray(backend, x, [2, k]);
+      using y = linear(xt, x16);
+      const out = y.toArray();
+      assert.ok(out.slice(0, n).every(Number.isFinite), `${bad}: row 0 is finite`);
+      assert.ok(out.slice(n).every(Number.isNaN), `${bad}: row 1 is NaN throughout, as x · W is`);
+    }
+
+    // The embedding gather reads the layout: exactly the file's rows, scaled.
+    const ids = Int32Array.from([0, 15, 16, 63, 5]);
+    using idt = Tensor.fromArray(backend, ids, [ids.length], "i32");
+    using rows = embedding(x16, idt, 2);
+    assert.deepEqual(rows.toArray(), Float32Array.from(ref.embedding(values, k, ids, 2)));
+  });
+}
+
+Deno.test("repack: what cannot take a layout stays as it was, and the layouts' shapes are checked", () => {
+  using backend = Backend.open({ backend: "cpu" });
+  const rng = new Rng(3);
+  // 24 rows: not a whole number of 16-row groups.
+  using odd = Tensor.fromBytes(backend, randomQuantBlocks(rng, "q8_0", 24, 64), [24, 64], "q8_0");
+  assert.equal(repackForBackend(odd), odd);
+  using q4k = Tensor.fromBytes(backend, randomQuantBlocks(rng, "q4_k", 16, 256), [16, 256], "q4_k");
+  assert.equal(repackForBackend(q4k), q4k);
+  assert.throws(() => Tensor.empty(backend, [24, 64], "q8_0x16"), ShapeError);
+  assert.throws(() => Tensor.empty(backend, [24, 64], "q5_0x16"), ShapeError);
+  if (!vnni) return;
+  using w = Tensor.fromBytes(backend, randomQuantBlocks(rng, "q8_0", 32, 64), [32, 64], "q8_0");
+  const x16 = repackForBackend(w);
+  assert.equal(x16.dtype, "q8_0x16");
+  assert.throws(() => x16.rows(8, 16), ShapeError);
+  assert.deepEqual(x16.rows(16, 16).shape, [16, 64]);
+});
