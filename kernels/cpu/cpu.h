@@ -87,10 +87,16 @@ inline bool env_switch(const char* name, bool when_unset) {
   return v && *v ? strcmp(v, "0") != 0 : when_unset;
 }
 
-// The 16-row layouts GK_Q8_0X16 and GK_Q5_0X16 (kernels/cpu/repack.cpp): whether this build reads them; their shape
-// rule (n % 16, k % 32) as an INVALID_ARGUMENT (UNSUPPORTED in builds that cannot read them) naming `op`; y = x · Wᵀ
-// (+ bias f32) for any m; and row r of W decoded to f32 (k values), exactly as its file row was.
-inline bool is_x16_dtype(int32_t dtype) { return dtype == GK_Q8_0X16 || dtype == GK_Q5_0X16; }
+// The 16-row layouts GK_Q8_0X16, GK_Q5_0X16, GK_Q4_KX16 and GK_Q6_KX16 (kernels/cpu/repack.cpp), each made from one
+// file format: whether this build reads them; their shape rule (n % 16, k a whole number of blocks) as an
+// INVALID_ARGUMENT (UNSUPPORTED in builds that cannot read them) naming `op`; y = x · Wᵀ (+ bias f32) for any m; and
+// row r of W decoded to f32 (k values), exactly as its file row was.
+constexpr bool is_x16_dtype(int32_t dtype) {
+  return dtype == GK_Q8_0X16 || dtype == GK_Q5_0X16 || dtype == GK_Q4_KX16 || dtype == GK_Q6_KX16;
+}
+constexpr int32_t x16_file_dtype(int32_t dtype) {
+  return dtype == GK_Q8_0X16 ? GK_Q8_0 : dtype == GK_Q5_0X16 ? GK_Q5_0 : dtype == GK_Q4_KX16 ? GK_Q4_K : GK_Q6_K;
+}
 bool x16_supported();
 gk_status validate_x16(const char* op, int32_t dtype, int64_t n, int64_t k);
 gk_status linear_x16(const float* x, const void* w, int32_t dtype, const void* bias, int64_t m, int64_t n, int64_t k,
@@ -99,6 +105,9 @@ void x16_row(const void* w, int32_t dtype, int64_t k, int64_t r, float* out);
 // Rows r0 .. r0 + rows (within one 16-row group; rows <= nr) decoded to f32 in linear.cpp's strip layout
 // [k / 16][nr][16] (rows past `rows` are 0), for the products with more rows of x than the integer kernel wins at.
 void x16_strip(const void* w, int32_t dtype, int64_t k, int64_t r0, int rows, int nr, float* strip);
+// W[n0 .. n0 + nb, k0 .. k0 + kb) decoded into linear.cpp's packing panel, slivers of 32 rows laid out [kb][32] (rows
+// past nb are 0; n0 a multiple of 32, k0 and kb whole blocks), for the packed GEMM of many rows of x.
+void x16_panel(const void* w, int32_t dtype, int64_t k, int64_t n0, int nb, int64_t k0, int kb, float* panel);
 
 // GEMMAKIT_CPU_Q8_ACTIVATIONS=1 (read once): gk_linear with quantized W and 1..32 rows of x quantizes x to int8 per
 // 32 elements and multiplies with AVX512-VNNI (kernels/cpu/linear_q8act.cpp). Off by default: not bit-faithful.

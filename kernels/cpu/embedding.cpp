@@ -7,7 +7,7 @@ GK_API gk_status gk_embedding(gk_stream* s, const void* table, int32_t table_dty
                               const int32_t* ids, int32_t n, float scale, float* out) {
   GK_TRY(gk::validate_stream(s, "gk_embedding"));
   if (gk::cpu::is_x16_dtype(table_dtype)) {  // the CPU library's own layouts (kernels/cpu/repack.cpp)
-    GK_TRY(gk::validate_embedding(table, table_dtype == GK_Q8_0X16 ? GK_Q8_0 : GK_Q5_0, vocab, dim, ids, n, out));
+    GK_TRY(gk::validate_embedding(table, gk::cpu::x16_file_dtype(table_dtype), vocab, dim, ids, n, out));
     GK_TRY(gk::cpu::validate_x16("gk_embedding", table_dtype, vocab, dim));
   } else {
     GK_TRY(gk::validate_embedding(table, table_dtype, vocab, dim, ids, n, out));

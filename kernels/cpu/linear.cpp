@@ -428,7 +428,7 @@ constexpr int unit_vectors() {
   return unit_elems<DT>() / kW;
 }
 // The bias is stored like the weight for float weights and as f32 for quantized ones (the header's rule).
-constexpr int bias_dtype(int DT) { return is_quant_dtype(DT) ? GK_F32 : DT; }
+constexpr int bias_dtype(int DT) { return is_quant_dtype(DT) || gk::cpu::is_x16_dtype(DT) ? GK_F32 : DT; }
 
 // ---- small m (1 = decode): stream W once, R rows of it at a time against all M rows of x ----
 
@@ -799,7 +799,10 @@ void gemm_task(const float* x, const void* w, const void* bias, int64_t m0, int6
     // kKB is a whole number of blocks of every quantized dtype, so each k slab is too.
     static_assert(kKB % 256 == 0, "k slabs must hold whole quantized blocks");
     const int kb = (int)std::min<int64_t>(kKB, k - k0);
-    if constexpr (is_quant_dtype(DT)) {
+    if constexpr (gk::cpu::is_x16_dtype(DT)) {
+      static_assert(kNR == 32, "x16_panel packs slivers of 32 rows");
+      gk::cpu::x16_panel(w, DT, k, n0, nb, k0, kb, panel);
+    } else if constexpr (is_quant_dtype(DT)) {
       pack_panel_quant<DT>(w, k, n0, nb, k0, kb, panel);
     } else {
       pack_panel<DT>(w, k, n0, nb, k0, kb, panel);
@@ -935,7 +938,7 @@ void decode_strip_rows(const void* w, int64_t k, int64_t r0, int rows, float* st
 }
 template <int DT, int NR>
 void decode_strip(const void* w, int64_t k, int64_t r0, int rows, float* strip) {
-  if constexpr (DT == GK_Q8_0X16 || DT == GK_Q5_0X16) {
+  if constexpr (gk::cpu::is_x16_dtype(DT)) {
     gk::cpu::x16_strip(w, DT, k, r0, rows, NR, strip);  // (strips of 8 or 16 rows: never across a 16-row group)
   } else {
     decode_strip_rows<DT, NR>(w, k, r0, rows, strip);
@@ -1085,15 +1088,20 @@ gk_status linear_dt(const float* x, const void* w, const void* bias, int64_t m, 
   return gemm<DT>(x, w, bias, m, n, k, y);
 }
 
-// GK_Q8_0X16 and GK_Q5_0X16 (kernels/cpu/repack.cpp): up to 16 rows of x their integer kernel, which reads W once for all rows; more
-// rows take the other quantized weights' way, x^T against W rows decoded to f32 strips (gemm_bcast), which does more
-// multiply-adds per instruction once a weight serves 32 rows or more (measured, one thread, a 2048×640 weight: 16
-// rows 0.35 ms integer / 0.40 f32, 32 rows 0.71 / 0.65, 128 rows 2.88 / 2.26). With no packed GEMM to fall back to, x^T
-// may be 4x the other weights' budget (2 threads, 512 rows: 9.5 ms integer / 6.6 strips).
+// The 16-row layouts (kernels/cpu/repack.cpp): up to 16 rows of x their integer kernel, which reads W once for all
+// rows. More rows take f32: the packed GEMM, its panels straight from the layout (whose code vectors already hold 16
+// rows per column: no transposes, unlike the file formats' panels), or from 48 rows to kQuantBcastM the x^T broadcast
+// against W strips (gemm_bcast). Measured (2 threads, 640-row weights; ms packed / broadcast): k = 640 Q5_0 17 rows
+// 0.076 / 0.088, 32 rows 0.107 / 0.136, 64 rows 0.23 / 0.23, 128 rows 0.44 / 0.43; k = 2048 Q4_K 17 rows 0.235 /
+// 0.274, 32 rows 0.333 / 0.377, 64 rows 0.71 / 0.69, 128 rows 1.29 / 1.38 (Q8_0 and Q6_K alike).
+constexpr int kX16BcastMinM = 48;
 template <int DT>
 gk_status linear_rows16(const float* x, const void* w, const void* bias, int64_t m, int64_t n, int64_t k, float* y) {
-#if defined(__AVX512F__)
-  if (m > 16 && bcast_fits(m / 4, k)) return bcast_product<DT>(x, w, bias, m, n, k, y);
+#if defined(__AVX512F__)  // (the strips and panels are decoded 16 rows a vector: kW = 16)
+  if (m > 16) {
+    if (m >= kX16BcastMinM && m <= kQuantBcastM && bcast_fits(m, k)) return bcast_product<DT>(x, w, bias, m, n, k, y);
+    return gemm<DT>(x, w, bias, m, n, k, y);
+  }
 #endif
   return gk::cpu::linear_x16(x, w, DT, bias, m, n, k, y);
 }
@@ -1104,7 +1112,7 @@ GK_API gk_status gk_linear(gk_stream* s, const float* x, const void* weight, int
                            int32_t m, int32_t n, int32_t k, float* y) {
   GK_TRY(gk::validate_stream(s, "gk_linear"));
   if (gk::cpu::is_x16_dtype(weight_dtype)) {  // the CPU library's own layouts (kernels/cpu/repack.cpp)
-    GK_TRY(gk::validate_linear(x, weight, weight_dtype == GK_Q8_0X16 ? GK_Q8_0 : GK_Q5_0, m, n, k, y));
+    GK_TRY(gk::validate_linear(x, weight, gk::cpu::x16_file_dtype(weight_dtype), m, n, k, y));
     GK_TRY(gk::cpu::validate_x16("gk_linear", weight_dtype, n, k));
   } else {
     GK_TRY(gk::validate_linear(x, weight, weight_dtype, m, n, k, y));
@@ -1126,6 +1134,8 @@ gk_status gk::cpu::linear(const float* x, const void* weight, int32_t weight_dty
 #undef GK_LINEAR_CASE
     case GK_Q8_0X16: return linear_rows16<GK_Q8_0X16>(x, weight, bias, m, n, k, y);
     case GK_Q5_0X16: return linear_rows16<GK_Q5_0X16>(x, weight, bias, m, n, k, y);
+    case GK_Q4_KX16: return linear_rows16<GK_Q4_KX16>(x, weight, bias, m, n, k, y);
+    case GK_Q6_KX16: return linear_rows16<GK_Q6_KX16>(x, weight, bias, m, n, k, y);
     default: return gk_fail(GK_ERR_INVALID_ARGUMENT, "gk_linear: weight dtype %d", weight_dtype);
   }
 }

@@ -44,29 +44,154 @@
 namespace {
 constexpr int kRows = 16;  // rows per group
 
-// Bytes of one 32-column block of a group: the 16 rows' f16 scales, then their codes.
-constexpr int64_t x16_block_bytes(int32_t dt) { return dt == GK_Q8_0X16 ? 34 * kRows : 22 * kRows; }
-// What the stored codes carry above the signed code: Q8_0X16 stores q + 128, Q5_0X16 q5 = q + 16.
-template <int DT>
-constexpr int code_offset() {
-  return DT == GK_Q8_0X16 ? 128 : 16;
+// A layout's unit: `cols` columns of a group (a block of its file format) take `bytes`; its stored codes are unsigned,
+// `offset` above the signed code (Q8_0 q + 128, Q5_0 q5 = q + 16, Q4_K q, Q6_K q6 = q + 32).
+struct Format {
+  int cols;
+  int64_t bytes;
+  int offset;
+};
+constexpr Format format(int32_t dt) {
+  return dt == GK_Q8_0X16   ? Format{32, 34 * kRows, 128}
+         : dt == GK_Q5_0X16 ? Format{32, 22 * kRows, 16}
+         : dt == GK_Q4_KX16 ? Format{256, 144 * kRows, 0}
+                            : Format{256, 210 * kRows, 32};
 }
 
-// The stored (unsigned) code of row j, element 4t + e of a block.
+// Where 32-column chunk c of a group is: its format block (`base`) and the chunk's place in it (`cc`).
+struct ChunkAt {
+  const uint8_t* base;
+  int cc;
+};
 template <int DT>
-inline int code_at(const uint8_t* blk, int j, int t, int e) {
+inline ChunkAt chunk_at(const uint8_t* group, int64_t c) {
+  constexpr Format f = format(DT);
+  constexpr int per = f.cols / 32;
+  return {group + c / per * f.bytes, (int)(c % per)};
+}
+
+// Low 4 bits of the code of row j, element 4t + e (at = 4j + e) from 4 vectors of nibbles: t < 4 low, t >= 4 high.
+inline int nibble(const uint8_t* p, int t, int at) { return p[64 * (t % 4) + at] >> (t < 4 ? 0 : 4) & 0xF; }
+
+// The stored code of row j, element 4t + e of chunk c.
+template <int DT>
+inline int code_at(const uint8_t* group, int64_t c, int j, int t, int e) {
+  const ChunkAt ch = chunk_at<DT>(group, c);
+  const int at = 4 * j + e;
   if constexpr (DT == GK_Q8_0X16) {
-    return blk[32 + 64 * t + 4 * j + e];
+    return ch.base[32 + 64 * t + at];
+  } else if constexpr (DT == GK_Q5_0X16) {
+    return nibble(ch.base + 32, t, at) | (ch.base[288 + 8 * t + at / 8] >> (at % 8) & 1) << 4;
+  } else if constexpr (DT == GK_Q4_KX16) {
+    return nibble(ch.base + 256 + 256 * ch.cc, t, at);
   } else {
-    const int low = blk[32 + 64 * (t % 4) + 4 * j + e] >> (t < 4 ? 0 : 4) & 0xF;
-    return low | (blk[288 + 8 * t + (4 * j + e) / 8] >> ((4 * j + e) % 8) & 1) << 4;
+    const uint8_t* p = ch.base + 288 + 384 * ch.cc;
+    return nibble(p, t, at) | (p[256 + 64 * (t / 4) + at] >> (2 * (t % 4)) & 3) << 4;
   }
 }
+
+// Row j's value = scale[h] · (code − offset) − min over chunk c's half h (elements 16h .. 16h + 15).
+template <int DT>
+inline void row_params(const uint8_t* group, int64_t c, int j, float scale[2], float& min) {
+  const ChunkAt ch = chunk_at<DT>(group, c);
+  uint16_t dh;
+  memcpy(&dh, ch.base + 2 * j, 2);
+  const float d = gk::f16_to_f32(dh);
+  scale[0] = scale[1] = d;
+  min = 0.0f;
+  if constexpr (DT == GK_Q4_KX16) {
+    memcpy(&dh, ch.base + 32 + 2 * j, 2);
+    uint8_t packed[12];
+    for (int w = 0; w < 3; ++w) memcpy(packed + 4 * w, ch.base + 64 + 64 * w + 4 * j, 4);
+    int sc, m;
+    gk::quant::scale_min_k4(packed, ch.cc, sc, m);
+    scale[0] = scale[1] = d * (float)sc;
+    min = gk::f16_to_f32(dh) * (float)m;
+  } else if constexpr (DT == GK_Q6_KX16) {
+    for (int h = 0; h < 2; ++h) scale[h] = d * (float)(int8_t)ch.base[32 + 16 * (2 * ch.cc + h) + j];
+  }
+}
+
+template <int DT>
+void x16_row_dt(const void* w, int64_t k, int64_t r, float* out) {
+  const int64_t chunks = k / 32;
+  const int j = (int)(r % kRows);
+  const uint8_t* group = (const uint8_t*)w + r / kRows * (k / format(DT).cols) * format(DT).bytes;
+  for (int64_t c = 0; c < chunks; ++c) {
+    float scale[2], min;
+    row_params<DT>(group, c, j, scale, min);
+    for (int t = 0; t < 8; ++t) {
+      for (int e = 0; e < 4; ++e) {
+        out[32 * c + 4 * t + e] = scale[t / 4] * (float)(code_at<DT>(group, c, j, t, e) - format(DT).offset) - min;
+      }
+    }
+  }
+}
+
+// Sets the code of row j, element 4t + e (at = 4j + e) of a chunk whose nibbles are at p (the rest of the code's bits
+// at `high`, as the layout keeps them); the chunk's bytes start zeroed.
+template <int DT>
+inline void put_code(uint8_t* p, uint8_t* high, int t, int at, int q) {
+  if constexpr (DT == GK_Q8_0X16) {
+    p[64 * t + at] = (uint8_t)q;
+    (void)high;
+  } else {
+    p[64 * (t % 4) + at] |= (uint8_t)((q & 0xF) << (t < 4 ? 0 : 4));
+    if constexpr (DT == GK_Q5_0X16) high[8 * t + at / 8] |= (uint8_t)((q >> 4 & 1) << (at % 8));
+    if constexpr (DT == GK_Q6_KX16) high[64 * (t / 4) + at] |= (uint8_t)((q >> 4 & 3) << (2 * (t % 4)));
+  }
+}
+
+// A group (its 16 rows as the file stores them, copied out: `rows`) written in layout DT at `out`.
+template <int DT>
+void interleave_group(const uint8_t* rows, int64_t blocks, uint8_t* out) {
+  constexpr Format f = format(DT);
+  constexpr int64_t file_bytes = f.bytes / kRows;  // a block of one row as stored
+  memset(out, 0, blocks * f.bytes);
+  for (int64_t b = 0; b < blocks; ++b) {
+    uint8_t* base = out + b * f.bytes;
+    for (int j = 0; j < kRows; ++j) {
+      const uint8_t* fb = rows + (j * blocks + b) * file_bytes;
+      int32_t q[32];
+      if constexpr (DT == GK_Q8_0X16 || DT == GK_Q5_0X16) {
+        memcpy(base + 2 * j, fb, 2);  // d
+        gk::quant::group_codes<DT == GK_Q8_0X16 ? GK_Q8_0 : GK_Q5_0>(fb, 0, q);
+        for (int l = 0; l < 32; ++l) put_code<DT>(base + 32, base + 288, l / 4, 4 * j + l % 4, q[l] + (DT == GK_Q8_0X16 ? 128 : 0));
+      } else if constexpr (DT == GK_Q4_KX16) {
+        memcpy(base + 2 * j, fb, 2);                                              // d
+        memcpy(base + 32 + 2 * j, fb + 2, 2);                                     // dmin
+        for (int w = 0; w < 3; ++w) memcpy(base + 64 + 64 * w + 4 * j, fb + 4 + 4 * w, 4);  // packed scales
+        for (int cc = 0; cc < 8; ++cc) {
+          gk::quant::group_codes<GK_Q4_K>(fb, cc, q);
+          for (int l = 0; l < 32; ++l) put_code<DT>(base + 256 + 256 * cc, nullptr, l / 4, 4 * j + l % 4, q[l]);
+        }
+      } else {
+        memcpy(base + 2 * j, fb + 208, 2);                              // d
+        for (int sb = 0; sb < 16; ++sb) base[32 + 16 * sb + j] = fb[192 + sb];  // int8 scales
+        for (int cc = 0; cc < 8; ++cc) {
+          gk::quant::group_codes<GK_Q6_K>(fb, cc, q);
+          uint8_t* p = base + 288 + 384 * cc;
+          for (int l = 0; l < 32; ++l) put_code<DT>(p, p + 256, l / 4, 4 * j + l % 4, q[l]);
+        }
+      }
+    }
+  }
+}
+
+// Layout DT's function F<DT>(args...) for a runtime dtype.
+#define GK_X16_DISPATCH(dt, F, ...)                                          \
+  switch (dt) {                                                              \
+    case GK_Q8_0X16: return F<GK_Q8_0X16>(__VA_ARGS__);                      \
+    case GK_Q5_0X16: return F<GK_Q5_0X16>(__VA_ARGS__);                      \
+    case GK_Q4_KX16: return F<GK_Q4_KX16>(__VA_ARGS__);                      \
+    default: return F<GK_Q6_KX16>(__VA_ARGS__);                              \
+  }
 }  // namespace
 
-// GEMMAKIT_CPU_REPACK=0: gk_repack makes nothing (weights keep their file layout; for A/B and fidelity runs).
+// GEMMAKIT_CPU_REPACK=0: gk_repack makes nothing (weights keep their file layout; for A/B and fidelity runs). Nor
+// does it under GEMMAKIT_CPU_Q8_ACTIVATIONS=1, whose int8-activation kernels read the file layouts.
 static bool repack_enabled() {
-  static const bool on = gk::cpu::env_switch("GEMMAKIT_CPU_REPACK", true);
+  static const bool on = gk::cpu::env_switch("GEMMAKIT_CPU_REPACK", true) && !gk::cpu::q8_activations_enabled();
   return on;
 }
 
@@ -78,70 +203,24 @@ bool gk::cpu::x16_supported() {
 #endif
 }
 
+static const char* layout_name(int32_t dt) {
+  return dt == GK_Q8_0X16 ? "Q8_0X16" : dt == GK_Q5_0X16 ? "Q5_0X16" : dt == GK_Q4_KX16 ? "Q4_KX16" : "Q6_KX16";
+}
+
 gk_status gk::cpu::validate_x16(const char* op, int32_t dtype, int64_t n, int64_t k) {
-  const char* name = dtype == GK_Q8_0X16 ? "Q8_0X16" : "Q5_0X16";
   if (!x16_supported()) {
     return gk_fail(GK_ERR_UNSUPPORTED, "%s: this build of the CPU library cannot read %s (it needs AVX512-VNNI)", op,
-                   name);
+                   layout_name(dtype));
   }
-  GK_REQUIRE(n > 0 && k > 0 && n % kRows == 0 && k % 32 == 0,
-             "%s: a %s matrix has a multiple of 16 rows and of 32 columns, not [%lld, %lld]", op, name, (long long)n,
-             (long long)k);
+  const int cols = format(dtype).cols;
+  GK_REQUIRE(n > 0 && k > 0 && n % kRows == 0 && k % cols == 0,
+             "%s: a %s matrix has a multiple of 16 rows and of %d columns, not [%lld, %lld]", op, layout_name(dtype),
+             cols, (long long)n, (long long)k);
   return GK_OK;
 }
 
-namespace {
-template <int DT>
-void x16_row_dt(const void* w, int64_t k, int64_t r, float* out) {
-  const int64_t nb = k / 32;
-  const int j = (int)(r % kRows);
-  const uint8_t* group = (const uint8_t*)w + r / kRows * nb * x16_block_bytes(DT);
-  for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* blk = group + b * x16_block_bytes(DT);
-    uint16_t dh;
-    memcpy(&dh, blk + 2 * j, 2);
-    const float d = gk::f16_to_f32(dh);
-    for (int t = 0; t < 8; ++t) {
-      for (int e = 0; e < 4; ++e) out[32 * b + 4 * t + e] = d * (float)(code_at<DT>(blk, j, t, e) - code_offset<DT>());
-    }
-  }
-}
-
-// A group (its 16 rows copied out as the file stores them, Q8_0 or Q5_0: `rows`) written in the layout `to` made from
-// that format at `out`.
-void interleave_group(const uint8_t* rows, int32_t to, int64_t nb, uint8_t* out) {
-  const int64_t bytes = x16_block_bytes(to);  // (a block of 16 rows, as the file's 16 blocks)
-  for (int64_t b = 0; b < nb; ++b) {
-    uint8_t* blk = out + b * bytes;
-    if (to == GK_Q5_0X16) memset(blk, 0, bytes);  // (its codes are or-ed in bit fields)
-    for (int j = 0; j < kRows; ++j) {
-      const uint8_t* file_blk = rows + (j * nb + b) * (bytes / kRows);
-      int32_t q[32];
-      if (to == GK_Q8_0X16) {
-        gk::quant::group_codes<GK_Q8_0>(file_blk, 0, q);
-      } else {
-        gk::quant::group_codes<GK_Q5_0>(file_blk, 0, q);
-      }
-      memcpy(blk + 2 * j, file_blk, 2);  // d
-      for (int t = 0; t < 8; ++t) {
-        for (int e = 0; e < 4; ++e) {
-          const int l = 4 * t + e, at = 4 * j + e;
-          if (to == GK_Q8_0X16) {
-            blk[32 + 64 * t + at] = (uint8_t)(q[l] + 128);
-          } else {
-            blk[32 + 64 * (t % 4) + at] |= (uint8_t)((q[l] & 0xF) << (t < 4 ? 0 : 4));
-            blk[288 + 8 * t + at / 8] |= (uint8_t)((q[l] >> 4 & 1) << (at % 8));
-          }
-        }
-      }
-    }
-  }
-}
-}  // namespace
-
 void gk::cpu::x16_row(const void* w, int32_t dtype, int64_t k, int64_t r, float* out) {
-  if (dtype == GK_Q8_0X16) return x16_row_dt<GK_Q8_0X16>(w, k, r, out);
-  x16_row_dt<GK_Q5_0X16>(w, k, r, out);
+  GK_X16_DISPATCH(dtype, x16_row_dt, w, k, r, out)
 }
 
 GK_API gk_status gk_repack(gk_stream* s, const void* src, int32_t from_dtype, void* dst, int32_t to_dtype, int32_t n,
@@ -150,12 +229,14 @@ GK_API gk_status gk_repack(gk_stream* s, const void* src, int32_t from_dtype, vo
   GK_REQUIRE(src && dst, "gk_repack: NULL src or dst");
   // A load-time rewrite of a weight, not a step of a decode program.
   GK_REQUIRE(!s->recording, "gk_repack: cannot be recorded into a decode program");
-  const bool pair = (from_dtype == GK_Q8_0 && to_dtype == GK_Q8_0X16) || (from_dtype == GK_Q5_0 && to_dtype == GK_Q5_0X16);
-  if (!pair || !gk::cpu::x16_supported() || !repack_enabled() || n <= 0 || k <= 0 || n % kRows != 0 || k % 32 != 0) {
+  const bool pair = gk::cpu::is_x16_dtype(to_dtype) && gk::cpu::x16_file_dtype(to_dtype) == from_dtype;
+  if (!pair || !gk::cpu::x16_supported() || !repack_enabled() || n <= 0 || k <= 0 || n % kRows != 0 ||
+      k % format(to_dtype).cols != 0) {
     return gk_fail(GK_ERR_UNSUPPORTED, "gk_repack: %d -> %d for [%d, %d] is not a layout this build makes", from_dtype,
                    to_dtype, n, k);
   }
-  const int64_t nb = k / 32, groups = n / kRows, group_bytes = nb * x16_block_bytes(to_dtype);  // as stored and repacked
+  const int64_t blocks = k / format(to_dtype).cols, groups = n / kRows;
+  const int64_t group_bytes = blocks * format(to_dtype).bytes;  // as stored and repacked
   const uint8_t *s0 = (const uint8_t*)src, *d0 = (const uint8_t*)dst;
   GK_REQUIRE(s0 == d0 || d0 + groups * group_bytes <= s0 || s0 + groups * group_bytes <= d0,
              "gk_repack: dst overlaps src without being it");
@@ -174,7 +255,13 @@ GK_API gk_status gk_repack(gk_stream* s, const void* src, int32_t from_dtype, vo
 #pragma omp for schedule(static)
       for (int64_t g = 0; g < groups; ++g) {
         memcpy(rows.data(), s0 + g * group_bytes, group_bytes);
-        interleave_group(rows.data(), to_dtype, nb, (uint8_t*)dst + g * group_bytes);
+        uint8_t* out = (uint8_t*)dst + g * group_bytes;
+        switch (to_dtype) {
+          case GK_Q8_0X16: interleave_group<GK_Q8_0X16>(rows.data(), blocks, out); break;
+          case GK_Q5_0X16: interleave_group<GK_Q5_0X16>(rows.data(), blocks, out); break;
+          case GK_Q4_KX16: interleave_group<GK_Q4_KX16>(rows.data(), blocks, out); break;
+          default: interleave_group<GK_Q6_KX16>(rows.data(), blocks, out); break;
+        }
       }
     }
   }
@@ -186,66 +273,172 @@ GK_API gk_status gk_repack(gk_stream* s, const void* src, int32_t from_dtype, vo
 #if defined(GK_X16)
 namespace {
 
-// The 8 vectors of a block's codes (vector t: elements 4t .. 4t + 3 of the 16 rows, row j's at bytes 4j .. 4j + 3),
-// unsigned as stored. Q8_0X16 holds them as they are; Q5_0X16's are unpacked into `scratch`.
+// The 8 vectors of chunk c's codes (vector t: elements 4t .. 4t + 3 of the 16 rows, row j's at bytes 4j .. 4j + 3),
+// unsigned as stored. Q8_0X16 holds them as they are; the others are unpacked into `scratch` (~3 ops a vector).
 template <int DT>
-inline const uint8_t* block_codes(const uint8_t* blk, uint8_t* scratch) {
+inline const uint8_t* chunk_codes(const uint8_t* group, int64_t c, uint8_t* scratch) {
+  const ChunkAt ch = chunk_at<DT>(group, c);
   if constexpr (DT == GK_Q8_0X16) {
     (void)scratch;
-    return blk + 32;
+    return ch.base + 32;
   } else {
-    const __m512i low4 = _mm512_set1_epi8(0x0F), five = _mm512_set1_epi8(0x10);
+    const uint8_t* p = DT == GK_Q5_0X16   ? ch.base + 32
+                       : DT == GK_Q4_KX16 ? ch.base + 256 + 256 * ch.cc
+                                          : ch.base + 288 + 384 * ch.cc;
+    const __m512i low4 = _mm512_set1_epi8(0x0F);
+    [[maybe_unused]] __m512i high[2];
+    if constexpr (DT == GK_Q6_KX16) {
+      for (int i = 0; i < 2; ++i) high[i] = _mm512_loadu_si512((const void*)(p + 256 + 64 * i));
+    }
     for (int u = 0; u < 4; ++u) {
-      const __m512i nib = _mm512_loadu_si512((const void*)(blk + 32 + 64 * u));
-      const __m512i lo = _mm512_and_si512(nib, low4), hi = _mm512_and_si512(_mm512_srli_epi16(nib, 4), low4);
-      __mmask64 m_lo, m_hi;
-      memcpy(&m_lo, blk + 288 + 8 * u, 8);
-      memcpy(&m_hi, blk + 288 + 8 * (u + 4), 8);
-      _mm512_store_si512((void*)(scratch + 64 * u), _mm512_mask_add_epi8(lo, m_lo, lo, five));
-      _mm512_store_si512((void*)(scratch + 64 * (u + 4)), _mm512_mask_add_epi8(hi, m_hi, hi, five));
+      const __m512i nib = _mm512_loadu_si512((const void*)(p + 64 * u));
+      __m512i lo = _mm512_and_si512(nib, low4), hi = _mm512_and_si512(_mm512_srli_epi16(nib, 4), low4);
+      if constexpr (DT == GK_Q5_0X16) {  // bit 4 from a u64 mask per vector
+        const __m512i five = _mm512_set1_epi8(0x10);
+        __mmask64 m_lo, m_hi;
+        memcpy(&m_lo, ch.base + 288 + 8 * u, 8);
+        memcpy(&m_hi, ch.base + 288 + 8 * (u + 4), 8);
+        lo = _mm512_mask_add_epi8(lo, m_lo, lo, five);
+        hi = _mm512_mask_add_epi8(hi, m_hi, hi, five);
+      } else if constexpr (DT == GK_Q6_KX16) {  // bits 4-5 of vector t from bits 2(t % 4) of high[t / 4], to 4-5
+        const __m512i mask = _mm512_set1_epi8(0x30);
+        const auto place = [&](__m512i h) {
+          return _mm512_and_si512(u == 0 ? _mm512_slli_epi16(h, 4)
+                                  : u == 1 ? _mm512_slli_epi16(h, 2)
+                                  : u == 2 ? h
+                                           : _mm512_srli_epi16(h, 2),
+                                  mask);
+        };
+        lo = _mm512_or_si512(lo, place(high[0]));
+        hi = _mm512_or_si512(hi, place(high[1]));
+      }
+      _mm512_store_si512((void*)(scratch + 64 * u), lo);
+      _mm512_store_si512((void*)(scratch + 64 * (u + 4)), hi);
     }
     return scratch;
+  }
+}
+
+// Chunk c's per-row scales (one per 16-element half) and mins as vectors (lane j: row j): row_params, 16 rows at once.
+template <int DT>
+inline void chunk_params(const uint8_t* group, int64_t c, __m512 scale[2], __m512& min) {
+  const ChunkAt ch = chunk_at<DT>(group, c);
+  const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)ch.base));
+  scale[0] = scale[1] = d;
+  min = _mm512_setzero_ps();
+  if constexpr (DT == GK_Q4_KX16) {
+    // The 6-bit scale and min of sub-block cc from each row's 12 packed bytes (as dwords u0, u1, u2 of its lane).
+    __m512i u[3];
+    for (int w = 0; w < 3; ++w) u[w] = _mm512_loadu_si512((const void*)(ch.base + 64 + 64 * w));
+    const auto field = [](__m512i v, int shift, int bits) {
+      return _mm512_and_si512(_mm512_srl_epi32(v, _mm_cvtsi32_si128(shift)), _mm512_set1_epi32((1 << bits) - 1));
+    };
+    __m512i sc, m;
+    if (ch.cc < 4) {
+      sc = field(u[0], 8 * ch.cc, 6);
+      m = field(u[1], 8 * ch.cc, 6);
+    } else {
+      const int s4 = 8 * (ch.cc - 4);
+      sc = _mm512_or_si512(field(u[2], s4, 4), _mm512_slli_epi32(field(u[0], s4 + 6, 2), 4));
+      m = _mm512_or_si512(field(u[2], s4 + 4, 4), _mm512_slli_epi32(field(u[1], s4 + 6, 2), 4));
+    }
+    scale[0] = scale[1] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(sc));
+    min = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(ch.base + 32))), _mm512_cvtepi32_ps(m));
+  } else if constexpr (DT == GK_Q6_KX16) {
+    for (int h = 0; h < 2; ++h) {
+      const __m128i sc = _mm_loadu_si128((const __m128i*)(ch.base + 32 + 16 * (2 * ch.cc + h)));
+      scale[h] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(sc)));
+    }
+  }
+}
+
+template <int DT>
+void x16_strip_dt(const void* w, int64_t k, int64_t r0, int rows, int nr, float* strip) {
+  const int64_t chunks = k / 32;
+  const uint8_t* group = (const uint8_t*)w + r0 / kRows * (k / format(DT).cols) * format(DT).bytes;
+  const int j0 = (int)(r0 % kRows);
+  alignas(64) uint8_t scratch[8 * 64];
+  for (int64_t c = 0; c < chunks; ++c) {
+    const uint8_t* codes8 = chunk_codes<DT>(group, c, scratch);
+    __m512 scale[2], min;
+    chunk_params<DT>(group, c, scale, min);
+    for (int half = 0; half < 2; ++half) {  // elements 16·half .. 16·half + 15 of the chunk: codes t = 4·half .. + 3
+      // value = code · s + o, with s the row's scale and o = −offset · s − min (exact for Q8_0 / Q5_0: q · d rounded
+      // once, as their f32 path does).
+      alignas(64) float sv[kRows], ov[kRows];
+      _mm512_store_ps(sv, scale[half]);
+      _mm512_store_ps(ov, _mm512_sub_ps(_mm512_mul_ps(_mm512_set1_ps(-(float)format(DT).offset), scale[half]), min));
+      // A 4×16 transpose of dwords (each dword a row's 4 codes): row 4L + i's 16 codes end up in lane L of rows4[i].
+      const uint8_t* codes = codes8 + 256 * half;
+      __m512i cv[4];
+      for (int t = 0; t < 4; ++t) cv[t] = _mm512_loadu_si512((const void*)(codes + 64 * t));
+      const __m512i a0 = _mm512_unpacklo_epi32(cv[0], cv[1]), a1 = _mm512_unpackhi_epi32(cv[0], cv[1]);
+      const __m512i a2 = _mm512_unpacklo_epi32(cv[2], cv[3]), a3 = _mm512_unpackhi_epi32(cv[2], cv[3]);
+      alignas(64) uint8_t rows4[4][64];
+      _mm512_store_si512((void*)rows4[0], _mm512_unpacklo_epi64(a0, a2));
+      _mm512_store_si512((void*)rows4[1], _mm512_unpackhi_epi64(a0, a2));
+      _mm512_store_si512((void*)rows4[2], _mm512_unpacklo_epi64(a1, a3));
+      _mm512_store_si512((void*)rows4[3], _mm512_unpackhi_epi64(a1, a3));
+      float* out = strip + (2 * c + half) * nr * 16;
+      for (int j = 0; j < nr; ++j) {
+        const int r = j0 + j;
+        const __m512 v =
+            j < rows ? _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
+                                           _mm_load_si128((const __m128i*)(rows4[r % 4] + 16 * (r / 4))))),
+                                       _mm512_set1_ps(sv[r]), _mm512_set1_ps(ov[r]))
+                     : _mm512_setzero_ps();
+        _mm512_storeu_ps(out + 16 * j, v);
+      }
+    }
   }
 }
 
 }  // namespace
 
 void gk::cpu::x16_strip(const void* w, int32_t dtype, int64_t k, int64_t r0, int rows, int nr, float* strip) {
-  const int64_t nb = k / 32;
-  const int64_t bb = x16_block_bytes(dtype);
-  const uint8_t* group = (const uint8_t*)w + r0 / kRows * nb * bb;
-  const int j0 = (int)(r0 % kRows);
-  const __m512i offset = _mm512_set1_epi8((char)(dtype == GK_Q8_0X16 ? 128 : 16));
+  GK_X16_DISPATCH(dtype, x16_strip_dt, w, k, r0, rows, nr, strip)
+}
+
+namespace {
+template <int DT>
+void x16_panel_dt(const void* w, int64_t k, int64_t n0, int nb, int64_t k0, int kb, float* panel) {
+  constexpr int kSliver = 2 * kRows;
+  const int64_t group_bytes = k / format(DT).cols * format(DT).bytes;
   alignas(64) uint8_t scratch[8 * 64];
-  for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* blk = group + b * bb;
-    const uint8_t* codes8 =
-        dtype == GK_Q8_0X16 ? block_codes<GK_Q8_0X16>(blk, scratch) : block_codes<GK_Q5_0X16>(blk, scratch);
-    alignas(64) float d[kRows];
-    _mm512_store_ps(d, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)blk)));
-    for (int half = 0; half < 2; ++half) {  // elements 16·half .. 16·half + 15 of the block: codes t = 4·half .. + 3
-      // A 4×16 transpose of dwords (each dword a row's 4 codes): row 4L + i's 16 codes end up in lane L of rows4[i].
-      const uint8_t* codes = codes8 + 256 * half;
-      __m512i c[4];
-      for (int t = 0; t < 4; ++t) c[t] = _mm512_sub_epi8(_mm512_loadu_si512((const void*)(codes + 64 * t)), offset);
-      const __m512i a0 = _mm512_unpacklo_epi32(c[0], c[1]), a1 = _mm512_unpackhi_epi32(c[0], c[1]);
-      const __m512i a2 = _mm512_unpacklo_epi32(c[2], c[3]), a3 = _mm512_unpackhi_epi32(c[2], c[3]);
-      alignas(64) int8_t rows4[4][64];
-      _mm512_store_si512((void*)rows4[0], _mm512_unpacklo_epi64(a0, a2));
-      _mm512_store_si512((void*)rows4[1], _mm512_unpackhi_epi64(a0, a2));
-      _mm512_store_si512((void*)rows4[2], _mm512_unpacklo_epi64(a1, a3));
-      _mm512_store_si512((void*)rows4[3], _mm512_unpackhi_epi64(a1, a3));
-      float* out = strip + (2 * b + half) * nr * 16;
-      for (int j = 0; j < nr; ++j) {
-        const int r = j0 + j;
-        const __m512 v = j < rows ? _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
-                                                      _mm_load_si128((const __m128i*)(rows4[r % 4] + 16 * (r / 4))))),
-                                                  _mm512_set1_ps(d[r]))
-                                  : _mm512_setzero_ps();
-        _mm512_storeu_ps(out + 16 * j, v);
+  for (int s = 0; s * kSliver < nb; ++s) {
+    float* dst = panel + (int64_t)s * kb * kSliver;
+    for (int half = 0; half < 2; ++half) {
+      const int row0 = s * kSliver + half * kRows;
+      if (row0 >= nb) {  // rows past nb pack as 0
+        for (int i = 0; i < kb; ++i) _mm512_storeu_ps(dst + (int64_t)i * kSliver + half * kRows, _mm512_setzero_ps());
+        continue;
+      }
+      const uint8_t* group = (const uint8_t*)w + (n0 + row0) / kRows * group_bytes;
+      for (int64_t c = k0 / 32; c < (k0 + kb) / 32; ++c) {
+        // Each vector of codes holds, per row (lane), elements 4t .. 4t + 3 as its 4 bytes: byte e of every lane is
+        // column 4t + e of the 16 rows, the panel's layout.
+        const uint8_t* codes = chunk_codes<DT>(group, c, scratch);
+        __m512 scale[2], min;
+        chunk_params<DT>(group, c, scale, min);
+        for (int t = 0; t < 8; ++t) {
+          const __m512i cv = _mm512_loadu_si512((const void*)(codes + 64 * t));
+          const __m512 s_ = scale[t / 4];
+          const __m512 o = _mm512_sub_ps(_mm512_mul_ps(_mm512_set1_ps(-(float)format(DT).offset), s_), min);
+          for (int e = 0; e < 4; ++e) {
+            const __m512i q = _mm512_and_si512(_mm512_srli_epi32(cv, 8 * e), _mm512_set1_epi32(0xFF));
+            float* out = dst + (32 * (c - k0 / 32) + 4 * t + e) * kSliver + half * kRows;
+            _mm512_storeu_ps(out, _mm512_fmadd_ps(_mm512_cvtepi32_ps(q), s_, o));
+          }
+        }
       }
     }
   }
+}
+}  // namespace
+
+void gk::cpu::x16_panel(const void* w, int32_t dtype, int64_t k, int64_t n0, int nb, int64_t k0, int kb,
+                        float* panel) {
+  GK_X16_DISPATCH(dtype, x16_panel_dt, w, k, n0, nb, k0, kb, panel)
 }
 
 namespace {
@@ -254,8 +447,8 @@ constexpr float kX24Max = 8355711.0f;  // 127 · 65793 = 0x7F7F7F: after the car
 constexpr int64_t kAhead = 4096;       // prefetch distance (bytes)
 constexpr int kMaxM = 8;               // rows of x per pass over a group (2·8 f32 accumulators + 3 int32)
 
-// One row of x in 24-bit form: bytes l, m, h (k each), and per 32-element block its scale d and the sums
-// Σ (256 h + m) and Σ l, which the codes' offset multiplies into the products.
+// One row of x in 24-bit form: bytes l, m, h (k each), and per 32-element block its scale d, and per 16 elements the
+// sums Σ (256 h + m) and Σ l, which the codes' offset (and a Q4_K min) multiplies into the products.
 struct X24Row {
   const int8_t *l, *m, *h;
   const float* d;
@@ -270,16 +463,15 @@ struct X24Rows {
     try {
       for (auto* v : {&l, &m, &h}) v->resize(rows * k);
       d.resize(rows * k / 32);
-      for (auto* v : {&sum_hm, &sum_l}) v->resize(rows * k / 32);
+      for (auto* v : {&sum_hm, &sum_l}) v->resize(rows * k / 16);
     } catch (const std::bad_alloc&) {
       return false;
     }
     return true;
   }
   X24Row row(int64_t i, int64_t k) const {
-    const int64_t nb = k / 32;
-    return {l.data() + i * k, m.data() + i * k, h.data() + i * k, d.data() + i * nb, sum_hm.data() + i * nb,
-            sum_l.data() + i * nb};
+    return {l.data() + i * k,          m.data() + i * k,          h.data() + i * k,
+            d.data() + i * k / 32, sum_hm.data() + i * k / 16, sum_l.data() + i * k / 16};
   }
 };
 
@@ -296,18 +488,17 @@ void quantize_row(const float* x, int64_t k, X24Rows& q, int64_t i) {
     const __m512 big = _mm512_set1_ps(3.402823466e38f);
     const bool bad = (_mm512_cmp_ps_mask(a0, big, _CMP_NLE_UQ) | _mm512_cmp_ps_mask(a1, big, _CMP_NLE_UQ)) != 0;
     const float mx = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1));
-    int32_t* hm_sum = q.sum_hm.data() + i * nb + b;
-    int32_t* l_sum = q.sum_l.data() + i * nb + b;
+    int32_t* hm_sum = q.sum_hm.data() + i * k / 16 + 2 * b;
+    int32_t* l_sum = q.sum_l.data() + i * k / 16 + 2 * b;
     float* d = q.d.data() + i * nb + b;
     if (bad || !(mx > 0x1p-96f)) {  // (and a block below 2^-96: its kX24Max / mx would overflow, its d is subnormal)
       memset(l + 32 * b, 0, 32), memset(m + 32 * b, 0, 32), memset(h + 32 * b, 0, 32);
-      *hm_sum = *l_sum = 0;
+      hm_sum[0] = hm_sum[1] = l_sum[0] = l_sum[1] = 0;
       *d = bad ? __builtin_nanf("") : 0.0f;
       continue;
     }
     const __m512 inv = _mm512_set1_ps(kX24Max / mx);
     *d = mx / kX24Max;
-    __m512i shm = _mm512_setzero_si512(), sl = _mm512_setzero_si512();
     for (int half = 0; half < 2; ++half) {
       // Clamped: x · (kX24Max / mx) may round a hair past kX24Max.
       const __m512i qv = _mm512_max_epi32(_mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(half ? v1 : v0, inv)), lim),
@@ -318,47 +509,74 @@ void quantize_row(const float* x, int64_t k, X24Rows& q, int64_t i) {
       _mm_storeu_si128((__m128i*)(l + at), _mm512_cvtepi32_epi8(lb));
       _mm_storeu_si128((__m128i*)(m + at), _mm512_cvtepi32_epi8(mb));
       _mm_storeu_si128((__m128i*)(h + at), _mm512_cvtepi32_epi8(hb));
-      shm = _mm512_add_epi32(shm, hm);
-      sl = _mm512_add_epi32(sl, lb);
+      hm_sum[half] = _mm512_reduce_add_epi32(hm);
+      l_sum[half] = _mm512_reduce_add_epi32(lb);
     }
-    *hm_sum = _mm512_reduce_add_epi32(shm);
-    *l_sum = _mm512_reduce_add_epi32(sl);
   }
 }
 
-// y[i, 16g .. 16g + 16) for M rows of x against group g: per block, three int32 vectors of the 16 rows' exact sums
-// (one lane a row), converted and scaled by d_w · d_x into acc_hm (256 h + m) and acc_l (l); y = 256 · acc_hm + acc_l.
+// The exact int32 sums of codes × x's bytes over vectors t0 .. t1 − 1 of a chunk for one row of x (its bytes h4, m4, l4
+// as dwords), less the codes' offset times x's sums: hm = 256 · Σ h + Σ m, lo = Σ l (one lane a row of W).
+template <int kOffset>
+inline void chunk_sums(const uint8_t* codes, int t0, int t1, const int32_t* h4, const int32_t* m4, const int32_t* l4,
+                       int32_t sum_hm, int32_t sum_l, __m512i& hm, __m512i& lo) {
+  __m512i ah = _mm512_setzero_si512(), am = ah, al = ah;
+#pragma GCC unroll 8
+  for (int t = t0; t < t1; ++t) {
+    const __m512i c = _mm512_loadu_si512((const void*)(codes + 64 * t));
+    ah = _mm512_dpbusd_epi32(ah, c, _mm512_set1_epi32(h4[t]));
+    am = _mm512_dpbusd_epi32(am, c, _mm512_set1_epi32(m4[t]));
+    al = _mm512_dpbusd_epi32(al, c, _mm512_set1_epi32(l4[t]));
+  }
+  hm = _mm512_add_epi32(_mm512_slli_epi32(ah, 8), am);
+  lo = al;
+  if constexpr (kOffset != 0) {
+    hm = _mm512_sub_epi32(hm, _mm512_set1_epi32(kOffset * sum_hm));
+    lo = _mm512_sub_epi32(lo, _mm512_set1_epi32(kOffset * sum_l));
+  }
+}
+
+// y[i, 16g .. 16g + 16) for M rows of x against group g: per chunk (per half for Q6_K's 16-element scales), int32
+// vectors of the 16 rows' exact sums (one lane a row), converted and scaled by scale_w · d_x into acc_hm (256 h + m)
+// and acc_l (l, and a Q4_K min · Σ x); y = 256 · acc_hm + acc_l.
 template <int DT, int M>
-inline void group_rows(const uint8_t* group, int64_t nb, const X24Row* xr, const float* bias, int64_t g, int64_t n,
+inline void group_rows(const uint8_t* group, int64_t chunks, const X24Row* xr, const float* bias, int64_t g, int64_t n,
                        float* y) {
-  constexpr int64_t kBytes = x16_block_bytes(DT);
-  constexpr int kOffset = code_offset<DT>();
+  constexpr Format f = format(DT);
+  constexpr int64_t kChunkBytes = f.bytes / (f.cols / 32);  // (on average: a K-quant's scales come with its first)
   __m512 acc_hm[M], acc_l[M];
   for (int i = 0; i < M; ++i) acc_hm[i] = acc_l[i] = _mm512_setzero_ps();
   alignas(64) uint8_t scratch[8 * 64];
-  for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* blk = group + b * kBytes;
-    for (int64_t at = 0; at < kBytes; at += 64) _mm_prefetch((const char*)blk + kAhead + at, _MM_HINT_T0);
-    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)blk));
-    const uint8_t* codes = block_codes<DT>(blk, scratch);
+  for (int64_t c = 0; c < chunks; ++c) {
+    const char* next = (const char*)group + c * kChunkBytes + kAhead;
+    for (int64_t at = 0; at < kChunkBytes; at += 64) _mm_prefetch(next + at, _MM_HINT_T0);
+    const uint8_t* codes = chunk_codes<DT>(group, c, scratch);
+    __m512 scale[2], min;
+    chunk_params<DT>(group, c, scale, min);
 #pragma GCC unroll 8
     for (int i = 0; i < M; ++i) {
-      const int32_t *h4 = (const int32_t*)(xr[i].h + 32 * b), *m4 = (const int32_t*)(xr[i].m + 32 * b),
-                    *l4 = (const int32_t*)(xr[i].l + 32 * b);
-      __m512i ah = _mm512_setzero_si512(), am = ah, al = ah;
-#pragma GCC unroll 8
-      for (int t = 0; t < 8; ++t) {
-        const __m512i c = _mm512_loadu_si512((const void*)(codes + 64 * t));
-        ah = _mm512_dpbusd_epi32(ah, c, _mm512_set1_epi32(h4[t]));
-        am = _mm512_dpbusd_epi32(am, c, _mm512_set1_epi32(m4[t]));
-        al = _mm512_dpbusd_epi32(al, c, _mm512_set1_epi32(l4[t]));
+      const int32_t *h4 = (const int32_t*)(xr[i].h + 32 * c), *m4 = (const int32_t*)(xr[i].m + 32 * c),
+                    *l4 = (const int32_t*)(xr[i].l + 32 * c);
+      const int32_t *shm = xr[i].sum_hm + 2 * c, *sl = xr[i].sum_l + 2 * c;
+      const __m512 dx = _mm512_set1_ps(xr[i].d[c]);
+      __m512i hm, lo;
+      if constexpr (DT == GK_Q6_KX16) {
+        for (int half = 0; half < 2; ++half) {
+          chunk_sums<f.offset>(codes, 4 * half, 4 * half + 4, h4, m4, l4, shm[half], sl[half], hm, lo);
+          const __m512 sc = _mm512_mul_ps(scale[half], dx);
+          acc_hm[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(hm), sc, acc_hm[i]);
+          acc_l[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lo), sc, acc_l[i]);
+        }
+      } else {
+        chunk_sums<f.offset>(codes, 0, 8, h4, m4, l4, shm[0] + shm[1], sl[0] + sl[1], hm, lo);
+        const __m512 sc = _mm512_mul_ps(scale[0], dx);
+        acc_hm[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(hm), sc, acc_hm[i]);
+        acc_l[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lo), sc, acc_l[i]);
+        if constexpr (DT == GK_Q4_KX16) {  // − min · Σ x, Σ x = d_x · (256 · Σ (256 h + m) + Σ l)
+          const float sum_x = xr[i].d[c] * (float)(256 * (shm[0] + shm[1]) + sl[0] + sl[1]);
+          acc_l[i] = _mm512_fnmadd_ps(min, _mm512_set1_ps(sum_x), acc_l[i]);
+        }
       }
-      const __m512i hm = _mm512_sub_epi32(_mm512_add_epi32(_mm512_slli_epi32(ah, 8), am),
-                                          _mm512_set1_epi32(kOffset * xr[i].sum_hm[b]));
-      const __m512i lo = _mm512_sub_epi32(al, _mm512_set1_epi32(kOffset * xr[i].sum_l[b]));
-      const __m512 sc = _mm512_mul_ps(dw, _mm512_set1_ps(xr[i].d[b]));
-      acc_hm[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(hm), sc, acc_hm[i]);
-      acc_l[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lo), sc, acc_l[i]);
     }
   }
   const __m512 bv = bias ? _mm512_loadu_ps(bias + kRows * g) : _mm512_setzero_ps();
@@ -368,30 +586,30 @@ inline void group_rows(const uint8_t* group, int64_t nb, const X24Row* xr, const
 }
 
 template <int DT>
-void group_any(int rows, const uint8_t* group, int64_t nb, const X24Row* xr, const float* bias, int64_t g, int64_t n,
+void group_any(int rows, const uint8_t* group, int64_t chunks, const X24Row* xr, const float* bias, int64_t g, int64_t n,
                float* y) {
   switch (rows) {
-    case 8: return group_rows<DT, 8>(group, nb, xr, bias, g, n, y);
-    case 7: return group_rows<DT, 7>(group, nb, xr, bias, g, n, y);
-    case 6: return group_rows<DT, 6>(group, nb, xr, bias, g, n, y);
-    case 5: return group_rows<DT, 5>(group, nb, xr, bias, g, n, y);
-    case 4: return group_rows<DT, 4>(group, nb, xr, bias, g, n, y);
-    case 3: return group_rows<DT, 3>(group, nb, xr, bias, g, n, y);
-    case 2: return group_rows<DT, 2>(group, nb, xr, bias, g, n, y);
-    default: return group_rows<DT, 1>(group, nb, xr, bias, g, n, y);
+    case 8: return group_rows<DT, 8>(group, chunks, xr, bias, g, n, y);
+    case 7: return group_rows<DT, 7>(group, chunks, xr, bias, g, n, y);
+    case 6: return group_rows<DT, 6>(group, chunks, xr, bias, g, n, y);
+    case 5: return group_rows<DT, 5>(group, chunks, xr, bias, g, n, y);
+    case 4: return group_rows<DT, 4>(group, chunks, xr, bias, g, n, y);
+    case 3: return group_rows<DT, 3>(group, chunks, xr, bias, g, n, y);
+    case 2: return group_rows<DT, 2>(group, chunks, xr, bias, g, n, y);
+    default: return group_rows<DT, 1>(group, chunks, xr, bias, g, n, y);
   }
 }
 
 template <int DT>
-void groups_range(const uint8_t* w, int64_t nb, const X24Row* xr, const float* bias, int64_t m, int64_t n, int64_t g0,
+void groups_range(const uint8_t* w, int64_t k, const X24Row* xr, const float* bias, int64_t m, int64_t n, int64_t g0,
                   int64_t g1, float* y) {
+  const int64_t group_bytes = k / format(DT).cols * format(DT).bytes;
   for (int64_t g = g0; g < g1; ++g) {
-    const uint8_t* group = w + g * nb * x16_block_bytes(DT);
     // Every row of x against this group while it is in L1: passes of at most kMaxM rows, as even as possible.
     const int64_t passes = (m + kMaxM - 1) / kMaxM;
     for (int64_t p = 0, i = 0; p < passes; ++p) {
       const int64_t r = m * (p + 1) / passes - i;
-      group_any<DT>((int)r, group, nb, xr + i, bias, g, n, y + i * n);
+      group_any<DT>((int)r, w + g * group_bytes, k / 32, xr + i, bias, g, n, y + i * n);
       i += r;
     }
   }
@@ -417,21 +635,20 @@ gk_status gk::cpu::linear_x16(const float* x, const void* w, int32_t dtype, cons
   }
   // (The pool's threads must not name the thread_locals: they would get their own, empty ones.)
   const X24Row* xr = rows.data();
-  const int64_t nb = k / 32, groups = n / kRows;
+  const int64_t groups = n / kRows;
   const bool par = n * k * m >= (1 << 15) && groups >= 2;
   gk::cpu::pool_for(par ? omp_get_max_threads() : 1, [&](int t, int nt) {
     const int64_t g0 = groups * t / nt, g1 = groups * (t + 1) / nt;
-    if (dtype == GK_Q8_0X16) {
-      groups_range<GK_Q8_0X16>((const uint8_t*)w, nb, xr, (const float*)bias, m, n, g0, g1, y);
-    } else {
-      groups_range<GK_Q5_0X16>((const uint8_t*)w, nb, xr, (const float*)bias, m, n, g0, g1, y);
-    }
+    const auto* wb = (const uint8_t*)w;
+    const auto* b = (const float*)bias;
+    GK_X16_DISPATCH(dtype, groups_range, wb, k, xr, b, m, n, g0, g1, y)
   });
   return GK_OK;
 }
 #else
 gk_status gk::cpu::linear_x16(const float*, const void*, int32_t, const void*, int64_t, int64_t, int64_t, float*) {
-  return gk_fail(GK_ERR_UNSUPPORTED, "gk_linear: this build of the CPU library cannot read Q8_0X16 or Q5_0X16");
+  return gk_fail(GK_ERR_UNSUPPORTED, "gk_linear: this build of the CPU library cannot read the 16-row layouts");
 }
 void gk::cpu::x16_strip(const void*, int32_t, int64_t, int64_t, int, int, float*) {}
+void gk::cpu::x16_panel(const void*, int32_t, int64_t, int64_t, int, int64_t, int, float*) {}
 #endif

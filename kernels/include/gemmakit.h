@@ -82,6 +82,18 @@ typedef enum {
    * 4 of row j's q5 of element 4t + e. x = (q5 - 16) * d as in Q5_0. Only the CPU library's gk_linear and
    * gk_embedding read it. */
   GK_Q5_0X16 = 209,
+  /* Not a file format: Q4_K with 16 rows interleaved (gk_repack, from a Q4_K matrix, Q4_K's size). Superblock b (256
+   * columns) of group g at byte (g · k / 256 + b) · 2304: f16 d[16] (row j's at 2j), f16 dmin[16] (at 32 + 2j), the
+   * 12 packed scale bytes of each row as 3 dwords (dword w of row j at 64 + 64w + 4j), then for sub-block s < 8 at
+   * 256 + 256s, 4 × 64 bytes of codes as GK_Q5_0X16's low bits (byte 64u + 4j + e: element 4u + e low nibble, 16 + 4u
+   * + e high). x = d * sc * q - dmin * m as in Q4_K. */
+  GK_Q4_KX16 = 210,
+  /* Not a file format: Q6_K with 16 rows interleaved (gk_repack, from a Q6_K matrix, Q6_K's size). Superblock b of
+   * group g at byte (g · k / 256 + b) · 3360: f16 d[16] (row j's at 2j), the int8 scales (scale i of row j at 32 +
+   * 16i + j), then for 32-element chunk c < 8 at 288 + 384c: 4 × 64 bytes of the codes' low 4 bits as GK_Q4_KX16's,
+   * and 2 × 64 bytes whose byte 256 + 64p + 4j + e holds in bits 2i, 2i + 1 the top 2 bits of row j's code of chunk
+   * element 16p + 4i + e. x = d * scale * (q6 - 32) as in Q6_K. */
+  GK_Q6_KX16 = 211,
 } gk_dtype;
 
 typedef enum {
@@ -178,7 +190,8 @@ GK_API gk_status gk_linear(gk_stream* s, const float* x, const void* weight, int
 
 /* Writes weight src [n, k] of from_dtype into dst as to_dtype, the same values in a layout the kernels of this
  * library multiply faster. Supported on CPU builds with AVX512-VNNI (n % 16 == 0, k % 32 == 0): GK_Q8_0 ->
- * GK_Q8_0X16 and GK_Q5_0 -> GK_Q5_0X16, the same bytes reordered (dst is src, rewritten in place, or does not
+ * GK_Q8_0X16, GK_Q5_0 -> GK_Q5_0X16, GK_Q4_K -> GK_Q4_KX16 and GK_Q6_K -> GK_Q6_KX16 (k a multiple of 256 for these
+ * two), the same bytes reordered (dst is src, rewritten in place, or does not
  * overlap it). Anything else returns GK_ERR_UNSUPPORTED with nothing written (the CUDA library always does: its
  * kernels read the GGUF layouts as stored), so a caller may try it and keep the weight as it was. */
 GK_API gk_status gk_repack(gk_stream* s, const void* src, int32_t from_dtype, void* dst, int32_t to_dtype, int32_t n,

@@ -9,7 +9,7 @@ export const NATIVE_SOURCES: {
   files: [string, string][];
 } = {
   version: "0.1.0",
-  sha256: "b0c9c31b61cb43d7fcc2f81e9c1248b419ecf1e1b83701d3f79ac6c4a60829a6",
+  sha256: "e4be495fe4561be63218a228bc7fb1e2b76a3fe2eeb9671a6a3a9cf5fff8809a",
   files: [
     ["kernels/common/dtype.h", "423672a9860bbfc1620995b00bd2b45de6ad4082fd748c94483cc620b15d6ec5"],
     ["kernels/common/error.cpp", "16d996224683479f1bfab036cc33a4cb56589112885bf3a1d9936632ae48064c"],
@@ -22,13 +22,13 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/attention_prefill.cpp", "39610353663cfb0f3daa1cb6a334389c0c9b08e07c200cb38361580ac58a63ff"],
     ["kernels/cpu/avg_pool2d.cpp", "705651fa17c1eeaba10160f96a7f6afa534feb507b375a85585ba061b1c05223"],
     ["kernels/cpu/clamp.cpp", "0385939debcd4e9cf7ef8c8c2a7eef52ff29f22c2944eff8ceabce1d28e58bfa"],
-    ["kernels/cpu/cpu.h", "99e63d92b92619db651c683c4dacdfd893cd97fb849731e8e30d1b78deb85f3d"],
+    ["kernels/cpu/cpu.h", "973224ba44e01dbeb6b5712ad494a2c66de776a9aa4d2b0c48929ef1fe9b0d2b"],
     ["kernels/cpu/elementwise.cpp", "453028cbe2835c8b74d30a25032234e8b44c67ce2f28dae1496775558399d499"],
-    ["kernels/cpu/embedding.cpp", "69a03387aef03085f7a9047879a2f7720290e935265a88f99c0f97ed9cec4071"],
+    ["kernels/cpu/embedding.cpp", "f6bacc03a050cd7c10cd353d5111596da7afe794dd63600ef4ddac896e8b25cf"],
     ["kernels/cpu/gather_sum.cpp", "343b3e0d88a0e77326aa979ec67668c42ffb2372ed8cf058da1019031107776b"],
     ["kernels/cpu/kv_cache_write.cpp", "86990e09320fbf192230c96abc269289aa6ce3425ca5a821cf0fc027767af5ca"],
     ["kernels/cpu/layer_norm.cpp", "71da9959d48a20ee3f1414af319ac6266e0a2291059c8b33567ece4326ba534a"],
-    ["kernels/cpu/linear.cpp", "d0b251d4162fb593f06478cfc189ff85ab832c09c414a6694fd433e529cb2d4e"],
+    ["kernels/cpu/linear.cpp", "0cb69ad327fec98bd99d1f27b6142edaa239d4a814b576ecf559e5d12e3d944a"],
     ["kernels/cpu/linear_q8act.cpp", "401798871c089a2e29ddf70dc78f90dbcd979382b8c029cde0e89dc77bc050bb"],
     ["kernels/cpu/logits_process.cpp", "a0202bb03fa6fbd533677ab1155c2d19fb666e1275437e8bc543ee011668384a"],
     ["kernels/cpu/logprobs.cpp", "d671988cef3ab6b39f06f74bb743ecdf2e1480d8ed43e24375f9501a0da7eba2"],
@@ -38,7 +38,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/pool.h", "1d0fb9dc0bf2d7fdf08291289db402be07777134252bca7176d32bf847331644"],
     ["kernels/cpu/program.cpp", "779c22004d3834968b009297672ff3bb8c9c29853e06c14137edefd1c59e3fc1"],
     ["kernels/cpu/quant.h", "c9135677192004e45ef4b54cd1c0d932d8b4c7aa1ae0c96059e03b79ca563d50"],
-    ["kernels/cpu/repack.cpp", "3b5bf5b317a4631026718cff7d496bc7032d44e2fc99c59206f69ac731fd6126"],
+    ["kernels/cpu/repack.cpp", "ce7d1c98a41320b2672555a541bcd38031e9260c1d0f0b0ac75acf85670d3e83"],
     ["kernels/cpu/rms_norm.cpp", "b9bcf218b0f2136fe6e80d8066bc5e14fb8ff456b04cdf2e8d0ea0d2a8de09fb"],
     ["kernels/cpu/rope.cpp", "7fc00eceba13068ac06f6375ebdb6cb4ee6d1aea40667d5dc17a10df32d169d6"],
     ["kernels/cpu/rope_axes.cpp", "665f1ca5e21a59006551262316f3935a67e85912299caabfc82c38db98c9c077"],
@@ -47,6 +47,6 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/simd.h", "375d79f4ce32aaa0be1f15f4e28d371d00edc248f6a39d45a81bf76d562e8110"],
     ["kernels/cpu/softmax.cpp", "02d4f89bf232e81992d93b1e1d8c033724810cc91d17acc36209d031626540b1"],
     ["kernels/cpu/vnni.h", "d5d66a61ebb91f7fcc5890f921052f384a08c197c7e4e1d32fb46e101690b36f"],
-    ["kernels/include/gemmakit.h", "1824cc16d0d7df87446c0d8d39ed2d4ca5cf5757de8fcd5d50cd1eefd7b2f0f3"],
+    ["kernels/include/gemmakit.h", "221c9cd59b14399af942ce30239b300fc8b20897b5387d1735a2704150544fb8"],
   ],
 };

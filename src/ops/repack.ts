@@ -1,4 +1,4 @@
-import { DTYPE_CODE, REPACK_ROWS } from "../runtime/dtype.ts";
+import { DTYPE_CODE, REPACK_ROWS, type RepackableDType, type RepackedDType } from "../runtime/dtype.ts";
 import type { Tensor } from "../runtime/tensor.ts";
 import { expectRank } from "./check.ts";
 
@@ -6,12 +6,17 @@ import { expectRank } from "./check.ts";
 const UNSUPPORTED = 5;
 
 /** The layout each file format is repacked into. */
-const LAYOUT = { q8_0: "q8_0x16", q5_0: "q5_0x16" } as const;
+const LAYOUT: Readonly<Record<RepackableDType, RepackedDType>> = {
+  q8_0: "q8_0x16",
+  q5_0: "q5_0x16",
+  q4_k: "q4_kx16",
+  q6_k: "q6_kx16",
+};
 
 /**
  * The weight [n, k] in the layout the backend's kernels multiply fastest. On the CPU library built with AVX512-VNNI a
- * Q8_0 or Q5_0 matrix with n a multiple of 16 becomes q8_0x16 or q5_0x16 (16 rows interleaved for integer dot
- * products, the same values in the same bytes, reordered): rewritten in place, the result a view of `weight`'s memory
+ * Q8_0, Q5_0, Q4_K or Q6_K matrix with n a multiple of 16 becomes q8_0x16, q5_0x16, q4_kx16 or q6_kx16 (16 rows
+ * interleaved for integer dot products, the same values in the same bytes, reordered): rewritten in place, the result a view of `weight`'s memory
  * that `weight` must no longer be read as (a tied lm_head is also the embedding table; ModelWeights.replaceTensor
  * hands every holder the result). Anything else — the CUDA library, another dtype or shape, `GEMMAKIT_CPU_REPACK=0` —
  * comes back as it was.
@@ -20,8 +25,8 @@ export function repackForBackend(weight: Tensor): Tensor {
   const op = "repack";
   expectRank(op, "weight", weight, 2);
   const [n, k] = weight.shape;
-  if ((weight.dtype !== "q8_0" && weight.dtype !== "q5_0") || n % REPACK_ROWS !== 0 || k % 32 !== 0) return weight;
-  const layout = LAYOUT[weight.dtype];
+  if (!(weight.dtype in LAYOUT) || n % REPACK_ROWS !== 0) return weight;
+  const layout = LAYOUT[weight.dtype as RepackableDType];
   const status = weight.backend.symbols.gk_repack(
     weight.backend.stream,
     weight.pointer,

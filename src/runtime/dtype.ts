@@ -9,13 +9,20 @@ export { QUANT_BLOCKS, QUANT_DTYPES, type QuantDType };
 /** Float element types: activations are f32; weights may be f32, f16 or bf16. */
 export type FloatDType = "f32" | "f16" | "bf16";
 /**
- * A layout the CPU library makes from a weight for its own kernels (gk_repack; src/ops/repack.ts): Q8_0 or Q5_0 with
- * 16 rows interleaved, the same bytes reordered (kernels/include/gemmakit.h). Never in a file; only linear and
- * embedding read it.
+ * A layout the CPU library makes from a weight for its own kernels (gk_repack; src/ops/repack.ts): Q8_0, Q5_0, Q4_K
+ * or Q6_K with 16 rows interleaved, the same bytes reordered (kernels/include/gemmakit.h). Never in a file; only
+ * linear and embedding read it.
  */
-export type RepackedDType = "q8_0x16" | "q5_0x16";
+export type RepackedDType = "q8_0x16" | "q5_0x16" | "q4_kx16" | "q6_kx16";
+/** The file formats a layout is made from. */
+export type RepackableDType = "q8_0" | "q5_0" | "q4_k" | "q6_k";
 /** Each repacked layout and the file format it is made from. */
-export const REPACKED_FROM: Readonly<Record<RepackedDType, "q8_0" | "q5_0">> = { q8_0x16: "q8_0", q5_0x16: "q5_0" };
+export const REPACKED_FROM: Readonly<Record<RepackedDType, RepackableDType>> = {
+  q8_0x16: "q8_0",
+  q5_0x16: "q5_0",
+  q4_kx16: "q4_k",
+  q6_kx16: "q6_k",
+};
 /** Element type of a tensor. */
 export type DType = FloatDType | "i32" | QuantDType | RepackedDType;
 
@@ -40,6 +47,8 @@ export const DTYPE_CODE: Readonly<Record<DType, number>> = {
   mxfp4: 39,
   q8_0x16: 208,
   q5_0x16: 209,
+  q4_kx16: 210,
+  q6_kx16: 211,
 };
 
 /** Bytes per element of the unquantized dtypes. */
@@ -50,7 +59,10 @@ export const FLOAT_DTYPES: readonly DType[] = ["f32", "f16", "bf16"];
 /** Weights a matrix product or embedding gather reads as stored. */
 export const MATMUL_WEIGHT_DTYPES: readonly DType[] = [...FLOAT_DTYPES, ...QUANT_DTYPES];
 /** What linear and embedding take: the stored dtypes and the CPU library's repacked layouts. */
-export const KERNEL_WEIGHT_DTYPES: readonly DType[] = [...MATMUL_WEIGHT_DTYPES, "q8_0x16", "q5_0x16"];
+export const KERNEL_WEIGHT_DTYPES: readonly DType[] = [
+  ...MATMUL_WEIGHT_DTYPES,
+  ...(Object.keys(REPACKED_FROM) as RepackedDType[]),
+];
 
 /** Rows per interleaved group of a repacked matrix. */
 export const REPACK_ROWS = 16;

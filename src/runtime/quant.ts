@@ -260,33 +260,69 @@ export function dequantize(bytes: Uint8Array, dtype: QuantDType): Float32Array {
   return out;
 }
 
+/** Each repacked layout: the file format's block (columns, bytes a row) and the stored codes' offset above q. */
+const X16_FORMATS = {
+  q8_0x16: { cols: 32, rowBytes: 34, offset: 128 },
+  q5_0x16: { cols: 32, rowBytes: 22, offset: 16 },
+  q4_kx16: { cols: 256, rowBytes: 144, offset: 0 },
+  q6_kx16: { cols: 256, rowBytes: 210, offset: 32 },
+} as const;
+
 /**
- * A matrix in one of the CPU library's 16-row layouts (kernels/include/gemmakit.h) of rows `k` long → f32 [rows, k].
- * Block b of group g (16 rows) at byte (g · k / 32 + b) · B holds the 16 rows' f16 scales, then their codes of
- * elements 4t .. 4t + 3 for t < 8 (row j's at 4j of the t-th 64 bytes): q8_0x16 (B = 544) stores q + 128 there,
- * q5_0x16 (B = 352) the low 4 bits of q5 in 4 × 64 bytes (t < 4 in the low nibbles, t >= 4 in the high) and bit 4
- * in a u64 per t at 288 + 8t (bit 4j + e). The host-side reference the CPU kernels are held to.
+ * A matrix in one of the CPU library's 16-row layouts (kernels/include/gemmakit.h) of rows `k` long → f32 [rows, k]:
+ * the host-side reference the CPU kernels are held to, written from the header's description. A group of 16 rows
+ * holds, per block of its file format, their scales and then, per 32 columns, the codes of elements 4t .. 4t + 3 for
+ * t < 8 (row j's at 4j of a 64-byte vector): Q8_0 q + 128 whole; the others' low 4 bits as nibbles (t < 4 low, t >= 4
+ * high, of 4 vectors), Q5_0's bit 4 in a u64 mask per t, Q6_K's top 2 bits in 2 vectors (bits 2(t % 4) of vector
+ * t / 4).
  */
-export function dequantizeX16(bytes: Uint8Array, dtype: "q8_0x16" | "q5_0x16", k: number): Float32Array {
-  const q8 = dtype === "q8_0x16", blockBytes = q8 ? 544 : 352;
-  const nb = k / 32, groupBytes = nb * blockBytes;
-  if (!Number.isInteger(nb) || nb < 1 || bytes.byteLength % groupBytes !== 0) {
+export function dequantizeX16(bytes: Uint8Array, dtype: keyof typeof X16_FORMATS, k: number): Float32Array {
+  const f = X16_FORMATS[dtype], blockBytes = 16 * f.rowBytes;
+  const blocks = k / f.cols, groupBytes = blocks * blockBytes;
+  if (!Number.isInteger(blocks) || blocks < 1 || bytes.byteLength % groupBytes !== 0) {
     throw new RangeError(`dequantize: ${bytes.byteLength} bytes are not whole ${dtype} groups of 16 rows of ${k}`);
   }
-  const code = (at: number, j: number, t: number, e: number) => {
-    if (q8) return i8(bytes[at + 32 + 64 * t + 4 * j + e] ^ 0x80);
-    const low = (bytes[at + 32 + 64 * (t % 4) + 4 * j + e] >> (t < 4 ? 0 : 4)) & 0xf;
-    const bit = (bytes[at + 288 + 8 * t + ((4 * j + e) >> 3)] >> ((4 * j + e) & 7)) & 1;
-    return (low | (bit << 4)) - 16;
+  const nibble = (at: number, t: number) => (bytes[at + 64 * (t % 4)] >> (t < 4 ? 0 : 4)) & 0xf;
+  /** Stored code of row j, element 4t + e of the chunk (32 columns) whose codes start at `at`. */
+  const code = (at: number, j: number, t: number, e: number): number => {
+    const lane = 4 * j + e;
+    switch (dtype) {
+      case "q8_0x16":
+        return bytes[at + 64 * t + lane];
+      case "q5_0x16":
+        return nibble(at + lane, t) | (((bytes[at + 256 + 8 * t + (lane >> 3)] >> (lane & 7)) & 1) << 4);
+      case "q4_kx16":
+        return nibble(at + lane, t);
+      case "q6_kx16":
+        return nibble(at + lane, t) | (((bytes[at + 256 + 64 * (t >> 2) + lane] >> (2 * (t % 4))) & 3) << 4);
+    }
   };
   const rows = (bytes.byteLength / groupBytes) * 16;
   const out = new Float32Array(rows * k);
   for (let r = 0; r < rows; r++) {
-    const group = Math.floor(r / 16) * groupBytes, j = r % 16;
-    for (let b = 0; b < nb; b++) {
-      const at = group + b * blockBytes, d = f16At(bytes, at + 2 * j);
-      for (let t = 0; t < 8; t++) {
-        for (let e = 0; e < 4; e++) out[r * k + 32 * b + 4 * t + e] = d * code(at, j, t, e);
+    const j = r % 16;
+    for (let b = 0; b < blocks; b++) {
+      const at = Math.floor(r / 16) * groupBytes + b * blockBytes, d = f16At(bytes, at + 2 * j);
+      for (let c = 0; c < f.cols / 32; c++) {
+        // Per 16-element half: value = scale · (code − offset) − min.
+        let scale = [d, d], min = 0, codes = at + 32;
+        if (dtype === "q4_kx16") {
+          const packed = Uint8Array.from({ length: 12 }, (_, i) => bytes[at + 64 + 64 * (i >> 2) + 4 * j + (i & 3)]);
+          const [sc, m] = c < 4
+            ? [packed[c] & 63, packed[c + 4] & 63]
+            : [(packed[c + 4] & 0xf) | ((packed[c - 4] >> 6) << 4), (packed[c + 4] >> 4) | ((packed[c] >> 6) << 4)];
+          scale = [d * sc, d * sc].map(Math.fround);
+          min = Math.fround(f16At(bytes, at + 32 + 2 * j) * m);
+          codes = at + 256 + 256 * c;
+        } else if (dtype === "q6_kx16") {
+          scale = [0, 1].map((h) => Math.fround(d * i8(bytes[at + 32 + 16 * (2 * c + h) + j])));
+          codes = at + 288 + 384 * c;
+        }
+        for (let t = 0; t < 8; t++) {
+          for (let e = 0; e < 4; e++) {
+            out[r * k + b * f.cols + 32 * c + 4 * t + e] = scale[t >> 2] * (code(codes, j, t, e) - f.offset) - min;
+          }
+        }
       }
     }
   }

@@ -507,9 +507,9 @@ function addQuantLinear(dtype: QuantDType, m: number, n: number, k: number, bias
 }
 for (const [dtype, m, n, k, bias] of quantLinearRows) addQuantLinear(dtype, m, n, k, bias);
 
-// Q8_0 and Q5_0 weights in the layout the backend multiplies fastest (src/ops/repack.ts): on the CPU library with
-// AVX512-VNNI, q8_0x16 / q5_0x16 (16 rows interleaved; up to 16 rows of x as 24-bit integers per 32-element block,
-// more through f32 strips); on CUDA, as stored. The reference is the exact product with the stored weights, so a row
+// Q8_0, Q5_0, Q4_K and Q6_K weights in the layout the backend multiplies fastest (src/ops/repack.ts): on the CPU
+// library with AVX512-VNNI, q8_0x16 / q5_0x16 / q4_kx16 / q6_kx16 (16 rows interleaved; up to 16 rows of x as 24-bit
+// integers per 32-element block, more through f32 panels or strips); on CUDA, as stored. The reference is the exact product with the stored weights, so a row
 // measures the repack, the layout's reading and x's rounding (tests/ops/repack_test.ts checks that the layout was
 // made).
 for (
@@ -525,27 +525,37 @@ for (
     ["q5_0", 16, 256, 640, false],
     ["q5_0", 20, 160, 640, false],
     ["q5_0", 40, 64, 1152, true],
-  ] as ["q8_0" | "q5_0", number, number, number, boolean][]
+    ["q5_0", 64, 48, 640, false],
+    ["q4_k", 1, 256, 1024, false],
+    ["q4_k", 8, 64, 512, true],
+    ["q4_k", 17, 48, 2048, false],
+    ["q4_k", 64, 32, 512, true],
+    ["q4_k", 130, 48, 512, false],
+    ["q6_k", 1, 640, 2048, false],
+    ["q6_k", 5, 32, 512, true],
+    ["q6_k", 16, 64, 768, false],
+    ["q6_k", 33, 48, 512, true],
+  ] as ["q8_0" | "q5_0" | "q4_k" | "q6_k", number, number, number, boolean][]
 ) addQuantLinear(dtype, m, n, k, bias, true);
-for (const dtype of ["q8_0", "q5_0"] as const) {
+for (const [dtype, dim] of [["q8_0", 640], ["q5_0", 640], ["q4_k", 512], ["q6_k", 768]] as const) {
   add({
     op: "repack",
-    name: `${dtype} [48, 640] for the backend, read back`,
+    name: `${dtype} [48, ${dim}] for the backend, read back`,
     nmse: 0,
     setup(rng) {
-      const w = randomQuantBlocks(rng, dtype, 48, 640);
+      const w = randomQuantBlocks(rng, dtype, 48, dim);
       return {
         reference: () => dequantize(w, dtype),
-        run: (b) => run(b, (s) => s.keep(ops.repackForBackend(s.raw(w, [48, 640], dtype)))),
+        run: (b) => run(b, (s) => s.keep(ops.repackForBackend(s.raw(w, [48, dim], dtype)))),
       };
     },
   });
   add({
     op: "embedding",
-    name: `vocab=64 dim=640 n=7 ${dtype} repacked for the backend scale=25.298`,
+    name: `vocab=64 dim=${dim} n=7 ${dtype} repacked for the backend scale=25.298`,
     nmse: 1e-12,
     setup(rng) {
-      const [vocab, dim, n] = [64, 640, 7];
+      const [vocab, n] = [64, 7];
       const table = randomQuantBlocks(rng, dtype, vocab, dim), ids = rng.ints(n, 0, vocab);
       ids[0] = vocab - 1;
       const scale = Math.fround(Math.sqrt(640));

@@ -1,8 +1,9 @@
 /**
- * The CPU library's 16-row layouts q8_0x16 and q5_0x16 (kernels/cpu/repack.cpp, src/ops/repack.ts): made in place
- * where the build can read them, the same values as the Q8_0 or Q5_0 weight they came from (read back on the host,
- * gathered by embedding), products within f32 rounding of the exact one for every row count (the integer kernel up
- * to 16 rows, f32 strips beyond), and a NaN or infinity in x reaching every output as on the f32 path.
+ * The CPU library's 16-row layouts q8_0x16, q5_0x16, q4_kx16 and q6_kx16 (kernels/cpu/repack.cpp, src/ops/repack.ts):
+ * made in place where the build can read them, the same values as the Q8_0 / Q5_0 / Q4_K / Q6_K weight they came from
+ * (read back on the host through the layout's own reference decoder, gathered by embedding), products within f32
+ * rounding of the exact one for every row count (the integer kernel up to 16 rows, f32 strips beyond), and a NaN or
+ * infinity in x reaching every output as on the f32 path.
  * The op-parity table (tests/ops/cases.ts) holds the same products against CUDA when a GPU is present.
  * @module
  */
@@ -30,7 +31,14 @@ function nmse(got: ArrayLike<number>, want: ArrayLike<number>): number {
   return num / den;
 }
 
-for (const [file, layout] of [["q8_0", "q8_0x16"], ["q5_0", "q5_0x16"]] as const) {
+for (
+  const [file, layout, k] of [
+    ["q8_0", "q8_0x16", 640],
+    ["q5_0", "q5_0x16", 640],
+    ["q4_k", "q4_kx16", 512],
+    ["q6_k", "q6_kx16", 512],
+  ] as const
+) {
   Deno.test(`${layout}: repacked on an AVX512-VNNI CPU, the same values as the ${file} weight, products within f32 rounding`, () => {
     if (!vnni) {
       console.log(`ignoring: this CPU has no AVX512-VNNI, so the CPU library keeps ${file} weights as stored`);
@@ -38,7 +46,7 @@ for (const [file, layout] of [["q8_0", "q8_0x16"], ["q5_0", "q5_0x16"]] as const
     }
     using backend = Backend.open({ backend: "cpu" });
     const rng = new Rng(7);
-    const [n, k] = [64, 640];
+    const n = 64;
     const bytes = randomQuantBlocks(rng, file, n, k);
     using w = Tensor.fromBytes(backend, bytes, [n, k], file);
     const x16 = repackForBackend(w);
@@ -89,8 +97,8 @@ Deno.test("repack: what cannot take a layout stays as it was, and the layouts' s
   // 24 rows: not a whole number of 16-row groups.
   using odd = Tensor.fromBytes(backend, randomQuantBlocks(rng, "q8_0", 24, 64), [24, 64], "q8_0");
   assert.equal(repackForBackend(odd), odd);
-  using q4k = Tensor.fromBytes(backend, randomQuantBlocks(rng, "q4_k", 16, 256), [16, 256], "q4_k");
-  assert.equal(repackForBackend(q4k), q4k);
+  using q5k = Tensor.fromBytes(backend, randomQuantBlocks(rng, "q5_k", 16, 256), [16, 256], "q5_k");
+  assert.equal(repackForBackend(q5k), q5k, "a format with no layout");
   assert.throws(() => Tensor.empty(backend, [24, 64], "q8_0x16"), ShapeError);
   assert.throws(() => Tensor.empty(backend, [24, 64], "q5_0x16"), ShapeError);
   if (!vnni) return;
