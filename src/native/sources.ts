@@ -9,7 +9,7 @@ export const NATIVE_SOURCES: {
   files: [string, string][];
 } = {
   version: "0.1.0",
-  sha256: "e4be495fe4561be63218a228bc7fb1e2b76a3fe2eeb9671a6a3a9cf5fff8809a",
+  sha256: "67b14fe04c93695124cfb079ac9285b4114179edd1819d5695031e4940d36755",
   files: [
     ["kernels/common/dtype.h", "423672a9860bbfc1620995b00bd2b45de6ad4082fd748c94483cc620b15d6ec5"],
     ["kernels/common/error.cpp", "16d996224683479f1bfab036cc33a4cb56589112885bf3a1d9936632ae48064c"],
@@ -28,7 +28,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/gather_sum.cpp", "343b3e0d88a0e77326aa979ec67668c42ffb2372ed8cf058da1019031107776b"],
     ["kernels/cpu/kv_cache_write.cpp", "86990e09320fbf192230c96abc269289aa6ce3425ca5a821cf0fc027767af5ca"],
     ["kernels/cpu/layer_norm.cpp", "71da9959d48a20ee3f1414af319ac6266e0a2291059c8b33567ece4326ba534a"],
-    ["kernels/cpu/linear.cpp", "0cb69ad327fec98bd99d1f27b6142edaa239d4a814b576ecf559e5d12e3d944a"],
+    ["kernels/cpu/linear.cpp", "eb8ec30d2a8ab79d3738b00cef0f21bd3dbee9290dacd40896c4e6b1fb67c5ad"],
     ["kernels/cpu/linear_q8act.cpp", "401798871c089a2e29ddf70dc78f90dbcd979382b8c029cde0e89dc77bc050bb"],
     ["kernels/cpu/logits_process.cpp", "a0202bb03fa6fbd533677ab1155c2d19fb666e1275437e8bc543ee011668384a"],
     ["kernels/cpu/logprobs.cpp", "d671988cef3ab6b39f06f74bb743ecdf2e1480d8ed43e24375f9501a0da7eba2"],
