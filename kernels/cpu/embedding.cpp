@@ -1,5 +1,6 @@
 // gk_embedding: token rows gathered from the table and scaled (Gemma multiplies by sqrt(hidden)).
-// A quantized table's rows are decoded block by block (kernels/cpu/quant.h; the 16-row layouts in kernels/cpu/repack.cpp).
+// A quantized table's rows are decoded block by block (kernels/cpu/quant.h; the CPU library's 16-row layouts in
+// kernels/cpu/repack.cpp).
 #include "cpu.h"
 #include "quant.h"
 

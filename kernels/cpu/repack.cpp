@@ -1,25 +1,29 @@
 // gk_repack and the CPU library's own layouts of a quantized matrix (kernels/include/gemmakit.h), made in place from a
-// file's: GK_Q8_0X16 from Q8_0 and GK_Q5_0X16 from Q5_0, the same bytes reordered. gk_linear and gk_embedding read them (linear_x16 up to 16 rows of x, x16_strip for
-// linear.cpp's f32 strips beyond, x16_row for the gather). The Gemma models repack their matrices when they load
+// file's, the same bytes reordered: GK_Q8_0X16 from Q8_0, GK_Q5_0X16 from Q5_0, GK_Q4_KX16 from Q4_K, GK_Q6_KX16 from
+// Q6_K. gk_linear and gk_embedding read them (linear_x16 up to 16 rows of x, x16_panel / x16_strip for linear.cpp's
+// f32 paths beyond, x16_row for the gather). The Gemma models repack their matrices when they load
 // (src/models/common/repack.ts): on the 270M, the 262,144-row tied lm_head (and the embedding table it is), half of a
-// decode token's time, and the Q5_0 q/k/v/gate/up projections.
+// decode token's time, and every projection.
 //
 // Why a layout: multiplied as stored, a Q8_0 row's 32-element blocks each need their codes widened to f32, their
 // scale broadcast, and every row a horizontal sum at the end — about 10 vector ops per 32 weights, so the product ran
 // at ~17 GB/s a core in cache and ~22-25 GB/s for both cores from memory, about half of what a read-only stream gets.
 // With 16 rows interleaved 4 elements at a time, one 64-byte vector of codes holds 4 codes of each of 16 rows, the
 // lanes of a vpdpbusd are the 16 rows (each lane sums its row's 4 products exactly in int32), the 16 rows' scales are
-// one f16 vector, and the outputs come out as a vector with no horizontal sum: ~3 ops per 32 weights. Q5_0X16 keeps
-// Q5_0's 22 bytes a block — a decode step reads its weights from memory, and as Q8_0X16 they were 34 — and unpacks
-// each vector of codes in ~3 ops (nibbles, a masked add of the fifth bits) once per block for all rows of x.
+// one f16 vector, and the outputs come out as a vector with no horizontal sum: ~3 ops per 32 weights. The others keep
+// their format's bytes — a decode step reads its weights from memory (Q5_0 as Q8_0X16 took 34 bytes a block for 22)
+// — and unpack each vector of codes in ~3 ops (nibbles; Q5_0's fifth bits by a masked add, Q6_K's top two by shifts)
+// once per 32 columns for all rows of x, with the 16 rows' scales (and Q4_K's mins) as vectors. The K-quants' scales
+// change within a block of x's: Q4_K's mins enter as − dmin · m · Σ x, Q6_K's 16-element sub-blocks get sums of
+// their own.
 //
 // x is taken as 24-bit integers with one scale per 32-element block (d = max|x| / 8355711), split into three signed
 // bytes (l, m, h: x = 65536 h + 256 m + l), each a vpdpbusd against the codes (unsigned: Q8_0's q + 128, Q5_0's q5 =
-// q + 16, so the sums carry 128 or 16 · Σ of x's bytes, subtracted once per block). A block's sums are exact; x's
-// rounding is at most 2^-24 of its block's largest |x|, the size of an f32 rounding of that element, so logits stay as
-// close to transformers' as the f32 path's (docs/benchmarks.md states the fidelity figures). A non-finite x makes its
-// block's scale NaN, so the rows it reaches come out NaN as on the f32 path; a block whose largest |x| is below 2^-96
-// goes in as zeros.
+// q + 16, Q6_K's q + 32, so the sums carry that offset · Σ of x's bytes, subtracted once per block). A block's sums
+// are exact; x's rounding is at most 2^-24 of its block's largest |x|, the size of an f32 rounding of that element, so
+// logits stay as close to transformers' as the f32 path's (docs/benchmarks.md states the fidelity figures). A
+// non-finite x makes its block's scale NaN, so the rows it reaches come out NaN as on the f32 path; a block whose
+// largest |x| is below 2^-96 goes in as zeros.
 //
 // The rows are read once per call whatever m is (each 16-row group's blocks stay in L1 while every row of x passes
 // over them, 8 rows of x at a time), prefetched ~4 KB ahead: without that the loads of this light loop wait on memory
@@ -156,7 +160,8 @@ void interleave_group(const uint8_t* rows, int64_t blocks, uint8_t* out) {
       if constexpr (DT == GK_Q8_0X16 || DT == GK_Q5_0X16) {
         memcpy(base + 2 * j, fb, 2);  // d
         gk::quant::group_codes<DT == GK_Q8_0X16 ? GK_Q8_0 : GK_Q5_0>(fb, 0, q);
-        for (int l = 0; l < 32; ++l) put_code<DT>(base + 32, base + 288, l / 4, 4 * j + l % 4, q[l] + (DT == GK_Q8_0X16 ? 128 : 0));
+        const int offset = DT == GK_Q8_0X16 ? 128 : 0;  // (Q8_0's q is signed; Q5_0's q5 already unsigned)
+        for (int l = 0; l < 32; ++l) put_code<DT>(base + 32, base + 288, l / 4, 4 * j + l % 4, q[l] + offset);
       } else if constexpr (DT == GK_Q4_KX16) {
         memcpy(base + 2 * j, fb, 2);                                              // d
         memcpy(base + 32 + 2 * j, fb + 2, 2);                                     // dmin

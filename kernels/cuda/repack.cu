@@ -1,5 +1,5 @@
 // gk_repack on CUDA: no layout to make. The CUDA kernels read the GGUF block layouts as stored (the CPU library's
-// GK_Q8_0X16 and GK_Q5_0X16 exist for its integer dot products, kernels/cpu/repack.cpp), so every request is UNSUPPORTED and the
+// 16-row layouts exist for its integer dot products, kernels/cpu/repack.cpp), so every request is UNSUPPORTED and the
 // weight stays as it was, which is what the caller (src/ops/repack.ts) then keeps.
 #include "cuda_common.cuh"
 

@@ -9,7 +9,7 @@ export const NATIVE_SOURCES: {
   files: [string, string][];
 } = {
   version: "0.1.0",
-  sha256: "67b14fe04c93695124cfb079ac9285b4114179edd1819d5695031e4940d36755",
+  sha256: "f78305a78d0a3d05178975b5f02c74bfa591f9804f2c16a505a3fb22ad84cde8",
   files: [
     ["kernels/common/dtype.h", "423672a9860bbfc1620995b00bd2b45de6ad4082fd748c94483cc620b15d6ec5"],
     ["kernels/common/error.cpp", "16d996224683479f1bfab036cc33a4cb56589112885bf3a1d9936632ae48064c"],
@@ -24,7 +24,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/clamp.cpp", "0385939debcd4e9cf7ef8c8c2a7eef52ff29f22c2944eff8ceabce1d28e58bfa"],
     ["kernels/cpu/cpu.h", "973224ba44e01dbeb6b5712ad494a2c66de776a9aa4d2b0c48929ef1fe9b0d2b"],
     ["kernels/cpu/elementwise.cpp", "453028cbe2835c8b74d30a25032234e8b44c67ce2f28dae1496775558399d499"],
-    ["kernels/cpu/embedding.cpp", "f6bacc03a050cd7c10cd353d5111596da7afe794dd63600ef4ddac896e8b25cf"],
+    ["kernels/cpu/embedding.cpp", "2920ccea48473f7f9724e9ea15af7ba8f16a63fe1bfc11db6783dff52c7a9524"],
     ["kernels/cpu/gather_sum.cpp", "343b3e0d88a0e77326aa979ec67668c42ffb2372ed8cf058da1019031107776b"],
     ["kernels/cpu/kv_cache_write.cpp", "86990e09320fbf192230c96abc269289aa6ce3425ca5a821cf0fc027767af5ca"],
     ["kernels/cpu/layer_norm.cpp", "71da9959d48a20ee3f1414af319ac6266e0a2291059c8b33567ece4326ba534a"],
@@ -38,7 +38,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/pool.h", "1d0fb9dc0bf2d7fdf08291289db402be07777134252bca7176d32bf847331644"],
     ["kernels/cpu/program.cpp", "779c22004d3834968b009297672ff3bb8c9c29853e06c14137edefd1c59e3fc1"],
     ["kernels/cpu/quant.h", "c9135677192004e45ef4b54cd1c0d932d8b4c7aa1ae0c96059e03b79ca563d50"],
-    ["kernels/cpu/repack.cpp", "ce7d1c98a41320b2672555a541bcd38031e9260c1d0f0b0ac75acf85670d3e83"],
+    ["kernels/cpu/repack.cpp", "ced54b21248a81b5c9f9ca0bebaeaa84f0a413c112df8152aaf67c60860d88fc"],
     ["kernels/cpu/rms_norm.cpp", "b9bcf218b0f2136fe6e80d8066bc5e14fb8ff456b04cdf2e8d0ea0d2a8de09fb"],
     ["kernels/cpu/rope.cpp", "7fc00eceba13068ac06f6375ebdb6cb4ee6d1aea40667d5dc17a10df32d169d6"],
     ["kernels/cpu/rope_axes.cpp", "665f1ca5e21a59006551262316f3935a67e85912299caabfc82c38db98c9c077"],
@@ -47,6 +47,6 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/simd.h", "375d79f4ce32aaa0be1f15f4e28d371d00edc248f6a39d45a81bf76d562e8110"],
     ["kernels/cpu/softmax.cpp", "02d4f89bf232e81992d93b1e1d8c033724810cc91d17acc36209d031626540b1"],
     ["kernels/cpu/vnni.h", "d5d66a61ebb91f7fcc5890f921052f384a08c197c7e4e1d32fb46e101690b36f"],
-    ["kernels/include/gemmakit.h", "221c9cd59b14399af942ce30239b300fc8b20897b5387d1735a2704150544fb8"],
+    ["kernels/include/gemmakit.h", "4bb5c52fff174884470ddef02d7b6d01951879cbf39bb9e3ac5d85199d6660bc"],
   ],
 };

@@ -16,10 +16,10 @@ const LAYOUT: Readonly<Record<RepackableDType, RepackedDType>> = {
 /**
  * The weight [n, k] in the layout the backend's kernels multiply fastest. On the CPU library built with AVX512-VNNI a
  * Q8_0, Q5_0, Q4_K or Q6_K matrix with n a multiple of 16 becomes q8_0x16, q5_0x16, q4_kx16 or q6_kx16 (16 rows
- * interleaved for integer dot products, the same values in the same bytes, reordered): rewritten in place, the result a view of `weight`'s memory
- * that `weight` must no longer be read as (a tied lm_head is also the embedding table; ModelWeights.replaceTensor
- * hands every holder the result). Anything else — the CUDA library, another dtype or shape, `GEMMAKIT_CPU_REPACK=0` —
- * comes back as it was.
+ * interleaved for integer dot products, the same values in the same bytes, reordered): rewritten in place, the result
+ * a view of `weight`'s memory that `weight` must no longer be read as (a tied lm_head is also the embedding table;
+ * ModelWeights.replaceTensor hands every holder the result). Anything else — the CUDA library, another dtype or shape,
+ * `GEMMAKIT_CPU_REPACK=0` or `GEMMAKIT_CPU_Q8_ACTIVATIONS=1` — comes back as it was.
  */
 export function repackForBackend(weight: Tensor): Tensor {
   const op = "repack";

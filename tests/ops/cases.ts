@@ -509,9 +509,9 @@ for (const [dtype, m, n, k, bias] of quantLinearRows) addQuantLinear(dtype, m, n
 
 // Q8_0, Q5_0, Q4_K and Q6_K weights in the layout the backend multiplies fastest (src/ops/repack.ts): on the CPU
 // library with AVX512-VNNI, q8_0x16 / q5_0x16 / q4_kx16 / q6_kx16 (16 rows interleaved; up to 16 rows of x as 24-bit
-// integers per 32-element block, more through f32 panels or strips); on CUDA, as stored. The reference is the exact product with the stored weights, so a row
-// measures the repack, the layout's reading and x's rounding (tests/ops/repack_test.ts checks that the layout was
-// made).
+// integers per 32-element block, more through f32 panels or strips); on CUDA, as stored. The reference is the exact
+// product with the stored weights, so a row measures the repack, the layout's reading and x's rounding
+// (tests/ops/repack_test.ts checks that the layout was made).
 for (
   const [dtype, m, n, k, bias] of [
     ["q8_0", 1, 4096, 640, false],

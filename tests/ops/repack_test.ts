@@ -39,7 +39,8 @@ for (
     ["q6_k", "q6_kx16", 512],
   ] as const
 ) {
-  Deno.test(`${layout}: repacked on an AVX512-VNNI CPU, the same values as the ${file} weight, products within f32 rounding`, () => {
+  const name = `${layout}: repacked on an AVX512-VNNI CPU, the ${file} weight's values, products within f32 rounding`;
+  Deno.test(name, () => {
     if (!vnni) {
       console.log(`ignoring: this CPU has no AVX512-VNNI, so the CPU library keeps ${file} weights as stored`);
       return;

@@ -82,8 +82,8 @@ export class Gemma3TextModel {
     this.backend = backend;
     this.config = config;
     this.#weights = weights;
-    // The matrices in the layout this backend multiplies fastest (the CPU library's q8_0x16 / q5_0x16 for Q8_0 /
-    // Q5_0); a tied head is the embedding table too, which reads the new layout as well.
+    // The matrices in the layout this backend multiplies fastest (the CPU library's 16-row layouts for Q8_0, Q5_0,
+    // Q4_K and Q6_K); a tied head is the embedding table too, which reads the new layout as well.
     const t = weights.tensors;
     repackLinears(weights, [
       t.lmHead ?? t.embedTokens,
