@@ -1089,8 +1089,8 @@ gk_status linear_dt(const float* x, const void* w, const void* bias, int64_t m, 
 }
 
 // The 16-row layouts (kernels/cpu/repack.cpp): up to 16 rows of x their integer kernel, which reads W once for all
-// rows (15 for Q4_K / Q6_K: at 16 the packed GEMM is 5-15% faster, their codes costing more to unpack; at 12 rows 10%
-// slower). More rows take f32: the packed GEMM, its panels straight from the layout (whose code vectors already hold 16
+// rows (15 for the K-quants: at 16 the packed GEMM is 5-15% faster, their codes costing more to unpack; at 12 rows
+// 10% slower). More rows take f32: the packed GEMM, its panels straight from the layout (whose code vectors already hold 16
 // rows per column: no transposes, unlike the file formats' panels), or from 48 rows to kQuantBcastM the x^T broadcast
 // against W strips (gemm_bcast). Measured (2 threads, 640-row weights; ms packed / broadcast): k = 640 Q5_0 17 rows
 // 0.076 / 0.088, 32 rows 0.107 / 0.136, 64 rows 0.23 / 0.23, 128 rows 0.44 / 0.43; k = 2048 Q4_K 17 rows 0.235 /
@@ -1099,7 +1099,7 @@ constexpr int kX16BcastMinM = 48;
 template <int DT>
 gk_status linear_rows16(const float* x, const void* w, const void* bias, int64_t m, int64_t n, int64_t k, float* y) {
 #if defined(__AVX512F__)  // (the strips and panels are decoded 16 rows a vector: kW = 16)
-  if (m >= (DT == GK_Q4_KX16 || DT == GK_Q6_KX16 ? 16 : 17)) {
+  if (m >= (DT == GK_Q4_KX16 || DT == GK_Q5_KX16 || DT == GK_Q6_KX16 ? 16 : 17)) {
     if (m >= kX16BcastMinM && m <= kQuantBcastM && bcast_fits(m, k)) return bcast_product<DT>(x, w, bias, m, n, k, y);
     return gemm<DT>(x, w, bias, m, n, k, y);
   }
@@ -1135,7 +1135,9 @@ gk_status gk::cpu::linear(const float* x, const void* weight, int32_t weight_dty
 #undef GK_LINEAR_CASE
     case GK_Q8_0X16: return linear_rows16<GK_Q8_0X16>(x, weight, bias, m, n, k, y);
     case GK_Q5_0X16: return linear_rows16<GK_Q5_0X16>(x, weight, bias, m, n, k, y);
+    case GK_Q4_0X16: return linear_rows16<GK_Q4_0X16>(x, weight, bias, m, n, k, y);
     case GK_Q4_KX16: return linear_rows16<GK_Q4_KX16>(x, weight, bias, m, n, k, y);
+    case GK_Q5_KX16: return linear_rows16<GK_Q5_KX16>(x, weight, bias, m, n, k, y);
     case GK_Q6_KX16: return linear_rows16<GK_Q6_KX16>(x, weight, bias, m, n, k, y);
     default: return gk_fail(GK_ERR_INVALID_ARGUMENT, "gk_linear: weight dtype %d", weight_dtype);
   }

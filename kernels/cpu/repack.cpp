@@ -1,6 +1,6 @@
 // gk_repack and the CPU library's own layouts of a quantized matrix (kernels/include/gemmakit.h), made in place from a
-// file's, the same bytes reordered: GK_Q8_0X16 from Q8_0, GK_Q5_0X16 from Q5_0, GK_Q4_KX16 from Q4_K, GK_Q6_KX16 from
-// Q6_K. gk_linear and gk_embedding read them (linear_x16 up to 16 rows of x, x16_panel / x16_strip for linear.cpp's
+// file's, the same bytes reordered: GK_Q8_0X16 from Q8_0, GK_Q5_0X16 from Q5_0, GK_Q4_0X16 from Q4_0, GK_Q4_KX16 from
+// Q4_K, GK_Q5_KX16 from Q5_K, GK_Q6_KX16 from Q6_K. gk_linear and gk_embedding read them (linear_x16 up to 16 rows of x, x16_panel / x16_strip for linear.cpp's
 // f32 paths beyond, x16_row for the gather). The Gemma models repack their matrices when they load
 // (src/models/common/repack.ts): on the 270M, the 262,144-row tied lm_head (and the embedding table it is), half of a
 // decode token's time, and every projection.
@@ -12,14 +12,14 @@
 // lanes of a vpdpbusd are the 16 rows (each lane sums its row's 4 products exactly in int32), the 16 rows' scales are
 // one f16 vector, and the outputs come out as a vector with no horizontal sum: ~3 ops per 32 weights. The others keep
 // their format's bytes — a decode step reads its weights from memory (Q5_0 as Q8_0X16 took 34 bytes a block for 22)
-// — and unpack each vector of codes in ~3 ops (nibbles; Q5_0's fifth bits by a masked add, Q6_K's top two by shifts)
+// — and unpack each vector of codes in ~3 ops (nibbles; Q5_0's and Q5_K's fifth bits by a masked add, Q6_K's top two)
 // once per 32 columns for all rows of x, with the 16 rows' scales (and Q4_K's mins) as vectors. The K-quants' scales
-// change within a block of x's: Q4_K's mins enter as − dmin · m · Σ x, Q6_K's 16-element sub-blocks get sums of
-// their own.
+// change within a block of x's: Q4_K's and Q5_K's mins enter as − dmin · m · Σ x, Q6_K's 16-element sub-blocks get
+// sums of their own.
 //
 // x is taken as 24-bit integers with one scale per 32-element block (d = max|x| / 8355711), split into three signed
 // bytes (l, m, h: x = 65536 h + 256 m + l), each a vpdpbusd against the codes (unsigned: Q8_0's q + 128, Q5_0's q5 =
-// q + 16, Q6_K's q + 32, so the sums carry that offset · Σ of x's bytes, subtracted once per block). A block's sums
+// q + 16, Q4_0's q + 8, Q6_K's q + 32, so the sums carry that offset · Σ of x's bytes, subtracted once per block). A block's sums
 // are exact; x's rounding is at most 2^-24 of its block's largest |x|, the size of an f32 rounding of that element, so
 // logits stay as close to transformers' as the f32 path's (docs/benchmarks.md states the fidelity figures). A
 // non-finite x makes its block's scale NaN, so the rows it reaches come out NaN as on the f32 path; a block whose
@@ -58,9 +58,15 @@ struct Format {
 constexpr Format format(int32_t dt) {
   return dt == GK_Q8_0X16   ? Format{32, 34 * kRows, 128}
          : dt == GK_Q5_0X16 ? Format{32, 22 * kRows, 16}
+         : dt == GK_Q4_0X16 ? Format{32, 18 * kRows, 8}
          : dt == GK_Q4_KX16 ? Format{256, 144 * kRows, 0}
+         : dt == GK_Q5_KX16 ? Format{256, 176 * kRows, 0}
                             : Format{256, 210 * kRows, 32};
 }
+// Q4_K and Q5_K: per row a d, a dmin and 12 bytes of packed 6-bit scales and mins per superblock.
+constexpr bool has_mins(int32_t dt) { return dt == GK_Q4_KX16 || dt == GK_Q5_KX16; }
+// Q5_0 and Q5_K: a fifth bit per code, kept as a u64 mask per vector of codes after the nibbles.
+constexpr bool has_fifth_bit(int32_t dt) { return dt == GK_Q5_0X16 || dt == GK_Q5_KX16; }
 
 // Where 32-column chunk c of a group is: its format block (`base`) and the chunk's place in it (`cc`).
 struct ChunkAt {
@@ -74,6 +80,21 @@ inline ChunkAt chunk_at(const uint8_t* group, int64_t c) {
   return {group + c / per * f.bytes, (int)(c % per)};
 }
 
+// Where a chunk's codes start in its block: Q8_0's whole bytes, the others' nibble vectors (with their high bits, if
+// any, 256 bytes on).
+template <int DT>
+inline const uint8_t* chunk_codes_at(const uint8_t* base, int cc) {
+  if constexpr (DT == GK_Q4_KX16) return base + 256 + 256 * cc;
+  if constexpr (DT == GK_Q5_KX16) return base + 256 + 320 * cc;
+  if constexpr (DT == GK_Q6_KX16) return base + 288 + 384 * cc;
+  (void)cc;
+  return base + 32;
+}
+template <int DT>
+inline uint8_t* chunk_codes_at(uint8_t* base, int cc) {
+  return (uint8_t*)chunk_codes_at<DT>((const uint8_t*)base, cc);
+}
+
 // Low 4 bits of the code of row j, element 4t + e (at = 4j + e) from 4 vectors of nibbles: t < 4 low, t >= 4 high.
 inline int nibble(const uint8_t* p, int t, int at) { return p[64 * (t % 4) + at] >> (t < 4 ? 0 : 4) & 0xF; }
 
@@ -81,17 +102,12 @@ inline int nibble(const uint8_t* p, int t, int at) { return p[64 * (t % 4) + at]
 template <int DT>
 inline int code_at(const uint8_t* group, int64_t c, int j, int t, int e) {
   const ChunkAt ch = chunk_at<DT>(group, c);
+  const uint8_t* p = chunk_codes_at<DT>(ch.base, ch.cc);
   const int at = 4 * j + e;
-  if constexpr (DT == GK_Q8_0X16) {
-    return ch.base[32 + 64 * t + at];
-  } else if constexpr (DT == GK_Q5_0X16) {
-    return nibble(ch.base + 32, t, at) | (ch.base[288 + 8 * t + at / 8] >> (at % 8) & 1) << 4;
-  } else if constexpr (DT == GK_Q4_KX16) {
-    return nibble(ch.base + 256 + 256 * ch.cc, t, at);
-  } else {
-    const uint8_t* p = ch.base + 288 + 384 * ch.cc;
-    return nibble(p, t, at) | (p[256 + 64 * (t / 4) + at] >> (2 * (t % 4)) & 3) << 4;
-  }
+  if constexpr (DT == GK_Q8_0X16) return p[64 * t + at];
+  if constexpr (has_fifth_bit(DT)) return nibble(p, t, at) | (p[256 + 8 * t + at / 8] >> (at % 8) & 1) << 4;
+  if constexpr (DT == GK_Q6_KX16) return nibble(p, t, at) | (p[256 + 64 * (t / 4) + at] >> (2 * (t % 4)) & 3) << 4;
+  return nibble(p, t, at);
 }
 
 // Row j's value = scale[h] · (code − offset) − min over chunk c's half h (elements 16h .. 16h + 15).
@@ -103,7 +119,7 @@ inline void row_params(const uint8_t* group, int64_t c, int j, float scale[2], f
   const float d = gk::f16_to_f32(dh);
   scale[0] = scale[1] = d;
   min = 0.0f;
-  if constexpr (DT == GK_Q4_KX16) {
+  if constexpr (has_mins(DT)) {
     memcpy(&dh, ch.base + 32 + 2 * j, 2);
     uint8_t packed[12];
     for (int w = 0; w < 3; ++w) memcpy(packed + 4 * w, ch.base + 64 + 64 * w + 4 * j, 4);
@@ -141,7 +157,7 @@ inline void put_code(uint8_t* p, uint8_t* high, int t, int at, int q) {
     (void)high;
   } else {
     p[64 * (t % 4) + at] |= (uint8_t)((q & 0xF) << (t < 4 ? 0 : 4));
-    if constexpr (DT == GK_Q5_0X16) high[8 * t + at / 8] |= (uint8_t)((q >> 4 & 1) << (at % 8));
+    if constexpr (has_fifth_bit(DT)) high[8 * t + at / 8] |= (uint8_t)((q >> 4 & 1) << (at % 8));
     if constexpr (DT == GK_Q6_KX16) high[64 * (t / 4) + at] |= (uint8_t)((q >> 4 & 3) << (2 * (t % 4)));
   }
 }
@@ -157,25 +173,27 @@ void interleave_group(const uint8_t* rows, int64_t blocks, uint8_t* out) {
     for (int j = 0; j < kRows; ++j) {
       const uint8_t* fb = rows + (j * blocks + b) * file_bytes;
       int32_t q[32];
-      if constexpr (DT == GK_Q8_0X16 || DT == GK_Q5_0X16) {
+      if constexpr (f.cols == 32) {
         memcpy(base + 2 * j, fb, 2);  // d
-        gk::quant::group_codes<DT == GK_Q8_0X16 ? GK_Q8_0 : GK_Q5_0>(fb, 0, q);
-        const int offset = DT == GK_Q8_0X16 ? 128 : 0;  // (Q8_0's q is signed; Q5_0's q5 already unsigned)
-        for (int l = 0; l < 32; ++l) put_code<DT>(base + 32, base + 288, l / 4, 4 * j + l % 4, q[l] + offset);
-      } else if constexpr (DT == GK_Q4_KX16) {
+        gk::quant::group_codes<gk::cpu::x16_file_dtype(DT)>(fb, 0, q);
+        const int offset = DT == GK_Q8_0X16 ? 128 : 0;  // (Q8_0's q is signed; Q5_0's and Q4_0's already unsigned)
+        uint8_t* p = chunk_codes_at<DT>(base, 0);
+        for (int l = 0; l < 32; ++l) put_code<DT>(p, p + 256, l / 4, 4 * j + l % 4, q[l] + offset);
+      } else if constexpr (has_mins(DT)) {
         memcpy(base + 2 * j, fb, 2);                                              // d
         memcpy(base + 32 + 2 * j, fb + 2, 2);                                     // dmin
         for (int w = 0; w < 3; ++w) memcpy(base + 64 + 64 * w + 4 * j, fb + 4 + 4 * w, 4);  // packed scales
         for (int cc = 0; cc < 8; ++cc) {
-          gk::quant::group_codes<GK_Q4_K>(fb, cc, q);
-          for (int l = 0; l < 32; ++l) put_code<DT>(base + 256 + 256 * cc, nullptr, l / 4, 4 * j + l % 4, q[l]);
+          gk::quant::group_codes<gk::cpu::x16_file_dtype(DT)>(fb, cc, q);
+          uint8_t* p = chunk_codes_at<DT>(base, cc);
+          for (int l = 0; l < 32; ++l) put_code<DT>(p, p + 256, l / 4, 4 * j + l % 4, q[l]);
         }
       } else {
         memcpy(base + 2 * j, fb + 208, 2);                              // d
         for (int sb = 0; sb < 16; ++sb) base[32 + 16 * sb + j] = fb[192 + sb];  // int8 scales
         for (int cc = 0; cc < 8; ++cc) {
           gk::quant::group_codes<GK_Q6_K>(fb, cc, q);
-          uint8_t* p = base + 288 + 384 * cc;
+          uint8_t* p = chunk_codes_at<DT>(base, cc);
           for (int l = 0; l < 32; ++l) put_code<DT>(p, p + 256, l / 4, 4 * j + l % 4, q[l]);
         }
       }
@@ -188,7 +206,9 @@ void interleave_group(const uint8_t* rows, int64_t blocks, uint8_t* out) {
   switch (dt) {                                                              \
     case GK_Q8_0X16: return F<GK_Q8_0X16>(__VA_ARGS__);                      \
     case GK_Q5_0X16: return F<GK_Q5_0X16>(__VA_ARGS__);                      \
+    case GK_Q4_0X16: return F<GK_Q4_0X16>(__VA_ARGS__);                      \
     case GK_Q4_KX16: return F<GK_Q4_KX16>(__VA_ARGS__);                      \
+    case GK_Q5_KX16: return F<GK_Q5_KX16>(__VA_ARGS__);                      \
     default: return F<GK_Q6_KX16>(__VA_ARGS__);                              \
   }
 }  // namespace
@@ -209,7 +229,12 @@ bool gk::cpu::x16_supported() {
 }
 
 static const char* layout_name(int32_t dt) {
-  return dt == GK_Q8_0X16 ? "Q8_0X16" : dt == GK_Q5_0X16 ? "Q5_0X16" : dt == GK_Q4_KX16 ? "Q4_KX16" : "Q6_KX16";
+  return dt == GK_Q8_0X16   ? "Q8_0X16"
+         : dt == GK_Q5_0X16 ? "Q5_0X16"
+         : dt == GK_Q4_0X16 ? "Q4_0X16"
+         : dt == GK_Q4_KX16 ? "Q4_KX16"
+         : dt == GK_Q5_KX16 ? "Q5_KX16"
+                            : "Q6_KX16";
 }
 
 gk_status gk::cpu::validate_x16(const char* op, int32_t dtype, int64_t n, int64_t k) {
@@ -261,12 +286,8 @@ GK_API gk_status gk_repack(gk_stream* s, const void* src, int32_t from_dtype, vo
       for (int64_t g = 0; g < groups; ++g) {
         memcpy(rows.data(), s0 + g * group_bytes, group_bytes);
         uint8_t* out = (uint8_t*)dst + g * group_bytes;
-        switch (to_dtype) {
-          case GK_Q8_0X16: interleave_group<GK_Q8_0X16>(rows.data(), blocks, out); break;
-          case GK_Q5_0X16: interleave_group<GK_Q5_0X16>(rows.data(), blocks, out); break;
-          case GK_Q4_KX16: interleave_group<GK_Q4_KX16>(rows.data(), blocks, out); break;
-          default: interleave_group<GK_Q6_KX16>(rows.data(), blocks, out); break;
-        }
+        const uint8_t* from = rows.data();
+        [&] { GK_X16_DISPATCH(to_dtype, interleave_group, from, blocks, out) }();
       }
     }
   }
@@ -283,13 +304,11 @@ namespace {
 template <int DT>
 inline const uint8_t* chunk_codes(const uint8_t* group, int64_t c, uint8_t* scratch) {
   const ChunkAt ch = chunk_at<DT>(group, c);
+  const uint8_t* p = chunk_codes_at<DT>(ch.base, ch.cc);
   if constexpr (DT == GK_Q8_0X16) {
     (void)scratch;
-    return ch.base + 32;
+    return p;
   } else {
-    const uint8_t* p = DT == GK_Q5_0X16   ? ch.base + 32
-                       : DT == GK_Q4_KX16 ? ch.base + 256 + 256 * ch.cc
-                                          : ch.base + 288 + 384 * ch.cc;
     const __m512i low4 = _mm512_set1_epi8(0x0F);
     [[maybe_unused]] __m512i high[2];
     if constexpr (DT == GK_Q6_KX16) {
@@ -298,11 +317,11 @@ inline const uint8_t* chunk_codes(const uint8_t* group, int64_t c, uint8_t* scra
     for (int u = 0; u < 4; ++u) {
       const __m512i nib = _mm512_loadu_si512((const void*)(p + 64 * u));
       __m512i lo = _mm512_and_si512(nib, low4), hi = _mm512_and_si512(_mm512_srli_epi16(nib, 4), low4);
-      if constexpr (DT == GK_Q5_0X16) {  // bit 4 from a u64 mask per vector
+      if constexpr (has_fifth_bit(DT)) {  // bit 4 from a u64 mask per vector
         const __m512i five = _mm512_set1_epi8(0x10);
         __mmask64 m_lo, m_hi;
-        memcpy(&m_lo, ch.base + 288 + 8 * u, 8);
-        memcpy(&m_hi, ch.base + 288 + 8 * (u + 4), 8);
+        memcpy(&m_lo, p + 256 + 8 * u, 8);
+        memcpy(&m_hi, p + 256 + 8 * (u + 4), 8);
         lo = _mm512_mask_add_epi8(lo, m_lo, lo, five);
         hi = _mm512_mask_add_epi8(hi, m_hi, hi, five);
       } else if constexpr (DT == GK_Q6_KX16) {  // bits 4-5 of vector t from bits 2(t % 4) of high[t / 4], to 4-5
@@ -331,7 +350,7 @@ inline void chunk_params(const uint8_t* group, int64_t c, __m512 scale[2], __m51
   const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)ch.base));
   scale[0] = scale[1] = d;
   min = _mm512_setzero_ps();
-  if constexpr (DT == GK_Q4_KX16) {
+  if constexpr (has_mins(DT)) {
     // The 6-bit scale and min of sub-block cc from each row's 12 packed bytes (as dwords u0, u1, u2 of its lane).
     __m512i u[3];
     for (int w = 0; w < 3; ++w) u[w] = _mm512_loadu_si512((const void*)(ch.base + 64 + 64 * w));
@@ -577,7 +596,7 @@ inline void group_rows(const uint8_t* group, int64_t chunks, const X24Row* xr, c
         const __m512 sc = _mm512_mul_ps(scale[0], dx);
         acc_hm[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(hm), sc, acc_hm[i]);
         acc_l[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lo), sc, acc_l[i]);
-        if constexpr (DT == GK_Q4_KX16) {  // − min · Σ x, Σ x = d_x · (256 · Σ (256 h + m) + Σ l)
+        if constexpr (has_mins(DT)) {  // − min · Σ x, Σ x = d_x · (256 · Σ (256 h + m) + Σ l)
           const float sum_x = xr[i].d[c] * (float)(256 * (shm[0] + shm[1]) + sl[0] + sl[1]);
           acc_l[i] = _mm512_fnmadd_ps(min, _mm512_set1_ps(sum_x), acc_l[i]);
         }

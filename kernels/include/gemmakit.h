@@ -95,6 +95,14 @@ typedef enum {
    * and 2 × 64 bytes whose byte 256 + 64p + 4j + e holds in bits 2i, 2i + 1 the top 2 bits of row j's code of chunk
    * element 16p + 4i + e. x = d * scale * (q6 - 32) as in Q6_K. */
   GK_Q6_KX16 = 211,
+  /* Not a file format: Q4_0 with 16 rows interleaved (gk_repack, from a Q4_0 matrix, Q4_0's size): block b of group g
+   * at byte (g · k / 32 + b) · 288, f16 d[16] (row j's at 2j), then 4 × 64 bytes of the codes q4 as GK_Q5_0X16's low
+   * bits. x = (q4 - 8) * d as in Q4_0. */
+  GK_Q4_0X16 = 212,
+  /* Not a file format: Q5_K with 16 rows interleaved (gk_repack, from a Q5_K matrix, Q5_K's size): superblock b of
+   * group g at byte (g · k / 256 + b) · 2816, laid out as GK_Q4_KX16's but each sub-block s at 256 + 320s, its 4 × 64
+   * bytes of low bits followed by 8 u64 masks of the fifth bits as GK_Q5_0X16's. x = d * sc * q5 - dmin * m. */
+  GK_Q5_KX16 = 213,
 } gk_dtype;
 
 typedef enum {
@@ -191,8 +199,8 @@ GK_API gk_status gk_linear(gk_stream* s, const float* x, const void* weight, int
 
 /* Writes weight src [n, k] of from_dtype into dst as to_dtype, the same values in a layout the kernels of this
  * library multiply faster. Supported on CPU builds with AVX512-VNNI (n % 16 == 0, k % 32 == 0): GK_Q8_0 ->
- * GK_Q8_0X16, GK_Q5_0 -> GK_Q5_0X16, GK_Q4_K -> GK_Q4_KX16 and GK_Q6_K -> GK_Q6_KX16 (k a multiple of 256 for these
- * two), the same bytes reordered (dst is src, rewritten in place, or does not
+ * GK_Q8_0X16, GK_Q5_0 -> GK_Q5_0X16, GK_Q4_0 -> GK_Q4_0X16, GK_Q4_K -> GK_Q4_KX16, GK_Q5_K -> GK_Q5_KX16 and GK_Q6_K
+ * -> GK_Q6_KX16, the same bytes reordered (dst is src, rewritten in place, or does not
  * overlap it). Anything else returns GK_ERR_UNSUPPORTED with nothing written (the CUDA library always does: its
  * kernels read the GGUF layouts as stored), so a caller may try it and keep the weight as it was. */
 GK_API gk_status gk_repack(gk_stream* s, const void* src, int32_t from_dtype, void* dst, int32_t to_dtype, int32_t n,

@@ -264,7 +264,9 @@ export function dequantize(bytes: Uint8Array, dtype: QuantDType): Float32Array {
 const X16_FORMATS = {
   q8_0x16: { cols: 32, rowBytes: 34, offset: 128 },
   q5_0x16: { cols: 32, rowBytes: 22, offset: 16 },
+  q4_0x16: { cols: 32, rowBytes: 18, offset: 8 },
   q4_kx16: { cols: 256, rowBytes: 144, offset: 0 },
+  q5_kx16: { cols: 256, rowBytes: 176, offset: 0 },
   q6_kx16: { cols: 256, rowBytes: 210, offset: 32 },
 } as const;
 
@@ -273,8 +275,8 @@ const X16_FORMATS = {
  * the host-side reference the CPU kernels are held to, written from the header's description. A group of 16 rows
  * holds, per block of its file format, their scales and then, per 32 columns, the codes of elements 4t .. 4t + 3 for
  * t < 8 (row j's at 4j of a 64-byte vector): Q8_0 q + 128 whole; the others' low 4 bits as nibbles (t < 4 low, t >= 4
- * high, of 4 vectors), Q5_0's bit 4 in a u64 mask per t, Q6_K's top 2 bits in 2 vectors (bits 2(t % 4) of vector
- * t / 4).
+ * high, of 4 vectors), Q5_0's and Q5_K's bit 4 in a u64 mask per t after them, Q6_K's top 2 bits in 2 vectors after
+ * them (bits 2(t % 4) of vector t / 4).
  */
 export function dequantizeX16(bytes: Uint8Array, dtype: keyof typeof X16_FORMATS, k: number): Float32Array {
   const f = X16_FORMATS[dtype], blockBytes = 16 * f.rowBytes;
@@ -290,7 +292,9 @@ export function dequantizeX16(bytes: Uint8Array, dtype: keyof typeof X16_FORMATS
       case "q8_0x16":
         return bytes[at + 64 * t + lane];
       case "q5_0x16":
+      case "q5_kx16":
         return nibble(at + lane, t) | (((bytes[at + 256 + 8 * t + (lane >> 3)] >> (lane & 7)) & 1) << 4);
+      case "q4_0x16":
       case "q4_kx16":
         return nibble(at + lane, t);
       case "q6_kx16":
@@ -306,14 +310,14 @@ export function dequantizeX16(bytes: Uint8Array, dtype: keyof typeof X16_FORMATS
       for (let c = 0; c < f.cols / 32; c++) {
         // Per 16-element half: value = scale · (code − offset) − min.
         let scale = [d, d], min = 0, codes = at + 32;
-        if (dtype === "q4_kx16") {
+        if (dtype === "q4_kx16" || dtype === "q5_kx16") {
           const packed = Uint8Array.from({ length: 12 }, (_, i) => bytes[at + 64 + 64 * (i >> 2) + 4 * j + (i & 3)]);
           const [sc, m] = c < 4
             ? [packed[c] & 63, packed[c + 4] & 63]
             : [(packed[c + 4] & 0xf) | ((packed[c - 4] >> 6) << 4), (packed[c + 4] >> 4) | ((packed[c] >> 6) << 4)];
           scale = [d * sc, d * sc].map(Math.fround);
           min = Math.fround(f16At(bytes, at + 32 + 2 * j) * m);
-          codes = at + 256 + 256 * c;
+          codes = at + 256 + (dtype === "q4_kx16" ? 256 : 320) * c;
         } else if (dtype === "q6_kx16") {
           scale = [0, 1].map((h) => Math.fround(d * i8(bytes[at + 32 + 16 * (2 * c + h) + j])));
           codes = at + 288 + 384 * c;

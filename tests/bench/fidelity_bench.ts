@@ -122,7 +122,7 @@ if (values.child) {
   );
   console.log("| --- | ---: | --- | ---: | --- | --- | ---: |");
   const modes: [string, Record<string, string>][] = [
-    ["default (24-bit x in decode products, Q8_0 / Q5_0 / Q4_K / Q6_K weights in 16-row layouts)", {
+    ["default (24-bit x in decode products, quantized weights in 16-row layouts)", {
       GEMMAKIT_CPU_Q8_ACTIVATIONS: "0",
     }],
     ["`GEMMAKIT_CPU_REPACK=0` (weights as stored)", { GEMMAKIT_CPU_Q8_ACTIVATIONS: "0", GEMMAKIT_CPU_REPACK: "0" }],

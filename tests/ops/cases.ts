@@ -12,7 +12,15 @@
  * NMSE around k·ε² ≈ 1e-12; any indexing or masking mistake gives 1e-4 or worse.
  */
 import type { Backend } from "../../src/runtime/backend.ts";
-import { type DType, f32ToF16, QUANT_BLOCKS, QUANT_DTYPES, type QuantDType, roundTo } from "../../src/runtime/dtype.ts";
+import {
+  type DType,
+  f32ToF16,
+  QUANT_BLOCKS,
+  QUANT_DTYPES,
+  type QuantDType,
+  type RepackableDType,
+  roundTo,
+} from "../../src/runtime/dtype.ts";
 import { dequantize } from "../../src/runtime/quant.ts";
 import { Tensor } from "../../src/runtime/tensor.ts";
 import * as ops from "../../src/ops/mod.ts";
@@ -507,9 +515,9 @@ function addQuantLinear(dtype: QuantDType, m: number, n: number, k: number, bias
 }
 for (const [dtype, m, n, k, bias] of quantLinearRows) addQuantLinear(dtype, m, n, k, bias);
 
-// Q8_0, Q5_0, Q4_K and Q6_K weights in the layout the backend multiplies fastest (src/ops/repack.ts): on the CPU
-// library with AVX512-VNNI, q8_0x16 / q5_0x16 / q4_kx16 / q6_kx16 (16 rows interleaved; up to 16 rows of x as 24-bit
-// integers per 32-element block, more through f32 panels or strips); on CUDA, as stored. The reference is the exact
+// Q8_0, Q5_0, Q4_0, Q4_K, Q5_K and Q6_K weights in the layout the backend multiplies fastest (src/ops/repack.ts): on
+// the CPU library with AVX512-VNNI, their 16-row layouts (q8_0x16 and kin: up to 16 rows of x as 24-bit integers per
+// 32-element block, more through f32 panels or strips); on CUDA, as stored. The reference is the exact
 // product with the stored weights, so a row measures the repack, the layout's reading and x's rounding
 // (tests/ops/repack_test.ts checks that the layout was made).
 for (
@@ -535,9 +543,21 @@ for (
     ["q6_k", 5, 32, 512, true],
     ["q6_k", 16, 64, 768, false],
     ["q6_k", 33, 48, 512, true],
-  ] as ["q8_0" | "q5_0" | "q4_k" | "q6_k", number, number, number, boolean][]
+    ["q4_0", 1, 512, 640, false],
+    ["q4_0", 8, 64, 1152, true],
+    ["q4_0", 20, 48, 640, false],
+    ["q5_k", 1, 640, 2048, false],
+    ["q5_k", 7, 64, 512, true],
+    ["q5_k", 16, 48, 768, false],
+    ["q5_k", 50, 32, 512, true],
+  ] as [RepackableDType, number, number, number, boolean][]
 ) addQuantLinear(dtype, m, n, k, bias, true);
-for (const [dtype, dim] of [["q8_0", 640], ["q5_0", 640], ["q4_k", 512], ["q6_k", 768]] as const) {
+for (
+  const [dtype, dim] of [["q8_0", 640], ["q5_0", 640], ["q4_0", 640], ["q4_k", 512], ["q5_k", 512], [
+    "q6_k",
+    768,
+  ]] as const
+) {
   add({
     op: "repack",
     name: `${dtype} [48, ${dim}] for the backend, read back`,
