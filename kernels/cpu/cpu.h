@@ -87,15 +87,17 @@ inline bool env_switch(const char* name, bool when_unset) {
   return v && *v ? strcmp(v, "0") != 0 : when_unset;
 }
 
-// The 16-row layouts GK_Q8_0X16, GK_Q5_0X16, GK_Q4_0X16, GK_Q4_KX16, GK_Q5_KX16 and GK_Q6_KX16 (kernels/cpu/repack.cpp),
-// each made from one file format: whether this build reads them; their shape rule (n % 16, k a whole number of blocks) as an
-// INVALID_ARGUMENT (UNSUPPORTED in builds that cannot read them) naming `op`; y = x · Wᵀ (+ bias f32) for any m; and
-// row r of W decoded to f32 (k values), exactly as its file row was.
-constexpr bool is_x16_dtype(int32_t dtype) { return dtype >= GK_Q8_0X16 && dtype <= GK_Q5_KX16; }  // (208..213)
+// The 16-row layouts GK_Q8_0X16 .. GK_Q5_1X16 (kernels/cpu/repack.cpp), each made from one file format: whether this
+// build reads them; their shape rule (n % 16, k a whole number of blocks) as an INVALID_ARGUMENT (UNSUPPORTED in builds
+// that cannot read them) naming `op`; y = x · Wᵀ (+ bias f32) for any m; and row r of W decoded to f32 (k values),
+// exactly as its file row was.
+constexpr bool is_x16_dtype(int32_t dtype) { return dtype >= GK_Q8_0X16 && dtype <= GK_Q5_1X16; }  // (208..215)
 constexpr int32_t x16_file_dtype(int32_t dtype) {
   return dtype == GK_Q8_0X16   ? GK_Q8_0
          : dtype == GK_Q5_0X16 ? GK_Q5_0
          : dtype == GK_Q4_0X16 ? GK_Q4_0
+         : dtype == GK_Q4_1X16 ? GK_Q4_1
+         : dtype == GK_Q5_1X16 ? GK_Q5_1
          : dtype == GK_Q4_KX16 ? GK_Q4_K
          : dtype == GK_Q5_KX16 ? GK_Q5_K
                                : GK_Q6_K;

@@ -800,7 +800,7 @@ void gemm_task(const float* x, const void* w, const void* bias, int64_t m0, int6
     static_assert(kKB % 256 == 0, "k slabs must hold whole quantized blocks");
     const int kb = (int)std::min<int64_t>(kKB, k - k0);
     if constexpr (gk::cpu::is_x16_dtype(DT)) {
-      static_assert(kNR == 32, "x16_panel packs slivers of 32 rows");
+      static_assert(kNR == 32 || !gk::cpu::is_x16_dtype(DT), "x16_panel packs slivers of 32 rows");
       gk::cpu::x16_panel(w, DT, k, n0, nb, k0, kb, panel);
     } else if constexpr (is_quant_dtype(DT)) {
       pack_panel_quant<DT>(w, k, n0, nb, k0, kb, panel);
@@ -1088,13 +1088,13 @@ gk_status linear_dt(const float* x, const void* w, const void* bias, int64_t m, 
   return gemm<DT>(x, w, bias, m, n, k, y);
 }
 
-// The 16-row layouts (kernels/cpu/repack.cpp): up to 16 rows of x their integer kernel, which reads W once for all
-// rows (15 for the K-quants: at 16 the packed GEMM is 5-15% faster, their codes costing more to unpack; at 12 rows
-// 10% slower). More rows take f32: the packed GEMM, its panels straight from the layout (whose code vectors already hold 16
+// The 16-row layouts (kernels/cpu/repack.cpp): up to 16 rows of x their integer kernel, which reads W once for all rows
+// (15 for the K-quants: at 16 the packed GEMM is 5-15% faster, their codes costing more to unpack; at 12 rows 10%
+// slower). More rows take f32: the packed GEMM, its panels straight from the layout (whose code vectors already hold 16
 // rows per column: no transposes, unlike the file formats' panels), or from 48 rows to kQuantBcastM the x^T broadcast
 // against W strips (gemm_bcast). Measured (2 threads, 640-row weights; ms packed / broadcast): k = 640 Q5_0 17 rows
-// 0.076 / 0.088, 32 rows 0.107 / 0.136, 64 rows 0.23 / 0.23, 128 rows 0.44 / 0.43; k = 2048 Q4_K 17 rows 0.235 /
-// 0.274, 32 rows 0.333 / 0.377, 64 rows 0.71 / 0.69, 128 rows 1.29 / 1.38 (Q8_0 and Q6_K alike).
+// 0.076 / 0.088, 32 rows 0.107 / 0.136, 64 rows 0.23 / 0.23, 128 rows 0.44 / 0.43; k = 2048 Q4_K 17 rows 0.235 / 0.274,
+// 32 rows 0.333 / 0.377, 64 rows 0.71 / 0.69, 128 rows 1.29 / 1.38 (Q8_0 and Q6_K alike).
 constexpr int kX16BcastMinM = 48;
 template <int DT>
 gk_status linear_rows16(const float* x, const void* w, const void* bias, int64_t m, int64_t n, int64_t k, float* y) {
@@ -1136,6 +1136,8 @@ gk_status gk::cpu::linear(const float* x, const void* weight, int32_t weight_dty
     case GK_Q8_0X16: return linear_rows16<GK_Q8_0X16>(x, weight, bias, m, n, k, y);
     case GK_Q5_0X16: return linear_rows16<GK_Q5_0X16>(x, weight, bias, m, n, k, y);
     case GK_Q4_0X16: return linear_rows16<GK_Q4_0X16>(x, weight, bias, m, n, k, y);
+    case GK_Q4_1X16: return linear_rows16<GK_Q4_1X16>(x, weight, bias, m, n, k, y);
+    case GK_Q5_1X16: return linear_rows16<GK_Q5_1X16>(x, weight, bias, m, n, k, y);
     case GK_Q4_KX16: return linear_rows16<GK_Q4_KX16>(x, weight, bias, m, n, k, y);
     case GK_Q5_KX16: return linear_rows16<GK_Q5_KX16>(x, weight, bias, m, n, k, y);
     case GK_Q6_KX16: return linear_rows16<GK_Q6_KX16>(x, weight, bias, m, n, k, y);

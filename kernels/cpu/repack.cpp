@@ -1,28 +1,29 @@
 // gk_repack and the CPU library's own layouts of a quantized matrix (kernels/include/gemmakit.h), made in place from a
-// file's, the same bytes reordered: GK_Q8_0X16 from Q8_0, GK_Q5_0X16 from Q5_0, GK_Q4_0X16 from Q4_0, GK_Q4_KX16 from
-// Q4_K, GK_Q5_KX16 from Q5_K, GK_Q6_KX16 from Q6_K. gk_linear and gk_embedding read them (linear_x16 up to 16 rows of x, x16_panel / x16_strip for linear.cpp's
-// f32 paths beyond, x16_row for the gather). The Gemma models repack their matrices when they load
-// (src/models/common/repack.ts): on the 270M, the 262,144-row tied lm_head (and the embedding table it is), half of a
-// decode token's time, and every projection.
+// file's, the same bytes reordered: GK_Q8_0X16 from Q8_0, GK_Q5_0X16 from Q5_0, GK_Q4_0X16 from Q4_0, GK_Q4_1X16 from
+// Q4_1, GK_Q5_1X16 from Q5_1, GK_Q4_KX16 from Q4_K, GK_Q5_KX16 from Q5_K, GK_Q6_KX16 from Q6_K. gk_linear and
+// gk_embedding read them (linear_x16 up to 16 rows of x, x16_panel / x16_strip for linear.cpp's f32 paths beyond,
+// x16_row for the gather). The Gemma models repack their matrices when they load (src/models/common/repack.ts): on the
+// 270M, the 262,144-row tied lm_head (and the embedding table it is), half of a decode token's time, and every
+// projection.
 //
-// Why a layout: multiplied as stored, a Q8_0 row's 32-element blocks each need their codes widened to f32, their
-// scale broadcast, and every row a horizontal sum at the end — about 10 vector ops per 32 weights, so the product ran
-// at ~17 GB/s a core in cache and ~22-25 GB/s for both cores from memory, about half of what a read-only stream gets.
-// With 16 rows interleaved 4 elements at a time, one 64-byte vector of codes holds 4 codes of each of 16 rows, the
-// lanes of a vpdpbusd are the 16 rows (each lane sums its row's 4 products exactly in int32), the 16 rows' scales are
-// one f16 vector, and the outputs come out as a vector with no horizontal sum: ~3 ops per 32 weights. The others keep
-// their format's bytes — a decode step reads its weights from memory (Q5_0 as Q8_0X16 took 34 bytes a block for 22)
-// — and unpack each vector of codes in ~3 ops (nibbles; Q5_0's and Q5_K's fifth bits by a masked add, Q6_K's top two)
-// once per 32 columns for all rows of x, with the 16 rows' scales (and Q4_K's mins) as vectors. The K-quants' scales
-// change within a block of x's: Q4_K's and Q5_K's mins enter as − dmin · m · Σ x, Q6_K's 16-element sub-blocks get
-// sums of their own.
+// Why a layout: multiplied as stored, a Q8_0 row's 32-element blocks each need their codes widened to f32, their scale
+// broadcast, and every row a horizontal sum at the end — about 10 vector ops per 32 weights, so the product ran at ~17
+// GB/s a core in cache and ~22-25 GB/s for both cores from memory, about half of what a read-only stream gets. With 16
+// rows interleaved 4 elements at a time, one 64-byte vector of codes holds 4 codes of each of 16 rows, the lanes of a
+// vpdpbusd are the 16 rows (each lane sums its row's 4 products exactly in int32), the 16 rows' scales are one f16
+// vector, and the outputs come out as a vector with no horizontal sum: ~3 ops per 32 weights. The others keep their
+// format's bytes — a decode step reads its weights from memory (Q5_0 as Q8_0X16 took 34 bytes a block for 22) — and
+// unpack each vector of codes in ~3 ops (nibbles; Q5_0's and Q5_K's fifth bits by a masked add, Q6_K's top two) once
+// per 32 columns for all rows of x, with the 16 rows' scales (and Q4_K's mins) as vectors. The K-quants' scales change
+// within a block of x's: Q4_K's and Q5_K's mins enter as − dmin · m · Σ x (Q4_1's and Q5_1's m as + m · Σ x), Q6_K's
+// 16-element sub-blocks get sums of their own.
 //
 // x is taken as 24-bit integers with one scale per 32-element block (d = max|x| / 8355711), split into three signed
 // bytes (l, m, h: x = 65536 h + 256 m + l), each a vpdpbusd against the codes (unsigned: Q8_0's q + 128, Q5_0's q5 =
-// q + 16, Q4_0's q + 8, Q6_K's q + 32, so the sums carry that offset · Σ of x's bytes, subtracted once per block). A block's sums
-// are exact; x's rounding is at most 2^-24 of its block's largest |x|, the size of an f32 rounding of that element, so
-// logits stay as close to transformers' as the f32 path's (docs/benchmarks.md states the fidelity figures). A
-// non-finite x makes its block's scale NaN, so the rows it reaches come out NaN as on the f32 path; a block whose
+// q + 16, Q4_0's q + 8, Q6_K's q + 32, so the sums carry that offset · Σ of x's bytes, subtracted once per block). A
+// block's sums are exact; x's rounding is at most 2^-24 of its block's largest |x|, the size of an f32 rounding of that
+// element, so logits stay as close to transformers' as the f32 path's (docs/benchmarks.md states the fidelity figures).
+// A non-finite x makes its block's scale NaN, so the rows it reaches come out NaN as on the f32 path; a block whose
 // largest |x| is below 2^-96 goes in as zeros.
 //
 // The rows are read once per call whatever m is (each 16-row group's blocks stay in L1 while every row of x passes
@@ -59,14 +60,18 @@ constexpr Format format(int32_t dt) {
   return dt == GK_Q8_0X16   ? Format{32, 34 * kRows, 128}
          : dt == GK_Q5_0X16 ? Format{32, 22 * kRows, 16}
          : dt == GK_Q4_0X16 ? Format{32, 18 * kRows, 8}
+         : dt == GK_Q4_1X16 ? Format{32, 20 * kRows, 0}
+         : dt == GK_Q5_1X16 ? Format{32, 24 * kRows, 0}
          : dt == GK_Q4_KX16 ? Format{256, 144 * kRows, 0}
          : dt == GK_Q5_KX16 ? Format{256, 176 * kRows, 0}
                             : Format{256, 210 * kRows, 32};
 }
 // Q4_K and Q5_K: per row a d, a dmin and 12 bytes of packed 6-bit scales and mins per superblock.
 constexpr bool has_mins(int32_t dt) { return dt == GK_Q4_KX16 || dt == GK_Q5_KX16; }
-// Q5_0 and Q5_K: a fifth bit per code, kept as a u64 mask per vector of codes after the nibbles.
-constexpr bool has_fifth_bit(int32_t dt) { return dt == GK_Q5_0X16 || dt == GK_Q5_KX16; }
+// Q4_1 and Q5_1: per row and block an f16 m added to every value (x = d · q + m).
+constexpr bool has_m(int32_t dt) { return dt == GK_Q4_1X16 || dt == GK_Q5_1X16; }
+// Q5_0, Q5_1 and Q5_K: a fifth bit per code, kept as a u64 mask per vector of codes after the nibbles.
+constexpr bool has_fifth_bit(int32_t dt) { return dt == GK_Q5_0X16 || dt == GK_Q5_1X16 || dt == GK_Q5_KX16; }
 
 // Where 32-column chunk c of a group is: its format block (`base`) and the chunk's place in it (`cc`).
 struct ChunkAt {
@@ -88,7 +93,7 @@ inline const uint8_t* chunk_codes_at(const uint8_t* base, int cc) {
   if constexpr (DT == GK_Q5_KX16) return base + 256 + 320 * cc;
   if constexpr (DT == GK_Q6_KX16) return base + 288 + 384 * cc;
   (void)cc;
-  return base + 32;
+  return base + (has_m(DT) ? 64 : 32);
 }
 template <int DT>
 inline uint8_t* chunk_codes_at(uint8_t* base, int cc) {
@@ -129,6 +134,9 @@ inline void row_params(const uint8_t* group, int64_t c, int j, float scale[2], f
     min = gk::f16_to_f32(dh) * (float)m;
   } else if constexpr (DT == GK_Q6_KX16) {
     for (int h = 0; h < 2; ++h) scale[h] = d * (float)(int8_t)ch.base[32 + 16 * (2 * ch.cc + h) + j];
+  } else if constexpr (has_m(DT)) {
+    memcpy(&dh, ch.base + 32 + 2 * j, 2);
+    min = -gk::f16_to_f32(dh);
   }
 }
 
@@ -174,9 +182,10 @@ void interleave_group(const uint8_t* rows, int64_t blocks, uint8_t* out) {
       const uint8_t* fb = rows + (j * blocks + b) * file_bytes;
       int32_t q[32];
       if constexpr (f.cols == 32) {
-        memcpy(base + 2 * j, fb, 2);  // d
+        memcpy(base + 2 * j, fb, 2);                            // d
+        if constexpr (has_m(DT)) memcpy(base + 32 + 2 * j, fb + 2, 2);  // m
         gk::quant::group_codes<gk::cpu::x16_file_dtype(DT)>(fb, 0, q);
-        const int offset = DT == GK_Q8_0X16 ? 128 : 0;  // (Q8_0's q is signed; Q5_0's and Q4_0's already unsigned)
+        const int offset = DT == GK_Q8_0X16 ? 128 : 0;  // (Q8_0's q is signed; the others' already unsigned)
         uint8_t* p = chunk_codes_at<DT>(base, 0);
         for (int l = 0; l < 32; ++l) put_code<DT>(p, p + 256, l / 4, 4 * j + l % 4, q[l] + offset);
       } else if constexpr (has_mins(DT)) {
@@ -207,6 +216,8 @@ void interleave_group(const uint8_t* rows, int64_t blocks, uint8_t* out) {
     case GK_Q8_0X16: return F<GK_Q8_0X16>(__VA_ARGS__);                      \
     case GK_Q5_0X16: return F<GK_Q5_0X16>(__VA_ARGS__);                      \
     case GK_Q4_0X16: return F<GK_Q4_0X16>(__VA_ARGS__);                      \
+    case GK_Q4_1X16: return F<GK_Q4_1X16>(__VA_ARGS__);                      \
+    case GK_Q5_1X16: return F<GK_Q5_1X16>(__VA_ARGS__);                      \
     case GK_Q4_KX16: return F<GK_Q4_KX16>(__VA_ARGS__);                      \
     case GK_Q5_KX16: return F<GK_Q5_KX16>(__VA_ARGS__);                      \
     default: return F<GK_Q6_KX16>(__VA_ARGS__);                              \
@@ -232,6 +243,8 @@ static const char* layout_name(int32_t dt) {
   return dt == GK_Q8_0X16   ? "Q8_0X16"
          : dt == GK_Q5_0X16 ? "Q5_0X16"
          : dt == GK_Q4_0X16 ? "Q4_0X16"
+         : dt == GK_Q4_1X16 ? "Q4_1X16"
+         : dt == GK_Q5_1X16 ? "Q5_1X16"
          : dt == GK_Q4_KX16 ? "Q4_KX16"
          : dt == GK_Q5_KX16 ? "Q5_KX16"
                             : "Q6_KX16";
@@ -373,6 +386,8 @@ inline void chunk_params(const uint8_t* group, int64_t c, __m512 scale[2], __m51
       const __m128i sc = _mm_loadu_si128((const __m128i*)(ch.base + 32 + 16 * (2 * ch.cc + h)));
       scale[h] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(sc)));
     }
+  } else if constexpr (has_m(DT)) {
+    min = _mm512_sub_ps(_mm512_setzero_ps(), _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(ch.base + 32))));
   }
 }
 
@@ -596,7 +611,7 @@ inline void group_rows(const uint8_t* group, int64_t chunks, const X24Row* xr, c
         const __m512 sc = _mm512_mul_ps(scale[0], dx);
         acc_hm[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(hm), sc, acc_hm[i]);
         acc_l[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lo), sc, acc_l[i]);
-        if constexpr (has_mins(DT)) {  // − min · Σ x, Σ x = d_x · (256 · Σ (256 h + m) + Σ l)
+        if constexpr (has_mins(DT) || has_m(DT)) {  // − min · Σ x, Σ x = d_x · (256 · Σ (256 h + m) + Σ l)
           const float sum_x = xr[i].d[c] * (float)(256 * (shm[0] + shm[1]) + sl[0] + sl[1]);
           acc_l[i] = _mm512_fnmadd_ps(min, _mm512_set1_ps(sum_x), acc_l[i]);
         }

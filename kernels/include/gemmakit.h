@@ -103,6 +103,11 @@ typedef enum {
    * group g at byte (g · k / 256 + b) · 2816, laid out as GK_Q4_KX16's but each sub-block s at 256 + 320s, its 4 × 64
    * bytes of low bits followed by 8 u64 masks of the fifth bits as GK_Q5_0X16's. x = d * sc * q5 - dmin * m. */
   GK_Q5_KX16 = 213,
+  /* Not a file format: Q4_1 and Q5_1 with 16 rows interleaved (gk_repack, their sizes): block b of group g at byte
+   * (g · k / 32 + b) · 320 (Q4_1) or 384 (Q5_1), f16 d[16] (row j's at 2j), f16 m[16] (at 32 + 2j), then the codes as
+   * GK_Q4_0X16's (Q4_1) or GK_Q5_0X16's (Q5_1) from byte 64. x = d * q + m. */
+  GK_Q4_1X16 = 214,
+  GK_Q5_1X16 = 215,
 } gk_dtype;
 
 typedef enum {
@@ -198,10 +203,10 @@ GK_API gk_status gk_linear(gk_stream* s, const float* x, const void* weight, int
                            const void* bias, int32_t m, int32_t n, int32_t k, float* y);
 
 /* Writes weight src [n, k] of from_dtype into dst as to_dtype, the same values in a layout the kernels of this
- * library multiply faster. Supported on CPU builds with AVX512-VNNI (n % 16 == 0, k % 32 == 0): GK_Q8_0 ->
- * GK_Q8_0X16, GK_Q5_0 -> GK_Q5_0X16, GK_Q4_0 -> GK_Q4_0X16, GK_Q4_K -> GK_Q4_KX16, GK_Q5_K -> GK_Q5_KX16 and GK_Q6_K
- * -> GK_Q6_KX16, the same bytes reordered (dst is src, rewritten in place, or does not
- * overlap it). Anything else returns GK_ERR_UNSUPPORTED with nothing written (the CUDA library always does: its
+ * library multiply faster. Supported on CPU builds with AVX512-VNNI (n % 16 == 0, k % 32 == 0): GK_Q8_0 -> GK_Q8_0X16,
+ * GK_Q5_0 -> GK_Q5_0X16, GK_Q4_0 -> GK_Q4_0X16, GK_Q4_1 -> GK_Q4_1X16, GK_Q5_1 -> GK_Q5_1X16, GK_Q4_K -> GK_Q4_KX16,
+ * GK_Q5_K -> GK_Q5_KX16 and GK_Q6_K -> GK_Q6_KX16, the same bytes reordered (dst is src, rewritten in place, or does
+ * not overlap it). Anything else returns GK_ERR_UNSUPPORTED with nothing written (the CUDA library always does: its
  * kernels read the GGUF layouts as stored), so a caller may try it and keep the weight as it was. */
 GK_API gk_status gk_repack(gk_stream* s, const void* src, int32_t from_dtype, void* dst, int32_t to_dtype, int32_t n,
                            int32_t k);

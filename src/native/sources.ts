@@ -9,7 +9,7 @@ export const NATIVE_SOURCES: {
   files: [string, string][];
 } = {
   version: "0.1.0",
-  sha256: "d660056c12c5228cdfb5a14d084467de96fa99b1ba39233b218170dd9f87fbbb",
+  sha256: "a74791ba8443c5df3c92d6a53ec7384169d2c4cf671481158d7c3588eedd8bfd",
   files: [
     ["kernels/common/dtype.h", "423672a9860bbfc1620995b00bd2b45de6ad4082fd748c94483cc620b15d6ec5"],
     ["kernels/common/error.cpp", "16d996224683479f1bfab036cc33a4cb56589112885bf3a1d9936632ae48064c"],
@@ -22,13 +22,13 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/attention_prefill.cpp", "39610353663cfb0f3daa1cb6a334389c0c9b08e07c200cb38361580ac58a63ff"],
     ["kernels/cpu/avg_pool2d.cpp", "705651fa17c1eeaba10160f96a7f6afa534feb507b375a85585ba061b1c05223"],
     ["kernels/cpu/clamp.cpp", "0385939debcd4e9cf7ef8c8c2a7eef52ff29f22c2944eff8ceabce1d28e58bfa"],
-    ["kernels/cpu/cpu.h", "52d97a91f5efdb5bc9d9d3dd8a9e326b8583327b93842d8859ce8e591f42db98"],
+    ["kernels/cpu/cpu.h", "6b50a9240bbdd3671c34e2e2454519692a73836948e1b6d30fe10da6f9501073"],
     ["kernels/cpu/elementwise.cpp", "453028cbe2835c8b74d30a25032234e8b44c67ce2f28dae1496775558399d499"],
     ["kernels/cpu/embedding.cpp", "2920ccea48473f7f9724e9ea15af7ba8f16a63fe1bfc11db6783dff52c7a9524"],
     ["kernels/cpu/gather_sum.cpp", "343b3e0d88a0e77326aa979ec67668c42ffb2372ed8cf058da1019031107776b"],
     ["kernels/cpu/kv_cache_write.cpp", "86990e09320fbf192230c96abc269289aa6ce3425ca5a821cf0fc027767af5ca"],
     ["kernels/cpu/layer_norm.cpp", "71da9959d48a20ee3f1414af319ac6266e0a2291059c8b33567ece4326ba534a"],
-    ["kernels/cpu/linear.cpp", "56d60854e1657bbc54136fdaac5c1fc29eb269d1df6e5b50c1370e5b5402844e"],
+    ["kernels/cpu/linear.cpp", "2e64c97dd04fd73650090efcba9c262987679c6e124b971f0084f961003558b4"],
     ["kernels/cpu/linear_q8act.cpp", "401798871c089a2e29ddf70dc78f90dbcd979382b8c029cde0e89dc77bc050bb"],
     ["kernels/cpu/logits_process.cpp", "a0202bb03fa6fbd533677ab1155c2d19fb666e1275437e8bc543ee011668384a"],
     ["kernels/cpu/logprobs.cpp", "d671988cef3ab6b39f06f74bb743ecdf2e1480d8ed43e24375f9501a0da7eba2"],
@@ -38,7 +38,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/pool.h", "1d0fb9dc0bf2d7fdf08291289db402be07777134252bca7176d32bf847331644"],
     ["kernels/cpu/program.cpp", "779c22004d3834968b009297672ff3bb8c9c29853e06c14137edefd1c59e3fc1"],
     ["kernels/cpu/quant.h", "c9135677192004e45ef4b54cd1c0d932d8b4c7aa1ae0c96059e03b79ca563d50"],
-    ["kernels/cpu/repack.cpp", "e6f067c2230cb958ff5e7edc2d842273960950b5b831dfc5925141a08846b9c2"],
+    ["kernels/cpu/repack.cpp", "336aeda6806d0eb0d62080eac80d58958f91ec411b84681e00e6b166c04a14cd"],
     ["kernels/cpu/rms_norm.cpp", "b9bcf218b0f2136fe6e80d8066bc5e14fb8ff456b04cdf2e8d0ea0d2a8de09fb"],
     ["kernels/cpu/rope.cpp", "7fc00eceba13068ac06f6375ebdb6cb4ee6d1aea40667d5dc17a10df32d169d6"],
     ["kernels/cpu/rope_axes.cpp", "665f1ca5e21a59006551262316f3935a67e85912299caabfc82c38db98c9c077"],
@@ -47,6 +47,6 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/simd.h", "375d79f4ce32aaa0be1f15f4e28d371d00edc248f6a39d45a81bf76d562e8110"],
     ["kernels/cpu/softmax.cpp", "02d4f89bf232e81992d93b1e1d8c033724810cc91d17acc36209d031626540b1"],
     ["kernels/cpu/vnni.h", "d5d66a61ebb91f7fcc5890f921052f384a08c197c7e4e1d32fb46e101690b36f"],
-    ["kernels/include/gemmakit.h", "06df6fff042dc49bc1f1994751cd591398766956bec1989a65cbe2af5a2bd840"],
+    ["kernels/include/gemmakit.h", "843a3c4280e5f6ed01c186beccca743a9a7f2926c2e8a6aa4478e132d75d2931"],
   ],
 };

@@ -10,6 +10,8 @@ const LAYOUT: Readonly<Record<RepackableDType, RepackedDType>> = {
   q8_0: "q8_0x16",
   q5_0: "q5_0x16",
   q4_0: "q4_0x16",
+  q4_1: "q4_1x16",
+  q5_1: "q5_1x16",
   q4_k: "q4_kx16",
   q5_k: "q5_kx16",
   q6_k: "q6_kx16",
@@ -17,11 +19,11 @@ const LAYOUT: Readonly<Record<RepackableDType, RepackedDType>> = {
 
 /**
  * The weight [n, k] in the layout the backend's kernels multiply fastest. On the CPU library built with AVX512-VNNI a
- * Q8_0, Q5_0, Q4_0, Q4_K, Q5_K or Q6_K matrix with n a multiple of 16 becomes its 16-row layout (q8_0x16 and kin: 16
- * rows interleaved for integer dot products, the same values in the same bytes, reordered): rewritten in place, the result
- * a view of `weight`'s memory that `weight` must no longer be read as (a tied lm_head is also the embedding table;
- * ModelWeights.replaceTensor hands every holder the result). Anything else — the CUDA library, another dtype or shape,
- * `GEMMAKIT_CPU_REPACK=0` or `GEMMAKIT_CPU_Q8_ACTIVATIONS=1` — comes back as it was.
+ * Q8_0, Q5_0, Q4_0, Q4_1, Q5_1, Q4_K, Q5_K or Q6_K matrix with n a multiple of 16 becomes its 16-row layout (q8_0x16
+ * and kin: 16 rows interleaved for integer dot products, the same values in the same bytes, reordered): rewritten in
+ * place, the result a view of `weight`'s memory that `weight` must no longer be read as (a tied lm_head is also the
+ * embedding table; ModelWeights.replaceTensor hands every holder the result). Anything else — the CUDA library, another
+ * dtype or shape, `GEMMAKIT_CPU_REPACK=0` or `GEMMAKIT_CPU_Q8_ACTIVATIONS=1` — comes back as it was.
  */
 export function repackForBackend(weight: Tensor): Tensor {
   const op = "repack";

@@ -10,17 +10,27 @@ export { QUANT_BLOCKS, QUANT_DTYPES, type QuantDType };
 export type FloatDType = "f32" | "f16" | "bf16";
 /**
  * A layout the CPU library makes from a weight for its own kernels (gk_repack; src/ops/repack.ts): Q8_0, Q5_0, Q4_0,
- * Q4_K, Q5_K or Q6_K with 16 rows interleaved, the same bytes reordered (kernels/include/gemmakit.h). Never in a file;
- * only linear and embedding read it.
+ * Q4_1, Q5_1, Q4_K, Q5_K or Q6_K with 16 rows interleaved, the same bytes reordered (kernels/include/gemmakit.h). Never
+ * in a file; only linear and embedding read it.
  */
-export type RepackedDType = "q8_0x16" | "q5_0x16" | "q4_0x16" | "q4_kx16" | "q5_kx16" | "q6_kx16";
+export type RepackedDType =
+  | "q8_0x16"
+  | "q5_0x16"
+  | "q4_0x16"
+  | "q4_1x16"
+  | "q5_1x16"
+  | "q4_kx16"
+  | "q5_kx16"
+  | "q6_kx16";
 /** The file formats a layout is made from. */
-export type RepackableDType = "q8_0" | "q5_0" | "q4_0" | "q4_k" | "q5_k" | "q6_k";
+export type RepackableDType = "q8_0" | "q5_0" | "q4_0" | "q4_1" | "q5_1" | "q4_k" | "q5_k" | "q6_k";
 /** Each repacked layout and the file format it is made from. */
 export const REPACKED_FROM: Readonly<Record<RepackedDType, RepackableDType>> = {
   q8_0x16: "q8_0",
   q5_0x16: "q5_0",
   q4_0x16: "q4_0",
+  q4_1x16: "q4_1",
+  q5_1x16: "q5_1",
   q4_kx16: "q4_k",
   q5_kx16: "q5_k",
   q6_kx16: "q6_k",
@@ -53,6 +63,8 @@ export const DTYPE_CODE: Readonly<Record<DType, number>> = {
   q6_kx16: 211,
   q4_0x16: 212,
   q5_kx16: 213,
+  q4_1x16: 214,
+  q5_1x16: 215,
 };
 
 /** Bytes per element of the unquantized dtypes. */

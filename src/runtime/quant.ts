@@ -265,6 +265,8 @@ const X16_FORMATS = {
   q8_0x16: { cols: 32, rowBytes: 34, offset: 128 },
   q5_0x16: { cols: 32, rowBytes: 22, offset: 16 },
   q4_0x16: { cols: 32, rowBytes: 18, offset: 8 },
+  q4_1x16: { cols: 32, rowBytes: 20, offset: 0 },
+  q5_1x16: { cols: 32, rowBytes: 24, offset: 0 },
   q4_kx16: { cols: 256, rowBytes: 144, offset: 0 },
   q5_kx16: { cols: 256, rowBytes: 176, offset: 0 },
   q6_kx16: { cols: 256, rowBytes: 210, offset: 32 },
@@ -272,10 +274,10 @@ const X16_FORMATS = {
 
 /**
  * A matrix in one of the CPU library's 16-row layouts (kernels/include/gemmakit.h) of rows `k` long → f32 [rows, k]:
- * the host-side reference the CPU kernels are held to, written from the header's description. A group of 16 rows
- * holds, per block of its file format, their scales and then, per 32 columns, the codes of elements 4t .. 4t + 3 for
- * t < 8 (row j's at 4j of a 64-byte vector): Q8_0 q + 128 whole; the others' low 4 bits as nibbles (t < 4 low, t >= 4
- * high, of 4 vectors), Q5_0's and Q5_K's bit 4 in a u64 mask per t after them, Q6_K's top 2 bits in 2 vectors after
+ * the host-side reference the CPU kernels are held to, written from the header's description. A group of 16 rows holds,
+ * per block of its file format, their scales and then, per 32 columns, the codes of elements 4t .. 4t + 3 for t < 8
+ * (row j's at 4j of a 64-byte vector): Q8_0 q + 128 whole; the others' low 4 bits as nibbles (t < 4 low, t >= 4 high,
+ * of 4 vectors), Q5_0's, Q5_1's and Q5_K's bit 4 in a u64 mask per t after them, Q6_K's top 2 bits in 2 vectors after
  * them (bits 2(t % 4) of vector t / 4).
  */
 export function dequantizeX16(bytes: Uint8Array, dtype: keyof typeof X16_FORMATS, k: number): Float32Array {
@@ -292,9 +294,11 @@ export function dequantizeX16(bytes: Uint8Array, dtype: keyof typeof X16_FORMATS
       case "q8_0x16":
         return bytes[at + 64 * t + lane];
       case "q5_0x16":
+      case "q5_1x16":
       case "q5_kx16":
         return nibble(at + lane, t) | (((bytes[at + 256 + 8 * t + (lane >> 3)] >> (lane & 7)) & 1) << 4);
       case "q4_0x16":
+      case "q4_1x16":
       case "q4_kx16":
         return nibble(at + lane, t);
       case "q6_kx16":
@@ -321,6 +325,9 @@ export function dequantizeX16(bytes: Uint8Array, dtype: keyof typeof X16_FORMATS
         } else if (dtype === "q6_kx16") {
           scale = [0, 1].map((h) => Math.fround(d * i8(bytes[at + 32 + 16 * (2 * c + h) + j])));
           codes = at + 288 + 384 * c;
+        } else if (dtype === "q4_1x16" || dtype === "q5_1x16") {
+          min = -f16At(bytes, at + 32 + 2 * j);
+          codes = at + 64;
         }
         for (let t = 0; t < 8; t++) {
           for (let e = 0; e < 4; e++) {

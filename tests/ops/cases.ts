@@ -515,10 +515,10 @@ function addQuantLinear(dtype: QuantDType, m: number, n: number, k: number, bias
 }
 for (const [dtype, m, n, k, bias] of quantLinearRows) addQuantLinear(dtype, m, n, k, bias);
 
-// Q8_0, Q5_0, Q4_0, Q4_K, Q5_K and Q6_K weights in the layout the backend multiplies fastest (src/ops/repack.ts): on
-// the CPU library with AVX512-VNNI, their 16-row layouts (q8_0x16 and kin: up to 16 rows of x as 24-bit integers per
-// 32-element block, more through f32 panels or strips); on CUDA, as stored. The reference is the exact
-// product with the stored weights, so a row measures the repack, the layout's reading and x's rounding
+// Q8_0, Q5_0, Q4_0, Q4_1, Q5_1, Q4_K, Q5_K and Q6_K weights in the layout the backend multiplies fastest
+// (src/ops/repack.ts): on the CPU library with AVX512-VNNI, their 16-row layouts (q8_0x16 and kin: up to 16 rows of x
+// as 24-bit integers per 32-element block, more through f32 panels or strips); on CUDA, as stored. The reference is the
+// exact product with the stored weights, so a row measures the repack, the layout's reading and x's rounding
 // (tests/ops/repack_test.ts checks that the layout was made).
 for (
   const [dtype, m, n, k, bias] of [
@@ -546,6 +546,12 @@ for (
     ["q4_0", 1, 512, 640, false],
     ["q4_0", 8, 64, 1152, true],
     ["q4_0", 20, 48, 640, false],
+    ["q4_1", 1, 256, 640, true],
+    ["q4_1", 12, 64, 640, false],
+    ["q4_1", 24, 32, 1152, false],
+    ["q5_1", 1, 1024, 640, false],
+    ["q5_1", 9, 64, 640, true],
+    ["q5_1", 64, 48, 640, false],
     ["q5_k", 1, 640, 2048, false],
     ["q5_k", 7, 64, 512, true],
     ["q5_k", 16, 48, 768, false],
@@ -553,10 +559,16 @@ for (
   ] as [RepackableDType, number, number, number, boolean][]
 ) addQuantLinear(dtype, m, n, k, bias, true);
 for (
-  const [dtype, dim] of [["q8_0", 640], ["q5_0", 640], ["q4_0", 640], ["q4_k", 512], ["q5_k", 512], [
-    "q6_k",
-    768,
-  ]] as const
+  const [dtype, dim] of [
+    ["q8_0", 640],
+    ["q5_0", 640],
+    ["q4_0", 640],
+    ["q4_1", 640],
+    ["q5_1", 640],
+    ["q4_k", 512],
+    ["q5_k", 512],
+    ["q6_k", 768],
+  ] as [RepackableDType, number][]
 ) {
   add({
     op: "repack",

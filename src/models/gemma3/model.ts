@@ -83,7 +83,8 @@ export class Gemma3TextModel {
     this.config = config;
     this.#weights = weights;
     // The matrices in the layout this backend multiplies fastest (the CPU library's 16-row layouts for Q8_0, Q5_0,
-    // Q4_0, Q4_K, Q5_K and Q6_K); a tied head is the embedding table too, which reads the new layout as well.
+    // Q4_0, Q4_1, Q5_1, Q4_K, Q5_K and Q6_K); a tied head is the embedding table too, which reads the new layout as
+    // well.
     const t = weights.tensors;
     repackLinears(weights, [
       t.lmHead ?? t.embedTokens,
