@@ -50,7 +50,8 @@ namespace {
 constexpr int kRows = 16;  // rows per group
 
 // A layout's unit: `cols` columns of a group (a block of its file format) take `bytes`; its stored codes are unsigned,
-// `offset` above the signed code (Q8_0 q + 128, Q5_0 q5 = q + 16, Q4_K q, Q6_K q6 = q + 32).
+// `offset` above the signed code (Q8_0 q + 128, Q5_0 q + 16, Q4_0 q + 8, Q6_K q + 32; Q4_1, Q5_1, Q4_K and Q5_K store
+// their unsigned q, their m or min kept apart).
 struct Format {
   int cols;
   int64_t bytes;
