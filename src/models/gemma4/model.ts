@@ -10,7 +10,7 @@
  * @module
  */
 import type { Backend } from "../../runtime/backend.ts";
-import { blockOf, roundTo } from "../../runtime/dtype.ts";
+import { blockOf, REPACK_ROWS, roundTo } from "../../runtime/dtype.ts";
 import { type CacheSpec, KvCache, layerCacheSpec } from "../../runtime/kv_cache.ts";
 import { Tensor } from "../../runtime/tensor.ts";
 import type { Workspace } from "../../runtime/workspace.ts";
@@ -110,6 +110,8 @@ export class Gemma4TextModel {
     const t = weights.tensors;
     repackLinears(weights, [
       t.lmHead ?? t.embedTokens,
+      // (Read in per-layer slices of P rows, which a 16-row layout allows when they are whole groups.)
+      config.text.hiddenSizePerLayerInput % REPACK_ROWS === 0 ? t.perLayer?.modelProjection : undefined,
       ...t.layers.flatMap((l) => [
         l.qProj,
         l.kProj,
