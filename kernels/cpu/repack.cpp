@@ -267,10 +267,9 @@ void gk::cpu::x16_row(const void* w, int32_t dtype, int64_t k, int64_t r, float*
   GK_X16_DISPATCH(dtype, x16_row_dt, w, k, r, out)
 }
 
-GK_API gk_status gk_repack(gk_stream* s, const void* src, int32_t from_dtype, void* dst, int32_t to_dtype, int32_t n,
-                           int32_t k) {
+GK_API gk_status gk_repack(gk_stream* s, void* weight, int32_t from_dtype, int32_t to_dtype, int32_t n, int32_t k) {
   GK_TRY(gk::validate_stream(s, "gk_repack"));
-  GK_REQUIRE(src && dst, "gk_repack: NULL src or dst");
+  GK_REQUIRE(weight, "gk_repack: NULL weight");
   // A load-time rewrite of a weight, not a step of a decode program.
   GK_REQUIRE(!s->recording, "gk_repack: cannot be recorded into a decode program");
   const bool pair = gk::cpu::is_x16_dtype(to_dtype) && gk::cpu::x16_file_dtype(to_dtype) == from_dtype;
@@ -281,11 +280,8 @@ GK_API gk_status gk_repack(gk_stream* s, const void* src, int32_t from_dtype, vo
   }
   const int64_t blocks = k / format(to_dtype).cols, groups = n / kRows;
   const int64_t group_bytes = blocks * format(to_dtype).bytes;  // as stored and repacked
-  const uint8_t *s0 = (const uint8_t*)src, *d0 = (const uint8_t*)dst;
-  GK_REQUIRE(s0 == d0 || d0 + groups * group_bytes <= s0 || s0 + groups * group_bytes <= d0,
-             "gk_repack: dst overlaps src without being it");
   std::atomic<bool> oom{false};
-  // Group by group through a copy of its 16 rows as stored, then written interleaved (in place when dst is src).
+  // Group by group through a copy of its 16 rows as stored, then written back interleaved.
 #pragma omp parallel
   {
     std::vector<uint8_t> rows;
@@ -298,8 +294,8 @@ GK_API gk_status gk_repack(gk_stream* s, const void* src, int32_t from_dtype, vo
     if (!oom) {
 #pragma omp for schedule(static)
       for (int64_t g = 0; g < groups; ++g) {
-        memcpy(rows.data(), s0 + g * group_bytes, group_bytes);
-        uint8_t* out = (uint8_t*)dst + g * group_bytes;
+        uint8_t* out = (uint8_t*)weight + g * group_bytes;
+        memcpy(rows.data(), out, group_bytes);
         const uint8_t* from = rows.data();
         [&] { GK_X16_DISPATCH(to_dtype, interleave_group, from, blocks, out) }();
       }

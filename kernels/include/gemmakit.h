@@ -202,14 +202,13 @@ GK_API gk_status gk_clamp(gk_stream* s, const float* x, float* y, int64_t n, flo
 GK_API gk_status gk_linear(gk_stream* s, const float* x, const void* weight, int32_t weight_dtype,
                            const void* bias, int32_t m, int32_t n, int32_t k, float* y);
 
-/* Writes weight src [n, k] of from_dtype into dst as to_dtype, the same values in a layout the kernels of this
- * library multiply faster. Supported on CPU builds with AVX512-VNNI (n % 16 == 0, k % 32 == 0): GK_Q8_0 -> GK_Q8_0X16,
- * GK_Q5_0 -> GK_Q5_0X16, GK_Q4_0 -> GK_Q4_0X16, GK_Q4_1 -> GK_Q4_1X16, GK_Q5_1 -> GK_Q5_1X16, GK_Q4_K -> GK_Q4_KX16,
- * GK_Q5_K -> GK_Q5_KX16 and GK_Q6_K -> GK_Q6_KX16, the same bytes reordered (dst is src, rewritten in place, or does
- * not overlap it). Anything else returns GK_ERR_UNSUPPORTED with nothing written (the CUDA library always does: its
- * kernels read the GGUF layouts as stored), so a caller may try it and keep the weight as it was. */
-GK_API gk_status gk_repack(gk_stream* s, const void* src, int32_t from_dtype, void* dst, int32_t to_dtype, int32_t n,
-                           int32_t k);
+/* Rewrites weight [n, k] of from_dtype in place into to_dtype, the same bytes in a layout the kernels of this library
+ * multiply faster. Supported on CPU builds with AVX512-VNNI (n % 16 == 0, k a whole number of blocks): GK_Q8_0 ->
+ * GK_Q8_0X16, GK_Q5_0 -> GK_Q5_0X16, GK_Q4_0 -> GK_Q4_0X16, GK_Q4_1 -> GK_Q4_1X16, GK_Q5_1 -> GK_Q5_1X16, GK_Q4_K ->
+ * GK_Q4_KX16, GK_Q5_K -> GK_Q5_KX16 and GK_Q6_K -> GK_Q6_KX16. Anything else returns GK_ERR_UNSUPPORTED with the
+ * weight untouched (the CUDA library always does: its kernels read the GGUF layouts as stored), so a caller may try it
+ * and keep the weight as it was. */
+GK_API gk_status gk_repack(gk_stream* s, void* weight, int32_t from_dtype, int32_t to_dtype, int32_t n, int32_t k);
 
 /* In-place rotary embedding, transformers' half-rotation layout, on x [tokens, heads, head_dim].
  * Pairs (j, j + rotary_dim/2) for j < rotary_dim/2 rotate by angle positions[t] * inv_freq[j]

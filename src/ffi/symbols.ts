@@ -155,9 +155,8 @@ export const symbols = {
   gk_repack: {
     parameters: [
       "pointer", /* s */
-      "pointer", /* src */
+      "pointer", /* weight */
       "i32", /* from_dtype */
-      "pointer", /* dst */
       "i32", /* to_dtype */
       "i32", /* n */
       "i32", /* k */

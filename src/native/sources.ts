@@ -9,7 +9,7 @@ export const NATIVE_SOURCES: {
   files: [string, string][];
 } = {
   version: "0.1.0",
-  sha256: "dc079a3ce6a9e61ff9ab9e34d4d7209f43c91683401852fc26cbbdbfee2f2af3",
+  sha256: "34ff6a8eb0227e8deb2cbb35413b1e6a3b78c5380b434128226854eb41929293",
   files: [
     ["kernels/common/dtype.h", "423672a9860bbfc1620995b00bd2b45de6ad4082fd748c94483cc620b15d6ec5"],
     ["kernels/common/error.cpp", "16d996224683479f1bfab036cc33a4cb56589112885bf3a1d9936632ae48064c"],
@@ -38,7 +38,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/pool.h", "1d0fb9dc0bf2d7fdf08291289db402be07777134252bca7176d32bf847331644"],
     ["kernels/cpu/program.cpp", "779c22004d3834968b009297672ff3bb8c9c29853e06c14137edefd1c59e3fc1"],
     ["kernels/cpu/quant.h", "c9135677192004e45ef4b54cd1c0d932d8b4c7aa1ae0c96059e03b79ca563d50"],
-    ["kernels/cpu/repack.cpp", "ba34a5a02e329b93c198904622e9981265402a926444ada39582e9b84b7d4dca"],
+    ["kernels/cpu/repack.cpp", "0689e5dfd41064851c56f18c05a585175db349c350cfc16112fe2939ccb8d222"],
     ["kernels/cpu/rms_norm.cpp", "b9bcf218b0f2136fe6e80d8066bc5e14fb8ff456b04cdf2e8d0ea0d2a8de09fb"],
     ["kernels/cpu/rope.cpp", "7fc00eceba13068ac06f6375ebdb6cb4ee6d1aea40667d5dc17a10df32d169d6"],
     ["kernels/cpu/rope_axes.cpp", "665f1ca5e21a59006551262316f3935a67e85912299caabfc82c38db98c9c077"],
@@ -47,6 +47,6 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/simd.h", "375d79f4ce32aaa0be1f15f4e28d371d00edc248f6a39d45a81bf76d562e8110"],
     ["kernels/cpu/softmax.cpp", "02d4f89bf232e81992d93b1e1d8c033724810cc91d17acc36209d031626540b1"],
     ["kernels/cpu/vnni.h", "d5d66a61ebb91f7fcc5890f921052f384a08c197c7e4e1d32fb46e101690b36f"],
-    ["kernels/include/gemmakit.h", "843a3c4280e5f6ed01c186beccca743a9a7f2926c2e8a6aa4478e132d75d2931"],
+    ["kernels/include/gemmakit.h", "0cabb4b33a0d171cd66f4a335531ef8d91f60a289220a4ede074d9c91badeba5"],
   ],
 };

@@ -35,7 +35,6 @@ export function repackForBackend(weight: Tensor): Tensor {
     weight.backend.stream,
     weight.pointer,
     DTYPE_CODE[weight.dtype],
-    weight.pointer,
     DTYPE_CODE[layout],
     n,
     k,

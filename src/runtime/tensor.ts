@@ -155,11 +155,6 @@ export class Tensor {
     return new Tensor(this.backend, this.pointer, this.dtype, shape, this.#owner ?? this);
   }
 
-  /** Whether this tensor views another's memory (reshape, rows, retyped) rather than owning its own. */
-  get isView(): boolean {
-    return this.#owner !== null;
-  }
-
   /**
    * The same memory as `dtype`, which must take as many bytes for this shape: a weight that gk_repack rewrote in
    * place (src/ops/repack.ts). The tensor it came from must not be read as before.

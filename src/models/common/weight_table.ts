@@ -95,18 +95,12 @@ export class ModelWeights<T extends WeightTree> implements Disposable {
   }
 
   /**
-   * Puts `by` wherever `old` is in the tree: a weight in another layout (src/ops/repack.ts), which every holder must
-   * read the new way (a tied lm_head is also the embedding table). `by` is owned from now on; `old`, if these
-   * weights own it, is freed when `by` has memory of its own, else kept (it holds the memory `by` views).
+   * Puts `by` wherever `old` is in the tree: a weight rewritten in place into another layout (src/ops/repack.ts),
+   * which every holder must read the new way (a tied lm_head is also the embedding table). `old` stays owned: it
+   * holds the memory `by` views.
    */
   replaceTensor(old: Tensor, by: Tensor): void {
     if (old === by) return;
-    this.#owned.push(by);
-    const i = this.#owned.indexOf(old);
-    if (!by.isView && i >= 0) {
-      this.#owned.splice(i, 1);
-      old.dispose();
-    }
     const walk = (node: Record<string, unknown>) => {
       for (const [key, value] of Object.entries(node)) {
         if (value === old) node[key] = by;
