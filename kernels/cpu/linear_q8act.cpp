@@ -397,9 +397,6 @@ bool linear_q8(const float* x, const void* w, const void* bias, int64_t m, int64
 // 16-bit x (two bytes, d per lane) was measured too: top-1 and KL the same, the largest logit error 1.4e-3 against
 // the f32 path's 4.0e-4.
 
-// 127 · 65793 = 0x7F7F7F: after the carries of the split every byte of a code fits an int8.
-constexpr float kX24Max = 8355711.0f;
-
 // x's codes for the 24-bit form: bytes l, m, h (k each), per 4-element lane d (dl) and the offset terms −c · Σ over
 // the lane of (256 · h + m) (corr_hm) and of l (corr_l), and per 32-element block Σ x (sum, for Q4_K's mins).
 struct QX24 {
@@ -417,10 +414,7 @@ bool quantize_x24(const float* x, int64_t k, int c, QX24& out) {
   } catch (const std::bad_alloc&) {
     return false;
   }
-  const __m512i k128 = _mm512_set1_epi32(128), k255 = _mm512_set1_epi32(255), lim = _mm512_set1_epi32((int)kX24Max);
-  const __m512 qmax = _mm512_set1_ps(kX24Max), big = _mm512_set1_ps(3.402823466e38f);
-  // The signed byte of q's low 8 bits (−128..127), and the rest of q above it, (q − byte) / 256 exactly.
-  const auto low_byte = [&](__m512i q) { return _mm512_sub_epi32(_mm512_and_si512(_mm512_add_epi32(q, k128), k255), k128); };
+  const __m512 qmax = _mm512_set1_ps(gk::cpu::kX24Max), big = _mm512_set1_ps(3.402823466e38f);
   for (int64_t e = 0; e < k; e += 16) {
     const __m512 v = _mm512_loadu_ps(x + e), a = _mm512_abs_ps(v);
     const __m512 m2 = _mm512_max_ps(a, _mm512_permute_ps(a, 0xB1));
@@ -434,11 +428,7 @@ bool quantize_x24(const float* x, int64_t k, int c, QX24& out) {
     const __mmask16 live = _mm512_cmp_ps_mask(m4, _mm512_set1_ps(0x1p-96f), _CMP_GT_OQ) & ~bad;
     const __m512 inv = _mm512_maskz_div_ps(live, qmax, m4);
     const __m512 d = _mm512_mask_mov_ps(_mm512_div_ps(m4, qmax), bad, _mm512_set1_ps(__builtin_nanf("")));
-    // Clamped: x · (qmax / m) may round a hair past qmax.
-    const __m512i q = _mm512_max_epi32(_mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v, inv)), lim),
-                                       _mm512_sub_epi32(_mm512_setzero_si512(), lim));
-    const __m512i lb = low_byte(q), hm = _mm512_srai_epi32(_mm512_sub_epi32(q, lb), 8);
-    const __m512i mb = low_byte(hm), hb = _mm512_srai_epi32(_mm512_sub_epi32(hm, mb), 8);
+    const auto [lb, mb, hb, hm] = gk::cpu::split_x24(_mm512_mul_ps(v, inv));
     _mm_storeu_si128((__m128i*)(out.l.data() + e), _mm512_cvtepi32_epi8(lb));
     _mm_storeu_si128((__m128i*)(out.m.data() + e), _mm512_cvtepi32_epi8(mb));
     _mm_storeu_si128((__m128i*)(out.h.data() + e), _mm512_cvtepi32_epi8(hb));

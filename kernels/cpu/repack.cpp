@@ -479,7 +479,6 @@ void gk::cpu::x16_panel(const void* w, int32_t dtype, int64_t k, int64_t n0, int
 
 namespace {
 
-constexpr float kX24Max = 8355711.0f;  // 127 · 65793 = 0x7F7F7F: after the carries of the split every byte fits an int8
 constexpr int64_t kAhead = 4096;       // prefetch distance (bytes)
 constexpr int kMaxM = 8;               // rows of x per pass over a group (2·8 f32 accumulators + 3 int32)
 
@@ -514,9 +513,6 @@ struct X24Rows {
 void quantize_row(const float* x, int64_t k, X24Rows& q, int64_t i) {
   const int64_t nb = k / 32;
   int8_t *l = q.l.data() + i * k, *m = q.m.data() + i * k, *h = q.h.data() + i * k;
-  const __m512i k128 = _mm512_set1_epi32(128), k255 = _mm512_set1_epi32(255), lim = _mm512_set1_epi32((int)kX24Max);
-  // The signed byte of q's low 8 bits (−128..127), and the rest above it, (q − byte) / 256 exactly.
-  const auto low_byte = [&](__m512i v) { return _mm512_sub_epi32(_mm512_and_si512(_mm512_add_epi32(v, k128), k255), k128); };
   for (int64_t b = 0; b < nb; ++b) {
     const __m512 v0 = _mm512_loadu_ps(x + 32 * b), v1 = _mm512_loadu_ps(x + 32 * b + 16);
     const __m512 a0 = _mm512_abs_ps(v0), a1 = _mm512_abs_ps(v1);
@@ -533,14 +529,10 @@ void quantize_row(const float* x, int64_t k, X24Rows& q, int64_t i) {
       *d = bad ? __builtin_nanf("") : 0.0f;
       continue;
     }
-    const __m512 inv = _mm512_set1_ps(kX24Max / mx);
-    *d = mx / kX24Max;
+    const __m512 inv = _mm512_set1_ps(gk::cpu::kX24Max / mx);
+    *d = mx / gk::cpu::kX24Max;
     for (int half = 0; half < 2; ++half) {
-      // Clamped: x · (kX24Max / mx) may round a hair past kX24Max.
-      const __m512i qv = _mm512_max_epi32(_mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(half ? v1 : v0, inv)), lim),
-                                          _mm512_sub_epi32(_mm512_setzero_si512(), lim));
-      const __m512i lb = low_byte(qv), hm = _mm512_srai_epi32(_mm512_sub_epi32(qv, lb), 8);
-      const __m512i mb = low_byte(hm), hb = _mm512_srai_epi32(_mm512_sub_epi32(hm, mb), 8);
+      const auto [lb, mb, hb, hm] = gk::cpu::split_x24(_mm512_mul_ps(half ? v1 : v0, inv));
       const int64_t at = 32 * b + 16 * half;
       _mm_storeu_si128((__m128i*)(l + at), _mm512_cvtepi32_epi8(lb));
       _mm_storeu_si128((__m128i*)(m + at), _mm512_cvtepi32_epi8(mb));

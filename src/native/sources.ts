@@ -9,7 +9,7 @@ export const NATIVE_SOURCES: {
   files: [string, string][];
 } = {
   version: "0.1.0",
-  sha256: "34ff6a8eb0227e8deb2cbb35413b1e6a3b78c5380b434128226854eb41929293",
+  sha256: "e2c6ae894cd8ad23af8af92874aed152bd6ecaf786cb43d6b299f45174c0606e",
   files: [
     ["kernels/common/dtype.h", "423672a9860bbfc1620995b00bd2b45de6ad4082fd748c94483cc620b15d6ec5"],
     ["kernels/common/error.cpp", "16d996224683479f1bfab036cc33a4cb56589112885bf3a1d9936632ae48064c"],
@@ -29,7 +29,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/kv_cache_write.cpp", "86990e09320fbf192230c96abc269289aa6ce3425ca5a821cf0fc027767af5ca"],
     ["kernels/cpu/layer_norm.cpp", "71da9959d48a20ee3f1414af319ac6266e0a2291059c8b33567ece4326ba534a"],
     ["kernels/cpu/linear.cpp", "2e64c97dd04fd73650090efcba9c262987679c6e124b971f0084f961003558b4"],
-    ["kernels/cpu/linear_q8act.cpp", "401798871c089a2e29ddf70dc78f90dbcd979382b8c029cde0e89dc77bc050bb"],
+    ["kernels/cpu/linear_q8act.cpp", "03188c386ce358f3e108dab441aba1bf6657f2c28653c027611db6506147fc4f"],
     ["kernels/cpu/logits_process.cpp", "a0202bb03fa6fbd533677ab1155c2d19fb666e1275437e8bc543ee011668384a"],
     ["kernels/cpu/logprobs.cpp", "d671988cef3ab6b39f06f74bb743ecdf2e1480d8ed43e24375f9501a0da7eba2"],
     ["kernels/cpu/moe.cpp", "795ca110dc8aeacace2eb516b3b3231234edcc8d2deb3f336e7f27194e4cf54c"],
@@ -38,7 +38,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/pool.h", "1d0fb9dc0bf2d7fdf08291289db402be07777134252bca7176d32bf847331644"],
     ["kernels/cpu/program.cpp", "779c22004d3834968b009297672ff3bb8c9c29853e06c14137edefd1c59e3fc1"],
     ["kernels/cpu/quant.h", "c9135677192004e45ef4b54cd1c0d932d8b4c7aa1ae0c96059e03b79ca563d50"],
-    ["kernels/cpu/repack.cpp", "0689e5dfd41064851c56f18c05a585175db349c350cfc16112fe2939ccb8d222"],
+    ["kernels/cpu/repack.cpp", "c50a9be557939eb9ed3723fdb8ce2001676ae494c704882d9b200f63bd92c4b5"],
     ["kernels/cpu/rms_norm.cpp", "b9bcf218b0f2136fe6e80d8066bc5e14fb8ff456b04cdf2e8d0ea0d2a8de09fb"],
     ["kernels/cpu/rope.cpp", "7fc00eceba13068ac06f6375ebdb6cb4ee6d1aea40667d5dc17a10df32d169d6"],
     ["kernels/cpu/rope_axes.cpp", "665f1ca5e21a59006551262316f3935a67e85912299caabfc82c38db98c9c077"],
@@ -46,7 +46,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/sample.cpp", "9523b389ed9a9f41e6a462bc61f183c5a2666cb3a8ee6a8c8ea2d9ed9427ca1f"],
     ["kernels/cpu/simd.h", "375d79f4ce32aaa0be1f15f4e28d371d00edc248f6a39d45a81bf76d562e8110"],
     ["kernels/cpu/softmax.cpp", "02d4f89bf232e81992d93b1e1d8c033724810cc91d17acc36209d031626540b1"],
-    ["kernels/cpu/vnni.h", "d5d66a61ebb91f7fcc5890f921052f384a08c197c7e4e1d32fb46e101690b36f"],
+    ["kernels/cpu/vnni.h", "f9120323529526c1b0eb3c542a8b3a9739963e0fa33a75604bba63aef540d6c4"],
     ["kernels/include/gemmakit.h", "0cabb4b33a0d171cd66f4a335531ef8d91f60a289220a4ede074d9c91badeba5"],
   ],
 };
