@@ -1088,18 +1088,31 @@ gk_status linear_dt(const float* x, const void* w, const void* bias, int64_t m, 
   return gemm<DT>(x, w, bias, m, n, k, y);
 }
 
-// The 16-row layouts (kernels/cpu/repack.cpp): up to 16 rows of x their integer kernel, which reads W once for all rows
-// (15 for the K-quants: at 16 the packed GEMM is 5-15% faster, their codes costing more to unpack; at 12 rows 10%
-// slower). More rows take f32: the packed GEMM, its panels straight from the layout (whose code vectors already hold 16
-// rows per column: no transposes, unlike the file formats' panels), or from 48 rows to kQuantBcastM the x^T broadcast
-// against W strips (gemm_bcast). Measured (2 threads, 640-row weights; ms packed / broadcast): k = 640 Q5_0 17 rows
-// 0.076 / 0.088, 32 rows 0.107 / 0.136, 64 rows 0.23 / 0.23, 128 rows 0.44 / 0.43; k = 2048 Q4_K 17 rows 0.235 / 0.274,
-// 32 rows 0.333 / 0.377, 64 rows 0.71 / 0.69, 128 rows 1.29 / 1.38 (Q8_0 and Q6_K alike).
+// The 16-row layouts (kernels/cpu/repack.cpp): up to int_rows_max(DT) rows of x their integer kernel, which reads W
+// once for all rows; more take f32: the packed GEMM, its panels straight from the layout (whose code vectors already
+// hold 16 rows per column: no transposes, unlike the file formats' panels), or from 48 rows to kQuantBcastM the x^T
+// broadcast against W strips (gemm_bcast). Measured (2 threads, 640-row weights; ms packed / broadcast): k = 640 Q5_0
+// 17 rows 0.076 / 0.088, 32 rows 0.107 / 0.136, 64 rows 0.23 / 0.23, 128 rows 0.44 / 0.43; k = 2048 Q4_K 17 rows
+// 0.235 / 0.274, 32 rows 0.333 / 0.377, 64 rows 0.71 / 0.69, 128 rows 1.29 / 1.38 (Q8_0 and Q6_K alike).
 constexpr int kX16BcastMinM = 48;
+
+// Where the integer kernel stops winning: three vpdpbusd per 64 codes and row of x against one FMA per 16, on a core
+// that runs one 512-bit FMA a cycle. Measured in cache with warm pool threads (2 threads, ms integer / f32): the
+// 32-element formats at [2048, 640] 16 rows 0.17 / 0.24, 32 rows 0.34 / 0.42, 40 rows 0.42 / 0.51 (Q8_0, Q5_0, Q4_0,
+// Q4_1, Q5_1 alike), equal at 48; Q5_0 [6912, 1152] 16 rows 0.98 / 1.37, 40 rows 2.57 / 2.87. Q4_K [640, 2048] 16 rows
+// 0.20 / 0.22, 24 rows 0.29 / 0.29; [1152, 6912] 16 rows 1.05 / 1.42, 24 rows 1.58 / 1.84 (Q5_K a little slower to
+// unpack). Q6_K, whose 16-element scales take two conversions per block: [640, 2048] 12 rows 0.18 / 0.18, 16 rows
+// 0.25 / 0.22.
+constexpr int64_t int_rows_max(int DT) {
+  if (DT == GK_Q6_KX16) return 15;
+  if (DT == GK_Q4_KX16 || DT == GK_Q5_KX16) return 20;
+  return 40;
+}
+
 template <int DT>
 gk_status linear_rows16(const float* x, const void* w, const void* bias, int64_t m, int64_t n, int64_t k, float* y) {
 #if defined(__AVX512F__)  // (the strips and panels are decoded 16 rows a vector: kW = 16)
-  if (m >= (DT == GK_Q4_KX16 || DT == GK_Q5_KX16 || DT == GK_Q6_KX16 ? 16 : 17)) {
+  if (m > int_rows_max(DT)) {
     if (m >= kX16BcastMinM && m <= kQuantBcastM && bcast_fits(m, k)) return bcast_product<DT>(x, w, bias, m, n, k, y);
     return gemm<DT>(x, w, bias, m, n, k, y);
   }

@@ -544,18 +544,24 @@ void quantize_row(const float* x, int64_t k, X24Rows& q, int64_t i) {
 }
 
 // The exact int32 sums of codes × x's bytes over vectors t0 .. t1 − 1 of a chunk for one row of x (its bytes h4, m4, l4
-// as dwords), less the codes' offset times x's sums: hm = 256 · Σ h + Σ m, lo = Σ l (one lane a row of W).
+// as dwords), less the codes' offset times x's sums: hm = 256 · Σ h + Σ m, lo = Σ l (one lane a row of W). t1 − t0 is
+// even: two sets of accumulators, so that each chain of dependent vpdpbusd is half as long (~10% faster at 8-32 rows).
 template <int kOffset>
 inline void chunk_sums(const uint8_t* codes, int t0, int t1, const int32_t* h4, const int32_t* m4, const int32_t* l4,
                        int32_t sum_hm, int32_t sum_l, __m512i& hm, __m512i& lo) {
-  __m512i ah = _mm512_setzero_si512(), am = ah, al = ah;
+  __m512i ah = _mm512_setzero_si512(), am = ah, al = ah, bh = ah, bm = ah, bl = ah;
 #pragma GCC unroll 8
-  for (int t = t0; t < t1; ++t) {
+  for (int t = t0; t < t1; t += 2) {
     const __m512i c = _mm512_loadu_si512((const void*)(codes + 64 * t));
+    const __m512i c1 = _mm512_loadu_si512((const void*)(codes + 64 * t + 64));
     ah = _mm512_dpbusd_epi32(ah, c, _mm512_set1_epi32(h4[t]));
     am = _mm512_dpbusd_epi32(am, c, _mm512_set1_epi32(m4[t]));
     al = _mm512_dpbusd_epi32(al, c, _mm512_set1_epi32(l4[t]));
+    bh = _mm512_dpbusd_epi32(bh, c1, _mm512_set1_epi32(h4[t + 1]));
+    bm = _mm512_dpbusd_epi32(bm, c1, _mm512_set1_epi32(m4[t + 1]));
+    bl = _mm512_dpbusd_epi32(bl, c1, _mm512_set1_epi32(l4[t + 1]));
   }
+  ah = _mm512_add_epi32(ah, bh), am = _mm512_add_epi32(am, bm), al = _mm512_add_epi32(al, bl);
   hm = _mm512_add_epi32(_mm512_slli_epi32(ah, 8), am);
   lo = al;
   if constexpr (kOffset != 0) {

@@ -9,7 +9,7 @@ export const NATIVE_SOURCES: {
   files: [string, string][];
 } = {
   version: "0.1.0",
-  sha256: "e2c6ae894cd8ad23af8af92874aed152bd6ecaf786cb43d6b299f45174c0606e",
+  sha256: "fd73465187cdc7948ba995980bd1760d5f8f4d731b73028428b5f95be6d01260",
   files: [
     ["kernels/common/dtype.h", "423672a9860bbfc1620995b00bd2b45de6ad4082fd748c94483cc620b15d6ec5"],
     ["kernels/common/error.cpp", "16d996224683479f1bfab036cc33a4cb56589112885bf3a1d9936632ae48064c"],
@@ -18,7 +18,7 @@ export const NATIVE_SOURCES: {
     ["kernels/common/sampling.h", "d5a06ee12ffac95cee2c0415d094efff717ab69848e8b02bf59eef451f7e93e8"],
     ["kernels/common/validate.h", "b276f5d86497681d85de43a89ac0b63752e575e5c829dc82d371d5d374e3de7e"],
     ["kernels/cpu/argmax.cpp", "edc446e9a6fe339b427ee9841869a15fd959451b83ccce04b38bc1cd515a8ea1"],
-    ["kernels/cpu/attention_decode.cpp", "81690dd7ae23eb5ac239f621aaabc51577fe6041d45f6d10c1cefb56bb472f30"],
+    ["kernels/cpu/attention_decode.cpp", "f091dc353e39ed8e264cd9a8fb615dd487a995567cf0279c31ddb52f704d7ece"],
     ["kernels/cpu/attention_prefill.cpp", "39610353663cfb0f3daa1cb6a334389c0c9b08e07c200cb38361580ac58a63ff"],
     ["kernels/cpu/avg_pool2d.cpp", "705651fa17c1eeaba10160f96a7f6afa534feb507b375a85585ba061b1c05223"],
     ["kernels/cpu/clamp.cpp", "0385939debcd4e9cf7ef8c8c2a7eef52ff29f22c2944eff8ceabce1d28e58bfa"],
@@ -28,7 +28,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/gather_sum.cpp", "343b3e0d88a0e77326aa979ec67668c42ffb2372ed8cf058da1019031107776b"],
     ["kernels/cpu/kv_cache_write.cpp", "86990e09320fbf192230c96abc269289aa6ce3425ca5a821cf0fc027767af5ca"],
     ["kernels/cpu/layer_norm.cpp", "71da9959d48a20ee3f1414af319ac6266e0a2291059c8b33567ece4326ba534a"],
-    ["kernels/cpu/linear.cpp", "2e64c97dd04fd73650090efcba9c262987679c6e124b971f0084f961003558b4"],
+    ["kernels/cpu/linear.cpp", "0bb3a487c637d16c9e1b197c406f99c31fbe8a865ef814b2d0a96f7aab65b4d4"],
     ["kernels/cpu/linear_q8act.cpp", "03188c386ce358f3e108dab441aba1bf6657f2c28653c027611db6506147fc4f"],
     ["kernels/cpu/logits_process.cpp", "a0202bb03fa6fbd533677ab1155c2d19fb666e1275437e8bc543ee011668384a"],
     ["kernels/cpu/logprobs.cpp", "d671988cef3ab6b39f06f74bb743ecdf2e1480d8ed43e24375f9501a0da7eba2"],
@@ -38,7 +38,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/pool.h", "1d0fb9dc0bf2d7fdf08291289db402be07777134252bca7176d32bf847331644"],
     ["kernels/cpu/program.cpp", "779c22004d3834968b009297672ff3bb8c9c29853e06c14137edefd1c59e3fc1"],
     ["kernels/cpu/quant.h", "c9135677192004e45ef4b54cd1c0d932d8b4c7aa1ae0c96059e03b79ca563d50"],
-    ["kernels/cpu/repack.cpp", "c50a9be557939eb9ed3723fdb8ce2001676ae494c704882d9b200f63bd92c4b5"],
+    ["kernels/cpu/repack.cpp", "ca850cac417ec8b920db97303d907b655e9f63786bbfad57b5ed43c6d7f511d4"],
     ["kernels/cpu/rms_norm.cpp", "b9bcf218b0f2136fe6e80d8066bc5e14fb8ff456b04cdf2e8d0ea0d2a8de09fb"],
     ["kernels/cpu/rope.cpp", "7fc00eceba13068ac06f6375ebdb6cb4ee6d1aea40667d5dc17a10df32d169d6"],
     ["kernels/cpu/rope_axes.cpp", "665f1ca5e21a59006551262316f3935a67e85912299caabfc82c38db98c9c077"],

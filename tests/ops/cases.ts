@@ -516,8 +516,9 @@ function addQuantLinear(dtype: QuantDType, m: number, n: number, k: number, bias
 for (const [dtype, m, n, k, bias] of quantLinearRows) addQuantLinear(dtype, m, n, k, bias);
 
 // Q8_0, Q5_0, Q4_0, Q4_1, Q5_1, Q4_K, Q5_K and Q6_K weights in the layout the backend multiplies fastest
-// (src/ops/repack.ts): on the CPU library with AVX512-VNNI, their 16-row layouts (q8_0x16 and kin: up to 16 rows of x
-// as 24-bit integers per 32-element block, more through f32 panels or strips); on CUDA, as stored. The reference is the
+// (src/ops/repack.ts): on the CPU library with AVX512-VNNI, their 16-row layouts (q8_0x16 and kin: up to 15-40 rows of x
+// as 24-bit integers per 32-element block, more through f32 panels or strips: linear.cpp's int_rows_max); on CUDA, as
+// stored. Each dtype has rows on both sides of its threshold. The reference is the
 // exact product with the stored weights, so a row measures the repack, the layout's reading and x's rounding
 // (tests/ops/repack_test.ts checks that the layout was made).
 for (
@@ -527,6 +528,7 @@ for (
     ["q8_0", 8, 4096, 640, false],
     ["q8_0", 9, 48, 1152, false],
     ["q8_0", 17, 160, 640, true],
+    ["q8_0", 45, 64, 640, false],
     ["q5_0", 1, 2048, 640, false],
     ["q5_0", 3, 64, 1152, false],
     ["q5_0", 8, 1024, 640, true],
@@ -546,9 +548,11 @@ for (
     ["q4_0", 1, 512, 640, false],
     ["q4_0", 8, 64, 1152, true],
     ["q4_0", 20, 48, 640, false],
+    ["q4_0", 48, 32, 640, true],
     ["q4_1", 1, 256, 640, true],
     ["q4_1", 12, 64, 640, false],
     ["q4_1", 24, 32, 1152, false],
+    ["q4_1", 44, 48, 640, false],
     ["q5_1", 1, 1024, 640, false],
     ["q5_1", 9, 64, 640, true],
     ["q5_1", 64, 48, 640, false],
