@@ -127,6 +127,14 @@ Pool& pool() {
 
 int gk::cpu::pool_size() { return pool().size; }
 
+void gk::cpu::pool_barrier(std::atomic<int>& arrived, int threads) {
+  arrived.fetch_add(1, std::memory_order_acq_rel);
+  for (int i = 0; arrived.load(std::memory_order_acquire) < threads; ++i) {
+    if (i < 256) GK_CPU_RELAX();
+    else sched_yield();
+  }
+}
+
 void gk::cpu::pool_run(int max_threads, PoolFn fn, void* ctx) {
   if (max_threads <= 1 || in_pool_worker || omp_in_parallel()) return fn(ctx, 0, 1);
   Pool& p = pool();

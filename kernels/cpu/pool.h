@@ -19,6 +19,8 @@
 #pragma once
 #include <stdint.h>
 
+#include <atomic>
+
 namespace gk::cpu {
 
 using PoolFn = void (*)(void* ctx, int thread, int threads);
@@ -29,6 +31,11 @@ void pool_run(int max_threads, PoolFn fn, void* ctx);
 
 // The pool's size (omp_get_max_threads() when it was first used).
 int pool_size();
+
+// Inside a pool_run job: every one of its `threads` threads calls this once with the same counter (zero before the
+// job); each returns when all have arrived. Waits by spinning briefly, then yielding the core (two job threads may
+// share one on a loaded machine).
+void pool_barrier(std::atomic<int>& arrived, int threads);
 
 // Lambda convenience: pool_for(n, [&](int t, int nt) { ... }).
 template <typename F>

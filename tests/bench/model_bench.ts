@@ -398,7 +398,9 @@ function kvReadBytes(avgPos: number, bytesPerValue: number): number {
  */
 async function srcPeerRounds(): Promise<void> {
   const build = await buildLlamaCppSrc();
-  const bw = await readBandwidth(build, threads);
+  // The stream is measured every round, beside the runs it bounds: on a shared machine the bandwidth moves by a
+  // quarter from minute to minute, and one figure from before the first round favoured or penalised every row.
+  const bandwidths: number[] = [];
   const loads: number[][] = [Deno.loadavg()];
   const ours = new Map<number, { prefill: number[]; decode: number[] }>();
   const peer = new Map<number, { prefill: number[]; decode: number[] }>();
@@ -407,6 +409,7 @@ async function srcPeerRounds(): Promise<void> {
   for (const p of promptLengths) prompts.set(p, await promptIds(p));
   let cpuInfo = "";
   for (let round = 0; round < runs; round++) {
+    bandwidths.push(await readBandwidth(build, threads));
     for (const p of promptLengths) {
       const r = measure(prompts.get(p)!, 1);
       ours.get(p)!.prefill.push(r.prefillTokensPerSecond);
@@ -423,9 +426,11 @@ async function srcPeerRounds(): Promise<void> {
   }
   const f = (x: number) => x.toFixed(1);
   const oneMinute = loads.map((l) => l[0]);
+  const bw = median(bandwidths);
   console.log(
     `model ${values.model}, ${threads} threads, ${decodeTokens} decode tokens, medians of ${runs} interleaved rounds; ` +
-      `CPU ${cpuInfo}; read-only stream bandwidth ${(bw / 1e9).toFixed(1)} GB/s (${threads} threads); ` +
+      `CPU ${cpuInfo}; read-only stream bandwidth ${(bw / 1e9).toFixed(1)} GB/s (${threads} threads; median of ` +
+      `one per round, ${(Math.min(...bandwidths) / 1e9).toFixed(1)}–${(Math.max(...bandwidths) / 1e9).toFixed(1)}); ` +
       `1-min load average ${Math.min(...oneMinute).toFixed(2)}–${Math.max(...oneMinute).toFixed(2)} ` +
       `(${navigator.hardwareConcurrency} CPUs)`,
   );
@@ -450,7 +455,11 @@ async function srcPeerRounds(): Promise<void> {
   if (values.json) {
     Deno.writeTextFileSync(
       values.json,
-      JSON.stringify({ date: new Date().toISOString(), peer: build.version, bandwidth: bw, loads, rows }, null, 2),
+      JSON.stringify(
+        { date: new Date().toISOString(), peer: build.version, bandwidth: bw, bandwidths, loads, rows },
+        null,
+        2,
+      ),
     );
   }
 }
