@@ -21,7 +21,7 @@
  * Why clang: GCC 12 miscompiles llama.cpp's AMX path (the build is native, so a host with AMX compiles it);
  * `apt-get install clang libomp-dev` when missing (without libomp ggml falls back to its own thread pool).
  *
- * Measurement: `llama-bench -o json -t T -r 1`, twice per round: `-p P1,P2,.. -n 0` (prompt processing of
+ * Measurement: `llama-bench -o json -t T -r R` (R = the bench's --reps), twice per round: `-p P1,P2,.. -n 0` (prompt processing of
  * each length, one ubatch, no sampling) and `-p 0 -n N -d P1,P2,..` (N generated tokens after a context of each
  * length, so decode is compared at the same depth as ours). llama-bench's own warm-up run precedes each test.
  * Everything else is llama-bench's default: f16 KV cache, flash attention auto, mmap, batch 2048 / ubatch 512.
@@ -267,12 +267,12 @@ async function llamaBench(build: LlamaCppSrcBuild, args: string[]): Promise<Llam
   return JSON.parse(text) as LlamaBenchRow[];
 }
 
-/** One round: each prompt length's prefill, then decode at each length's depth (one repetition each). */
+/** One round: each prompt length's prefill, then decode at each length's depth (`reps` repetitions each, mean). */
 export async function llamaBenchRound(
   build: LlamaCppSrcBuild,
-  opts: { gguf: string; threads: number; prompts: number[]; decodeTokens: number },
+  opts: { gguf: string; threads: number; prompts: number[]; decodeTokens: number; reps?: number },
 ): Promise<LlamaBenchRound> {
-  const common = ["-m", opts.gguf, "-t", String(opts.threads), "-r", "1"];
+  const common = ["-m", opts.gguf, "-t", String(opts.threads), "-r", String(opts.reps ?? 1)];
   const pp = await llamaBench(build, [...common, "-p", opts.prompts.join(","), "-n", "0"]);
   const tg = await llamaBench(build, [
     ...common,

@@ -10,7 +10,9 @@
  * loads through the Gemma 4 GGUF loader; its bound counts one row of the per-layer-input table per token.
  * `--peer llama.cpp-src` runs llama.cpp built from source with native flags (tests/bench/llama_cpp_src.ts:
  * llama-bench) instead, in interleaved rounds (ours at every length, then llama-bench at every length, --runs
- * times), and prints medians, ratios, decode as a % of a read-only stream's bandwidth, and the load average.
+ * times; within a round each engine repeats each length --reps times, ours taking the median and llama-bench its
+ * mean, since one ~30 ms prefill of 16 tokens is at the mercy of a shared machine's next millisecond), and prints
+ * medians over rounds, ratios, decode as a % of a read-only stream's bandwidth, and the load average.
  *
  *   deno task bench --synthetic gemma3-270m [--prompt-tokens 128] [--decode-tokens 64] [--backend cpu] [--json PATH]
  *   deno task bench --model /path/gemma-3-270m-q4_k_m.gguf --backend cpu --peer llama.cpp \
@@ -163,13 +165,15 @@ const { values } = parseArgs({
     "prompt-tokens": { type: "string", default: "128" },
     "decode-tokens": { type: "string", default: "64" },
     runs: { type: "string", default: "3" },
+    reps: { type: "string", default: "3" },
     peer: { type: "string" },
     threads: { type: "string" },
     json: { type: "string" },
   },
 });
 const promptLengths = values["prompt-tokens"].split(",").map(Number);
-const decodeTokens = Number(values["decode-tokens"]), runs = Number(values.runs);
+const decodeTokens = Number(values["decode-tokens"]), runs = Number(values.runs), reps = Number(values.reps);
+if (!(Number.isInteger(reps) && reps >= 1 && reps <= 20)) throw new RangeError(`--reps ${values.reps}: 1 to 20`);
 const gemma4Synthetic = values.synthetic !== undefined && GEMMA4_SYNTHETIC[values.synthetic] !== undefined;
 if (!values.model && !(values.synthetic && (SYNTHETIC[values.synthetic] || gemma4Synthetic))) {
   const names = [...Object.keys(SYNTHETIC), ...Object.keys(GEMMA4_SYNTHETIC)];
@@ -411,11 +415,17 @@ async function srcPeerRounds(): Promise<void> {
   for (let round = 0; round < runs; round++) {
     bandwidths.push(await readBandwidth(build, threads));
     for (const p of promptLengths) {
-      const r = measure(prompts.get(p)!, 1);
+      const r = measure(prompts.get(p)!, reps);
       ours.get(p)!.prefill.push(r.prefillTokensPerSecond);
       ours.get(p)!.decode.push(r.decodeTokensPerSecond);
     }
-    const l = await llamaBenchRound(build, { gguf: values.model!, threads, prompts: promptLengths, decodeTokens });
+    const l = await llamaBenchRound(build, {
+      gguf: values.model!,
+      threads,
+      prompts: promptLengths,
+      decodeTokens,
+      reps,
+    });
     cpuInfo = l.cpuInfo;
     for (const p of promptLengths) {
       peer.get(p)!.prefill.push(l.prefill.get(p) ?? NaN);
@@ -428,7 +438,8 @@ async function srcPeerRounds(): Promise<void> {
   const oneMinute = loads.map((l) => l[0]);
   const bw = median(bandwidths);
   console.log(
-    `model ${values.model}, ${threads} threads, ${decodeTokens} decode tokens, medians of ${runs} interleaved rounds; ` +
+    `model ${values.model}, ${threads} threads, ${decodeTokens} decode tokens, medians of ${runs} interleaved ` +
+      `rounds of ${reps} repetitions; ` +
       `CPU ${cpuInfo}; read-only stream bandwidth ${(bw / 1e9).toFixed(1)} GB/s (${threads} threads; median of ` +
       `one per round, ${(Math.min(...bandwidths) / 1e9).toFixed(1)}–${(Math.max(...bandwidths) / 1e9).toFixed(1)}); ` +
       `1-min load average ${Math.min(...oneMinute).toFixed(2)}–${Math.max(...oneMinute).toFixed(2)} ` +
