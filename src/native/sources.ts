@@ -9,7 +9,7 @@ export const NATIVE_SOURCES: {
   files: [string, string][];
 } = {
   version: "0.1.0",
-  sha256: "6a39f70f89fef745b309a7df484a67bc064f9ae76dba280461e224503966f408",
+  sha256: "a84a60e20a4fe36114431eab7d58e88f61a04b51343285879b7f7ec5590b8a25",
   files: [
     ["kernels/common/dtype.h", "423672a9860bbfc1620995b00bd2b45de6ad4082fd748c94483cc620b15d6ec5"],
     ["kernels/common/error.cpp", "16d996224683479f1bfab036cc33a4cb56589112885bf3a1d9936632ae48064c"],
@@ -38,7 +38,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/pool.h", "2d0871be1b0acb94c9139f07e6a18a8475239bbe07e57afeae5492469f58f459"],
     ["kernels/cpu/program.cpp", "779c22004d3834968b009297672ff3bb8c9c29853e06c14137edefd1c59e3fc1"],
     ["kernels/cpu/quant.h", "c9135677192004e45ef4b54cd1c0d932d8b4c7aa1ae0c96059e03b79ca563d50"],
-    ["kernels/cpu/repack.cpp", "532fb09bf9ce302a5ba4f185cc0b14cd751bb7fd59b899203e037d725844b784"],
+    ["kernels/cpu/repack.cpp", "2e8065100c1f5e8b6d7e3f8bb4803286da927eb426346d6184960d9750ba8cc4"],
     ["kernels/cpu/rms_norm.cpp", "b9bcf218b0f2136fe6e80d8066bc5e14fb8ff456b04cdf2e8d0ea0d2a8de09fb"],
     ["kernels/cpu/rope.cpp", "7fc00eceba13068ac06f6375ebdb6cb4ee6d1aea40667d5dc17a10df32d169d6"],
     ["kernels/cpu/rope_axes.cpp", "665f1ca5e21a59006551262316f3935a67e85912299caabfc82c38db98c9c077"],
