@@ -236,10 +236,10 @@ export function runPrefillBatch(
  * The rows whose logits a forward computes: every row (`all`), the last row, or the last row of each prompt of a
  * multi-sequence prefill (gathered into f32 [prompts, hidden]).
  */
-export function logitRows(h: Tensor, s: Step, logitsRows: "last" | "all"): Tensor {
+export function logitRows(h: Tensor, s: Step, logitsRows: "last" | "all", buffer = "last_rows"): Tensor {
   if (logitsRows === "all") return h;
   if (!s.segments) return h.rows(s.tokens - 1, 1);
-  const last = s.ws.get("last_rows", [s.segments.length, h.shape[1]]);
+  const last = s.ws.get(buffer, [s.segments.length, h.shape[1]]);
   s.segments.forEach((seg, j) => copyRows(h.rows(seg.offset + seg.tokens - 1, 1), last, j));
   return last;
 }

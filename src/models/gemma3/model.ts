@@ -168,29 +168,41 @@ export class Gemma3TextModel {
     return linear(attn.reshape([T, nH * hd]), w.oProj, null, s.ws.get("o", [T, c.hiddenSize]));
   }
 
-  /** Gemma3MLP: down_proj(gelu_tanh(gate_proj(x)) * up_proj(x)). */
-  #mlp(w: Gemma3LayerWeights, x: Tensor, s: Step): Tensor {
-    const c = this.config.text, T = s.tokens;
-    const gate = linear(x, w.gateProj, null, s.ws.get("gate", [T, c.intermediateSize]));
-    const up = linear(x, w.upProj, null, s.ws.get("up", [T, c.intermediateSize]));
+  /** Gemma3MLP: down_proj(gelu_tanh(gate_proj(x)) * up_proj(x)), over x's rows (workspace buffers `prefix`…). */
+  #mlp(w: Gemma3LayerWeights, x: Tensor, s: Step, prefix = ""): Tensor {
+    const c = this.config.text, T = x.shape[0];
+    const gate = linear(x, w.gateProj, null, s.ws.get(`${prefix}gate`, [T, c.intermediateSize]));
+    const up = linear(x, w.upProj, null, s.ws.get(`${prefix}up`, [T, c.intermediateSize]));
     geluTanhMul(gate, up, gate);
-    return linear(gate, w.downProj, null, s.ws.get("down", [T, c.hiddenSize]));
+    return linear(gate, w.downProj, null, s.ws.get(`${prefix}down`, [T, c.hiddenSize]));
   }
 
-  /** Gemma3DecoderLayer: the sandwich norms around attention and MLP, each added to the residual h. */
-  #layer(i: number, h: Tensor, s: Step): void {
+  /**
+   * Gemma3DecoderLayer: the sandwich norms around attention and MLP, each added to the residual h. Returns the rows of
+   * h it carried through the MLP: all of them, or with `outputRows` only the rows whose logits are asked for (each
+   * prompt's last; a view of h's last row, or a copy per segment).
+   */
+  #layer(i: number, h: Tensor, s: Step, outputRows = false): Tensor {
     const H = this.config.text.hiddenSize, w = this.#w.layers[i];
     const x = this.#norm(h, w.inputLayernorm, s.ws.get("x", [s.tokens, H]));
     s.trace?.("attn_norm", i, x);
-    const attn = this.#attention(i, w, x, s);
+    let attn = this.#attention(i, w, x, s);
     s.trace?.("attn_out", i, attn);
-    add(h, this.#norm(attn, w.postAttentionLayernorm, attn), h);
-    this.#norm(h, w.preFeedforwardLayernorm, x);
-    s.trace?.("mlp_norm", i, x);
-    const mlp = this.#mlp(w, x, s);
+    let rows = h, mlpIn = x, prefix = "";
+    if (outputRows) {
+      rows = logitRows(h, s, "last", "out_h");
+      attn = logitRows(attn, s, "last", "out_attn");
+      mlpIn = s.ws.get("out_x", rows.shape);
+      prefix = "out_";
+    }
+    add(rows, this.#norm(attn, w.postAttentionLayernorm, attn), rows);
+    this.#norm(rows, w.preFeedforwardLayernorm, mlpIn);
+    s.trace?.("mlp_norm", i, mlpIn);
+    const mlp = this.#mlp(w, mlpIn, s, prefix);
     s.trace?.("mlp_out", i, mlp);
-    add(h, this.#norm(mlp, w.postFeedforwardLayernorm, mlp), h);
-    s.trace?.("hidden", i, h);
+    add(rows, this.#norm(mlp, w.postFeedforwardLayernorm, mlp), rows);
+    s.trace?.("hidden", i, rows);
+    return rows;
   }
 
   /** Embeddings → layers → final norm → tied lm_head (→ softcap). Logits f32 [rows, vocab]. */
@@ -200,8 +212,13 @@ export class Gemma3TextModel {
     // Injection positions are the whole prompt's; a prefill from an offset splices those at or after it.
     if (inject) spliceRows(h, inject.embeds, inject.positions.map((p) => p - s.start));
     s.trace?.("embeddings", -1, h);
-    for (let i = 0; i < c.numHiddenLayers; i++) this.#layer(i, h, s);
-    const last = logitRows(h, s, logitsRows);
+    // Past its attention, the last layer carries only the rows whose logits are asked for, as llama.cpp's
+    // inp_out_ids do: the others feed no later layer, and their keys and values are in the cache by then (a 16-token
+    // prefill of the 270M skips 15 rows of one MLP in 18). A trace sees every row.
+    const outputRows = logitsRows === "last" && !s.trace;
+    let last = h;
+    for (let i = 0; i < c.numHiddenLayers; i++) last = this.#layer(i, h, s, outputRows && i === c.numHiddenLayers - 1);
+    if (!outputRows) last = logitRows(h, s, logitsRows);
     const normed = this.#norm(last, this.#w.norm, s.ws.get("final", last.shape));
     linear(normed, this.#w.lmHead ?? this.#w.embedTokens, null, logits);
     if (c.finalLogitSoftcapping !== null) softcap(logits, c.finalLogitSoftcapping, logits);
