@@ -21,9 +21,10 @@
  * Why clang: GCC 12 miscompiles llama.cpp's AMX path (the build is native, so a host with AMX compiles it);
  * `apt-get install clang libomp-dev` when missing (without libomp ggml falls back to its own thread pool).
  *
- * Measurement: `llama-bench -o json -t T -r R` (R = the bench's --reps), twice per round: `-p P1,P2,.. -n 0` (prompt processing of
- * each length, one ubatch, no sampling) and `-p 0 -n N -d P1,P2,..` (N generated tokens after a context of each
- * length, so decode is compared at the same depth as ours). llama-bench's own warm-up run precedes each test.
+ * Measurement: `llama-bench -o json -t T -r R` (R = the bench's --reps), twice per round: `-p P1,P2,.. -n 0`
+ * (prompt processing of each length, one ubatch, no sampling) and `-p 0 -n N -d P1,P2,..` (N generated tokens after a
+ * context of each length, so decode is compared at the same depth as ours). llama-bench's own warm-up run precedes
+ * each test.
  * Everything else is llama-bench's default: f16 KV cache, flash attention auto, mmap, batch 2048 / ubatch 512.
  * Random token ids (llama-bench's), which do not change the speed of a dense model.
  *

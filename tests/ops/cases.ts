@@ -516,9 +516,9 @@ function addQuantLinear(dtype: QuantDType, m: number, n: number, k: number, bias
 for (const [dtype, m, n, k, bias] of quantLinearRows) addQuantLinear(dtype, m, n, k, bias);
 
 // Q8_0, Q5_0, Q4_0, Q4_1, Q5_1, Q4_K, Q5_K and Q6_K weights in the layout the backend multiplies fastest
-// (src/ops/repack.ts): on the CPU library with AVX512-VNNI, their 16-row layouts (q8_0x16 and kin: up to 15-40 rows of x
-// as 24-bit integers per 32-element block, more through f32 panels or strips: linear.cpp's int_rows_max); on CUDA, as
-// stored. Each dtype has rows on both sides of its threshold. The reference is the
+// (src/ops/repack.ts): on the CPU library with AVX512-VNNI, their 16-row layouts (q8_0x16 and kin: up to 15-40 rows
+// of x as 24-bit integers per 32-element block, more through f32 panels or strips: linear.cpp's int_rows_max); on
+// CUDA, as stored. Each dtype has rows on both sides of its threshold. The reference is the
 // exact product with the stored weights, so a row measures the repack, the layout's reading and x's rounding
 // (tests/ops/repack_test.ts checks that the layout was made).
 for (
