@@ -117,6 +117,9 @@ for (const kind of ["cpu", "cuda"] as const) {
           const got = all.toArray();
           const V = model.vocabSize;
           logits.forEach((row, t) => expectClose(`${name} position ${t}`, got.subarray(t * V, (t + 1) * V), row));
+          // The last position alone (the last layer then carries one row past its attention).
+          using last = model.prefill(input_ids);
+          expectClose(`${name} last position alone`, last.toArray(), logits.at(-1)!);
 
           const run = greedy(model, input_ids, expected.plain.greedy.ids.length);
           assert.deepEqual(run.tokens, expected.plain.greedy.ids, `${name}: greedy continuation differs`);

@@ -270,13 +270,13 @@ export class Gemma4TextModel {
     return linear(attn.reshape([T, nH * hd]), w.oProj, null, s.ws.get("o", [T, c.hiddenSize]));
   }
 
-  /** Gemma4TextMLP: down_proj(gelu_tanh(gate_proj(x)) * up_proj(x)), at this layer's width. */
-  #mlp(l: Gemma4LayerSpec, w: Gemma4LayerWeights, x: Tensor, s: Step): Tensor {
-    const T = s.tokens, I = l.intermediateSize;
-    const gate = linear(x, w.gateProj, null, s.ws.get(`gate.${I}`, [T, I]));
-    const up = linear(x, w.upProj, null, s.ws.get(`up.${I}`, [T, I]));
+  /** Gemma4TextMLP: down_proj(gelu_tanh(gate_proj(x)) * up_proj(x)), at this layer's width, over x's rows. */
+  #mlp(l: Gemma4LayerSpec, w: Gemma4LayerWeights, x: Tensor, s: Step, prefix = ""): Tensor {
+    const T = x.shape[0], I = l.intermediateSize;
+    const gate = linear(x, w.gateProj, null, s.ws.get(`${prefix}gate.${I}`, [T, I]));
+    const up = linear(x, w.upProj, null, s.ws.get(`${prefix}up.${I}`, [T, I]));
     geluTanhMul(gate, up, gate);
-    return linear(gate, w.downProj, null, s.ws.get("down", [T, this.config.text.hiddenSize]));
+    return linear(gate, w.downProj, null, s.ws.get(`${prefix}down`, [T, this.config.text.hiddenSize]));
   }
 
   /** The MoE branch: post_feedforward_layernorm_2(experts(pre_feedforward_layernorm_2(r), router(r))). */
@@ -294,33 +294,47 @@ export class Gemma4TextModel {
     return this.#norm(out, w.postFeedforwardLayernorm2, out);
   }
 
-  /** Gemma4TextDecoderLayer: sandwich norms, MoE beside the MLP, per-layer input, layer_scalar. */
-  #layer(l: Gemma4LayerSpec, h: Tensor, s: Step, perLayerInput: Tensor | null): void {
+  /**
+   * Gemma4TextDecoderLayer: sandwich norms, MoE beside the MLP, per-layer input, layer_scalar. Returns the rows of h it
+   * carried past attention: all of them, or with `outputRows` (a layer without MoE) only the rows whose logits are
+   * asked for (each prompt's last; a view of h's last row, or a copy per segment).
+   */
+  #layer(l: Gemma4LayerSpec, h: Tensor, s: Step, perLayerInput: Tensor | null, outputRows = false): Tensor {
     const c = this.config.text, T = s.tokens, w = this.#w.layers[l.index];
     const x = this.#norm(h, w.inputLayernorm, s.ws.get("x", [T, c.hiddenSize]));
     s.trace?.("attn_norm", l.index, x);
-    const attn = this.#attention(l, w, x, s);
+    let attn = this.#attention(l, w, x, s);
     s.trace?.("attn_out", l.index, attn);
-    add(h, this.#norm(attn, w.postAttentionLayernorm, attn), h);
-    this.#norm(h, w.preFeedforwardLayernorm, x);
-    s.trace?.("mlp_norm", l.index, x);
-    const mlp = this.#mlp(l, w, x, s);
+    let rows = h, mlpIn = x, ple = perLayerInput, prefix = "";
+    if (outputRows) {
+      rows = logitRows(h, s, "last", "out_h");
+      attn = logitRows(attn, s, "last", "out_attn");
+      mlpIn = s.ws.get("out_x", rows.shape);
+      ple = perLayerInput && logitRows(perLayerInput, s, "last", "out_ple");
+      prefix = "out_";
+    }
+    const R = rows.shape[0];
+    add(rows, this.#norm(attn, w.postAttentionLayernorm, attn), rows);
+    this.#norm(rows, w.preFeedforwardLayernorm, mlpIn);
+    s.trace?.("mlp_norm", l.index, mlpIn);
+    const mlp = this.#mlp(l, w, mlpIn, s, prefix);
     if (w.moe) {
       // The router and experts read the residual h (not the MLP's normed input); both branches are normed, summed.
       this.#norm(mlp, w.moe.postFeedforwardLayernorm1, mlp);
-      add(mlp, this.#moe(w.moe, h, s), mlp);
+      add(mlp, this.#moe(w.moe, rows, s), mlp);
     }
     s.trace?.("mlp_out", l.index, mlp);
-    add(h, this.#norm(mlp, w.postFeedforwardLayernorm, mlp), h);
-    if (perLayerInput && w.perLayerInput) {
+    add(rows, this.#norm(mlp, w.postFeedforwardLayernorm, mlp), rows);
+    if (ple && w.perLayerInput) {
       const P = c.hiddenSizePerLayerInput, pl = w.perLayerInput;
-      const g = linear(h, pl.gate, null, s.ws.get("ple_gate", [T, P]));
-      geluTanhMul(g, perLayerInput, g);
-      const y = linear(g, pl.projection, null, s.ws.get("ple_out", [T, c.hiddenSize]));
-      add(h, this.#norm(y, pl.postNorm, y), h);
+      const g = linear(rows, pl.gate, null, s.ws.get(`${prefix}ple_gate`, [R, P]));
+      geluTanhMul(g, ple, g);
+      const y = linear(g, pl.projection, null, s.ws.get(`${prefix}ple_out`, [R, c.hiddenSize]));
+      add(rows, this.#norm(y, pl.postNorm, y), rows);
     }
-    if (this.#layerScalar[l.index] !== 1) scale(h, this.#layerScalar[l.index], h);
-    s.trace?.("hidden", l.index, h);
+    if (this.#layerScalar[l.index] !== 1) scale(rows, this.#layerScalar[l.index], rows);
+    s.trace?.("hidden", l.index, rows);
+    return rows;
   }
 
   /** Embeddings (+ per-layer inputs) → layers → final norm → tied lm_head → softcap. Logits f32 [rows, vocab]. */
@@ -338,8 +352,16 @@ export class Gemma4TextModel {
     s.trace?.("embeddings", -1, h);
     const perLayer = c.hiddenSizePerLayerInput ? this.#perLayerInputs(ids, h, s) : null;
     if (perLayer) s.trace?.("per_layer_inputs", -1, perLayer);
-    for (const l of this.config.layers) this.#layer(l, h, s, perLayer?.rows(l.index * T, T) ?? null);
-    const last = logitRows(h, s, logitsRows);
+    // Past its attention, the last layer carries only the rows whose logits are asked for, as llama.cpp's
+    // inp_out_ids do: the others feed no later layer, and their keys and values are in the cache by then. Not past
+    // an MoE block (its workspace is sized by the step's rows); a trace sees every row.
+    const layers = this.config.layers, final = layers[layers.length - 1];
+    const outputRows = logitsRows === "last" && !s.trace && !this.#w.layers[final.index].moe;
+    let last = h;
+    for (const l of layers) {
+      last = this.#layer(l, h, s, perLayer?.rows(l.index * T, T) ?? null, outputRows && l === final);
+    }
+    if (!outputRows) last = logitRows(h, s, logitsRows);
     const normed = this.#norm(last, this.#w.norm, s.ws.get("final", last.shape));
     linear(normed, this.#w.lmHead ?? this.#w.embedTokens, null, logits);
     if (c.finalLogitSoftcapping !== null) softcap(logits, c.finalLogitSoftcapping, logits);
