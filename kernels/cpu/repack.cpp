@@ -1,10 +1,10 @@
 // gk_repack and the CPU library's own layouts of a quantized matrix (kernels/include/gemmakit.h), made in place from a
 // file's, the same bytes reordered: GK_Q8_0X16 from Q8_0, GK_Q5_0X16 from Q5_0, GK_Q4_0X16 from Q4_0, GK_Q4_1X16 from
 // Q4_1, GK_Q5_1X16 from Q5_1, GK_Q4_KX16 from Q4_K, GK_Q5_KX16 from Q5_K, GK_Q6_KX16 from Q6_K. gk_linear and
-// gk_embedding read them (linear_x16 up to 16 rows of x, x16_panel / x16_strip for linear.cpp's f32 paths beyond,
-// x16_row for the gather). The Gemma models repack their matrices when they load (src/models/common/repack.ts): on the
-// 270M, the 262,144-row tied lm_head (and the embedding table it is), half of a decode token's time, and every
-// projection.
+// gk_embedding read them (linear_x16 up to linear.cpp's int_rows_max rows of x, 15-40; x16_panel / x16_strip for its
+// f32 paths beyond, x16_row for the gather). The Gemma models repack their matrices when they load
+// (src/models/common/repack.ts): on the 270M, the 262,144-row tied lm_head (and the embedding table it is), half of a
+// decode token's time, and every projection.
 //
 // Why a layout: multiplied as stored, a Q8_0 row's 32-element blocks each need their codes widened to f32, their scale
 // broadcast, and every row a horizontal sum at the end — about 10 vector ops per 32 weights, so the product ran at ~17

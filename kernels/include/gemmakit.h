@@ -74,7 +74,7 @@ typedef enum {
    * of 16) for the CPU kernels, Q8_0's size. Rows 16g .. 16g + 15 (group g) are stored together, block b of the
    * group (k / 32 blocks) at byte (g · k / 32 + b) · 544: f16 d[16] (row j's d at 2j), then for t < 8 the codes of
    * elements 4t .. 4t + 3 of rows 0 .. 15 (row j's at 32 + 64t + 4j), each stored as u8 q ^ 0x80 (q + 128). x = q * d
-   * as in Q8_0. Only gk_linear and gk_embedding of the CPU library read it (and the three layouts below). */
+   * as in Q8_0. Only gk_linear and gk_embedding of the CPU library read it (as they do the other layouts below). */
   GK_Q8_0X16 = 208,
   /* Not a file format: Q5_0 with 16 rows interleaved, which gk_repack makes from a Q5_0 matrix [n, k] (n a multiple of
    * 16), Q5_0's size. Block b of group g at byte (g · k / 32 + b) · 352: f16 d[16] (row j's d at 2j); then for

@@ -9,7 +9,7 @@ export const NATIVE_SOURCES: {
   files: [string, string][];
 } = {
   version: "0.1.0",
-  sha256: "a84a60e20a4fe36114431eab7d58e88f61a04b51343285879b7f7ec5590b8a25",
+  sha256: "6bdbf550f107325b17fc91da03ed05641ce04e805e448e3515a3d1f2a8451f25",
   files: [
     ["kernels/common/dtype.h", "423672a9860bbfc1620995b00bd2b45de6ad4082fd748c94483cc620b15d6ec5"],
     ["kernels/common/error.cpp", "16d996224683479f1bfab036cc33a4cb56589112885bf3a1d9936632ae48064c"],
@@ -38,7 +38,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/pool.h", "2d0871be1b0acb94c9139f07e6a18a8475239bbe07e57afeae5492469f58f459"],
     ["kernels/cpu/program.cpp", "779c22004d3834968b009297672ff3bb8c9c29853e06c14137edefd1c59e3fc1"],
     ["kernels/cpu/quant.h", "c9135677192004e45ef4b54cd1c0d932d8b4c7aa1ae0c96059e03b79ca563d50"],
-    ["kernels/cpu/repack.cpp", "2e8065100c1f5e8b6d7e3f8bb4803286da927eb426346d6184960d9750ba8cc4"],
+    ["kernels/cpu/repack.cpp", "f0c0922aa28b08be524c737e5ef53c0a569e89dc94399b7f0ac0ffb8fee9983b"],
     ["kernels/cpu/rms_norm.cpp", "b9bcf218b0f2136fe6e80d8066bc5e14fb8ff456b04cdf2e8d0ea0d2a8de09fb"],
     ["kernels/cpu/rope.cpp", "7fc00eceba13068ac06f6375ebdb6cb4ee6d1aea40667d5dc17a10df32d169d6"],
     ["kernels/cpu/rope_axes.cpp", "665f1ca5e21a59006551262316f3935a67e85912299caabfc82c38db98c9c077"],
@@ -47,6 +47,6 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/simd.h", "375d79f4ce32aaa0be1f15f4e28d371d00edc248f6a39d45a81bf76d562e8110"],
     ["kernels/cpu/softmax.cpp", "02d4f89bf232e81992d93b1e1d8c033724810cc91d17acc36209d031626540b1"],
     ["kernels/cpu/vnni.h", "f9120323529526c1b0eb3c542a8b3a9739963e0fa33a75604bba63aef540d6c4"],
-    ["kernels/include/gemmakit.h", "0cabb4b33a0d171cd66f4a335531ef8d91f60a289220a4ede074d9c91badeba5"],
+    ["kernels/include/gemmakit.h", "c5dcfe523b81c6acf4290e7ff8efdbd0249363262179da99ce510fee2462903a"],
   ],
 };

@@ -7,13 +7,15 @@
  *   --cpu           CPU only
  *   --quick         fewer repetitions
  *   --attention     only the prefill attention rows
- *   --quant         only the quantized-weight rows (Gemma 3 270M Q4_K_M GGUF's projections at short prefills)
+ *   --quant         only the quantized-weight rows (Gemma 3 270M Q4_K_M GGUF's projections at 1-64 rows of x, as
+ *                   stored and in the layout the models load them in)
  *   --json PATH     also write the rows as JSON
  */
 import { Backend } from "../../src/runtime/backend.ts";
 import { type DType, QUANT_BLOCKS, QUANT_DTYPES, type QuantDType } from "../../src/runtime/dtype.ts";
 import { Tensor } from "../../src/runtime/tensor.ts";
 import { linear } from "../../src/ops/linear.ts";
+import { repackForBackend } from "../../src/ops/repack.ts";
 import { attentionPrefill } from "../../src/ops/attention.ts";
 import { openLibrary } from "../../src/ffi/library.ts";
 
@@ -39,8 +41,10 @@ const GEMM: Shape[] = [
   { label: "1B mlp down, 512 tokens", m: 512, n: 1152, k: 6912 },
 ];
 
-// The GGUF projections of Gemma 3 270M Q4_K_M (q/gate/up Q5_0, k/v Q8_0, o Q4_K, down Q6_K) at the short
-// prefills where decoding W costs about as much as the multiply (m >= 16 takes the packed GEMM).
+// The GGUF projections of Gemma 3 270M Q4_K_M (q/gate/up Q5_0, k/v Q8_0, o Q4_K, down Q6_K) at one token and at the
+// short prefills where decoding W costs about as much as the multiply: each as stored and, where the backend has one,
+// in the layout the models load it in (src/ops/repack.ts; on the CPU library the 16-row layouts, whose integer kernel
+// takes up to 15-40 rows of x before f32 panels and strips: kernels/cpu/linear.cpp's int_rows_max).
 const QUANT_PROJ: (Omit<Shape, "m"> & { dtype: QuantDType })[] = [
   { label: "270M q_proj (1024×640)", n: 1024, k: 640, dtype: "q5_0" },
   { label: "270M mlp up (2048×640)", n: 2048, k: 640, dtype: "q5_0" },
@@ -48,7 +52,7 @@ const QUANT_PROJ: (Omit<Shape, "m"> & { dtype: QuantDType })[] = [
   { label: "270M o_proj (640×1024)", n: 640, k: 1024, dtype: "q4_k" },
   { label: "270M mlp down (640×2048)", n: 640, k: 2048, dtype: "q6_k" },
 ];
-const QUANT_M = [16, 32, 64];
+const QUANT_M = [1, 16, 24, 32, 40, 48, 64];
 
 interface AttentionShape {
   label: string;
@@ -173,30 +177,35 @@ function benchBackend(backend: Backend): Row[] {
 function benchQuant(backend: Backend, budget: number): Row[] {
   const rows: Row[] = [];
   for (const proj of QUANT_PROJ) {
-    for (const m of QUANT_M) {
-      // 0x3c bytes make every block scale an f16 of about 1.06 and every code small: finite sums.
-      using w = Tensor.empty(backend, [proj.n, proj.k], proj.dtype);
-      backend.fill(w.pointer, 0x3c, w.byteLength);
-      using x = Tensor.empty(backend, [m, proj.k]);
-      backend.fill(x.pointer, 0x3c, x.byteLength);
-      using y = Tensor.empty(backend, [m, proj.n]);
-      const ms = time(backend, () => linear(x, w, null, y), budget, quick ? 2 : 3);
-      const row: Row = {
-        backend: backend.kind,
-        device: backend.deviceName,
-        kind: "qgemm",
-        shape: `${proj.label}, ${m} tokens`,
-        dtype: proj.dtype,
-        ms,
-        figure: (2 * m * proj.n * proj.k) / (ms * 1e6),
-        unit: "GFLOP/s",
-      };
-      rows.push(row);
-      console.log(
-        `| ${row.backend} | ${row.kind} | ${row.shape} | ${row.dtype} | ${row.ms.toFixed(3)} | ${
-          row.figure.toFixed(1)
-        } ${row.unit} |`,
-      );
+    // 0x3c bytes make every block scale an f16 of about 1.06 and every code small: finite sums.
+    using stored = Tensor.empty(backend, [proj.n, proj.k], proj.dtype);
+    backend.fill(stored.pointer, 0x3c, stored.byteLength);
+    using copy = Tensor.empty(backend, [proj.n, proj.k], proj.dtype);
+    backend.copy(copy.pointer, stored.pointer, stored.byteLength);
+    const repacked = repackForBackend(copy); // (in place: a view of `copy`, or `copy` itself where there is no layout)
+    for (const w of repacked === copy ? [stored] : [stored, repacked]) {
+      for (const m of QUANT_M) {
+        using x = Tensor.empty(backend, [m, proj.k]);
+        backend.fill(x.pointer, 0x3c, x.byteLength);
+        using y = Tensor.empty(backend, [m, proj.n]);
+        const ms = time(backend, () => linear(x, w, null, y), budget, quick ? 2 : 3);
+        const row: Row = {
+          backend: backend.kind,
+          device: backend.deviceName,
+          kind: "qgemm",
+          shape: `${proj.label}, ${m} token${m === 1 ? "" : "s"}`,
+          dtype: w.dtype,
+          ms,
+          figure: (2 * m * proj.n * proj.k) / (ms * 1e6),
+          unit: "GFLOP/s",
+        };
+        rows.push(row);
+        console.log(
+          `| ${row.backend} | ${row.kind} | ${row.shape} | ${row.dtype} | ${row.ms.toFixed(3)} | ${
+            row.figure.toFixed(1)
+          } ${row.unit} |`,
+        );
+      }
     }
   }
   // Decode (one token) through every quantized format: the weight bandwidth each block decoder sustains, on a
