@@ -800,6 +800,8 @@ void gemm_task(const float* x, const void* w, const void* bias, int64_t m0, int6
     static_assert(kKB % 256 == 0, "k slabs must hold whole quantized blocks");
     const int kb = (int)std::min<int64_t>(kKB, k - k0);
     if constexpr (gk::cpu::is_x16_dtype(DT)) {
+      // (Written to depend on DT, so that only an instantiation checks it: builds without AVX-512, kNR = 16, never
+      // instantiate a layout's GEMM.)
       static_assert(kNR == 32 || !gk::cpu::is_x16_dtype(DT), "x16_panel packs slivers of 32 rows");
       gk::cpu::x16_panel(w, DT, k, n0, nb, k0, kb, panel);
     } else if constexpr (is_quant_dtype(DT)) {

@@ -9,7 +9,7 @@ export const NATIVE_SOURCES: {
   files: [string, string][];
 } = {
   version: "0.1.0",
-  sha256: "6bdbf550f107325b17fc91da03ed05641ce04e805e448e3515a3d1f2a8451f25",
+  sha256: "7eda0ac9f843a829c88e36e0697d00d2f05f02ab1c192d99fcffa5c9c622a39c",
   files: [
     ["kernels/common/dtype.h", "423672a9860bbfc1620995b00bd2b45de6ad4082fd748c94483cc620b15d6ec5"],
     ["kernels/common/error.cpp", "16d996224683479f1bfab036cc33a4cb56589112885bf3a1d9936632ae48064c"],
@@ -28,7 +28,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/gather_sum.cpp", "343b3e0d88a0e77326aa979ec67668c42ffb2372ed8cf058da1019031107776b"],
     ["kernels/cpu/kv_cache_write.cpp", "86990e09320fbf192230c96abc269289aa6ce3425ca5a821cf0fc027767af5ca"],
     ["kernels/cpu/layer_norm.cpp", "71da9959d48a20ee3f1414af319ac6266e0a2291059c8b33567ece4326ba534a"],
-    ["kernels/cpu/linear.cpp", "0bb3a487c637d16c9e1b197c406f99c31fbe8a865ef814b2d0a96f7aab65b4d4"],
+    ["kernels/cpu/linear.cpp", "c13de5ddab5e3b1411e5a8d35ea8e695078e5511cdd9b4b13b6fef1e2dc3b7e1"],
     ["kernels/cpu/linear_q8act.cpp", "03188c386ce358f3e108dab441aba1bf6657f2c28653c027611db6506147fc4f"],
     ["kernels/cpu/logits_process.cpp", "a0202bb03fa6fbd533677ab1155c2d19fb666e1275437e8bc543ee011668384a"],
     ["kernels/cpu/logprobs.cpp", "d671988cef3ab6b39f06f74bb743ecdf2e1480d8ed43e24375f9501a0da7eba2"],

@@ -1,9 +1,9 @@
 /**
- * The CPU library's 16-row layouts q8_0x16, q5_0x16, q4_kx16 and q6_kx16 (kernels/cpu/repack.cpp, src/ops/repack.ts):
- * made in place where the build can read them, the same values as the Q8_0 / Q5_0 / Q4_K / Q6_K weight they came from
- * (read back on the host through the layout's own reference decoder, gathered by embedding), products within f32
- * rounding of the exact one for every row count (the integer kernel up to 16 rows, f32 strips beyond), and a NaN or
- * infinity in x reaching every output as on the f32 path.
+ * The CPU library's 16-row layouts q8_0x16 .. q6_kx16 (kernels/cpu/repack.cpp, src/ops/repack.ts): made in place
+ * where the build can read them, the same values as the Q8_0 / Q5_0 / Q4_0 / Q4_1 / Q5_1 / Q4_K / Q5_K / Q6_K weight
+ * they came from (read back on the host through the layout's own reference decoder, gathered by embedding), products
+ * within f32 rounding of the exact one for every row count (the integer kernel up to 15-40 rows, f32 panels and strips
+ * beyond), and a NaN or infinity in x reaching every output as on the f32 path.
  * The op-parity table (tests/ops/cases.ts) holds the same products against CUDA when a GPU is present.
  * @module
  */
@@ -66,9 +66,10 @@ for (
     assert.deepEqual(x16.toArray(), values, `the repacked bytes read back as the ${file} values`);
     assert.notDeepEqual(x16.toBytes(), bytes, "the bytes were reordered");
 
-    // Every row count the kernel takes in one pass (1..8) and more (passes of <= 8 rows; f32 strips past 16), with an
-    // outlier per row and a block of zeros and one of subnormal-small values (which go in as 0).
-    for (const m of [1, 2, 3, 5, 8, 9, 16, 17, 33]) {
+    // Every row count the integer kernel takes in one pass (1..8), more (passes of <= 8 rows, up to 15-40 rows by
+    // format: linear.cpp's int_rows_max) and the f32 panels (to 47 rows) and strips (48 on) past it, with an outlier
+    // per row and a block of zeros and one of subnormal-small values (which go in as 0).
+    for (const m of [1, 2, 3, 5, 8, 9, 16, 17, 33, 44, 48]) {
       const x = rng.floats(m * k);
       for (let i = 0; i < m; i++) {
         x[i * k + 7 * i] = 300;
