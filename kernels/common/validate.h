@@ -71,14 +71,22 @@ inline gk_status validate_avg_pool2d(const float* x, int32_t n, int32_t grid_h, 
 }
 
 inline gk_status validate_linear(const float* x, const void* w, int32_t dtype, int32_t m, int32_t n, int32_t k,
-                                 const float* y) {
-  GK_REQUIRE(x && w && y, "gk_linear: NULL x, weight or y");
+                                 const float* y, const char* op = "gk_linear") {
+  GK_REQUIRE(x && w && y, "%s: NULL x, weight or y", op);
   GK_REQUIRE(is_float_dtype(dtype) || is_quant_dtype(dtype),
-             "gk_linear: weight dtype %d is not f32, f16, bf16 or a supported GGUF quantization", dtype);
-  GK_REQUIRE(k % block_elems(dtype) == 0, "gk_linear: k=%d is not a multiple of the %d-element blocks of dtype %d", k,
+             "%s: weight dtype %d is not f32, f16, bf16 or a supported GGUF quantization", op, dtype);
+  GK_REQUIRE(k % block_elems(dtype) == 0, "%s: k=%d is not a multiple of the %d-element blocks of dtype %d", op, k,
              block_elems(dtype), dtype);
-  GK_REQUIRE(m > 0 && n > 0 && k > 0, "gk_linear: m=%d n=%d k=%d must be positive", m, n, k);
-  GK_REQUIRE((const void*)x != (const void*)y, "gk_linear: y must not alias x");
+  GK_REQUIRE(m > 0 && n > 0 && k > 0, "%s: m=%d n=%d k=%d must be positive", op, m, n, k);
+  GK_REQUIRE((const void*)x != (const void*)y, "%s: y must not alias x", op);
+  return GK_OK;
+}
+
+// gk_greedy_logits' own arguments (its product's are validate_linear's).
+inline gk_status validate_greedy_keep(const int32_t* keep_ids, int32_t n_keep, float cap) {
+  GK_REQUIRE(n_keep >= 0 && n_keep <= (1 << 20), "gk_greedy_logits: n_keep=%d must be in [0, 2^20]", n_keep);
+  GK_REQUIRE(n_keep == 0 || keep_ids, "gk_greedy_logits: NULL keep_ids with n_keep=%d", n_keep);
+  GK_REQUIRE(cap >= 0.0f, "gk_greedy_logits: cap=%g must be >= 0 (0: no softcap)", (double)cap);
   return GK_OK;
 }
 

@@ -114,6 +114,18 @@ void x16_strip(const void* w, int32_t dtype, int64_t k, int64_t r0, int rows, in
 // past nb are 0; n0 a multiple of 32, k0 and kb whole blocks), for the packed GEMM of many rows of x.
 void x16_panel(const void* w, int32_t dtype, int64_t k, int64_t n0, int nb, int64_t k0, int kb, float* panel);
 
+// gk_greedy_logits' screen over a 16-row layout (kernels/cpu/repack.cpp): for m rows of x (m <= int_rows_max(dtype)),
+// y holds gk_linear's value (softcapped when cap > 0) of every row of W that could be its row's maximum and of
+// keep_ids, −inf for others; `computed_groups` (may be NULL) gets how many 16-row groups × rows of x got values.
+// Supported for the layouts whose codes need no min: Q8_0X16, Q5_0X16, Q4_0X16, Q6_KX16.
+bool screen_x16_supported(int32_t dtype);
+gk_status screen_x16(const float* x, const void* w, int32_t dtype, const int32_t* keep_ids, int32_t n_keep, int64_t m,
+                     int64_t n, int64_t k, float cap, float* y, int64_t* computed_groups);
+// The rows of x up to which gk_linear multiplies a 16-row layout with its integer kernel (kernels/cpu/linear.cpp).
+int64_t x16_int_rows_max(int32_t dtype);
+// y = cap · tanh(x / cap) over n floats, each as gk_softcap computes it (threads only past 65,536 of them).
+void softcap(const float* x, float* y, int64_t n, float cap);
+
 // GEMMAKIT_CPU_Q8_ACTIVATIONS=1 (read once): gk_linear with quantized W and 1..32 rows of x quantizes x to int8 per
 // 32 elements and multiplies with AVX512-VNNI (kernels/cpu/linear_q8act.cpp). Off by default: not bit-faithful.
 bool q8_activations_enabled();

@@ -27,6 +27,13 @@ void vmap_serial(const float* a, const float* b, float* y, int64_t n, F f) {
   }
 }
 
+// cap · tanh(x / cap): x / cap, not x * (1 / cap), the same rounding as torch's `tanh(logits / cap) * cap`.
+inline auto softcap_fn(float cap) {
+  using namespace gk::cpu::simd;
+  const vf c = vset1(cap);
+  return [c](vf v, vf) { return vmul(c, vtanh(vdiv(v, c))); };
+}
+
 // y = f(a, b) elementwise, b of the same length.
 template <typename F>
 void vmap(const float* a, const float* b, float* y, int64_t n, F f) {
@@ -112,10 +119,9 @@ GK_API gk_status gk_softcap(gk_stream* s, const float* x, float* y, int64_t n, f
   GK_TRY(gk::validate_stream(s, "gk_softcap"));
   GK_TRY(gk::validate_softcap(x, y, n, cap));
   GK_CPU_RECORD(s, gk_softcap(s, x, y, n, cap));
-  // x / cap, not x * (1 / cap): the same rounding as torch's `tanh(logits / cap) * cap`. Vectorised: libm's
-  // scalar tanhf over a 262144-entry vocabulary was milliseconds per decoded token.
-  using namespace gk::cpu::simd;
-  const vf c = vset1(cap);
-  vmap(x, x, y, n, [c](vf v, vf) { return vmul(c, vtanh(vdiv(v, c))); });
+  // Vectorised: libm's scalar tanhf over a 262144-entry vocabulary was milliseconds per decoded token.
+  vmap(x, x, y, n, softcap_fn(cap));
   return GK_OK;
 }
+
+void gk::cpu::softcap(const float* x, float* y, int64_t n, float cap) { vmap(x, x, y, n, softcap_fn(cap)); }

@@ -1124,6 +1124,15 @@ gk_status linear_rows16(const float* x, const void* w, const void* bias, int64_t
 
 }  // namespace
 
+int64_t gk::cpu::x16_int_rows_max(int32_t dtype) {
+  switch (dtype) {
+    case GK_Q6_KX16: return int_rows_max(GK_Q6_KX16);
+    case GK_Q4_KX16: return int_rows_max(GK_Q4_KX16);
+    case GK_Q5_KX16: return int_rows_max(GK_Q5_KX16);
+    default: return int_rows_max(GK_Q8_0X16);
+  }
+}
+
 GK_API gk_status gk_linear(gk_stream* s, const float* x, const void* weight, int32_t weight_dtype, const void* bias,
                            int32_t m, int32_t n, int32_t k, float* y) {
   GK_TRY(gk::validate_stream(s, "gk_linear"));

@@ -33,6 +33,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstring>
 #include <new>
 #include <vector>
@@ -659,24 +660,42 @@ void groups_pieces(const uint8_t* w, int64_t k, const X24Row* xr, const float* b
   }
 }
 
-}  // namespace
-
-gk_status gk::cpu::linear_x16(const float* x, const void* w, int32_t dtype, const void* bias, int64_t m, int64_t n,
-                              int64_t k, float* y) {
-  // Kept between calls: a decode step makes ~130 of these products.
+// x's rows in 24-bit form, kept between calls (a decode step makes ~130 products) in the calling thread's buffers;
+// NULL when they cannot be allocated. (The pool's threads must not name these thread_locals: they would get their
+// own, empty ones.)
+X24Rows* x24_buffers(int64_t m, int64_t k, const X24Row*& xr) {
   thread_local X24Rows q;
   thread_local std::vector<X24Row> rows;
   try {
     if (!q.resize(m, k)) throw std::bad_alloc();
     rows.resize(m);
   } catch (const std::bad_alloc&) {
+    return nullptr;
+  }
+  for (int64_t i = 0; i < m; ++i) rows[i] = q.row(i, k);
+  xr = rows.data();
+  return &q;
+}
+
+// The groups go out in pieces of ~256 KB of W (at least 8), each thread taking the next when done with its last,
+// rather than half each: on a shared machine one vCPU is often slower for a while, and a fixed split left the other
+// waiting (270M decode, interleaved A/B: the lm_head 6.5-6.7 ms a token against 6.5-8.6 split in halves).
+int64_t group_pieces(int32_t dtype, int64_t groups, int64_t k) {
+  const int64_t bytes = groups * (k / format(dtype).cols) * format(dtype).bytes;
+  return std::min<int64_t>(groups, std::max<int64_t>(8, bytes >> 18));
+}
+
+}  // namespace
+
+gk_status gk::cpu::linear_x16(const float* x, const void* w, int32_t dtype, const void* bias, int64_t m, int64_t n,
+                              int64_t k, float* y) {
+  const X24Row* xr = nullptr;
+  X24Rows* qx = x24_buffers(m, k, xr);
+  if (!qx) {
     return gk_fail(GK_ERR_OUT_OF_MEMORY, "gk_linear: cannot allocate x's 24-bit form (%lld×%lld)", (long long)m,
                    (long long)k);
   }
-  for (int64_t i = 0; i < m; ++i) rows[i] = q.row(i, k);
-  // (The pool's threads must not name the thread_locals: they would get their own, empty ones.)
-  X24Rows* qx = &q;
-  const X24Row* xr = rows.data();
+  X24Rows& q = *qx;
   const int64_t groups = n / kRows;
   const bool par = n * k * m >= (1 << 15) && groups >= 2;
   // Several rows of x (a prefill) are quantized by all threads, each its share, before any product: done first on
@@ -687,11 +706,7 @@ gk_status gk::cpu::linear_x16(const float* x, const void* w, int32_t dtype, cons
     for (int64_t i = 0; i < m; ++i) quantize_row(x + i * k, k, q, i);
   }
   std::atomic<int> quantized{0};
-  // The groups go out in pieces of ~256 KB of W (at least 8), each thread taking the next when done with its last,
-  // rather than half each: on a shared machine one vCPU is often slower for a while, and a fixed split left the other
-  // waiting (270M decode, interleaved A/B: the lm_head 6.5-6.7 ms a token against 6.5-8.6 split in halves).
-  const int64_t bytes = groups * (k / format(dtype).cols) * format(dtype).bytes;
-  const int64_t pieces = std::min<int64_t>(groups, std::max<int64_t>(8, bytes >> 18));
+  const int64_t pieces = group_pieces(dtype, groups, k);
   std::atomic<int64_t> next_piece{0};
   gk::cpu::pool_for(par ? omp_get_max_threads() : 1, [&](int t, int nt) {
     if (shared_quantize) {
@@ -704,10 +719,264 @@ gk_status gk::cpu::linear_x16(const float* x, const void* w, int32_t dtype, cons
   });
   return GK_OK;
 }
+
+// ---- gk_greedy_logits' screen (kernels/cpu/greedy_logits.cpp) ----
+//
+// A batch of greedy rows needs, of each row's logits, only those that could be its maximum. At 8 rows of x the 24-bit
+// kernel above is arithmetic-bound on the 270M's 262,144-row lm_head (3 vpdpbusd per 64 codes and row of x: ~15 ms of
+// a 33 ms step) where reading the matrix takes ~6.5. The screen runs the same chunk loop with x's high bytes h alone
+// (x's 24-bit form is 65536 h + 256 m + l: h is an 8-bit rounding of x, one vpdpbusd per 64 codes) and bounds, per row
+// of W and of x, how far that can be from the 24-bit kernel's value; a group (16 rows of W) whose upper bounds all lie
+// below the best lower bound found so far for that row of x (a row that cannot be its maximum) gets −inf, the others
+// get the 24-bit kernel's values, computed while the group is in L1 — so the argmax of each row of the output is the
+// argmax of gk_linear's, ties and NaN included.
+//
+// The bound, for one row of W (codes q_i, offset removed, |q_i| <= qmax) and one 16- or 32-element scale block of x
+// (scale d, 24-bit integers X_i = 65536 h_i + 256 m_i + l_i): the two kernels' exact sums differ by s · d · Σ q_i (256
+// m_i + l_i), at most |s| · d · qmax · E with E = Σ |256 m_i + l_i|; each kernel's f32 rounding (conversions, scalings
+// and the running sums: at most (k / 16 + 8) roundings of 2^-24 on sums of terms bounded by |s| · d · qmax · Y, Y =
+// Σ (65536 |h_i| + 256 |m_i| + |l_i|)) adds γ · Y with γ = 2 (k / 16 + 8) 2^-24 for both. So per block bound =
+// |s| · B with B = d · qmax · (E + γ Y) rounded up, one FMA per block next to the product's; the sum gets 2^-10 of
+// itself and 2^-20 of |value| for its own rounding and that of value ± bound.
+namespace {
+
+constexpr int screen_qmax(int32_t dt) {
+  return dt == GK_Q8_0X16 ? 128 : dt == GK_Q5_0X16 ? 16 : dt == GK_Q4_0X16 ? 8 : dt == GK_Q6_KX16 ? 32 : 0;
+}
+
+// One row of x for the screen: its high bytes, scales, and per 16 elements Σ h and the bound's B.
+struct ScreenRow {
+  const int8_t* h;
+  const float* d;
+  const int32_t* sum_h;
+  const float* bound;
+};
+
+void screen_row_prepare(const X24Row& x, int64_t k, int qmax, int32_t* sum_h, float* bound) {
+  const double gamma = 2.0 * ((double)k / 16 + 8) * 0x1p-24;
+  for (int64_t j = 0; j < k / 16; ++j) {
+    int64_t sh = 0, e = 0, y = 0;
+    for (int64_t i = 16 * j; i < 16 * j + 16; ++i) {
+      const int h = x.h[i], mid = x.m[i], lo = x.l[i];
+      sh += h;
+      e += std::abs(256 * mid + lo);
+      y += 65536 * std::abs(h) + 256 * std::abs(mid) + std::abs(lo);
+    }
+    sum_h[j] = (int32_t)sh;
+    // (A NaN scale — a non-finite x — makes B NaN, so the bound and every upper bound it reaches: nothing is dropped.)
+    bound[j] = (float)((double)x.d[j / 2] * qmax * ((double)e + gamma * (double)y) * (1 + 0x1p-20));
+  }
+}
+
+// The exact int32 sums of codes × h over vectors t0 .. t1 − 1 of a chunk (two chains, as chunk_sums), offset removed.
+template <int kOffset>
+inline __m512i screen_sums(const uint8_t* codes, int t0, int t1, const int32_t* h4, int32_t sum_h) {
+  __m512i a = _mm512_setzero_si512(), b = a;
+#pragma GCC unroll 4
+  for (int t = t0; t < t1; t += 2) {
+    a = _mm512_dpbusd_epi32(a, _mm512_loadu_si512((const void*)(codes + 64 * t)), _mm512_set1_epi32(h4[t]));
+    b = _mm512_dpbusd_epi32(b, _mm512_loadu_si512((const void*)(codes + 64 * t + 64)), _mm512_set1_epi32(h4[t + 1]));
+  }
+  a = _mm512_add_epi32(a, b);
+  if constexpr (kOffset != 0) a = _mm512_sub_epi32(a, _mm512_set1_epi32(kOffset * sum_h));
+  return a;
+}
+
+// The screen's value and bound of group g's 16 rows for M rows of x (one lane a row of W).
+template <int DT, int M>
+inline void group_screen(const uint8_t* group, int64_t chunks, const ScreenRow* xs, __m512* value, __m512* bound) {
+  constexpr Format f = format(DT);
+  constexpr int64_t kChunkBytes = f.bytes / (f.cols / 32);
+  for (int i = 0; i < M; ++i) value[i] = bound[i] = _mm512_setzero_ps();
+  alignas(64) uint8_t scratch[8 * 64];
+  for (int64_t c = 0; c < chunks; ++c) {
+    const char* next = (const char*)group + c * kChunkBytes + kAhead;
+    for (int64_t at = 0; at < kChunkBytes; at += 64) _mm_prefetch(next + at, _MM_HINT_T0);
+    const uint8_t* codes = chunk_codes<DT>(group, c, scratch);
+    __m512 scale[2], min;
+    chunk_params<DT>(group, c, scale, min);
+    const __m512 abs0 = _mm512_abs_ps(scale[0]), abs1 = _mm512_abs_ps(scale[1]);
+#pragma GCC unroll 8
+    for (int i = 0; i < M; ++i) {
+      const int32_t* h4 = (const int32_t*)(xs[i].h + 32 * c);
+      const int32_t* sh = xs[i].sum_h + 2 * c;
+      const float* b = xs[i].bound + 2 * c;
+      const __m512 dx = _mm512_set1_ps(xs[i].d[c] * 65536.0f);
+      if constexpr (DT == GK_Q6_KX16) {
+        for (int half = 0; half < 2; ++half) {
+          const __m512i s = screen_sums<f.offset>(codes, 4 * half, 4 * half + 4, h4, sh[half]);
+          value[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(scale[half], dx), value[i]);
+          bound[i] = _mm512_fmadd_ps(half ? abs1 : abs0, _mm512_set1_ps(b[half]), bound[i]);
+        }
+      } else {
+        const __m512i s = screen_sums<f.offset>(codes, 0, 8, h4, sh[0] + sh[1]);
+        value[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(scale[0], dx), value[i]);
+        bound[i] = _mm512_fmadd_ps(abs0, _mm512_set1_ps(b[0] + b[1]), bound[i]);
+      }
+    }
+  }
+}
+
+template <int DT>
+void group_screen_any(int rows, const uint8_t* group, int64_t chunks, const ScreenRow* xs, __m512* value,
+                      __m512* bound) {
+  switch (rows) {
+    case 8: return group_screen<DT, 8>(group, chunks, xs, value, bound);
+    case 7: return group_screen<DT, 7>(group, chunks, xs, value, bound);
+    case 6: return group_screen<DT, 6>(group, chunks, xs, value, bound);
+    case 5: return group_screen<DT, 5>(group, chunks, xs, value, bound);
+    case 4: return group_screen<DT, 4>(group, chunks, xs, value, bound);
+    case 3: return group_screen<DT, 3>(group, chunks, xs, value, bound);
+    case 2: return group_screen<DT, 2>(group, chunks, xs, value, bound);
+    default: return group_screen<DT, 1>(group, chunks, xs, value, bound);
+  }
+}
+
+// The upper bound below which a row of W cannot be a row of x's maximum, given `best`, a lower bound of that
+// maximum: `best` itself, or with a softcap (cap > 0) the one below which even the rounded softcap, cap · tanh(v /
+// cap) within 2^-22 · cap of its exact value (its tanh held to 2 ulp by tests/ops/tanh_test.ts, the division and
+// product rounded once each), stays below best's: cap · atanh(tanh(best / cap) − 2^-19), rounded down.
+float screen_threshold(float best, float cap) {
+  if (!(cap > 0.0f)) return best;
+  const double t = std::tanh((double)best / cap) - 0x1p-19;
+  if (!(t > -1.0)) return -INFINITY;
+  const double u = cap * std::atanh(t);
+  float f = (float)u;
+  if ((double)f > u) f = std::nextafter(f, -INFINITY);
+  return f;
+}
+
+void atomic_max(std::atomic<float>& a, float v) {
+  float cur = a.load(std::memory_order_relaxed);
+  while (v > cur && !a.compare_exchange_weak(cur, v, std::memory_order_relaxed)) {
+  }
+}
+
+struct ScreenJob {
+  const uint8_t* w;
+  int64_t k, m, n, groups, pieces;
+  const X24Row* xr;
+  const ScreenRow* xs;
+  const uint16_t* keep;     // per group: lanes always computed (logit-bias ids), left out of the lower bounds
+  float cap;                // > 0: the output is softcapped
+  std::atomic<float>* best;  // per row of x: the largest lower bound of its maximum found so far (by any thread)
+  std::atomic<int64_t>* next_piece;
+  std::atomic<int64_t>* computed;  // groups × rows of x given their 24-bit values (for GEMMAKIT_PROFILE-style counts)
+  float* y;
+};
+
+// Group g for rows i0 .. i0 + r − 1 of x: screen, then per row either −inf or the 24-bit kernel's values (softcapped).
+template <int DT>
+void screen_group(const ScreenJob& j, int64_t g, int64_t i0, int r, float* best_seen, float* threshold) {
+  const int64_t chunks = j.k / 32;
+  const uint8_t* group = j.w + g * (j.k / format(DT).cols) * format(DT).bytes;
+  __m512 value[kMaxM], bound[kMaxM];
+  group_screen_any<DT>(r, group, chunks, j.xs + i0, value, bound);
+  const __mmask16 keep = j.keep[g];
+  int64_t computed = 0;
+  for (int q = 0; q < r; ++q) {
+    const int64_t i = i0 + q;
+    const float shared = j.best[i].load(std::memory_order_relaxed);
+    if (shared > best_seen[i]) best_seen[i] = shared, threshold[i] = screen_threshold(shared, j.cap);
+    const __m512 margin = _mm512_fmadd_ps(_mm512_abs_ps(value[q]), _mm512_set1_ps(0x1p-20f),
+                                          _mm512_mul_ps(bound[q], _mm512_set1_ps(1.0f + 0x1p-10f)));
+    const __m512 upper = _mm512_add_ps(value[q], margin), lower = _mm512_sub_ps(value[q], margin);
+    // Not below the threshold (a NaN bound included): its 24-bit value.
+    const __mmask16 pass = _mm512_cmp_ps_mask(upper, _mm512_set1_ps(threshold[i]), _CMP_NLT_UQ) | keep;
+    const __mmask16 unkept = (__mmask16)~keep;
+    float found = _mm512_mask_reduce_max_ps(unkept & _mm512_cmp_ps_mask(lower, lower, _CMP_ORD_Q), lower);
+    float* out = j.y + i * j.n + kRows * g;
+    if (pass) {
+      group_rows<DT, 1>(group, chunks, j.xr + i, nullptr, g, j.n, j.y + i * j.n);
+      const __m512 exact = _mm512_loadu_ps(out);
+      found = std::max(found, _mm512_mask_reduce_max_ps(unkept & _mm512_cmp_ps_mask(exact, exact, _CMP_ORD_Q), exact));
+      if (j.cap > 0.0f) gk::cpu::softcap(out, out, kRows, j.cap);
+      ++computed;
+    } else {
+      _mm512_storeu_ps(out, _mm512_set1_ps(-INFINITY));
+    }
+    if (found > best_seen[i]) {
+      best_seen[i] = found, threshold[i] = screen_threshold(found, j.cap);
+      atomic_max(j.best[i], found);
+    }
+  }
+  if (computed) j.computed->fetch_add(computed, std::memory_order_relaxed);
+}
+
+template <int DT>
+void screen_pieces(const ScreenJob& j) {
+  float best_seen[64], threshold[64];  // (m <= 40: linear.cpp's int_rows_max)
+  for (int64_t i = 0; i < j.m; ++i) best_seen[i] = threshold[i] = -INFINITY;
+  const int64_t passes = (j.m + kMaxM - 1) / kMaxM;
+  for (int64_t c; (c = j.next_piece->fetch_add(1, std::memory_order_relaxed)) < j.pieces;) {
+    for (int64_t g = j.groups * c / j.pieces; g < j.groups * (c + 1) / j.pieces; ++g) {
+      for (int64_t p = 0, i = 0; p < passes; ++p) {
+        const int64_t r = j.m * (p + 1) / passes - i;
+        screen_group<DT>(j, g, i, (int)r, best_seen, threshold);
+        i += r;
+      }
+    }
+  }
+}
+
+void screen_dispatch(int32_t dtype, const ScreenJob& j) {
+  switch (dtype) {
+    case GK_Q8_0X16: return screen_pieces<GK_Q8_0X16>(j);
+    case GK_Q5_0X16: return screen_pieces<GK_Q5_0X16>(j);
+    case GK_Q4_0X16: return screen_pieces<GK_Q4_0X16>(j);
+    default: return screen_pieces<GK_Q6_KX16>(j);
+  }
+}
+
+}  // namespace
+
+bool gk::cpu::screen_x16_supported(int32_t dtype) { return screen_qmax(dtype) != 0; }
+
+gk_status gk::cpu::screen_x16(const float* x, const void* w, int32_t dtype, const int32_t* keep_ids, int32_t n_keep,
+                              int64_t m, int64_t n, int64_t k, float cap, float* y, int64_t* computed_groups) {
+  const X24Row* xr = nullptr;
+  X24Rows* q = x24_buffers(m, k, xr);
+  thread_local std::vector<int32_t> sum_h;
+  thread_local std::vector<float> bound;
+  thread_local std::vector<ScreenRow> xs;
+  thread_local std::vector<uint16_t> keep;
+  try {
+    if (!q) throw std::bad_alloc();
+    sum_h.resize(m * k / 16), bound.resize(m * k / 16), xs.resize(m);
+    keep.assign(n / kRows, 0);
+  } catch (const std::bad_alloc&) {
+    return gk_fail(GK_ERR_OUT_OF_MEMORY, "gk_greedy_logits: cannot allocate x's 24-bit form (%lld×%lld)",
+                   (long long)m, (long long)k);
+  }
+  for (int32_t t = 0; t < n_keep; ++t) {
+    const int32_t id = keep_ids[t];
+    if (id >= 0 && id < n) keep[id / kRows] |= (uint16_t)(1u << (id % kRows));
+  }
+  const int qmax = screen_qmax(dtype);
+  for (int64_t i = 0; i < m; ++i) {
+    quantize_row(x + i * k, k, *q, i);
+    screen_row_prepare(xr[i], k, qmax, sum_h.data() + i * k / 16, bound.data() + i * k / 16);
+    xs[i] = {xr[i].h, xr[i].d, sum_h.data() + i * k / 16, bound.data() + i * k / 16};
+  }
+  std::atomic<float> best[64];
+  for (int64_t i = 0; i < m; ++i) best[i].store(-INFINITY, std::memory_order_relaxed);
+  std::atomic<int64_t> next_piece{0}, computed{0};
+  const int64_t groups = n / kRows;
+  const ScreenJob job{(const uint8_t*)w, k, m, n, groups, group_pieces(dtype, groups, k), xr, xs.data(),
+                      keep.data(), cap, best, &next_piece, &computed, y};
+  gk::cpu::pool_for(groups >= 2 ? omp_get_max_threads() : 1, [&](int, int) { screen_dispatch(dtype, job); });
+  if (computed_groups) *computed_groups = computed.load();
+  return GK_OK;
+}
 #else
 gk_status gk::cpu::linear_x16(const float*, const void*, int32_t, const void*, int64_t, int64_t, int64_t, float*) {
   return gk_fail(GK_ERR_UNSUPPORTED, "gk_linear: this build of the CPU library cannot read the 16-row layouts");
 }
 void gk::cpu::x16_strip(const void*, int32_t, int64_t, int64_t, int, int, float*) {}
 void gk::cpu::x16_panel(const void*, int32_t, int64_t, int64_t, int, int64_t, int, float*) {}
+bool gk::cpu::screen_x16_supported(int32_t) { return false; }
+gk_status gk::cpu::screen_x16(const float*, const void*, int32_t, const int32_t*, int32_t, int64_t, int64_t, int64_t,
+                              float, float*, int64_t*) {
+  return gk_fail(GK_ERR_UNSUPPORTED, "gk_greedy_logits: this build of the CPU library cannot read the 16-row layouts");
+}
 #endif

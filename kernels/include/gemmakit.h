@@ -202,6 +202,18 @@ GK_API gk_status gk_clamp(gk_stream* s, const float* x, float* y, int64_t n, flo
 GK_API gk_status gk_linear(gk_stream* s, const float* x, const void* weight, int32_t weight_dtype,
                            const void* bias, int32_t m, int32_t n, int32_t k, float* y);
 
+/* Logits for greedy draws: y [m, n] holds, for each row of x, gk_linear's value of x · Wᵀ (then cap · tanh(v / cap) as
+ * gk_softcap computes it, when cap > 0) at every column that could be that row's maximum and at each of keep_ids
+ * [n_keep] (device; ids outside [0, n) ignored), and -inf or that same value at every other column. So the argmax of
+ * each row (the first maximum, NaN above any number) is the argmax of gk_linear's (softcapped) row, and stays so when
+ * a logit bias on keep_ids is added afterwards. Which columns get -inf may change from call to call. weight as
+ * gk_linear's (no bias); 0 <= n_keep <= 2^20; cap >= 0 (0: none). The CPU library screens the 16-row layouts
+ * GK_Q8_0X16, GK_Q5_0X16, GK_Q4_0X16 and GK_Q6_KX16 (kernels/cpu/repack.cpp) at 2 rows of x up to its integer
+ * kernel's limit; otherwise, and on CUDA, every value is written. y must not alias x. */
+GK_API gk_status gk_greedy_logits(gk_stream* s, const float* x, const void* weight, int32_t weight_dtype,
+                                  const int32_t* keep_ids, int32_t n_keep, int32_t m, int32_t n, int32_t k, float cap,
+                                  float* y);
+
 /* Rewrites weight [n, k] of from_dtype in place into to_dtype, the same bytes in a layout the kernels of this library
  * multiply faster. Supported on CPU builds with AVX512-VNNI (n % 16 == 0, k a whole number of blocks): GK_Q8_0 ->
  * GK_Q8_0X16, GK_Q5_0 -> GK_Q5_0X16, GK_Q4_0 -> GK_Q4_0X16, GK_Q4_1 -> GK_Q4_1X16, GK_Q5_1 -> GK_Q5_1X16, GK_Q4_K ->

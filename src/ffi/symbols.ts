@@ -163,6 +163,22 @@ export const symbols = {
     ],
     result: "i32",
   },
+  gk_greedy_logits: {
+    parameters: [
+      "pointer", /* s */
+      "pointer", /* x */
+      "pointer", /* weight */
+      "i32", /* weight_dtype */
+      "pointer", /* keep_ids */
+      "i32", /* n_keep */
+      "i32", /* m */
+      "i32", /* n */
+      "i32", /* k */
+      "f32", /* cap */
+      "pointer", /* y */
+    ],
+    result: "i32",
+  },
   gk_linear: {
     parameters: [
       "pointer", /* s */

@@ -50,7 +50,17 @@ export interface BatchedCausalLM<M = unknown> extends CausalLM<M> {
     rows: readonly { position: Tensor; cache: KvCache }[],
     ws: Workspace,
     logits: Tensor,
+    greedy?: GreedyHead,
   ): Tensor;
+}
+
+/**
+ * A step whose rows all draw greedily (temperature 0, no penalty, constraint or logprobs): its lm_head may leave out
+ * logits that cannot be a row's maximum, computing those of `keepIds` (i32 [n], device: the union of the rows'
+ * logit-bias ids, which a bias added afterwards may lift to the top) whatever they are.
+ */
+export interface GreedyHead {
+  keepIds: Tensor | null;
 }
 
 /** Whether a model's family implements the batched decode step. */
@@ -429,12 +439,13 @@ export class BatchScheduler {
       position: s.buffers!.state.rows(POSITION, 1),
       cache: this.slots.cache(s.slot!),
     }));
+    const greedy = greedyHead(ws, rows);
     const step = () => {
       per.forEach((r, i) => {
         copyRows(r.token, tokens, i);
         copyRows(r.position, positions, i);
       });
-      lm.decodeStepBatch(tokens, positions, per, ws, logits);
+      lm.decodeStepBatch(tokens, positions, per, ws, logits, greedy);
       per.forEach((r, i) => r.draw(logits.rows(i, 1)));
     };
     return { step, fresh };
@@ -506,4 +517,17 @@ export class BatchScheduler {
     this.#release();
     this.slots.dispose();
   }
+}
+
+/**
+ * When every row draws greedily, what the lm_head needs to know to skip logits that cannot win: the union of the rows'
+ * logit-bias ids (in `ws`, written now); undefined when some row reads more than its argmax.
+ */
+function greedyHead(ws: Workspace, rows: readonly BatchSequence[]): GreedyHead | undefined {
+  const keeps = rows.map((s) => s.buffers!.greedyKeepIds());
+  if (keeps.some((k) => k === null)) return undefined;
+  const ids = [...new Set(keeps.flatMap((k) => k!))].sort((a, b) => a - b);
+  const keepIds = ids.length ? ws.get(`batch.keep_ids.${ids.length}`, [ids.length], "i32") : null;
+  keepIds?.write(ids);
+  return { keepIds };
 }

@@ -111,6 +111,18 @@ export class SequenceBuffers {
     if (lp) logprobs(lp.logits, this.state, lp.n, lp.ids, lp.values);
   }
 
+  /**
+   * The ids whose logits this sequence's draw needs whatever they are (its logit-bias ids) when it draws greedily
+   * with nothing but that bias between the logits and the argmax; null when the draw reads more (temperature,
+   * repetition, frequency or presence penalty, a constraint's mask, logprobs).
+   */
+  greedyKeepIds(): readonly number[] | null {
+    const o = this.#o;
+    if (!(o.sampling.temperature <= 0) || o.sampling.repetitionPenalty !== 1) return null;
+    if (this.#scratch || this.#allowed || this.#lp) return null;
+    return o.processing?.logitBias.map(([id]) => id) ?? [];
+  }
+
   /** Uploads the constraint's mask for the next step (nothing without a constraint). */
   async nextMask(): Promise<void> {
     if (this.#allowed) this.#allowed.write(await this.#o.constraint!.nextMask());

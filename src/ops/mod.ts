@@ -4,7 +4,7 @@
  */
 export { embedding } from "./embedding.ts";
 export { layerNorm, rmsNorm, type RmsNormMode } from "./norm.ts";
-export { linear } from "./linear.ts";
+export { greedyLogits, linear } from "./linear.ts";
 export { repackForBackend } from "./repack.ts";
 export { avgPool2d, patchExtract } from "./vision.ts";
 export { rope, ropeAxes, ropeInvFreq, type RopeSpec } from "./rope.ts";

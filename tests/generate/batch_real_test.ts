@@ -1,6 +1,8 @@
 /**
  * Continuous batching on the real default model (Gemma 3 270M, Q4_K_M: quantized GEMMs over the rows): many
- * concurrent chat requests, some aborted, answer exactly as each alone; memory is back to what load left.
+ * concurrent chat requests, some aborted, some with a logit bias, answer exactly as each alone; memory is back to what
+ * load left. Where the CPU reads the 16-row layouts (AVX512-VNNI), a batch of greedy rows takes the screened lm_head
+ * (gk_greedy_logits), whose logit-bias ids must be computed whatever they are: +30 on id 1000 makes it every answer.
  */
 import assert from "node:assert/strict";
 import { loadModel } from "../../src/models/load.ts";
@@ -15,12 +17,18 @@ Deno.test("real 270M: 16 concurrent requests with random aborts answer as alone;
     input: { messages: [{ role: "user" as const, content: `Say one thing about ${TOPICS[i % TOPICS.length]}.` }] },
     maxTokens: 6 + (i * 5) % 11,
     abortAfter: i % 5 === 3 ? 2 : 0,
+    logitBias: (i % 4 === 1 ? { 1000: 30 } : i % 4 === 2 ? { 1000: 3, 107: -100 } : undefined) as
+      | Record<number, number>
+      | undefined,
   }));
   const want: number[][] = [];
   {
     using serial = await loadModel(path, { backend: "cpu", maxContext: 512 });
     for (const c of calls) {
-      want.push((await serial.generate(c.input, { temperature: 0, maxTokens: c.maxTokens })).tokens);
+      want.push(
+        (await serial.generate(c.input, { temperature: 0, maxTokens: c.maxTokens, logitBias: c.logitBias }))
+          .tokens,
+      );
     }
   }
   using model = await loadModel(path, { backend: "cpu", maxContext: 512, parallel: 8 });
@@ -31,11 +39,13 @@ Deno.test("real 270M: 16 concurrent requests with random aborts answer as alone;
     return model.generate(c.input, {
       temperature: 0,
       maxTokens: c.maxTokens,
+      logitBias: c.logitBias,
       chunkSize: 4,
       signal: controller.signal,
       onText: () => c.abortAfter && ++n === c.abortAfter && controller.abort(),
     });
   }));
+  assert.ok(want[1].every((id) => id === 1000), "a +30 bias on id 1000 decides every token");
   got.forEach((r, i) => {
     if (r.finishReason === "abort") assert.deepEqual(r.tokens, want[i].slice(0, r.tokens.length), `call ${i}`);
     else assert.deepEqual(r.tokens, want[i], `call ${i}`);

@@ -1050,6 +1050,46 @@ for (const n of [1, 1001, 100003]) {
   });
 }
 
+// ---- greedy_logits: the argmax of each row, and the values there, against the full product's ---------------------
+// Its other entries may be -inf (the CPU's screen over its 16-row layouts) or the full product's (CUDA writes every
+// value), so the row compares what a greedy draw reads: each row's argmax id, exactly, and its logit. The weights are
+// repacked for the backend, so on an AVX512-VNNI CPU the screen runs; tests/ops/greedy_logits_test.ts checks every
+// entry, ties and NaN.
+for (
+  const [dtype, m, n, k, cap] of [
+    ["q8_0", 8, 4096, 640, 0],
+    ["q8_0", 1, 4096, 640, 0],
+    ["q6_k", 5, 2048, 512, 0],
+    ["q8_0", 5, 2048, 512, 30],
+    ["q5_0", 16, 1024, 640, 0],
+    ["q4_k", 4, 512, 512, 0],
+  ] as [RepackableDType, number, number, number, number][]
+) {
+  add({
+    op: "greedy_logits",
+    name: `m=${m} n=${n} k=${k} ${dtype}${cap ? ` softcap ${cap}` : ""}: argmax and its logit`,
+    nmse: 1e-10,
+    setup(rng) {
+      const x = rng.floats(m * k), w = randomQuantBlocks(rng, dtype, n, k);
+      const pick = (logits: ArrayLike<number>) => {
+        const ids = ref.argmax(logits, n);
+        return Array.from(ids).flatMap((id, r) => [id, logits[r * n + id]]);
+      };
+      return {
+        reference: () => {
+          const full = ref.linear(x, dequantize(w, dtype), null, m, n, k);
+          return pick(cap ? full.map((v) => cap * Math.tanh(v / cap)) : full);
+        },
+        run: (b) =>
+          pick(run(b, (s) => {
+            const weight = s.keep(ops.repackForBackend(s.raw(w, [n, k], dtype)));
+            return ops.greedyLogits(s.t(x, [m, k]), weight, { cap });
+          })),
+      };
+    },
+  });
+}
+
 // ---- softmax / argmax -----------------------------------------------------------------------------
 for (const [rows, cols, spread] of [[3, 1, 1], [4, 7, 5], [2, 50000, 40]]) {
   add({

@@ -5,12 +5,16 @@
  */
 import { ContextLengthError, ShapeError } from "../../errors.ts";
 import { copyRows } from "../../ops/copy.ts";
+import { softcap } from "../../ops/elementwise.ts";
+import { greedyLogits, linear } from "../../ops/linear.ts";
 import { kvCacheWrite } from "../../ops/kv_cache.ts";
 import { attentionDecode, type AttentionOptions, attentionPrefill } from "../../ops/attention.ts";
 import type { Backend } from "../../runtime/backend.ts";
 import type { KvCache, LayerCache } from "../../runtime/kv_cache.ts";
 import { Tensor } from "../../runtime/tensor.ts";
 import { Workspace } from "../../runtime/workspace.ts";
+import type { GreedyHead } from "../../generate/batch.ts";
+export type { GreedyHead };
 
 /**
  * Sees named intermediates of a prefill as they are computed (`attn_norm`, `mlp_out`, `hidden`, ... of layer
@@ -49,6 +53,8 @@ export interface Step {
    * cache (see PrefillSegment). Absent: one prompt over the model's cache.
    */
   segments?: readonly PrefillSegment[];
+  /** A decode step whose rows all draw greedily: the lm_head may leave out logits that cannot win (see lmHead). */
+  greedy?: GreedyHead;
 }
 
 /** One prompt of a multi-sequence prefill: `tokens` rows from row `offset` of the step, at positions from `start`. */
@@ -80,9 +86,24 @@ export function decodeStepOf(ws: Workspace, position: Tensor): Step {
   return { ws, tokens: 1, start: 0, positions: position, position0: position, decode: true };
 }
 
-/** The Step of a batched decode step: row r at `positions[r]` (i32 [B], device memory) over `rows[r].cache`. */
-export function batchStepOf(ws: Workspace, positions: Tensor, rows: readonly BatchRow[]): Step {
-  return { ws, tokens: rows.length, start: 0, positions, position0: rows[0].position, decode: true, rows };
+/**
+ * The Step of a batched decode step: row r at `positions[r]` (i32 [B], device memory) over `rows[r].cache`; `greedy`
+ * when every row draws greedily.
+ */
+export function batchStepOf(ws: Workspace, positions: Tensor, rows: readonly BatchRow[], greedy?: GreedyHead): Step {
+  return { ws, tokens: rows.length, start: 0, positions, position0: rows[0].position, decode: true, rows, greedy };
+}
+
+/**
+ * The tied lm_head and the final logit softcap (`cap`, null: none) into `logits`. A step of greedy draws takes
+ * greedyLogits: each row's argmax is the same, but logits that cannot be a row's maximum may be -inf, which spares
+ * the CPU most of a batch's arithmetic-bound vocabulary product.
+ */
+export function lmHead(normed: Tensor, weight: Tensor, s: Step, cap: number | null, logits: Tensor): Tensor {
+  if (s.greedy) return greedyLogits(normed, weight, { keepIds: s.greedy.keepIds, cap }, logits);
+  linear(normed, weight, null, logits);
+  if (cap !== null) softcap(logits, cap, logits);
+  return logits;
 }
 
 /** A batched step's KV write: row r of `k` and `v` (f32 [rows, kvHeads, headDim]) into its own sequence's cache. */

@@ -23,7 +23,6 @@ import {
   rmsNorm,
   rope,
   ropeInvFreq,
-  softcap,
 } from "../../ops/mod.ts";
 import type { Gemma3Model, LayerType } from "./config.ts";
 import {
@@ -32,6 +31,8 @@ import {
   type BatchRow,
   batchStepOf,
   decodeStepOf,
+  type GreedyHead,
+  lmHead,
   logitRows,
   prefillLayerKeys,
   type PrefillPart,
@@ -220,9 +221,7 @@ export class Gemma3TextModel {
     for (let i = 0; i < c.numHiddenLayers; i++) last = this.#layer(i, h, s, outputRows && i === c.numHiddenLayers - 1);
     if (!outputRows) last = logitRows(h, s, logitsRows);
     const normed = this.#norm(last, this.#w.norm, s.ws.get("final", last.shape));
-    linear(normed, this.#w.lmHead ?? this.#w.embedTokens, null, logits);
-    if (c.finalLogitSoftcapping !== null) softcap(logits, c.finalLogitSoftcapping, logits);
-    return logits;
+    return lmHead(normed, this.#w.lmHead ?? this.#w.embedTokens, s, c.finalLogitSoftcapping, logits);
   }
 
   /**
@@ -277,8 +276,9 @@ export class Gemma3TextModel {
     rows: readonly BatchRow[],
     ws: Workspace,
     logits: Tensor,
+    greedy?: GreedyHead,
   ): Tensor {
-    return this.#forward(tokens, batchStepOf(ws, positions, rows), "all", logits);
+    return this.#forward(tokens, batchStepOf(ws, positions, rows, greedy), "all", logits);
   }
 
   dispose(): void {

@@ -26,7 +26,6 @@ import {
   rope,
   ropeInvFreq,
   scale,
-  softcap,
 } from "../../ops/mod.ts";
 import {
   attendPrefill,
@@ -34,6 +33,8 @@ import {
   type BatchRow,
   batchStepOf,
   decodeStepOf,
+  type GreedyHead,
+  lmHead,
   logitRows,
   type PrefillKeys,
   prefillLayerKeys,
@@ -363,9 +364,7 @@ export class Gemma4TextModel {
     }
     if (!outputRows) last = logitRows(h, s, logitsRows);
     const normed = this.#norm(last, this.#w.norm, s.ws.get("final", last.shape));
-    linear(normed, this.#w.lmHead ?? this.#w.embedTokens, null, logits);
-    if (c.finalLogitSoftcapping !== null) softcap(logits, c.finalLogitSoftcapping, logits);
-    return logits;
+    return lmHead(normed, this.#w.lmHead ?? this.#w.embedTokens, s, c.finalLogitSoftcapping, logits);
   }
 
   /**
@@ -432,8 +431,9 @@ export class Gemma4TextModel {
     rows: readonly BatchRow[],
     ws: Workspace,
     logits: Tensor,
+    greedy?: GreedyHead,
   ): Tensor {
-    return this.#forward(tokens, batchStepOf(ws, positions, rows), "all", logits);
+    return this.#forward(tokens, batchStepOf(ws, positions, rows, greedy), "all", logits);
   }
 
   dispose(): void {
