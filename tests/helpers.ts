@@ -12,6 +12,18 @@ export function thrown<T extends Error>(fn: () => unknown, type: abstract new (.
   throw new Error(`expected ${type.name}, but nothing was thrown`);
 }
 
+/**
+ * Whether the CPU library reads its 16-row layouts (kernels/cpu/repack.cpp): it is built with -march=native, so where
+ * the CPU has AVX512-VNNI — or, under .ci/avx512 (GEMMAKIT_TEST_X16=emulated), a library whose repack.cpp emulates it.
+ */
+export const CPU_READS_X16: boolean = Deno.env.get("GEMMAKIT_TEST_X16") === "emulated" || (() => {
+  try {
+    return / avx512_vnni( |$)/m.test(Deno.readTextFileSync("/proc/cpuinfo"));
+  } catch {
+    return false;
+  }
+})();
+
 /** Set to 1 on a machine with a GPU: a CUDA test that would be skipped fails instead (`deno task gpu-check` sets it). */
 export const REQUIRE_CUDA = Deno.env.get("GEMMAKIT_REQUIRE_CUDA") === "1";
 

@@ -9,6 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { Backend } from "../../src/runtime/backend.ts";
+import { CPU_READS_X16 } from "../helpers.ts";
 import { Tensor } from "../../src/runtime/tensor.ts";
 import { dequantize } from "../../src/runtime/quant.ts";
 import { embedding, linear, repackForBackend } from "../../src/ops/mod.ts";
@@ -16,14 +17,7 @@ import { ShapeError } from "../../src/errors.ts";
 import { randomQuantBlocks, Rng } from "./cases.ts";
 import * as ref from "./reference.ts";
 
-/** The CPU library is built with -march=native, so it reads the layouts exactly where the CPU has AVX512-VNNI. */
-const vnni = (() => {
-  try {
-    return / avx512_vnni( |$)/m.test(Deno.readTextFileSync("/proc/cpuinfo"));
-  } catch {
-    return false;
-  }
-})();
+const vnni = CPU_READS_X16;
 
 function nmse(got: ArrayLike<number>, want: ArrayLike<number>): number {
   let num = 0, den = 0;
