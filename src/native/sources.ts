@@ -9,7 +9,7 @@ export const NATIVE_SOURCES: {
   files: [string, string][];
 } = {
   version: "0.1.0",
-  sha256: "2892ed21b4b430a23fa6cb7f7306e5e9447956f413724928bae57079942a8977",
+  sha256: "14770a3c4cd737b43a169d7d44d5a5b477ee0035dc8c3cac1bba0f25254d01ea",
   files: [
     ["kernels/common/dtype.h", "423672a9860bbfc1620995b00bd2b45de6ad4082fd748c94483cc620b15d6ec5"],
     ["kernels/common/error.cpp", "16d996224683479f1bfab036cc33a4cb56589112885bf3a1d9936632ae48064c"],
@@ -44,7 +44,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/rope.cpp", "7fc00eceba13068ac06f6375ebdb6cb4ee6d1aea40667d5dc17a10df32d169d6"],
     ["kernels/cpu/rope_axes.cpp", "665f1ca5e21a59006551262316f3935a67e85912299caabfc82c38db98c9c077"],
     ["kernels/cpu/runtime.cpp", "4f4235dba12246fa5a261e8e0313271cc2241adab20b0e55a1f1ede9faf2b823"],
-    ["kernels/cpu/sample.cpp", "9523b389ed9a9f41e6a462bc61f183c5a2666cb3a8ee6a8c8ea2d9ed9427ca1f"],
+    ["kernels/cpu/sample.cpp", "3b1f4a4a70593613522cf8e726764f1a55d1baf2e9e9525bfd465c932444aa5d"],
     ["kernels/cpu/simd.h", "375d79f4ce32aaa0be1f15f4e28d371d00edc248f6a39d45a81bf76d562e8110"],
     ["kernels/cpu/softmax.cpp", "02d4f89bf232e81992d93b1e1d8c033724810cc91d17acc36209d031626540b1"],
     ["kernels/cpu/vnni.h", "f9120323529526c1b0eb3c542a8b3a9739963e0fa33a75604bba63aef540d6c4"],
