@@ -54,8 +54,17 @@ bool gk::cpu::q8_activations_enabled() {
   return on;
 }
 
+// AVX2 builds without VNNI have their own x24 path (linear_x24_avx2.cpp).
+#if !defined(GK_Q8ACT) && defined(__AVX2__) && defined(__FMA__) && !defined(GK_PORTABLE_SIMD)
+#define GK_X24_AVX2 1
+#endif
+
 bool gk::cpu::x24_activations_enabled() {
+#if defined(GK_X24_AVX2)
+  static const bool on = gk::cpu::env_switch("GEMMAKIT_CPU_X24_ACTIVATIONS", true);
+#else
   static const bool on = path_switch("GEMMAKIT_CPU_X24_ACTIVATIONS", true);
+#endif
   return on;
 }
 
@@ -63,7 +72,9 @@ bool gk::cpu::x24_activations_enabled() {
 bool gk::cpu::linear_q8act(const float*, const void*, int32_t, const void*, int64_t, int64_t, int64_t, float*) {
   return false;
 }
+#if !defined(GK_X24_AVX2)
 bool gk::cpu::linear_x24act(const float*, const void*, int32_t, const void*, int64_t, int64_t, float*) { return false; }
+#endif
 #else
 namespace {
 

@@ -2,6 +2,13 @@
 // where the build targets them (AVX512 F/BW/VL with VNNI, and F16C for the f16 scales). Also the 24-bit form of x both
 // use.
 #pragma once
+
+namespace gk::cpu {
+// The largest |q| of x's 24-bit form, 127 · 65793 = 0x7F7F7F: after the carries of the split every byte fits an int8.
+// (Also linear_x24_avx2.cpp's.)
+constexpr float kX24Max = 8355711.0f;
+}  // namespace gk::cpu
+
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__F16C__)
 #define GK_VNNI 1
 #pragma GCC diagnostic push
@@ -11,9 +18,6 @@
 #pragma GCC diagnostic pop
 
 namespace gk::cpu {
-
-// The largest |q| of x's 24-bit form, 127 · 65793 = 0x7F7F7F: after the carries of the split every byte fits an int8.
-constexpr float kX24Max = 8355711.0f;
 
 // 16 elements of x already scaled by kX24Max / (their scale's max |x|), rounded to q and clamped to ±kX24Max (the
 // scaling may round a hair past it), then split into signed bytes q = 65536 h + 256 m + l; hm = 256 h + m exactly.

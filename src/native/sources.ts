@@ -9,7 +9,7 @@ export const NATIVE_SOURCES: {
   files: [string, string][];
 } = {
   version: "0.1.0",
-  sha256: "14770a3c4cd737b43a169d7d44d5a5b477ee0035dc8c3cac1bba0f25254d01ea",
+  sha256: "6ebc546e64ca188082e7774fd5a67a136c635ea18907e689bc72153663221209",
   files: [
     ["kernels/common/dtype.h", "423672a9860bbfc1620995b00bd2b45de6ad4082fd748c94483cc620b15d6ec5"],
     ["kernels/common/error.cpp", "16d996224683479f1bfab036cc33a4cb56589112885bf3a1d9936632ae48064c"],
@@ -30,7 +30,8 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/kv_cache_write.cpp", "86990e09320fbf192230c96abc269289aa6ce3425ca5a821cf0fc027767af5ca"],
     ["kernels/cpu/layer_norm.cpp", "71da9959d48a20ee3f1414af319ac6266e0a2291059c8b33567ece4326ba534a"],
     ["kernels/cpu/linear.cpp", "cbb0dbbf35392e830b19328c885439ede50c3a37e0ec55ad5713c402a69b28a9"],
-    ["kernels/cpu/linear_q8act.cpp", "03188c386ce358f3e108dab441aba1bf6657f2c28653c027611db6506147fc4f"],
+    ["kernels/cpu/linear_q8act.cpp", "4c60a390343b470043ba83050729599624c5f6d9befc51887cd65f0cab6af886"],
+    ["kernels/cpu/linear_x24_avx2.cpp", "dd1f5f8c283ef98599b84a46a6342c64df4c24cee3d520b4c93ec672ca340c15"],
     ["kernels/cpu/logits_process.cpp", "a0202bb03fa6fbd533677ab1155c2d19fb666e1275437e8bc543ee011668384a"],
     ["kernels/cpu/logprobs.cpp", "d671988cef3ab6b39f06f74bb743ecdf2e1480d8ed43e24375f9501a0da7eba2"],
     ["kernels/cpu/moe.cpp", "795ca110dc8aeacace2eb516b3b3231234edcc8d2deb3f336e7f27194e4cf54c"],
@@ -47,7 +48,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/sample.cpp", "3b1f4a4a70593613522cf8e726764f1a55d1baf2e9e9525bfd465c932444aa5d"],
     ["kernels/cpu/simd.h", "375d79f4ce32aaa0be1f15f4e28d371d00edc248f6a39d45a81bf76d562e8110"],
     ["kernels/cpu/softmax.cpp", "02d4f89bf232e81992d93b1e1d8c033724810cc91d17acc36209d031626540b1"],
-    ["kernels/cpu/vnni.h", "f9120323529526c1b0eb3c542a8b3a9739963e0fa33a75604bba63aef540d6c4"],
+    ["kernels/cpu/vnni.h", "b615a73141cb71447f9badb0273cbde15eac1be6809818fc1923fbbcf8992fa7"],
     ["kernels/include/gemmakit.h", "1a4bfdd4c2217eb67b3cbcd1d6fef5baa1f6af3bec860635c3d72e29e98621bf"],
   ],
 };

@@ -1,0 +1,262 @@
+// gk_linear's decode path (m = 1) on AVX2 hosts without AVX512-VNNI (AMD EPYC Zen 2/3, older Xeons): the same x as
+// 24-bit integers as linear_q8act.cpp's x24_block, the same exact integer sums, with vpmaddubsw + vpmaddwd standing in
+// for vpdpbusd. On a 2-core EPYC (14.5 GB/s) the f32 path decoded the 270M's Q5_0 / Q4_K / Q6_K projections at ~4.7
+// GB/s, bound by widening, converting and scaling every code; here the codes stay bytes.
+//
+// vpmaddubsw multiplies unsigned codes by signed bytes of x and adds pairs into int16, saturating: with codes of at
+// most 6 bits (Q5_0 q + 16 <= 31, Q4_K <= 15, Q6_K q + 32 <= 63) a pair is at most 2 · 63 · 128 = 16128, so it never
+// saturates and vpmaddwd against ones gives exactly vpdpbusd's 4-element lane sums. (Q8_0, 8-bit codes, could
+// saturate; it stays on the f32 path, where its products are bound by memory anyway.)
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <new>
+#include <vector>
+
+#include "cpu.h"
+#include "pool.h"
+#include "quant.h"
+#include "vnni.h"
+
+#if !defined(GK_VNNI) && defined(__AVX2__) && defined(__FMA__) && !defined(GK_PORTABLE_SIMD)
+#include <immintrin.h>
+
+namespace {
+
+using gk::quant::f16_at;
+
+template <int DT>
+constexpr int code_offset() {
+  return DT == GK_Q5_0 ? 16 : DT == GK_Q6_K ? 32 : 0;
+}
+
+// x's 24-bit form as linear_q8act.cpp's QX24: bytes l, m, h; per 4-element lane d and the offset terms; per
+// 32-element block Σ x.
+struct QX24 {
+  std::vector<int8_t> l, m, h;
+  std::vector<float> dl, sum;
+  std::vector<int32_t> corr_hm, corr_l;
+};
+
+// The low bytes of 8 int32 lanes, in order, as one u64.
+inline uint64_t low_bytes(__m256i v) {
+  const __m256i pick = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 4, 8, 12, -1,
+                                        -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+  const __m256i t = _mm256_shuffle_epi8(v, pick);
+  return (uint64_t)(uint32_t)_mm256_cvtsi256_si32(t) | (uint64_t)(uint32_t)_mm256_extract_epi32(t, 4) << 32;
+}
+
+// The sums of each 4-element lane of two vectors of int32 (8 lanes each: a's two, then b's two... as 4 values).
+inline void lane_sums(__m256i v, int32_t out[2]) {
+  const __m256i s = _mm256_hadd_epi32(v, v);
+  const __m256i t = _mm256_hadd_epi32(s, s);
+  out[0] = _mm256_cvtsi256_si32(t);
+  out[1] = _mm256_extract_epi32(t, 4);
+}
+
+bool quantize_x24(const float* x, int64_t k, int c, QX24& out) {
+  try {
+    for (auto* v : {&out.l, &out.m, &out.h}) v->resize(k);
+    for (auto* v : {&out.corr_hm, &out.corr_l}) v->resize(k / 4);
+    out.dl.resize(k / 4);
+    out.sum.resize(k / 32);
+  } catch (const std::bad_alloc&) {
+    return false;
+  }
+  const __m256 sign = _mm256_set1_ps(-0.0f), qmax = _mm256_set1_ps(gk::cpu::kX24Max);
+  const __m256 big = _mm256_set1_ps(3.402823466e38f), tiny = _mm256_set1_ps(0x1p-96f);
+  const __m256i lim = _mm256_set1_epi32((int)gk::cpu::kX24Max), k128 = _mm256_set1_epi32(128);
+  const __m256i k255 = _mm256_set1_epi32(255);
+  const auto low_byte = [&](__m256i v) { return _mm256_sub_epi32(_mm256_and_si256(_mm256_add_epi32(v, k128), k255), k128); };
+  for (int64_t e = 0; e < k; e += 8) {
+    const __m256 v = _mm256_loadu_ps(x + e), a = _mm256_andnot_ps(sign, v);
+    const __m256 m2 = _mm256_max_ps(a, _mm256_permute_ps(a, 0xB1));
+    const __m256 m4 = _mm256_max_ps(m2, _mm256_permute_ps(m2, 0x4E));  // each lane's max |x|, in its 4 elements
+    // A NaN or infinity anywhere in a lane makes its d NaN and its codes 0 (as the VNNI path: rows it reaches are NaN).
+    __m256 bad = _mm256_cmp_ps(a, big, _CMP_NLE_UQ);
+    bad = _mm256_or_ps(bad, _mm256_permute_ps(bad, 0xB1));
+    bad = _mm256_or_ps(bad, _mm256_permute_ps(bad, 0x4E));
+    const __m256 live = _mm256_andnot_ps(bad, _mm256_cmp_ps(m4, tiny, _CMP_GT_OQ));
+    const __m256 inv = _mm256_and_ps(live, _mm256_div_ps(qmax, m4));
+    const __m256 d = _mm256_blendv_ps(_mm256_div_ps(m4, qmax), _mm256_set1_ps(__builtin_nanf("")), bad);
+    const __m256i q = _mm256_max_epi32(_mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(v, inv)), lim),
+                                       _mm256_sub_epi32(_mm256_setzero_si256(), lim));
+    const __m256i l = low_byte(q), hm = _mm256_srai_epi32(_mm256_sub_epi32(q, l), 8);
+    const __m256i mid = low_byte(hm), h = _mm256_srai_epi32(_mm256_sub_epi32(hm, mid), 8);
+    const uint64_t lb = low_bytes(l), mb = low_bytes(mid), hb = low_bytes(h);
+    memcpy(out.l.data() + e, &lb, 8), memcpy(out.m.data() + e, &mb, 8), memcpy(out.h.data() + e, &hb, 8);
+    int32_t shm[2], sl[2];
+    lane_sums(hm, shm), lane_sums(l, sl);
+    alignas(32) float ds[8];
+    _mm256_store_ps(ds, d);
+    for (int g = 0; g < 2; ++g) {
+      out.dl[e / 4 + g] = ds[4 * g];
+      out.corr_hm[e / 4 + g] = -c * shm[g];
+      out.corr_l[e / 4 + g] = -c * sl[g];
+    }
+    if (e % 32 == 24) {
+      const __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(x + e - 24), _mm256_loadu_ps(x + e - 16)),
+                                     _mm256_add_ps(_mm256_loadu_ps(x + e - 8), v));
+      alignas(32) float t[8];
+      _mm256_store_ps(t, s);
+      float sum = 0.0f;
+      for (float f : t) sum += f;
+      out.sum[e / 32] = sum;
+    }
+  }
+  return true;
+}
+
+// Byte j of the result: 0xFF when bit j of x is set (ggml's bytes_from_bits_32).
+inline __m256i bits_to_bytes(uint32_t x) {
+  const __m256i shuf = _mm256_setr_epi64x(0x0000000000000000, 0x0101010101010101, 0x0202020202020202,
+                                          0x0303030303030303);
+  const __m256i bytes = _mm256_or_si256(_mm256_shuffle_epi8(_mm256_set1_epi32((int)x), shuf),
+                                        _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
+  return _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1));
+}
+
+// Unit U (elements 64U .. 64U + 63) of a W row: its unsigned codes as two vectors of 32 (elements 0-31, 32-63) and
+// per 4-element lane the scale (scale[0]: lanes of the first 32, scale[1]: the second). Q4_K sets, from the unit that
+// starts a superblock, its 8 scales d · sc (block) and mins −dmin · m (mins), which its later units read.
+template <int DT>
+inline void decode_unit(const uint8_t* row, int64_t U, __m256i codes[2], __m256 scale[2], float block[8],
+                        __m256& mins) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  if constexpr (DT == GK_Q5_0) {
+    for (int b = 0; b < 2; ++b) {
+      const uint8_t* blk = row + 22 * (2 * U + b);
+      const __m128i q = _mm_loadu_si128((const __m128i*)(blk + 6));
+      const __m256i nib = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), low4);
+      codes[b] = _mm256_or_si256(nib, _mm256_and_si256(bits_to_bytes(gk::quant::u32_at(blk + 2)), _mm256_set1_epi8(0x10)));
+      scale[b] = _mm256_set1_ps(f16_at(blk));
+    }
+  } else if constexpr (DT == GK_Q4_K) {
+    const uint8_t* blk = row + 144 * (U / 4);
+    const int s = (int)(U % 4);
+    if (s == 0) {  // as linear_q8act.cpp's decode_unit8: the 6-bit fields, 4 at a time in 32-bit words
+      uint32_t u[4];
+      memcpy(u, blk + 4, 12);
+      constexpr uint32_t k1 = 0x3f3f3f3f, k2 = 0x0f0f0f0f, k3 = 0x03030303;
+      u[3] = ((u[2] >> 4) & k2) | (((u[1] >> 6) & k3) << 4);
+      const uint32_t m03 = u[1] & k1;
+      u[1] = (u[2] & k2) | (((u[0] >> 6) & k3) << 4);
+      u[2] = m03;
+      u[0] &= k1;
+      const __m128i bytes = _mm_loadu_si128((const __m128i*)u);  // sc0..7, m0..7
+      _mm256_storeu_ps(block, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes)), _mm256_set1_ps(f16_at(blk))));
+      mins = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(bytes, 8))),
+                           _mm256_set1_ps(-f16_at(blk + 2)));
+    }
+    const __m256i b = _mm256_loadu_si256((const __m256i*)(blk + 16 + 32 * s));
+    codes[0] = _mm256_and_si256(b, low4);  // sub-block 2s
+    codes[1] = _mm256_and_si256(_mm256_srli_epi16(b, 4), low4);  // sub-block 2s + 1
+    scale[0] = _mm256_set1_ps(block[2 * s]);
+    scale[1] = _mm256_set1_ps(block[2 * s + 1]);
+  } else {
+    static_assert(DT == GK_Q6_K, "decode_unit: unhandled dtype");
+    const uint8_t* blk = row + 210 * (U / 4);
+    const int h = (int)(U % 4) / 2, tp = (int)(U % 2);
+    const __m256i qh = _mm256_loadu_si256((const __m256i*)(blk + 128 + 32 * h));
+    const __m256i h0 = tp ? qh : _mm256_slli_epi16(qh, 4);  // bits 2t, 2t + 1 to bits 4, 5 (as decode_unit8)
+    const __m256i h1 = tp ? _mm256_srli_epi16(qh, 2) : _mm256_slli_epi16(qh, 2);
+    const __m256i top = _mm256_set1_epi8(0x30);
+    for (int half = 0; half < 2; ++half) {
+      const __m256i ql = _mm256_loadu_si256((const __m256i*)(blk + 64 * h + 32 * half));
+      const __m256i lo = _mm256_and_si256(tp ? _mm256_srli_epi16(ql, 4) : ql, low4);
+      codes[half] = _mm256_or_si256(lo, _mm256_and_si256(half ? h1 : h0, top));
+    }
+    int32_t sc4;
+    memcpy(&sc4, blk + 192 + 8 * h + 4 * tp, 4);
+    const __m128 sv = _mm_mul_ps(_mm_cvtepi32_ps(_mm_cvtepi8_epi32(_mm_cvtsi32_si128(sc4))), _mm_set1_ps(f16_at(blk + 208)));
+    const __m256 s8 = _mm256_castps128_ps256(sv);
+    scale[0] = _mm256_permutevar8x32_ps(s8, _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
+    scale[1] = _mm256_permutevar8x32_ps(s8, _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3));
+  }
+}
+
+// vpdpbusd's 4-element lane sums of codes (unsigned, <= 63) × x (signed bytes), exactly (see the header).
+inline __m256i dot4(__m256i codes, __m256i x) {
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(codes, x), _mm256_set1_epi16(1));
+}
+
+inline float hsum(__m256 v) {
+  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
+}
+
+// y[r .. r + R) for the one row of x, as linear_q8act.cpp's x24_block.
+template <int DT, int R>
+inline void x24_block(const QX24& qx, const uint8_t* w, int64_t row_bytes, const void* bias, int64_t r, int64_t k,
+                      float* y) {
+  __m256 acc_hm[R], acc_l[R], mins[R];
+  alignas(32) float block[R][8];
+  for (int j = 0; j < R; ++j) acc_hm[j] = acc_l[j] = mins[j] = _mm256_setzero_ps();
+  const uint8_t* rows = w + r * row_bytes;
+  const int64_t units = k / 64;
+  const char* next = (const char*)rows + R * row_bytes;
+  const int64_t ahead = R * row_bytes / units;
+  for (int64_t U = 0; U < units; ++U) {
+    for (int64_t at = 0; at < ahead + 63; at += 64) __builtin_prefetch(next + U * ahead + at, 0, 3);
+#pragma GCC unroll 4
+    for (int j = 0; j < R; ++j) {
+      __m256i codes[2];
+      __m256 scale[2];
+      decode_unit<DT>(rows + j * row_bytes, U, codes, scale, block[j], mins[j]);
+      for (int half = 0; half < 2; ++half) {
+        const int64_t at = 64 * U + 32 * half, lane = 16 * U + 8 * half;
+        const __m256i xh = _mm256_loadu_si256((const __m256i*)(qx.h.data() + at));
+        const __m256i xm = _mm256_loadu_si256((const __m256i*)(qx.m.data() + at));
+        const __m256i xl = _mm256_loadu_si256((const __m256i*)(qx.l.data() + at));
+        __m256i hm = _mm256_add_epi32(_mm256_slli_epi32(dot4(codes[half], xh), 8), dot4(codes[half], xm));
+        __m256i lo = dot4(codes[half], xl);
+        if constexpr (code_offset<DT>() != 0) {
+          hm = _mm256_add_epi32(hm, _mm256_loadu_si256((const __m256i*)(qx.corr_hm.data() + lane)));
+          lo = _mm256_add_epi32(lo, _mm256_loadu_si256((const __m256i*)(qx.corr_l.data() + lane)));
+        }
+        const __m256 s = _mm256_mul_ps(scale[half], _mm256_loadu_ps(qx.dl.data() + lane));
+        acc_hm[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(hm), s, acc_hm[j]);
+        acc_l[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo), s, acc_l[j]);
+      }
+      if constexpr (DT == GK_Q4_K) {
+        if (U % 4 == 0) acc_l[j] = _mm256_fmadd_ps(mins[j], _mm256_loadu_ps(qx.sum.data() + 2 * U), acc_l[j]);
+      }
+    }
+  }
+  for (int j = 0; j < R; ++j) {
+    y[r + j] = 256.0f * hsum(acc_hm[j]) + hsum(acc_l[j]) + (bias ? ((const float*)bias)[r + j] : 0.0f);
+  }
+}
+
+template <int DT>
+bool linear_x24(const float* x, const void* w, const void* bias, int64_t n, int64_t k, float* y) {
+  thread_local QX24 qx;
+  if (!quantize_x24(x, k, code_offset<DT>(), qx)) return false;
+  const int64_t row_bytes = k / gk::quant::Block<DT>::elems * gk::quant::Block<DT>::bytes;
+  constexpr int64_t kRowChunk = 16;
+  const bool par = n * k >= (1 << 15) && n >= 2 * kRowChunk;
+  const QX24& q = qx;  // (the pool's threads must not name the thread_local)
+  gk::cpu::pool_for(par ? omp_get_max_threads() : 1, [&](int t, int nt) {
+    const int64_t chunks = (n + kRowChunk - 1) / kRowChunk;
+    const int64_t r0 = std::min(n, chunks * t / nt * kRowChunk), r1 = std::min(n, chunks * (t + 1) / nt * kRowChunk);
+    // One row at a time: 2 and 4 rows sharing x's loads measured no faster (16 ymm registers; 2048×2048, 2 threads).
+    for (int64_t r = r0; r < r1; ++r) x24_block<DT, 1>(q, (const uint8_t*)w, row_bytes, bias, r, k, y);
+  });
+  return true;
+}
+
+}  // namespace
+
+bool gk::cpu::linear_x24act(const float* x, const void* weight, int32_t weight_dtype, const void* bias, int64_t n,
+                            int64_t k, float* y) {
+  if (k % 64 != 0) return false;
+  switch (weight_dtype) {
+    case GK_Q5_0: return linear_x24<GK_Q5_0>(x, weight, bias, n, k, y);
+    case GK_Q4_K: return linear_x24<GK_Q4_K>(x, weight, bias, n, k, y);
+    case GK_Q6_K: return linear_x24<GK_Q6_K>(x, weight, bias, n, k, y);
+    default: return false;
+  }
+}
+#endif
