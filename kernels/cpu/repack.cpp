@@ -934,6 +934,8 @@ bool gk::cpu::screen_x16_supported(int32_t dtype) { return screen_qmax(dtype) !=
 
 gk_status gk::cpu::screen_x16(const float* x, const void* w, int32_t dtype, const int32_t* keep_ids, int32_t n_keep,
                               int64_t m, int64_t n, int64_t k, float cap, float* y, int64_t* computed_groups) {
+  // (The caller keeps m within the integer kernel's limit, <= 40: the per-row state below is sized for 64.)
+  if (m < 1 || m > 64) return gk_fail(GK_ERR_INVALID_ARGUMENT, "gk_greedy_logits: the screen takes 1..64 rows of x");
   const X24Row* xr = nullptr;
   X24Rows* q = x24_buffers(m, k, xr);
   thread_local std::vector<int32_t> sum_h;
