@@ -44,17 +44,29 @@ int32_t draw_top_k(const float* logits, int32_t vocab, const gk_sampling& p, flo
   const size_t k = (size_t)p.top_k;
   std::vector<uint64_t>& heap = scratch.keys;  // the k largest keys so far, smallest at the front
   heap.clear();
-  for (int32_t i = 0; i < vocab; ++i) {
-    const uint64_t key = gk::sample_key(logits[i], i);
-    if (heap.size() < k) {
-      heap.push_back(key);
-      if (heap.size() == k) std::make_heap(heap.begin(), heap.end(), std::greater<uint64_t>());
-    } else if (key > heap.front()) {
-      std::pop_heap(heap.begin(), heap.end(), std::greater<uint64_t>());
-      heap.back() = key;
-      std::push_heap(heap.begin(), heap.end(), std::greater<uint64_t>());
+  int32_t i = 0;
+  for (; i < vocab && heap.size() < k; ++i) heap.push_back(gk::sample_key(logits[i], i));
+  std::make_heap(heap.begin(), heap.end(), std::greater<uint64_t>());
+  // The front's rank value: a later token (a larger id) beats the front only with a larger rank value, so a vector of
+  // logits none of which is larger (NaN ranks as -inf; max_ps drops it) holds no survivor and is skipped whole.
+  float front = gk::sample_value_logit((uint32_t)(heap.front() >> 32));
+  const auto offer = [&](int32_t j) {
+    const uint64_t key = gk::sample_key(logits[j], j);
+    if (key <= heap.front()) return;
+    std::pop_heap(heap.begin(), heap.end(), std::greater<uint64_t>());
+    heap.back() = key;
+    std::push_heap(heap.begin(), heap.end(), std::greater<uint64_t>());
+    front = gk::sample_value_logit((uint32_t)(heap.front() >> 32));
+  };
+  {
+    using namespace gk::cpu::simd;
+    const vf none = vset1(-INFINITY);
+    for (; i + kW <= vocab; i += kW) {
+      if (!(hmax(vmax(vload(logits + i), none)) > front)) continue;
+      for (int32_t j = i; j < i + kW; ++j) offer(j);
     }
   }
+  for (; i < vocab; ++i) offer(i);
   std::sort(heap.begin(), heap.end(), std::greater<uint64_t>());  // the survivors, ranked
   uint64_t threshold = heap.back();                                  // the k-th largest key
   const auto id_of = [](uint64_t key) { return (int32_t)(0xffffffffu - (uint32_t)key); };
@@ -109,12 +121,23 @@ int32_t draw_top_k(const float* logits, int32_t vocab, const gk_sampling& p, flo
 
 // Temperature, softmax weights, top-k, top-p, min-p, then the draw. Scales logits in place.
 int32_t draw(float* logits, int32_t vocab, const gk_sampling& p, uint32_t u24) {
-  float m = -INFINITY;
-  for (int32_t i = 0; i < vocab; ++i) {
+  // The largest rank value (NaN as -inf: max_ps keeps its second operand when the first is NaN; -0 as +0 below).
+  using namespace gk::cpu::simd;
+  vf mv = vset1(-INFINITY);
+  const vf t = vset1(p.temperature);
+  int32_t i = 0;
+  for (; i + kW <= vocab; i += kW) {
+    const vf l = vdiv(vload(logits + i), t);
+    vstore(logits + i, l);
+    mv = vmax(l, mv);
+  }
+  float m = hmax(mv);
+  for (; i < vocab; ++i) {
     const float l = logits[i] / p.temperature;
     logits[i] = l;
     m = std::max(m, gk::sample_rank_value(l));
   }
+  if (m == 0.0f) m = 0.0f;
   // Nothing but -inf and NaN: no distribution to draw from; take what greedy would.
   if (m == -INFINITY) return argmax(logits, vocab);
   if (p.top_k > 0 && p.top_k <= kHeapTopK && p.top_k < vocab) return draw_top_k(logits, vocab, p, m, u24);

@@ -9,7 +9,7 @@ export const NATIVE_SOURCES: {
   files: [string, string][];
 } = {
   version: "0.1.0",
-  sha256: "3e192f04bc832f2d5d3cac0f5f3f248559c496fd84aafbf7e5bbaf1b9966af53",
+  sha256: "f2b02e19953a5c6c874395fef1702517b6ffbff356eba6637b2384517d3c7258",
   files: [
     ["kernels/common/dtype.h", "423672a9860bbfc1620995b00bd2b45de6ad4082fd748c94483cc620b15d6ec5"],
     ["kernels/common/error.cpp", "16d996224683479f1bfab036cc33a4cb56589112885bf3a1d9936632ae48064c"],
@@ -45,7 +45,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/rope.cpp", "7fc00eceba13068ac06f6375ebdb6cb4ee6d1aea40667d5dc17a10df32d169d6"],
     ["kernels/cpu/rope_axes.cpp", "665f1ca5e21a59006551262316f3935a67e85912299caabfc82c38db98c9c077"],
     ["kernels/cpu/runtime.cpp", "4f4235dba12246fa5a261e8e0313271cc2241adab20b0e55a1f1ede9faf2b823"],
-    ["kernels/cpu/sample.cpp", "3b1f4a4a70593613522cf8e726764f1a55d1baf2e9e9525bfd465c932444aa5d"],
+    ["kernels/cpu/sample.cpp", "1240cc09abe61a4d45e03d018544192e23ee13a07c99ce8d6b96a9901ca08607"],
     ["kernels/cpu/simd.h", "375d79f4ce32aaa0be1f15f4e28d371d00edc248f6a39d45a81bf76d562e8110"],
     ["kernels/cpu/softmax.cpp", "02d4f89bf232e81992d93b1e1d8c033724810cc91d17acc36209d031626540b1"],
     ["kernels/cpu/vnni.h", "b615a73141cb71447f9badb0273cbde15eac1be6809818fc1923fbbcf8992fa7"],
