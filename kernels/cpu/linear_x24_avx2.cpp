@@ -187,13 +187,17 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
 }
 
-// y[r .. r + R) for the one row of x, as linear_q8act.cpp's x24_block.
+// y[r .. r + R) for the one row of x, as linear_q8act.cpp's x24_block; each half of a unit (32 codes) has accumulators
+// of its own, so that a unit's two halves do not wait on one FMA chain.
 template <int DT, int R>
 inline void x24_block(const QX24& qx, const uint8_t* w, int64_t row_bytes, const void* bias, int64_t r, int64_t k,
                       float* y) {
-  __m256 acc_hm[R], acc_l[R], mins[R];
+  __m256 acc_hm[R][2], acc_l[R][2], mins[R];
   alignas(32) float block[R][8];
-  for (int j = 0; j < R; ++j) acc_hm[j] = acc_l[j] = mins[j] = _mm256_setzero_ps();
+  for (int j = 0; j < R; ++j) {
+    mins[j] = _mm256_setzero_ps();
+    for (int half = 0; half < 2; ++half) acc_hm[j][half] = acc_l[j][half] = _mm256_setzero_ps();
+  }
   const uint8_t* rows = w + r * row_bytes;
   const int64_t units = k / 64;
   const char* next = (const char*)rows + R * row_bytes;
@@ -217,16 +221,17 @@ inline void x24_block(const QX24& qx, const uint8_t* w, int64_t row_bytes, const
           lo = _mm256_add_epi32(lo, _mm256_loadu_si256((const __m256i*)(qx.corr_l.data() + lane)));
         }
         const __m256 s = _mm256_mul_ps(scale[half], _mm256_loadu_ps(qx.dl.data() + lane));
-        acc_hm[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(hm), s, acc_hm[j]);
-        acc_l[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo), s, acc_l[j]);
+        acc_hm[j][half] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(hm), s, acc_hm[j][half]);
+        acc_l[j][half] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo), s, acc_l[j][half]);
       }
       if constexpr (DT == GK_Q4_K) {
-        if (U % 4 == 0) acc_l[j] = _mm256_fmadd_ps(mins[j], _mm256_loadu_ps(qx.sum.data() + 2 * U), acc_l[j]);
+        if (U % 4 == 0) acc_l[j][0] = _mm256_fmadd_ps(mins[j], _mm256_loadu_ps(qx.sum.data() + 2 * U), acc_l[j][0]);
       }
     }
   }
   for (int j = 0; j < R; ++j) {
-    y[r + j] = 256.0f * hsum(acc_hm[j]) + hsum(acc_l[j]) + (bias ? ((const float*)bias)[r + j] : 0.0f);
+    y[r + j] = 256.0f * hsum(_mm256_add_ps(acc_hm[j][0], acc_hm[j][1])) + hsum(_mm256_add_ps(acc_l[j][0], acc_l[j][1])) +
+               (bias ? ((const float*)bias)[r + j] : 0.0f);
   }
 }
 
