@@ -68,7 +68,9 @@ bool quantize_x24(const float* x, int64_t k, int c, QX24& out) {
   const __m256 big = _mm256_set1_ps(3.402823466e38f), tiny = _mm256_set1_ps(0x1p-96f);
   const __m256i lim = _mm256_set1_epi32((int)gk::cpu::kX24Max), k128 = _mm256_set1_epi32(128);
   const __m256i k255 = _mm256_set1_epi32(255);
-  const auto low_byte = [&](__m256i v) { return _mm256_sub_epi32(_mm256_and_si256(_mm256_add_epi32(v, k128), k255), k128); };
+  const auto low_byte = [&](__m256i v) {
+    return _mm256_sub_epi32(_mm256_and_si256(_mm256_add_epi32(v, k128), k255), k128);
+  };
   for (int64_t e = 0; e < k; e += 8) {
     const __m256 v = _mm256_loadu_ps(x + e), a = _mm256_andnot_ps(sign, v);
     const __m256 m2 = _mm256_max_ps(a, _mm256_permute_ps(a, 0xB1));
@@ -129,7 +131,8 @@ inline void decode_unit(const uint8_t* row, int64_t U, __m256i codes[2], __m256 
       const uint8_t* blk = row + 22 * (2 * U + b);
       const __m128i q = _mm_loadu_si128((const __m128i*)(blk + 6));
       const __m256i nib = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), low4);
-      codes[b] = _mm256_or_si256(nib, _mm256_and_si256(bits_to_bytes(gk::quant::u32_at(blk + 2)), _mm256_set1_epi8(0x10)));
+      const __m256i fifth = _mm256_and_si256(bits_to_bytes(gk::quant::u32_at(blk + 2)), _mm256_set1_epi8(0x10));
+      codes[b] = _mm256_or_si256(nib, fifth);
       scale[b] = _mm256_set1_ps(f16_at(blk));
     }
   } else if constexpr (DT == GK_Q4_K) {
@@ -145,7 +148,8 @@ inline void decode_unit(const uint8_t* row, int64_t U, __m256i codes[2], __m256 
       u[2] = m03;
       u[0] &= k1;
       const __m128i bytes = _mm_loadu_si128((const __m128i*)u);  // sc0..7, m0..7
-      _mm256_storeu_ps(block, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes)), _mm256_set1_ps(f16_at(blk))));
+      const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes));
+      _mm256_storeu_ps(block, _mm256_mul_ps(sc, _mm256_set1_ps(f16_at(blk))));
       mins = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(bytes, 8))),
                            _mm256_set1_ps(-f16_at(blk + 2)));
     }
@@ -169,7 +173,8 @@ inline void decode_unit(const uint8_t* row, int64_t U, __m256i codes[2], __m256 
     }
     int32_t sc4;
     memcpy(&sc4, blk + 192 + 8 * h + 4 * tp, 4);
-    const __m128 sv = _mm_mul_ps(_mm_cvtepi32_ps(_mm_cvtepi8_epi32(_mm_cvtsi32_si128(sc4))), _mm_set1_ps(f16_at(blk + 208)));
+    const __m128 sc = _mm_cvtepi32_ps(_mm_cvtepi8_epi32(_mm_cvtsi32_si128(sc4)));
+    const __m128 sv = _mm_mul_ps(sc, _mm_set1_ps(f16_at(blk + 208)));
     const __m256 s8 = _mm256_castps128_ps256(sv);
     scale[0] = _mm256_permutevar8x32_ps(s8, _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
     scale[1] = _mm256_permutevar8x32_ps(s8, _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3));
@@ -230,8 +235,9 @@ inline void x24_block(const QX24& qx, const uint8_t* w, int64_t row_bytes, const
     }
   }
   for (int j = 0; j < R; ++j) {
-    y[r + j] = 256.0f * hsum(_mm256_add_ps(acc_hm[j][0], acc_hm[j][1])) + hsum(_mm256_add_ps(acc_l[j][0], acc_l[j][1])) +
-               (bias ? ((const float*)bias)[r + j] : 0.0f);
+    const float hm = hsum(_mm256_add_ps(acc_hm[j][0], acc_hm[j][1]));
+    const float lo = hsum(_mm256_add_ps(acc_l[j][0], acc_l[j][1]));
+    y[r + j] = 256.0f * hm + lo + (bias ? ((const float*)bias)[r + j] : 0.0f);
   }
 }
 

@@ -9,7 +9,7 @@ export const NATIVE_SOURCES: {
   files: [string, string][];
 } = {
   version: "0.1.0",
-  sha256: "e63fb8bfb6c59e8c07fb2a007c5c48da179c650f9205fcbafa6d6a09da7086a9",
+  sha256: "9da09c53a87f9bb5e50b643793290af77bdd369458bdd418cb12cf4f2f03ba4a",
   files: [
     ["kernels/common/dtype.h", "423672a9860bbfc1620995b00bd2b45de6ad4082fd748c94483cc620b15d6ec5"],
     ["kernels/common/error.cpp", "16d996224683479f1bfab036cc33a4cb56589112885bf3a1d9936632ae48064c"],
@@ -31,7 +31,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/layer_norm.cpp", "71da9959d48a20ee3f1414af319ac6266e0a2291059c8b33567ece4326ba534a"],
     ["kernels/cpu/linear.cpp", "cbb0dbbf35392e830b19328c885439ede50c3a37e0ec55ad5713c402a69b28a9"],
     ["kernels/cpu/linear_q8act.cpp", "4c60a390343b470043ba83050729599624c5f6d9befc51887cd65f0cab6af886"],
-    ["kernels/cpu/linear_x24_avx2.cpp", "ad74107efe8dc502041a444e4310e0e6e2cea0c183c74193f6901142f85dd436"],
+    ["kernels/cpu/linear_x24_avx2.cpp", "8f10ea2c74727a9117d3e08bc5c815bdf7f65a36c935c45a45fa1fb228b63dab"],
     ["kernels/cpu/logits_process.cpp", "a0202bb03fa6fbd533677ab1155c2d19fb666e1275437e8bc543ee011668384a"],
     ["kernels/cpu/logprobs.cpp", "d671988cef3ab6b39f06f74bb743ecdf2e1480d8ed43e24375f9501a0da7eba2"],
     ["kernels/cpu/moe.cpp", "795ca110dc8aeacace2eb516b3b3231234edcc8d2deb3f336e7f27194e4cf54c"],
