@@ -36,6 +36,7 @@
 #include <cmath>
 #include <cstring>
 #include <new>
+#include <type_traits>
 #include <vector>
 
 #include "cpu.h"
@@ -571,6 +572,33 @@ inline void chunk_sums(const uint8_t* codes, int t0, int t1, const int32_t* h4, 
   }
 }
 
+// Chunk c of a group as the integer kernel and the screen read it: the chunk ~kAhead bytes on prefetched, its codes
+// (chunk_codes) and its rows' scales and mins (chunk_params).
+template <int DT>
+inline const uint8_t* chunk_begin(const uint8_t* group, int64_t c, uint8_t* scratch, __m512 scale[2], __m512& min) {
+  constexpr Format f = format(DT);
+  constexpr int64_t kChunkBytes = f.bytes / (f.cols / 32);  // (on average: a K-quant's scales come with its first)
+  const char* next = (const char*)group + c * kChunkBytes + kAhead;
+  for (int64_t at = 0; at < kChunkBytes; at += 64) _mm_prefetch(next + at, _MM_HINT_T0);
+  chunk_params<DT>(group, c, scale, min);
+  return chunk_codes<DT>(group, c, scratch);
+}
+
+// Calls f(std::integral_constant<int, M>{}) for M = rows (1..kMaxM): the kernels' row loops unrolled for each M.
+template <typename F>
+inline void with_rows(int rows, F&& f) {
+  switch (rows) {
+    case 8: return f(std::integral_constant<int, 8>{});
+    case 7: return f(std::integral_constant<int, 7>{});
+    case 6: return f(std::integral_constant<int, 6>{});
+    case 5: return f(std::integral_constant<int, 5>{});
+    case 4: return f(std::integral_constant<int, 4>{});
+    case 3: return f(std::integral_constant<int, 3>{});
+    case 2: return f(std::integral_constant<int, 2>{});
+    default: return f(std::integral_constant<int, 1>{});
+  }
+}
+
 // y[i, 16g .. 16g + 16) for M rows of x against group g: per chunk (per half for Q6_K's 16-element scales), int32
 // vectors of the 16 rows' exact sums (one lane a row), converted and scaled by scale_w · d_x into acc_hm (256 h + m)
 // and acc_l (l, and a Q4_K min · Σ x); y = 256 · acc_hm + acc_l.
@@ -578,16 +606,12 @@ template <int DT, int M>
 inline void group_rows(const uint8_t* group, int64_t chunks, const X24Row* xr, const float* bias, int64_t g, int64_t n,
                        float* y) {
   constexpr Format f = format(DT);
-  constexpr int64_t kChunkBytes = f.bytes / (f.cols / 32);  // (on average: a K-quant's scales come with its first)
   __m512 acc_hm[M], acc_l[M];
   for (int i = 0; i < M; ++i) acc_hm[i] = acc_l[i] = _mm512_setzero_ps();
   alignas(64) uint8_t scratch[8 * 64];
   for (int64_t c = 0; c < chunks; ++c) {
-    const char* next = (const char*)group + c * kChunkBytes + kAhead;
-    for (int64_t at = 0; at < kChunkBytes; at += 64) _mm_prefetch(next + at, _MM_HINT_T0);
-    const uint8_t* codes = chunk_codes<DT>(group, c, scratch);
     __m512 scale[2], min;
-    chunk_params<DT>(group, c, scale, min);
+    const uint8_t* codes = chunk_begin<DT>(group, c, scratch, scale, min);
 #pragma GCC unroll 8
     for (int i = 0; i < M; ++i) {
       const int32_t *h4 = (const int32_t*)(xr[i].h + 32 * c), *m4 = (const int32_t*)(xr[i].m + 32 * c),
@@ -621,21 +645,6 @@ inline void group_rows(const uint8_t* group, int64_t chunks, const X24Row* xr, c
 }
 
 template <int DT>
-void group_any(int rows, const uint8_t* group, int64_t chunks, const X24Row* xr, const float* bias, int64_t g, int64_t n,
-               float* y) {
-  switch (rows) {
-    case 8: return group_rows<DT, 8>(group, chunks, xr, bias, g, n, y);
-    case 7: return group_rows<DT, 7>(group, chunks, xr, bias, g, n, y);
-    case 6: return group_rows<DT, 6>(group, chunks, xr, bias, g, n, y);
-    case 5: return group_rows<DT, 5>(group, chunks, xr, bias, g, n, y);
-    case 4: return group_rows<DT, 4>(group, chunks, xr, bias, g, n, y);
-    case 3: return group_rows<DT, 3>(group, chunks, xr, bias, g, n, y);
-    case 2: return group_rows<DT, 2>(group, chunks, xr, bias, g, n, y);
-    default: return group_rows<DT, 1>(group, chunks, xr, bias, g, n, y);
-  }
-}
-
-template <int DT>
 void groups_range(const uint8_t* w, int64_t k, const X24Row* xr, const float* bias, int64_t m, int64_t n, int64_t g0,
                   int64_t g1, float* y) {
   const int64_t group_bytes = k / format(DT).cols * format(DT).bytes;
@@ -644,7 +653,8 @@ void groups_range(const uint8_t* w, int64_t k, const X24Row* xr, const float* bi
     const int64_t passes = (m + kMaxM - 1) / kMaxM;
     for (int64_t p = 0, i = 0; p < passes; ++p) {
       const int64_t r = m * (p + 1) / passes - i;
-      group_any<DT>((int)r, w + g * group_bytes, k / 32, xr + i, bias, g, n, y + i * n);
+      const uint8_t* group = w + g * group_bytes;
+      with_rows((int)r, [&](auto M) { group_rows<DT, M()>(group, k / 32, xr + i, bias, g, n, y + i * n); });
       i += r;
     }
   }
@@ -786,15 +796,11 @@ inline __m512i screen_sums(const uint8_t* codes, int t0, int t1, const int32_t* 
 template <int DT, int M>
 inline void group_screen(const uint8_t* group, int64_t chunks, const ScreenRow* xs, __m512* value, __m512* bound) {
   constexpr Format f = format(DT);
-  constexpr int64_t kChunkBytes = f.bytes / (f.cols / 32);
   for (int i = 0; i < M; ++i) value[i] = bound[i] = _mm512_setzero_ps();
   alignas(64) uint8_t scratch[8 * 64];
   for (int64_t c = 0; c < chunks; ++c) {
-    const char* next = (const char*)group + c * kChunkBytes + kAhead;
-    for (int64_t at = 0; at < kChunkBytes; at += 64) _mm_prefetch(next + at, _MM_HINT_T0);
-    const uint8_t* codes = chunk_codes<DT>(group, c, scratch);
     __m512 scale[2], min;
-    chunk_params<DT>(group, c, scale, min);
+    const uint8_t* codes = chunk_begin<DT>(group, c, scratch, scale, min);
     const __m512 abs0 = _mm512_abs_ps(scale[0]), abs1 = _mm512_abs_ps(scale[1]);
 #pragma GCC unroll 8
     for (int i = 0; i < M; ++i) {
@@ -814,21 +820,6 @@ inline void group_screen(const uint8_t* group, int64_t chunks, const ScreenRow* 
         bound[i] = _mm512_fmadd_ps(abs0, _mm512_set1_ps(b[0] + b[1]), bound[i]);
       }
     }
-  }
-}
-
-template <int DT>
-void group_screen_any(int rows, const uint8_t* group, int64_t chunks, const ScreenRow* xs, __m512* value,
-                      __m512* bound) {
-  switch (rows) {
-    case 8: return group_screen<DT, 8>(group, chunks, xs, value, bound);
-    case 7: return group_screen<DT, 7>(group, chunks, xs, value, bound);
-    case 6: return group_screen<DT, 6>(group, chunks, xs, value, bound);
-    case 5: return group_screen<DT, 5>(group, chunks, xs, value, bound);
-    case 4: return group_screen<DT, 4>(group, chunks, xs, value, bound);
-    case 3: return group_screen<DT, 3>(group, chunks, xs, value, bound);
-    case 2: return group_screen<DT, 2>(group, chunks, xs, value, bound);
-    default: return group_screen<DT, 1>(group, chunks, xs, value, bound);
   }
 }
 
@@ -871,7 +862,7 @@ void screen_group(const ScreenJob& j, int64_t g, int64_t i0, int r, float* best_
   const int64_t chunks = j.k / 32;
   const uint8_t* group = j.w + g * (j.k / format(DT).cols) * format(DT).bytes;
   __m512 value[kMaxM], bound[kMaxM];
-  group_screen_any<DT>(r, group, chunks, j.xs + i0, value, bound);
+  with_rows(r, [&](auto M) { group_screen<DT, M()>(group, chunks, j.xs + i0, value, bound); });
   const __mmask16 keep = j.keep[g];
   int64_t computed = 0;
   for (int q = 0; q < r; ++q) {
