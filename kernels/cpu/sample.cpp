@@ -2,7 +2,6 @@
 // bisects. Both pick the same token for the same logits: weights, masses and keys are computed by the
 // shared functions, and every sum is an exact integer sum.
 #include <algorithm>
-#include <cstring>
 #include <functional>
 
 #include "../common/sampling.h"
@@ -32,6 +31,19 @@ constexpr int32_t kHeapTopK = 4096;
 // row over the decode pool measured slower on 2 shared cores: the hand-off costs more than the second core's
 // share of bandwidth.)
 int32_t argmax(const float* x, int32_t n) { return gk::cpu::simd::argmax(x, n); }
+
+// Top-p's cut: the key of the entry of `ranked` ((key, mass > 0), key descending) at which the cumulative mass first
+// reaches top_p of `total` (the mass of every candidate, zeros included); `threshold` when it never does.
+uint64_t top_p_cut(const std::vector<std::pair<uint64_t, uint64_t>>& ranked, uint64_t total, float top_p,
+                   uint64_t threshold) {
+  const double target = (double)top_p * (double)total;
+  uint64_t cum = 0;
+  for (const auto& [key, mass] : ranked) {
+    cum += mass;
+    if ((double)cum >= target) return key;
+  }
+  return threshold;
+}
 
 // R = floor(u * total), u = u24 / 2^24: the mass at which the draw stops.
 uint64_t draw_point(uint32_t u24, uint64_t total) { return (uint64_t)(((unsigned __int128)u24 * total) >> 24); }
@@ -70,43 +82,27 @@ int32_t draw_top_k(const float* logits, int32_t vocab, const gk_sampling& p, flo
   std::sort(heap.begin(), heap.end(), std::greater<uint64_t>());  // the survivors, ranked
   uint64_t threshold = heap.back();                                  // the k-th largest key
   const auto id_of = [](uint64_t key) { return (int32_t)(0xffffffffu - (uint32_t)key); };
-  auto& cand = scratch.cand;  // (key, weight's bits) of each survivor, ranked
-  cand.clear();
-  for (const uint64_t key : heap) {
-    const float w = gk::sample_weight(logits[id_of(key)], m);
-    uint32_t bits;
-    memcpy(&bits, &w, sizeof bits);
-    cand.emplace_back(key, bits);
-  }
-  const auto weight = [](uint64_t bits) {
-    float w;
-    const uint32_t b = (uint32_t)bits;
-    memcpy(&w, &b, sizeof w);
-    return w;
-  };
+  const auto weight = [&](uint64_t key) { return gk::sample_weight(logits[id_of(key)], m); };
   if (p.top_p < 1.0f) {  // as draw(): the shortest ranked prefix whose mass reaches top_p of the survivors'
+    auto& cand = scratch.cand;
+    cand.clear();
     uint64_t total = 0;
-    for (const auto& c : cand) total += gk::sample_mass(weight(c.second));
-    const double target = (double)p.top_p * (double)total;
-    uint64_t cum = 0;
-    for (const auto& c : cand) {
-      const uint64_t mass = gk::sample_mass(weight(c.second));
-      if (mass == 0) continue;
-      cum += mass;
-      if ((double)cum >= target) {
-        threshold = c.first;
-        break;
-      }
+    for (const uint64_t key : heap) {
+      const uint64_t mass = gk::sample_mass(weight(key));
+      total += mass;
+      if (mass > 0) cand.emplace_back(key, mass);
     }
+    threshold = top_p_cut(cand, total, p.top_p, threshold);
   }
   // Kept (top-p's prefix, min-p), then the draw in id order.
   auto& kept = scratch.kept;
   kept.clear();
   uint64_t total = 0;
-  for (const auto& c : cand) {
-    const float w = weight(c.second);
-    if (c.first < threshold || w < p.min_p) continue;
-    kept.emplace_back(id_of(c.first), gk::sample_mass(w));
+  for (const uint64_t key : heap) {
+    if (key < threshold) break;  // (ranked: the rest are below too)
+    const float w = weight(key);
+    if (w < p.min_p) continue;
+    kept.emplace_back(id_of(key), gk::sample_mass(w));
     total += kept.back().second;
   }
   std::sort(kept.begin(), kept.end());
@@ -169,16 +165,8 @@ int32_t draw(float* logits, int32_t vocab, const gk_sampling& p, uint32_t u24) {
       total += mass;
       if (mass > 0) cand.emplace_back(key, mass);
     }
-    const double target = (double)p.top_p * (double)total;
     std::sort(cand.begin(), cand.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
-    uint64_t cum = 0;
-    for (const auto& [key, mass] : cand) {
-      cum += mass;
-      if ((double)cum >= target) {
-        threshold = key;
-        break;
-      }
-    }
+    threshold = top_p_cut(cand, total, p.top_p, threshold);
   }
   // min-p: the most likely token has weight 1, so "prob < min_p * max prob" is "weight < min_p".
   auto kept = [&](int32_t i) { return gk::sample_key(logits[i], i) >= threshold && !(w[i] < p.min_p); };
