@@ -9,7 +9,7 @@ export const NATIVE_SOURCES: {
   files: [string, string][];
 } = {
   version: "0.1.0",
-  sha256: "9da09c53a87f9bb5e50b643793290af77bdd369458bdd418cb12cf4f2f03ba4a",
+  sha256: "1e6a616693427e7dcd6a1dc120f650f941ee55a7da56c448d6768cda4e0f0565",
   files: [
     ["kernels/common/dtype.h", "423672a9860bbfc1620995b00bd2b45de6ad4082fd748c94483cc620b15d6ec5"],
     ["kernels/common/error.cpp", "16d996224683479f1bfab036cc33a4cb56589112885bf3a1d9936632ae48064c"],
@@ -40,12 +40,12 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/pool.h", "2d0871be1b0acb94c9139f07e6a18a8475239bbe07e57afeae5492469f58f459"],
     ["kernels/cpu/program.cpp", "779c22004d3834968b009297672ff3bb8c9c29853e06c14137edefd1c59e3fc1"],
     ["kernels/cpu/quant.h", "c9135677192004e45ef4b54cd1c0d932d8b4c7aa1ae0c96059e03b79ca563d50"],
-    ["kernels/cpu/repack.cpp", "783e135c9ddac08d001cec32065698baebb2547669825ce794cb4fb5111881a3"],
+    ["kernels/cpu/repack.cpp", "434f5331a33ebdcf3248cce9e5c6d739f8420395e5bb2a9a27310722e2fe8d57"],
     ["kernels/cpu/rms_norm.cpp", "b9bcf218b0f2136fe6e80d8066bc5e14fb8ff456b04cdf2e8d0ea0d2a8de09fb"],
     ["kernels/cpu/rope.cpp", "7fc00eceba13068ac06f6375ebdb6cb4ee6d1aea40667d5dc17a10df32d169d6"],
     ["kernels/cpu/rope_axes.cpp", "665f1ca5e21a59006551262316f3935a67e85912299caabfc82c38db98c9c077"],
     ["kernels/cpu/runtime.cpp", "4f4235dba12246fa5a261e8e0313271cc2241adab20b0e55a1f1ede9faf2b823"],
-    ["kernels/cpu/sample.cpp", "1240cc09abe61a4d45e03d018544192e23ee13a07c99ce8d6b96a9901ca08607"],
+    ["kernels/cpu/sample.cpp", "75e88c2e600ccbe378a6c2761f1c0c4adaf2a0d005b04f8197d9420887c9edc5"],
     ["kernels/cpu/simd.h", "375d79f4ce32aaa0be1f15f4e28d371d00edc248f6a39d45a81bf76d562e8110"],
     ["kernels/cpu/softmax.cpp", "02d4f89bf232e81992d93b1e1d8c033724810cc91d17acc36209d031626540b1"],
     ["kernels/cpu/vnni.h", "b615a73141cb71447f9badb0273cbde15eac1be6809818fc1923fbbcf8992fa7"],

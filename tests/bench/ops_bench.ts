@@ -9,6 +9,8 @@
  *   --attention     only the prefill attention rows
  *   --quant         only the quantized-weight rows (Gemma 3 270M Q4_K_M GGUF's projections at 1-64 rows of x, as
  *                   stored and in the layout the models load them in)
+ *   --sample        only the sampler rows (gk_sample over a 262,144-token vocabulary: greedy, temperature alone,
+ *                   Gemma's default top-k 64 / top-p 0.95)
  *   --json PATH     also write the rows as JSON
  */
 import { Backend } from "../../src/runtime/backend.ts";
@@ -17,6 +19,7 @@ import { Tensor } from "../../src/runtime/tensor.ts";
 import { linear } from "../../src/ops/linear.ts";
 import { repackForBackend } from "../../src/ops/repack.ts";
 import { attentionPrefill } from "../../src/ops/attention.ts";
+import { DECODE_STATE, sample, type SamplingParams } from "../../src/ops/sample.ts";
 import { openLibrary } from "../../src/ffi/library.ts";
 
 interface Shape {
@@ -105,17 +108,18 @@ const args = Deno.args;
 const quick = args.includes("--quick");
 const attentionOnly = args.includes("--attention");
 const quantOnly = args.includes("--quant");
+const sampleOnly = args.includes("--sample");
 const jsonPath = args.includes("--json") ? args[args.indexOf("--json") + 1] : undefined;
 
 interface Row {
   backend: string;
   device: string;
-  kind: "gemv" | "gemm" | "qgemm" | "qgemv" | "attention";
+  kind: "gemv" | "gemm" | "qgemm" | "qgemv" | "attention" | "sample";
   shape: string;
   dtype: DType;
   ms: number;
   figure: number;
-  unit: "GB/s" | "GFLOP/s";
+  unit: "GB/s" | "GFLOP/s" | "M logits/s";
 }
 
 /** Median time of `fn` in ms, after warm-up, over at least `minReps` runs and ~`budgetMs`. */
@@ -138,6 +142,8 @@ function benchBackend(backend: Backend): Row[] {
   const rows: Row[] = [];
   const budget = quick ? 200 : 1000;
   const dtypes: DType[] = ["bf16", "f32"];
+  if (!attentionOnly && !quantOnly) rows.push(...benchSample(backend, budget));
+  if (sampleOnly) return rows;
   if (!attentionOnly) rows.push(...benchQuant(backend, budget));
   if (quantOnly) return rows;
   for (const [kind, shapes] of attentionOnly ? [] : [["gemv", GEMV], ["gemm", GEMM]] as const) {
@@ -172,6 +178,54 @@ function benchBackend(backend: Backend): Row[] {
   }
   for (const shape of ATTENTION) rows.push(benchAttention(backend, shape, budget));
   return rows;
+}
+
+// One draw from a Gemma vocabulary's logits (gk_sample, temperature 1 so that the in-place scaling leaves them as
+// they were): greedy, every token weighed, and Gemma's generation_config default.
+const SAMPLE_PARAMS: { label: string; params: SamplingParams }[] = [
+  { label: "greedy", params: { temperature: 0 } },
+  { label: "temperature 1", params: { temperature: 1, seed: 7 } },
+  { label: "top-k 64, top-p 0.95", params: { temperature: 1, topK: 64, topP: 0.95, seed: 7 } },
+];
+
+function benchSample(backend: Backend, budget: number): Row[] {
+  const vocab = 262144;
+  // Seeded logits in ±10, so the draw has a distribution to walk (not a byte pattern's constant).
+  let seed = 1;
+  const logits = Float32Array.from({ length: vocab }, () => {
+    seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+    return (seed / 2 ** 32 - 0.5) * 20;
+  });
+  using x = Tensor.fromArray(backend, logits, [vocab]);
+  using state = Tensor.empty(backend, [DECODE_STATE.fields], "i32");
+  using history = Tensor.empty(backend, [16], "i32");
+  const fresh = new Int32Array(DECODE_STATE.fields);
+  return SAMPLE_PARAMS.map(({ label, params }) => {
+    // The state is reset before each draw (a draw appends to the history and stops once it is full).
+    const ms = time(
+      backend,
+      () => {
+        state.write(fresh);
+        sample(x, params, state, history);
+      },
+      budget,
+      quick ? 3 : 10,
+    );
+    const row: Row = {
+      backend: backend.kind,
+      device: backend.deviceName,
+      kind: "sample",
+      shape: `vocab ${vocab}, ${label}`,
+      dtype: "f32",
+      ms,
+      figure: vocab / (ms * 1e3),
+      unit: "M logits/s",
+    };
+    console.log(
+      `| ${row.backend} | ${row.kind} | ${row.shape} | — | ${ms.toFixed(3)} | ${row.figure.toFixed(0)} ${row.unit} |`,
+    );
+    return row;
+  });
 }
 
 function benchQuant(backend: Backend, budget: number): Row[] {
