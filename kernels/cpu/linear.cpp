@@ -909,7 +909,14 @@ constexpr int kQuantBcastM = 128;            // measured: faster than the packed
 // W rows per strip: kBcastNR × kBcastMV accumulators. AVX2 (16 ymm registers): 6 × 2 = 12 accumulators, 2 vectors of
 // x^T and a broadcast, 12 FMAs per 8 loads; with 4 rows (8 FMAs per 6 loads) a 16-token 270M prefill took 62-78 ms
 // against 44-51 ms (2-core EPYC, interleaved), 32 tokens 94-154 against 74-109 ms. The same sums in the same order.
-constexpr int kBcastNR = kW == 16 ? 8 : 6;
+// The portable vectors (two registers each on SSE or NEON) keep 4, the value nothing has been measured against.
+#if defined(__AVX512F__)
+constexpr int kBcastNR = 8;
+#elif defined(__AVX2__) && defined(__FMA__)
+constexpr int kBcastNR = 6;
+#else
+constexpr int kBcastNR = 4;
+#endif
 constexpr int kBcastMV = 2;                  // vectors of x^T (kW rows of x each) per micro-tile
 // Longest k taken: a strip of 2·kBcastNR rows is then at most 1 MB, within a core's L2 (2 MB here). Up to k = 4096 the
 // strip lived in the packing panel; Gemma 4 E2B's down_proj (k = 6144) and 1B's (6912) went to the packed GEMM,
