@@ -907,8 +907,8 @@ gk_status gemm(const float* x, const void* w, const void* bias, int64_t m, int64
 // (0.09 ms fixed, the same per row). Every y element is still one fixed-order f32 sum over k.
 constexpr int kQuantBcastM = 128;            // measured: faster than the packed GEMM at 16..128, mixed at 256
 // W rows per strip: kBcastNR × kBcastMV accumulators. AVX2 (16 ymm registers): 6 × 2 = 12 accumulators, 2 vectors of
-// x^T and a broadcast, 12 FMAs per 8 loads; with 4 rows (8 FMAs per 6 loads) a 16-token 270M prefill took 62-78 ms
-// against 44-51 ms (2-core EPYC, interleaved), 32 tokens 94-154 against 74-109 ms. The same sums in the same order.
+// x^T and a broadcast, 12 FMAs per 8 loads, against 8 per 6 with 4 rows: a 16-token 270M prefill 178 -> 220 and 284 ->
+// 333 tok/s (2-core EPYC, two interleaved sets; docs/benchmarks.md has the command). The same sums in the same order.
 // The portable vectors (two registers each on SSE or NEON) keep 4, the value nothing has been measured against.
 #if defined(__AVX512F__)
 constexpr int kBcastNR = 8;

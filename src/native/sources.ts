@@ -9,7 +9,7 @@ export const NATIVE_SOURCES: {
   files: [string, string][];
 } = {
   version: "0.1.0",
-  sha256: "6ec04e65ab7c0aea14c2fb0f01fa3f59d0a3c2e20b5dec38af74dfaf191211be",
+  sha256: "e1371a6984417843cae8bb081a6ad0161b3670af9abeb9c73a7bd28c9f45627d",
   files: [
     ["kernels/common/dtype.h", "423672a9860bbfc1620995b00bd2b45de6ad4082fd748c94483cc620b15d6ec5"],
     ["kernels/common/error.cpp", "16d996224683479f1bfab036cc33a4cb56589112885bf3a1d9936632ae48064c"],
@@ -29,7 +29,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/greedy_logits.cpp", "2120e8ae17734932e786fbe090f3e6c88f87d05a72be436a15bf4c8ad2d74582"],
     ["kernels/cpu/kv_cache_write.cpp", "86990e09320fbf192230c96abc269289aa6ce3425ca5a821cf0fc027767af5ca"],
     ["kernels/cpu/layer_norm.cpp", "71da9959d48a20ee3f1414af319ac6266e0a2291059c8b33567ece4326ba534a"],
-    ["kernels/cpu/linear.cpp", "978b1f4be68881c01b34924de9078a36935b5c17ab3a6d1be3b248a3211e9b29"],
+    ["kernels/cpu/linear.cpp", "6edc0ca58ff5ee785d9c0dfd09b09f46555510a751d9f91e8450a98e700a84fe"],
     ["kernels/cpu/linear_q8act.cpp", "4c60a390343b470043ba83050729599624c5f6d9befc51887cd65f0cab6af886"],
     ["kernels/cpu/linear_x24_avx2.cpp", "8f10ea2c74727a9117d3e08bc5c815bdf7f65a36c935c45a45fa1fb228b63dab"],
     ["kernels/cpu/logits_process.cpp", "a0202bb03fa6fbd533677ab1155c2d19fb666e1275437e8bc543ee011668384a"],
