@@ -1,6 +1,6 @@
 /** The figures of `deno task bench --streams` (batch_bench.ts) from made-up arrival times. */
 import assert from "node:assert/strict";
-import { figures, prompts, quantile, tokenGaps } from "./batch_bench.ts";
+import { figures, prompts, quantile, tokenGaps, tokensAfterFirst } from "./batch_bench.ts";
 
 Deno.test("tokenGaps: one piece per event gives the plain gaps", () => {
   assert.deepEqual(tokenGaps([100, 110, 130, 160]), [10, 20, 30]);
@@ -33,6 +33,25 @@ Deno.test("figures: aggregate tok/s over the wall time from sending to the last 
   assert.equal(f.ttftMedianMs, (100 + 500) / 2);
   assert.equal(f.itlMedianMs, 100); // gaps 100, 100, 100, 400
   assert.ok(Math.abs(f.itlP90Ms - 310) < 1e-9);
+});
+
+Deno.test("figures: decode tok/s counts the tokens after each first, from the first stream's first token", () => {
+  const f = figures(1000, [
+    { arrivals: [1100, 1200, 1300], tokens: 3 },
+    { arrivals: [1500, 1600, 2000], tokens: 3 },
+  ]);
+  // 2 + 2 tokens after the firsts, in the 0.9 s from 1100 (the first first token) to 2000: the second stream's
+  // prefill (1100-1500) stays inside the window, so the figure never exceeds the steady rate.
+  assert.ok(Math.abs(f.decodeTps - 4 / 0.9) < 1e-9, `${f.decodeTps}`);
+  assert.ok(Number.isNaN(figures(0, [{ arrivals: [5], tokens: 1 }]).decodeTps)); // nothing after the first
+});
+
+Deno.test("tokensAfterFirst: a first burst (a decode chunk delivered together) is not decode after the first", () => {
+  assert.equal(tokensAfterFirst({ arrivals: [100, 200, 300], tokens: 3 }), 2);
+  assert.equal(tokensAfterFirst({ arrivals: [100, 100.3, 100.6, 200], tokens: 4 }), 1);
+  // Pieces that carry more than one token each: the tokens in proportion to the pieces.
+  assert.equal(tokensAfterFirst({ arrivals: [100, 200], tokens: 4 }), 2);
+  assert.equal(tokensAfterFirst({ arrivals: [], tokens: 0 }), 0);
 });
 
 Deno.test("prompts: one per stream, all distinct", () => {
