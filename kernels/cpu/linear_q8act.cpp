@@ -19,7 +19,8 @@
 // a fixed order, so results do not depend on the thread count.
 //
 // Formats: Q8_0 (u = q + 128, c = 128), Q5_0 (c = 16), Q4_K (c = 0, mins), Q6_K (c = 32): the Gemma 3 270M
-// Q4_K_M file's. Others, and builds without AVX512-VNNI, return false and take the f32 path.
+// Q4_K_M file's. Others, and builds without AVX512-VNNI, return false and take the f32 path (AVX2 builds have a decode
+// version in linear_x24_avx2.cpp).
 #include <omp.h>
 
 #include <algorithm>
@@ -36,11 +37,15 @@
 #if defined(GK_VNNI)
 #define GK_Q8ACT 1
 #endif
+// AVX2 builds without VNNI have their own 24-bit and int8 decode paths (linear_x24_avx2.cpp).
+#if !defined(GK_Q8ACT) && defined(__AVX2__) && defined(__FMA__) && !defined(GK_PORTABLE_SIMD)
+#define GK_X24_AVX2 1
+#endif
 
 namespace {
 // An environment switch (cpu.h's env_switch); false in builds without the paths.
 bool path_switch(const char* name, bool when_unset) {
-#if defined(GK_Q8ACT)
+#if defined(GK_Q8ACT) || defined(GK_X24_AVX2)
   return gk::cpu::env_switch(name, when_unset);
 #else
   (void)name, (void)when_unset;
@@ -54,25 +59,16 @@ bool gk::cpu::q8_activations_enabled() {
   return on;
 }
 
-// AVX2 builds without VNNI have their own x24 path (linear_x24_avx2.cpp).
-#if !defined(GK_Q8ACT) && defined(__AVX2__) && defined(__FMA__) && !defined(GK_PORTABLE_SIMD)
-#define GK_X24_AVX2 1
-#endif
-
 bool gk::cpu::x24_activations_enabled() {
-#if defined(GK_X24_AVX2)
-  static const bool on = gk::cpu::env_switch("GEMMAKIT_CPU_X24_ACTIVATIONS", true);
-#else
   static const bool on = path_switch("GEMMAKIT_CPU_X24_ACTIVATIONS", true);
-#endif
   return on;
 }
 
 #if !defined(GK_Q8ACT)
+#if !defined(GK_X24_AVX2)
 bool gk::cpu::linear_q8act(const float*, const void*, int32_t, const void*, int64_t, int64_t, int64_t, float*) {
   return false;
 }
-#if !defined(GK_X24_AVX2)
 bool gk::cpu::linear_x24act(const float*, const void*, int32_t, const void*, int64_t, int64_t, float*) { return false; }
 #endif
 #else

@@ -7,6 +7,9 @@
 // most 6 bits (Q5_0 q + 16 <= 31, Q4_K <= 15, Q6_K q + 32 <= 63) a pair is at most 2 · 63 · 128 = 16128, so it never
 // saturates and vpmaddwd against ones gives exactly vpdpbusd's 4-element lane sums. (Q8_0, 8-bit codes, could
 // saturate; it stays on the f32 path, where its products are bound by memory anyway.)
+//
+// At the end of the file, the same kernel with one byte of x: these builds' opt-in int8 decode path
+// (GEMMAKIT_CPU_Q8_ACTIVATIONS=1).
 #include <omp.h>
 
 #include <algorithm>
@@ -258,7 +261,117 @@ bool linear_x24(const float* x, const void* w, const void* bias, int64_t n, int6
   return true;
 }
 
+// ---- The opt-in int8 path (GEMMAKIT_CPU_Q8_ACTIVATIONS=1) for one row of x ----
+//
+// x as linear_q8act.cpp's quantize_x makes it (per 32 elements d = max|x| / 127, q = round(x / d), the same codes):
+// one byte of x where the path above multiplies three, so a third of its integer products, and the AVX512-VNNI int8
+// path's numbers up to the order of the float sums. Decode (m = 1) only: more rows of x take the f32 path.
+struct QX8 {
+  std::vector<int8_t> q;
+  std::vector<float> dl, ds;  // per 4-element lane its block's d; per 32-element block d · Σ q (Q4_K's mins)
+  std::vector<int32_t> corr;  // per lane −c · Σ q
+};
+
+bool quantize_x8(const float* x, int64_t k, int c, QX8& out) {
+  try {
+    out.q.resize(k);
+    out.dl.resize(k / 4);
+    out.corr.resize(k / 4);
+    out.ds.resize(k / 32);
+  } catch (const std::bad_alloc&) {
+    return false;
+  }
+  const __m256 sign = _mm256_set1_ps(-0.0f), big = _mm256_set1_ps(3.402823466e38f);
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  for (int64_t b = 0; b < k / 32; ++b) {
+    __m256 v[4], amax = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
+    for (int j = 0; j < 4; ++j) {
+      v[j] = _mm256_loadu_ps(x + 32 * b + 8 * j);
+      const __m256 a = _mm256_andnot_ps(sign, v[j]);
+      amax = _mm256_max_ps(amax, a);
+      bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, big, _CMP_NLE_UQ));
+    }
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    const float mx = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
+    // A NaN or infinity in the block makes its d NaN, so the row's output is NaN as on the f32 path.
+    const bool finite = _mm256_movemask_ps(bad) == 0;
+    const float d = finite ? mx / 127.0f : __builtin_nanf(""), id = finite && mx > 0.0f ? 127.0f / mx : 0.0f;
+    __m256i q[4];
+    for (int j = 0; j < 4; ++j) q[j] = _mm256_cvtps_epi32(_mm256_mul_ps(v[j], _mm256_set1_ps(id)));
+    // Saturating packs interleave the 128-bit lanes: 4-byte groups 0, 2, 4, 6, 1, 3, 5, 7 until permuted back.
+    const __m256i bytes = _mm256_permutevar8x32_epi32(
+        _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3])), order);
+    _mm256_storeu_si256((__m256i*)(out.q.data() + 32 * b), bytes);
+    const __m256i s4 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), bytes), _mm256_set1_epi16(1));
+    _mm256_storeu_si256((__m256i*)(out.corr.data() + 8 * b), _mm256_mullo_epi32(s4, _mm256_set1_epi32(-c)));
+    _mm256_storeu_ps(out.dl.data() + 8 * b, _mm256_set1_ps(d));
+    int32_t lanes[2];
+    lane_sums(s4, lanes);  // (each half's 4 lanes)
+    out.ds[b] = d * (float)(lanes[0] + lanes[1]);
+  }
+  return true;
+}
+
+// y[r] for the one row of x: as x24_block with one byte of x.
+template <int DT>
+inline void x8_row(const QX8& qx, const uint8_t* w, int64_t row_bytes, const void* bias, int64_t r, int64_t k,
+                   float* y) {
+  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()}, mins = _mm256_setzero_ps();
+  alignas(32) float block[8];
+  const uint8_t* row = w + r * row_bytes;
+  const int64_t units = k / 64;
+  const char* next = (const char*)row + row_bytes;
+  const int64_t ahead = row_bytes / units;
+  for (int64_t U = 0; U < units; ++U) {
+    for (int64_t at = 0; at < ahead + 63; at += 64) __builtin_prefetch(next + U * ahead + at, 0, 3);
+    __m256i codes[2];
+    __m256 scale[2];
+    decode_unit<DT>(row, U, codes, scale, block, mins);
+    for (int half = 0; half < 2; ++half) {
+      const int64_t at = 64 * U + 32 * half, lane = 16 * U + 8 * half;
+      __m256i s = dot4(codes[half], _mm256_loadu_si256((const __m256i*)(qx.q.data() + at)));
+      if constexpr (code_offset<DT>() != 0) {
+        s = _mm256_add_epi32(s, _mm256_loadu_si256((const __m256i*)(qx.corr.data() + lane)));
+      }
+      const __m256 sd = _mm256_mul_ps(scale[half], _mm256_loadu_ps(qx.dl.data() + lane));
+      acc[half] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), sd, acc[half]);
+    }
+    if constexpr (DT == GK_Q4_K) {
+      if (U % 4 == 0) acc[0] = _mm256_fmadd_ps(mins, _mm256_loadu_ps(qx.ds.data() + 2 * U), acc[0]);
+    }
+  }
+  y[r] = hsum(_mm256_add_ps(acc[0], acc[1])) + (bias ? ((const float*)bias)[r] : 0.0f);
+}
+
+template <int DT>
+bool linear_x8(const float* x, const void* w, const void* bias, int64_t n, int64_t k, float* y) {
+  thread_local QX8 qx;
+  if (!quantize_x8(x, k, code_offset<DT>(), qx)) return false;
+  const int64_t row_bytes = k / gk::quant::Block<DT>::elems * gk::quant::Block<DT>::bytes;
+  constexpr int64_t kRowChunk = 16;
+  const bool par = n * k >= (1 << 15) && n >= 2 * kRowChunk;
+  const QX8& q = qx;  // (the pool's threads must not name the thread_local)
+  gk::cpu::pool_for(par ? omp_get_max_threads() : 1, [&](int t, int nt) {
+    const int64_t chunks = (n + kRowChunk - 1) / kRowChunk;
+    const int64_t r0 = std::min(n, chunks * t / nt * kRowChunk), r1 = std::min(n, chunks * (t + 1) / nt * kRowChunk);
+    for (int64_t r = r0; r < r1; ++r) x8_row<DT>(q, (const uint8_t*)w, row_bytes, bias, r, k, y);
+  });
+  return true;
+}
+
 }  // namespace
+
+bool gk::cpu::linear_q8act(const float* x, const void* weight, int32_t weight_dtype, const void* bias, int64_t m,
+                           int64_t n, int64_t k, float* y) {
+  if (m != 1 || k % 64 != 0) return false;
+  switch (weight_dtype) {
+    case GK_Q5_0: return linear_x8<GK_Q5_0>(x, weight, bias, n, k, y);
+    case GK_Q4_K: return linear_x8<GK_Q4_K>(x, weight, bias, n, k, y);
+    case GK_Q6_K: return linear_x8<GK_Q6_K>(x, weight, bias, n, k, y);
+    default: return false;
+  }
+}
 
 bool gk::cpu::linear_x24act(const float* x, const void* weight, int32_t weight_dtype, const void* bias, int64_t n,
                             int64_t k, float* y) {

@@ -9,7 +9,7 @@ export const NATIVE_SOURCES: {
   files: [string, string][];
 } = {
   version: "0.1.0",
-  sha256: "e1371a6984417843cae8bb081a6ad0161b3670af9abeb9c73a7bd28c9f45627d",
+  sha256: "8e479039d4bd037476710fbf66ac3677e25a741836d73bbb3425399a7389b99a",
   files: [
     ["kernels/common/dtype.h", "423672a9860bbfc1620995b00bd2b45de6ad4082fd748c94483cc620b15d6ec5"],
     ["kernels/common/error.cpp", "16d996224683479f1bfab036cc33a4cb56589112885bf3a1d9936632ae48064c"],
@@ -22,7 +22,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/attention_prefill.cpp", "39610353663cfb0f3daa1cb6a334389c0c9b08e07c200cb38361580ac58a63ff"],
     ["kernels/cpu/avg_pool2d.cpp", "705651fa17c1eeaba10160f96a7f6afa534feb507b375a85585ba061b1c05223"],
     ["kernels/cpu/clamp.cpp", "0385939debcd4e9cf7ef8c8c2a7eef52ff29f22c2944eff8ceabce1d28e58bfa"],
-    ["kernels/cpu/cpu.h", "96e6483ac95434e72c21c0ef25506f5a52653ebe8d7d019b975990361c803d1c"],
+    ["kernels/cpu/cpu.h", "35ec3bc628765925a999027289fc976144b9cbc7e765d1129993f3f9ceea3bf7"],
     ["kernels/cpu/elementwise.cpp", "134dd986aafbbcb4a5ba284fefff27db34fdee3a676653ef7c8acd4379bf09f5"],
     ["kernels/cpu/embedding.cpp", "2920ccea48473f7f9724e9ea15af7ba8f16a63fe1bfc11db6783dff52c7a9524"],
     ["kernels/cpu/gather_sum.cpp", "343b3e0d88a0e77326aa979ec67668c42ffb2372ed8cf058da1019031107776b"],
@@ -30,8 +30,8 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/kv_cache_write.cpp", "86990e09320fbf192230c96abc269289aa6ce3425ca5a821cf0fc027767af5ca"],
     ["kernels/cpu/layer_norm.cpp", "71da9959d48a20ee3f1414af319ac6266e0a2291059c8b33567ece4326ba534a"],
     ["kernels/cpu/linear.cpp", "6edc0ca58ff5ee785d9c0dfd09b09f46555510a751d9f91e8450a98e700a84fe"],
-    ["kernels/cpu/linear_q8act.cpp", "4c60a390343b470043ba83050729599624c5f6d9befc51887cd65f0cab6af886"],
-    ["kernels/cpu/linear_x24_avx2.cpp", "8f10ea2c74727a9117d3e08bc5c815bdf7f65a36c935c45a45fa1fb228b63dab"],
+    ["kernels/cpu/linear_q8act.cpp", "eb9b223e4f3435e7014847fe2a284bd404286801ee3e3bbaeb393e09ed59827a"],
+    ["kernels/cpu/linear_x24_avx2.cpp", "dab2d48b43b9a75e7e3ad522638aa04fcb1d94f9d27b67f321594be7b37d2702"],
     ["kernels/cpu/logits_process.cpp", "a0202bb03fa6fbd533677ab1155c2d19fb666e1275437e8bc543ee011668384a"],
     ["kernels/cpu/logprobs.cpp", "d671988cef3ab6b39f06f74bb743ecdf2e1480d8ed43e24375f9501a0da7eba2"],
     ["kernels/cpu/moe.cpp", "795ca110dc8aeacace2eb516b3b3231234edcc8d2deb3f336e7f27194e4cf54c"],

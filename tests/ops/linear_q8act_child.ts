@@ -1,5 +1,5 @@
 /**
- * Child of linear_q8act_test.ts: prints {vnni, rows: [{name, nmse, hash}]} as JSON on its last line (hash: of y's
+ * Child of linear_q8act_test.ts: prints {vnni, avx2, rows: [{name, nmse, hash}]} as JSON on its last line (hash: of y's
  * bytes, so that two modes' products can be told apart).
  */
 import { Backend } from "../../src/runtime/backend.ts";
@@ -18,6 +18,8 @@ const cpuinfo = (() => {
   }
 })();
 const vnni = /\bavx512_vnni\b/.test(cpuinfo) && /\bavx512bw\b/.test(cpuinfo) && /\bavx512vl\b/.test(cpuinfo);
+// Without VNNI, an AVX2 + FMA build has its own decode paths (kernels/cpu/linear_x24_avx2.cpp) for Q5_0 / Q4_K / Q6_K.
+const avx2 = !vnni && /\bavx2\b/.test(cpuinfo) && /\bfma\b/.test(cpuinfo);
 const rng = new Rng(19);
 const rows: { name: string; nmse: number; hash?: string }[] = [];
 const hash = (y: Float32Array) => {
@@ -80,4 +82,4 @@ for (const dtype of ["q5_0", "q4_k", "q6_k"] as QuantDType[]) {
     rows.push({ name: `${dtype} ${bad} in the one row of x`, nmse: all ? 1e-5 : 1 });
   }
 }
-console.log(JSON.stringify({ vnni, rows }));
+console.log(JSON.stringify({ vnni, avx2, rows }));

@@ -1,24 +1,25 @@
 /**
- * gk_linear's integer-activation paths on the CPU (kernels/cpu/linear_q8act.cpp), each in a child process (the
- * library reads its variables once):
- * - the default decode path on AVX512-VNNI builds: one row of x (m = 1) with Q5_0 / Q4_K / Q6_K weights, x as
- *   24-bit integers per 4-element lane (GEMMAKIT_CPU_X24_ACTIVATIONS=0 turns it off: the control);
- * - the opt-in int8 path (GEMMAKIT_CPU_Q8_ACTIVATIONS=1): x quantized per 32 elements to int8, Q8_0 / Q5_0 / Q4_K /
- *   Q6_K weights and 1..8 rows of x.
+ * gk_linear's integer-activation paths on the CPU (kernels/cpu/linear_q8act.cpp, and linear_x24_avx2.cpp on AVX2
+ * builds without VNNI), each in a child process (the library reads its variables once):
+ * - the default decode path: one row of x (m = 1) with Q5_0 / Q4_K / Q6_K weights, x as 24-bit integers per
+ *   4-element lane (GEMMAKIT_CPU_X24_ACTIVATIONS=0 turns it off: the control);
+ * - the opt-in int8 path (GEMMAKIT_CPU_Q8_ACTIVATIONS=1): x quantized per 32 elements to int8, with AVX512-VNNI
+ *   Q8_0 / Q5_0 / Q4_K / Q6_K weights and 1..8 rows of x, with AVX2 alone Q5_0 / Q4_K / Q6_K and one row (the rest
+ *   stays on the f32 path there).
  * Each child prints the NMSE of y against the f64 product with the dequantized weights for every (dtype, k, m).
  *
  * Limits: the f32 path gives ~1e-13; the 24-bit path must stay within 1e-10 as well (x's rounding is an f32
  * rounding's size), and its products must differ bitwise from the f32 path's (else it did not run). int8 rounding of
  * x (step d = max|x| / 127 per 32 elements) gives NMSE ~1e-5..5e-5 on these random inputs (measured 7e-6..3.4e-5);
  * a wrong code, scale, min or lane gives 1e-2 or worse, so an NMSE above 1e-9 also proves the int8 path ran. Both
- * are skipped where the CPU or build lacks AVX512-VNNI: the child reports that and the test says so.
+ * are skipped where the CPU has neither AVX512-VNNI nor AVX2: the child reports that and the test says so.
  * @module
  */
 import assert from "node:assert/strict";
 
 const CHILD = new URL("./linear_q8act_child.ts", import.meta.url);
 
-type Rows = { vnni: boolean; rows: { name: string; nmse: number; hash?: string }[] };
+type Rows = { vnni: boolean; avx2: boolean; rows: { name: string; nmse: number; hash?: string }[] };
 
 async function child(env: Record<string, string>): Promise<Rows> {
   const out = await new Deno.Command(Deno.execPath(), {
@@ -43,8 +44,8 @@ Deno.test("gk_linear: the default path, and with GEMMAKIT_CPU_X24_ACTIVATIONS=0,
     // A bad row reports 1e-5 when the NaN / infinity reached exactly the outputs it should, 1 otherwise.
     for (const r of rows.rows.filter((r) => isBad(r.name))) assert.equal(r.nmse, 1e-5, `${mode} ${r.name}`);
   }
-  if (!x24.vnni) {
-    console.log("ignoring the 24-bit path's checks: this CPU or build has no AVX512-VNNI (the f32 path ran)");
+  if (!x24.vnni && !x24.avx2) {
+    console.log("ignoring the 24-bit path's checks: this CPU has neither AVX512-VNNI nor AVX2 (the f32 path ran)");
     return;
   }
   // Where the 24-bit path runs (m = 1, not Q8_0) its sums differ from the f32 path's in the last bits; elsewhere the
@@ -61,11 +62,19 @@ Deno.test("gk_linear: the default path, and with GEMMAKIT_CPU_X24_ACTIVATIONS=0,
 Deno.test("gk_linear, GEMMAKIT_CPU_Q8_ACTIVATIONS=1: int8 activations within int8 rounding of the exact product", async () => {
   const on = await child({ GEMMAKIT_CPU_Q8_ACTIVATIONS: "1" });
   for (const r of on.rows.filter((r) => isBad(r.name))) assert.equal(r.nmse, 1e-5, r.name);
-  if (!on.vnni) {
-    console.log("ignoring the int8 checks: this CPU or build has no AVX512-VNNI (the f32 path ran)");
+  if (!on.vnni && !on.avx2) {
+    console.log("ignoring the int8 checks: this CPU has neither AVX512-VNNI nor AVX2 (the f32 path ran)");
     return;
   }
-  for (const r of on.rows.filter((r) => !isBad(r.name))) {
+  // AVX2 without VNNI: the int8 path takes one row of x and not Q8_0; the other products keep the f32 path.
+  const int8 = (name: string) => on.vnni || (/ m=1 /.test(name) && !name.startsWith("q8_0"));
+  const good = on.rows.filter((r) => !isBad(r.name));
+  assert.equal(good.filter((r) => int8(r.name)).length, on.vnni ? 16 : 3);
+  for (const r of good) {
+    if (!int8(r.name)) {
+      assert.ok(r.nmse < 1e-10, `${r.name} (f32 path): NMSE ${r.nmse}`);
+      continue;
+    }
     assert.ok(r.nmse < 2e-4, `int8 path ${r.name}: NMSE ${r.nmse}`);
     assert.ok(r.nmse > 1e-9, `int8 path ${r.name}: NMSE ${r.nmse} is the f32 path's (the int8 path did not run)`);
   }
