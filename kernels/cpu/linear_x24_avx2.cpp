@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cstring>
 #include <new>
+#include <type_traits>
 #include <vector>
 
 #include "cpu.h"
@@ -244,20 +245,37 @@ inline void x24_block(const QX24& qx, const uint8_t* w, int64_t row_bytes, const
   }
 }
 
+// row(r) for every row of W, in chunks of 16 rows over the decode pool (each thread a contiguous range).
+template <typename RowFn>
+void for_rows(int64_t n, int64_t k, const RowFn& row) {
+  constexpr int64_t kRowChunk = 16;
+  const bool par = n * k >= (1 << 15) && n >= 2 * kRowChunk;
+  gk::cpu::pool_for(par ? omp_get_max_threads() : 1, [&](int t, int nt) {
+    const int64_t chunks = (n + kRowChunk - 1) / kRowChunk;
+    const int64_t r0 = std::min(n, chunks * t / nt * kRowChunk), r1 = std::min(n, chunks * (t + 1) / nt * kRowChunk);
+    for (int64_t r = r0; r < r1; ++r) row(r);
+  });
+}
+
+// fn(std::integral_constant<int, DT>) for the formats these paths take; false for the others.
+template <typename Fn>
+bool by_dtype(int32_t dtype, const Fn& fn) {
+  switch (dtype) {
+    case GK_Q5_0: return fn(std::integral_constant<int, GK_Q5_0>{});
+    case GK_Q4_K: return fn(std::integral_constant<int, GK_Q4_K>{});
+    case GK_Q6_K: return fn(std::integral_constant<int, GK_Q6_K>{});
+    default: return false;
+  }
+}
+
 template <int DT>
 bool linear_x24(const float* x, const void* w, const void* bias, int64_t n, int64_t k, float* y) {
   thread_local QX24 qx;
   if (!quantize_x24(x, k, code_offset<DT>(), qx)) return false;
   const int64_t row_bytes = k / gk::quant::Block<DT>::elems * gk::quant::Block<DT>::bytes;
-  constexpr int64_t kRowChunk = 16;
-  const bool par = n * k >= (1 << 15) && n >= 2 * kRowChunk;
   const QX24& q = qx;  // (the pool's threads must not name the thread_local)
-  gk::cpu::pool_for(par ? omp_get_max_threads() : 1, [&](int t, int nt) {
-    const int64_t chunks = (n + kRowChunk - 1) / kRowChunk;
-    const int64_t r0 = std::min(n, chunks * t / nt * kRowChunk), r1 = std::min(n, chunks * (t + 1) / nt * kRowChunk);
-    // One row at a time: 2 and 4 rows sharing x's loads measured no faster (16 ymm registers; 2048×2048, 2 threads).
-    for (int64_t r = r0; r < r1; ++r) x24_block<DT, 1>(q, (const uint8_t*)w, row_bytes, bias, r, k, y);
-  });
+  // One row at a time: 2 and 4 rows sharing x's loads measured no faster (16 ymm registers; 2048×2048, 2 threads).
+  for_rows(n, k, [&](int64_t r) { x24_block<DT, 1>(q, (const uint8_t*)w, row_bytes, bias, r, k, y); });
   return true;
 }
 
@@ -349,14 +367,8 @@ bool linear_x8(const float* x, const void* w, const void* bias, int64_t n, int64
   thread_local QX8 qx;
   if (!quantize_x8(x, k, code_offset<DT>(), qx)) return false;
   const int64_t row_bytes = k / gk::quant::Block<DT>::elems * gk::quant::Block<DT>::bytes;
-  constexpr int64_t kRowChunk = 16;
-  const bool par = n * k >= (1 << 15) && n >= 2 * kRowChunk;
   const QX8& q = qx;  // (the pool's threads must not name the thread_local)
-  gk::cpu::pool_for(par ? omp_get_max_threads() : 1, [&](int t, int nt) {
-    const int64_t chunks = (n + kRowChunk - 1) / kRowChunk;
-    const int64_t r0 = std::min(n, chunks * t / nt * kRowChunk), r1 = std::min(n, chunks * (t + 1) / nt * kRowChunk);
-    for (int64_t r = r0; r < r1; ++r) x8_row<DT>(q, (const uint8_t*)w, row_bytes, bias, r, k, y);
-  });
+  for_rows(n, k, [&](int64_t r) { x8_row<DT>(q, (const uint8_t*)w, row_bytes, bias, r, k, y); });
   return true;
 }
 
@@ -364,23 +376,13 @@ bool linear_x8(const float* x, const void* w, const void* bias, int64_t n, int64
 
 bool gk::cpu::linear_q8act(const float* x, const void* weight, int32_t weight_dtype, const void* bias, int64_t m,
                            int64_t n, int64_t k, float* y) {
-  if (m != 1 || k % 64 != 0) return false;
-  switch (weight_dtype) {
-    case GK_Q5_0: return linear_x8<GK_Q5_0>(x, weight, bias, n, k, y);
-    case GK_Q4_K: return linear_x8<GK_Q4_K>(x, weight, bias, n, k, y);
-    case GK_Q6_K: return linear_x8<GK_Q6_K>(x, weight, bias, n, k, y);
-    default: return false;
-  }
+  return m == 1 && k % 64 == 0 &&
+         by_dtype(weight_dtype, [&](auto dt) { return linear_x8<decltype(dt)::value>(x, weight, bias, n, k, y); });
 }
 
 bool gk::cpu::linear_x24act(const float* x, const void* weight, int32_t weight_dtype, const void* bias, int64_t n,
                             int64_t k, float* y) {
-  if (k % 64 != 0) return false;
-  switch (weight_dtype) {
-    case GK_Q5_0: return linear_x24<GK_Q5_0>(x, weight, bias, n, k, y);
-    case GK_Q4_K: return linear_x24<GK_Q4_K>(x, weight, bias, n, k, y);
-    case GK_Q6_K: return linear_x24<GK_Q6_K>(x, weight, bias, n, k, y);
-    default: return false;
-  }
+  return k % 64 == 0 &&
+         by_dtype(weight_dtype, [&](auto dt) { return linear_x24<decltype(dt)::value>(x, weight, bias, n, k, y); });
 }
 #endif
