@@ -268,15 +268,28 @@ bool by_dtype(int32_t dtype, const Fn& fn) {
   }
 }
 
+// x quantized into this thread's QX (false when its buffers cannot grow), then row(q, r) for every row of W.
+template <int DT, typename QX, typename RowFn>
+bool quantized_rows(const float* x, int64_t n, int64_t k, bool (*quantize)(const float*, int64_t, int, QX&),
+                    const RowFn& row) {
+  thread_local QX qx;
+  if (!quantize(x, k, code_offset<DT>(), qx)) return false;
+  const QX& q = qx;  // (the pool's threads must not name the thread_local)
+  for_rows(n, k, [&](int64_t r) { row(q, r); });
+  return true;
+}
+
+template <int DT>
+constexpr int64_t row_bytes_of(int64_t k) {
+  return k / gk::quant::Block<DT>::elems * gk::quant::Block<DT>::bytes;
+}
+
 template <int DT>
 bool linear_x24(const float* x, const void* w, const void* bias, int64_t n, int64_t k, float* y) {
-  thread_local QX24 qx;
-  if (!quantize_x24(x, k, code_offset<DT>(), qx)) return false;
-  const int64_t row_bytes = k / gk::quant::Block<DT>::elems * gk::quant::Block<DT>::bytes;
-  const QX24& q = qx;  // (the pool's threads must not name the thread_local)
   // One row at a time: 2 and 4 rows sharing x's loads measured no faster (16 ymm registers; 2048×2048, 2 threads).
-  for_rows(n, k, [&](int64_t r) { x24_block<DT, 1>(q, (const uint8_t*)w, row_bytes, bias, r, k, y); });
-  return true;
+  return quantized_rows<DT>(x, n, k, quantize_x24, [&](const QX24& q, int64_t r) {
+    x24_block<DT, 1>(q, (const uint8_t*)w, row_bytes_of<DT>(k), bias, r, k, y);
+  });
 }
 
 // ---- The opt-in int8 path (GEMMAKIT_CPU_Q8_ACTIVATIONS=1) for one row of x ----
@@ -364,12 +377,9 @@ inline void x8_row(const QX8& qx, const uint8_t* w, int64_t row_bytes, const voi
 
 template <int DT>
 bool linear_x8(const float* x, const void* w, const void* bias, int64_t n, int64_t k, float* y) {
-  thread_local QX8 qx;
-  if (!quantize_x8(x, k, code_offset<DT>(), qx)) return false;
-  const int64_t row_bytes = k / gk::quant::Block<DT>::elems * gk::quant::Block<DT>::bytes;
-  const QX8& q = qx;  // (the pool's threads must not name the thread_local)
-  for_rows(n, k, [&](int64_t r) { x8_row<DT>(q, (const uint8_t*)w, row_bytes, bias, r, k, y); });
-  return true;
+  return quantized_rows<DT>(x, n, k, quantize_x8, [&](const QX8& q, int64_t r) {
+    x8_row<DT>(q, (const uint8_t*)w, row_bytes_of<DT>(k), bias, r, k, y);
+  });
 }
 
 }  // namespace
