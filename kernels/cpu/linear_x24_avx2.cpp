@@ -36,7 +36,8 @@ constexpr int code_offset() {
 }
 
 // x's 24-bit form as linear_q8act.cpp's QX24: bytes l, m, h; per 4-element lane d and the offset terms; per
-// 32-element block Σ x.
+// 32-element block Σ x. The int8 form at the end of the file fills h (its codes), dl, corr_hm (−c · Σ q per lane)
+// and sum (d · Σ q per block) alone.
 struct QX24 {
   std::vector<int8_t> l, m, h;
   std::vector<float> dl, sum;
@@ -197,8 +198,8 @@ inline float hsum(__m256 v) {
 }
 
 // y[r .. r + R) for the one row of x, as linear_q8act.cpp's x24_block; each half of a unit (32 codes) has accumulators
-// of its own, so that a unit's two halves do not wait on one FMA chain.
-template <int DT, int R>
+// of its own, so that a unit's two halves do not wait on one FMA chain. BYTES = 1: x is the int8 form (h alone).
+template <int DT, int R, int BYTES = 3>
 inline void x24_block(const QX24& qx, const uint8_t* w, int64_t row_bytes, const void* bias, int64_t r, int64_t k,
                       float* y) {
   __m256 acc_hm[R][2], acc_l[R][2], mins[R];
@@ -221,17 +222,24 @@ inline void x24_block(const QX24& qx, const uint8_t* w, int64_t row_bytes, const
       for (int half = 0; half < 2; ++half) {
         const int64_t at = 64 * U + 32 * half, lane = 16 * U + 8 * half;
         const __m256i xh = _mm256_loadu_si256((const __m256i*)(qx.h.data() + at));
-        const __m256i xm = _mm256_loadu_si256((const __m256i*)(qx.m.data() + at));
-        const __m256i xl = _mm256_loadu_si256((const __m256i*)(qx.l.data() + at));
-        __m256i hm = _mm256_add_epi32(_mm256_slli_epi32(dot4(codes[half], xh), 8), dot4(codes[half], xm));
-        __m256i lo = dot4(codes[half], xl);
+        __m256i hm = dot4(codes[half], xh);
+        if constexpr (BYTES == 3) {
+          const __m256i xm = _mm256_loadu_si256((const __m256i*)(qx.m.data() + at));
+          hm = _mm256_add_epi32(_mm256_slli_epi32(hm, 8), dot4(codes[half], xm));
+        }
         if constexpr (code_offset<DT>() != 0) {
           hm = _mm256_add_epi32(hm, _mm256_loadu_si256((const __m256i*)(qx.corr_hm.data() + lane)));
-          lo = _mm256_add_epi32(lo, _mm256_loadu_si256((const __m256i*)(qx.corr_l.data() + lane)));
         }
         const __m256 s = _mm256_mul_ps(scale[half], _mm256_loadu_ps(qx.dl.data() + lane));
         acc_hm[j][half] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(hm), s, acc_hm[j][half]);
-        acc_l[j][half] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo), s, acc_l[j][half]);
+        if constexpr (BYTES == 3) {
+          const __m256i xl = _mm256_loadu_si256((const __m256i*)(qx.l.data() + at));
+          __m256i lo = dot4(codes[half], xl);
+          if constexpr (code_offset<DT>() != 0) {
+            lo = _mm256_add_epi32(lo, _mm256_loadu_si256((const __m256i*)(qx.corr_l.data() + lane)));
+          }
+          acc_l[j][half] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo), s, acc_l[j][half]);
+        }
       }
       if constexpr (DT == GK_Q4_K) {
         if (U % 4 == 0) acc_l[j][0] = _mm256_fmadd_ps(mins[j], _mm256_loadu_ps(qx.sum.data() + 2 * U), acc_l[j][0]);
@@ -241,7 +249,7 @@ inline void x24_block(const QX24& qx, const uint8_t* w, int64_t row_bytes, const
   for (int j = 0; j < R; ++j) {
     const float hm = hsum(_mm256_add_ps(acc_hm[j][0], acc_hm[j][1]));
     const float lo = hsum(_mm256_add_ps(acc_l[j][0], acc_l[j][1]));
-    y[r + j] = 256.0f * hm + lo + (bias ? ((const float*)bias)[r + j] : 0.0f);
+    y[r + j] = (BYTES == 3 ? 256.0f : 1.0f) * hm + lo + (bias ? ((const float*)bias)[r + j] : 0.0f);
   }
 }
 
@@ -295,20 +303,15 @@ bool linear_x24(const float* x, const void* w, const void* bias, int64_t n, int6
 // ---- The opt-in int8 path (GEMMAKIT_CPU_Q8_ACTIVATIONS=1) for one row of x ----
 //
 // x as linear_q8act.cpp's quantize_x makes it (per 32 elements d = max|x| / 127, q = round(x / d), the same codes):
-// one byte of x where the path above multiplies three, so a third of its integer products, and the AVX512-VNNI int8
-// path's numbers up to the order of the float sums. Decode (m = 1) only: more rows of x take the f32 path.
-struct QX8 {
-  std::vector<int8_t> q;
-  std::vector<float> dl, ds;  // per 4-element lane its block's d; per 32-element block d · Σ q (Q4_K's mins)
-  std::vector<int32_t> corr;  // per lane −c · Σ q
-};
-
-bool quantize_x8(const float* x, int64_t k, int c, QX8& out) {
+// one byte of x (x24_block with BYTES = 1) where the 24-bit path multiplies three, so a third of its integer
+// products, and the AVX512-VNNI int8 path's numbers up to the order of the float sums. Decode (m = 1) only: more rows
+// of x take the f32 path.
+bool quantize_x8(const float* x, int64_t k, int c, QX24& out) {
   try {
-    out.q.resize(k);
+    out.h.resize(k);
     out.dl.resize(k / 4);
-    out.corr.resize(k / 4);
-    out.ds.resize(k / 32);
+    out.corr_hm.resize(k / 4);
+    out.sum.resize(k / 32);
   } catch (const std::bad_alloc&) {
     return false;
   }
@@ -333,52 +336,21 @@ bool quantize_x8(const float* x, int64_t k, int c, QX8& out) {
     // Saturating packs interleave the 128-bit lanes: 4-byte groups 0, 2, 4, 6, 1, 3, 5, 7 until permuted back.
     const __m256i bytes = _mm256_permutevar8x32_epi32(
         _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3])), order);
-    _mm256_storeu_si256((__m256i*)(out.q.data() + 32 * b), bytes);
+    _mm256_storeu_si256((__m256i*)(out.h.data() + 32 * b), bytes);
     const __m256i s4 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), bytes), _mm256_set1_epi16(1));
-    _mm256_storeu_si256((__m256i*)(out.corr.data() + 8 * b), _mm256_mullo_epi32(s4, _mm256_set1_epi32(-c)));
+    _mm256_storeu_si256((__m256i*)(out.corr_hm.data() + 8 * b), _mm256_mullo_epi32(s4, _mm256_set1_epi32(-c)));
     _mm256_storeu_ps(out.dl.data() + 8 * b, _mm256_set1_ps(d));
     int32_t lanes[2];
     lane_sums(s4, lanes);  // (each half's 4 lanes)
-    out.ds[b] = d * (float)(lanes[0] + lanes[1]);
+    out.sum[b] = d * (float)(lanes[0] + lanes[1]);
   }
   return true;
 }
 
-// y[r] for the one row of x: as x24_block with one byte of x.
-template <int DT>
-inline void x8_row(const QX8& qx, const uint8_t* w, int64_t row_bytes, const void* bias, int64_t r, int64_t k,
-                   float* y) {
-  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()}, mins = _mm256_setzero_ps();
-  alignas(32) float block[8];
-  const uint8_t* row = w + r * row_bytes;
-  const int64_t units = k / 64;
-  const char* next = (const char*)row + row_bytes;
-  const int64_t ahead = row_bytes / units;
-  for (int64_t U = 0; U < units; ++U) {
-    for (int64_t at = 0; at < ahead + 63; at += 64) __builtin_prefetch(next + U * ahead + at, 0, 3);
-    __m256i codes[2];
-    __m256 scale[2];
-    decode_unit<DT>(row, U, codes, scale, block, mins);
-    for (int half = 0; half < 2; ++half) {
-      const int64_t at = 64 * U + 32 * half, lane = 16 * U + 8 * half;
-      __m256i s = dot4(codes[half], _mm256_loadu_si256((const __m256i*)(qx.q.data() + at)));
-      if constexpr (code_offset<DT>() != 0) {
-        s = _mm256_add_epi32(s, _mm256_loadu_si256((const __m256i*)(qx.corr.data() + lane)));
-      }
-      const __m256 sd = _mm256_mul_ps(scale[half], _mm256_loadu_ps(qx.dl.data() + lane));
-      acc[half] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), sd, acc[half]);
-    }
-    if constexpr (DT == GK_Q4_K) {
-      if (U % 4 == 0) acc[0] = _mm256_fmadd_ps(mins, _mm256_loadu_ps(qx.ds.data() + 2 * U), acc[0]);
-    }
-  }
-  y[r] = hsum(_mm256_add_ps(acc[0], acc[1])) + (bias ? ((const float*)bias)[r] : 0.0f);
-}
-
 template <int DT>
 bool linear_x8(const float* x, const void* w, const void* bias, int64_t n, int64_t k, float* y) {
-  return quantized_rows<DT>(x, n, k, quantize_x8, [&](const QX8& q, int64_t r) {
-    x8_row<DT>(q, (const uint8_t*)w, row_bytes_of<DT>(k), bias, r, k, y);
+  return quantized_rows<DT>(x, n, k, quantize_x8, [&](const QX24& q, int64_t r) {
+    x24_block<DT, 1, 1>(q, (const uint8_t*)w, row_bytes_of<DT>(k), bias, r, k, y);
   });
 }
 
