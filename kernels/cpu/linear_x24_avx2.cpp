@@ -1,7 +1,7 @@
 // gk_linear's decode path (m = 1) on AVX2 hosts without AVX512-VNNI (AMD EPYC Zen 2/3, older Xeons): the same x as
-// 24-bit integers as linear_q8act.cpp's x24_block, the same exact integer sums, with vpmaddubsw + vpmaddwd standing in
-// for vpdpbusd. On a 2-core EPYC (14.5 GB/s) the f32 path decoded the 270M's Q5_0 / Q4_K / Q6_K projections at ~4.7
-// GB/s, bound by widening, converting and scaling every code; here the codes stay bytes.
+// 24-bit integers as linear_q8act.cpp's x24_block, the same exact integer lane sums, with vpmaddubsw + vpmaddwd
+// standing in for vpdpbusd. On a 2-core EPYC (14.5 GB/s) the f32 path decoded the 270M's Q5_0 / Q4_K / Q6_K
+// projections at ~4.7 GB/s, bound by widening, converting and scaling every code; here the codes stay bytes.
 //
 // vpmaddubsw multiplies unsigned codes by signed bytes of x and adds pairs into int16, saturating: with codes of at
 // most 6 bits (Q5_0 q + 16 <= 31, Q4_K <= 15, Q6_K q + 32 <= 63) a pair is at most 2 · 63 · 128 = 16128, so it never
@@ -35,13 +35,13 @@ constexpr int code_offset() {
   return DT == GK_Q5_0 ? 16 : DT == GK_Q6_K ? 32 : 0;
 }
 
-// x's 24-bit form as linear_q8act.cpp's QX24: bytes l, m, h; per 4-element lane d and the offset terms; per
-// 32-element block Σ x. The int8 form at the end of the file fills h (its codes), dl, corr_hm (−c · Σ q per lane)
-// and sum (d · Σ q per block) alone.
+// x's 24-bit form as linear_q8act.cpp's QX24 (its two offset terms as one): bytes l, m, h; per 4-element lane d
+// and the offset term corr (−c · Σ q over the lane); per 32-element block Σ x. The int8 form at the end of the file
+// fills h (its codes), dl, corr and sum (d · Σ q per block).
 struct QX24 {
   std::vector<int8_t> l, m, h;
   std::vector<float> dl, sum;
-  std::vector<int32_t> corr_hm, corr_l;
+  std::vector<int32_t> corr;
 };
 
 // The low bytes of 8 int32 lanes, in order, as one u64.
@@ -63,7 +63,7 @@ inline void lane_sums(__m256i v, int32_t out[2]) {
 bool quantize_x24(const float* x, int64_t k, int c, QX24& out) {
   try {
     for (auto* v : {&out.l, &out.m, &out.h}) v->resize(k);
-    for (auto* v : {&out.corr_hm, &out.corr_l}) v->resize(k / 4);
+    out.corr.resize(k / 4);
     out.dl.resize(k / 4);
     out.sum.resize(k / 32);
   } catch (const std::bad_alloc&) {
@@ -99,8 +99,7 @@ bool quantize_x24(const float* x, int64_t k, int c, QX24& out) {
     _mm256_store_ps(ds, d);
     for (int g = 0; g < 2; ++g) {
       out.dl[e / 4 + g] = ds[4 * g];
-      out.corr_hm[e / 4 + g] = -c * shm[g];
-      out.corr_l[e / 4 + g] = -c * sl[g];
+      out.corr[e / 4 + g] = -c * (256 * shm[g] + sl[g]);  // (|Σ q| <= 4 · kX24Max: fits with c <= 32)
     }
     if (e % 32 == 24) {
       const __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(x + e - 24), _mm256_loadu_ps(x + e - 16)),
@@ -124,49 +123,78 @@ inline __m256i bits_to_bytes(uint32_t x) {
   return _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1));
 }
 
-// Unit U (elements 64U .. 64U + 63) of a W row: its unsigned codes as two vectors of 32 (elements 0-31, 32-63) and
-// per 4-element lane the scale (scale[0]: lanes of the first 32, scale[1]: the second). Q4_K sets, from the unit that
-// starts a superblock, its 8 scales d · sc (block) and mins −dmin · m (mins), which its later units read.
+// A row is walked a group at a time: a Q4_K / Q6_K superblock (4 units of 64 elements), a Q5_0 unit (two blocks).
+// Inside a group the unit index is a compile-time constant, so the per-unit branches, index arithmetic and prefetch
+// loop are gone: on a Zen 3 core the products are bound by instruction count, and those were ~20 of a unit's ~50.
 template <int DT>
-inline void decode_unit(const uint8_t* row, int64_t U, __m256i codes[2], __m256 scale[2], float block[8],
-                        __m256& mins) {
+constexpr int group_units() {
+  return DT == GK_Q5_0 ? 1 : 4;
+}
+
+template <int DT>
+constexpr int64_t group_bytes() {
+  return group_units<DT>() * 64 / gk::quant::Block<DT>::elems * gk::quant::Block<DT>::bytes;
+}
+
+// f(std::integral_constant<int, S>{}) for S = 0 .. N − 1, in order.
+template <int S, int N, typename F>
+inline void static_for(const F& f) {
+  if constexpr (S < N) {
+    f(std::integral_constant<int, S>{});
+    static_for<S + 1, N>(f);
+  }
+}
+
+// A group's scales, decoded once for its units. Q4_K: sc[0..7] = d · sc per 32-element sub-block, and the mins
+// −dmin · m; Q6_K: sc[0..15] = d · sc per 16 elements; Q5_0: none (each block's scale is read with its codes).
+template <int DT>
+inline void group_scales(const uint8_t* blk, float sc[16], __m256& mins) {
+  if constexpr (DT == GK_Q4_K) {  // as linear_q8act.cpp's decode_unit8: the 6-bit fields, 4 at a time in 32-bit words
+    uint32_t u[4];
+    memcpy(u, blk + 4, 12);
+    constexpr uint32_t k1 = 0x3f3f3f3f, k2 = 0x0f0f0f0f, k3 = 0x03030303;
+    u[3] = ((u[2] >> 4) & k2) | (((u[1] >> 6) & k3) << 4);
+    const uint32_t m03 = u[1] & k1;
+    u[1] = (u[2] & k2) | (((u[0] >> 6) & k3) << 4);
+    u[2] = m03;
+    u[0] &= k1;
+    const __m128i bytes = _mm_loadu_si128((const __m128i*)u);  // sc0..7, m0..7
+    _mm256_store_ps(sc, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes)), _mm256_set1_ps(f16_at(blk))));
+    mins = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(bytes, 8))),
+                         _mm256_set1_ps(-f16_at(blk + 2)));
+  } else if constexpr (DT == GK_Q6_K) {
+    const __m128i s16 = _mm_loadu_si128((const __m128i*)(blk + 192));
+    const __m256 d = _mm256_set1_ps(f16_at(blk + 208));
+    _mm256_store_ps(sc, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(s16)), d));
+    _mm256_store_ps(sc + 8, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(s16, 8))), d));
+  } else {
+    (void)blk, (void)sc, (void)mins;
+  }
+}
+
+// Unit S of a group: its unsigned codes as two vectors of 32 (elements 0-31, 32-63) and per 4-element lane the
+// scale (scale[0]: lanes of the first 32, scale[1]: the second).
+template <int DT, int S>
+inline void decode_unit(const uint8_t* blk, const float sc[16], __m256i codes[2], __m256 scale[2]) {
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   if constexpr (DT == GK_Q5_0) {
     for (int b = 0; b < 2; ++b) {
-      const uint8_t* blk = row + 22 * (2 * U + b);
-      const __m128i q = _mm_loadu_si128((const __m128i*)(blk + 6));
+      const uint8_t* q5 = blk + 22 * b;
+      const __m128i q = _mm_loadu_si128((const __m128i*)(q5 + 6));
       const __m256i nib = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), low4);
-      const __m256i fifth = _mm256_and_si256(bits_to_bytes(gk::quant::u32_at(blk + 2)), _mm256_set1_epi8(0x10));
+      const __m256i fifth = _mm256_and_si256(bits_to_bytes(gk::quant::u32_at(q5 + 2)), _mm256_set1_epi8(0x10));
       codes[b] = _mm256_or_si256(nib, fifth);
-      scale[b] = _mm256_set1_ps(f16_at(blk));
+      scale[b] = _mm256_set1_ps(f16_at(q5));
     }
   } else if constexpr (DT == GK_Q4_K) {
-    const uint8_t* blk = row + 144 * (U / 4);
-    const int s = (int)(U % 4);
-    if (s == 0) {  // as linear_q8act.cpp's decode_unit8: the 6-bit fields, 4 at a time in 32-bit words
-      uint32_t u[4];
-      memcpy(u, blk + 4, 12);
-      constexpr uint32_t k1 = 0x3f3f3f3f, k2 = 0x0f0f0f0f, k3 = 0x03030303;
-      u[3] = ((u[2] >> 4) & k2) | (((u[1] >> 6) & k3) << 4);
-      const uint32_t m03 = u[1] & k1;
-      u[1] = (u[2] & k2) | (((u[0] >> 6) & k3) << 4);
-      u[2] = m03;
-      u[0] &= k1;
-      const __m128i bytes = _mm_loadu_si128((const __m128i*)u);  // sc0..7, m0..7
-      const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes));
-      _mm256_storeu_ps(block, _mm256_mul_ps(sc, _mm256_set1_ps(f16_at(blk))));
-      mins = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(bytes, 8))),
-                           _mm256_set1_ps(-f16_at(blk + 2)));
-    }
-    const __m256i b = _mm256_loadu_si256((const __m256i*)(blk + 16 + 32 * s));
-    codes[0] = _mm256_and_si256(b, low4);  // sub-block 2s
-    codes[1] = _mm256_and_si256(_mm256_srli_epi16(b, 4), low4);  // sub-block 2s + 1
-    scale[0] = _mm256_set1_ps(block[2 * s]);
-    scale[1] = _mm256_set1_ps(block[2 * s + 1]);
+    const __m256i b = _mm256_loadu_si256((const __m256i*)(blk + 16 + 32 * S));
+    codes[0] = _mm256_and_si256(b, low4);  // sub-block 2S
+    codes[1] = _mm256_and_si256(_mm256_srli_epi16(b, 4), low4);  // sub-block 2S + 1
+    scale[0] = _mm256_set1_ps(sc[2 * S]);
+    scale[1] = _mm256_set1_ps(sc[2 * S + 1]);
   } else {
     static_assert(DT == GK_Q6_K, "decode_unit: unhandled dtype");
-    const uint8_t* blk = row + 210 * (U / 4);
-    const int h = (int)(U % 4) / 2, tp = (int)(U % 2);
+    constexpr int h = S / 2, tp = S % 2;
     const __m256i qh = _mm256_loadu_si256((const __m256i*)(blk + 128 + 32 * h));
     const __m256i h0 = tp ? qh : _mm256_slli_epi16(qh, 4);  // bits 2t, 2t + 1 to bits 4, 5 (as decode_unit8)
     const __m256i h1 = tp ? _mm256_srli_epi16(qh, 2) : _mm256_slli_epi16(qh, 2);
@@ -176,19 +204,17 @@ inline void decode_unit(const uint8_t* row, int64_t U, __m256i codes[2], __m256 
       const __m256i lo = _mm256_and_si256(tp ? _mm256_srli_epi16(ql, 4) : ql, low4);
       codes[half] = _mm256_or_si256(lo, _mm256_and_si256(half ? h1 : h0, top));
     }
-    int32_t sc4;
-    memcpy(&sc4, blk + 192 + 8 * h + 4 * tp, 4);
-    const __m128 sc = _mm_cvtepi32_ps(_mm_cvtepi8_epi32(_mm_cvtsi32_si128(sc4)));
-    const __m128 sv = _mm_mul_ps(sc, _mm_set1_ps(f16_at(blk + 208)));
-    const __m256 s8 = _mm256_castps128_ps256(sv);
-    scale[0] = _mm256_permutevar8x32_ps(s8, _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
-    scale[1] = _mm256_permutevar8x32_ps(s8, _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3));
+    // Unit S's 4 scales are sc[4S .. 4S + 3]: lanes 0-3 of a half take one, lanes 4-7 the next.
+    const __m256 s8 = _mm256_load_ps(sc + 8 * h);
+    constexpr int a = 4 * tp;
+    scale[0] = _mm256_permutevar8x32_ps(s8, _mm256_setr_epi32(a, a, a, a, a + 1, a + 1, a + 1, a + 1));
+    scale[1] = _mm256_permutevar8x32_ps(s8, _mm256_setr_epi32(a + 2, a + 2, a + 2, a + 2, a + 3, a + 3, a + 3, a + 3));
   }
 }
 
-// vpdpbusd's 4-element lane sums of codes (unsigned, <= 63) × x (signed bytes), exactly (see the header).
-inline __m256i dot4(__m256i codes, __m256i x) {
-  return _mm256_madd_epi16(_mm256_maddubs_epi16(codes, x), _mm256_set1_epi16(1));
+// vpdpbusd's 4-element lane sums of codes (unsigned, <= 63) × x (signed bytes), times w, exactly (see the header).
+inline __m256i dot4(__m256i codes, __m256i x, int16_t w = 1) {
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(codes, x), _mm256_set1_epi16(w));
 }
 
 inline float hsum(__m256 v) {
@@ -197,60 +223,50 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
 }
 
-// y[r .. r + R) for the one row of x, as linear_q8act.cpp's x24_block; each half of a unit (32 codes) has accumulators
-// of its own, so that a unit's two halves do not wait on one FMA chain. BYTES = 1: x is the int8 form (h alone).
-template <int DT, int R, int BYTES = 3>
-inline void x24_block(const QX24& qx, const uint8_t* w, int64_t row_bytes, const void* bias, int64_t r, int64_t k,
-                      float* y) {
-  __m256 acc_hm[R][2], acc_l[R][2], mins[R];
-  alignas(32) float block[R][8];
-  for (int j = 0; j < R; ++j) {
-    mins[j] = _mm256_setzero_ps();
-    for (int half = 0; half < 2; ++half) acc_hm[j][half] = acc_l[j][half] = _mm256_setzero_ps();
-  }
-  const uint8_t* rows = w + r * row_bytes;
-  const int64_t units = k / 64;
-  const char* next = (const char*)rows + R * row_bytes;
-  const int64_t ahead = R * row_bytes / units;
-  for (int64_t U = 0; U < units; ++U) {
-    for (int64_t at = 0; at < ahead + 63; at += 64) __builtin_prefetch(next + U * ahead + at, 0, 3);
-#pragma GCC unroll 4
-    for (int j = 0; j < R; ++j) {
+// One row of W (its bytes at row) times the one row of x, as linear_q8act.cpp's x24_block, prefetching the next row
+// (next). Each 4-element lane's sum Σ c · q is exact in int32 (|q| <= kX24Max = 127 · (65536 + 256 + 1) and c <= 63:
+// at most 4 · 63 · kX24Max < 2^31; the offset term keeps the true value smaller still, and int32 adds wrap, so the
+// sum comes out exact whatever the order), then converted once and scaled: one conversion and one FMA per 32 codes,
+// where keeping the bytes' sums apart took two of each. Each half of a unit (32 codes) has its own accumulator, so
+// that a unit's two halves do not wait on one FMA chain. BYTES = 1: x is the int8 form (h alone).
+template <int DT, int BYTES = 3>
+inline float x24_row(const QX24& qx, const uint8_t* row, const char* next, int64_t k) {
+  constexpr int GU = group_units<DT>();
+  constexpr int64_t GB = group_bytes<DT>();
+  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  const int64_t groups = k / (64 * GU);
+  for (int64_t g = 0; g < groups; ++g) {
+    for (int64_t at = 0; at < GB; at += 64) __builtin_prefetch(next + g * GB + at, 0, 3);
+    const uint8_t* blk = row + g * GB;
+    alignas(32) float sc[16];
+    __m256 mins;
+    group_scales<DT>(blk, sc, mins);
+    static_for<0, GU>([&](auto S) {
       __m256i codes[2];
       __m256 scale[2];
-      decode_unit<DT>(rows + j * row_bytes, U, codes, scale, block[j], mins[j]);
+      decode_unit<DT, decltype(S)::value>(blk, sc, codes, scale);
       for (int half = 0; half < 2; ++half) {
-        const int64_t at = 64 * U + 32 * half, lane = 16 * U + 8 * half;
-        const __m256i xh = _mm256_loadu_si256((const __m256i*)(qx.h.data() + at));
-        __m256i hm = dot4(codes[half], xh);
+        const int64_t at = 64 * (GU * g + S) + 32 * half, lane = at / 4;
+        const auto x_at = [&](const std::vector<int8_t>& v) {
+          return _mm256_loadu_si256((const __m256i*)(v.data() + at));
+        };
+        __m256i q = dot4(codes[half], x_at(qx.h), BYTES == 3 ? 256 : 1);  // per lane Σ c · q
         if constexpr (BYTES == 3) {
-          const __m256i xm = _mm256_loadu_si256((const __m256i*)(qx.m.data() + at));
-          hm = _mm256_add_epi32(_mm256_slli_epi32(hm, 8), dot4(codes[half], xm));
+          q = _mm256_add_epi32(_mm256_slli_epi32(_mm256_add_epi32(q, dot4(codes[half], x_at(qx.m))), 8),
+                               dot4(codes[half], x_at(qx.l)));
         }
         if constexpr (code_offset<DT>() != 0) {
-          hm = _mm256_add_epi32(hm, _mm256_loadu_si256((const __m256i*)(qx.corr_hm.data() + lane)));
+          q = _mm256_add_epi32(q, _mm256_loadu_si256((const __m256i*)(qx.corr.data() + lane)));
         }
         const __m256 s = _mm256_mul_ps(scale[half], _mm256_loadu_ps(qx.dl.data() + lane));
-        acc_hm[j][half] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(hm), s, acc_hm[j][half]);
-        if constexpr (BYTES == 3) {
-          const __m256i xl = _mm256_loadu_si256((const __m256i*)(qx.l.data() + at));
-          __m256i lo = dot4(codes[half], xl);
-          if constexpr (code_offset<DT>() != 0) {
-            lo = _mm256_add_epi32(lo, _mm256_loadu_si256((const __m256i*)(qx.corr_l.data() + lane)));
-          }
-          acc_l[j][half] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo), s, acc_l[j][half]);
-        }
+        acc[half] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), s, acc[half]);
       }
-      if constexpr (DT == GK_Q4_K) {
-        if (U % 4 == 0) acc_l[j][0] = _mm256_fmadd_ps(mins[j], _mm256_loadu_ps(qx.sum.data() + 2 * U), acc_l[j][0]);
+      if constexpr (DT == GK_Q4_K && decltype(S)::value == 0) {
+        acc[0] = _mm256_fmadd_ps(mins, _mm256_loadu_ps(qx.sum.data() + 8 * g), acc[0]);
       }
-    }
+    });
   }
-  for (int j = 0; j < R; ++j) {
-    const float hm = hsum(_mm256_add_ps(acc_hm[j][0], acc_hm[j][1]));
-    const float lo = hsum(_mm256_add_ps(acc_l[j][0], acc_l[j][1]));
-    y[r + j] = (BYTES == 3 ? 256.0f : 1.0f) * hm + lo + (bias ? ((const float*)bias)[r + j] : 0.0f);
-  }
+  return hsum(_mm256_add_ps(acc[0], acc[1]));
 }
 
 // row(r) for every row of W, in chunks of 16 rows over the decode pool (each thread a contiguous range).
@@ -276,41 +292,40 @@ bool by_dtype(int32_t dtype, const Fn& fn) {
   }
 }
 
-// x quantized into this thread's QX (false when its buffers cannot grow), then row(q, r) for every row of W.
-template <int DT, typename QX, typename RowFn>
-bool quantized_rows(const float* x, int64_t n, int64_t k, bool (*quantize)(const float*, int64_t, int, QX&),
-                    const RowFn& row) {
-  thread_local QX qx;
+// y = W x + bias for the one row of x: x quantized into this thread's QX24 (false when its buffers cannot grow), then
+// x24_row for every row of W. One row at a time: 2 and 4 rows sharing x's loads measured no faster (16 ymm
+// registers; 2048×2048, 2 threads).
+template <int DT, int BYTES>
+bool linear_rows(const float* x, const void* w, const void* bias, int64_t n, int64_t k, float* y,
+                 bool (*quantize)(const float*, int64_t, int, QX24&)) {
+  thread_local QX24 qx;
   if (!quantize(x, k, code_offset<DT>(), qx)) return false;
-  const QX& q = qx;  // (the pool's threads must not name the thread_local)
-  for_rows(n, k, [&](int64_t r) { row(q, r); });
+  const QX24& q = qx;  // (the pool's threads must not name the thread_local)
+  const int64_t row_bytes = k / gk::quant::Block<DT>::elems * gk::quant::Block<DT>::bytes;
+  const uint8_t* rows = (const uint8_t*)w;
+  for_rows(n, k, [&](int64_t r) {
+    const uint8_t* row = rows + r * row_bytes;
+    y[r] = x24_row<DT, BYTES>(q, row, (const char*)(row + row_bytes), k) + (bias ? ((const float*)bias)[r] : 0.0f);
+  });
   return true;
 }
 
 template <int DT>
-constexpr int64_t row_bytes_of(int64_t k) {
-  return k / gk::quant::Block<DT>::elems * gk::quant::Block<DT>::bytes;
-}
-
-template <int DT>
 bool linear_x24(const float* x, const void* w, const void* bias, int64_t n, int64_t k, float* y) {
-  // One row at a time: 2 and 4 rows sharing x's loads measured no faster (16 ymm registers; 2048×2048, 2 threads).
-  return quantized_rows<DT>(x, n, k, quantize_x24, [&](const QX24& q, int64_t r) {
-    x24_block<DT, 1>(q, (const uint8_t*)w, row_bytes_of<DT>(k), bias, r, k, y);
-  });
+  return linear_rows<DT, 3>(x, w, bias, n, k, y, quantize_x24);
 }
 
 // ---- The opt-in int8 path (GEMMAKIT_CPU_Q8_ACTIVATIONS=1) for one row of x ----
 //
 // x as linear_q8act.cpp's quantize_x makes it (per 32 elements d = max|x| / 127, q = round(x / d), the same codes):
-// one byte of x (x24_block with BYTES = 1) where the 24-bit path multiplies three, so a third of its integer
+// one byte of x (x24_row with BYTES = 1) where the 24-bit path multiplies three, so a third of its integer
 // products, and the AVX512-VNNI int8 path's numbers up to the order of the float sums. Decode (m = 1) only: more rows
 // of x take the f32 path.
 bool quantize_x8(const float* x, int64_t k, int c, QX24& out) {
   try {
     out.h.resize(k);
     out.dl.resize(k / 4);
-    out.corr_hm.resize(k / 4);
+    out.corr.resize(k / 4);
     out.sum.resize(k / 32);
   } catch (const std::bad_alloc&) {
     return false;
@@ -338,7 +353,7 @@ bool quantize_x8(const float* x, int64_t k, int c, QX24& out) {
         _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3])), order);
     _mm256_storeu_si256((__m256i*)(out.h.data() + 32 * b), bytes);
     const __m256i s4 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), bytes), _mm256_set1_epi16(1));
-    _mm256_storeu_si256((__m256i*)(out.corr_hm.data() + 8 * b), _mm256_mullo_epi32(s4, _mm256_set1_epi32(-c)));
+    _mm256_storeu_si256((__m256i*)(out.corr.data() + 8 * b), _mm256_mullo_epi32(s4, _mm256_set1_epi32(-c)));
     _mm256_storeu_ps(out.dl.data() + 8 * b, _mm256_set1_ps(d));
     int32_t lanes[2];
     lane_sums(s4, lanes);  // (each half's 4 lanes)
@@ -349,9 +364,7 @@ bool quantize_x8(const float* x, int64_t k, int c, QX24& out) {
 
 template <int DT>
 bool linear_x8(const float* x, const void* w, const void* bias, int64_t n, int64_t k, float* y) {
-  return quantized_rows<DT>(x, n, k, quantize_x8, [&](const QX24& q, int64_t r) {
-    x24_block<DT, 1, 1>(q, (const uint8_t*)w, row_bytes_of<DT>(k), bias, r, k, y);
-  });
+  return linear_rows<DT, 1>(x, w, bias, n, k, y, quantize_x8);
 }
 
 }  // namespace

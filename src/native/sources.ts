@@ -9,7 +9,7 @@ export const NATIVE_SOURCES: {
   files: [string, string][];
 } = {
   version: "0.1.0",
-  sha256: "badb2ca21132dcd95d055ec30906ec7a38dabd6d1e7137c1480af60571109262",
+  sha256: "42178610efec5ca573fe06b692b2adf03b1b770e9f78bccf9f7ceb0891c28a22",
   files: [
     ["kernels/common/dtype.h", "423672a9860bbfc1620995b00bd2b45de6ad4082fd748c94483cc620b15d6ec5"],
     ["kernels/common/error.cpp", "16d996224683479f1bfab036cc33a4cb56589112885bf3a1d9936632ae48064c"],
@@ -31,7 +31,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/layer_norm.cpp", "71da9959d48a20ee3f1414af319ac6266e0a2291059c8b33567ece4326ba534a"],
     ["kernels/cpu/linear.cpp", "6edc0ca58ff5ee785d9c0dfd09b09f46555510a751d9f91e8450a98e700a84fe"],
     ["kernels/cpu/linear_q8act.cpp", "eb9b223e4f3435e7014847fe2a284bd404286801ee3e3bbaeb393e09ed59827a"],
-    ["kernels/cpu/linear_x24_avx2.cpp", "932ad63e5751f0fd019087be82a3cf935f5dcb34265cda5e7e6a0ccfc1a5bbd7"],
+    ["kernels/cpu/linear_x24_avx2.cpp", "aaf5954cb32a02e6a7d627b0827929e19693a61f402b8577650f45115e021a28"],
     ["kernels/cpu/logits_process.cpp", "a0202bb03fa6fbd533677ab1155c2d19fb666e1275437e8bc543ee011668384a"],
     ["kernels/cpu/logprobs.cpp", "d671988cef3ab6b39f06f74bb743ecdf2e1480d8ed43e24375f9501a0da7eba2"],
     ["kernels/cpu/moe.cpp", "795ca110dc8aeacace2eb516b3b3231234edcc8d2deb3f336e7f27194e4cf54c"],
