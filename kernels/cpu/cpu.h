@@ -127,8 +127,9 @@ int64_t x16_int_rows_max(int32_t dtype);
 void softcap(const float* x, float* y, int64_t n, float cap);
 
 // GEMMAKIT_CPU_Q8_ACTIVATIONS=1 (read once): gk_linear with quantized W and 1..32 rows of x quantizes x to int8 per
-// 32 elements and multiplies with AVX512-VNNI (kernels/cpu/linear_q8act.cpp); AVX2 builds without VNNI do so for one
-// row of x and Q5_0 / Q4_K / Q6_K W (kernels/cpu/linear_x24_avx2.cpp). Off by default: not bit-faithful.
+// 32 elements and multiplies with AVX512-VNNI (kernels/cpu/linear_q8act.cpp); AVX2 builds without VNNI do so for up
+// to 8 rows of x and Q4_K / Q6_K W, up to 4 and Q5_0 (kernels/cpu/linear_x24_avx2.cpp). Off by default: not
+// bit-faithful.
 bool q8_activations_enabled();
 // That path: false (nothing written) for a format, shape or build it does not take.
 bool linear_q8act(const float* x, const void* weight, int32_t weight_dtype, const void* bias, int64_t m, int64_t n,

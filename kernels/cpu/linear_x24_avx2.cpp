@@ -8,7 +8,7 @@
 // saturates and vpmaddwd against ones gives exactly vpdpbusd's 4-element lane sums. (Q8_0, 8-bit codes, could
 // saturate; it stays on the f32 path, where its products are bound by memory anyway.)
 //
-// At the end of the file, the same kernel with one byte of x: these builds' opt-in int8 decode path
+// At the end of the file, the same kernel with one byte of x: these builds' opt-in int8 path for up to 8 rows of x
 // (GEMMAKIT_CPU_Q8_ACTIVATIONS=1).
 #include <omp.h>
 
@@ -223,17 +223,20 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
 }
 
-// One row of W (its bytes at row) times the one row of x, as linear_q8act.cpp's x24_block, prefetching the next row
-// (next). Each 4-element lane's sum Σ c · q is exact in int32 (|q| <= kX24Max = 127 · (65536 + 256 + 1) and c <= 63:
-// at most 4 · 63 · kX24Max < 2^31; the offset term keeps the true value smaller still, and int32 adds wrap, so the
-// sum comes out exact whatever the order), then converted once and scaled: one conversion and one FMA per 32 codes,
-// where keeping the bytes' sums apart took two of each. Each half of a unit (32 codes) has its own accumulator, so
-// that a unit's two halves do not wait on one FMA chain. BYTES = 1: x is the int8 form (h alone).
-template <int DT, int BYTES = 3>
-inline float x24_row(const QX24& qx, const uint8_t* row, const char* next, int64_t k) {
+// One row of W (its bytes at row) times M rows of x (qx[i]: row i's form), prefetching the W row after it (next),
+// as linear_q8act.cpp's x24_block. Each 4-element lane's sum Σ c · q is exact in int32 (24-bit x: |q| <= kX24Max =
+// 127 · (65536 + 256 + 1) and c <= 63, at most 4 · 63 · kX24Max < 2^31; the offset term keeps the true value smaller
+// still, and int32 adds wrap, so the sum comes out exact whatever the order), then converted once and scaled: one
+// conversion and one FMA per 32 codes and row of x, where keeping the bytes' sums apart took two of each. Each half of
+// a unit (32 codes) has its own accumulator, so that a unit's two halves do not wait on one FMA chain. BYTES = 1: x is
+// the int8 form (h alone), whose few rows share each decoded unit.
+template <int DT, int BYTES, int M>
+inline void x24_rows(const QX24* const qx[M], const uint8_t* row, const char* next, int64_t k, float out[M]) {
+  static_assert(BYTES == 1 || M == 1, "x24_rows: the 24-bit form takes one row of x");
   constexpr int GU = group_units<DT>();
   constexpr int64_t GB = group_bytes<DT>();
-  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  __m256 acc[M][2];
+  for (int i = 0; i < M; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
   const int64_t groups = k / (64 * GU);
   for (int64_t g = 0; g < groups; ++g) {
     for (int64_t at = 0; at < GB; at += 64) __builtin_prefetch(next + g * GB + at, 0, 3);
@@ -247,26 +250,30 @@ inline float x24_row(const QX24& qx, const uint8_t* row, const char* next, int64
       decode_unit<DT, decltype(S)::value>(blk, sc, codes, scale);
       for (int half = 0; half < 2; ++half) {
         const int64_t at = 64 * (GU * g + S) + 32 * half, lane = at / 4;
-        const auto x_at = [&](const std::vector<int8_t>& v) {
-          return _mm256_loadu_si256((const __m256i*)(v.data() + at));
-        };
-        __m256i q = dot4(codes[half], x_at(qx.h), BYTES == 3 ? 256 : 1);  // per lane Σ c · q
-        if constexpr (BYTES == 3) {
-          q = _mm256_add_epi32(_mm256_slli_epi32(_mm256_add_epi32(q, dot4(codes[half], x_at(qx.m))), 8),
-                               dot4(codes[half], x_at(qx.l)));
+        for (int i = 0; i < M; ++i) {
+          const auto x_at = [&](const std::vector<int8_t>& v) {
+            return _mm256_loadu_si256((const __m256i*)(v.data() + at));
+          };
+          __m256i q = dot4(codes[half], x_at(qx[i]->h), BYTES == 3 ? 256 : 1);  // per lane Σ c · q
+          if constexpr (BYTES == 3) {
+            q = _mm256_add_epi32(_mm256_slli_epi32(_mm256_add_epi32(q, dot4(codes[half], x_at(qx[i]->m))), 8),
+                                 dot4(codes[half], x_at(qx[i]->l)));
+          }
+          if constexpr (code_offset<DT>() != 0) {
+            q = _mm256_add_epi32(q, _mm256_loadu_si256((const __m256i*)(qx[i]->corr.data() + lane)));
+          }
+          const __m256 s = _mm256_mul_ps(scale[half], _mm256_loadu_ps(qx[i]->dl.data() + lane));
+          acc[i][half] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), s, acc[i][half]);
         }
-        if constexpr (code_offset<DT>() != 0) {
-          q = _mm256_add_epi32(q, _mm256_loadu_si256((const __m256i*)(qx.corr.data() + lane)));
-        }
-        const __m256 s = _mm256_mul_ps(scale[half], _mm256_loadu_ps(qx.dl.data() + lane));
-        acc[half] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), s, acc[half]);
       }
       if constexpr (DT == GK_Q4_K && decltype(S)::value == 0) {
-        acc[0] = _mm256_fmadd_ps(mins, _mm256_loadu_ps(qx.sum.data() + 8 * g), acc[0]);
+        for (int i = 0; i < M; ++i) {
+          acc[i][0] = _mm256_fmadd_ps(mins, _mm256_loadu_ps(qx[i]->sum.data() + 8 * g), acc[i][0]);
+        }
       }
     });
   }
-  return hsum(_mm256_add_ps(acc[0], acc[1]));
+  for (int i = 0; i < M; ++i) out[i] = hsum(_mm256_add_ps(acc[i][0], acc[i][1]));
 }
 
 // row(r) for every row of W, in chunks of 16 rows over the decode pool (each thread a contiguous range).
@@ -292,35 +299,58 @@ bool by_dtype(int32_t dtype, const Fn& fn) {
   }
 }
 
-// y = W x + bias for the one row of x: x quantized into this thread's QX24 (false when its buffers cannot grow), then
-// x24_row for every row of W. One row at a time: 2 and 4 rows sharing x's loads measured no faster (16 ymm
-// registers; 2048×2048, 2 threads).
+constexpr int kMaxRows = 8;  // rows of x the int8 path takes (linear.cpp sends it at most 8)
+constexpr int kRowBlock = 4;  // rows of x sharing one decoded unit: 2 accumulators each, in 16 ymm registers
+
+// y = x W^T + bias for m (<= kMaxRows) rows of x: each quantized into this thread's QX24s (false when their buffers
+// cannot grow), then for every row of W, x24_rows over blocks of up to kRowBlock rows of x (the W row is read from
+// memory once; a second block finds it in L1). One W row at a time: 2 and 4 sharing x's loads measured no faster.
 template <int DT, int BYTES>
-bool linear_rows(const float* x, const void* w, const void* bias, int64_t n, int64_t k, float* y,
+bool linear_rows(const float* x, const void* w, const void* bias, int64_t m, int64_t n, int64_t k, float* y,
                  bool (*quantize)(const float*, int64_t, int, QX24&)) {
-  thread_local QX24 qx;
-  if (!quantize(x, k, code_offset<DT>(), qx)) return false;
-  const QX24& q = qx;  // (the pool's threads must not name the thread_local)
+  thread_local QX24 qx[kMaxRows];
+  if (m < 1 || m > (BYTES == 3 ? 1 : kMaxRows)) return false;
+  const QX24* rows_x[kMaxRows];
+  for (int64_t i = 0; i < m; ++i) {
+    if (!quantize(x + i * k, k, code_offset<DT>(), qx[i])) return false;
+    rows_x[i] = &qx[i];  // (the pool's threads must not name the thread_local)
+  }
   const int64_t row_bytes = k / gk::quant::Block<DT>::elems * gk::quant::Block<DT>::bytes;
   const uint8_t* rows = (const uint8_t*)w;
   for_rows(n, k, [&](int64_t r) {
     const uint8_t* row = rows + r * row_bytes;
-    y[r] = x24_row<DT, BYTES>(q, row, (const char*)(row + row_bytes), k) + (bias ? ((const float*)bias)[r] : 0.0f);
+    const char* next = (const char*)(row + row_bytes);
+    const float b = bias ? ((const float*)bias)[r] : 0.0f;
+    for (int64_t i0 = 0; i0 < m; i0 += kRowBlock) {
+      float out[kRowBlock] = {};
+      const QX24* const* xs = rows_x + i0;
+      if constexpr (BYTES == 3) {
+        x24_rows<DT, BYTES, 1>(xs, row, next, k, out);  // (m = 1)
+      } else {
+        switch (std::min<int64_t>(kRowBlock, m - i0)) {
+          case 1: x24_rows<DT, BYTES, 1>(xs, row, next, k, out); break;
+          case 2: x24_rows<DT, BYTES, 2>(xs, row, next, k, out); break;
+          case 3: x24_rows<DT, BYTES, 3>(xs, row, next, k, out); break;
+          default: x24_rows<DT, BYTES, 4>(xs, row, next, k, out); break;
+        }
+      }
+      for (int64_t i = i0; i < std::min<int64_t>(m, i0 + kRowBlock); ++i) y[i * n + r] = out[i - i0] + b;
+    }
   });
   return true;
 }
 
 template <int DT>
 bool linear_x24(const float* x, const void* w, const void* bias, int64_t n, int64_t k, float* y) {
-  return linear_rows<DT, 3>(x, w, bias, n, k, y, quantize_x24);
+  return linear_rows<DT, 3>(x, w, bias, 1, n, k, y, quantize_x24);
 }
 
-// ---- The opt-in int8 path (GEMMAKIT_CPU_Q8_ACTIVATIONS=1) for one row of x ----
+// ---- The opt-in int8 path (GEMMAKIT_CPU_Q8_ACTIVATIONS=1) for up to 8 rows of x ----
 //
 // x as linear_q8act.cpp's quantize_x makes it (per 32 elements d = max|x| / 127, q = round(x / d), the same codes):
-// one byte of x (x24_row with BYTES = 1) where the 24-bit path multiplies three, so a third of its integer
-// products, and the AVX512-VNNI int8 path's numbers up to the order of the float sums. Decode (m = 1) only: more rows
-// of x take the f32 path.
+// one byte of x (x24_rows with BYTES = 1) where the 24-bit path multiplies three, so a third of its integer
+// products, and the AVX512-VNNI int8 path's numbers up to the order of the float sums. Up to 8 rows of x (the decode
+// step, a batched one; as there) for Q5_0 / Q4_K / Q6_K; Q8_0 and more rows take the f32 path.
 bool quantize_x8(const float* x, int64_t k, int c, QX24& out) {
   try {
     out.h.resize(k);
@@ -363,21 +393,27 @@ bool quantize_x8(const float* x, int64_t k, int c, QX24& out) {
 }
 
 template <int DT>
-bool linear_x8(const float* x, const void* w, const void* bias, int64_t n, int64_t k, float* y) {
-  return linear_rows<DT, 1>(x, w, bias, n, k, y, quantize_x8);
+bool linear_x8(const float* x, const void* w, const void* bias, int64_t m, int64_t n, int64_t k, float* y) {
+  return linear_rows<DT, 1>(x, w, bias, m, n, k, y, quantize_x8);
 }
 
 }  // namespace
 
 bool gk::cpu::linear_q8act(const float* x, const void* weight, int32_t weight_dtype, const void* bias, int64_t m,
                            int64_t n, int64_t k, float* y) {
-  return m == 1 && k % 64 == 0 &&
-         by_dtype(weight_dtype, [&](auto dt) { return linear_x8<decltype(dt)::value>(x, weight, bias, n, k, y); });
+  // Rows of x up to where this beats the f32 path (2 threads, in-cache products, docs/benchmarks.md): 8 for Q4_K and
+  // Q6_K; 4 for Q5_0, whose 8 rows took 1.13x the f32 path's time ([6912, 1152]; its units are the dearest to decode,
+  // and 8 rows decode each twice). Q8_0 stays on the f32 path: at 1 row it is bound by memory there, and a sign flip
+  // of x per unit (its codes are signed) made the integer path no faster at 4 rows and slower at 8.
+  return k % 64 == 0 && m <= (weight_dtype == GK_Q5_0 ? 4 : kMaxRows) && by_dtype(weight_dtype, [&](auto dt) {
+           return linear_x8<decltype(dt)::value>(x, weight, bias, m, n, k, y);
+         });
 }
 
 bool gk::cpu::linear_x24act(const float* x, const void* weight, int32_t weight_dtype, const void* bias, int64_t n,
                             int64_t k, float* y) {
-  return k % 64 == 0 &&
-         by_dtype(weight_dtype, [&](auto dt) { return linear_x24<decltype(dt)::value>(x, weight, bias, n, k, y); });
+  return k % 64 == 0 && by_dtype(weight_dtype, [&](auto dt) {
+           return linear_x24<decltype(dt)::value>(x, weight, bias, n, k, y);
+         });
 }
 #endif
