@@ -1,6 +1,7 @@
 /**
- * Child of linear_q8act_test.ts: prints {vnni, avx2, rows: [{name, nmse, hash}]} as JSON on its last line (hash: of y's
- * bytes, so that two modes' products can be told apart).
+ * Child of linear_q8act_test.ts: prints {vnni, avx2, rows: [{name, nmse, hash}], alone: [{name, same}]} as JSON on its
+ * last line (hash: of y's bytes, so that two modes' products can be told apart; same: whether every row of an m-row
+ * product equals that row of x multiplied alone, bit for bit).
  */
 import { Backend } from "../../src/runtime/backend.ts";
 import { Tensor } from "../../src/runtime/tensor.ts";
@@ -82,4 +83,24 @@ for (const dtype of ["q5_0", "q4_k", "q6_k"] as QuantDType[]) {
     rows.push({ name: `${dtype} ${bad} in the one row of x`, nmse: all ? 1e-5 : 1 });
   }
 }
-console.log(JSON.stringify({ vnni, avx2, rows }));
+// Whether each row of an m-row product equals the same row of x multiplied alone, bit for bit (what a batched decode
+// step's rows get against single-stream decoding).
+const alone: { name: string; same: boolean }[] = [];
+for (const dtype of ["q5_0", "q4_k", "q6_k"] as QuantDType[]) {
+  const n = 37, k = 512;
+  using w = Tensor.fromBytes(backend, randomQuantBlocks(rng, dtype, n, k), [n, k], dtype);
+  const xs = Float32Array.from({ length: 8 * k }, () => rng.next() * 2 - 1);
+  const product = (first: number, m: number) => {
+    using x = Tensor.fromArray(backend, xs.slice(first * k, (first + m) * k), [m, k]);
+    using y = Tensor.empty(backend, [m, n]);
+    linear(x, w, null, y);
+    return y.toArray() as Float32Array;
+  };
+  const single = Array.from({ length: 8 }, (_, i) => product(i, 1));
+  for (const m of [2, 3, 4, 8]) {
+    const y = product(0, m);
+    const same = single.slice(0, m).every((one, i) => one.every((v, j) => Object.is(v, y[i * n + j])));
+    alone.push({ name: `${dtype} m=${m}`, same });
+  }
+}
+console.log(JSON.stringify({ vnni, avx2, rows, alone }));

@@ -19,7 +19,12 @@ import assert from "node:assert/strict";
 
 const CHILD = new URL("./linear_q8act_child.ts", import.meta.url);
 
-type Rows = { vnni: boolean; avx2: boolean; rows: { name: string; nmse: number; hash?: string }[] };
+type Rows = {
+  vnni: boolean;
+  avx2: boolean;
+  rows: { name: string; nmse: number; hash?: string }[];
+  alone: { name: string; same: boolean }[];
+};
 
 async function child(env: Record<string, string>): Promise<Rows> {
   const out = await new Deno.Command(Deno.execPath(), {
@@ -78,4 +83,15 @@ Deno.test("gk_linear, GEMMAKIT_CPU_Q8_ACTIVATIONS=1: int8 activations within int
     assert.ok(r.nmse < 2e-4, `int8 path ${r.name}: NMSE ${r.nmse}`);
     assert.ok(r.nmse > 1e-9, `int8 path ${r.name}: NMSE ${r.nmse} is the f32 path's (the int8 path did not run)`);
   }
+});
+
+Deno.test("gk_linear, GEMMAKIT_CPU_Q8_ACTIVATIONS=1 on AVX2: a batched row's int8 product is its single-row product", async () => {
+  const on = await child({ GEMMAKIT_CPU_Q8_ACTIVATIONS: "1" });
+  if (on.vnni || !on.avx2) {
+    console.log(`ignoring: the check is of the AVX2 int8 path (this CPU: ${on.vnni ? "AVX512-VNNI" : "no AVX2"})`);
+    return;
+  }
+  // Up to 8 rows of Q4_K / Q6_K and 4 of Q5_0 share the one-row kernel's sums; Q5_0's 8 rows take the f32 path.
+  assert.equal(on.alone.length, 12);
+  for (const r of on.alone) assert.equal(r.same, r.name !== "q5_0 m=8", r.name);
 });
