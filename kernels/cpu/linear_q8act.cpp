@@ -164,15 +164,9 @@ inline void decode_unit8(const uint8_t* row, int64_t U, __m512i& codes, __m512& 
     codes = _mm512_and_si512(both, low4);
     if (s == 0) {
       // The superblock's 8 scales d · sc and mins −dmin · m, once per superblock: the 6-bit fields unpacked 4 at a
-      // time in 32-bit words (ggml's kmask steps), then widened and scaled 8 at a time.
+      // time (quant.h's scales_mins_k4), then widened and scaled 8 at a time.
       uint32_t u[4];
-      memcpy(u, blk + 4, 12);
-      constexpr uint32_t k1 = 0x3f3f3f3f, k2 = 0x0f0f0f0f, k3 = 0x03030303;
-      u[3] = ((u[2] >> 4) & k2) | (((u[1] >> 6) & k3) << 4);
-      const uint32_t m03 = u[1] & k1;
-      u[1] = (u[2] & k2) | (((u[0] >> 6) & k3) << 4);
-      u[2] = m03;
-      u[0] &= k1;
+      gk::quant::scales_mins_k4(blk + 4, u);
       const __m128i bytes = _mm_loadu_si128((const __m128i*)u);  // sc0..7, m0..7
       block = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes)), _mm256_set1_ps(f16_at(blk)));
       mins = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(bytes, 8))),

@@ -149,15 +149,9 @@ inline void static_for(const F& f) {
 // −dmin · m; Q6_K: sc[0..15] = d · sc per 16 elements; Q5_0: none (each block's scale is read with its codes).
 template <int DT>
 inline void group_scales(const uint8_t* blk, float sc[16], __m256& mins) {
-  if constexpr (DT == GK_Q4_K) {  // as linear_q8act.cpp's decode_unit8: the 6-bit fields, 4 at a time in 32-bit words
+  if constexpr (DT == GK_Q4_K) {
     uint32_t u[4];
-    memcpy(u, blk + 4, 12);
-    constexpr uint32_t k1 = 0x3f3f3f3f, k2 = 0x0f0f0f0f, k3 = 0x03030303;
-    u[3] = ((u[2] >> 4) & k2) | (((u[1] >> 6) & k3) << 4);
-    const uint32_t m03 = u[1] & k1;
-    u[1] = (u[2] & k2) | (((u[0] >> 6) & k3) << 4);
-    u[2] = m03;
-    u[0] &= k1;
+    gk::quant::scales_mins_k4(blk + 4, u);
     const __m128i bytes = _mm_loadu_si128((const __m128i*)u);  // sc0..7, m0..7
     _mm256_store_ps(sc, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes)), _mm256_set1_ps(f16_at(blk))));
     mins = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(bytes, 8))),

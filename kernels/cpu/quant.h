@@ -77,6 +77,18 @@ inline void scale_min_k4(const uint8_t* s, int j, int& sc, int& m) {
   }
 }
 
+// Q4_K / Q5_K: all 8 scales, then all 8 mins, of the 12 packed bytes s as 16 bytes in out (ggml's kmask steps: the
+// 6-bit fields 4 at a time in 32-bit words, where scale_min_k4 takes one).
+inline void scales_mins_k4(const uint8_t* s, uint32_t out[4]) {
+  memcpy(out, s, 12);
+  constexpr uint32_t k1 = 0x3f3f3f3f, k2 = 0x0f0f0f0f, k3 = 0x03030303;
+  out[3] = ((out[2] >> 4) & k2) | (((out[1] >> 6) & k3) << 4);
+  const uint32_t m03 = out[1] & k1;
+  out[1] = (out[2] & k2) | (((out[0] >> 6) & k3) << 4);
+  out[2] = m03;
+  out[0] &= k1;
+}
+
 // Q3_K: the 6-bit scale i (0..15) of 16 elements, unbiased (ggml's aux[] unpacking of the 12 bytes s): low 4 bits
 // are nibble i / 8 of s[i % 8], high 2 bits are bits 2(i / 4) of s[8 + i % 4].
 inline int scale_k3(const uint8_t* s, int i) {

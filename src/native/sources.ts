@@ -9,7 +9,7 @@ export const NATIVE_SOURCES: {
   files: [string, string][];
 } = {
   version: "0.1.0",
-  sha256: "4bd141b01345e3ad08a30fe45b61e80eeb236b82118d48b8311f53f657aea1f6",
+  sha256: "62904d1ef70e78b75811cee8cb24d5bc079fa9eb2e7971866de43132e4885fda",
   files: [
     ["kernels/common/dtype.h", "423672a9860bbfc1620995b00bd2b45de6ad4082fd748c94483cc620b15d6ec5"],
     ["kernels/common/error.cpp", "16d996224683479f1bfab036cc33a4cb56589112885bf3a1d9936632ae48064c"],
@@ -30,8 +30,8 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/kv_cache_write.cpp", "86990e09320fbf192230c96abc269289aa6ce3425ca5a821cf0fc027767af5ca"],
     ["kernels/cpu/layer_norm.cpp", "71da9959d48a20ee3f1414af319ac6266e0a2291059c8b33567ece4326ba534a"],
     ["kernels/cpu/linear.cpp", "6edc0ca58ff5ee785d9c0dfd09b09f46555510a751d9f91e8450a98e700a84fe"],
-    ["kernels/cpu/linear_q8act.cpp", "eb9b223e4f3435e7014847fe2a284bd404286801ee3e3bbaeb393e09ed59827a"],
-    ["kernels/cpu/linear_x24_avx2.cpp", "f8fa1ab77d5a61cc566d43c4d09559d2545c95b1d44ab420161a122e40152150"],
+    ["kernels/cpu/linear_q8act.cpp", "f7e31843dd4f642e365a4f6d97744a2e99fd58a6a0f3c7abd359c24b89ba01b5"],
+    ["kernels/cpu/linear_x24_avx2.cpp", "cb8c44ff46ce8a7bbe2281bc366f9ddad5d33a32099f9ba9414db3de51cecefb"],
     ["kernels/cpu/logits_process.cpp", "a0202bb03fa6fbd533677ab1155c2d19fb666e1275437e8bc543ee011668384a"],
     ["kernels/cpu/logprobs.cpp", "d671988cef3ab6b39f06f74bb743ecdf2e1480d8ed43e24375f9501a0da7eba2"],
     ["kernels/cpu/moe.cpp", "795ca110dc8aeacace2eb516b3b3231234edcc8d2deb3f336e7f27194e4cf54c"],
@@ -39,7 +39,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/pool.cpp", "10b2a66b495c4105b1fdbea55bc2e496af9fff99307bae3a35b44801a8212a57"],
     ["kernels/cpu/pool.h", "2d0871be1b0acb94c9139f07e6a18a8475239bbe07e57afeae5492469f58f459"],
     ["kernels/cpu/program.cpp", "779c22004d3834968b009297672ff3bb8c9c29853e06c14137edefd1c59e3fc1"],
-    ["kernels/cpu/quant.h", "c9135677192004e45ef4b54cd1c0d932d8b4c7aa1ae0c96059e03b79ca563d50"],
+    ["kernels/cpu/quant.h", "8615a68d1f6eb6d5655cd8877259076d76858c30141deee45138631bacbc3a5a"],
     ["kernels/cpu/repack.cpp", "434f5331a33ebdcf3248cce9e5c6d739f8420395e5bb2a9a27310722e2fe8d57"],
     ["kernels/cpu/rms_norm.cpp", "b9bcf218b0f2136fe6e80d8066bc5e14fb8ff456b04cdf2e8d0ea0d2a8de09fb"],
     ["kernels/cpu/rope.cpp", "7fc00eceba13068ac06f6375ebdb6cb4ee6d1aea40667d5dc17a10df32d169d6"],
