@@ -174,8 +174,9 @@ inline void decode_unit(const uint8_t* blk, const float sc[16], __m256i codes[2]
   if constexpr (DT == GK_Q5_0) {
     for (int b = 0; b < 2; ++b) {
       const uint8_t* q5 = blk + 22 * b;
-      const __m128i q = _mm_loadu_si128((const __m128i*)(q5 + 6));
-      const __m256i nib = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), low4);
+      // The 16 code bytes in both halves (a load), the upper half's shifted to its high nibbles.
+      const __m256i q = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i*)(q5 + 6)));
+      const __m256i nib = _mm256_and_si256(_mm256_srlv_epi64(q, _mm256_setr_epi64x(0, 0, 4, 4)), low4);
       const __m256i fifth = _mm256_and_si256(bits_to_bytes(gk::quant::u32_at(q5 + 2)), _mm256_set1_epi8(0x10));
       codes[b] = _mm256_or_si256(nib, fifth);
       scale[b] = _mm256_set1_ps(f16_at(q5));
