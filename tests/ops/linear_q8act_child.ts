@@ -55,10 +55,11 @@ for (const dtype of ["q8_0", "q5_0", "q4_k", "q6_k"] as QuantDType[]) {
     }
   }
 }
-// A NaN in x reaches the outputs of its row (and only its row), as on the f32 path.
-{
-  const n = 8, k = 640;
-  using w = Tensor.fromBytes(backend, randomQuantBlocks(rng, "q8_0", n, k), [n, k], "q8_0");
+// A NaN in x reaches the outputs of its row (and only its row), as on the f32 path (Q4_K: the int8 path's rows with
+// the option, on AVX2 too).
+for (const [dtype, k] of [["q8_0", 640], ["q4_k", 512]] as [QuantDType, number][]) {
+  const n = 8;
+  using w = Tensor.fromBytes(backend, randomQuantBlocks(rng, dtype, n, k), [n, k], dtype);
   const xs = Float32Array.from({ length: 2 * k }, () => rng.next() * 2 - 1);
   xs[k + 100] = NaN;
   using x = Tensor.fromArray(backend, xs, [2, k]);
@@ -66,7 +67,7 @@ for (const dtype of ["q8_0", "q5_0", "q4_k", "q6_k"] as QuantDType[]) {
   linear(x, w, null, y);
   const got = y.toArray() as Float32Array;
   const nanRow = got.subarray(n).every(Number.isNaN), cleanRow = got.subarray(0, n).every(Number.isFinite);
-  rows.push({ name: "q8_0 NaN in row 1 of x", nmse: nanRow && cleanRow ? 1e-5 : 1 });
+  rows.push({ name: `${dtype} NaN in row 1 of x`, nmse: nanRow && cleanRow ? 1e-5 : 1 });
 }
 // One row of x (decode: the 24-bit path for Q5_0 / Q4_K / Q6_K): a NaN or an infinity in x makes every output
 // non-finite, as on the f32 path.
