@@ -19,8 +19,8 @@
 // a fixed order, so results do not depend on the thread count.
 //
 // Formats: Q8_0 (u = q + 128, c = 128), Q5_0 (c = 16), Q4_K (c = 0, mins), Q6_K (c = 32): the Gemma 3 270M
-// Q4_K_M file's. Others, and builds without AVX512-VNNI, return false and take the f32 path (AVX2 builds have a decode
-// version in linear_x24_avx2.cpp).
+// Q4_K_M file's. Others, and builds without AVX512-VNNI, return false and take the f32 path (AVX2 builds have their own
+// version, for up to 8 rows of x, in linear_x24_avx2.cpp).
 #include <omp.h>
 
 #include <algorithm>
@@ -37,7 +37,7 @@
 #if defined(GK_VNNI)
 #define GK_Q8ACT 1
 #endif
-// AVX2 builds without VNNI have their own 24-bit and int8 decode paths (linear_x24_avx2.cpp).
+// AVX2 builds without VNNI have their own 24-bit decode path and int8 path (linear_x24_avx2.cpp).
 #if !defined(GK_Q8ACT) && defined(__AVX2__) && defined(__FMA__) && !defined(GK_PORTABLE_SIMD)
 #define GK_X24_AVX2 1
 #endif

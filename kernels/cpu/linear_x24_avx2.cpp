@@ -52,7 +52,7 @@ inline uint64_t low_bytes(__m256i v) {
   return (uint64_t)(uint32_t)_mm256_cvtsi256_si32(t) | (uint64_t)(uint32_t)_mm256_extract_epi32(t, 4) << 32;
 }
 
-// The sums of each 4-element lane of two vectors of int32 (8 lanes each: a's two, then b's two... as 4 values).
+// The sum of each 128-bit half's four int32 lanes of v: out[0] lanes 0-3, out[1] lanes 4-7.
 inline void lane_sums(__m256i v, int32_t out[2]) {
   const __m256i s = _mm256_hadd_epi32(v, v);
   const __m256i t = _mm256_hadd_epi32(s, s);

@@ -9,7 +9,7 @@ export const NATIVE_SOURCES: {
   files: [string, string][];
 } = {
   version: "0.1.0",
-  sha256: "7c94fa169df066ca53b4214bf9d398810a4ab5766184c2ec15af266ae727de32",
+  sha256: "a8fb0c0e18dad58f173364c7fc7c39d77fc050ea7dbb5d2dabf5b97b18975e4e",
   files: [
     ["kernels/common/dtype.h", "423672a9860bbfc1620995b00bd2b45de6ad4082fd748c94483cc620b15d6ec5"],
     ["kernels/common/error.cpp", "16d996224683479f1bfab036cc33a4cb56589112885bf3a1d9936632ae48064c"],
@@ -30,8 +30,8 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/kv_cache_write.cpp", "86990e09320fbf192230c96abc269289aa6ce3425ca5a821cf0fc027767af5ca"],
     ["kernels/cpu/layer_norm.cpp", "71da9959d48a20ee3f1414af319ac6266e0a2291059c8b33567ece4326ba534a"],
     ["kernels/cpu/linear.cpp", "6edc0ca58ff5ee785d9c0dfd09b09f46555510a751d9f91e8450a98e700a84fe"],
-    ["kernels/cpu/linear_q8act.cpp", "f7e31843dd4f642e365a4f6d97744a2e99fd58a6a0f3c7abd359c24b89ba01b5"],
-    ["kernels/cpu/linear_x24_avx2.cpp", "bb1f1f7c03e0bf7ddc0c7590a2b09bffe7e5c447a63d9b6dcf745c37ee2ae9f4"],
+    ["kernels/cpu/linear_q8act.cpp", "a3726bbb4a062745b6e350dec93fd7d0aa7a5cd1dcc845a9575a2876cd23943f"],
+    ["kernels/cpu/linear_x24_avx2.cpp", "c937e4f941b56bae0079e8253f9d8e1fe52f10b520c3a37fd99d8b6e7869b460"],
     ["kernels/cpu/logits_process.cpp", "a0202bb03fa6fbd533677ab1155c2d19fb666e1275437e8bc543ee011668384a"],
     ["kernels/cpu/logprobs.cpp", "d671988cef3ab6b39f06f74bb743ecdf2e1480d8ed43e24375f9501a0da7eba2"],
     ["kernels/cpu/moe.cpp", "795ca110dc8aeacace2eb516b3b3231234edcc8d2deb3f336e7f27194e4cf54c"],
