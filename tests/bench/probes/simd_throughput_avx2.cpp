@@ -54,11 +54,11 @@ int main() {
   const double fma = ns_per_iteration([&] { EACH8(FMA, f) });
   const double mixed = ns_per_iteration([&] { EACH4(MUB, a) EACH4(FMA, f) });
   // (the chains' values are used, so none of the loops is dead code)
-  sunk = _mm256_cvtss_f32(_mm256_add_ps(_mm256_add_ps(_mm256_add_ps(f0, f1), _mm256_add_ps(f2, f3)),
-                                        _mm256_add_ps(_mm256_add_ps(f4, f5), _mm256_add_ps(f6, f7)))) +
-         (float)_mm256_extract_epi32(_mm256_add_epi32(_mm256_add_epi32(_mm256_add_epi32(a0, a1), _mm256_add_epi32(a2, a3)),
-                                                      _mm256_add_epi32(_mm256_add_epi32(a4, a5), _mm256_add_epi32(a6, a7))),
-                                     0);
+  const __m256 fs = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(f0, f1), _mm256_add_ps(f2, f3)),
+                                  _mm256_add_ps(_mm256_add_ps(f4, f5), _mm256_add_ps(f6, f7)));
+  const __m256i as = _mm256_add_epi32(_mm256_add_epi32(_mm256_add_epi32(a0, a1), _mm256_add_epi32(a2, a3)),
+                                      _mm256_add_epi32(_mm256_add_epi32(a4, a5), _mm256_add_epi32(a6, a7)));
+  sunk = _mm256_cvtss_f32(fs) + (float)_mm256_extract_epi32(as, 0);
   printf("ns for 8 independent ops (best of 3 x %ld):\n", kIters);
   printf("  vpaddd %.2f   vpmaddubsw %.2f   vpmaddwd %.2f   8 vpmaddubsw + 8 vpmaddwd %.2f   vfmadd %.2f\n", add, mub,
          madd, both, fma);
