@@ -1,6 +1,7 @@
-// .ci/avx512 only: stands in for the compiler's <immintrin.h> so that kernels/cpu/repack.cpp's AVX-512 and VNNI code
-// (its 16-row layouts' integer kernel and gk_greedy_logits' screen) compiles and runs on a host without them, each
-// intrinsic emulated by SIMDe (libsimde-dev) and, where SIMDe 0.7 lacks one, by gk_simde_extra.h's scalar loop.
+// .ci/avx512 only: stands in for the compiler's <immintrin.h> so that the AVX-512 and VNNI code of
+// kernels/cpu/repack.cpp (the 16-row layouts' integer kernel and gk_greedy_logits' screen) and linear_q8act.cpp (the
+// 24-bit decode products, the opt-in int8 path) compiles and runs on a host without them, each intrinsic emulated by
+// SIMDe (libsimde-dev) and, where SIMDe 0.7 lacks one, by gk_simde_extra.h's scalar loop.
 #pragma once
 #define SIMDE_ENABLE_NATIVE_ALIASES
 #define SIMDE_NO_NATIVE
