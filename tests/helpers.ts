@@ -13,12 +13,14 @@ export function thrown<T extends Error>(fn: () => unknown, type: abstract new (.
 }
 
 /**
- * Whether the CPU library reads its 16-row layouts (kernels/cpu/repack.cpp): it is built with -march=native, so where
- * the CPU has AVX512-VNNI — or, under .ci/avx512 (GEMMAKIT_TEST_X16=emulated), a library whose repack.cpp emulates it.
+ * Whether the CPU library runs its AVX512-VNNI kernels (kernels/cpu/repack.cpp's 16-row layouts and greedy screen,
+ * linear_q8act.cpp's integer paths): it is built with -march=native, so where the CPU has AVX512-VNNI — or, under
+ * .ci/avx512 (GEMMAKIT_TEST_VNNI=emulated), a library whose VNNI kernels are emulated.
  */
-export const CPU_READS_X16: boolean = Deno.env.get("GEMMAKIT_TEST_X16") === "emulated" || (() => {
+export const CPU_VNNI: boolean = Deno.env.get("GEMMAKIT_TEST_VNNI") === "emulated" || (() => {
   try {
-    return / avx512_vnni( |$)/m.test(Deno.readTextFileSync("/proc/cpuinfo"));
+    const cpuinfo = Deno.readTextFileSync("/proc/cpuinfo");
+    return ["avx512_vnni", "avx512bw", "avx512vl"].every((flag) => new RegExp(`\\b${flag}\\b`).test(cpuinfo));
   } catch {
     return false;
   }

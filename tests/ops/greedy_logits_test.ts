@@ -7,14 +7,14 @@
  */
 import assert from "node:assert/strict";
 import { Backend } from "../../src/runtime/backend.ts";
-import { CPU_READS_X16 } from "../helpers.ts";
+import { CPU_VNNI } from "../helpers.ts";
 import { Tensor } from "../../src/runtime/tensor.ts";
 import { argmax, greedyLogits, linear, repackForBackend, softcap } from "../../src/ops/mod.ts";
 import { DTypeError, ShapeError } from "../../src/errors.ts";
 import { dequantize, QUANT_BLOCKS, type QuantDType } from "../../src/runtime/quant.ts";
 import { randomQuantBlocks, Rng } from "./cases.ts";
 
-const vnni = CPU_READS_X16;
+const vnni = CPU_VNNI;
 
 const N = 4096, K = 512;
 

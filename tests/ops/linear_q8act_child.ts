@@ -9,6 +9,7 @@ import { linear } from "../../src/ops/linear.ts";
 import { dequantize } from "../../src/runtime/quant.ts";
 import type { QuantDType } from "../../src/runtime/dtype.ts";
 import { randomQuantBlocks, Rng } from "./cases.ts";
+import { CPU_VNNI } from "../helpers.ts";
 
 using backend = Backend.open({ backend: "cpu" });
 const cpuinfo = (() => {
@@ -18,9 +19,7 @@ const cpuinfo = (() => {
     return "";
   }
 })();
-// (.ci/avx512 runs these tests against a library whose VNNI kernels are emulated: GEMMAKIT_TEST_VNNI=emulated.)
-const vnni = Deno.env.get("GEMMAKIT_TEST_VNNI") === "emulated" ||
-  /\bavx512_vnni\b/.test(cpuinfo) && /\bavx512bw\b/.test(cpuinfo) && /\bavx512vl\b/.test(cpuinfo);
+const vnni = CPU_VNNI;
 // Without VNNI, an AVX2 + FMA build has its own decode paths (kernels/cpu/linear_x24_avx2.cpp) for Q5_0 / Q4_K / Q6_K.
 const avx2 = !vnni && /\bavx2\b/.test(cpuinfo) && /\bfma\b/.test(cpuinfo);
 const rng = new Rng(19);

@@ -9,7 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { Backend } from "../../src/runtime/backend.ts";
-import { CPU_READS_X16 } from "../helpers.ts";
+import { CPU_VNNI } from "../helpers.ts";
 import { Tensor } from "../../src/runtime/tensor.ts";
 import { dequantize } from "../../src/runtime/quant.ts";
 import { embedding, linear, repackForBackend } from "../../src/ops/mod.ts";
@@ -17,7 +17,7 @@ import { ShapeError } from "../../src/errors.ts";
 import { randomQuantBlocks, Rng } from "./cases.ts";
 import * as ref from "./reference.ts";
 
-const vnni = CPU_READS_X16;
+const vnni = CPU_VNNI;
 
 function nmse(got: ArrayLike<number>, want: ArrayLike<number>): number {
   let num = 0, den = 0;
