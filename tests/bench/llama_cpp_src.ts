@@ -28,10 +28,11 @@
  * Everything else is llama-bench's default: f16 KV cache, flash attention auto, mmap, batch 2048 / ubatch 512.
  * Random token ids (llama-bench's), which do not change the speed of a dense model.
  *
- * The bandwidth bound: tests/bench/stream_read.c (built into the same cache), a read-only stream over 1 GiB
- * at the same thread count, best of 8 passes.
+ * The bandwidth bound: tests/bench/stream_read.ts, a read-only stream over 1 GiB at the same thread count, best of
+ * 8 passes (the plain bench states the same bound).
  */
 import { parseArgs } from "node:util";
+import { readBandwidth } from "./stream_read.ts";
 
 /** The pinned llama-cpp-python release and the llama.cpp commit its CHANGELOG.md names for it. */
 export const LLAMA_CPP_PYTHON_VERSION = "0.3.36";
@@ -75,7 +76,6 @@ export interface LlamaCppSrcBuild {
   llamaServer: string;
   /** GGUF re-quantization (`llama-quantize IN.gguf OUT.gguf Q4_K_M`). */
   llamaQuantize: string;
-  streamRead: string;
   /** e.g. "llama.cpp ggml-org/llama.cpp@0c1e57098 (llama-cpp-python 0.3.36 sdist), clang 14.0.6, GGML_NATIVE". */
   version: string;
   commit: string;
@@ -168,8 +168,7 @@ async function fetchSource(dir: string, log: (s: string) => void): Promise<strin
 }
 
 /**
- * Builds (once; later calls find the cache) llama-bench, llama-server and llama-quantize, and the read-stream
- * microbenchmark. A tree that has some targets gets the missing ones from the same build directory.
+ * Builds (once; later calls find the cache) llama-bench, llama-server and llama-quantize. A tree that has some targets gets the missing ones from the same build directory.
  */
 export async function buildLlamaCppSrc(log: (s: string) => void = console.error): Promise<LlamaCppSrcBuild> {
   const clang = (await run("clang", ["--version"]).catch(() => "")).split("\n")[0];
@@ -179,7 +178,6 @@ export async function buildLlamaCppSrc(log: (s: string) => void = console.error)
   const root = Deno.env.get("GEMMAKIT_PEER_CACHE") ?? `${Deno.env.get("HOME")}/.cache/gemmakit/peers`;
   const dir = `${root}/llama.cpp-${LLAMA_CPP_PYTHON_VERSION}-${hash}`;
   const bin = (t: string) => `${dir}/bin/${t}`;
-  const streamRead = bin("stream_read");
   const infoPath = `${dir}/info.json`;
   let info = await readInfo(infoPath);
   if (!(await complete(dir, info))) {
@@ -215,34 +213,16 @@ export async function buildLlamaCppSrc(log: (s: string) => void = console.error)
       await writeAtomic(infoPath, JSON.stringify(info, null, 2));
     }
   }
-  if (!(await exists(streamRead))) {
-    const src = new URL("./stream_read.c", import.meta.url).pathname;
-    const tmp = `${streamRead}.tmp-${Deno.pid}`;
-    await run("clang", ["-O3", "-march=native", "-fopenmp", src, "-o", tmp]);
-    await Deno.rename(tmp, streamRead);
-  }
   return {
     dir,
     llamaBench: bin("llama-bench"),
     llamaServer: bin("llama-server"),
     llamaQuantize: bin("llama-quantize"),
-    streamRead,
     commit: info!.commit,
     version: `llama.cpp ggml-org/llama.cpp@${info!.commit} (llama-cpp-python ${info!.llamaCppPython} sdist), ${
       info!.clang.replace(/^Debian /, "")
     }, GGML_NATIVE=ON, OpenMP, CPU only`,
   };
-}
-
-/** Read-only memory bandwidth in bytes/s with `threads` threads (stream_read.c, best of 8 passes over 1 GiB). */
-export async function readBandwidth(build: LlamaCppSrcBuild, threads: number): Promise<number> {
-  const out = await new Deno.Command(build.streamRead, {
-    args: ["1024", "8"],
-    env: { OMP_NUM_THREADS: String(threads), OMP_PROC_BIND: "false" },
-    stdout: "piped",
-  }).output();
-  if (!out.success) throw new Error("stream_read failed");
-  return JSON.parse(new TextDecoder().decode(out.stdout)).gbs * 1e9;
 }
 
 export interface LlamaBenchRound {
@@ -385,7 +365,7 @@ async function main(): Promise<void> {
   const gguf = values.gguf ?? `${Deno.env.get("HOME")}/.cache/gemmakit/gemma-3-270m-q4_k_m.gguf`;
   const threads = Number(values.threads);
   const prompts = values["prompt-tokens"].split(",").map(Number);
-  const bw = await readBandwidth(build, threads);
+  const bw = await readBandwidth(threads);
   const r = await llamaBenchRound(build, { gguf, threads, prompts, decodeTokens: Number(values["decode-tokens"]) });
   console.log(`read bandwidth ${(bw / 1e9).toFixed(1)} GB/s (${threads} threads); load ${Deno.loadavg().join(" ")}`);
   console.log("| prompt | prefill tok/s | decode tok/s (at that depth) |\n| ---: | ---: | ---: |");

@@ -44,7 +44,8 @@ import type { BackendChoice } from "../../src/ffi/library.ts";
 import { Tokenizer } from "../../src/tokenizer/tokenizer.ts";
 import { gemma3Tokenizer } from "../../src/models/gemma3/tokenizer_files.ts";
 import { PROMPT_TEXT, runLlamaCpp } from "./llama_cpp.ts";
-import { buildLlamaCppSrc, llamaBenchRound, readBandwidth } from "./llama_cpp_src.ts";
+import { buildLlamaCppSrc, llamaBenchRound } from "./llama_cpp_src.ts";
+import { readBandwidth } from "./stream_read.ts";
 import { GEMMA4_SYNTHETIC, syntheticGemma4 } from "./gemma4_synthetic.ts";
 import type { Gemma3TextConfig } from "../../src/models/gemma3/config.ts";
 
@@ -126,11 +127,12 @@ function syntheticModel(backend: Backend, name: string, maxContext: number): { m
 }
 
 /**
- * Memory bandwidth: the best of a 512 MiB device-to-device copy (read + write) and a 1 GiB streaming
- * read (a matrix-vector product over a bf16 matrix far larger than any cache). The CPU copy is single
- * threaded, so the streaming read is the better estimate there; on GPUs the copy is.
+ * A GPU's memory bandwidth: the best of a 512 MiB device-to-device copy (read + write) and a 1 GiB streaming read (a
+ * matrix-vector product over a bf16 matrix far larger than any cache). On the CPU the bound is the read-only stream
+ * at the run's thread count (stream_read.ts), as in the --peer llama.cpp-src rounds: a copy counts its writes, and
+ * our own product is no yardstick for itself.
  */
-function measureBandwidth(backend: Backend): number {
+function measureDeviceBandwidth(backend: Backend): number {
   const best = (fn: () => void) => {
     let ms = Infinity;
     for (let i = 0; i < 4; i++) {
@@ -310,13 +312,14 @@ if (values.peer === "llama.cpp-src") {
   model.dispose();
   Deno.exit(0);
 }
-const bandwidth = measureBandwidth(backend);
+const bandwidth = backend.kind === "cpu" ? await readBandwidth(threads) : measureDeviceBandwidth(backend);
 const modelName = values.model ?? `${values.synthetic} (synthetic bf16)`;
 const rows = [];
 console.log(
   `model ${modelName}, backend ${backend.kind} (${backend.deviceName}), ${threads} threads, ${decodeTokens} greedy ` +
     `tokens, medians of ${runs} runs after a warm-up; load ${loadMs.toFixed(0)} ms; KV cache ` +
-    `${(model.cache.bytes / 2 ** 20).toFixed(1)} MiB for ${maxContext} tokens; memory bandwidth ` +
+    `${(model.cache.bytes / 2 ** 20).toFixed(1)} MiB for ${maxContext} tokens; ` +
+    (backend.kind === "cpu" ? `read-only stream bandwidth (${threads} threads) ` : "memory bandwidth ") +
     `${(bandwidth / 1e9).toFixed(1)} GB/s`,
 );
 const header = values.peer
@@ -413,7 +416,7 @@ async function srcPeerRounds(): Promise<void> {
   for (const p of promptLengths) prompts.set(p, await promptIds(p));
   let cpuInfo = "";
   for (let round = 0; round < runs; round++) {
-    bandwidths.push(await readBandwidth(build, threads));
+    bandwidths.push(await readBandwidth(threads));
     for (const p of promptLengths) {
       const r = measure(prompts.get(p)!, reps);
       ours.get(p)!.prefill.push(r.prefillTokensPerSecond);
