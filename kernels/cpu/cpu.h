@@ -137,8 +137,8 @@ bool linear_q8act(const float* x, const void* weight, int32_t weight_dtype, cons
 
 // On unless GEMMAKIT_CPU_X24_ACTIVATIONS=0 (read once), on AVX512-VNNI builds: gk_linear's decode products (m = 1)
 // with Q5_0 / Q4_K / Q6_K W quantize x to 24-bit integers per 4 elements and multiply in the integers
-// (kernels/cpu/linear_q8act.cpp). x's rounding is at most 2^-24 of its lane's largest |x| (a lane below 2^-96 goes
-// in as 0).
+// (kernels/cpu/linear_q8act.cpp; on AVX2 builds without VNNI kernels/cpu/linear_x24_avx2.cpp, whose Q4_K path scales
+// x per 32 elements). x's rounding is at most 2^-24 of its lane's (block's) largest |x| (one below 2^-96 goes in as 0).
 bool x24_activations_enabled();
 // That path for one row of x: false (nothing written) for a format, shape or build it does not take.
 bool linear_x24act(const float* x, const void* weight, int32_t weight_dtype, const void* bias, int64_t n, int64_t k,

@@ -8,6 +8,7 @@
 // saturates and vpmaddwd against ones gives exactly vpdpbusd's 4-element lane sums. (Q8_0, 8-bit codes, could
 // saturate; it stays on the f32 path, where its products are bound by memory anyway.)
 //
+// Q4_K's 24-bit product has a kernel of its own (q4k_lanes_row, below x24_rows), whose integer sums last a superblock.
 // At the end of the file, the same kernel with one byte of x: these builds' opt-in int8 path for up to 8 rows of x
 // (GEMMAKIT_CPU_Q8_ACTIVATIONS=1).
 #include <omp.h>
@@ -340,6 +341,145 @@ bool linear_x24(const float* x, const void* w, const void* bias, int64_t n, int6
   return linear_rows<DT, 3>(x, w, bias, 1, n, k, y, quantize_x24);
 }
 
+// ---- Q4_K's decode product with sub-block lanes ----
+//
+// x24_rows spends per 32 codes an int32 → f32 conversion, a multiply of the sub-block's scale by x's per-lane scales,
+// two shuffles to broadcast that scale and an FMA beside its 6 integer multiplies; on a Zen 3 core, whose FP pipes
+// bound it (llvm-mca -mcpu=znver3), that is a third of the work. Here a superblock's 8 code vectors (one per 32-code
+// sub-block) are transposed by 4-byte lanes (two unpack steps), so that every lane of every vector belongs to one
+// sub-block; x's bytes are stored in the same order and scaled per 32 elements (d = max|x| / kX24Max, as the
+// AVX512-VNNI layouts' x: a rounding of at most 2^-24 of the block's largest |x|), so vpmaddubsw's pair sums of each
+// of x's three bytes add up as int16 over the whole superblock (at most 8 · 2 · 15 · 128 = 30720, no saturation),
+// and the conversion, the scales and the FMAs come once a superblock, lane-wise, with no broadcast. Each lane's sum
+// Σ c · q is exact; the superblock's value is rounded once, in f32. On a Zen 3 (tests/bench/probes/linear_probe.cpp,
+// docs/benchmarks.md) 1.13-1.28x x24_rows' speed from memory with 2 threads, Q4_K [6144, 1536].
+
+// x's bytes in the order the transposition reads them: half s (sub-blocks 4s .. 4s + 3) of a superblock, step t
+// (0..3) holds in lane j (0..7) the 4 elements 4 (t + 4 (j / 4)) .. + 3 of sub-block 4s + j % 4.
+inline int64_t lanes_pos(int64_t v, int64_t i) {  // element i (0..31) of sub-block v (0..7) → byte of the superblock
+  const int64_t d = i / 4;
+  return 32 * (4 * (v / 4) + d % 4) + 4 * (v % 4 + 4 * (d / 4)) + i % 4;
+}
+
+struct QXL {
+  std::vector<int8_t> h, m, l;  // x = d · (65536 h + 256 m + l), in lanes_pos order
+  std::vector<float> d, sum;  // per 32 elements: the scale, and Σ x (Q4_K's mins)
+};
+
+bool quantize_x24_lanes(const float* x, int64_t k, QXL& out) {
+  try {
+    for (auto* v : {&out.h, &out.m, &out.l}) v->resize(k);
+    out.d.resize(k / 32);
+    out.sum.resize(k / 32);
+  } catch (const std::bad_alloc&) {
+    return false;
+  }
+  const __m256 sign = _mm256_set1_ps(-0.0f), big = _mm256_set1_ps(3.402823466e38f);
+  const __m256i lim = _mm256_set1_epi32((int)gk::cpu::kX24Max), k128 = _mm256_set1_epi32(128);
+  const __m256i k255 = _mm256_set1_epi32(255);
+  const auto low_byte = [&](__m256i v) {
+    return _mm256_sub_epi32(_mm256_and_si256(_mm256_add_epi32(v, k128), k255), k128);
+  };
+  for (int64_t b = 0; b < k / 32; ++b) {
+    __m256 v[4], amax = _mm256_setzero_ps(), bad = _mm256_setzero_ps(), s = _mm256_setzero_ps();
+    for (int j = 0; j < 4; ++j) {
+      v[j] = _mm256_loadu_ps(x + 32 * b + 8 * j);
+      const __m256 a = _mm256_andnot_ps(sign, v[j]);
+      amax = _mm256_max_ps(amax, a);
+      bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, big, _CMP_NLE_UQ));
+      s = _mm256_add_ps(s, v[j]);
+    }
+    out.sum[b] = hsum(s);
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    const float mx = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
+    // As x24_block: a NaN or infinity makes the block's d NaN (its rows' outputs NaN) and its codes 0; a block whose
+    // largest |x| is below 2^-96 goes in as zeros.
+    const bool finite = _mm256_movemask_ps(bad) == 0, live = finite && mx > 0x1p-96f;
+    out.d[b] = finite ? mx / gk::cpu::kX24Max : __builtin_nanf("");
+    const __m256 id = _mm256_set1_ps(live ? gk::cpu::kX24Max / mx : 0.0f);
+    const int64_t g = b / 8, sub = b % 8;
+    for (int j = 0; j < 4; ++j) {  // elements 8j .. 8j + 7: dwords 2j, 2j + 1
+      const __m256i q = _mm256_max_epi32(_mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(v[j], id)), lim),
+                                         _mm256_sub_epi32(_mm256_setzero_si256(), lim));
+      const __m256i l = low_byte(q), hm = _mm256_srai_epi32(_mm256_sub_epi32(q, l), 8);
+      const __m256i mid = low_byte(hm), h = _mm256_srai_epi32(_mm256_sub_epi32(hm, mid), 8);
+      const uint64_t bytes[3] = {low_bytes(h), low_bytes(mid), low_bytes(l)};
+      std::vector<int8_t>* planes[3] = {&out.h, &out.m, &out.l};
+      for (int p = 0; p < 3; ++p) {
+        for (int half = 0; half < 2; ++half) {
+          const uint32_t dword = (uint32_t)(bytes[p] >> (32 * half));
+          memcpy(planes[p]->data() + 256 * g + lanes_pos(sub, 8 * j + 4 * half), &dword, 4);
+        }
+      }
+    }
+  }
+  return true;
+}
+
+// One Q4_K row (its bytes at row, k / 256 superblocks) times x, prefetching the row after it (next).
+inline float q4k_lanes_row(const QXL& x, const uint8_t* row, const char* next, int64_t k) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1), k256 = _mm256_set1_epi16(256);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t g = 0; g < k / 256; ++g) {
+    for (int64_t at = 0; at < 144; at += 64) __builtin_prefetch(next + 144 * g + at, 0, 3);
+    const uint8_t* blk = row + 144 * g;
+    const int8_t* xh = x.h.data() + 256 * g;
+    const int8_t* xm = x.m.data() + 256 * g;
+    const int8_t* xl = x.l.data() + 256 * g;
+    __m256i hi32[2], ml32[2];  // per half: lanes of x's top byte, and 256 · mid + low byte, as int32
+    // A half at a time (sub-blocks 0-3: codes bytes 0-63; 4-7: 64-127), each transposed vector used as it is made,
+    // so that the half's 4 unpacked vectors, 3 accumulators and the loads fit the 16 ymm registers.
+    for (int half = 0; half < 2; ++half) {
+      const __m256i b0 = _mm256_loadu_si256((const __m256i*)(blk + 16 + 64 * half));
+      const __m256i b1 = _mm256_loadu_si256((const __m256i*)(blk + 48 + 64 * half));
+      const __m256i c0 = _mm256_and_si256(b0, low4), c1 = _mm256_and_si256(_mm256_srli_epi16(b0, 4), low4);
+      const __m256i c2 = _mm256_and_si256(b1, low4), c3 = _mm256_and_si256(_mm256_srli_epi16(b1, 4), low4);
+      const __m256i a0 = _mm256_unpacklo_epi32(c0, c1), a1 = _mm256_unpackhi_epi32(c0, c1);
+      const __m256i a2 = _mm256_unpacklo_epi32(c2, c3), a3 = _mm256_unpackhi_epi32(c2, c3);
+      __m256i h = _mm256_setzero_si256(), m = h, l = h;
+      const auto step = [&](__m256i codes, int t) {
+        const int64_t at = 32 * (4 * half + t);
+        h = _mm256_add_epi16(h, _mm256_maddubs_epi16(codes, _mm256_loadu_si256((const __m256i*)(xh + at))));
+        m = _mm256_add_epi16(m, _mm256_maddubs_epi16(codes, _mm256_loadu_si256((const __m256i*)(xm + at))));
+        l = _mm256_add_epi16(l, _mm256_maddubs_epi16(codes, _mm256_loadu_si256((const __m256i*)(xl + at))));
+      };
+      step(_mm256_unpacklo_epi64(a0, a2), 0);
+      step(_mm256_unpackhi_epi64(a0, a2), 1);
+      step(_mm256_unpacklo_epi64(a1, a3), 2);
+      step(_mm256_unpackhi_epi64(a1, a3), 3);
+      hi32[half] = _mm256_madd_epi16(h, ones);
+      ml32[half] = _mm256_add_epi32(_mm256_madd_epi16(m, k256), _mm256_madd_epi16(l, ones));
+    }
+    // Lanes j and j + 4 of a half are its sub-block j: fold to sub-blocks 0..7 in lanes 0..7.
+    const auto fold = [](const __m256i v[2]) {
+      return _mm256_add_epi32(_mm256_permute2x128_si256(v[0], v[1], 0x20), _mm256_permute2x128_si256(v[0], v[1], 0x31));
+    };
+    const __m256 sub = _mm256_fmadd_ps(_mm256_cvtepi32_ps(fold(hi32)), _mm256_set1_ps(65536.0f),
+                                       _mm256_cvtepi32_ps(fold(ml32)));
+    alignas(32) float sc[16];  // (group_scales stores aligned)
+    __m256 mins;
+    group_scales<GK_Q4_K>(blk, sc, mins);
+    const __m256 dx = _mm256_loadu_ps(x.d.data() + 8 * g);
+    acc = _mm256_fmadd_ps(sub, _mm256_mul_ps(_mm256_load_ps(sc), dx), acc);
+    acc = _mm256_fmadd_ps(mins, _mm256_loadu_ps(x.sum.data() + 8 * g), acc);
+  }
+  return hsum(acc);
+}
+
+bool linear_q4k_lanes(const float* x, const void* w, const void* bias, int64_t n, int64_t k, float* y) {
+  thread_local QXL qx;
+  if (k % 256 != 0 || !quantize_x24_lanes(x, k, qx)) return false;
+  const QXL& xq = qx;  // (the pool's threads must not name the thread_local)
+  const int64_t row_bytes = k / 256 * 144;
+  const uint8_t* rows = (const uint8_t*)w;
+  for_rows(n, k, [&](int64_t r) {
+    const uint8_t* row = rows + r * row_bytes;
+    y[r] = q4k_lanes_row(xq, row, (const char*)(row + row_bytes), k) + (bias ? ((const float*)bias)[r] : 0.0f);
+  });
+  return true;
+}
+
 // ---- The opt-in int8 path (GEMMAKIT_CPU_Q8_ACTIVATIONS=1) for up to 8 rows of x ----
 //
 // x as linear_q8act.cpp's quantize_x makes it (per 32 elements d = max|x| / 127, q = round(x / d), the same codes):
@@ -407,6 +547,7 @@ bool gk::cpu::linear_q8act(const float* x, const void* weight, int32_t weight_dt
 
 bool gk::cpu::linear_x24act(const float* x, const void* weight, int32_t weight_dtype, const void* bias, int64_t n,
                             int64_t k, float* y) {
+  if (weight_dtype == GK_Q4_K) return linear_q4k_lanes(x, weight, bias, n, k, y);
   return k % 64 == 0 && by_dtype(weight_dtype, [&](auto dt) {
            return linear_x24<decltype(dt)::value>(x, weight, bias, n, k, y);
          });

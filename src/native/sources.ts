@@ -9,7 +9,7 @@ export const NATIVE_SOURCES: {
   files: [string, string][];
 } = {
   version: "0.1.0",
-  sha256: "a8fb0c0e18dad58f173364c7fc7c39d77fc050ea7dbb5d2dabf5b97b18975e4e",
+  sha256: "d34f2268ff26679585bd4bfb05dfbf58181525d0b646a3a55864619f0b570b22",
   files: [
     ["kernels/common/dtype.h", "423672a9860bbfc1620995b00bd2b45de6ad4082fd748c94483cc620b15d6ec5"],
     ["kernels/common/error.cpp", "16d996224683479f1bfab036cc33a4cb56589112885bf3a1d9936632ae48064c"],
@@ -22,7 +22,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/attention_prefill.cpp", "39610353663cfb0f3daa1cb6a334389c0c9b08e07c200cb38361580ac58a63ff"],
     ["kernels/cpu/avg_pool2d.cpp", "705651fa17c1eeaba10160f96a7f6afa534feb507b375a85585ba061b1c05223"],
     ["kernels/cpu/clamp.cpp", "0385939debcd4e9cf7ef8c8c2a7eef52ff29f22c2944eff8ceabce1d28e58bfa"],
-    ["kernels/cpu/cpu.h", "939b336020611619afb8a19b2838fc981e4422271893c5f0ff847fbf3d063a5f"],
+    ["kernels/cpu/cpu.h", "0216e3438ca1bf0df96d4266e16b4b0c3f80ad1eef370a78c1542b6ab7d1e5cd"],
     ["kernels/cpu/elementwise.cpp", "134dd986aafbbcb4a5ba284fefff27db34fdee3a676653ef7c8acd4379bf09f5"],
     ["kernels/cpu/embedding.cpp", "2920ccea48473f7f9724e9ea15af7ba8f16a63fe1bfc11db6783dff52c7a9524"],
     ["kernels/cpu/gather_sum.cpp", "343b3e0d88a0e77326aa979ec67668c42ffb2372ed8cf058da1019031107776b"],
@@ -31,7 +31,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/layer_norm.cpp", "71da9959d48a20ee3f1414af319ac6266e0a2291059c8b33567ece4326ba534a"],
     ["kernels/cpu/linear.cpp", "6edc0ca58ff5ee785d9c0dfd09b09f46555510a751d9f91e8450a98e700a84fe"],
     ["kernels/cpu/linear_q8act.cpp", "a3726bbb4a062745b6e350dec93fd7d0aa7a5cd1dcc845a9575a2876cd23943f"],
-    ["kernels/cpu/linear_x24_avx2.cpp", "c937e4f941b56bae0079e8253f9d8e1fe52f10b520c3a37fd99d8b6e7869b460"],
+    ["kernels/cpu/linear_x24_avx2.cpp", "b0f49197ecb2a8ceb516ae06a655492748b63f01dc6783224aa18db373045d2b"],
     ["kernels/cpu/logits_process.cpp", "a0202bb03fa6fbd533677ab1155c2d19fb666e1275437e8bc543ee011668384a"],
     ["kernels/cpu/logprobs.cpp", "d671988cef3ab6b39f06f74bb743ecdf2e1480d8ed43e24375f9501a0da7eba2"],
     ["kernels/cpu/moe.cpp", "795ca110dc8aeacace2eb516b3b3231234edcc8d2deb3f336e7f27194e4cf54c"],
