@@ -8,7 +8,8 @@
 // saturates and vpmaddwd against ones gives exactly vpdpbusd's 4-element lane sums. (Q8_0, 8-bit codes, could
 // saturate; it stays on the f32 path, where its products are bound by memory anyway.)
 //
-// Q4_K's 24-bit product has a kernel of its own (q4k_lanes_row, below x24_rows), whose integer sums last a superblock.
+// Q4_K's and Q6_K's 24-bit products have a kernel of their own (lanes_row, below), whose integer sums last a
+// superblock.
 // At the end of the file, the same kernel with one byte of x: these builds' opt-in int8 path for up to 8 rows of x
 // (GEMMAKIT_CPU_Q8_ACTIVATIONS=1).
 #include <omp.h>
@@ -341,22 +342,22 @@ bool linear_x24(const float* x, const void* w, const void* bias, int64_t n, int6
   return linear_rows<DT, 3>(x, w, bias, 1, n, k, y, quantize_x24);
 }
 
-// ---- Q4_K's decode product with sub-block lanes ----
+// ---- Q4_K's and Q6_K's decode products with sub-block lanes ----
 //
 // x24_rows spends per 32 codes an int32 → f32 conversion, a multiply of the sub-block's scale by x's per-lane scales,
 // two shuffles to broadcast that scale and an FMA beside its 6 integer multiplies; on a Zen 3 core, whose FP pipes
-// bound it (llvm-mca -mcpu=znver3), that is a third of the work. Here a superblock's 8 code vectors (one per 32-code
-// sub-block) are transposed by 4-byte lanes (two unpack steps), so that every lane of every vector belongs to one
-// sub-block; x's bytes are stored in the same order and scaled per 32 elements (d = max|x| / kX24Max, as the
-// AVX512-VNNI layouts' x: a rounding of at most 2^-24 of the block's largest |x|), so vpmaddubsw's pair sums of each
-// of x's three bytes add up as int16 over the whole superblock (at most 8 · 2 · 15 · 128 = 30720, no saturation),
-// and the conversion, the scales and the FMAs come once a superblock, lane-wise, with no broadcast. Each lane's sum
-// Σ c · q is exact; the superblock's value is rounded once, in f32. On a Zen 3 (tests/bench/probes/linear_probe.cpp,
-// docs/benchmarks.md) 1.13-1.28x x24_rows' speed from memory with 2 threads, Q4_K [6144, 1536].
+// bound it (llvm-mca -mcpu=znver3), that is a third of the work. Here a superblock's 8 code vectors (32 codes each)
+// are transposed by 4-byte lanes (two unpack steps), so that every lane of every vector belongs to one sub-block
+// (Q4_K's 32 codes, Q6_K's 16); x's bytes are stored in the same order and scaled per 32 elements (d = max|x| /
+// kX24Max, as the AVX512-VNNI layouts' x: a rounding of at most 2^-24 of the block's largest |x|), so vpmaddubsw's
+// pair sums of each of x's three bytes add up in int16 over several steps and in int32 over the superblock, and the
+// conversion, the scales and the FMAs come once a superblock, lane-wise, with no broadcast. Each lane's sum Σ c · q
+// is exact; the superblock's value is rounded once, in f32. On a Zen 3 (tests/bench/probes/linear_probe.cpp,
+// docs/benchmarks.md), from memory with 2 threads: Q4_K [6144, 1536] 1.13-1.28x x24_rows' speed, Q6_K 1.09-1.23x.
 
-// x's bytes in the order the transposition reads them: half s (sub-blocks 4s .. 4s + 3) of a superblock, step t
-// (0..3) holds in lane j (0..7) the 4 elements 4 (t + 4 (j / 4)) .. + 3 of sub-block 4s + j % 4.
-inline int64_t lanes_pos(int64_t v, int64_t i) {  // element i (0..31) of sub-block v (0..7) → byte of the superblock
+// x's bytes in the order the transposition reads them: half s (x blocks, code vectors 4s .. 4s + 3) of a superblock,
+// step t (0..3) holds in lane j (0..7) the 4 elements 4 (t + 4 (j / 4)) .. + 3 of block 4s + j % 4.
+inline int64_t lanes_pos(int64_t v, int64_t i) {  // element i (0..31) of block v (0..7) → byte of the superblock
   const int64_t d = i / 4;
   return 32 * (4 * (v / 4) + d % 4) + 4 * (v % 4 + 4 * (d / 4)) + i % 4;
 }
@@ -364,13 +365,21 @@ inline int64_t lanes_pos(int64_t v, int64_t i) {  // element i (0..31) of sub-bl
 struct QXL {
   std::vector<int8_t> h, m, l;  // x = d · (65536 h + 256 m + l), in lanes_pos order
   std::vector<float> d, sum;  // per 32 elements: the scale, and Σ x (Q4_K's mins)
+  // Q6_K's offset terms (its codes are q + 32): per 16 elements −32 Σ h and −32 Σ (256 m + l), in the lane order of
+  // lanes_row<GK_Q6_K> (per superblock and half s, lane j: the 16 elements 16 (j / 4) .. of x block 4s + j % 4).
+  std::vector<int32_t> corr_h, corr_ml;
 };
 
-bool quantize_x24_lanes(const float* x, int64_t k, QXL& out) {
+// Where the superblock's 16 elements e16 (0..15) go in QXL::corr_*: half e16 / 8, lane (e16 / 2) % 4 + 4 (e16 % 2).
+inline int64_t corr_lane(int64_t e16) { return 8 * (e16 / 8) + (e16 / 2) % 4 + 4 * (e16 % 2); }
+
+// x as QXL; with offsets, also its Q6_K offset terms.
+bool quantize_x24_lanes(const float* x, int64_t k, bool offsets, QXL& out) {
   try {
     for (auto* v : {&out.h, &out.m, &out.l}) v->resize(k);
     out.d.resize(k / 32);
     out.sum.resize(k / 32);
+    if (offsets) out.corr_h.resize(k / 16), out.corr_ml.resize(k / 16);
   } catch (const std::bad_alloc&) {
     return false;
   }
@@ -404,6 +413,13 @@ bool quantize_x24_lanes(const float* x, int64_t k, QXL& out) {
                                          _mm256_sub_epi32(_mm256_setzero_si256(), lim));
       const __m256i l = low_byte(q), hm = _mm256_srai_epi32(_mm256_sub_epi32(q, l), 8);
       const __m256i mid = low_byte(hm), h = _mm256_srai_epi32(_mm256_sub_epi32(hm, mid), 8);
+      if (offsets) {  // (vectors 0-1 are the block's first 16 elements, 2-3 its second)
+        const int64_t at = 16 * g + corr_lane(2 * sub + j / 2);
+        int32_t sh[2], sml[2];
+        lane_sums(h, sh), lane_sums(_mm256_add_epi32(_mm256_slli_epi32(mid, 8), l), sml);
+        out.corr_h[at] = (j % 2 ? out.corr_h[at] : 0) - 32 * (sh[0] + sh[1]);
+        out.corr_ml[at] = (j % 2 ? out.corr_ml[at] : 0) - 32 * (sml[0] + sml[1]);
+      }
       const uint64_t bytes[3] = {low_bytes(h), low_bytes(mid), low_bytes(l)};
       std::vector<int8_t>* planes[3] = {&out.h, &out.m, &out.l};
       for (int p = 0; p < 3; ++p) {
@@ -417,65 +433,113 @@ bool quantize_x24_lanes(const float* x, int64_t k, QXL& out) {
   return true;
 }
 
-// One Q4_K row (its bytes at row, k / 256 superblocks) times x, prefetching the row after it (next).
-inline float q4k_lanes_row(const QXL& x, const uint8_t* row, const char* next, int64_t k) {
-  const __m256i low4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1), k256 = _mm256_set1_epi16(256);
+// Half s of a superblock, its 4 code vectors c (32 codes each, of x blocks 4s .. 4s + 3) transposed by 4-byte
+// lanes in two unpack steps, each step's vector used as it is made (the half's unpacked vectors, accumulators and
+// loads fit the 16 ymm registers): lane j sums codes 4t .. 4t + 3 (t = 0..3) of c[j] (lanes 0-3) or codes 16 + 4t ..
+// of c[j - 4] (lanes 4-7) times x's bytes there (x at the superblock's h, m, l, in lanes_pos order). Returns per lane
+// Σ c · h and Σ c · (256 m + l), exact in int32. FLUSH: steps whose vpmaddubsw pair sums add up in int16 before a
+// vpmaddwd — 4 for codes <= 15 (4 · 2 · 15 · 128 = 15360), 2 for codes <= 63 (2 · 2 · 63 · 128 = 32256).
+template <int FLUSH>
+inline void lanes_half(const __m256i c[4], int s, const int8_t* xh, const int8_t* xm, const int8_t* xl, __m256i& h32,
+                       __m256i& ml32) {
+  const __m256i ones = _mm256_set1_epi16(1), k256 = _mm256_set1_epi16(256);
+  const __m256i a0 = _mm256_unpacklo_epi32(c[0], c[1]), a1 = _mm256_unpackhi_epi32(c[0], c[1]);
+  const __m256i a2 = _mm256_unpacklo_epi32(c[2], c[3]), a3 = _mm256_unpackhi_epi32(c[2], c[3]);
+  __m256i h = _mm256_setzero_si256(), m = h, l = h;
+  h32 = ml32 = h;
+  const auto step = [&](__m256i codes, int t) {
+    const int64_t at = 32 * (4 * s + t);
+    h = _mm256_add_epi16(h, _mm256_maddubs_epi16(codes, _mm256_loadu_si256((const __m256i*)(xh + at))));
+    m = _mm256_add_epi16(m, _mm256_maddubs_epi16(codes, _mm256_loadu_si256((const __m256i*)(xm + at))));
+    l = _mm256_add_epi16(l, _mm256_maddubs_epi16(codes, _mm256_loadu_si256((const __m256i*)(xl + at))));
+    if ((t + 1) % FLUSH == 0) {
+      h32 = _mm256_add_epi32(h32, _mm256_madd_epi16(h, ones));
+      ml32 = _mm256_add_epi32(ml32, _mm256_add_epi32(_mm256_madd_epi16(m, k256), _mm256_madd_epi16(l, ones)));
+      h = m = l = _mm256_setzero_si256();
+    }
+  };
+  step(_mm256_unpacklo_epi64(a0, a2), 0);
+  step(_mm256_unpackhi_epi64(a0, a2), 1);
+  step(_mm256_unpacklo_epi64(a1, a3), 2);
+  step(_mm256_unpackhi_epi64(a1, a3), 3);
+}
+
+// 65536 h + ml per lane as f32: each term exact, the sum rounded once.
+inline __m256 lanes_value(__m256i h32, __m256i ml32) {
+  return _mm256_fmadd_ps(_mm256_cvtepi32_ps(h32), _mm256_set1_ps(65536.0f), _mm256_cvtepi32_ps(ml32));
+}
+
+// One row (its bytes at row, k / 256 superblocks) times x, prefetching the row after it (next). Q4_K: a half's lanes
+// j and j + 4 are its sub-block j, folded; Q6_K: every lane of a half is one 16-element sub-block, scaled as it is.
+template <int DT>
+inline float lanes_row(const QXL& x, const uint8_t* row, const char* next, int64_t k) {
+  constexpr int64_t GB = group_bytes<DT>();
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
   __m256 acc = _mm256_setzero_ps();
   for (int64_t g = 0; g < k / 256; ++g) {
-    for (int64_t at = 0; at < 144; at += 64) __builtin_prefetch(next + 144 * g + at, 0, 3);
-    const uint8_t* blk = row + 144 * g;
+    for (int64_t at = 0; at < GB; at += 64) __builtin_prefetch(next + GB * g + at, 0, 3);
+    const uint8_t* blk = row + GB * g;
     const int8_t* xh = x.h.data() + 256 * g;
     const int8_t* xm = x.m.data() + 256 * g;
     const int8_t* xl = x.l.data() + 256 * g;
-    __m256i hi32[2], ml32[2];  // per half: lanes of x's top byte, and 256 · mid + low byte, as int32
-    // A half at a time (sub-blocks 0-3: codes bytes 0-63; 4-7: 64-127), each transposed vector used as it is made,
-    // so that the half's 4 unpacked vectors, 3 accumulators and the loads fit the 16 ymm registers.
-    for (int half = 0; half < 2; ++half) {
-      const __m256i b0 = _mm256_loadu_si256((const __m256i*)(blk + 16 + 64 * half));
-      const __m256i b1 = _mm256_loadu_si256((const __m256i*)(blk + 48 + 64 * half));
-      const __m256i c0 = _mm256_and_si256(b0, low4), c1 = _mm256_and_si256(_mm256_srli_epi16(b0, 4), low4);
-      const __m256i c2 = _mm256_and_si256(b1, low4), c3 = _mm256_and_si256(_mm256_srli_epi16(b1, 4), low4);
-      const __m256i a0 = _mm256_unpacklo_epi32(c0, c1), a1 = _mm256_unpackhi_epi32(c0, c1);
-      const __m256i a2 = _mm256_unpacklo_epi32(c2, c3), a3 = _mm256_unpackhi_epi32(c2, c3);
-      __m256i h = _mm256_setzero_si256(), m = h, l = h;
-      const auto step = [&](__m256i codes, int t) {
-        const int64_t at = 32 * (4 * half + t);
-        h = _mm256_add_epi16(h, _mm256_maddubs_epi16(codes, _mm256_loadu_si256((const __m256i*)(xh + at))));
-        m = _mm256_add_epi16(m, _mm256_maddubs_epi16(codes, _mm256_loadu_si256((const __m256i*)(xm + at))));
-        l = _mm256_add_epi16(l, _mm256_maddubs_epi16(codes, _mm256_loadu_si256((const __m256i*)(xl + at))));
-      };
-      step(_mm256_unpacklo_epi64(a0, a2), 0);
-      step(_mm256_unpackhi_epi64(a0, a2), 1);
-      step(_mm256_unpacklo_epi64(a1, a3), 2);
-      step(_mm256_unpackhi_epi64(a1, a3), 3);
-      hi32[half] = _mm256_madd_epi16(h, ones);
-      ml32[half] = _mm256_add_epi32(_mm256_madd_epi16(m, k256), _mm256_madd_epi16(l, ones));
-    }
-    // Lanes j and j + 4 of a half are its sub-block j: fold to sub-blocks 0..7 in lanes 0..7.
-    const auto fold = [](const __m256i v[2]) {
-      return _mm256_add_epi32(_mm256_permute2x128_si256(v[0], v[1], 0x20), _mm256_permute2x128_si256(v[0], v[1], 0x31));
-    };
-    const __m256 sub = _mm256_fmadd_ps(_mm256_cvtepi32_ps(fold(hi32)), _mm256_set1_ps(65536.0f),
-                                       _mm256_cvtepi32_ps(fold(ml32)));
     alignas(32) float sc[16];  // (group_scales stores aligned)
     __m256 mins;
-    group_scales<GK_Q4_K>(blk, sc, mins);
-    const __m256 dx = _mm256_loadu_ps(x.d.data() + 8 * g);
-    acc = _mm256_fmadd_ps(sub, _mm256_mul_ps(_mm256_load_ps(sc), dx), acc);
-    acc = _mm256_fmadd_ps(mins, _mm256_loadu_ps(x.sum.data() + 8 * g), acc);
+    group_scales<DT>(blk, sc, mins);
+    if constexpr (DT == GK_Q4_K) {
+      __m256i h32[2], ml32[2];
+      for (int s = 0; s < 2; ++s) {  // sub-blocks 4s .. 4s + 3: code bytes 64s .. 64s + 63
+        const __m256i b0 = _mm256_loadu_si256((const __m256i*)(blk + 16 + 64 * s));
+        const __m256i b1 = _mm256_loadu_si256((const __m256i*)(blk + 48 + 64 * s));
+        const __m256i c[4] = {_mm256_and_si256(b0, low4), _mm256_and_si256(_mm256_srli_epi16(b0, 4), low4),
+                              _mm256_and_si256(b1, low4), _mm256_and_si256(_mm256_srli_epi16(b1, 4), low4)};
+        lanes_half<4>(c, s, xh, xm, xl, h32[s], ml32[s]);
+      }
+      const auto fold = [](const __m256i v[2]) {  // lanes j and j + 4 of half s → lane 4s + j
+        return _mm256_add_epi32(_mm256_permute2x128_si256(v[0], v[1], 0x20),
+                                _mm256_permute2x128_si256(v[0], v[1], 0x31));
+      };
+      const __m256 dx = _mm256_loadu_ps(x.d.data() + 8 * g);
+      acc = _mm256_fmadd_ps(lanes_value(fold(h32), fold(ml32)), _mm256_mul_ps(_mm256_load_ps(sc), dx), acc);
+      acc = _mm256_fmadd_ps(mins, _mm256_loadu_ps(x.sum.data() + 8 * g), acc);
+    } else {
+      static_assert(DT == GK_Q6_K, "lanes_row: Q4_K or Q6_K");
+      const __m256i top = _mm256_set1_epi8(0x30);
+      for (int s = 0; s < 2; ++s) {  // x blocks 4s .. 4s + 3: ggml's element groups q1..q4 of the 128 at 128s
+        const __m256i qh = _mm256_loadu_si256((const __m256i*)(blk + 128 + 32 * s));
+        const __m256i ql0 = _mm256_loadu_si256((const __m256i*)(blk + 64 * s));
+        const __m256i ql1 = _mm256_loadu_si256((const __m256i*)(blk + 64 * s + 32));
+        const __m256i c[4] = {
+            _mm256_or_si256(_mm256_and_si256(ql0, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), top)),
+            _mm256_or_si256(_mm256_and_si256(ql1, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), top)),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4), _mm256_and_si256(qh, top)),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
+                            _mm256_and_si256(_mm256_srli_epi16(qh, 2), top))};
+        __m256i h32, ml32;
+        lanes_half<2>(c, s, xh, xm, xl, h32, ml32);
+        const int64_t at = 16 * g + 8 * s;
+        h32 = _mm256_add_epi32(h32, _mm256_loadu_si256((const __m256i*)(x.corr_h.data() + at)));
+        ml32 = _mm256_add_epi32(ml32, _mm256_loadu_si256((const __m256i*)(x.corr_ml.data() + at)));
+        // Lane j: sub-block 2 (4s + j % 4) + j / 4 (its scale), x block 4s + j % 4 (its d).
+        const __m256 scale = _mm256_permutevar8x32_ps(_mm256_load_ps(sc + 8 * s),
+                                                      _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
+        const __m256 dx = _mm256_broadcast_ps((const __m128*)(x.d.data() + 8 * g + 4 * s));
+        acc = _mm256_fmadd_ps(lanes_value(h32, ml32), _mm256_mul_ps(scale, dx), acc);
+      }
+    }
   }
   return hsum(acc);
 }
 
-bool linear_q4k_lanes(const float* x, const void* w, const void* bias, int64_t n, int64_t k, float* y) {
+template <int DT>
+bool linear_lanes(const float* x, const void* w, const void* bias, int64_t n, int64_t k, float* y) {
   thread_local QXL qx;
-  if (k % 256 != 0 || !quantize_x24_lanes(x, k, qx)) return false;
+  if (k % 256 != 0 || !quantize_x24_lanes(x, k, DT == GK_Q6_K, qx)) return false;
   const QXL& xq = qx;  // (the pool's threads must not name the thread_local)
-  const int64_t row_bytes = k / 256 * 144;
+  const int64_t row_bytes = k / 256 * group_bytes<DT>();
   const uint8_t* rows = (const uint8_t*)w;
   for_rows(n, k, [&](int64_t r) {
     const uint8_t* row = rows + r * row_bytes;
-    y[r] = q4k_lanes_row(xq, row, (const char*)(row + row_bytes), k) + (bias ? ((const float*)bias)[r] : 0.0f);
+    y[r] = lanes_row<DT>(xq, row, (const char*)(row + row_bytes), k) + (bias ? ((const float*)bias)[r] : 0.0f);
   });
   return true;
 }
@@ -547,7 +611,8 @@ bool gk::cpu::linear_q8act(const float* x, const void* weight, int32_t weight_dt
 
 bool gk::cpu::linear_x24act(const float* x, const void* weight, int32_t weight_dtype, const void* bias, int64_t n,
                             int64_t k, float* y) {
-  if (weight_dtype == GK_Q4_K) return linear_q4k_lanes(x, weight, bias, n, k, y);
+  if (weight_dtype == GK_Q4_K) return linear_lanes<GK_Q4_K>(x, weight, bias, n, k, y);
+  if (weight_dtype == GK_Q6_K) return linear_lanes<GK_Q6_K>(x, weight, bias, n, k, y);
   return k % 64 == 0 && by_dtype(weight_dtype, [&](auto dt) {
            return linear_x24<decltype(dt)::value>(x, weight, bias, n, k, y);
          });
