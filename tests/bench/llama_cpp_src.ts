@@ -168,7 +168,8 @@ async function fetchSource(dir: string, log: (s: string) => void): Promise<strin
 }
 
 /**
- * Builds (once; later calls find the cache) llama-bench, llama-server and llama-quantize. A tree that has some targets gets the missing ones from the same build directory.
+ * Builds (once; later calls find the cache) llama-bench, llama-server and llama-quantize. A tree that has some
+ * targets gets the missing ones from the same build directory.
  */
 export async function buildLlamaCppSrc(log: (s: string) => void = console.error): Promise<LlamaCppSrcBuild> {
   const clang = (await run("clang", ["--version"]).catch(() => "")).split("\n")[0];
