@@ -62,6 +62,36 @@ inline void lane_sums(__m256i v, int32_t out[2]) {
   out[1] = _mm256_extract_epi32(t, 4);
 }
 
+// v scaled by inv, rounded and clamped to ±kX24Max (q), as its three signed bytes: q = 65536 h + 256 mid + l. hm is
+// 256 h + mid.
+inline void split_x24(__m256 v, __m256 inv, __m256i& h, __m256i& hm, __m256i& mid, __m256i& l) {
+  const __m256i lim = _mm256_set1_epi32((int)gk::cpu::kX24Max), k128 = _mm256_set1_epi32(128);
+  const __m256i k255 = _mm256_set1_epi32(255);
+  const auto low_byte = [&](__m256i u) {
+    return _mm256_sub_epi32(_mm256_and_si256(_mm256_add_epi32(u, k128), k255), k128);
+  };
+  const __m256i q = _mm256_max_epi32(_mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(v, inv)), lim),
+                                     _mm256_sub_epi32(_mm256_setzero_si256(), lim));
+  l = low_byte(q), hm = _mm256_srai_epi32(_mm256_sub_epi32(q, l), 8);
+  mid = low_byte(hm), h = _mm256_srai_epi32(_mm256_sub_epi32(hm, mid), 8);
+}
+
+// The 32 elements at x loaded into v, and their largest |x|; finite: no NaN or infinity among them.
+inline float block_absmax(const float* x, __m256 v[4], bool& finite) {
+  const __m256 sign = _mm256_set1_ps(-0.0f), big = _mm256_set1_ps(3.402823466e38f);
+  __m256 amax = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
+  for (int j = 0; j < 4; ++j) {
+    v[j] = _mm256_loadu_ps(x + 8 * j);
+    const __m256 a = _mm256_andnot_ps(sign, v[j]);
+    amax = _mm256_max_ps(amax, a);
+    bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, big, _CMP_NLE_UQ));
+  }
+  finite = _mm256_movemask_ps(bad) == 0;
+  __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+  m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+  return _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
+}
+
 bool quantize_x24(const float* x, int64_t k, int c, QX24& out) {
   try {
     for (auto* v : {&out.l, &out.m, &out.h}) v->resize(k);
@@ -73,11 +103,6 @@ bool quantize_x24(const float* x, int64_t k, int c, QX24& out) {
   }
   const __m256 sign = _mm256_set1_ps(-0.0f), qmax = _mm256_set1_ps(gk::cpu::kX24Max);
   const __m256 big = _mm256_set1_ps(3.402823466e38f), tiny = _mm256_set1_ps(0x1p-96f);
-  const __m256i lim = _mm256_set1_epi32((int)gk::cpu::kX24Max), k128 = _mm256_set1_epi32(128);
-  const __m256i k255 = _mm256_set1_epi32(255);
-  const auto low_byte = [&](__m256i v) {
-    return _mm256_sub_epi32(_mm256_and_si256(_mm256_add_epi32(v, k128), k255), k128);
-  };
   for (int64_t e = 0; e < k; e += 8) {
     const __m256 v = _mm256_loadu_ps(x + e), a = _mm256_andnot_ps(sign, v);
     const __m256 m2 = _mm256_max_ps(a, _mm256_permute_ps(a, 0xB1));
@@ -89,10 +114,8 @@ bool quantize_x24(const float* x, int64_t k, int c, QX24& out) {
     const __m256 live = _mm256_andnot_ps(bad, _mm256_cmp_ps(m4, tiny, _CMP_GT_OQ));
     const __m256 inv = _mm256_and_ps(live, _mm256_div_ps(qmax, m4));
     const __m256 d = _mm256_blendv_ps(_mm256_div_ps(m4, qmax), _mm256_set1_ps(__builtin_nanf("")), bad);
-    const __m256i q = _mm256_max_epi32(_mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(v, inv)), lim),
-                                       _mm256_sub_epi32(_mm256_setzero_si256(), lim));
-    const __m256i l = low_byte(q), hm = _mm256_srai_epi32(_mm256_sub_epi32(q, l), 8);
-    const __m256i mid = low_byte(hm), h = _mm256_srai_epi32(_mm256_sub_epi32(hm, mid), 8);
+    __m256i h, hm, mid, l;
+    split_x24(v, inv, h, hm, mid, l);
     const uint64_t lb = low_bytes(l), mb = low_bytes(mid), hb = low_bytes(h);
     memcpy(out.l.data() + e, &lb, 8), memcpy(out.m.data() + e, &mb, 8), memcpy(out.h.data() + e, &hb, 8);
     int32_t shm[2], sl[2];
@@ -383,36 +406,20 @@ bool quantize_x24_lanes(const float* x, int64_t k, bool offsets, QXL& out) {
   } catch (const std::bad_alloc&) {
     return false;
   }
-  const __m256 sign = _mm256_set1_ps(-0.0f), big = _mm256_set1_ps(3.402823466e38f);
-  const __m256i lim = _mm256_set1_epi32((int)gk::cpu::kX24Max), k128 = _mm256_set1_epi32(128);
-  const __m256i k255 = _mm256_set1_epi32(255);
-  const auto low_byte = [&](__m256i v) {
-    return _mm256_sub_epi32(_mm256_and_si256(_mm256_add_epi32(v, k128), k255), k128);
-  };
   for (int64_t b = 0; b < k / 32; ++b) {
-    __m256 v[4], amax = _mm256_setzero_ps(), bad = _mm256_setzero_ps(), s = _mm256_setzero_ps();
-    for (int j = 0; j < 4; ++j) {
-      v[j] = _mm256_loadu_ps(x + 32 * b + 8 * j);
-      const __m256 a = _mm256_andnot_ps(sign, v[j]);
-      amax = _mm256_max_ps(amax, a);
-      bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, big, _CMP_NLE_UQ));
-      s = _mm256_add_ps(s, v[j]);
-    }
-    out.sum[b] = hsum(s);
-    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
-    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    const float mx = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
+    __m256 v[4];
+    bool finite;
+    const float mx = block_absmax(x + 32 * b, v, finite);
+    out.sum[b] = hsum(_mm256_add_ps(_mm256_add_ps(_mm256_add_ps(v[0], v[1]), v[2]), v[3]));
     // As x24_block: a NaN or infinity makes the block's d NaN (its rows' outputs NaN) and its codes 0; a block whose
     // largest |x| is below 2^-96 goes in as zeros.
-    const bool finite = _mm256_movemask_ps(bad) == 0, live = finite && mx > 0x1p-96f;
+    const bool live = finite && mx > 0x1p-96f;
     out.d[b] = finite ? mx / gk::cpu::kX24Max : __builtin_nanf("");
     const __m256 id = _mm256_set1_ps(live ? gk::cpu::kX24Max / mx : 0.0f);
     const int64_t g = b / 8, sub = b % 8;
     for (int j = 0; j < 4; ++j) {  // elements 8j .. 8j + 7: dwords 2j, 2j + 1
-      const __m256i q = _mm256_max_epi32(_mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(v[j], id)), lim),
-                                         _mm256_sub_epi32(_mm256_setzero_si256(), lim));
-      const __m256i l = low_byte(q), hm = _mm256_srai_epi32(_mm256_sub_epi32(q, l), 8);
-      const __m256i mid = low_byte(hm), h = _mm256_srai_epi32(_mm256_sub_epi32(hm, mid), 8);
+      __m256i h, hm, mid, l;
+      split_x24(v[j], id, h, hm, mid, l);
       if (offsets) {  // (vectors 0-1 are the block's first 16 elements, 2-3 its second)
         const int64_t at = 16 * g + corr_lane(2 * sub + j / 2);
         int32_t sh[2], sml[2];
@@ -559,21 +566,11 @@ bool quantize_x8(const float* x, int64_t k, int c, QX24& out) {
   } catch (const std::bad_alloc&) {
     return false;
   }
-  const __m256 sign = _mm256_set1_ps(-0.0f), big = _mm256_set1_ps(3.402823466e38f);
   const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
   for (int64_t b = 0; b < k / 32; ++b) {
-    __m256 v[4], amax = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
-    for (int j = 0; j < 4; ++j) {
-      v[j] = _mm256_loadu_ps(x + 32 * b + 8 * j);
-      const __m256 a = _mm256_andnot_ps(sign, v[j]);
-      amax = _mm256_max_ps(amax, a);
-      bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, big, _CMP_NLE_UQ));
-    }
-    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
-    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    const float mx = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
-    // A NaN or infinity in the block makes its d NaN, so the row's output is NaN as on the f32 path.
-    const bool finite = _mm256_movemask_ps(bad) == 0;
+    __m256 v[4];
+    bool finite;  // (a NaN or infinity in the block makes its d NaN, so the row's output is NaN as on the f32 path)
+    const float mx = block_absmax(x + 32 * b, v, finite);
     const float d = finite ? mx / 127.0f : __builtin_nanf(""), id = finite && mx > 0.0f ? 127.0f / mx : 0.0f;
     __m256i q[4];
     for (int j = 0; j < 4; ++j) q[j] = _mm256_cvtps_epi32(_mm256_mul_ps(v[j], _mm256_set1_ps(id)));
@@ -611,10 +608,11 @@ bool gk::cpu::linear_q8act(const float* x, const void* weight, int32_t weight_dt
 
 bool gk::cpu::linear_x24act(const float* x, const void* weight, int32_t weight_dtype, const void* bias, int64_t n,
                             int64_t k, float* y) {
-  if (weight_dtype == GK_Q4_K) return linear_lanes<GK_Q4_K>(x, weight, bias, n, k, y);
-  if (weight_dtype == GK_Q6_K) return linear_lanes<GK_Q6_K>(x, weight, bias, n, k, y);
-  return k % 64 == 0 && by_dtype(weight_dtype, [&](auto dt) {
-           return linear_x24<decltype(dt)::value>(x, weight, bias, n, k, y);
-         });
+  switch (weight_dtype) {
+    case GK_Q4_K: return linear_lanes<GK_Q4_K>(x, weight, bias, n, k, y);
+    case GK_Q6_K: return linear_lanes<GK_Q6_K>(x, weight, bias, n, k, y);
+    case GK_Q5_0: return k % 64 == 0 && linear_x24<GK_Q5_0>(x, weight, bias, n, k, y);  // (lanes measured no faster)
+    default: return false;
+  }
 }
 #endif

@@ -9,7 +9,7 @@ export const NATIVE_SOURCES: {
   files: [string, string][];
 } = {
   version: "0.1.0",
-  sha256: "8099c1dea5b5bd22247596e3883ce49fde6e32a8cc8d870d7285a1601bb7e170",
+  sha256: "71a5da3e5d74f6c7652d5d39c7c364c313b7970f330a8212e8a593d1dfd4e5c2",
   files: [
     ["kernels/common/dtype.h", "423672a9860bbfc1620995b00bd2b45de6ad4082fd748c94483cc620b15d6ec5"],
     ["kernels/common/error.cpp", "16d996224683479f1bfab036cc33a4cb56589112885bf3a1d9936632ae48064c"],
@@ -31,7 +31,7 @@ export const NATIVE_SOURCES: {
     ["kernels/cpu/layer_norm.cpp", "71da9959d48a20ee3f1414af319ac6266e0a2291059c8b33567ece4326ba534a"],
     ["kernels/cpu/linear.cpp", "6edc0ca58ff5ee785d9c0dfd09b09f46555510a751d9f91e8450a98e700a84fe"],
     ["kernels/cpu/linear_q8act.cpp", "a3726bbb4a062745b6e350dec93fd7d0aa7a5cd1dcc845a9575a2876cd23943f"],
-    ["kernels/cpu/linear_x24_avx2.cpp", "90945c9726714fb642a0fdf7e56cf3899c0cfa93861eaf433315d1fc1bd9c883"],
+    ["kernels/cpu/linear_x24_avx2.cpp", "16b67dd209faa014a24c840852dba266a8ea157ae5482704349502e19f2da6e5"],
     ["kernels/cpu/logits_process.cpp", "a0202bb03fa6fbd533677ab1155c2d19fb666e1275437e8bc543ee011668384a"],
     ["kernels/cpu/logprobs.cpp", "d671988cef3ab6b39f06f74bb743ecdf2e1480d8ed43e24375f9501a0da7eba2"],
     ["kernels/cpu/moe.cpp", "795ca110dc8aeacace2eb516b3b3231234edcc8d2deb3f336e7f27194e4cf54c"],
